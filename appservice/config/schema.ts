@@ -1,0 +1,154 @@
+// The configuration, as code. Every key has a description and a default where one is sane;
+// config.sample.yaml is generated from this schema (`kuvert config sample`) and a test
+// checks that the committed sample matches, so the documentation cannot drift.
+import { z } from "zod";
+
+const port = z.number().int().min(0).max(65535);
+const bindAddress = z.string().min(1);
+const matrixUserId = z.string().regex(/^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:[\]]+$/, "a Matrix user ID like @alice:example.org");
+
+const listener = (defaults: { bindAddress: string; port: number }, what: string) =>
+  z
+    .object({
+      bindAddress: bindAddress.default(defaults.bindAddress).describe(`Address the ${what} listens on.`),
+      port: port.default(defaults.port).describe(`Port the ${what} listens on (0 picks a free one).`),
+    })
+    .strict()
+    .prefault({})
+    .describe(`Where the ${what} listens.`);
+
+export const roles = ["admin", "staff", "dpo"] as const;
+export type Role = (typeof roles)[number];
+
+export const configSchema = z
+  .object({
+    homeserver: z
+      .object({
+        url: z.url().describe("Client-server API base URL of the homeserver, as Kuvert reaches it (e.g. http://synapse:8008).").default("http://localhost:8008"),
+        domain: z
+          .string()
+          .regex(/^[A-Za-z0-9.\-]+(:\d+)?$/, "a server name like example.org")
+          .describe("The homeserver's server name: the part after the colon in user IDs.")
+          .default("example.org"),
+        publicUrl: z
+          .url()
+          .optional()
+          .describe("Homeserver URL as clerks' clients reach it; used in letters and e-mails. Defaults to homeserver.url."),
+        adminToken: z
+          .string()
+          .optional()
+          .describe("Access token of a homeserver admin, for Synapse's admin API. Prefer the environment variable KUVERT_HOMESERVER_ADMIN_TOKEN."),
+      })
+      .strict()
+      .prefault({})
+      .describe("The Matrix homeserver Kuvert serves."),
+    appservice: z
+      .object({
+        id: z.string().regex(/^[a-zA-Z0-9_.-]+$/).default("kuvert").describe("Application service id in the registration."),
+        registrationFile: z.string().default("registration.yaml").describe("Path of the registration file the homeserver loads (made by `kuvert generate-registration`)."),
+        url: z.url().default("http://localhost:9993").describe("URL at which the homeserver reaches Kuvert's application service listener."),
+        botLocalpart: z
+          .string()
+          .regex(/^[a-z0-9._=\-/]+$/)
+          .default("kuvert")
+          .describe("Localpart of Kuvert's bot user (the registration's sender_localpart)."),
+        botDisplayName: z.string().default("Kuvert").describe("Display name of Kuvert's bot user."),
+        userPrefix: z
+          .string()
+          .regex(/^[a-z0-9._=\-/]+$/)
+          .default("kuvert_")
+          .describe("Prefix of the exclusive user and alias namespaces Kuvert claims."),
+        listener: listener({ bindAddress: "127.0.0.1", port: 9993 }, "application service API (homeserver → Kuvert; internal network only)"),
+      })
+      .strict()
+      .prefault({})
+      .describe("The application service: how the homeserver and Kuvert find each other."),
+    publicApi: z
+      .object({
+        baseUrl: z.url().default("http://localhost:8080").describe("Public base URL of Kuvert's HTTP API and web pages."),
+        listener: listener({ bindAddress: "127.0.0.1", port: 8080 }, "public HTTP API and web pages"),
+        trustProxy: z.boolean().default(false).describe("Trust X-Forwarded-* headers from a reverse proxy."),
+      })
+      .strict()
+      .prefault({})
+      .describe("The public HTTP API (admin API, OpenAPI document, health)."),
+    database: z
+      .object({
+        url: z
+          .string()
+          .optional()
+          .describe("PostgreSQL connection URL. Unset: the embedded PGlite database in database.embeddedDir. Prefer KUVERT_DATABASE_URL."),
+        embeddedDir: z.string().default("data/db").describe("Directory of the embedded PGlite database (used when database.url is unset)."),
+        poolSize: z.number().int().min(2).max(200).default(10).describe("Maximum PostgreSQL connections of one Kuvert process."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Where Kuvert keeps its state."),
+    staff: z
+      .array(
+        z
+          .object({
+            userId: matrixUserId.describe("The person's Matrix ID."),
+            roles: z.array(z.enum(roles)).min(1).describe("admin (includes staff), staff, dpo."),
+          })
+          .strict(),
+      )
+      .default([])
+      .describe("Staff of the operating body: invited to every organisation room with power level 50 (admin and staff)."),
+    organisations: z
+      .object({
+        language: z.enum(["de", "en"]).default("de").describe("Language of room texts (welcome, replies)."),
+        roomNamePrefix: z.string().default("").describe("Prefix of organisation room names, e.g. 'Kuvert: '."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Organisation rooms."),
+    workers: z
+      .object({
+        concurrency: z.number().int().min(1).max(64).default(4).describe("How many work items of one kind a Kuvert process handles at once."),
+        leaseSeconds: z
+          .number()
+          .int()
+          .min(2)
+          .max(3600)
+          .default(60)
+          .describe("How long a claimed work item stays reserved; a crashed worker's items are taken over after this."),
+        pollMilliseconds: z.number().int().min(50).max(60000).default(1000).describe("How often idle workers look for work written by other processes."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Background workers."),
+    logging: z
+      .object({
+        level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info").describe("Lowest level written."),
+        pseudonymKey: z
+          .string()
+          .optional()
+          .describe("Key of the keyed hash that pseudonymises people in logs. Prefer KUVERT_PSEUDONYM_KEY. Unset: a random key per start."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Operational logs: JSON lines on standard output."),
+  })
+  .strict();
+
+export type KuvertConfig = z.infer<typeof configSchema>;
+export type ListenerConfig = KuvertConfig["publicApi"]["listener"];
+
+/** Environment variables that set secrets (and the database URL) without writing them into the file. */
+export const environmentKeys = {
+  KUVERT_DATABASE_URL: ["database", "url"],
+  KUVERT_HOMESERVER_ADMIN_TOKEN: ["homeserver", "adminToken"],
+  KUVERT_PSEUDONYM_KEY: ["logging", "pseudonymKey"],
+} as const satisfies Record<string, readonly string[]>;
+
+export function hasRole(config: KuvertConfig, userId: string, role: Role): boolean {
+  const entry = config.staff.find((s) => s.userId === userId);
+  if (!entry) return false;
+  return entry.roles.includes(role) || (role === "staff" && entry.roles.includes("admin"));
+}
+
+/** Members of staff who belong in organisation rooms (admin ⊃ staff). */
+export function roomStaff(config: KuvertConfig): string[] {
+  return config.staff.filter((s) => s.roles.includes("staff") || s.roles.includes("admin")).map((s) => s.userId);
+}

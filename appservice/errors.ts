@@ -1,0 +1,77 @@
+// Errors that reach people: a stable code for programs, a sentence for humans.
+import type { z } from "zod";
+
+export const ErrCode = {
+  BadJson: "KUVERT_BAD_JSON",
+  InvalidInput: "KUVERT_INVALID_INPUT",
+  UnknownField: "KUVERT_UNKNOWN_FIELD",
+  NotFound: "KUVERT_NOT_FOUND",
+  Archived: "KUVERT_ORGANISATION_ARCHIVED",
+  Unauthorized: "KUVERT_UNAUTHORIZED",
+  Forbidden: "KUVERT_FORBIDDEN",
+  UnsupportedMediaType: "KUVERT_UNSUPPORTED_MEDIA_TYPE",
+  TooLarge: "KUVERT_TOO_LARGE",
+  RateLimited: "KUVERT_RATE_LIMITED",
+  Unavailable: "KUVERT_UNAVAILABLE",
+  Internal: "KUVERT_INTERNAL",
+} as const;
+export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
+
+export interface ErrorDetail {
+  path: string;
+  message: string;
+}
+
+export class KuvertError extends Error {
+  readonly errcode: ErrCode;
+  readonly status: number;
+  readonly details: ErrorDetail[] | undefined;
+  constructor(errcode: ErrCode, status: number, message: string, details?: ErrorDetail[]) {
+    super(message);
+    this.name = "KuvertError";
+    this.errcode = errcode;
+    this.status = status;
+    this.details = details;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { errcode: this.errcode, error: this.message, ...(this.details ? { details: this.details } : {}) };
+  }
+}
+
+/** What a schema issue expected, as a phrase: "a number", "one of de, en", "a URL". */
+export function expectation(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_type":
+      return issue.expected === "array" ? "a list" : issue.expected === "object" ? "a mapping" : `a ${issue.expected}`;
+    case "invalid_value":
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "invalid_format":
+      return issue.format === "url" ? "a URL like https://example.org" : issue.message.startsWith("Invalid") ? `a valid ${issue.format}` : issue.message;
+    case "too_small":
+      return issue.origin === "string" ? `at least ${issue.minimum} character(s)` : issue.origin === "array" ? `at least ${issue.minimum} entr(y/ies)` : `at least ${issue.minimum}`;
+    case "too_big":
+      return issue.origin === "string" ? `at most ${issue.maximum} characters` : issue.origin === "array" ? `at most ${issue.maximum} entries` : `at most ${issue.maximum}`;
+    default:
+      return issue.message;
+  }
+}
+
+/** Turns schema issues into a KuvertError that names every offending field. */
+export function inputError(issues: z.core.$ZodIssue[], prefix = ""): KuvertError {
+  const details: ErrorDetail[] = issues.flatMap((issue) => {
+    const base = [prefix, ...issue.path.map(String)].filter(Boolean).join(".");
+    if (issue.code === "unrecognized_keys") return issue.keys.map((k) => ({ path: base ? `${base}.${k}` : k, message: "unknown field" }));
+    const missing = issue.code === "invalid_type" && issue.message.includes("received undefined");
+    return [{ path: base || "(body)", message: missing ? `missing, expected ${expectation(issue)}` : `expected ${expectation(issue)}` }];
+  });
+  const unknownOnly = issues.every((i) => i.code === "unrecognized_keys");
+  const summary = details.map((d) => `${d.path}: ${d.message}`).join("; ");
+  return new KuvertError(unknownOnly ? ErrCode.UnknownField : ErrCode.InvalidInput, 400, summary, details);
+}
+
+export function parseInput<T>(schema: z.ZodType<T>, value: unknown, prefix = ""): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw inputError(result.error.issues, prefix);
+  return result.data;
+}

@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { parse } from "yaml";
+import { ConfigError, loadConfig, parseConfig } from "../../appservice/config/load.ts";
+import { sampleConfig } from "../../appservice/config/sample.ts";
+
+const root = join(import.meta.dirname, "..", "..");
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err.problems;
+  }
+  assert.fail("the configuration was accepted");
+}
+
+function configFile(text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), "kuvert-config-")), "config.yaml");
+  writeFileSync(file, text);
+  return file;
+}
+
+describe("configuration", () => {
+  it("the committed config.sample.yaml is the one the code generates", () => {
+    assert.equal(readFileSync(join(root, "config.sample.yaml"), "utf8"), sampleConfig(), "run `node bin/kuvert.js config sample > config.sample.yaml`");
+  });
+
+  it("the sample parses to exactly the defaults", () => {
+    assert.deepEqual(parseConfig(parse(sampleConfig())), parseConfig({}));
+  });
+
+  it("names an unknown key instead of ignoring it", () => {
+    const problems = problemsOf(() => loadConfig(configFile("homeserver:\n  domian: example.org\n"), {}));
+    assert.deepEqual(problems, ["homeserver.domian: unknown key (not a Kuvert setting; check its spelling and nesting)"]);
+  });
+
+  it("names the key, the value found and what was expected", () => {
+    const problems = problemsOf(() =>
+      loadConfig(configFile("appservice:\n  listener:\n    port: 70000\nworkers:\n  concurrency: lots\nstaff:\n  - userId: bob\n    roles: [boss]\n"), {}),
+    );
+    assert.deepEqual(problems, [
+      "appservice.listener.port: found 70000, expected at most 65535",
+      'staff.0.userId: found "bob", expected a Matrix user ID like @alice:example.org',
+      'staff.0.roles.0: found "boss", expected one of "admin", "staff", "dpo"',
+      'workers.concurrency: found "lots", expected a number',
+    ]);
+  });
+
+  it("reports YAML syntax errors and unreadable files", () => {
+    assert.match(problemsOf(() => loadConfig(configFile("homeserver: [unclosed\n"), {}))[0]!, /YAML syntax/);
+    assert.match(problemsOf(() => loadConfig("/nonexistent/kuvert.yaml", {}))[0]!, /cannot read the file/);
+  });
+
+  it("takes secrets from the environment over the file", () => {
+    const config = loadConfig(configFile("database:\n  url: postgres://file/db\n"), {
+      KUVERT_DATABASE_URL: "postgres://env/db",
+      KUVERT_HOMESERVER_ADMIN_TOKEN: "secret",
+    });
+    assert.equal(config.database.url, "postgres://env/db");
+    assert.equal(config.homeserver.adminToken, "secret");
+  });
+});

@@ -1,0 +1,115 @@
+// The audit log: one row per modifying action, written in the same transaction as the
+// change it records, chained by SHA-256 so that a changed or removed row is found.
+import { createHash } from "node:crypto";
+import type { Queryable } from "../db/database.ts";
+
+export const GENESIS_HASH = "0".repeat(64);
+// Serialises appends so that each row chains to exactly one predecessor.
+const AUDIT_LOCK = 7_410_002;
+
+export interface AuditEntry {
+  /** A Matrix user ID, `token:<name>` for an API token, or `kuvert` for Kuvert itself. */
+  actor: string;
+  action: string;
+  organisationId?: string | null;
+  object?: string | null;
+  outcome: "ok" | "refused" | "failed";
+  details?: Record<string, unknown>;
+}
+
+export interface AuditRow {
+  seq: string;
+  at: Date;
+  actor: string;
+  action: string;
+  organisation_id: string | null;
+  object: string | null;
+  outcome: string;
+  details: Record<string, unknown>;
+  prev_hash: string;
+  hash: string;
+}
+
+function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value ?? null);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+}
+
+/** The hash of a row: SHA-256 over its canonical form and the previous row's hash. */
+export function rowHash(row: Omit<AuditRow, "hash">): string {
+  const canonical = canonicalJson([
+    String(row.seq),
+    row.at.toISOString(),
+    row.actor,
+    row.action,
+    row.organisation_id,
+    row.object,
+    row.outcome,
+    row.details,
+  ]);
+  return createHash("sha256").update(row.prev_hash).update("\n").update(canonical).digest("hex");
+}
+
+/** Appends one entry. Call it with the transaction that makes the change. */
+export async function audit(tx: Queryable, entry: AuditEntry): Promise<AuditRow> {
+  await tx.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK]);
+  const last = await tx.query<{ seq: string; hash: string }>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
+  const prev = last.rows[0];
+  const row: Omit<AuditRow, "hash"> = {
+    seq: String(prev ? BigInt(prev.seq) + 1n : 1n),
+    at: new Date(),
+    actor: entry.actor,
+    action: entry.action,
+    organisation_id: entry.organisationId ?? null,
+    object: entry.object ?? null,
+    outcome: entry.outcome,
+    details: JSON.parse(JSON.stringify(entry.details ?? {})) as Record<string, unknown>,
+    prev_hash: prev?.hash ?? GENESIS_HASH,
+  };
+  const full: AuditRow = { ...row, hash: rowHash(row) };
+  await tx.query(
+    `INSERT INTO audit_log (seq, at, actor, action, organisation_id, object, outcome, details, prev_hash, hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    [full.seq, full.at, full.actor, full.action, full.organisation_id, full.object, full.outcome, JSON.stringify(full.details), full.prev_hash, full.hash],
+  );
+  return full;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  rows: number;
+  /** The first row whose hash or link does not hold. */
+  brokenAt?: { seq: string; reason: string };
+}
+
+/** Walks the chain in order and reports the first broken link. */
+export async function verifyAuditLog(db: Queryable, batch = 1000): Promise<VerifyResult> {
+  let after = "0";
+  let expectedPrev: string | undefined;
+  let expectedSeq: bigint | undefined;
+  let count = 0;
+  for (;;) {
+    const { rows } = await db.query<AuditRow>("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", [after, batch]);
+    if (rows.length === 0) return { ok: true, rows: count };
+    for (const row of rows) {
+      const seq = BigInt(row.seq);
+      if (expectedSeq !== undefined && seq !== expectedSeq) {
+        return { ok: false, rows: count, brokenAt: { seq: String(expectedSeq), reason: `row ${expectedSeq} is missing` } };
+      }
+      if (expectedPrev !== undefined && row.prev_hash !== expectedPrev) {
+        return { ok: false, rows: count, brokenAt: { seq: row.seq, reason: "does not link to the previous row's hash" } };
+      }
+      if (rowHash(row) !== row.hash) {
+        return { ok: false, rows: count, brokenAt: { seq: row.seq, reason: "content does not match its hash (the row was changed)" } };
+      }
+      expectedPrev = row.hash;
+      expectedSeq = seq + 1n;
+      after = row.seq;
+      count++;
+    }
+  }
+}

@@ -1,0 +1,206 @@
+// Work that must survive a crash is a row with a state. Workers claim rows with
+// FOR UPDATE SKIP LOCKED and hold a lease; a worker that dies loses its lease and the row
+// is claimed again, so several Kuvert processes can share one database.
+import { randomUUID } from "node:crypto";
+import type { Database } from "../db/database.ts";
+import { logger } from "../log.ts";
+
+const log = logger("workers");
+
+export interface QueueRow {
+  attempts: number;
+  lease_until: Date | null;
+  leased_by: string | null;
+  last_error: string | null;
+}
+
+export interface QueueSpec {
+  /** Table with columns state, attempts, run_after, lease_until, leased_by, last_error. */
+  table: string;
+  key: string;
+  /** Extra SQL condition on pending rows, over alias `q`. */
+  claimable?: string;
+  order: string;
+  maxAttempts: number;
+  /** Column whose value must be unchanged for complete() to mark a row done (re-requested work stays pending). */
+  version?: string;
+}
+
+export const workerId = `${process.pid}-${randomUUID().slice(0, 8)}`;
+
+/** Backoff for attempt n (1-based): 1 s, 2 s, 4 s … capped at 10 minutes, with jitter. */
+export function backoffSeconds(attempt: number, retryAfterMs?: number): number {
+  const base = Math.min(600, 2 ** Math.max(0, attempt - 1));
+  const jittered = base * (0.8 + Math.random() * 0.4);
+  return Math.max(jittered, (retryAfterMs ?? 0) / 1000);
+}
+
+export class WorkQueue<R extends QueueRow> {
+  readonly spec: QueueSpec;
+  readonly #db: Database;
+  readonly #leaseSeconds: number;
+
+  constructor(db: Database, spec: QueueSpec, leaseSeconds: number) {
+    this.#db = db;
+    this.spec = spec;
+    this.#leaseSeconds = leaseSeconds;
+  }
+
+  async claim(limit: number): Promise<R[]> {
+    const { table, key, claimable, order } = this.spec;
+    const { rows } = await this.#db.query<R>(
+      `UPDATE ${table} SET lease_until = now() + make_interval(secs => $1), leased_by = $2, attempts = attempts + 1
+        WHERE ${key} IN (
+          SELECT ${key} FROM ${table} q
+           WHERE q.state = 'pending' AND q.run_after <= now() AND (q.lease_until IS NULL OR q.lease_until < now())
+           ${claimable ? `AND ${claimable}` : ""}
+           ORDER BY ${order} LIMIT $3 FOR UPDATE SKIP LOCKED)
+        RETURNING *`,
+      [this.#leaseSeconds, workerId, limit],
+    );
+    return rows;
+  }
+
+  /** Marks the row done, if this worker still holds it (and its version did not move). */
+  async complete(row: R, extraSet = "", extraParams: unknown[] = []): Promise<boolean> {
+    const { table, key, version } = this.spec;
+    const r = row as unknown as Record<string, unknown>;
+    const params: unknown[] = [r[key], workerId, ...extraParams];
+    let versionCheck = "";
+    if (version) {
+      params.push(r[version]);
+      versionCheck = `AND ${version} = $${params.length}`;
+    }
+    const done = await this.#db.query(
+      `UPDATE ${table} SET state = 'done', lease_until = NULL, last_error = NULL ${extraSet}
+        WHERE ${key} = $1 AND leased_by = $2 ${versionCheck}`,
+      params,
+    );
+    if (done.rowCount === 0 && version) {
+      // Asked for again while it ran: release it to run once more.
+      await this.#db.query(`UPDATE ${table} SET lease_until = NULL, attempts = 0 WHERE ${key} = $1 AND leased_by = $2`, [r[key], workerId]);
+    }
+    return done.rowCount > 0;
+  }
+
+  /** Records a failure: retried after a backoff, or failed for good after maxAttempts. Returns true if it gave up. */
+  async fail(row: R, error: string, retryAfterMs?: number): Promise<boolean> {
+    const { table, key, maxAttempts } = this.spec;
+    const r = row as unknown as Record<string, unknown>;
+    const final = row.attempts >= maxAttempts;
+    await this.#db.query(
+      `UPDATE ${table} SET lease_until = NULL, last_error = $3,
+          state = CASE WHEN $4 THEN 'failed' ELSE state END,
+          run_after = now() + make_interval(secs => $5)
+        WHERE ${key} = $1 AND leased_by = $2`,
+      [r[key], workerId, error.slice(0, 2000), final, backoffSeconds(row.attempts, retryAfterMs)],
+    );
+    return final;
+  }
+
+  /** Gives claimed rows back without counting an attempt (graceful shutdown). */
+  async release(row: R): Promise<void> {
+    const { table, key } = this.spec;
+    await this.#db.query(`UPDATE ${table} SET lease_until = NULL, attempts = greatest(attempts - 1, 0) WHERE ${key} = $1 AND leased_by = $2`, [
+      (row as unknown as Record<string, unknown>)[key],
+      workerId,
+    ]);
+  }
+}
+
+export interface WorkerOptions<R extends QueueRow> {
+  name: string;
+  queue: WorkQueue<R>;
+  concurrency: number;
+  pollMilliseconds: number;
+  handle(row: R): Promise<void>;
+  /** Called when a row failed for good, after fail() recorded it. */
+  onGaveUp?(row: R, error: unknown): Promise<void>;
+}
+
+/** An error that says how long to wait before the next attempt (e.g. from a 429 answer). */
+export interface RetryHint {
+  retryAfterMs?: number;
+}
+
+/** Runs a queue: claims up to `concurrency` rows at a time, handles them, repeats. */
+export class Worker<R extends QueueRow> {
+  readonly #opts: WorkerOptions<R>;
+  #running = false;
+  #inFlight = new Set<Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #wakeRequested = false;
+  #loop: Promise<void> | undefined;
+  #wakeUp: (() => void) | undefined;
+
+  constructor(opts: WorkerOptions<R>) {
+    this.#opts = opts;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Looks for work now instead of at the next poll. */
+  wake(): void {
+    this.#wakeRequested = true;
+    this.#wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#wakeUp?.();
+    await this.#loop;
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  async #run(): Promise<void> {
+    const { queue, concurrency, name } = this.#opts;
+    while (this.#running) {
+      this.#wakeRequested = false;
+      const free = concurrency - this.#inFlight.size;
+      let claimed: R[] = [];
+      if (free > 0) {
+        try {
+          claimed = await queue.claim(free);
+        } catch (err) {
+          log.error({ err, worker: name }, "claiming work failed");
+        }
+      }
+      for (const row of claimed) {
+        const p = this.#handleOne(row).finally(() => {
+          this.#inFlight.delete(p);
+          this.wake();
+        });
+        this.#inFlight.add(p);
+      }
+      if (claimed.length > 0 && claimed.length === free) continue;
+      if (this.#wakeRequested) continue;
+      await new Promise<void>((resolve) => {
+        this.#wakeUp = resolve;
+        this.#timer = setTimeout(resolve, this.#opts.pollMilliseconds);
+      });
+      clearTimeout(this.#timer);
+      this.#wakeUp = undefined;
+    }
+  }
+
+  async #handleOne(row: R): Promise<void> {
+    const { queue, name } = this.#opts;
+    try {
+      await this.#opts.handle(row);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      const retryAfterMs = (err as RetryHint | undefined)?.retryAfterMs;
+      try {
+        const gaveUp = await queue.fail(row, message, retryAfterMs);
+        log.warn({ worker: name, attempts: row.attempts, gaveUp, err }, gaveUp ? "work item failed for good" : "work item failed, will retry");
+        if (gaveUp) await this.#opts.onGaveUp?.(row, err);
+      } catch (failErr) {
+        log.error({ worker: name, err: failErr }, "recording a failure failed; the lease will expire");
+      }
+    }
+  }
+}

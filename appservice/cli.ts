@@ -1,0 +1,281 @@
+// The `kuvert` command line. The only place that writes to the console directly.
+import { existsSync, readFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { Command, Option } from "commander";
+import cliProgress from "cli-progress";
+import { verifyAuditLog } from "./audit/audit.ts";
+import { ConfigError, loadConfig } from "./config/load.ts";
+import { sampleConfig } from "./config/sample.ts";
+import type { KuvertConfig } from "./config/schema.ts";
+import { openDatabase, type Database } from "./db/database.ts";
+import { acquireEmbeddedLock } from "./db/lock.ts";
+import { migrate } from "./db/migrate.ts";
+import { KuvertError } from "./errors.ts";
+import { Kuvert } from "./kuvert.ts";
+import { configureLogging } from "./log.ts";
+import { buildRegistration, RegistrationError, writeRegistration } from "./matrix/registration.ts";
+import { importOrganisations, parseOrganisationsCsv } from "./organisations/csv.ts";
+import { Organisations } from "./organisations/service.ts";
+import type { StoredOrganisation } from "./organisations/store.ts";
+import { createToken, revokeToken, scopes, type Scope } from "./tokens/tokens.ts";
+import { present } from "./organisations/api.ts";
+
+const actor = `cli:${userInfo().username}`;
+
+function configPath(opts: { config?: string }): string | undefined {
+  if (opts.config) return opts.config;
+  if (process.env.KUVERT_CONFIG) return process.env.KUVERT_CONFIG;
+  return existsSync("config.yaml") ? "config.yaml" : undefined;
+}
+
+function config(cmd: Command): KuvertConfig {
+  const cfg = loadConfig(configPath(cmd.optsWithGlobals()));
+  // Command-line use: library and service logs only when something is wrong.
+  configureLogging({ level: process.env.KUVERT_LOG_LEVEL ?? "warn", pseudonymKey: cfg.logging.pseudonymKey, destination: process.stderr });
+  return cfg;
+}
+
+/** Opens the database (migrated first, unless the command is `migrate` itself) for one command. */
+async function withDatabase<T>(cfg: KuvertConfig, fn: (db: Database) => Promise<T>, migrateFirst = true): Promise<T> {
+  const lock = cfg.database.url ? undefined : acquireEmbeddedLock(cfg.database.embeddedDir);
+  const db = await openDatabase(cfg.database);
+  try {
+    if (migrateFirst) await migrate(db);
+    return await fn(db);
+  } finally {
+    await db.close();
+    lock?.release();
+  }
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function printOrganisation(org: StoredOrganisation): void {
+  console.log(`${org.id}  ${org.name}`);
+  console.log(`  state:  ${org.state}${org.archivedAt ? ` (since ${org.archivedAt})` : ""}`);
+  console.log(`  tags:   ${org.tags.join(", ") || "–"}`);
+  console.log(`  room:   ${org.roomId ?? "–"} (${org.roomState})${org.roomProblem ? `\n  problem: ${org.roomProblem.replace(/\n/g, "\n           ")}` : ""}`);
+  console.log("  clerks:");
+  for (const c of org.clerks) {
+    const who = [c.name, c.email, c.matrixId].filter(Boolean).join("  ");
+    console.log(`    ${c.status === "removed" ? "(removed) " : ""}${who}${c.matrixId ? `  [${c.membership ?? "not invited yet"}]` : ""}`);
+  }
+}
+
+function clerkFromOption(spec: string): Record<string, string> {
+  const clerk: Record<string, string> = {};
+  const name: string[] = [];
+  for (const token of spec.trim().split(/\s+/)) {
+    if (token.startsWith("@")) clerk.matrixId = token;
+    else if (token.includes("@")) clerk.email = token;
+    else name.push(token);
+  }
+  if (name.length) clerk.name = name.join(" ");
+  return clerk;
+}
+
+export function program(): Command {
+  const cli = new Command("kuvert")
+    .description("Secure document exchange for public bodies and their member organisations, on Matrix.")
+    .option("-c, --config <file>", "configuration file (default: $KUVERT_CONFIG or ./config.yaml)")
+    .showHelpAfterError();
+
+  const cfgCmd = cli.command("config").description("the configuration");
+  cfgCmd
+    .command("sample")
+    .description("print a sample configuration with every key, its meaning and default")
+    .action(() => {
+      process.stdout.write(sampleConfig());
+    });
+  cfgCmd
+    .command("check")
+    .description("check the configuration and say what is wrong")
+    .action(function (this: Command) {
+      config(this);
+      console.log("The configuration is valid.");
+    });
+
+  cli
+    .command("generate-registration")
+    .description("write the appservice registration for the homeserver (fresh random tokens)")
+    .option("-o, --output <file>", "where to write it (default: appservice.registrationFile)")
+    .option("--force", "replace an existing file (the homeserver must then load the new one)")
+    .action(function (this: Command, opts: { output?: string; force?: boolean }) {
+      const cfg = config(this);
+      const file = opts.output ?? cfg.appservice.registrationFile;
+      writeRegistration(file, buildRegistration(cfg), opts.force === true);
+      console.log(`Wrote ${file}. Add it to the homeserver (Synapse: app_service_config_files) and restart the homeserver.`);
+    });
+
+  cli
+    .command("migrate")
+    .description("bring the database schema up to date")
+    .action(async function (this: Command) {
+      const cfg = config(this);
+      const applied = await withDatabase(cfg, migrate, false);
+      console.log(applied.length ? `Applied migrations ${applied.join(", ")}.` : "The database is up to date.");
+    });
+
+  cli
+    .command("start")
+    .description("run Kuvert")
+    .action(async function (this: Command) {
+      const cfg = loadConfig(configPath(this.optsWithGlobals()));
+      const kuvert = await Kuvert.start(cfg);
+      let signals = 0;
+      const onSignal = (signal: string) => {
+        signals++;
+        if (signals > 1) {
+          process.stderr.write(`${signal} again: exiting at once.\n`);
+          process.exit(1);
+        }
+        kuvert.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on("SIGTERM", () => onSignal("SIGTERM"));
+      process.on("SIGINT", () => onSignal("SIGINT"));
+    });
+
+  const org = cli.command("org").description("member organisations");
+  org
+    .command("create <id>")
+    .description("create an organisation (or bring an existing one to this state)")
+    .requiredOption("--name <name>", "display name")
+    .option("--tag <tag>", "a tag, repeatable", collect, [])
+    .option("--clerk <clerk>", 'a clerk: "Name email@example.org @user:example.org" (any of them), repeatable', collect, [])
+    .action(async function (this: Command, id: string, opts: { name: string; tag: string[]; clerk: string[] }) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        const result = await new Organisations(db).apply({ id, name: opts.name, tags: opts.tag, clerks: opts.clerk.map(clerkFromOption) }, actor);
+        console.log(`${result.outcome}: ${id}${result.outcome === "unchanged" ? "" : " (Kuvert makes the room and invites the clerks)"}`);
+      });
+    });
+  org
+    .command("list")
+    .description("list organisations")
+    .option("--tag <tag>", "only with this tag")
+    .addOption(new Option("--state <state>", "only in this state").choices(["active", "archived"]))
+    .option("--json", "as JSON")
+    .action(async function (this: Command, opts: { tag?: string; state?: "active" | "archived"; json?: boolean }) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        const list = await new Organisations(db).list({ tag: opts.tag, state: opts.state, limit: 100_000 });
+        if (opts.json) return console.log(JSON.stringify(list.map(present), null, 2));
+        for (const o of list) {
+          const clerks = o.clerks.filter((c) => c.status === "active").length;
+          console.log(`${o.id.padEnd(30)} ${o.state.padEnd(8)} room ${o.roomState.padEnd(7)} ${String(clerks).padStart(3)} clerks  ${o.name}${o.tags.length ? `  [${o.tags.join(", ")}]` : ""}`);
+        }
+        console.log(`${list.length} organisation(s)`);
+      });
+    });
+  org
+    .command("show <id>")
+    .description("show one organisation with its room and clerks")
+    .option("--json", "as JSON")
+    .action(async function (this: Command, id: string, opts: { json?: boolean }) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        const o = await new Organisations(db).get(id);
+        if (opts.json) console.log(JSON.stringify(present(o), null, 2));
+        else printOrganisation(o);
+      });
+    });
+  org
+    .command("archive <id>")
+    .description("archive an organisation: its room becomes read-only and is kept")
+    .action(async function (this: Command, id: string) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        const result = await new Organisations(db).archive(id, actor);
+        console.log(result.outcome === "unchanged" ? `${id} was archived already.` : `Archived ${id}.`);
+      });
+    });
+  org
+    .command("import <file>")
+    .description("create or update organisations from a CSV file (columns id, name, tags, clerks)")
+    .option("--dry-run", "check every row, change nothing")
+    .option("--json", "print the report as JSON")
+    .action(async function (this: Command, file: string, opts: { dryRun?: boolean; json?: boolean }) {
+      const cfg = config(this);
+      const rows = parseOrganisationsCsv(readFileSync(file, "utf8"));
+      if (opts.dryRun) {
+        for (const r of rows) console.log(`line ${r.line} ${r.id || "(no id)"}: ${r.error ? `error ${r.error.errcode}: ${r.error.message}` : "ok"}`);
+        console.log(`${rows.filter((r) => !r.error).length} of ${rows.length} rows valid; nothing changed.`);
+        return;
+      }
+      await withDatabase(cfg, async (db) => {
+        const bar = new cliProgress.SingleBar(
+          { format: "Importing [{bar}] {value}/{total} organisations", stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, hideCursor: true },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(rows.length, 0);
+        const report = await importOrganisations(db, new Organisations(db), rows, actor, (done) => bar.update(done));
+        bar.stop();
+        if (opts.json) return console.log(JSON.stringify(report, null, 2));
+        for (const r of report.rows) if (r.outcome === "error") console.log(`line ${r.line} ${r.id || "(no id)"}: ${r.errcode}: ${r.error}`);
+        const s = report.summary;
+        console.log(`${s.created} created, ${s.updated} updated, ${s.unchanged} unchanged, ${s.error} with errors.`);
+        if (s.error > 0) process.exitCode = 2;
+      });
+    });
+
+  const token = cli.command("token").description("API tokens for admins and back-office systems");
+  token
+    .command("create <name>")
+    .description("make a token; it is printed once and stored only as a hash")
+    .addOption(new Option("--scope <scope>", "what the token may do").choices([...scopes]).makeOptionMandatory())
+    .action(async function (this: Command, name: string, opts: { scope: Scope }) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        const value = await createToken(db, name, [opts.scope], actor);
+        console.log(value);
+        process.stderr.write("This is the only time the token is shown. Store it where the system that uses it keeps secrets.\n");
+      });
+    });
+  token
+    .command("revoke <name>")
+    .description("revoke a token")
+    .action(async function (this: Command, name: string) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        await revokeToken(db, name, actor);
+        console.log(`Revoked ${name}.`);
+      });
+    });
+
+  const auditCmd = cli.command("audit").description("the audit log");
+  auditCmd
+    .command("verify")
+    .description("walk the hash chain and report the first broken link")
+    .action(async function (this: Command) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        const result = await verifyAuditLog(db);
+        if (result.ok) console.log(`The audit log is intact: ${result.rows} rows, every link holds.`);
+        else {
+          console.log(`The audit log is broken at row ${result.brokenAt!.seq}: ${result.brokenAt!.reason}. ${result.rows} rows before it are intact.`);
+          process.exitCode = 3;
+        }
+      });
+    });
+
+  return cli;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof RegistrationError || err instanceof KuvertError) {
+      process.stderr.write(`kuvert: ${err.message}\n`);
+      process.exitCode = err instanceof KuvertError && err.status < 500 ? 2 : 1;
+      return;
+    }
+    process.stderr.write(`kuvert: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

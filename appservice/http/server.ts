@@ -1,0 +1,99 @@
+// The public HTTP listener: admin API, OpenAPI document, health. Never the appservice port.
+import express, { type NextFunction, type Request, type Response } from "express";
+import helmet from "helmet";
+import type { Database } from "../db/database.ts";
+import { ErrCode, KuvertError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { organisationRoutes } from "../organisations/api.ts";
+import type { Organisations } from "../organisations/service.ts";
+import { findToken, type ApiToken, type Scope } from "../tokens/tokens.ts";
+import { openApiDocument } from "./openapi.ts";
+
+const log = logger("public-api");
+
+export interface Readiness {
+  check(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; detail: string }> }>;
+}
+
+export interface PublicApiDeps {
+  db: Database;
+  organisations: Organisations;
+  readiness: Readiness;
+  baseUrl: string;
+  trustProxy: boolean;
+}
+
+declare module "express-serve-static-core" {
+  interface Request {
+    apiToken?: ApiToken;
+  }
+}
+
+/** Bearer-token authentication with a required scope; the actor in the audit log is `token:<name>`. */
+export function requireScope(db: Database, scope: Scope) {
+  return async (req: Request, _res: Response, next: NextFunction) => {
+    const header = req.headers.authorization;
+    if (!header?.startsWith("Bearer ")) {
+      return next(new KuvertError(ErrCode.Unauthorized, 401, "An API token is required: send it as 'Authorization: Bearer <token>'."));
+    }
+    const token = await findToken(db, header.slice(7).trim());
+    if (!token) {
+      log.warn({ path: req.path, ip: req.ip }, "request with an unknown or revoked API token");
+      return next(new KuvertError(ErrCode.Unauthorized, 401, "The API token is unknown or revoked."));
+    }
+    if (!token.scopes.includes(scope)) {
+      return next(new KuvertError(ErrCode.Forbidden, 403, `The token ${token.name} lacks the scope ${scope}.`));
+    }
+    req.apiToken = token;
+    next();
+  };
+}
+
+export function actorOf(req: Request): string {
+  return req.apiToken ? `token:${req.apiToken.name}` : "anonymous";
+}
+
+export function publicApp(deps: PublicApiDeps): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  if (deps.trustProxy) app.set("trust proxy", true);
+  app.use(helmet());
+
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  // Public readiness says only ready or not; details are for the internal listener.
+  app.get("/readyz", async (_req, res) => {
+    const result = await deps.readiness.check();
+    res.status(result.ready ? 200 : 503).json({ status: result.ready ? "ready" : "not ready" });
+  });
+
+  app.get("/api/v1/openapi.json", (_req, res) => {
+    res.json(openApiDocument(deps.baseUrl));
+  });
+
+  const admin = express.Router();
+  admin.use(requireScope(deps.db, "admin"));
+  admin.use(express.json({ limit: "1mb" }));
+  admin.use(express.text({ type: ["text/csv", "text/plain"], limit: "20mb" }));
+  admin.use(organisationRoutes(deps.db, deps.organisations));
+  app.use("/api/v1", admin);
+
+  app.use((req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.NotFound, 404, `No such endpoint: ${req.method} ${req.path}`)));
+  app.use(errorHandler);
+  return app;
+}
+
+export function errorHandler(err: unknown, req: Request, res: Response, _next: NextFunction): void {
+  let error: KuvertError;
+  const e = err as { type?: string; status?: number; message?: string };
+  if (err instanceof KuvertError) error = err;
+  else if (e?.type === "entity.parse.failed") error = new KuvertError(ErrCode.BadJson, 400, `The body is not valid JSON: ${e.message ?? "parse error"}`);
+  else if (e?.type === "entity.too.large") error = new KuvertError(ErrCode.TooLarge, 413, "The body is too large.");
+  else if (e?.type === "charset.unsupported" || e?.type === "encoding.unsupported") error = new KuvertError(ErrCode.UnsupportedMediaType, 415, e.message ?? "unsupported encoding");
+  else {
+    log.error({ err, path: req.path }, "request failed");
+    error = new KuvertError(ErrCode.Internal, 500, "Internal error; the log has the details.");
+  }
+  res.status(error.status).json(error.toJSON());
+}

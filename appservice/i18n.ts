@@ -1,0 +1,72 @@
+// Texts Kuvert posts in rooms. German by default, English selectable.
+export type Language = "de" | "en";
+
+export interface RoomTexts {
+  topic(orgName: string): string;
+  welcome(orgName: string): { body: string; html: string };
+  help(): { body: string; html: string };
+  archived(): string;
+  unknownCommand(command: string): string;
+  removedReason: string;
+}
+
+const de: RoomTexts = {
+  topic: (org) => `Dokumentenaustausch mit ${org}. Neue Dokumente erscheinen hier; „!help“ zeigt, was Kuvert kann.`,
+  welcome: (org) => ({
+    body:
+      `Willkommen im Raum von ${org}.\n\n` +
+      `Hier erhalten Sie Dokumente und Rundschreiben, stellen Fragen und laden Dokumente für uns hoch. ` +
+      `Alles, was hier geteilt wird, wird auf Viren geprüft. Nur die Sachbearbeitung Ihrer Organisation und unsere Mitarbeitenden sind in diesem Raum.\n\n` +
+      `Befehle: !help zeigt die Hilfe.`,
+    html:
+      `<p>Willkommen im Raum von <strong>${escapeHtml(org)}</strong>.</p>` +
+      `<p>Hier erhalten Sie Dokumente und Rundschreiben, stellen Fragen und laden Dokumente für uns hoch. ` +
+      `Alles, was hier geteilt wird, wird auf Viren geprüft. Nur die Sachbearbeitung Ihrer Organisation und unsere Mitarbeitenden sind in diesem Raum.</p>` +
+      `<p>Befehle: <code>!help</code> zeigt die Hilfe.</p>`,
+  }),
+  help: () => ({
+    body: "Kuvert – Befehle in diesem Raum:\n!help – diese Hilfe\n\nDokumente laden Sie einfach als Datei in diesen Raum hoch.",
+    html: "<p>Kuvert – Befehle in diesem Raum:</p><ul><li><code>!help</code> – diese Hilfe</li></ul><p>Dokumente laden Sie einfach als Datei in diesen Raum hoch.</p>",
+  }),
+  archived: () => "Diese Organisation wurde archiviert. Der Raum bleibt lesbar, neue Nachrichten sind nicht mehr möglich.",
+  removedReason: "In Kuvert aus der Organisation entfernt",
+  unknownCommand: (c) => `Den Befehl „${c}“ kenne ich nicht. „!help“ zeigt die verfügbaren Befehle.`,
+};
+
+const en: RoomTexts = {
+  topic: (org) => `Document exchange with ${org}. New documents appear here; "!help" shows what Kuvert can do.`,
+  welcome: (org) => ({
+    body:
+      `Welcome to the room of ${org}.\n\n` +
+      `Here you receive documents and circulars, ask questions and upload documents for us. ` +
+      `Everything shared here is scanned for viruses. Only your organisation's clerks and our staff are in this room.\n\n` +
+      `Commands: !help shows the help.`,
+    html:
+      `<p>Welcome to the room of <strong>${escapeHtml(org)}</strong>.</p>` +
+      `<p>Here you receive documents and circulars, ask questions and upload documents for us. ` +
+      `Everything shared here is scanned for viruses. Only your organisation's clerks and our staff are in this room.</p>` +
+      `<p>Commands: <code>!help</code> shows the help.</p>`,
+  }),
+  help: () => ({
+    body: "Kuvert – commands in this room:\n!help – this help\n\nTo send us a document, upload it as a file in this room.",
+    html: "<p>Kuvert – commands in this room:</p><ul><li><code>!help</code> – this help</li></ul><p>To send us a document, upload it as a file in this room.</p>",
+  }),
+  archived: () => "This organisation has been archived. The room stays readable; new messages are no longer possible.",
+  removedReason: "Removed from the organisation in Kuvert",
+  unknownCommand: (c) => `I don't know the command "${c}". "!help" shows the available commands.`,
+};
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+export function texts(language: Language): RoomTexts {
+  return language === "en" ? en : de;
+}
+
+/** A notice with a plain body and HTML (CS API §"m.notice", §"Rich replies"/formatted bodies). */
+export function notice(message: { body: string; html?: string }): Record<string, unknown> {
+  return message.html
+    ? { msgtype: "m.notice", body: message.body, format: "org.matrix.custom.html", formatted_body: message.html }
+    : { msgtype: "m.notice", body: message.body };
+}

@@ -1,0 +1,187 @@
+// Kuvert as one running service: database, homeserver side, the two listeners, the workers.
+import { createHash } from "node:crypto";
+import type { Server } from "node:http";
+import { audit } from "./audit/audit.ts";
+import { CommandHandler, helpCommand } from "./commands/commands.ts";
+import type { KuvertConfig } from "./config/schema.ts";
+import { openDatabase, type Database } from "./db/database.ts";
+import { migrate } from "./db/migrate.ts";
+import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
+import { publicApp, type Readiness } from "./http/server.ts";
+import { configureLogging, logger } from "./log.ts";
+import { Homeserver } from "./matrix/homeserver.ts";
+import { Inbox } from "./matrix/inbox.ts";
+import { appserviceApp, boundPort, closeServer, listen } from "./matrix/listener.ts";
+import { readRegistration, registrationMismatches, RegistrationError, type Registration } from "./matrix/registration.ts";
+import { MembershipObserver } from "./organisations/membership.ts";
+import { Organisations } from "./organisations/service.ts";
+import { RoomSync } from "./organisations/sync.ts";
+import { RoomEventRouter } from "./rooms.ts";
+import type { Worker, QueueRow } from "./workers/queue.ts";
+
+const log = logger("kuvert");
+
+/** What Kuvert records about its configuration when it starts: a digest, never the secrets. */
+function configDigest(config: KuvertConfig): string {
+  const { homeserver, database, logging, ...rest } = config;
+  const shown = { ...rest, homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" }, database: { ...database, url: database.url ? "set" : "unset" }, logging: { level: logging.level } };
+  return createHash("sha256").update(JSON.stringify(shown)).digest("hex");
+}
+
+export interface StartOptions {
+  /** Use this registration instead of reading appservice.registrationFile. */
+  registration?: Registration;
+  /** Apply the configured staff to rooms at start (default true). */
+  syncStaff?: boolean;
+  /** Where logs go (default: standard output). */
+  logDestination?: NodeJS.WritableStream;
+}
+
+export class Kuvert {
+  readonly config: KuvertConfig;
+  readonly db: Database;
+  readonly homeserver: Homeserver;
+  readonly organisations: Organisations;
+  readonly roomSync: RoomSync;
+  readonly #workers: Worker<QueueRow>[];
+  readonly #servers: Server[];
+  readonly #lock: EmbeddedLock | undefined;
+  readonly #readiness: Readiness;
+  #stopping: Promise<void> | undefined;
+  #botReady = false;
+  #botTimer: NodeJS.Timeout | undefined;
+
+  private constructor(parts: {
+    config: KuvertConfig;
+    db: Database;
+    homeserver: Homeserver;
+    organisations: Organisations;
+    roomSync: RoomSync;
+    workers: Worker<QueueRow>[];
+    servers: Server[];
+    lock: EmbeddedLock | undefined;
+    readiness: Readiness;
+  }) {
+    this.config = parts.config;
+    this.db = parts.db;
+    this.homeserver = parts.homeserver;
+    this.organisations = parts.organisations;
+    this.roomSync = parts.roomSync;
+    this.#workers = parts.workers;
+    this.#servers = parts.servers;
+    this.#lock = parts.lock;
+    this.#readiness = parts.readiness;
+  }
+
+  get appservicePort(): number {
+    return boundPort(this.#servers[0]!);
+  }
+
+  get publicPort(): number {
+    return boundPort(this.#servers[1]!);
+  }
+
+  get readiness(): Readiness {
+    return this.#readiness;
+  }
+
+  static async start(config: KuvertConfig, opts: StartOptions = {}): Promise<Kuvert> {
+    configureLogging({ level: config.logging.level, pseudonymKey: config.logging.pseudonymKey, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
+    const registration = opts.registration ?? readRegistration(config.appservice.registrationFile);
+    const mismatches = registrationMismatches(config, registration);
+    if (mismatches.length > 0) {
+      throw new RegistrationError(`The registration does not match the configuration:\n  - ${mismatches.join("\n  - ")}\nMake a new one with \`kuvert generate-registration --force\`.`);
+    }
+    const lock = config.database.url ? undefined : acquireEmbeddedLock(config.database.embeddedDir);
+    let db: Database | undefined;
+    try {
+      db = await openDatabase(config.database);
+      const applied = await migrate(db);
+      if (applied.length) log.info({ applied }, "database migrated");
+      await db.transaction((tx) =>
+        audit(tx, { actor: "kuvert", action: "configuration.loaded", outcome: "ok", details: { digest: configDigest(config), database: db!.kind } }),
+      );
+
+      const homeserver = new Homeserver(config, registration);
+      await homeserver.start();
+      const workers: Worker<QueueRow>[] = [];
+      const roomSync = new RoomSync(db, homeserver, config);
+      const roomWorker = roomSync.worker();
+      const organisations = new Organisations(db, () => roomWorker.wake());
+      const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
+      const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
+      const router = new RoomEventRouter(db, [new MembershipObserver(db, homeserver.botUserId, roomSync), new CommandHandler(homeserver, config, [helpCommand(config)])]);
+      const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
+      workers.push(inboxWorker as unknown as Worker<QueueRow>, roomWorker as unknown as Worker<QueueRow>);
+
+      const database = db;
+      let pingCache: { at: number; result: { ok: boolean; detail: string } } | undefined;
+      const readiness: Readiness = {
+        async check() {
+          const checks: Record<string, { ok: boolean; detail: string }> = {};
+          try {
+            await database.query("SELECT 1");
+            checks.database = { ok: true, detail: database.kind };
+          } catch (err) {
+            checks.database = { ok: false, detail: (err as Error).message };
+          }
+          if (!pingCache || Date.now() - pingCache.at > 5000) pingCache = { at: Date.now(), result: await homeserver.ping() };
+          checks.homeserver = pingCache.result;
+          return { ready: Object.values(checks).every((c) => c.ok), checks };
+        },
+      };
+
+      const asServer = await listen(
+        appserviceApp({ hsToken: registration.hs_token, inbox, onStored: () => inboxWorker.wake() }),
+        config.appservice.listener.bindAddress,
+        config.appservice.listener.port,
+      );
+      const publicServer = await listen(
+        publicApp({ db, organisations, readiness, baseUrl: config.publicApi.baseUrl, trustProxy: config.publicApi.trustProxy }),
+        config.publicApi.listener.bindAddress,
+        config.publicApi.listener.port,
+      );
+      const kuvert = new Kuvert({ config, db, homeserver, organisations, roomSync, workers, servers: [asServer, publicServer], lock, readiness });
+      log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
+      await kuvert.#prepareBot();
+      for (const w of workers) w.start();
+      if (opts.syncStaff !== false) await organisations.syncStaff(config.staff);
+      return kuvert;
+    } catch (err) {
+      await db?.close().catch(() => undefined);
+      lock?.release();
+      throw err;
+    }
+  }
+
+  /** The bot must exist before rooms are made; while the homeserver is unreachable, Kuvert keeps trying. */
+  async #prepareBot(attempt = 1): Promise<void> {
+    try {
+      await this.homeserver.prepareBot();
+      this.#botReady = true;
+    } catch (err) {
+      const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
+      log.warn({ err, retryInMs: delay }, "the homeserver is not answering yet; Kuvert keeps trying");
+      if (this.#stopping) return;
+      this.#botTimer = setTimeout(() => void this.#prepareBot(attempt + 1), delay);
+    }
+  }
+
+  get botReady(): boolean {
+    return this.#botReady;
+  }
+
+  /** Stops taking work, lets claimed work finish, closes listeners and the database. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      clearTimeout(this.#botTimer);
+      log.info("stopping");
+      await Promise.all(this.#servers.map((s) => closeServer(s)));
+      await Promise.all(this.#workers.map((w) => w.stop()));
+      await this.db.close();
+      this.#lock?.release();
+      log.info("stopped");
+    })();
+    return this.#stopping;
+  }
+}

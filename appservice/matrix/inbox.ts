@@ -1,0 +1,78 @@
+// Events pushed by the homeserver are stored before the transaction is answered, then
+// handled by a worker, in order per room. A replayed transaction id changes nothing, and
+// an event seen in two transactions is stored once.
+import type { Database } from "../db/database.ts";
+import { logger } from "../log.ts";
+import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
+import type { MatrixEvent } from "./events.ts";
+
+const log = logger("inbox");
+
+export interface InboundEventRow extends QueueRow {
+  seq: string;
+  event_id: string;
+  room_id: string;
+  event_type: string;
+  event: MatrixEvent;
+}
+
+export type StoreOutcome = "stored" | "replayed";
+
+export class Inbox {
+  readonly #db: Database;
+  readonly #isOwnUser: (userId: string) => boolean;
+  readonly queue: WorkQueue<InboundEventRow>;
+
+  constructor(db: Database, isOwnUser: (userId: string) => boolean, leaseSeconds: number) {
+    this.#db = db;
+    this.#isOwnUser = isOwnUser;
+    this.queue = new WorkQueue<InboundEventRow>(
+      db,
+      {
+        table: "inbound_events",
+        key: "seq",
+        // An event waits while an earlier event of its room is still pending.
+        claimable: "NOT EXISTS (SELECT 1 FROM inbound_events e WHERE e.room_id = q.room_id AND e.state = 'pending' AND e.seq < q.seq)",
+        order: "q.seq",
+        maxAttempts: 8,
+      },
+      leaseSeconds,
+    );
+  }
+
+  /** Stores a transaction's events. Kuvert's own events (echoes) are not kept. */
+  async store(txnId: string, events: MatrixEvent[]): Promise<StoreOutcome> {
+    const wanted = events.filter((e) => !this.#isOwnUser(e.sender));
+    return this.#db.transaction(async (tx) => {
+      const inserted = await tx.query("INSERT INTO appservice_transactions (txn_id, event_count) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING", [
+        txnId,
+        events.length,
+      ]);
+      if (inserted.rowCount === 0) return "replayed";
+      for (const e of wanted) {
+        await tx.query(
+          `INSERT INTO inbound_events (event_id, room_id, event_type, event) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (event_id) DO NOTHING`,
+          [e.event_id, e.room_id, e.type, JSON.stringify(e)],
+        );
+      }
+      return "stored";
+    });
+  }
+
+  worker(handle: (event: MatrixEvent) => Promise<void>, concurrency: number, pollMilliseconds: number): Worker<InboundEventRow> {
+    return new Worker<InboundEventRow>({
+      name: "inbox",
+      queue: this.queue,
+      concurrency,
+      pollMilliseconds,
+      handle: async (row) => {
+        await handle(row.event);
+        await this.queue.complete(row, ", handled_at = now()");
+      },
+      onGaveUp: async (row, err) => {
+        log.error({ eventId: row.event_id, type: row.event_type, err }, "an event could not be handled and was set aside");
+      },
+    });
+  }
+}

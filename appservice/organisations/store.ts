@@ -1,0 +1,207 @@
+// SQL of the organisations, clerks, staff_members and room_sync tables.
+import type { Queryable } from "../db/database.ts";
+import type { Clerk, ClerkInput, Organisation } from "./model.ts";
+
+interface OrganisationRow {
+  id: string;
+  display_name: string;
+  tags: string[];
+  state: "active" | "archived";
+  room_id: string | null;
+  room_state: "pending" | "ready" | "lost";
+  room_problem: string | null;
+  welcome_event_id: string | null;
+  archive_notice_event_id: string | null;
+  created_at: Date;
+  updated_at: Date;
+  archived_at: Date | null;
+}
+
+interface ClerkRow {
+  id: string;
+  organisation_id: string;
+  matrix_id: string | null;
+  email: string | null;
+  display_name: string | null;
+  status: "active" | "removed";
+  membership: string | null;
+}
+
+export interface StoredOrganisation extends Organisation {
+  welcomeEventId: string | null;
+  archiveNoticeEventId: string | null;
+}
+
+function toClerk(r: ClerkRow): Clerk {
+  return { id: r.id, matrixId: r.matrix_id, email: r.email, name: r.display_name, status: r.status, membership: r.membership };
+}
+
+function toOrganisation(r: OrganisationRow, clerks: ClerkRow[]): StoredOrganisation {
+  return {
+    id: r.id,
+    name: r.display_name,
+    tags: r.tags,
+    state: r.state,
+    roomId: r.room_id,
+    roomState: r.room_state,
+    roomProblem: r.room_problem,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    archivedAt: r.archived_at?.toISOString() ?? null,
+    welcomeEventId: r.welcome_event_id,
+    archiveNoticeEventId: r.archive_notice_event_id,
+    clerks: clerks.filter((c) => c.organisation_id === r.id).map(toClerk),
+  };
+}
+
+/** The key that identifies a clerk within an organisation. */
+export function clerkKey(c: { matrixId?: string | null | undefined; email?: string | null | undefined }): string {
+  return c.matrixId ? c.matrixId : `email:${(c.email ?? "").toLowerCase()}`;
+}
+
+export async function findOrganisation(q: Queryable, id: string, forUpdate = false): Promise<StoredOrganisation | null> {
+  const { rows } = await q.query<OrganisationRow>(`SELECT * FROM organisations WHERE id = $1 ${forUpdate ? "FOR UPDATE" : ""}`, [id]);
+  const row = rows[0];
+  if (!row) return null;
+  const clerks = await q.query<ClerkRow>("SELECT * FROM clerks WHERE organisation_id = $1 ORDER BY id", [id]);
+  return toOrganisation(row, clerks.rows);
+}
+
+export async function findOrganisationByRoom(q: Queryable, roomId: string): Promise<StoredOrganisation | null> {
+  const { rows } = await q.query<{ id: string }>("SELECT id FROM organisations WHERE room_id = $1", [roomId]);
+  return rows[0] ? findOrganisation(q, rows[0].id) : null;
+}
+
+export interface ListFilter {
+  tag?: string | undefined;
+  state?: "active" | "archived" | undefined;
+  search?: string | undefined;
+  limit?: number | undefined;
+  after?: string | undefined;
+}
+
+export async function listOrganisations(q: Queryable, filter: ListFilter = {}): Promise<StoredOrganisation[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (filter.tag) {
+    params.push(filter.tag);
+    where.push(`$${params.length} = ANY (tags)`);
+  }
+  if (filter.state) {
+    params.push(filter.state);
+    where.push(`state = $${params.length}`);
+  }
+  if (filter.search) {
+    params.push(`%${filter.search.replace(/[\\%_]/g, (m) => `\\${m}`)}%`);
+    where.push(`(id ILIKE $${params.length} OR display_name ILIKE $${params.length})`);
+  }
+  if (filter.after) {
+    params.push(filter.after);
+    where.push(`id > $${params.length}`);
+  }
+  params.push(filter.limit ?? 1000);
+  const { rows } = await q.query<OrganisationRow>(
+    `SELECT * FROM organisations ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT $${params.length}`,
+    params,
+  );
+  if (rows.length === 0) return [];
+  const clerks = await q.query<ClerkRow>("SELECT * FROM clerks WHERE organisation_id = ANY ($1) ORDER BY id", [rows.map((r) => r.id)]);
+  return rows.map((r) => toOrganisation(r, clerks.rows));
+}
+
+/** Inserts the organisation if it is new; answers whether it did. */
+export async function insertOrganisation(q: Queryable, id: string, name: string, tags: string[]): Promise<boolean> {
+  const res = await q.query("INSERT INTO organisations (id, display_name, tags) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING", [id, name, tags]);
+  return res.rowCount > 0;
+}
+
+export async function updateOrganisation(q: Queryable, id: string, name: string, tags: string[]): Promise<void> {
+  await q.query("UPDATE organisations SET display_name = $2, tags = $3, updated_at = now() WHERE id = $1", [id, name, tags]);
+}
+
+export async function archiveOrganisation(q: Queryable, id: string): Promise<void> {
+  await q.query("UPDATE organisations SET state = 'archived', archived_at = now(), updated_at = now() WHERE id = $1", [id]);
+}
+
+export async function addClerk(q: Queryable, organisationId: string, c: ClerkInput, removed: Clerk | undefined): Promise<void> {
+  if (removed) {
+    await q.query("UPDATE clerks SET status = 'active', removed_at = NULL, email = $2, display_name = $3, matrix_id = $4 WHERE id = $1", [
+      removed.id,
+      c.email ?? null,
+      c.name ?? null,
+      c.matrixId ?? null,
+    ]);
+    return;
+  }
+  await q.query("INSERT INTO clerks (organisation_id, matrix_id, email, display_name) VALUES ($1, $2, $3, $4)", [
+    organisationId,
+    c.matrixId ?? null,
+    c.email ?? null,
+    c.name ?? null,
+  ]);
+}
+
+export async function updateClerk(q: Queryable, clerkId: string, c: ClerkInput): Promise<void> {
+  await q.query("UPDATE clerks SET email = $2, display_name = $3 WHERE id = $1", [clerkId, c.email ?? null, c.name ?? null]);
+}
+
+export async function removeClerk(q: Queryable, clerkId: string): Promise<void> {
+  await q.query("UPDATE clerks SET status = 'removed', removed_at = now() WHERE id = $1", [clerkId]);
+}
+
+export async function setRoom(q: Queryable, id: string, roomId: string): Promise<void> {
+  await q.query("UPDATE organisations SET room_id = $2, room_state = 'ready', room_problem = NULL WHERE id = $1", [id, roomId]);
+}
+
+export async function setRoomState(q: Queryable, id: string, state: "ready" | "lost", problem: string | null): Promise<void> {
+  await q.query("UPDATE organisations SET room_state = $2, room_problem = $3 WHERE id = $1", [id, state, problem]);
+}
+
+export async function setNoticeEvent(q: Queryable, id: string, column: "welcome_event_id" | "archive_notice_event_id", eventId: string): Promise<void> {
+  await q.query(`UPDATE organisations SET ${column} = $2 WHERE id = $1`, [id, eventId]);
+}
+
+export async function setClerkMembership(q: Queryable, organisationId: string, matrixId: string, membership: string | null): Promise<void> {
+  await q.query("UPDATE clerks SET membership = $3 WHERE organisation_id = $1 AND matrix_id = $2 AND membership IS DISTINCT FROM $3", [
+    organisationId,
+    matrixId,
+    membership,
+  ]);
+}
+
+/** Asks for the organisation's room to be brought in line with the database. */
+export async function requestRoomSync(q: Queryable, organisationId: string): Promise<void> {
+  await q.query(
+    `INSERT INTO room_sync (organisation_id) VALUES ($1)
+     ON CONFLICT (organisation_id) DO UPDATE
+       SET state = 'pending', generation = room_sync.generation + 1, requested_at = now(), attempts = 0, run_after = now(), last_error = NULL`,
+    [organisationId],
+  );
+}
+
+export async function requestRoomSyncForAll(q: Queryable): Promise<number> {
+  const res = await q.query(
+    `INSERT INTO room_sync (organisation_id) SELECT id FROM organisations
+     ON CONFLICT (organisation_id) DO UPDATE
+       SET state = 'pending', generation = room_sync.generation + 1, requested_at = now(), attempts = 0, run_after = now(), last_error = NULL`,
+  );
+  return res.rowCount;
+}
+
+export interface StaffRow {
+  matrix_id: string;
+  roles: string[];
+  status: "active" | "removed";
+}
+
+export async function staffMembers(q: Queryable): Promise<StaffRow[]> {
+  return (await q.query<StaffRow>("SELECT matrix_id, roles, status FROM staff_members ORDER BY matrix_id")).rows;
+}
+
+export async function upsertStaff(q: Queryable, matrixId: string, roles: string[], status: "active" | "removed"): Promise<void> {
+  await q.query(
+    `INSERT INTO staff_members (matrix_id, roles, status) VALUES ($1, $2, $3)
+     ON CONFLICT (matrix_id) DO UPDATE SET roles = $2, status = $3, updated_at = now()`,
+    [matrixId, roles, status],
+  );
+}

@@ -1,0 +1,107 @@
+// The organisation model on both databases Kuvert runs on: PostgreSQL and the embedded PGlite.
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { verifyAuditLog } from "../../appservice/audit/audit.ts";
+import { openDatabase, type Database } from "../../appservice/db/database.ts";
+import { migrate } from "../../appservice/db/migrate.ts";
+import { KuvertError } from "../../appservice/errors.ts";
+import { importOrganisations, parseOrganisationsCsv } from "../../appservice/organisations/csv.ts";
+import { Organisations } from "../../appservice/organisations/service.ts";
+import { freshDatabaseUrl } from "../support/database.ts";
+
+for (const kind of ["postgres", "pglite"] as const) {
+  describe(`organisations on ${kind}`, () => {
+    let db: Database;
+    let orgs: Organisations;
+    let roomWork = 0;
+
+    before(async () => {
+      db = await openDatabase({ url: await freshDatabaseUrl(kind), embeddedDir: mkdtempSync(join(tmpdir(), "kuvert-pglite-")), poolSize: 4 });
+      assert.deepEqual(await migrate(db), [1]);
+      assert.deepEqual(await migrate(db), [], "a second migrate applies nothing");
+      orgs = new Organisations(db, () => roomWork++);
+    });
+    after(() => db.close());
+
+    const pendingRoomSyncs = async () => (await db.query<{ n: string }>("SELECT count(*) AS n FROM room_sync WHERE state = 'pending'")).rows[0]!.n;
+
+    it("creates once; the same input again changes nothing", async () => {
+      const input = { id: "musterstadt", name: "Musterstadt", tags: ["municipalities"], clerks: [{ matrixId: "@anna:ex.org", email: "Anna@Musterstadt.de" }] };
+      const first = await orgs.apply(input, "test");
+      assert.equal(first.outcome, "created");
+      assert.equal(first.organisation.clerks[0]!.email, "anna@musterstadt.de");
+      assert.equal(await pendingRoomSyncs(), "1");
+      const again = await orgs.apply(input, "test");
+      assert.equal(again.outcome, "unchanged");
+      assert.equal(roomWork, 1, "no room work for an unchanged organisation");
+    });
+
+    it("adds and removes clerks, keeping the removed one on record", async () => {
+      const result = await orgs.patch("musterstadt", { clerks: [{ matrixId: "@bernd:ex.org" }] }, "test");
+      assert.equal(result.outcome, "updated");
+      const byId = new Map(result.organisation.clerks.map((c) => [c.matrixId, c.status]));
+      assert.deepEqual(Object.fromEntries(byId), { "@anna:ex.org": "removed", "@bernd:ex.org": "active" });
+      const back = await orgs.addClerk("musterstadt", { matrixId: "@anna:ex.org" }, "test");
+      assert.equal(back.organisation.clerks.filter((c) => c.status === "active").length, 2);
+      assert.equal(back.organisation.clerks.length, 2, "the returning clerk's row is reused");
+    });
+
+    it("refuses bad input with the field and changes nothing", async () => {
+      const before = await orgs.get("musterstadt");
+      await assert.rejects(
+        orgs.apply({ id: "musterstadt", name: "", clerks: [{ matrixId: "anna" }], colour: "red" }, "test"),
+        (err: unknown) => {
+          assert.ok(err instanceof KuvertError);
+          assert.equal(err.status, 400);
+          const paths = err.details!.map((d) => d.path).sort();
+          assert.deepEqual(paths, ["clerks.0.matrixId", "colour", "name"]);
+          return true;
+        },
+      );
+      assert.deepEqual(await orgs.get("musterstadt"), before);
+    });
+
+    it("archives once and then refuses changes", async () => {
+      assert.equal((await orgs.archive("musterstadt", "test")).outcome, "updated");
+      assert.equal((await orgs.archive("musterstadt", "test")).outcome, "unchanged");
+      await assert.rejects(orgs.patch("musterstadt", { name: "Neu" }, "test"), (e: unknown) => e instanceof KuvertError && e.errcode === "KUVERT_ORGANISATION_ARCHIVED");
+    });
+
+    it("imports a CSV with a report per row; a bad row changes nothing and a rerun creates nothing", async () => {
+      const csv = ["id,name,tags,clerks", "schule-a,Schule A,schools,@a:ex.org", "schule-b,Schule B,schools,@b:ex.org", "schule-a,Duplicate,,", "BAD,Bad,,"].join("\n");
+      const first = await importOrganisations(db, orgs, parseOrganisationsCsv(csv), "test");
+      assert.deepEqual(first.summary, { created: 2, updated: 0, unchanged: 0, error: 2 });
+      assert.deepEqual(first.rows.map((r) => r.outcome), ["created", "created", "error", "error"]);
+      assert.equal((await orgs.list({ tag: "schools" })).length, 2);
+      assert.equal((await orgs.list({ search: "bad" })).length, 0);
+      const rerun = await importOrganisations(db, orgs, parseOrganisationsCsv(csv), "test");
+      assert.deepEqual(rerun.summary, { created: 0, updated: 0, unchanged: 2, error: 2 });
+    });
+
+    it("writes every change into an intact audit chain", async () => {
+      const actions = (await db.query<{ action: string }>("SELECT action FROM audit_log ORDER BY seq")).rows.map((r) => r.action);
+      assert.deepEqual(actions.slice(0, 5), ["organisation.created", "clerk.added", "clerk.removed", "clerk.added", "organisation.archived"]);
+      const result = await verifyAuditLog(db);
+      assert.equal(result.ok, true);
+      assert.equal(result.rows, actions.length);
+    });
+
+    it("does not let Kuvert's role change or delete audit rows", async () => {
+      await assert.rejects(db.query("UPDATE audit_log SET outcome = 'refused' WHERE seq = 1"), /append-only/);
+      await assert.rejects(db.query("DELETE FROM audit_log WHERE seq = 1"), /append-only/);
+    });
+
+    it("finds a row changed behind Kuvert's back, at that row", async () => {
+      await db.exec("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update");
+      await db.query("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 3");
+      await db.exec("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update");
+      const result = await verifyAuditLog(db);
+      assert.equal(result.ok, false);
+      assert.equal(result.brokenAt?.seq, "3");
+      assert.equal(result.rows, 2);
+    });
+  });
+}

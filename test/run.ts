@@ -1,0 +1,39 @@
+// `npm test`: starts what the suites need that is not given (PostgreSQL), runs every suite
+// with Node's test runner, and stops what it started.
+//   npm test                      all suites
+//   npm test -- test/e2e/x.test.ts  some suites
+// Environment: KUVERT_TEST_DATABASE_URL uses an existing PostgreSQL (superuser URL) instead of
+// starting one; KUVERT_TEST_HOMESERVER_URL and friends run against a real homeserver (README).
+import { spawn } from "node:child_process";
+import { globSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { startPostgres, type PostgresCluster } from "./support/postgres.ts";
+
+const root = join(import.meta.dirname, "..");
+process.chdir(root);
+const requested = process.argv.slice(2);
+const files = requested.length > 0 ? requested : globSync("test/**/*.test.ts").sort();
+
+rmSync(join(root, "test-artifacts", "logs"), { recursive: true, force: true });
+rmSync(join(root, "test-artifacts", "work"), { recursive: true, force: true });
+mkdirSync(join(root, "test-artifacts", "logs"), { recursive: true });
+
+let cluster: PostgresCluster | undefined;
+const env = { ...process.env };
+if (!env.KUVERT_TEST_DATABASE_URL) {
+  cluster = await startPostgres();
+  env.KUVERT_TEST_DATABASE_URL = cluster.url;
+  process.stdout.write(`PostgreSQL for the tests: ${cluster.url}\n`);
+}
+
+const stopServices = () => {
+  cluster?.stop();
+  cluster = undefined;
+};
+process.on("exit", stopServices);
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+
+const child = spawn(process.execPath, ["--test", "--test-reporter=spec", "--test-timeout=600000", ...files], { stdio: "inherit", env });
+const code = await new Promise<number>((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+stopServices();
+process.exit(code);

@@ -98,6 +98,21 @@ export class WorkQueue<R extends QueueRow> {
     return final;
   }
 
+  /** Extends the leases of rows this worker is still handling, so nobody takes them over meanwhile. */
+  async renew(rows: R[]): Promise<void> {
+    if (rows.length === 0) return;
+    const { table, key } = this.spec;
+    await this.#db.query(`UPDATE ${table} SET lease_until = now() + make_interval(secs => $1) WHERE ${key} = ANY ($2) AND leased_by = $3`, [
+      this.#leaseSeconds,
+      rows.map((r) => (r as unknown as Record<string, unknown>)[key]),
+      workerId,
+    ]);
+  }
+
+  get leaseSeconds(): number {
+    return this.#leaseSeconds;
+  }
+
   /** Gives claimed rows back without counting an attempt (graceful shutdown). */
   async release(row: R): Promise<void> {
     const { table, key } = this.spec;
@@ -128,6 +143,8 @@ export class Worker<R extends QueueRow> {
   readonly #opts: WorkerOptions<R>;
   #running = false;
   #inFlight = new Set<Promise<void>>();
+  readonly #handling = new Set<R>();
+  #renewTimer: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   #wakeRequested = false;
   #loop: Promise<void> | undefined;
@@ -141,6 +158,11 @@ export class Worker<R extends QueueRow> {
     if (this.#running) return;
     this.#running = true;
     this.#loop = this.#run();
+    // A third of the lease: a row in hand is renewed twice before it could expire.
+    this.#renewTimer = setInterval(() => {
+      this.#opts.queue.renew([...this.#handling]).catch((err: unknown) => log.error({ err, worker: this.#opts.name }, "renewing leases failed"));
+    }, (this.#opts.queue.leaseSeconds * 1000) / 3);
+    this.#renewTimer.unref();
   }
 
   /** Looks for work now instead of at the next poll. */
@@ -154,6 +176,7 @@ export class Worker<R extends QueueRow> {
     this.#wakeUp?.();
     await this.#loop;
     await Promise.allSettled([...this.#inFlight]);
+    clearInterval(this.#renewTimer);
   }
 
   async #run(): Promise<void> {
@@ -189,6 +212,7 @@ export class Worker<R extends QueueRow> {
 
   async #handleOne(row: R): Promise<void> {
     const { queue, name } = this.#opts;
+    this.#handling.add(row);
     try {
       await this.#opts.handle(row);
     } catch (err) {
@@ -201,6 +225,8 @@ export class Worker<R extends QueueRow> {
       } catch (failErr) {
         log.error({ worker: name, err: failErr }, "recording a failure failed; the lease will expire");
       }
+    } finally {
+      this.#handling.delete(row);
     }
   }
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// Kuvert runs its TypeScript sources directly (Node's type stripping, Node 22.18 or newer).
+const [major, minor] = process.versions.node.split(".").map(Number);
+if (major < 22 || (major === 22 && minor < 18)) {
+  process.stderr.write(
+    `kuvert: Node.js ${process.versions.node} is too old; Kuvert needs Node 22.18 or newer. ` +
+      "Run scripts/setup.sh, which installs one, or see the README.\n",
+  );
+  process.exit(1);
+}
+// A dependency of matrix-appservice-bridge still calls util._extend; the warning says nothing to operators.
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = (warning, ...rest) => {
+  if (rest[0] === "DeprecationWarning" && rest[1] === "DEP0060") return;
+  emitWarning(warning, ...rest);
+};
+const { main } = await import("../appservice/cli.ts");
+await main(process.argv);

@@ -1,0 +1,158 @@
+import { Core } from "./core.ts";
+import { toClientEvent } from "./events.ts";
+import { Faults, type FaultInjector } from "./faults.ts";
+import { HttpFront } from "./server.ts";
+import type { AppserviceRegistration, RoomEvent, StateEvent } from "./types.ts";
+
+export type { FaultInjector, HoldHandle } from "./faults.ts";
+export type { AppserviceNamespace, AppserviceRegistration, JsonObject, JsonValue, RoomEvent, StateEvent, StrippedStateEvent } from "./types.ts";
+
+export interface HomeserverOptions {
+  /** Default "kuvert.test". */
+  serverName?: string;
+  /** Parsed registration.yaml objects. */
+  registrations?: AppserviceRegistration[];
+  /** If set, an admin user "@admin:<serverName>" exists with this access token. */
+  adminToken?: string;
+  /** Default true, like Synapse >= 1.120 with `enable_authenticated_media`: the legacy download endpoints answer 404 for new media. */
+  authenticatedMediaOnly?: boolean;
+  /** Default true; false: the appservice ping endpoint answers 404 M_UNRECOGNIZED like an old Synapse. */
+  supportsAppservicePing?: boolean;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0: a free port. */
+  port?: number;
+  /** First retry delay of a failed appservice transaction; doubles per failure (Synapse: 2 s). Default 2000. */
+  asRetryBaseMs?: number;
+  /** Cap of the retry delay (Synapse: 512 s = 256 × 2 s). Default 256 × asRetryBaseMs. */
+  asRetryMaxMs?: number;
+  /** Timeout of transaction and ping requests to appservices. Default 60000, as Synapse's HTTP client. */
+  asRequestTimeoutMs?: number;
+  /** `max_upload_size`; default 50 MiB as Synapse. */
+  maxUploadBytes?: number;
+}
+
+export interface MediaInfo {
+  contentType: string;
+  filename: string | undefined;
+  size: number;
+  uploader: string;
+  quarantined: boolean;
+}
+
+/** An in-memory Matrix homeserver for tests: the Client-Server and Application Service APIs as Synapse serves them. */
+export class TestHomeserver {
+  readonly serverName: string;
+  readonly faults: FaultInjector;
+  private readonly faultsImpl: Faults;
+  private readonly core: Core;
+  private readonly front: HttpFront;
+  private readonly host: string;
+  private readonly port: number;
+  private boundUrl: string | undefined;
+
+  constructor(opts: HomeserverOptions = {}) {
+    this.serverName = opts.serverName ?? "kuvert.test";
+    const retryBase = opts.asRetryBaseMs ?? 2000;
+    this.core = new Core({
+      serverName: this.serverName,
+      authenticatedMediaOnly: opts.authenticatedMediaOnly ?? true,
+      supportsAppservicePing: opts.supportsAppservicePing ?? true,
+      asRetryBaseMs: retryBase,
+      asRetryMaxMs: opts.asRetryMaxMs ?? retryBase * 256,
+      asRequestTimeoutMs: opts.asRequestTimeoutMs ?? 60000,
+      maxUploadBytes: opts.maxUploadBytes ?? 50 * 1024 * 1024,
+    });
+    this.faultsImpl = new Faults();
+    this.faults = this.faultsImpl;
+    this.front = new HttpFront(this.core, this.faultsImpl);
+    this.host = opts.host ?? "127.0.0.1";
+    this.port = opts.port ?? 0;
+    for (const reg of opts.registrations ?? []) this.addRegistration(reg);
+    if (opts.adminToken !== undefined) {
+      const adminId = `@admin:${this.serverName}`;
+      this.core.users.create(adminId, { admin: true, displayname: "admin" });
+      this.core.users.issueToken(adminId, "ADMIN", "admin token", opts.adminToken);
+    }
+  }
+
+  /** e.g. http://127.0.0.1:41234 once started. */
+  get url(): string {
+    if (this.boundUrl === undefined) throw new Error("TestHomeserver is not started");
+    return this.boundUrl;
+  }
+
+  async start(): Promise<void> {
+    const port = await this.front.listen(this.host, this.port);
+    const host = this.host.includes(":") ? `[${this.host}]` : this.host;
+    this.boundUrl = `http://${host}:${port}`;
+  }
+
+  /** Closes the listener and every connection, and stops pushing transactions; leaves no timers behind. */
+  async stop(): Promise<void> {
+    this.faultsImpl.dropAll();
+    this.core.stop();
+    await this.front.close();
+  }
+
+  addRegistration(reg: AppserviceRegistration): void {
+    this.core.addAppservice(reg);
+  }
+
+  /** Creates an account with a password and logs it in on a new device. */
+  async createUser(
+    localpart: string,
+    password: string,
+    opts: { admin?: boolean; displayName?: string } = {},
+  ): Promise<{ userId: string; accessToken: string }> {
+    const userId = `@${localpart}:${this.serverName}`;
+    if (this.core.users.findCaseInsensitive(userId)) throw new Error(`User ${userId} already exists`);
+    this.core.users.create(userId, { password, admin: opts.admin ?? false, displayname: opts.displayName ?? localpart });
+    const token = this.core.users.issueToken(userId);
+    return { userId, accessToken: token.token };
+  }
+
+  /** Current state of a room, in client format. */
+  roomState(roomId: string): StateEvent[] {
+    const room = this.core.rooms.get(roomId);
+    if (!room) throw new Error(`Unknown room ${roomId}`);
+    return [...room.state.values()].map((ev) => toClientEvent(ev) as StateEvent);
+  }
+
+  /** Every event of a room in order, in client format (redacted events pruned). */
+  timeline(roomId: string): RoomEvent[] {
+    const room = this.core.rooms.get(roomId);
+    if (!room) throw new Error(`Unknown room ${roomId}`);
+    return room.events.map((ev) => toClientEvent(ev));
+  }
+
+  /** Resolves once every event queued for the appservice(s) has been acknowledged. */
+  waitForAppserviceIdle(asId?: string, timeoutMs = 10000): Promise<void> {
+    if (asId !== undefined && !this.core.appservices.get(asId)) return Promise.reject(new Error(`Unknown appservice ${asId}`));
+    return this.core.pusher.waitForIdle(asId, timeoutMs);
+  }
+
+  /** Transactions the appservice acknowledged (2xx). */
+  transactionsPushed(asId: string): number {
+    return this.core.pusher.transactionsPushed(asId);
+  }
+
+  /** Transaction requests sent to the appservice, retries included. */
+  transactionAttempts(asId: string): number {
+    return this.core.pusher.transactionAttempts(asId);
+  }
+
+  /** What the media repository holds for an mxc:// URI. */
+  mediaInfo(mxcUri: string): MediaInfo | undefined {
+    const m = /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(mxcUri);
+    const item = m ? this.core.media.get(m[1] ?? "", m[2] ?? "") : undefined;
+    if (!item) return undefined;
+    return {
+      contentType: item.contentType,
+      filename: item.filename,
+      size: item.data?.length ?? 0,
+      uploader: item.uploader,
+      quarantined: item.quarantined,
+    };
+  }
+}

@@ -1,6 +1,6 @@
 // The organisation model on both databases Kuvert runs on: PostgreSQL and the embedded PGlite.
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,14 +17,18 @@ for (const kind of ["postgres", "pglite"] as const) {
     let db: Database;
     let orgs: Organisations;
     let roomWork = 0;
+    const embeddedDir = mkdtempSync(join(tmpdir(), "kuvert-pglite-"));
 
     before(async () => {
-      db = await openDatabase({ url: await freshDatabaseUrl(kind), embeddedDir: mkdtempSync(join(tmpdir(), "kuvert-pglite-")), poolSize: 4 });
+      db = await openDatabase({ url: await freshDatabaseUrl(kind), embeddedDir, poolSize: 4 });
       assert.deepEqual(await migrate(db), [1]);
       assert.deepEqual(await migrate(db), [], "a second migrate applies nothing");
       orgs = new Organisations(db, () => roomWork++);
     });
-    after(() => db.close());
+    after(async () => {
+      await db.close();
+      rmSync(embeddedDir, { recursive: true, force: true });
+    });
 
     const pendingRoomSyncs = async () => (await db.query<{ n: string }>("SELECT count(*) AS n FROM room_sync WHERE state = 'pending'")).rows[0]!.n;
 

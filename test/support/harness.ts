@@ -1,0 +1,269 @@
+// A whole Kuvert for one suite: its own database, a homeserver (the test homeserver, or a
+// real one named by environment variables), Kuvert itself, an admin token, a staff user.
+//
+// Real homeserver (see README, "Tests against a real homeserver"):
+//   KUVERT_TEST_HOMESERVER_URL     client-server URL of the homeserver
+//   KUVERT_TEST_HOMESERVER_NAME    its server name
+//   KUVERT_TEST_ADMIN_TOKEN        a homeserver admin's access token (test users are made with it)
+//   KUVERT_TEST_REGISTRATION       the registration file the homeserver loaded; Kuvert listens
+//                                  on the port of its url
+import { randomBytes } from "node:crypto";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { parseConfig } from "../../appservice/config/load.ts";
+import type { KuvertConfig } from "../../appservice/config/schema.ts";
+import { Kuvert } from "../../appservice/kuvert.ts";
+import { buildRegistration, readRegistration, type Registration } from "../../appservice/matrix/registration.ts";
+import { openDatabase } from "../../appservice/db/database.ts";
+import { migrate } from "../../appservice/db/migrate.ts";
+import { createToken } from "../../appservice/tokens/tokens.ts";
+import { TestHomeserver } from "../homeserver/index.ts";
+import { TestUser, type HomeserverAccess } from "./matrix.ts";
+import { freshDatabaseUrl } from "./database.ts";
+import { freePort } from "./ports.ts";
+
+export const repoRoot = join(import.meta.dirname, "..", "..");
+export const artifactsDir = join(repoRoot, "test-artifacts");
+
+export function realHomeserver(): { url: string; serverName: string; adminToken: string; registrationFile: string } | undefined {
+  const url = process.env.KUVERT_TEST_HOMESERVER_URL;
+  if (!url) return undefined;
+  const need = ["KUVERT_TEST_HOMESERVER_NAME", "KUVERT_TEST_ADMIN_TOKEN", "KUVERT_TEST_REGISTRATION"].filter((k) => !process.env[k]);
+  if (need.length) throw new Error(`KUVERT_TEST_HOMESERVER_URL is set, so these are needed too: ${need.join(", ")}`);
+  return {
+    url,
+    serverName: process.env.KUVERT_TEST_HOMESERVER_NAME!,
+    adminToken: process.env.KUVERT_TEST_ADMIN_TOKEN!,
+    registrationFile: process.env.KUVERT_TEST_REGISTRATION!,
+  };
+}
+
+export interface StackOptions {
+  name: string;
+  database?: "postgres" | "pglite";
+  /** Changes to the configuration Kuvert gets. */
+  configure?: (config: Record<string, unknown>) => void;
+  /** Run Kuvert as a child process (to kill it) instead of in this process. */
+  childProcess?: boolean;
+}
+
+export interface ApiResponse<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+}
+
+export class Stack {
+  readonly name: string;
+  readonly hs: TestHomeserver | undefined;
+  readonly access: HomeserverAccess;
+  readonly registration: Registration;
+  readonly config: KuvertConfig;
+  readonly rawConfig: Record<string, unknown>;
+  readonly workDir: string;
+  kuvert: Kuvert | undefined;
+  child: ChildProcess | undefined;
+  adminToken = "";
+  staff!: TestUser;
+  readonly #users: TestUser[] = [];
+
+  constructor(parts: { name: string; hs: TestHomeserver | undefined; access: HomeserverAccess; registration: Registration; config: KuvertConfig; rawConfig: Record<string, unknown>; workDir: string }) {
+    this.name = parts.name;
+    this.hs = parts.hs;
+    this.access = parts.access;
+    this.registration = parts.registration;
+    this.config = parts.config;
+    this.rawConfig = parts.rawConfig;
+    this.workDir = parts.workDir;
+  }
+
+  get publicUrl(): string {
+    if (this.kuvert) return `http://127.0.0.1:${this.kuvert.publicPort}`;
+    return `http://127.0.0.1:${this.config.publicApi.listener.port}`;
+  }
+
+  get botUserId(): string {
+    return `@${this.config.appservice.botLocalpart}:${this.config.homeserver.domain}`;
+  }
+
+  /** A request to Kuvert's public API with the admin token (or `token`). */
+  async api<T = Record<string, unknown>>(method: string, path: string, body?: unknown, opts: { token?: string | null; contentType?: string } = {}): Promise<ApiResponse<T>> {
+    const token = opts.token === undefined ? this.adminToken : opts.token;
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      headers["content-type"] = opts.contentType ?? "application/json";
+      payload = typeof body === "string" ? body : JSON.stringify(body);
+    }
+    const res = await fetch(`${this.publicUrl}${path}`, { method, headers, body: payload });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, body: parsed as T };
+  }
+
+  /** Sends a transaction to Kuvert's appservice API as the homeserver does (AS API §"Pushing events"). */
+  async pushTransaction(txnId: string, events: unknown[], token: string | null = this.registration.hs_token): Promise<ApiResponse> {
+    const res = await fetch(`http://127.0.0.1:${this.config.appservice.listener.port}/_matrix/app/v1/transactions/${encodeURIComponent(txnId)}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ events }),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  }
+
+  async user(prefix: string): Promise<TestUser> {
+    const user = await TestUser.create(this.access, prefix);
+    this.#users.push(user);
+    return user;
+  }
+
+  /** Starts Kuvert (again), in this process or as a child process. */
+  async startKuvert(childProcess = false): Promise<void> {
+    if (!childProcess) {
+      this.kuvert = await Kuvert.start(this.config, { registration: this.registration, logDestination: logFile(this.name) });
+      return;
+    }
+    const configFile = join(this.workDir, "config.yaml");
+    writeFileSync(configFile, stringify(this.rawConfig));
+    const log = createWriteStream(join(artifactsDir, "logs", `${this.name}.child.log`), { flags: "a" });
+    const child = spawn(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", configFile, "start"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } });
+    child.stdout.pipe(log);
+    child.stderr.pipe(log);
+    this.child = child;
+    await waitFor("Kuvert to answer /healthz", async () => {
+      if (child.exitCode !== null) throw new Error(`Kuvert exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.child.log`);
+      const res = await fetch(`${this.publicUrl}/healthz`).catch(() => undefined);
+      return res?.ok === true;
+    });
+  }
+
+  /** Kills the child Kuvert at once (SIGKILL: no cleanup, as in a crash). */
+  async killKuvert(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    this.child = undefined;
+  }
+
+  async stopKuvert(): Promise<void> {
+    if (this.kuvert) {
+      await this.kuvert.stop();
+      this.kuvert = undefined;
+    }
+    if (this.child && this.child.exitCode === null) {
+      const child = this.child;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.#users) u.stop();
+    await this.stopKuvert();
+    await this.hs?.stop();
+  }
+
+  /** Waits until the organisation's room exists (and Kuvert finished its room work). */
+  async roomOf(organisationId: string): Promise<string> {
+    let roomId = "";
+    await waitFor(`the room of ${organisationId}`, async () => {
+      const res = await this.api<{ roomId: string | null; roomState: string }>("GET", `/api/v1/organisations/${organisationId}`);
+      if (res.status === 200 && res.body.roomId && res.body.roomState === "ready") roomId = res.body.roomId;
+      return roomId !== "";
+    });
+    return roomId;
+  }
+}
+
+function logFile(name: string): NodeJS.WritableStream {
+  mkdirSync(join(artifactsDir, "logs"), { recursive: true });
+  return createWriteStream(join(artifactsDir, "logs", `${name}.log`), { flags: "a" });
+}
+
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000, intervalMs = 100): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** Starts homeserver, database and Kuvert for one suite, with a staff member who is an admin. */
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  mkdirSync(join(artifactsDir, "logs"), { recursive: true });
+  const workDir = join(artifactsDir, "work", `${opts.name}-${randomBytes(3).toString("hex")}`);
+  mkdirSync(workDir, { recursive: true });
+  const real = realHomeserver();
+  const databaseUrl = await freshDatabaseUrl(opts.database ?? "postgres");
+
+  let hs: TestHomeserver | undefined;
+  let access: HomeserverAccess;
+  let registration: Registration;
+  let asPort: number;
+  const serverName = real?.serverName ?? "kuvert.test";
+  const baseConfig = (hsUrl: string, port: number, registrationFile: string): Record<string, unknown> => ({
+    homeserver: { url: hsUrl, domain: serverName },
+    appservice: { url: `http://127.0.0.1:${port}`, registrationFile, listener: { bindAddress: "127.0.0.1", port } },
+    publicApi: { listener: { bindAddress: "127.0.0.1", port: 0 } },
+    database: databaseUrl ? { url: databaseUrl } : { embeddedDir: join(workDir, "db") },
+    workers: { leaseSeconds: 5, pollMilliseconds: 200, concurrency: 4 },
+    logging: { level: "info", pseudonymKey: "test-pseudonym-key" },
+  });
+
+  let raw: Record<string, unknown>;
+  if (real) {
+    registration = readRegistration(real.registrationFile);
+    asPort = Number(new URL(registration.url ?? "http://127.0.0.1:9993").port || 80);
+    raw = baseConfig(real.url, asPort, real.registrationFile);
+    raw.homeserver = { ...(raw.homeserver as object), adminToken: real.adminToken };
+    access = { url: real.url, serverName, adminToken: real.adminToken };
+  } else {
+    asPort = await freePort();
+    const adminToken = `admin-${randomBytes(16).toString("hex")}`;
+    const registrationFile = join(workDir, "registration.yaml");
+    raw = baseConfig("http://127.0.0.1:1", asPort, registrationFile);
+    registration = buildRegistration(parseConfig(raw));
+    writeFileSync(registrationFile, stringify(registration));
+    hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100 });
+    await hs.start();
+    (raw.homeserver as Record<string, unknown>).url = hs.url;
+    (raw.homeserver as Record<string, unknown>).adminToken = adminToken;
+    access = { url: hs.url, serverName, adminToken };
+  }
+
+  const staff = await TestUser.create(access, "staff", "Staff Member");
+  raw.staff = [{ userId: staff.userId, roles: ["admin"] }];
+  opts.configure?.(raw);
+  // Child processes get the same port for the public API each time they start.
+  if (opts.childProcess) (raw.publicApi as { listener: { port: number } }).listener.port = await freePort();
+  const config = parseConfig(raw);
+  const stack = new Stack({ name: opts.name, hs, access, registration, config, rawConfig: raw, workDir });
+  stack.staff = staff;
+
+  // The admin token is made in the database before Kuvert starts, as an operator does with `kuvert token create`.
+  const db = await openDatabase({ url: databaseUrl, embeddedDir: join(workDir, "db"), poolSize: 2 });
+  try {
+    await migrate(db);
+    stack.adminToken = await createToken(db, "test-admin", ["admin"], "test");
+  } finally {
+    await db.close();
+  }
+  await stack.startKuvert(opts.childProcess === true);
+  return stack;
+}

@@ -1,0 +1,44 @@
+# Kuvert's image. Kuvert runs its TypeScript sources directly (Node's type stripping), so
+# there is no build step: install the runtime dependencies, copy the sources, run as a user of
+# its own. docker-compose.yml builds it; deploy/README.md explains the whole stack.
+FROM node:22-bookworm-slim
+
+# KUVERT_CONFIG: the configuration every `kuvert` command uses (docker-compose.yml mounts it
+# there), so `docker compose run --rm kuvert org list` needs no --config.
+ENV NODE_ENV=production \
+    KUVERT_CONFIG=/data/config.yaml
+
+WORKDIR /app
+
+# Dependencies first, so that a source change does not reinstall them. package.json's
+# "overrides" replaces @matrix-org/matrix-sdk-crypto-nodejs with ./tools/crypto-unavailable
+# (Kuvert does no end-to-end encryption, and the real package downloads a native binary at
+# install time), so tools/ must be there before `npm ci`.
+COPY package.json package-lock.json ./
+COPY tools/ ./tools/
+RUN npm ci --omit=dev --no-audit --no-fund \
+    && npm cache clean --force
+
+# The application: appservice/, bin/, web/ and config.sample.yaml. .dockerignore admits only
+# these (and the files above), so this copies nothing else: no .env, no deploy/site, no tests.
+COPY . ./
+
+# A user of its own; the sources stay root's and read-only to it. /data holds the
+# configuration (mounted) and what Kuvert keeps on disk; /registration the appservice
+# registration (volumes in docker-compose.yml take over this ownership when first mounted).
+RUN groupadd --system --gid 10001 kuvert \
+    && useradd --system --uid 10001 --gid kuvert --home-dir /data --no-create-home --shell /usr/sbin/nologin kuvert \
+    && mkdir -p /data /registration \
+    && chown kuvert:kuvert /data /registration
+USER kuvert
+
+# 8080: public API, web console, guest page. 9993: application service API, for the homeserver
+# only (never publish it).
+EXPOSE 8080 9993
+
+# No curl in slim images: Node's own fetch asks the public listener whether Kuvert is alive.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+ENTRYPOINT ["node", "bin/kuvert.js"]
+CMD ["start", "--config", "/data/config.yaml"]

@@ -1,0 +1,694 @@
+// The deployment stack (Dockerfile, docker-compose.yml, deploy/) checked without Docker: every
+// file parses, every name one file gives another points at something that exists, and Kuvert's
+// own loader and registration code accept what the stack hands them. The templates are rendered
+// by deploy/setup.sh itself, with the values of deploy/env.example.
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, posix } from "node:path";
+import { after, describe, it } from "node:test";
+import { parse, parseDocument } from "yaml";
+import { loadConfig } from "../../appservice/config/load.ts";
+import type { KuvertConfig } from "../../appservice/config/schema.ts";
+import { buildRegistration } from "../../appservice/matrix/registration.ts";
+
+const root = join(import.meta.dirname, "..", "..");
+const setupScript = join(root, "deploy", "setup.sh");
+const read = (rel: string): string => readFileSync(join(root, rel), "utf8");
+
+type Env = Record<string, string>;
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+const secretName = /PASSWORD|SECRET|TOKEN|_KEY$|^KEY$|PASSPHRASE/i;
+
+// ---------------------------------------------------------------------------------------------
+// .env and Compose's variable interpolation
+
+/** Reads KEY=value lines as Docker Compose and deploy/setup.sh do. */
+function parseEnvFile(text: string): Env {
+  const env: Env = {};
+  for (const [i, raw] of text.split("\n").entries()) {
+    const line = raw.replace(/\r$/, "");
+    if (/^\s*(#|$)/.test(line)) continue;
+    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    assert.ok(m, `env file line ${i + 1} is not VARIABLE=value: ${line}`);
+    let value = m[2]!;
+    const quoted = /^"(.*)"$/.exec(value) ?? /^'(.*)'$/.exec(value);
+    if (quoted) value = quoted[1]!;
+    env[m[1]!] = value;
+  }
+  return env;
+}
+
+const reference = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g;
+
+/** Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
+function interpolate(text: string, env: Env, where: string): string {
+  return text.replace(reference, (match, name: string | undefined, op: string | undefined, arg: string | undefined, bare: string | undefined) => {
+    if (match === "$$") return "$";
+    if (bare) throw new Error(`${where}: $${bare} without braces; write \${${bare}}`);
+    const value = env[name!];
+    switch (op) {
+      case undefined:
+        if (value === undefined) throw new Error(`${where}: \${${name}} is not set`);
+        return value;
+      case ":-":
+        return value === undefined || value === "" ? arg! : value;
+      case "-":
+        return value === undefined ? arg! : value;
+      case ":?":
+        if (value === undefined || value === "") throw new Error(`${where}: ${arg}`);
+        return value;
+      default:
+        if (value === undefined) throw new Error(`${where}: ${arg}`);
+        return value;
+    }
+  });
+}
+
+function interpolateDeep(node: unknown, env: Env, where: string): unknown {
+  if (typeof node === "string") return interpolate(node, env, where);
+  if (Array.isArray(node)) return node.map((v, i) => interpolateDeep(v, env, `${where}[${i}]`));
+  if (isObject(node)) return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, interpolateDeep(v, env, `${where}.${k}`)]));
+  return node;
+}
+
+function strings(node: unknown): string[] {
+  if (typeof node === "string") return [node];
+  if (Array.isArray(node)) return node.flatMap(strings);
+  if (isObject(node)) return Object.values(node).flatMap(strings);
+  return [];
+}
+
+function referencedVariables(texts: string[]): { all: Set<string>; mandatory: Set<string> } {
+  const all = new Set<string>();
+  const mandatory = new Set<string>();
+  for (const text of texts) {
+    for (const m of text.matchAll(reference)) {
+      if (!m[1]) continue;
+      all.add(m[1]);
+      if (m[2]?.endsWith("?")) mandatory.add(m[1]);
+    }
+  }
+  return { all, mandatory };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compose file's service definitions, normalised
+
+interface Mount {
+  kind: "bind" | "volume";
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+interface Port {
+  hostIp: string | undefined;
+  published: string | undefined;
+  target: number;
+  protocol: string;
+}
+
+function mountsOf(service: Json): Mount[] {
+  const volumes = (service.volumes ?? []) as unknown[];
+  return volumes.map((v): Mount => {
+    if (typeof v === "string") {
+      const [source, target, mode] = v.split(":");
+      assert.ok(source && target, `volume entry ${v} is not source:target`);
+      return { kind: /^[./~]/.test(source) ? "bind" : "volume", source, target, readOnly: (mode ?? "").split(",").includes("ro") };
+    }
+    assert.ok(isObject(v), "a volume entry is neither a string nor a mapping");
+    assert.ok(v.type === "bind" || v.type === "volume", `volume type ${String(v.type)} is neither bind nor volume`);
+    return { kind: v.type as Mount["kind"], source: String(v.source), target: String(v.target), readOnly: v.read_only === true };
+  });
+}
+
+function portsOf(service: Json): Port[] {
+  const ports = (service.ports ?? []) as unknown[];
+  return ports.map((p): Port => {
+    if (isObject(p)) {
+      return { hostIp: p.host_ip as string | undefined, published: p.published === undefined ? undefined : String(p.published), target: Number(p.target), protocol: String(p.protocol ?? "tcp") };
+    }
+    const [spec, protocol = "tcp"] = String(p).split("/");
+    const parts = spec!.split(":");
+    const target = Number(parts.pop());
+    const published = parts.pop();
+    const hostIp = parts.pop();
+    assert.equal(parts.length, 0, `port ${String(p)} has too many parts`);
+    return { hostIp, published, target, protocol };
+  });
+}
+
+function networksOf(service: Json): string[] {
+  const n = service.networks;
+  if (n === undefined) return ["default"];
+  return Array.isArray(n) ? n.map(String) : Object.keys(n as Json);
+}
+
+function exposedPorts(service: Json): number[] {
+  return ((service.expose ?? []) as unknown[]).map((p) => Number(String(p).split("/")[0]));
+}
+
+function environmentOf(service: Json): Env {
+  const e = service.environment;
+  if (e === undefined) return {};
+  if (Array.isArray(e)) {
+    return Object.fromEntries(e.map((entry) => {
+      const [k, ...rest] = String(entry).split("=");
+      return [k!, rest.join("=")];
+    }));
+  }
+  return Object.fromEntries(Object.entries(e as Json).map(([k, v]) => [k, v === null ? "" : String(v)]));
+}
+
+/** The mount that holds a path inside a container, and the path below its mount point. */
+function resolveInContainer(service: Json, path: string): { mount: Mount; rest: string } | undefined {
+  let best: { mount: Mount; rest: string } | undefined;
+  for (const mount of mountsOf(service)) {
+    const target = mount.target.replace(/\/$/, "");
+    if (path !== target && !path.startsWith(`${target}/`)) continue;
+    if (best && best.mount.target.length >= target.length) continue;
+    best = { mount, rest: path.slice(target.length).replace(/^\//, "") };
+  }
+  return best;
+}
+
+function hostAndPort(url: string): { host: string; port: number } {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port || (u.protocol === "https:" ? 443 : 80)) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dockerfile
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+
+function dockerfileInstructions(text: string): Instruction[] {
+  const logical: string[] = [];
+  let current = "";
+  for (const raw of text.split("\n")) {
+    const line = raw.trimEnd();
+    if (/^\s*#/.test(line)) continue;
+    if (line.endsWith("\\")) {
+      current += `${line.slice(0, -1)} `;
+      continue;
+    }
+    current += line;
+    if (current.trim()) logical.push(current.trim());
+    current = "";
+  }
+  return logical.map((l) => {
+    const m = /^(\S+)\s*(.*)$/.exec(l)!;
+    return { op: m[1]!.toUpperCase(), args: m[2]! };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state: env.example, the compose file as written and as interpolated, the rendered files
+
+const envExample = parseEnvFile(read("deploy/env.example"));
+const composeText = read("docker-compose.yml");
+const composeRaw = parse(composeText, { merge: true }) as Json;
+const compose = interpolateDeep(composeRaw, envExample, "docker-compose.yml") as Json;
+const services = compose.services as Record<string, Json>;
+const service = (name: string): Json => {
+  const s = services[name];
+  assert.ok(s, `docker-compose.yml has no service ${name}`);
+  return s;
+};
+const setupText = read("deploy/setup.sh");
+const bashArray = (name: string): string[] => {
+  const m = new RegExp(`^${name}=\\(([^)]*)\\)`, "m").exec(setupText);
+  assert.ok(m, `deploy/setup.sh defines no array ${name}`);
+  return m[1]!.trim().split(/\s+/);
+};
+const templates = bashArray("templates");
+const templateVars = bashArray("template_vars");
+
+// Rendered once, on first use, by deploy/setup.sh itself; each file is parsed on first use, so
+// a broken one fails the tests that need it with its own error.
+let renderedDir: string | undefined;
+function renderedFile(rel: string): string {
+  if (!renderedDir) {
+    renderedDir = mkdtempSync(join(tmpdir(), "kuvert-deploy-"));
+    execFileSync("bash", [setupScript, "render", "--env-file", join(root, "deploy", "env.example"), "--out", renderedDir], { stdio: "pipe" });
+  }
+  return join(renderedDir, rel);
+}
+after(() => {
+  if (renderedDir) rmSync(renderedDir, { recursive: true, force: true });
+});
+
+const once = <T>(make: () => T): (() => T) => {
+  let made: { value: T } | undefined;
+  return () => (made ??= { value: make() }).value;
+};
+/** Kuvert's deployment configuration, through Kuvert's own loader, with the kuvert service's environment. */
+const kuvertConfig = once((): KuvertConfig => loadConfig(renderedFile("kuvert/config.yaml"), environmentOf(service("kuvert"))));
+const synapseConfig = once(() => parse(readFileSync(renderedFile("synapse/homeserver.yaml"), "utf8")) as Json);
+const elementConfig = once(() => JSON.parse(readFileSync(renderedFile("element/config.json"), "utf8")) as Json);
+
+/** Where a rendered file goes in a container, resolved through the compose file's bind mounts. */
+function renderedMountTarget(serviceName: string, template: string): Mount {
+  const mount = mountsOf(service(serviceName)).find((m) => m.kind === "bind" && posix.normalize(m.source) === `deploy/site/${template}`);
+  assert.ok(mount, `${serviceName} does not mount the rendered deploy/site/${template}`);
+  return mount;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("docker-compose.yml", () => {
+  it("parses as YAML, and every service has an image or a build", () => {
+    const doc = parseDocument(composeText, { merge: true });
+    assert.deepEqual(doc.errors.map((e) => e.message), []);
+    assert.deepEqual(doc.warnings.map((e) => e.message), []);
+    assert.ok(Object.keys(services).length >= 10, "the stack has its services");
+    for (const [name, s] of Object.entries(services)) {
+      assert.ok(typeof s.image === "string" || s.build !== undefined, `${name} has neither image nor build`);
+    }
+    for (const name of ["postgres", "synapse", "kuvert", "clamav", "mailpit", "element", "jitsi-web", "jitsi-prosody", "jitsi-jicofo", "jitsi-jvb"]) service(name);
+  });
+
+  it("gives every service a health check", () => {
+    for (const [name, s] of Object.entries(services)) {
+      const hc = s.healthcheck;
+      assert.ok(isObject(hc), `${name} has no healthcheck`);
+      assert.notEqual(hc.disable, true, `${name} disables its healthcheck`);
+      const test = hc.test as unknown;
+      assert.ok(Array.isArray(test) && test.length >= 2, `${name}: healthcheck.test must be a CMD or CMD-SHELL list`);
+      assert.ok(test[0] === "CMD" || test[0] === "CMD-SHELL", `${name}: healthcheck.test starts with ${String(test[0])}`);
+    }
+  });
+
+  it("depends only on services that exist, waiting for health only where there is a health check", () => {
+    const conditions = new Set(["service_started", "service_healthy", "service_completed_successfully"]);
+    for (const [name, s] of Object.entries(services)) {
+      const deps = s.depends_on;
+      if (deps === undefined) continue;
+      const entries: [string, unknown][] = Array.isArray(deps) ? deps.map((d) => [String(d), {}]) : Object.entries(deps as Json);
+      for (const [dep, spec] of entries) {
+        assert.ok(services[dep], `${name} depends on ${dep}, which is not a service`);
+        assert.notEqual(dep, name, `${name} depends on itself`);
+        const condition = isObject(spec) ? (spec.condition as string | undefined) : undefined;
+        if (condition !== undefined) assert.ok(conditions.has(condition), `${name} → ${dep}: unknown condition ${condition}`);
+        if (condition === "service_healthy") assert.ok(isObject(services[dep]!.healthcheck), `${name} waits for ${dep} to be healthy, which has no health check`);
+      }
+    }
+    const kuvertDeps = service("kuvert").depends_on as Json;
+    assert.deepEqual(kuvertDeps.postgres, { condition: "service_healthy" });
+    assert.deepEqual(kuvertDeps.synapse, { condition: "service_healthy" });
+    assert.deepEqual((service("synapse").depends_on as Json).postgres, { condition: "service_healthy" });
+  });
+
+  it("uses only variables that deploy/env.example documents, and env.example has none that nothing uses", () => {
+    const inCompose = referencedVariables(strings(composeRaw));
+    const inTemplates = referencedVariables(templates.map((t) => read(`deploy/${t}`)));
+    for (const v of inCompose.all) assert.ok(v in envExample, `docker-compose.yml uses \${${v}}, which deploy/env.example does not list`);
+    for (const v of inCompose.mandatory) assert.notEqual(envExample[v], "", `${v} is mandatory in docker-compose.yml but empty in deploy/env.example`);
+    for (const v of inTemplates.all) {
+      assert.ok(v in envExample, `a template uses \${${v}}, which deploy/env.example does not list`);
+      assert.ok(templateVars.includes(v), `a template uses \${${v}}, which deploy/setup.sh does not allow (template_vars)`);
+    }
+    for (const v of templateVars) assert.doesNotMatch(v, secretName, `template variable ${v} looks like a secret: rendered files must hold none`);
+    for (const v of Object.keys(envExample)) {
+      assert.ok(inCompose.all.has(v) || inTemplates.all.has(v), `deploy/env.example lists ${v}, which neither docker-compose.yml nor a template uses`);
+    }
+    // Every variable is explained: the nearest line above it that is not another variable is a comment.
+    const lines = read("deploy/env.example").split("\n");
+    for (const v of Object.keys(envExample)) {
+      let i = lines.findIndex((l) => l.startsWith(`${v}=`)) - 1;
+      while (i >= 0 && /^[A-Z_][A-Z0-9_]*=/.test(lines[i]!)) i--;
+      assert.match(lines[i] ?? "", /^#/, `deploy/env.example: ${v} has no comment above it`);
+    }
+  });
+
+  it("mounts only files from deploy/ that exist in the repository or that deploy/setup.sh renders, and declares every named volume", () => {
+    const declared = new Set(Object.keys((compose.volumes ?? {}) as Json));
+    const used = new Set<string>();
+    for (const [name, s] of Object.entries(services)) {
+      for (const m of mountsOf(s)) {
+        if (m.kind === "volume") {
+          assert.ok(declared.has(m.source), `${name} mounts the volume ${m.source}, which is not declared`);
+          used.add(m.source);
+          continue;
+        }
+        const source = posix.normalize(m.source);
+        assert.ok(source.startsWith("deploy/"), `${name} bind-mounts ${m.source}, which is not under ./deploy`);
+        if (source.startsWith("deploy/site/")) {
+          const rel = source.slice("deploy/site/".length);
+          assert.ok(templates.includes(rel), `${name} mounts ${m.source}, which deploy/setup.sh does not render`);
+          assert.ok(statSync(renderedFile(rel)).isFile(), `deploy/setup.sh render did not produce ${rel}`);
+          assert.ok(existsSync(join(root, "deploy", rel)), `the template deploy/${rel} is missing`);
+        } else {
+          assert.ok(existsSync(join(root, source)) && statSync(join(root, source)).isFile(), `${name} mounts ${m.source}, which is not a file in the repository`);
+        }
+        assert.ok(m.readOnly, `${name} mounts ${m.source} writable; configuration is read-only`);
+      }
+    }
+    for (const v of declared) assert.ok(used.has(v), `the volume ${v} is declared but no service uses it`);
+    for (const t of templates) assert.ok(existsSync(join(root, "deploy", t)), `deploy/setup.sh renders deploy/${t}, which does not exist`);
+  });
+
+  it("keeps the databases and clamd on the internal network, which has no route out", () => {
+    const networks = compose.networks as Json;
+    for (const [name, s] of Object.entries(services)) {
+      for (const n of networksOf(s)) assert.ok(n in networks, `${name} joins the undeclared network ${n}`);
+      if (portsOf(s).length > 0) {
+        assert.ok(networksOf(s).some((n) => (networks[n] as Json | null)?.internal !== true), `${name} publishes ports but sits only on internal networks`);
+      }
+    }
+    assert.equal((networks.internal as Json).internal, true, "the network internal must be internal: true");
+    assert.deepEqual(networksOf(service("postgres")), ["internal"]);
+    assert.deepEqual(portsOf(service("postgres")), []);
+    for (const name of ["synapse", "kuvert", "clamav"]) assert.ok(networksOf(service(name)).includes("internal"), `${name} is not on the internal network`);
+    assert.ok(exposedPorts(service("clamav")).includes(3310), "clamd's TCP port 3310 is not exposed");
+    assert.deepEqual(portsOf(service("clamav")), [], "clamd must not be published");
+    assert.match(String(service("clamav").image), /^clamav\/clamav:/);
+  });
+
+  it("publishes the web front ends on BIND_ADDRESS and the videobridge's media port over UDP", () => {
+    for (const name of ["synapse", "kuvert", "element", "jitsi-web", "mailpit"]) {
+      const ports = portsOf(service(name));
+      assert.ok(ports.length > 0, `${name} publishes nothing`);
+      for (const p of ports) assert.equal(p.hostIp, envExample.BIND_ADDRESS, `${name} publishes ${p.target} on ${p.hostIp ?? "all interfaces"}`);
+    }
+    const jvbPort = Number(environmentOf(service("jitsi-jvb")).JVB_PORT);
+    assert.equal(jvbPort, 10000);
+    assert.deepEqual(portsOf(service("jitsi-jvb")), [{ hostIp: undefined, published: String(jvbPort), target: jvbPort, protocol: "udp" }]);
+    const mailpit = service("mailpit");
+    assert.ok(exposedPorts(mailpit).includes(1025), "mailpit's SMTP port 1025 is not exposed");
+    assert.ok(portsOf(mailpit).some((p) => p.target === 8025), "mailpit's UI 8025 is not published");
+  });
+});
+
+describe("Kuvert in the stack", () => {
+  it("loads its deployment configuration with Kuvert's own loader and the compose file's environment", () => {
+    const config = kuvertConfig();
+    assert.equal(config.homeserver.domain, envExample.KUVERT_SERVER_NAME);
+    assert.equal(config.publicApi.baseUrl, envExample.KUVERT_PUBLIC_URL);
+    assert.equal(config.logging.pseudonymKey, envExample.KUVERT_PSEUDONYM_KEY);
+    assert.deepEqual(config.staff, [{ userId: `@${envExample.KUVERT_ADMIN_LOCALPART}:${envExample.KUVERT_SERVER_NAME}`, roles: ["admin"] }]);
+    assert.ok(config.database.url, "KUVERT_DATABASE_URL does not reach Kuvert");
+    const db = new URL(config.database.url);
+    assert.equal(db.hostname, "postgres");
+    assert.equal(db.port, "5432");
+    assert.equal(db.pathname, "/kuvert");
+    assert.equal(db.username, "kuvert");
+    assert.equal(decodeURIComponent(db.password), envExample.KUVERT_DB_PASSWORD);
+    assert.equal(environmentOf(service("postgres")).KUVERT_DB_PASSWORD, envExample.KUVERT_DB_PASSWORD, "postgres creates the role with another password");
+    const init = read("deploy/postgres/init.sh");
+    assert.match(init, /CREATE ROLE kuvert LOGIN PASSWORD :'kuvert_password'/);
+    assert.match(init, /CREATE DATABASE kuvert OWNER kuvert ENCODING 'UTF8'/);
+    assert.match(init, /--set=kuvert_password="\$KUVERT_DB_PASSWORD"/);
+    assert.ok(networksOf(service("kuvert")).some((n) => networksOf(service("postgres")).includes(n)), "Kuvert cannot reach postgres");
+    assert.ok(exposedPorts(service("postgres")).includes(5432));
+  });
+
+  it("reaches Synapse at homeserver.url: a compose service and port on the internal network", () => {
+    const { host, port } = hostAndPort(kuvertConfig().homeserver.url);
+    assert.equal(host, "synapse");
+    const synapse = service(host);
+    assert.ok(networksOf(synapse).includes("internal") && networksOf(service("kuvert")).includes("internal"), "Kuvert and Synapse do not share the internal network");
+    assert.ok(exposedPorts(synapse).includes(port), `synapse does not expose ${port}`);
+    const listeners = synapseConfig().listeners as Json[];
+    const listener = listeners.find((l) => l.port === port);
+    assert.ok(listener, `Synapse has no listener on ${port}`);
+    assert.equal(listener.type, "http");
+    assert.ok(((listener.bind_addresses as string[] | undefined) ?? ["0.0.0.0"]).includes("0.0.0.0"), "Synapse's listener is not reachable from other containers");
+    assert.ok((listener.resources as Json[]).some((r) => (r.names as string[]).includes("client")), `Synapse's listener on ${port} does not serve the client API`);
+    const hc = (synapse.healthcheck as Json).test as string[];
+    assert.match(hc.join(" "), new RegExp(`localhost:${port}/health`));
+  });
+
+  it("is reached by Synapse at appservice.url on the internal network, and never from the host", () => {
+    const { host, port } = hostAndPort(kuvertConfig().appservice.url);
+    assert.equal(host, "kuvert");
+    const kuvert = service(host);
+    assert.equal(port, kuvertConfig().appservice.listener.port);
+    assert.equal(kuvertConfig().appservice.listener.bindAddress, "0.0.0.0", "the appservice listener must accept connections from other containers");
+    assert.ok(networksOf(kuvert).includes("internal"), "Kuvert is not on the internal network");
+    assert.ok(exposedPorts(kuvert).includes(port), `kuvert does not expose ${port}`);
+    for (const [name, s] of Object.entries(services)) {
+      if (name === "kuvert") assert.ok(portsOf(s).every((p) => p.target !== port), `the appservice port ${port} is published on the host`);
+    }
+    const publicPort = kuvertConfig().publicApi.listener.port;
+    assert.notEqual(publicPort, port, "the two listeners share a port");
+    assert.equal(kuvertConfig().publicApi.listener.bindAddress, "0.0.0.0");
+    assert.ok(portsOf(kuvert).some((p) => p.target === publicPort && p.published === envExample.KUVERT_HTTP_PORT), `the public listener ${publicPort} is not published`);
+    assert.match(((kuvert.healthcheck as Json).test as string[]).join(" "), new RegExp(`fetch\\('http://127\\.0\\.0\\.1:${publicPort}/healthz'\\)`));
+  });
+
+  it("names the registration file that Synapse loads: the same file in the same volume", () => {
+    const inKuvert = resolveInContainer(service("kuvert"), kuvertConfig().appservice.registrationFile);
+    assert.ok(inKuvert, `${kuvertConfig().appservice.registrationFile} is on no volume of the kuvert container`);
+    assert.equal(inKuvert.mount.kind, "volume", "the registration must live in a named volume shared with Synapse");
+    assert.equal(inKuvert.mount.readOnly, false, "Kuvert writes the registration (generate-registration) into its mount");
+    const files = synapseConfig().app_service_config_files as string[];
+    assert.ok(Array.isArray(files) && files.length > 0, "Synapse loads no application service");
+    const matches = files.map((f) => resolveInContainer(service("synapse"), f)).filter((r) => r && r.mount.source === inKuvert.mount.source && r.rest === inKuvert.rest);
+    assert.equal(matches.length, 1, `Synapse's app_service_config_files (${files.join(", ")}) does not name ${inKuvert.mount.source}:${inKuvert.rest}`);
+    assert.equal(matches[0]!.mount.readOnly, true, "Synapse must mount the registration read-only");
+    const dir = /^registration_dir=(\S+)$/m.exec(setupText)?.[1];
+    assert.equal(dir, inKuvert.mount.target, "deploy/setup.sh generates the registration into another directory");
+  });
+
+  it("generates a registration whose url and sender_localpart Synapse can use", () => {
+    const reg = buildRegistration(kuvertConfig());
+    const serverName = synapseConfig().server_name as string;
+    assert.equal(serverName, kuvertConfig().homeserver.domain, "Synapse's server_name and Kuvert's homeserver.domain differ");
+    assert.equal(reg.id, kuvertConfig().appservice.id);
+    assert.equal(reg.sender_localpart, "kuvert");
+    assert.ok(reg.url, "the registration has no url");
+    const { host, port } = hostAndPort(reg.url);
+    assert.ok(networksOf(service(host)).some((n) => networksOf(service("synapse")).includes(n)), `Synapse cannot reach ${host}`);
+    assert.ok(exposedPorts(service(host)).includes(port), `${host} does not expose ${port}`);
+    const users = new RegExp(`^${reg.namespaces.users[0]!.regex}$`);
+    assert.match(`@${kuvertConfig().appservice.userPrefix}clerk:${serverName}`, users);
+    assert.doesNotMatch(`@${kuvertConfig().appservice.userPrefix}clerk:other.example`, users);
+    for (const s of kuvertConfig().staff) assert.doesNotMatch(s.userId, users, `staff member ${s.userId} is in Kuvert's exclusive namespace`);
+    assert.ok(kuvertConfig().staff.every((s) => s.userId.endsWith(`:${serverName}`)), "the staff example lives on another server");
+    assert.equal(String(synapseConfig().public_baseurl).replace(/\/$/, ""), kuvertConfig().homeserver.publicUrl);
+  });
+});
+
+describe("Synapse and PostgreSQL", () => {
+  it("connects Synapse to its own UTF8/C database with the password from the environment only", () => {
+    const db = synapseConfig().database as Json;
+    assert.equal(db.name, "psycopg2");
+    const args = db.args as Json;
+    assert.equal(args.host, "postgres");
+    assert.equal(args.dbname, "synapse");
+    assert.equal(args.user, "synapse");
+    assert.ok(!("password" in args), "homeserver.yaml must not hold the database password");
+    assert.equal(environmentOf(service("synapse")).PGPASSWORD, envExample.SYNAPSE_DB_PASSWORD);
+    assert.equal(environmentOf(service("postgres")).SYNAPSE_DB_PASSWORD, envExample.SYNAPSE_DB_PASSWORD);
+    const init = read("deploy/postgres/init.sh");
+    assert.match(init, /CREATE DATABASE synapse OWNER synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;/);
+    assert.match(init, /--set=synapse_password="\$SYNAPSE_DB_PASSWORD"/);
+    const initMount = mountsOf(service("postgres")).find((m) => posix.normalize(m.source) === "deploy/postgres/init.sh");
+    assert.ok(initMount?.target.startsWith("/docker-entrypoint-initdb.d/"), "init.sh is not mounted where the postgres image runs it");
+    assert.match(String(service("postgres").image), /^postgres:16/);
+    assert.match(((service("postgres").healthcheck as Json).test as string[]).join(" "), /pg_isready/);
+  });
+
+  it("configures Synapse's files, authenticated media and (documented, not enabled) retention", () => {
+    assert.equal(synapseConfig().server_name, envExample.KUVERT_SERVER_NAME);
+    assert.equal(synapseConfig().public_baseurl, `${envExample.SYNAPSE_PUBLIC_URL}/`);
+    assert.equal(synapseConfig().enable_authenticated_media, true);
+    assert.equal(synapseConfig().report_stats, false);
+    assert.equal(synapseConfig().enable_registration, false);
+    const synapse = service("synapse");
+    const configPath = environmentOf(synapse).SYNAPSE_CONFIG_PATH!;
+    assert.equal(renderedMountTarget("synapse", "synapse/homeserver.yaml").target, configPath);
+    const logMount = resolveInContainer(synapse, synapseConfig().log_config as string);
+    assert.ok(logMount && logMount.mount.kind === "bind" && existsSync(join(root, logMount.mount.source)), "log_config is not a mounted file");
+    assert.equal(parse(read("deploy/synapse/log.config")).version, 1);
+    for (const key of ["media_store_path", "signing_key_path", "registration_shared_secret_path"]) {
+      const where = resolveInContainer(synapse, synapseConfig()[key] as string);
+      assert.ok(where && where.mount.kind === "volume" && !where.mount.readOnly, `${key} is not in a writable volume`);
+    }
+    assert.ok(!("retention" in synapseConfig()) && !("media_retention" in synapseConfig()), "retention is a records decision: document it, do not switch it on");
+    const template = read("deploy/synapse/homeserver.yaml");
+    assert.match(template, /^# retention:\n#   enabled: true\n#   default_policy:\n#     max_lifetime: /m);
+    assert.match(template, /^# media_retention:\n#   local_media_lifetime: /m);
+    assert.match(template, /^#   remote_media_lifetime: /m);
+  });
+});
+
+describe("Element and Jitsi", () => {
+  it("points Element at Synapse's public URL and the Jitsi domain", () => {
+    const hs = (elementConfig().default_server_config as Json)["m.homeserver"] as Json;
+    assert.equal(hs.base_url, envExample.SYNAPSE_PUBLIC_URL);
+    assert.equal(hs.base_url, String(synapseConfig().public_baseurl).replace(/\/$/, ""));
+    assert.equal(hs.server_name, synapseConfig().server_name);
+    assert.ok(!("default_server_name" in elementConfig()) && !("default_hs_url" in elementConfig()), "Element refuses a mix of default_server_config and default_server_name/default_hs_url");
+    const jitsiDomain = (elementConfig().jitsi as Json).preferred_domain;
+    assert.equal(jitsiDomain, envExample.JITSI_DOMAIN);
+    for (const name of ["jitsi-web", "jitsi-prosody", "jitsi-jvb"]) {
+      assert.equal(new URL(environmentOf(service(name)).PUBLIC_URL!).hostname, jitsiDomain, `${name}'s PUBLIC_URL is not the domain Element uses`);
+    }
+    assert.equal(renderedMountTarget("element", "element/config.json").target, "/app/config.json");
+  });
+
+  it("lets only room members (Matrix user verification by Kuvert) and guests with a signed token into Jitsi", () => {
+    const prosody = environmentOf(service("jitsi-prosody"));
+    assert.equal(prosody.ENABLE_AUTH, "1");
+    assert.equal(prosody.AUTH_TYPE, "hybrid_matrix_token");
+    assert.equal(prosody.ENABLE_GUESTS, "0", "anonymous guests would bypass both checks");
+    assert.equal(prosody.JWT_ALLOW_EMPTY, "0");
+    assert.equal(prosody.JWT_APP_ID, envExample.JITSI_JWT_APP_ID);
+    assert.equal(prosody.JWT_APP_SECRET, envExample.JITSI_JWT_APP_SECRET);
+    const uvs = hostAndPort(prosody.MATRIX_UVS_URL!);
+    assert.equal(uvs.host, "kuvert");
+    assert.equal(uvs.port, kuvertConfig().publicApi.listener.port, "MATRIX_UVS_URL must name Kuvert's public listener");
+    assert.ok(networksOf(service("jitsi-prosody")).some((n) => networksOf(service("kuvert")).includes(n)), "Prosody cannot reach Kuvert");
+    assert.equal(environmentOf(service("jitsi-jicofo")).AUTH_TYPE, "hybrid_matrix_token");
+    assert.equal(environmentOf(service("jitsi-web")).ENABLE_GUESTS, "0");
+    const wellKnown = mountsOf(service("jitsi-web")).find((m) => m.target === "/usr/share/jitsi-meet/.well-known/element/jitsi");
+    assert.ok(wellKnown, "Jitsi does not serve /.well-known/element/jitsi");
+    assert.deepEqual(JSON.parse(read(posix.normalize(wellKnown.source))), { auth: "openidtoken-jwt" });
+    for (const name of ["jitsi-jicofo", "jitsi-jvb"]) {
+      assert.equal(environmentOf(service(name)).XMPP_SERVER, "xmpp.meet.jitsi");
+    }
+    const aliases = ((service("jitsi-prosody").networks as Json).public as Json).aliases as string[];
+    assert.ok(aliases.includes("xmpp.meet.jitsi"), "no service answers to XMPP_SERVER");
+    assert.equal(environmentOf(service("jitsi-jicofo")).JICOFO_AUTH_PASSWORD, prosody.JICOFO_AUTH_PASSWORD);
+    assert.equal(environmentOf(service("jitsi-jvb")).JVB_AUTH_PASSWORD, prosody.JVB_AUTH_PASSWORD);
+  });
+});
+
+describe("Dockerfile", () => {
+  const instructions = dockerfileInstructions(read("Dockerfile"));
+  const index = (pred: (i: Instruction) => boolean, what: string): number => {
+    const i = instructions.findIndex(pred);
+    assert.ok(i >= 0, `the Dockerfile has no ${what}`);
+    return i;
+  };
+
+  it("installs the runtime dependencies with tools/ in place, and runs as its own user", () => {
+    assert.equal(instructions[0]?.op, "FROM");
+    assert.equal(instructions[0]?.args, "node:22-bookworm-slim");
+    const npmCi = index((i) => i.op === "RUN" && /npm ci --omit=dev/.test(i.args), "RUN npm ci --omit=dev");
+    assert.ok(index((i) => i.op === "COPY" && /^tools\/? /.test(i.args), "COPY tools/") < npmCi, "tools/ is copied after npm ci");
+    assert.ok(index((i) => i.op === "COPY" && /package-lock\.json/.test(i.args), "COPY package-lock.json") < npmCi);
+    assert.ok(read("package.json").includes('"file:./tools/crypto-unavailable"'), "package.json no longer overrides the crypto module");
+    const users = instructions.filter((i) => i.op === "USER");
+    assert.ok(users.length > 0, "the image runs as root");
+    assert.ok(!["root", "0", "0:0"].includes(users.at(-1)!.args), "the image runs as root");
+    assert.ok(instructions.lastIndexOf(users.at(-1)!) > npmCi);
+    for (const copy of instructions.filter((i) => i.op === "COPY")) {
+      const sources = copy.args.split(/\s+/).slice(0, -1).filter((s) => !s.startsWith("--"));
+      for (const s of sources) if (s !== ".") assert.ok(existsSync(join(root, s)), `COPY ${s}: no such file`);
+    }
+  });
+
+  it("starts Kuvert with the configuration the compose file mounts, and checks /healthz with Node's fetch", () => {
+    const json = (op: string): unknown => JSON.parse(instructions.find((i) => i.op === op)!.args);
+    assert.deepEqual(json("ENTRYPOINT"), ["node", "bin/kuvert.js"]);
+    const cmd = json("CMD") as string[];
+    assert.deepEqual(cmd, ["start", "--config", "/data/config.yaml"]);
+    assert.equal(renderedMountTarget("kuvert", "kuvert/config.yaml").target, cmd[2], "docker-compose.yml mounts Kuvert's configuration elsewhere");
+    const env = instructions.filter((i) => i.op === "ENV").map((i) => i.args).join(" ");
+    assert.match(env, new RegExp(`KUVERT_CONFIG=${cmd[2]}(\\s|$)`));
+    const hc = instructions.find((i) => i.op === "HEALTHCHECK");
+    assert.ok(hc, "the Dockerfile has no HEALTHCHECK");
+    assert.match(hc.args, new RegExp(`fetch\\('http://127\\.0\\.0\\.1:${kuvertConfig().publicApi.listener.port}/healthz'\\)`));
+    assert.doesNotMatch(hc.args, /curl|wget/);
+    assert.deepEqual((service("kuvert").build as Json), { context: ".", dockerfile: "Dockerfile" });
+  });
+
+  it("gets a build context of only what it needs (.dockerignore is an allowlist)", () => {
+    const patterns = read(".dockerignore").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+    assert.equal(patterns[0], "*", ".dockerignore must exclude everything first");
+    const admitted = patterns.filter((p) => p.startsWith("!")).map((p) => p.slice(1).replace(/\/$/, ""));
+    assert.deepEqual(new Set(admitted), new Set(["package.json", "package-lock.json", "tools", "appservice", "bin", "web", "config.sample.yaml"]));
+    assert.ok(patterns.includes("**/.env"), ".env files are not excluded inside admitted directories");
+  });
+});
+
+describe("deploy/setup.sh and the secrets", () => {
+  it("refuses env.example's placeholders, and `init` makes an .env that passes its check", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kuvert-env-"));
+    try {
+      const refused = spawnSync("bash", [setupScript, "check", "--env-file", join(root, "deploy", "env.example")], { encoding: "utf8" });
+      assert.notEqual(refused.status, 0);
+      assert.match(refused.stderr, /KUVERT_PSEUDONYM_KEY still says CHANGE_ME/);
+      const envFile = join(dir, ".env");
+      execFileSync("bash", [setupScript, "init", "--env-file", envFile], { stdio: "pipe" });
+      assert.equal(statSync(envFile).mode & 0o777, 0o600, ".env must be readable by its owner only");
+      const made = parseEnvFile(readFileSync(envFile, "utf8"));
+      for (const [k, v] of Object.entries(envExample)) {
+        if (v === "CHANGE_ME") assert.match(made[k]!, /^[0-9a-f]{64}$/, `${k} did not get a random secret`);
+        else assert.equal(made[k], v);
+      }
+      const checked = spawnSync("bash", [setupScript, "check", "--env-file", envFile], { encoding: "utf8" });
+      assert.equal(checked.status, 0, checked.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("commits no secret: env.example has placeholders, the rest only ${...} references", () => {
+    for (const [k, v] of Object.entries(envExample)) {
+      if (secretName.test(k)) assert.ok(v === "CHANGE_ME" || v === "", `deploy/env.example gives ${k} a value: ${v}`);
+    }
+    for (const [name, s] of Object.entries(composeRaw.services as Record<string, Json>)) {
+      for (const [k, v] of Object.entries(environmentOf(s))) {
+        if (secretName.test(k)) assert.match(v, /^\$\{[A-Z_][A-Z0-9_]*(:?[-?][^}]*)?\}$/, `${name}: ${k} is not a \${...} reference`);
+        for (const cred of v.matchAll(/\/\/[^/:@\s]+:([^@\s]+)@/g)) assert.match(cred[1]!, /^\$\{[^}]+\}$/, `${name}: ${k} has a literal password`);
+      }
+    }
+    const walk = (node: unknown, file: string, path: string): void => {
+      if (Array.isArray(node)) node.forEach((v, i) => walk(v, file, `${path}[${i}]`));
+      else if (isObject(node)) {
+        for (const [k, v] of Object.entries(node)) {
+          const literal = typeof v === "string" || typeof v === "number";
+          if (secretName.test(k) && !/_(path|file)$/.test(k) && literal) assert.fail(`${file}: ${path}${k} holds a secret; secrets come from the environment`);
+          walk(v, file, `${path}${k}.`);
+        }
+      }
+    };
+    walk(parse(read("deploy/synapse/homeserver.yaml")), "deploy/synapse/homeserver.yaml", "");
+    walk(parse(read("deploy/kuvert/config.yaml")), "deploy/kuvert/config.yaml", "");
+    walk(JSON.parse(read("deploy/element/config.json")), "deploy/element/config.json", "");
+
+    const files = ["Dockerfile", ".dockerignore", "docker-compose.yml"];
+    const collect = (dir: string): void => {
+      for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) {
+        const rel = posix.join(dir, entry.name);
+        if (rel === "deploy/site") continue;
+        if (entry.isDirectory()) collect(rel);
+        else files.push(rel);
+      }
+    };
+    collect("deploy");
+    const tokenLike = /(?<![\w/.-])[A-Za-z0-9_+-]{24,}={0,2}(?![\w/.-])/g;
+    for (const file of files) {
+      const text = read(file);
+      assert.doesNotMatch(text, /-----BEGIN [A-Z ]*PRIVATE KEY-----/, `${file} holds a private key`);
+      for (const m of text.matchAll(tokenLike)) {
+        const t = m[0];
+        assert.ok(!(/\d/.test(t) && /[a-z]/.test(t) && /[A-Z]/.test(t)), `${file} holds something that looks like a token: ${t}`);
+        assert.ok(!/^[0-9a-f]{32,}$/.test(t), `${file} holds something that looks like a hex secret: ${t}`);
+      }
+    }
+    assert.match(read("deploy/.gitignore"), /^\/site\/$/m, "deploy/site/ (rendered files) is not ignored by git");
+  });
+});
+
+describe("deploy/README.md", () => {
+  it("covers the operator's steps: .env, setup.sh, TLS, TURN and pg_dump backups of both databases", () => {
+    const readme = read("deploy/README.md");
+    for (const needle of ["deploy/setup.sh init", "deploy/setup.sh", "docker compose up -d", "register_new_matrix_user", "KUVERT_HOMESERVER_ADMIN_TOKEN", "TLS", "TURN"]) {
+      assert.ok(readme.includes(needle), `deploy/README.md does not mention ${needle}`);
+    }
+    assert.match(readme, /pg_dump\s[^\n]*\ssynapse\s*>/, "no pg_dump of the synapse database");
+    assert.match(readme, /pg_dump\s[^\n]*\skuvert\s*>/, "no pg_dump of the kuvert database");
+  });
+});

@@ -103,6 +103,54 @@ export const configSchema = z
       .strict()
       .prefault({})
       .describe("Organisation rooms."),
+    scanning: z
+      .object({
+        host: z.string().default("127.0.0.1").describe("Host of clamd's TCP socket (TCPSocket/TCPAddr in clamd.conf)."),
+        port: port.default(3310).describe("Port of clamd's TCP socket."),
+        socket: z.string().optional().describe("Path of clamd's local socket (LocalSocket); used instead of host and port when set."),
+        timeoutSeconds: z.number().int().min(1).max(3600).default(120).describe("How long one scan may take before the scanner counts as unavailable."),
+        maxStreamBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(25 * 1024 * 1024)
+          .describe("Largest file clamd scans: set it to clamd's StreamMaxLength. Larger files are rejected, never passed unscanned."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Virus scanning with ClamAV's clamd (INSTREAM). Kuvert fails closed: while clamd is unreachable, nothing is delivered."),
+    mail: z
+      .object({
+        smtp: z
+          .object({
+            host: z.string().default("localhost").describe("SMTP server."),
+            port: port.default(25).describe("SMTP port (465 for implicit TLS, 587 or 25 for STARTTLS)."),
+            secure: z.boolean().default(false).describe("Implicit TLS (port 465). Otherwise STARTTLS is used when the server offers it."),
+            user: z.string().optional().describe("SMTP user name, if the server wants one."),
+            password: z.string().optional().describe("SMTP password. Prefer KUVERT_SMTP_PASSWORD."),
+          })
+          .strict()
+          .prefault({})
+          .describe("Where Kuvert hands its e-mails over."),
+        from: z.string().default("Kuvert <kuvert@example.org>").describe("Sender of Kuvert's e-mails."),
+        staffMailbox: z.string().optional().describe("Address of the staff mailbox: uploads from clerks and alerts go there."),
+        language: z.enum(["de", "en"]).default("de").describe("Language of e-mails."),
+        roomLinkBase: z
+          .string()
+          .default("https://matrix.to/#/")
+          .describe("Start of the link into a room, followed by the room id: https://matrix.to/#/ or an Element Web URL ending in #/room/."),
+        combineWindowSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(3600)
+          .default(60)
+          .describe("Notifications to one address within this window go out as one e-mail."),
+        maxAttempts: z.number().int().min(1).max(100).default(10).describe("Attempts to send an e-mail before it is marked dead and staff are alerted."),
+      })
+      .strict()
+      .prefault({})
+      .describe("E-mail notifications (never the document itself)."),
     workers: z
       .object({
         concurrency: z.number().int().min(1).max(64).default(4).describe("How many work items of one kind a Kuvert process handles at once."),
@@ -140,6 +188,7 @@ export const environmentKeys = {
   KUVERT_DATABASE_URL: ["database", "url"],
   KUVERT_HOMESERVER_ADMIN_TOKEN: ["homeserver", "adminToken"],
   KUVERT_PSEUDONYM_KEY: ["logging", "pseudonymKey"],
+  KUVERT_SMTP_PASSWORD: ["mail", "smtp", "password"],
 } as const satisfies Record<string, readonly string[]>;
 
 export function hasRole(config: KuvertConfig, userId: string, role: Role): boolean {

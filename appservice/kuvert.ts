@@ -17,6 +17,13 @@ import { MembershipObserver } from "./organisations/membership.ts";
 import { Organisations } from "./organisations/service.ts";
 import { RoomSync } from "./organisations/sync.ts";
 import { RoomEventRouter } from "./rooms.ts";
+import { DocumentIntake } from "./documents/intake.ts";
+import { InboundFiles } from "./documents/inbound.ts";
+import { DocumentPipeline } from "./documents/pipeline.ts";
+import { Staging } from "./documents/staging.ts";
+import { MailOutbox } from "./mail/outbox.ts";
+import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
+import { StaffRoom } from "./staff/staffroom.ts";
 import type { Worker, QueueRow } from "./workers/queue.ts";
 
 const log = logger("kuvert");
@@ -37,12 +44,21 @@ export interface StartOptions {
   logDestination?: NodeJS.WritableStream;
 }
 
+/** The parts of a running Kuvert that other parts (and tests) talk to. */
+export interface Services {
+  organisations: Organisations;
+  roomSync: RoomSync;
+  documents: DocumentIntake;
+  staffRoom: StaffRoom;
+  scanner: Scanner;
+  outbox: MailOutbox;
+}
+
 export class Kuvert {
   readonly config: KuvertConfig;
   readonly db: Database;
   readonly homeserver: Homeserver;
-  readonly organisations: Organisations;
-  readonly roomSync: RoomSync;
+  readonly services: Services;
   readonly #workers: Worker<QueueRow>[];
   readonly #servers: Server[];
   readonly #lock: EmbeddedLock | undefined;
@@ -55,8 +71,7 @@ export class Kuvert {
     config: KuvertConfig;
     db: Database;
     homeserver: Homeserver;
-    organisations: Organisations;
-    roomSync: RoomSync;
+    services: Services;
     workers: Worker<QueueRow>[];
     servers: Server[];
     lock: EmbeddedLock | undefined;
@@ -65,8 +80,7 @@ export class Kuvert {
     this.config = parts.config;
     this.db = parts.db;
     this.homeserver = parts.homeserver;
-    this.organisations = parts.organisations;
-    this.roomSync = parts.roomSync;
+    this.services = parts.services;
     this.#workers = parts.workers;
     this.#servers = parts.servers;
     this.#lock = parts.lock;
@@ -109,10 +123,27 @@ export class Kuvert {
       const roomWorker = roomSync.worker();
       const organisations = new Organisations(db, () => roomWorker.wake());
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
+      const staging = new Staging(config.documents.stagingDir);
+      await staging.init();
+      const scanner = new ClamdScanner(config.scanning);
+      const staffRoom = new StaffRoom(db, homeserver, config);
+      const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config);
+      const documentWorker = pipeline.worker();
+      const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake());
+      const outbox = new MailOutbox(db, config);
+      outbox.onDead = async (row) => {
+        await staffRoom.post({ key: `mail-dead:${row.id}`, body: `E-mail ${row.id} could not be delivered after ${row.attempts} attempts: ${row.last_error ?? "unknown error"}` });
+      };
+      const mailWorker = outbox.worker();
       const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
-      const router = new RoomEventRouter(db, [new MembershipObserver(db, homeserver.botUserId, roomSync), new CommandHandler(homeserver, config, [helpCommand(config)])]);
+      const router = new RoomEventRouter(db, [
+        new MembershipObserver(db, homeserver.botUserId, roomSync),
+        new CommandHandler(homeserver, config, [helpCommand(config)]),
+        new InboundFiles(db, () => documentWorker.wake()),
+      ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(inboxWorker as unknown as Worker<QueueRow>, roomWorker as unknown as Worker<QueueRow>);
+      workers.push(...([inboxWorker, roomWorker, documentWorker, mailWorker] as unknown as Worker<QueueRow>[]));
+      const services: Services = { organisations, roomSync, documents, staffRoom, scanner, outbox };
 
       const database = db;
       let pingCache: { at: number; result: { ok: boolean; detail: string } } | undefined;
@@ -127,6 +158,7 @@ export class Kuvert {
           }
           if (!pingCache || Date.now() - pingCache.at > 5000) pingCache = { at: Date.now(), result: await homeserver.ping() };
           checks.homeserver = pingCache.result;
+          checks.scanner = await scanner.ping();
           return { ready: Object.values(checks).every((c) => c.ok), checks };
         },
       };
@@ -137,11 +169,11 @@ export class Kuvert {
         config.appservice.listener.port,
       );
       const publicServer = await listen(
-        publicApp({ db, organisations, readiness, baseUrl: config.publicApi.baseUrl, trustProxy: config.publicApi.trustProxy }),
+        publicApp({ db, organisations, documents, readiness, baseUrl: config.publicApi.baseUrl, trustProxy: config.publicApi.trustProxy }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,
       );
-      const kuvert = new Kuvert({ config, db, homeserver, organisations, roomSync, workers, servers: [asServer, publicServer], lock, readiness });
+      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers: [asServer, publicServer], lock, readiness });
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
       for (const w of workers) w.start();
@@ -159,6 +191,7 @@ export class Kuvert {
     try {
       await this.homeserver.prepareBot();
       this.#botReady = true;
+      await this.services.staffRoom.ensure().catch((err: unknown) => log.error({ err }, "the staff room could not be set up; alerts will try again"));
     } catch (err) {
       const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
       log.warn({ err, retryInMs: delay }, "the homeserver is not answering yet; Kuvert keeps trying");
@@ -178,6 +211,7 @@ export class Kuvert {
       log.info("stopping");
       await Promise.all(this.#servers.map((s) => closeServer(s)));
       await Promise.all(this.#workers.map((w) => w.stop()));
+      this.services.outbox.close();
       await this.db.close();
       this.#lock?.release();
       log.info("stopped");

@@ -103,6 +103,36 @@ export const configSchema = z
       .strict()
       .prefault({})
       .describe("Organisation rooms."),
+    documents: z
+      .object({
+        stagingDir: z.string().default("data/staging").describe("Where documents wait between arrival and delivery. Kuvert deletes each file after delivery or rejection."),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(100 * 1024 * 1024)
+          .describe("Largest document accepted. Documents larger than scanning.maxStreamBytes are refused too: nothing is delivered unscanned."),
+        allowedTypes: z
+          .array(z.string().regex(/^[a-z0-9.+-]+\/[a-z0-9.+*-]+$/, "a MIME type like application/pdf or image/*"))
+          .default([
+            "application/pdf",
+            "image/png",
+            "image/jpeg",
+            "image/tiff",
+            "text/plain",
+            "text/csv",
+            "application/zip",
+            "application/xml",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "application/vnd.oasis.opendocument.text",
+            "application/vnd.oasis.opendocument.spreadsheet",
+          ])
+          .describe("Types accepted, checked against the content (not the file name). `type/*` allows a whole family."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Documents for organisations."),
     scanning: z
       .object({
         host: z.string().default("127.0.0.1").describe("Host of clamd's TCP socket (TCPSocket/TCPAddr in clamd.conf)."),

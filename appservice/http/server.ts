@@ -4,6 +4,8 @@ import helmet from "helmet";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
+import { documentRoutes } from "../documents/api.ts";
+import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
 import type { Organisations } from "../organisations/service.ts";
 import { findToken, type ApiToken, type Scope } from "../tokens/tokens.ts";
@@ -18,6 +20,7 @@ export interface Readiness {
 export interface PublicApiDeps {
   db: Database;
   organisations: Organisations;
+  documents: DocumentIntake;
   readiness: Readiness;
   baseUrl: string;
   trustProxy: boolean;
@@ -30,7 +33,7 @@ declare module "express-serve-static-core" {
 }
 
 /** Bearer-token authentication with a required scope; the actor in the audit log is `token:<name>`. */
-export function requireScope(db: Database, scope: Scope) {
+export function requireScope(db: Database, ...allowed: Scope[]) {
   return async (req: Request, _res: Response, next: NextFunction) => {
     const header = req.headers.authorization;
     if (!header?.startsWith("Bearer ")) {
@@ -41,8 +44,9 @@ export function requireScope(db: Database, scope: Scope) {
       log.warn({ path: req.path, ip: req.ip }, "request with an unknown or revoked API token");
       return next(new KuvertError(ErrCode.Unauthorized, 401, "The API token is unknown or revoked."));
     }
-    if (!token.scopes.includes(scope)) {
-      return next(new KuvertError(ErrCode.Forbidden, 403, `The token ${token.name} lacks the scope ${scope}.`));
+    if (!allowed.some((s) => token.scopes.includes(s))) {
+      log.warn({ path: req.path, token: token.name }, "request with a token lacking the scope");
+      return next(new KuvertError(ErrCode.Forbidden, 403, `The token ${token.name} lacks the scope ${allowed.join(" or ")}.`));
     }
     req.apiToken = token;
     next();
@@ -71,6 +75,9 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   app.get("/api/v1/openapi.json", (_req, res) => {
     res.json(openApiDocument(deps.baseUrl));
   });
+
+  // Documents first: their bodies are streamed, never parsed into memory.
+  app.use("/api/v1", documentRoutes(deps.db, deps.documents, requireScope(deps.db, "drop", "admin")));
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));

@@ -102,6 +102,16 @@ export class Homeserver {
     return this.#registration;
   }
 
+  /** Base URL of the client-server API. */
+  get url(): string {
+    return this.#config.homeserver.url.replace(/\/$/, "");
+  }
+
+  /** Authorization header for Kuvert's own requests (the appservice's as_token). */
+  get authorization(): string {
+    return `Bearer ${this.#registration.as_token}`;
+  }
+
   async start(): Promise<void> {
     await this.#bridge.initialise();
     this.#bot = this.#bridge.getIntent();

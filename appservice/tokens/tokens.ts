@@ -5,7 +5,8 @@ import { audit } from "../audit/audit.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 
-export const scopes = ["admin"] as const;
+/** admin: the whole admin API; drop: deliver documents (to the token's organisations, or all). */
+export const scopes = ["admin", "drop"] as const;
 export type Scope = (typeof scopes)[number];
 
 export interface ApiToken {
@@ -18,15 +19,20 @@ export function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
 }
 
-export async function createToken(db: Database, name: string, tokenScopes: Scope[], actor: string): Promise<string> {
+export async function createToken(db: Database, name: string, tokenScopes: Scope[], actor: string, organisations: string[] | null = null): Promise<string> {
   if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(name)) {
     throw new KuvertError(ErrCode.InvalidInput, 400, `Token name ${JSON.stringify(name)}: expected lower-case letters, digits, dots, hyphens and underscores.`);
   }
   const token = `kvt_${randomBytes(32).toString("base64url")}`;
   await db.transaction(async (tx) => {
-    const res = await tx.query("INSERT INTO api_tokens (name, token_hash, scopes) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", [name, hashToken(token), tokenScopes]);
+    const res = await tx.query("INSERT INTO api_tokens (name, token_hash, scopes, organisations) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING", [
+      name,
+      hashToken(token),
+      tokenScopes,
+      organisations,
+    ]);
     if (res.rowCount === 0) throw new KuvertError(ErrCode.InvalidInput, 409, `A token named ${name} exists already; revoke it first or choose another name.`);
-    await audit(tx, { actor, action: "token.created", object: name, outcome: "ok", details: { scopes: tokenScopes } });
+    await audit(tx, { actor, action: "token.created", object: name, outcome: "ok", details: { scopes: tokenScopes, organisations } });
   });
   return token;
 }
@@ -37,6 +43,11 @@ export async function revokeToken(db: Database, name: string, actor: string): Pr
     if (res.rowCount === 0) throw new KuvertError(ErrCode.NotFound, 404, `There is no active token named ${name}.`);
     await audit(tx, { actor, action: "token.revoked", object: name, outcome: "ok" });
   });
+}
+
+/** Whether the token may act for the organisation. */
+export function tokenCovers(token: ApiToken, organisationId: string): boolean {
+  return token.scopes.includes("admin") || token.organisations === null || token.organisations.includes(organisationId);
 }
 
 /** The token's record, or null. Looked up by hash: the token itself is never compared or stored. */

@@ -98,6 +98,16 @@ export class WorkQueue<R extends QueueRow> {
     return final;
   }
 
+  /** Tries again later without counting this as a failed attempt (e.g. documents held while the scanner is away). */
+  async postpone(row: R, seconds: number, reason: string): Promise<void> {
+    const { table, key } = this.spec;
+    await this.#db.query(
+      `UPDATE ${table} SET lease_until = NULL, last_error = $3, attempts = greatest(attempts - 1, 0), run_after = now() + make_interval(secs => $4)
+        WHERE ${key} = $1 AND leased_by = $2`,
+      [(row as unknown as Record<string, unknown>)[key], workerId, reason.slice(0, 2000), seconds],
+    );
+  }
+
   /** Extends the leases of rows this worker is still handling, so nobody takes them over meanwhile. */
   async renew(rows: R[]): Promise<void> {
     if (rows.length === 0) return;

@@ -21,7 +21,9 @@ import { migrate } from "../../appservice/db/migrate.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import { TestHomeserver } from "../homeserver/index.ts";
 import { TestUser, type HomeserverAccess } from "./matrix.ts";
+import { startClamd, type Clamd } from "./clamd.ts";
 import { freshDatabaseUrl } from "./database.ts";
+import { startSmtp, type SmtpServer } from "./smtp.ts";
 import { freePort } from "./ports.ts";
 
 export const repoRoot = join(import.meta.dirname, "..", "..");
@@ -62,13 +64,25 @@ export class Stack {
   readonly config: KuvertConfig;
   readonly rawConfig: Record<string, unknown>;
   readonly workDir: string;
+  readonly clamd: Clamd;
+  readonly smtp: SmtpServer;
   kuvert: Kuvert | undefined;
   child: ChildProcess | undefined;
   adminToken = "";
   staff!: TestUser;
   readonly #users: TestUser[] = [];
 
-  constructor(parts: { name: string; hs: TestHomeserver | undefined; access: HomeserverAccess; registration: Registration; config: KuvertConfig; rawConfig: Record<string, unknown>; workDir: string }) {
+  constructor(parts: {
+    name: string;
+    hs: TestHomeserver | undefined;
+    access: HomeserverAccess;
+    registration: Registration;
+    config: KuvertConfig;
+    rawConfig: Record<string, unknown>;
+    workDir: string;
+    clamd: Clamd;
+    smtp: SmtpServer;
+  }) {
     this.name = parts.name;
     this.hs = parts.hs;
     this.access = parts.access;
@@ -76,6 +90,8 @@ export class Stack {
     this.config = parts.config;
     this.rawConfig = parts.rawConfig;
     this.workDir = parts.workDir;
+    this.clamd = parts.clamd;
+    this.smtp = parts.smtp;
   }
 
   get publicUrl(): string {
@@ -171,6 +187,8 @@ export class Stack {
     for (const u of this.#users) u.stop();
     await this.stopKuvert();
     await this.hs?.stop();
+    await this.clamd.stop();
+    await this.smtp.stop();
   }
 
   /** Waits until the organisation's room exists (and Kuvert finished its room work). */
@@ -211,6 +229,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   mkdirSync(workDir, { recursive: true });
   const real = realHomeserver();
   const databaseUrl = await freshDatabaseUrl(opts.database ?? "postgres");
+  // Each suite has its own clamd and SMTP server, so a suite can stop them without disturbing others.
+  const [clamd, smtp] = await Promise.all([startClamd(), startSmtp()]);
 
   let hs: TestHomeserver | undefined;
   let access: HomeserverAccess;
@@ -224,6 +244,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     database: databaseUrl ? { url: databaseUrl } : { embeddedDir: join(workDir, "db") },
     workers: { leaseSeconds: 5, pollMilliseconds: 200, concurrency: 4 },
     logging: { level: "info", pseudonymKey: "test-pseudonym-key" },
+    documents: { stagingDir: join(workDir, "staging") },
+    scanning: { host: clamd.host, port: clamd.port, timeoutSeconds: 10 },
+    mail: { smtp: { host: smtp.host, port: smtp.port }, from: "Kuvert <kuvert@body.example>", staffMailbox: "staff@body.example", combineWindowSeconds: 1, maxAttempts: 5 },
   });
 
   let raw: Record<string, unknown>;
@@ -253,7 +276,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   // Child processes get the same port for the public API each time they start.
   if (opts.childProcess) (raw.publicApi as { listener: { port: number } }).listener.port = await freePort();
   const config = parseConfig(raw);
-  const stack = new Stack({ name: opts.name, hs, access, registration, config, rawConfig: raw, workDir });
+  const stack = new Stack({ name: opts.name, hs, access, registration, config, rawConfig: raw, workDir, clamd, smtp });
   stack.staff = staff;
 
   // The admin token is made in the database before Kuvert starts, as an operator does with `kuvert token create`.

@@ -1,0 +1,107 @@
+// The drop API: back-office systems deliver documents for an organisation, and ask where they are.
+import busboy from "busboy";
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
+import type { Readable } from "node:stream";
+import type { Database } from "../db/database.ts";
+import { ErrCode, KuvertError } from "../errors.ts";
+import { slugPattern } from "../organisations/model.ts";
+import { tokenCovers } from "../tokens/tokens.ts";
+import type { DocumentIntake, OutboundSubmission } from "./intake.ts";
+import * as store from "./store.ts";
+
+function requireOrganisation(req: Request): string {
+  const id = String(req.params.id);
+  if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id} (not a valid id).`);
+  if (!tokenCovers(req.apiToken!, id)) {
+    throw new KuvertError(ErrCode.OutOfScope, 403, `The token ${req.apiToken!.name} may not deliver to organisation ${id}.`);
+  }
+  return id;
+}
+
+function idempotencyKey(req: Request): string | undefined {
+  const key = req.header("idempotency-key");
+  if (key === undefined) return undefined;
+  if (key.length < 1 || key.length > 200 || !/^[\x21-\x7e]+$/.test(key)) {
+    throw new KuvertError(ErrCode.InvalidInput, 400, "Idempotency-Key: expected 1–200 visible ASCII characters", [{ path: "Idempotency-Key", message: "1–200 visible ASCII characters" }]);
+  }
+  return key;
+}
+
+/** The file part of a multipart/form-data body, with the fields sent before it. Streamed. */
+function multipartFile(req: Request, limitBytes: number): Promise<{ fields: Record<string, string>; filename: string | undefined; stream: Readable }> {
+  return new Promise((resolve, reject) => {
+    let bb: busboy.Busboy;
+    try {
+      bb = busboy({ headers: req.headers, limits: { files: 1, fields: 10, fieldSize: 1000, fileSize: limitBytes + 1 } });
+    } catch (err) {
+      return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
+    }
+    const fields: Record<string, string> = {};
+    let found = false;
+    bb.on("field", (name, value) => {
+      fields[name] = value;
+    });
+    bb.on("file", (_name, stream, info) => {
+      found = true;
+      resolve({ fields, filename: fields.filename ?? info.filename, stream });
+    });
+    bb.on("error", (err) => reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`)));
+    bb.on("close", () => {
+      if (!found) reject(new KuvertError(ErrCode.InvalidInput, 400, "The multipart body has no file part (send the fields kind and reference before it)."));
+    });
+    req.pipe(bb);
+  });
+}
+
+function presentStatus(row: store.DocumentRow): Record<string, unknown> {
+  const record = store.toRecord(row);
+  return { ...record, statusUrl: `/api/v1/documents/${record.id}` };
+}
+
+export function documentRoutes(db: Database, intake: DocumentIntake, auth: RequestHandler): express.Router {
+  const r = express.Router();
+
+  // Streamed: raw body (filename, kind, reference in the query) or multipart/form-data (fields, then one file).
+  r.post("/organisations/:id/documents", auth, async (req: Request, res: Response) => {
+    const organisationId = requireOrganisation(req);
+    const key = idempotencyKey(req);
+    const base: Omit<OutboundSubmission, "filename" | "content"> = {
+      organisationId,
+      source: "api",
+      submittedBy: `token:${req.apiToken!.name}`,
+      idempotency: key ? { scope: `token:${req.apiToken!.name}`, key } : undefined,
+    };
+    const q = (name: string) => (typeof req.query[name] === "string" ? (req.query[name] as string) : undefined);
+    let submission: OutboundSubmission;
+    if (req.is("multipart/form-data")) {
+      const part = await multipartFile(req, intake.limitBytes);
+      submission = { ...base, filename: part.filename, kind: part.fields.kind, reference: part.fields.reference, content: part.stream };
+    } else if (req.is("application/json") || req.is("application/x-www-form-urlencoded")) {
+      throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the document itself as the body (any binary type), or as multipart/form-data.");
+    } else {
+      submission = { ...base, filename: q("filename"), kind: q("kind"), reference: q("reference"), content: req };
+    }
+    const accepted = await intake.accept(submission);
+    res.status(202).json({ ...presentStatus({ ...(await store.findDocument(db, accepted.document.id))! }), replayed: accepted.replayed });
+  });
+
+  r.get("/organisations/:id/documents", auth, async (req: Request, res: Response) => {
+    const organisationId = requireOrganisation(req);
+    const limit = Math.min(1000, Math.max(1, Number(req.query.limit ?? 100) || 100));
+    res.json({ documents: (await store.listDocuments(db, organisationId, limit)).map(presentStatus) });
+  });
+
+  r.get("/documents/:docId", auth, async (req: Request, res: Response) => {
+    const row = await store.findDocument(db, String(req.params.docId));
+    // A document of an organisation outside the token's scope is as unknown as one that does not exist.
+    if (!row || !tokenCovers(req.apiToken!, row.organisation_id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${String(req.params.docId)}.`);
+    res.json(presentStatus(row));
+  });
+
+  r.use((err: unknown, req: Request, _res: Response, next: NextFunction) => {
+    // An error before the body was read: let the client finish sending, then answer.
+    if (!req.complete) req.resume();
+    next(err);
+  });
+  return r;
+}

@@ -1,0 +1,113 @@
+// One way in for every outbound document (drop API, drop folder, batches): checked, staged,
+// recorded — and only then accepted.
+import type { Readable } from "node:stream";
+import { audit } from "../audit/audit.ts";
+import type { KuvertConfig } from "../config/schema.ts";
+import type { Database } from "../db/database.ts";
+import { ErrCode, KuvertError } from "../errors.ts";
+import { findOrganisation } from "../organisations/store.ts";
+import { checkFilename, checkShortText, newDocumentId, typeAllowed, type DocumentRecord } from "./model.ts";
+import type { Staging } from "./staging.ts";
+import * as store from "./store.ts";
+
+export interface OutboundSubmission {
+  organisationId: string;
+  filename: string | undefined;
+  kind?: string | undefined;
+  reference?: string | undefined;
+  source: "api" | "folder" | "batch" | "console";
+  /** The actor: token:<name>, cli:<user>, or a Matrix ID. */
+  submittedBy: string;
+  /** A retried submission with the same scope and key returns the first result. */
+  idempotency?: { scope: string; key: string } | undefined;
+  content: Readable;
+}
+
+export interface Accepted {
+  document: DocumentRecord;
+  /** True when the idempotency key named an earlier submission of the same content. */
+  replayed: boolean;
+}
+
+export class DocumentIntake {
+  readonly #db: Database;
+  readonly #staging: Staging;
+  readonly #config: KuvertConfig;
+  readonly #onWork: () => void;
+
+  constructor(db: Database, staging: Staging, config: KuvertConfig, onWork: () => void) {
+    this.#db = db;
+    this.#staging = staging;
+    this.#config = config;
+    this.#onWork = onWork;
+  }
+
+  /** The largest document accepted: the configured maximum, but never more than clamd scans. */
+  get limitBytes(): number {
+    return Math.min(this.#config.documents.maxBytes, this.#config.scanning.maxStreamBytes);
+  }
+
+  async accept(s: OutboundSubmission): Promise<Accepted> {
+    const filename = checkFilename(s.filename);
+    const kind = checkShortText("kind", s.kind);
+    const reference = checkShortText("reference", s.reference);
+    const org = await findOrganisation(this.#db, s.organisationId);
+    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${s.organisationId}.`);
+    if (org.state === "archived") throw new KuvertError(ErrCode.Archived, 409, `Organisation ${s.organisationId} is archived and receives no documents.`);
+
+    const id = newDocumentId();
+    let staged;
+    try {
+      staged = await this.#staging.write(id, s.content, this.limitBytes);
+    } catch (err) {
+      if (err instanceof KuvertError && err.errcode === ErrCode.TooLarge && this.#config.scanning.maxStreamBytes < this.#config.documents.maxBytes) {
+        throw new KuvertError(ErrCode.TooLarge, 413, `The document is larger than the ${this.limitBytes} bytes the virus scanner checks; Kuvert delivers nothing unscanned.`);
+      }
+      throw err;
+    }
+    try {
+      if (!typeAllowed(staged.mimetype, this.#config.documents.allowedTypes)) {
+        throw new KuvertError(ErrCode.TypeNotAllowed, 415, `Documents of type ${staged.mimetype} (judged by the content) are not accepted.`);
+      }
+      const result = await this.#db.transaction(async (tx): Promise<Accepted> => {
+        const inserted = await store.insertDocument(tx, {
+          id,
+          direction: "outbound",
+          organisationId: org.id,
+          source: s.source,
+          submittedBy: s.submittedBy,
+          filename,
+          kind,
+          reference,
+          mimetype: staged.mimetype,
+          size: staged.size,
+          sha256: staged.sha256,
+          idempotencyScope: s.idempotency?.scope ?? null,
+          idempotencyKey: s.idempotency?.key ?? null,
+        });
+        if (!inserted) {
+          const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);
+          if (!first || first.sha256 !== staged.sha256 || first.organisation_id !== org.id) {
+            throw new KuvertError(ErrCode.IdempotencyMismatch, 422, "This Idempotency-Key was used for a different document; use a new key for a new document.");
+          }
+          return { document: store.toRecord(first), replayed: true };
+        }
+        await audit(tx, {
+          actor: s.submittedBy,
+          action: "document.received",
+          organisationId: org.id,
+          object: id,
+          outcome: "ok",
+          details: { filename, kind, reference, size: staged.size, mimetype: staged.mimetype, sha256: staged.sha256, source: s.source },
+        });
+        return { document: store.toRecord((await store.findDocument(tx, id))!), replayed: false };
+      });
+      if (result.replayed) await this.#staging.destroy(id);
+      else this.#onWork();
+      return result;
+    } catch (err) {
+      await this.#staging.destroy(id);
+      throw err;
+    }
+  }
+}

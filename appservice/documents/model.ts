@@ -1,0 +1,64 @@
+// Documents in the words of the drop API: names, states, the checks on what comes in.
+import { randomBytes } from "node:crypto";
+import { ErrCode, KuvertError } from "../errors.ts";
+
+export type DocumentState = "received" | "scanning" | "held" | "rejected" | "delivered" | "checked" | "removed";
+
+export interface DocumentRecord {
+  id: string;
+  direction: "outbound" | "inbound";
+  organisationId: string;
+  source: string;
+  submittedBy: string;
+  filename: string;
+  kind: string | null;
+  reference: string | null;
+  mimetype: string | null;
+  size: number;
+  sha256: string | null;
+  state: DocumentState;
+  reason: string | null;
+  signature: string | null;
+  eventId: string | null;
+  createdAt: string;
+  scannedAt: string | null;
+  finishedAt: string | null;
+}
+
+export function newDocumentId(): string {
+  return `doc_${randomBytes(12).toString("base64url")}`;
+}
+
+// C0 and C1 controls, DEL, and the bidirectional overrides and isolates that make a name read
+// differently from what it is (e.g. "invoice\u202Efdp.exe").
+const forbiddenCharacters = /[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+
+/** Checks a file name from outside; answers it unchanged or throws a KuvertError that says why. */
+export function checkFilename(name: string | undefined): string {
+  const fail = (why: string) => {
+    throw new KuvertError(ErrCode.InvalidFilename, 400, `The file name ${JSON.stringify(name ?? "")} is not accepted: ${why}.`, [{ path: "filename", message: why }]);
+  };
+  if (name === undefined || name.trim() === "") return fail("a file name is required");
+  if (name.includes("/") || name.includes("\\")) fail("it contains a path separator");
+  if (name === "." || name === ".." || name.split(".").every((p) => p === "")) fail("it is a path, not a name");
+  if (name.includes("..")) fail('it contains ".."');
+  if (forbiddenCharacters.test(name)) fail("it contains control or text-direction characters");
+  if (name !== name.trim()) fail("it starts or ends with white space");
+  if (Buffer.byteLength(name, "utf8") > 255) fail("it is longer than 255 bytes");
+  return name.normalize("NFC");
+}
+
+export function checkShortText(field: "kind" | "reference", value: string | undefined, max = 200): string | null {
+  if (value === undefined || value === "") return null;
+  if (value.length > max || forbiddenCharacters.test(value)) {
+    throw new KuvertError(ErrCode.InvalidInput, 400, `${field}: expected at most ${max} characters without control characters`, [
+      { path: field, message: `at most ${max} characters without control characters` },
+    ]);
+  }
+  return value;
+}
+
+/** Whether a content type is on the allow-list (`type/*` allows a family). */
+export function typeAllowed(mimetype: string, allowed: string[]): boolean {
+  return allowed.some((a) => a === mimetype || (a.endsWith("/*") && mimetype.startsWith(a.slice(0, -1))));
+}

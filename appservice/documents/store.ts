@@ -1,0 +1,144 @@
+// SQL of the documents and document_work tables.
+import type { Queryable } from "../db/database.ts";
+import type { DocumentRecord, DocumentState } from "./model.ts";
+
+export interface DocumentRow {
+  id: string;
+  direction: "outbound" | "inbound";
+  organisation_id: string;
+  source: string;
+  submitted_by: string;
+  filename: string;
+  kind: string | null;
+  reference: string | null;
+  mimetype: string | null;
+  size: string;
+  sha256: string | null;
+  idempotency_scope: string | null;
+  idempotency_key: string | null;
+  room_event_id: string | null;
+  source_mxc: string | null;
+  state: DocumentState;
+  reason: string | null;
+  signature: string | null;
+  mxc_uri: string | null;
+  event_id: string | null;
+  created_at: Date;
+  scanned_at: Date | null;
+  finished_at: Date | null;
+}
+
+export function toRecord(r: DocumentRow): DocumentRecord {
+  return {
+    id: r.id,
+    direction: r.direction,
+    organisationId: r.organisation_id,
+    source: r.source,
+    submittedBy: r.submitted_by,
+    filename: r.filename,
+    kind: r.kind,
+    reference: r.reference,
+    mimetype: r.mimetype,
+    size: Number(r.size),
+    sha256: r.sha256,
+    state: r.state,
+    reason: r.reason,
+    signature: r.signature,
+    eventId: r.event_id,
+    createdAt: r.created_at.toISOString(),
+    scannedAt: r.scanned_at?.toISOString() ?? null,
+    finishedAt: r.finished_at?.toISOString() ?? null,
+  };
+}
+
+export async function findDocument(q: Queryable, id: string): Promise<DocumentRow | null> {
+  return (await q.query<DocumentRow>("SELECT * FROM documents WHERE id = $1", [id])).rows[0] ?? null;
+}
+
+export async function findByIdempotencyKey(q: Queryable, scope: string, key: string): Promise<DocumentRow | null> {
+  return (await q.query<DocumentRow>("SELECT * FROM documents WHERE idempotency_scope = $1 AND idempotency_key = $2", [scope, key])).rows[0] ?? null;
+}
+
+export interface NewDocument {
+  id: string;
+  direction: "outbound" | "inbound";
+  organisationId: string;
+  source: string;
+  submittedBy: string;
+  filename: string;
+  kind: string | null;
+  reference: string | null;
+  mimetype: string | null;
+  size: number;
+  sha256: string | null;
+  idempotencyScope?: string | null;
+  idempotencyKey?: string | null;
+  roomEventId?: string | null;
+  sourceMxc?: string | null;
+}
+
+/** Inserts the document and its work item; answers false when the idempotency key or event was taken. */
+export async function insertDocument(q: Queryable, d: NewDocument): Promise<boolean> {
+  const res = await q.query(
+    `INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
+                            idempotency_scope, idempotency_key, room_event_id, source_mxc)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+     ON CONFLICT DO NOTHING`,
+    [
+      d.id,
+      d.direction,
+      d.organisationId,
+      d.source,
+      d.submittedBy,
+      d.filename,
+      d.kind,
+      d.reference,
+      d.mimetype,
+      d.size,
+      d.sha256,
+      d.idempotencyScope ?? null,
+      d.idempotencyKey ?? null,
+      d.roomEventId ?? null,
+      d.sourceMxc ?? null,
+    ],
+  );
+  if (res.rowCount === 0) return false;
+  await q.query("INSERT INTO document_work (document_id) VALUES ($1)", [d.id]);
+  return true;
+}
+
+export async function setState(
+  q: Queryable,
+  id: string,
+  state: DocumentState,
+  fields: { reason?: string | null; signature?: string | null; eventId?: string | null; scanned?: boolean; finished?: boolean } = {},
+): Promise<void> {
+  await q.query(
+    `UPDATE documents SET state = $2,
+        reason = CASE WHEN $3 THEN $4 ELSE reason END,
+        signature = CASE WHEN $5 THEN $6 ELSE signature END,
+        event_id = COALESCE($7, event_id),
+        scanned_at = CASE WHEN $8 THEN now() ELSE scanned_at END,
+        finished_at = CASE WHEN $9 THEN now() ELSE finished_at END
+      WHERE id = $1`,
+    [
+      id,
+      state,
+      fields.reason !== undefined,
+      fields.reason ?? null,
+      fields.signature !== undefined,
+      fields.signature ?? null,
+      fields.eventId ?? null,
+      fields.scanned === true,
+      fields.finished === true,
+    ],
+  );
+}
+
+export async function setMedia(q: Queryable, id: string, mxc: string): Promise<void> {
+  await q.query("UPDATE documents SET mxc_uri = $2 WHERE id = $1", [id, mxc]);
+}
+
+export async function listDocuments(q: Queryable, organisationId: string, limit: number): Promise<DocumentRow[]> {
+  return (await q.query<DocumentRow>("SELECT * FROM documents WHERE organisation_id = $1 ORDER BY created_at DESC LIMIT $2", [organisationId, limit])).rows;
+}

@@ -17,6 +17,7 @@ import { MembershipObserver } from "./organisations/membership.ts";
 import { Organisations } from "./organisations/service.ts";
 import { RoomSync } from "./organisations/sync.ts";
 import { RoomEventRouter } from "./rooms.ts";
+import { Batches } from "./documents/batch.ts";
 import { DocumentIntake } from "./documents/intake.ts";
 import { InboundFiles } from "./documents/inbound.ts";
 import { DocumentPipeline } from "./documents/pipeline.ts";
@@ -49,6 +50,7 @@ export interface Services {
   organisations: Organisations;
   roomSync: RoomSync;
   documents: DocumentIntake;
+  batches: Batches;
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
@@ -130,6 +132,8 @@ export class Kuvert {
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config);
       const documentWorker = pipeline.worker();
       const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake());
+      const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());
+      const batchWorker = batches.worker();
       const outbox = new MailOutbox(db, config);
       outbox.onDead = async (row) => {
         await staffRoom.post({ key: `mail-dead:${row.id}`, body: `E-mail ${row.id} could not be delivered after ${row.attempts} attempts: ${row.last_error ?? "unknown error"}` });
@@ -142,8 +146,8 @@ export class Kuvert {
         new InboundFiles(db, () => documentWorker.wake()),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(...([inboxWorker, roomWorker, documentWorker, mailWorker] as unknown as Worker<QueueRow>[]));
-      const services: Services = { organisations, roomSync, documents, staffRoom, scanner, outbox };
+      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker] as unknown as Worker<QueueRow>[]));
+      const services: Services = { organisations, roomSync, documents, batches, staffRoom, scanner, outbox };
 
       const database = db;
       let pingCache: { at: number; result: { ok: boolean; detail: string } } | undefined;
@@ -169,7 +173,7 @@ export class Kuvert {
         config.appservice.listener.port,
       );
       const publicServer = await listen(
-        publicApp({ db, organisations, documents, readiness, baseUrl: config.publicApi.baseUrl, trustProxy: config.publicApi.trustProxy }),
+        publicApp({ db, organisations, documents, batches, readiness, baseUrl: config.publicApi.baseUrl, trustProxy: config.publicApi.trustProxy }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,
       );

@@ -6,6 +6,7 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { slugPattern } from "../organisations/model.ts";
 import { tokenCovers } from "../tokens/tokens.ts";
+import type { Batches } from "./batch.ts";
 import type { DocumentIntake, OutboundSubmission } from "./intake.ts";
 import * as store from "./store.ts";
 
@@ -58,8 +59,30 @@ function presentStatus(row: store.DocumentRow): Record<string, unknown> {
   return { ...record, statusUrl: `/api/v1/documents/${record.id}` };
 }
 
-export function documentRoutes(db: Database, intake: DocumentIntake, auth: RequestHandler): express.Router {
+export function documentRoutes(db: Database, intake: DocumentIntake, batches: Batches, auth: RequestHandler): express.Router {
   const r = express.Router();
+
+  // A bulk batch: a ZIP with manifest.csv or manifest.json and the files it names. Streamed.
+  r.post("/batches", auth, async (req: Request, res: Response) => {
+    if (!req.is("application/zip") && !req.is("application/x-zip-compressed")) {
+      throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the batch as a ZIP file (Content-Type: application/zip) with manifest.csv or manifest.json inside.");
+    }
+    const key = idempotencyKey(req);
+    const token = req.apiToken!;
+    const accepted = await batches.accept(req, {
+      submittedBy: `token:${token.name}`,
+      organisations: token.scopes.includes("admin") ? null : token.organisations,
+      idempotency: key ? { scope: `token:${token.name}`, key } : undefined,
+    });
+    res.status(202).json({ id: accepted.id, replayed: accepted.replayed, statusUrl: `/api/v1/batches/${accepted.id}` });
+  });
+
+  r.get("/batches/:batchId", auth, async (req: Request, res: Response) => {
+    const token = req.apiToken!;
+    const status = await batches.status(String(req.params.batchId), token.scopes.includes("admin") ? null : `token:${token.name}`);
+    if (!status) throw new KuvertError(ErrCode.NotFound, 404, `There is no batch ${String(req.params.batchId)}.`);
+    res.json(status);
+  });
 
   // Streamed: raw body (filename, kind, reference in the query) or multipart/form-data (fields, then one file).
   r.post("/organisations/:id/documents", auth, async (req: Request, res: Response) => {

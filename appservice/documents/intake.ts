@@ -18,6 +18,8 @@ export interface OutboundSubmission {
   source: "api" | "folder" | "batch" | "console";
   /** The actor: token:<name>, cli:<user>, or a Matrix ID. */
   submittedBy: string;
+  /** The batch the document came in (source "batch"). */
+  batchId?: string | undefined;
   /** A retried submission with the same scope and key returns the first result. */
   idempotency?: { scope: string; key: string } | undefined;
   content: Readable;
@@ -84,6 +86,7 @@ export class DocumentIntake {
           sha256: staged.sha256,
           idempotencyScope: s.idempotency?.scope ?? null,
           idempotencyKey: s.idempotency?.key ?? null,
+          batchId: s.batchId ?? null,
         });
         if (!inserted) {
           const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);

@@ -75,14 +75,15 @@ export interface NewDocument {
   idempotencyKey?: string | null;
   roomEventId?: string | null;
   sourceMxc?: string | null;
+  batchId?: string | null;
 }
 
 /** Inserts the document and its work item; answers false when the idempotency key or event was taken. */
 export async function insertDocument(q: Queryable, d: NewDocument): Promise<boolean> {
   const res = await q.query(
     `INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
-                            idempotency_scope, idempotency_key, room_event_id, source_mxc)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT DO NOTHING`,
     [
       d.id,
@@ -100,6 +101,7 @@ export async function insertDocument(q: Queryable, d: NewDocument): Promise<bool
       d.idempotencyKey ?? null,
       d.roomEventId ?? null,
       d.sourceMxc ?? null,
+      d.batchId ?? null,
     ],
   );
   if (res.rowCount === 0) return false;

@@ -5,6 +5,7 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { documentRoutes } from "../documents/api.ts";
+import type { Batches } from "../documents/batch.ts";
 import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
 import type { Organisations } from "../organisations/service.ts";
@@ -21,6 +22,7 @@ export interface PublicApiDeps {
   db: Database;
   organisations: Organisations;
   documents: DocumentIntake;
+  batches: Batches;
   readiness: Readiness;
   baseUrl: string;
   trustProxy: boolean;
@@ -77,7 +79,7 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   });
 
   // Documents first: their bodies are streamed, never parsed into memory.
-  app.use("/api/v1", documentRoutes(deps.db, deps.documents, requireScope(deps.db, "drop", "admin")));
+  app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin")));
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));

@@ -104,14 +104,14 @@ export class Stack {
   }
 
   /** A request to Kuvert's public API with the admin token (or `token`). */
-  async api<T = Record<string, unknown>>(method: string, path: string, body?: unknown, opts: { token?: string | null; contentType?: string } = {}): Promise<ApiResponse<T>> {
+  async api<T = Record<string, unknown>>(method: string, path: string, body?: unknown, opts: { token?: string | null; contentType?: string; headers?: Record<string, string> } = {}): Promise<ApiResponse<T>> {
     const token = opts.token === undefined ? this.adminToken : opts.token;
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...opts.headers };
     if (token) headers.authorization = `Bearer ${token}`;
-    let payload: string | undefined;
+    let payload: BodyInit | undefined;
     if (body !== undefined) {
       headers["content-type"] = opts.contentType ?? "application/json";
-      payload = typeof body === "string" ? body : JSON.stringify(body);
+      payload = typeof body === "string" ? body : Buffer.isBuffer(body) ? Uint8Array.from(body) : JSON.stringify(body);
     }
     const res = await fetch(`${this.publicUrl}${path}`, { method, headers, body: payload });
     const text = await res.text();

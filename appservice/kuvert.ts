@@ -17,7 +17,9 @@ import { MembershipObserver } from "./organisations/membership.ts";
 import { Organisations } from "./organisations/service.ts";
 import { RoomSync } from "./organisations/sync.ts";
 import { RoomEventRouter } from "./rooms.ts";
+import { findOrganisation } from "./organisations/store.ts";
 import { Batches } from "./documents/batch.ts";
+import { DropFolder } from "./documents/folder.ts";
 import { DocumentIntake } from "./documents/intake.ts";
 import { InboundFiles } from "./documents/inbound.ts";
 import { DocumentPipeline } from "./documents/pipeline.ts";
@@ -51,6 +53,7 @@ export interface Services {
   roomSync: RoomSync;
   documents: DocumentIntake;
   batches: Batches;
+  dropFolder: DropFolder;
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
@@ -147,9 +150,10 @@ export class Kuvert {
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
       workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker] as unknown as Worker<QueueRow>[]));
-      const services: Services = { organisations, roomSync, documents, batches, staffRoom, scanner, outbox };
-
       const database = db;
+      const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
+      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox };
+
       let pingCache: { at: number; result: { ok: boolean; detail: string } } | undefined;
       const readiness: Readiness = {
         async check() {
@@ -181,6 +185,7 @@ export class Kuvert {
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
       for (const w of workers) w.start();
+      await dropFolder.start();
       if (opts.syncStaff !== false) await organisations.syncStaff(config.staff);
       return kuvert;
     } catch (err) {
@@ -214,6 +219,7 @@ export class Kuvert {
       clearTimeout(this.#botTimer);
       log.info("stopping");
       await Promise.all(this.#servers.map((s) => closeServer(s)));
+      await this.services.dropFolder.stop();
       await Promise.all(this.#workers.map((w) => w.stop()));
       this.services.outbox.close();
       await this.db.close();

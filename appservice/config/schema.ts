@@ -129,6 +129,25 @@ export const configSchema = z
             "application/vnd.oasis.opendocument.spreadsheet",
           ])
           .describe("Types accepted, checked against the content (not the file name). `type/*` allows a whole family."),
+        dropFolder: z
+          .object({
+            enabled: z.boolean().default(false).describe("Watch the drop folder and take documents from it."),
+            dir: z
+              .string()
+              .default("data/drop")
+              .describe("The drop folder: one sub-folder per organisation id (made by the operator). Write files as `.name.part` or `name.tmp` and rename them when complete."),
+            stableSeconds: z
+              .number()
+              .int()
+              .min(1)
+              .max(3600)
+              .default(5)
+              .describe("A file is taken when its size and modification time have not changed for this long."),
+            pollSeconds: z.number().int().min(1).max(3600).default(2).describe("How often the drop folder is looked at (polling: file change events are unreliable on network shares)."),
+          })
+          .strict()
+          .prefault({})
+          .describe("A folder the back office drops documents into. Files that cannot be delivered are moved to `unroutable/` inside it, with the reason beside them."),
       })
       .strict()
       .prefault({})

@@ -19,6 +19,7 @@ import { Organisations } from "./organisations/service.ts";
 import type { StoredOrganisation } from "./organisations/store.ts";
 import { createToken, revokeToken, scopes, type Scope } from "./tokens/tokens.ts";
 import { present } from "./organisations/api.ts";
+import { submitBatch } from "./documents/cli.ts";
 
 const actor = `cli:${userInfo().username}`;
 
@@ -228,10 +229,11 @@ export function program(): Command {
     .command("create <name>")
     .description("make a token; it is printed once and stored only as a hash")
     .addOption(new Option("--scope <scope>", "what the token may do").choices([...scopes]).makeOptionMandatory())
-    .action(async function (this: Command, name: string, opts: { scope: Scope }) {
+    .option("--org <id>", "with --scope drop: an organisation the token may deliver to, repeatable (default: all)", collect, [])
+    .action(async function (this: Command, name: string, opts: { scope: Scope; org: string[] }) {
       const cfg = config(this);
       await withDatabase(cfg, async (db) => {
-        const value = await createToken(db, name, [opts.scope], actor);
+        const value = await createToken(db, name, [opts.scope], actor, opts.org.length ? opts.org : null);
         console.log(value);
         process.stderr.write("This is the only time the token is shown. Store it where the system that uses it keeps secrets.\n");
       });
@@ -245,6 +247,22 @@ export function program(): Command {
         await revokeToken(db, name, actor);
         console.log(`Revoked ${name}.`);
       });
+    });
+
+  const batch = cli.command("batch").description("bulk batches of documents");
+  batch
+    .command("submit <zip-or-folder>")
+    .description("send a batch (a ZIP, or a folder, with manifest.csv or manifest.json) to a running Kuvert and follow its delivery")
+    .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
+    .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
+    .option("--idempotency-key <key>", "send again with the same key: the same batch, never twice")
+    .option("--no-follow", "only upload; do not wait for delivery")
+    .action(async function (this: Command, path: string, opts: { url?: string; token?: string; idempotencyKey?: string; follow: boolean }) {
+      const cfg = config(this);
+      const token = opts.token ?? process.env.KUVERT_TOKEN;
+      if (!token) throw new KuvertError("KUVERT_UNAUTHORIZED", 401, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
+      const result = await submitBatch(path, { url: opts.url ?? cfg.publicApi.baseUrl, token, idempotencyKey: opts.idempotencyKey, follow: opts.follow });
+      if (!result.ok) process.exitCode = 2;
     });
 
   const auditCmd = cli.command("audit").description("the audit log");

@@ -5,7 +5,7 @@
 // Environment: KUVERT_TEST_DATABASE_URL uses an existing PostgreSQL (superuser URL) instead of
 // starting one; KUVERT_TEST_HOMESERVER_URL and friends run against a real homeserver (README).
 import { spawn } from "node:child_process";
-import { globSync, mkdirSync, rmSync } from "node:fs";
+import { globSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { startPostgres, type PostgresCluster } from "./support/postgres.ts";
 
@@ -14,8 +14,7 @@ process.chdir(root);
 const requested = process.argv.slice(2);
 const files = requested.length > 0 ? requested : globSync("test/**/*.test.ts").sort();
 
-rmSync(join(root, "test-artifacts", "logs"), { recursive: true, force: true });
-rmSync(join(root, "test-artifacts", "work"), { recursive: true, force: true });
+// Each suite clears its own logs and work folder, so runs side by side do not disturb each other.
 mkdirSync(join(root, "test-artifacts", "logs"), { recursive: true });
 
 let cluster: PostgresCluster | undefined;

@@ -3,7 +3,13 @@
 // once and notified once.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { execFile } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import yazl from "yazl";
+import { repoRoot } from "../support/harness.ts";
 import { startStack, waitFor, type Stack } from "../support/harness.ts";
 
 function pdf(text: string): Buffer {
@@ -72,6 +78,17 @@ describe("bulk batches", () => {
     );
     assert.match(s.entries[1]!.reason!, /not in the ZIP/);
     assert.match(s.entries[3]!.reason!, /listed again \(first on line 2\)/);
+  });
+
+  it("sends a folder from the command line and follows it to the end", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kuvert-batch-"));
+    mkdirSync(join(dir, "letters"));
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify({ documents: [0, 1, 2].map((n) => ({ file: `letters/cli-${n}.pdf`, organisation: `org-${n}` })) }));
+    for (const n of [0, 1, 2]) writeFileSync(join(dir, "letters", `cli-${n}.pdf`), pdf(`cli ${n}`));
+    const run = await promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "batch", "submit", dir, "--url", stack.publicUrl, "--token", stack.adminToken], { cwd: dir });
+    assert.match(run.stdout, /Batch batch_\S+ accepted\./);
+    assert.match(run.stdout, /^3 delivered\.$/m);
+    assert.match(run.stderr, /Delivering \[.*\] 3\/3 documents/);
   });
 
   it("refuses a ZIP without a manifest, and what is not a ZIP", async () => {

@@ -9,7 +9,7 @@
 //                                  on the port of its url
 import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { parseConfig } from "../../appservice/config/load.ts";
@@ -189,6 +189,7 @@ export class Stack {
     await this.hs?.stop();
     await this.clamd.stop();
     await this.smtp.stop();
+    rmSync(this.workDir, { recursive: true, force: true });
   }
 
   /** Waits until the organisation's room exists (and Kuvert finished its room work). */
@@ -225,6 +226,7 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
 /** Starts homeserver, database and Kuvert for one suite, with a staff member who is an admin. */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   mkdirSync(join(artifactsDir, "logs"), { recursive: true });
+  for (const suffix of [".log", ".child.log"]) rmSync(join(artifactsDir, "logs", `${opts.name}${suffix}`), { force: true });
   const workDir = join(artifactsDir, "work", `${opts.name}-${randomBytes(3).toString("hex")}`);
   mkdirSync(workDir, { recursive: true });
   const real = realHomeserver();

@@ -1,0 +1,83 @@
+// `kuvert batch …`: sends a bulk batch to a running Kuvert through its API and follows it with
+// progress bars, so it works beside the service on either database.
+import { createReadStream, readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { Readable, Transform } from "node:stream";
+import cliProgress from "cli-progress";
+import yazl from "yazl";
+import type { BatchStatus } from "./batch.ts";
+
+function filesBelow(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
+/** The batch as a ZIP stream: a ZIP file as it is, or a folder (with manifest.csv or manifest.json) zipped on the fly. */
+function batchBody(path: string): { stream: Readable; size: number | null } {
+  if (statSync(path).isFile()) return { stream: createReadStream(path), size: statSync(path).size };
+  const zip = new yazl.ZipFile();
+  for (const file of filesBelow(path)) zip.addFile(file, relative(path, file).split("\\").join("/"), { compress: false });
+  zip.end();
+  return { stream: zip.outputStream as Readable, size: null };
+}
+
+export interface SubmitOptions {
+  url: string;
+  token: string;
+  idempotencyKey?: string | undefined;
+  /** Wait until every document reached its end, with a progress bar. */
+  follow: boolean;
+}
+
+export async function submitBatch(path: string, opts: SubmitOptions, out: NodeJS.WritableStream = process.stdout): Promise<{ status: BatchStatus | null; ok: boolean }> {
+  const { stream, size } = batchBody(path);
+  const multi = new cliProgress.MultiBar({ stream: process.stderr, hideCursor: true, noTTYOutput: true, notTTYSchedule: 2000, format: "{label} [{bar}] {value}/{total} {unit}" }, cliProgress.Presets.shades_classic);
+  const upload = multi.create(size ?? 0, 0, { label: "Uploading ", unit: "bytes" });
+  let sent = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      sent += chunk.length;
+      if (size === null) upload.setTotal(sent);
+      upload.update(sent);
+      done(null, chunk);
+    },
+  });
+  const base = opts.url.replace(/\/$/, "");
+  const headers: Record<string, string> = { authorization: `Bearer ${opts.token}`, "content-type": "application/zip" };
+  if (opts.idempotencyKey) headers["idempotency-key"] = opts.idempotencyKey;
+  const res = await fetch(`${base}/api/v1/batches`, { method: "POST", headers, body: Readable.toWeb(stream.pipe(counter)) as ReadableStream, duplex: "half" } as RequestInit);
+  const answer = (await res.json().catch(() => ({}))) as { id?: string; error?: string; errcode?: string };
+  if (res.status !== 202 || !answer.id) {
+    multi.stop();
+    throw new Error(`Kuvert refused the batch (${res.status} ${answer.errcode ?? ""}): ${answer.error ?? "no reason given"}`);
+  }
+  out.write(`Batch ${answer.id} accepted.\n`);
+  if (!opts.follow) {
+    multi.stop();
+    return { status: null, ok: true };
+  }
+  const delivery = multi.create(1, 0, { label: "Delivering", unit: "documents" });
+  let status: BatchStatus;
+  for (;;) {
+    const poll = await fetch(`${base}/api/v1/batches/${answer.id}`, { headers: { authorization: `Bearer ${opts.token}` } });
+    status = (await poll.json()) as BatchStatus;
+    const done = status.entries.filter((e) => ["delivered", "rejected", "error"].includes(e.state)).length;
+    delivery.setTotal(Math.max(1, status.total ?? status.entries.length));
+    delivery.update(done);
+    if (status.finished) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  multi.stop();
+  if (status.state === "rejected") {
+    out.write(`The batch was refused: ${status.reason}\n`);
+    return { status, ok: false };
+  }
+  for (const e of status.entries) {
+    if (e.state !== "delivered") out.write(`line ${e.line} ${e.file} → ${e.organisation}: ${e.state}${e.errcode ? ` ${e.errcode}` : ""}${e.reason ? `: ${e.reason}` : ""}\n`);
+  }
+  const summary = Object.entries(status.counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  out.write(`${summary}.\n`);
+  return { status, ok: (status.counts.delivered ?? 0) === status.entries.length };
+}

@@ -1,9 +1,10 @@
 // The `kuvert` command line. The only place that writes to the console directly.
-import { existsSync, readFileSync } from "node:fs";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
 import { verifyAuditLog } from "./audit/audit.ts";
+import { exportAuditLog, type ExportFormat } from "./audit/export.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
 import { sampleConfig } from "./config/sample.ts";
 import type { KuvertConfig } from "./config/schema.ts";
@@ -279,6 +280,30 @@ export function program(): Command {
           process.exitCode = 3;
         }
       });
+    });
+
+  auditCmd
+    .command("export")
+    .description("write the audit log (or a time range of it) as CSV or JSON Lines")
+    .addOption(new Option("--format <format>", "output format").choices(["csv", "jsonl"]).default("csv"))
+    .option("--from <time>", "from this time on (ISO 8601, e.g. 2026-01-01 or 2026-01-01T08:00:00Z)")
+    .option("--to <time>", "before this time (ISO 8601)")
+    .option("-o, --output <file>", "write to a file instead of standard output")
+    .action(async function (this: Command, opts: { format: ExportFormat; from?: string; to?: string; output?: string }) {
+      const cfg = config(this);
+      const time = (name: string, value: string | undefined) => {
+        if (value === undefined) return undefined;
+        const date = new Date(value);
+        if (Number.isNaN(date.getTime())) throw new KuvertError("KUVERT_INVALID_INPUT", 400, `--${name}: found ${JSON.stringify(value)}, expected a time like 2026-01-01 or 2026-01-01T08:00:00Z`);
+        return date;
+      };
+      const range = { from: time("from", opts.from), to: time("to", opts.to) };
+      const out = opts.output ? createWriteStream(opts.output, { mode: 0o600 }) : process.stdout;
+      const count = await withDatabase(cfg, (db) =>
+        exportAuditLog(db, { ...range, format: opts.format }, (chunk) => new Promise<void>((resolve) => (out.write(chunk) ? resolve() : out.once("drain", () => resolve())))),
+      );
+      if (opts.output) await new Promise<void>((resolve) => (out as ReturnType<typeof createWriteStream>).end(resolve));
+      process.stderr.write(`${count} audit row(s) exported.\n`);
     });
 
   return cli;

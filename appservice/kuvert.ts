@@ -9,6 +9,7 @@ import { migrate } from "./db/migrate.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
 import { publicApp, type Readiness } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
+import { readiness } from "./health.ts";
 import { Homeserver } from "./matrix/homeserver.ts";
 import { Inbox } from "./matrix/inbox.ts";
 import { appserviceApp, boundPort, closeServer, listen } from "./matrix/listener.ts";
@@ -154,34 +155,34 @@ export class Kuvert {
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
       const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox };
 
-      let pingCache: { at: number; result: { ok: boolean; detail: string } } | undefined;
-      const readiness: Readiness = {
-        async check() {
-          const checks: Record<string, { ok: boolean; detail: string }> = {};
-          try {
+      const readinessChecks = readiness(
+        {
+          database: async () => {
             await database.query("SELECT 1");
-            checks.database = { ok: true, detail: database.kind };
-          } catch (err) {
-            checks.database = { ok: false, detail: (err as Error).message };
-          }
-          if (!pingCache || Date.now() - pingCache.at > 5000) pingCache = { at: Date.now(), result: await homeserver.ping() };
-          checks.homeserver = pingCache.result;
-          checks.scanner = await scanner.ping();
-          return { ready: Object.values(checks).every((c) => c.ok), checks };
+            return { ok: true, detail: database.kind };
+          },
+          homeserver: () => homeserver.ping(),
+          scanner: () => scanner.ping(),
+          mail: () => outbox.ping(),
         },
-      };
+        new Set(["homeserver", "scanner", "mail"]),
+      );
 
       const asServer = await listen(
-        appserviceApp({ hsToken: registration.hs_token, inbox, onStored: () => inboxWorker.wake() }),
+        appserviceApp({ hsToken: registration.hs_token, inbox, onStored: () => inboxWorker.wake(), readiness: readinessChecks }),
         config.appservice.listener.bindAddress,
         config.appservice.listener.port,
       );
       const publicServer = await listen(
-        publicApp({ db, organisations, documents, batches, readiness, baseUrl: config.publicApi.baseUrl, trustProxy: config.publicApi.trustProxy }),
+        publicApp({ db, organisations, documents, batches, readiness: readinessChecks, baseUrl: config.publicApi.baseUrl,
+          trustProxy: config.publicApi.trustProxy,
+          rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
+          failedAuthPerMinute: config.publicApi.failedAuthPerMinute,
+        }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,
       );
-      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers: [asServer, publicServer], lock, readiness });
+      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers: [asServer, publicServer], lock, readiness: readinessChecks });
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
       for (const w of workers) w.start();

@@ -67,7 +67,9 @@ export const configSchema = z
       .object({
         baseUrl: z.url().default("http://localhost:8080").describe("Public base URL of Kuvert's HTTP API and web pages."),
         listener: listener({ bindAddress: "127.0.0.1", port: 8080 }, "public HTTP API and web pages"),
-        trustProxy: z.boolean().default(false).describe("Trust X-Forwarded-* headers from a reverse proxy."),
+        trustProxy: z.boolean().default(false).describe("Trust X-Forwarded-* headers from a reverse proxy (needed for per-client rate limits behind one)."),
+        rateLimitPerMinute: z.number().int().min(1).default(1200).describe("Requests one client address may make per minute to the public listener."),
+        failedAuthPerMinute: z.number().int().min(1).default(30).describe("Requests with a missing or wrong token one client address may make per minute before it is refused for a while."),
       })
       .strict()
       .prefault({})

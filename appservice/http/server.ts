@@ -1,6 +1,7 @@
 // The public HTTP listener: admin API, OpenAPI document, health. Never the appservice port.
 import express, { type NextFunction, type Request, type Response } from "express";
 import helmet from "helmet";
+import { rateLimit } from "express-rate-limit";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -26,6 +27,8 @@ export interface PublicApiDeps {
   readiness: Readiness;
   baseUrl: string;
   trustProxy: boolean;
+  rateLimitPerMinute: number;
+  failedAuthPerMinute: number;
 }
 
 declare module "express-serve-static-core" {
@@ -64,6 +67,21 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   app.disable("x-powered-by");
   if (deps.trustProxy) app.set("trust proxy", true);
   app.use(helmet());
+  const tooMany = (message: string) => (_req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.RateLimited, 429, message));
+  app.use(rateLimit({ windowMs: 60_000, limit: deps.rateLimitPerMinute, standardHeaders: "draft-7", legacyHeaders: false, handler: tooMany("Too many requests from this address; try again in a minute.") }));
+  // Wrong and missing tokens count separately and much lower: guessing tokens is slow.
+  app.use(
+    "/api",
+    rateLimit({
+      windowMs: 60_000,
+      limit: deps.failedAuthPerMinute,
+      standardHeaders: "draft-7",
+      legacyHeaders: false,
+      requestWasSuccessful: (_req, res) => res.statusCode !== 401,
+      skipSuccessfulRequests: true,
+      handler: tooMany("Too many requests with a wrong or missing token from this address; try again in a minute."),
+    }),
+  );
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });

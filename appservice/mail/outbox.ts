@@ -196,6 +196,16 @@ export class MailOutbox {
   }
 
   /** Closes the SMTP transport, if the outbox made it. */
+  /** For readiness: the SMTP server answers and accepts Kuvert's login (nodemailer's verify). */
+  async ping(): Promise<{ ok: boolean; detail: string }> {
+    try {
+      await this.#transport.verify();
+      return { ok: true, detail: `${this.#config.mail.smtp.host}:${this.#config.mail.smtp.port}` };
+    } catch (err) {
+      return { ok: false, detail: (err as Error).message };
+    }
+  }
+
   close(): void {
     if (this.#ownTransport) this.#transport.close();
   }

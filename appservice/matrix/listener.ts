@@ -5,6 +5,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { logger } from "../log.ts";
 import { isMatrixEvent, type MatrixEvent } from "./events.ts";
 import type { Inbox } from "./inbox.ts";
+import type { Readiness } from "../http/server.ts";
 
 const log = logger("appservice-api");
 
@@ -26,6 +27,8 @@ export interface AppserviceListenerOptions {
   inbox: Inbox;
   /** Called after a transaction was stored, to wake the worker. */
   onStored(): void;
+  /** Readiness with details: only on this internal listener, never on the public one. */
+  readiness?: Readiness;
   maxBodyBytes?: number;
 }
 
@@ -84,6 +87,12 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
 
   app.get("/health", (_req, res) => {
     res.type("text/plain").send("OK");
+  });
+  // Details of every check, for operators on the internal network (the public /readyz says only ready or not).
+  app.get("/readyz", async (_req, res) => {
+    if (!opts.readiness) return matrixError(res, 404, "M_UNRECOGNIZED", "Unrecognised request.");
+    const result = await opts.readiness.check();
+    res.status(result.ready ? 200 : 503).json({ status: result.ready ? "ready" : "not ready", checks: result.checks });
   });
   app.use((_req: Request, res: Response) => matrixError(res, 404, "M_UNRECOGNIZED", "Unrecognised request."));
   app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {

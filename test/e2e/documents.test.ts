@@ -2,12 +2,13 @@
 // matrix-js-sdk clients. Nothing unscanned is delivered; nothing is delivered twice or to
 // the wrong organisation.
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import { EICAR, zipContaining } from "../support/clamd.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { artifactsDir, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 
 /** A small, valid PDF (so content sniffing says application/pdf). */
@@ -202,5 +203,15 @@ describe("documents for organisations", () => {
     await waitFor("the staff mailbox e-mail", () =>
       stack.smtp.messages.slice(before).some((m) => m.to && "text" in m.to && m.to.text === "staff@body.example" && /Gemeinde Musterstadt/.test(m.text ?? "")),
     );
+  });
+
+  it("kept people and secrets out of its logs through all of the above", () => {
+    const log = readFileSync(join(artifactsDir, "logs", "documents.log"), "utf8");
+    assert.ok(log.split("\n").length > 10, "the log has content to check");
+    for (const secret of [clerkA.userId, clerkB.userId, stack.staff.userId, "anna@musterstadt.example", "bernd@schule-b.example", "staff@body.example", dropToken, stack.adminToken, stack.registration.as_token, stack.registration.hs_token]) {
+      assert.equal(log.includes(secret), false, `the log contains ${secret.slice(0, 12)}…`);
+    }
+    assert.doesNotMatch(log, /@[a-z0-9._=-]+:kuvert\.test/, "no Matrix ID of anyone");
+    assert.match(log, /"p:[A-Za-z0-9_-]{16}"/, "people appear as pseudonyms");
   });
 });

@@ -266,6 +266,15 @@ export function program(): Command {
       if (!result.ok) process.exitCode = 2;
     });
 
+  cli
+    .command("metrics")
+    .description("list the Prometheus metrics Kuvert serves (a Markdown table, as in the README)")
+    .action(async () => {
+      const { metricList } = await import("./metrics.ts");
+      console.log("| metric | type | meaning |\n| --- | --- | --- |");
+      for (const m of await metricList()) console.log(`| \`${m.name}\` | ${m.type} | ${m.help} |`);
+    });
+
   const auditCmd = cli.command("audit").description("the audit log");
   auditCmd
     .command("verify")

@@ -10,6 +10,8 @@ import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
 import { publicApp, type Readiness } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
 import { readiness } from "./health.ts";
+import { bindDatabase, registry } from "./metrics.ts";
+import express from "express";
 import { Homeserver } from "./matrix/homeserver.ts";
 import { Inbox } from "./matrix/inbox.ts";
 import { appserviceApp, boundPort, closeServer, listen } from "./matrix/listener.ts";
@@ -101,6 +103,11 @@ export class Kuvert {
     return boundPort(this.#servers[1]!);
   }
 
+  /** The metrics listener's port, or null when metrics are switched off. */
+  get metricsPort(): number | null {
+    return this.#servers[2] ? boundPort(this.#servers[2]) : null;
+  }
+
   get readiness(): Readiness {
     return this.#readiness;
   }
@@ -182,7 +189,16 @@ export class Kuvert {
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,
       );
-      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers: [asServer, publicServer], lock, readiness: readinessChecks });
+      bindDatabase(db);
+      const servers = [asServer, publicServer];
+      if (config.metrics.enabled) {
+        const metricsApp = express();
+        metricsApp.get("/metrics", async (_req, res) => {
+          res.type(registry.contentType).send(await registry.metrics());
+        });
+        servers.push(await listen(metricsApp, config.metrics.listener.bindAddress, config.metrics.listener.port));
+      }
+      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers, lock, readiness: readinessChecks });
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
       for (const w of workers) w.start();

@@ -74,6 +74,14 @@ export const configSchema = z
       .strict()
       .prefault({})
       .describe("The public HTTP API (admin API, OpenAPI document, health)."),
+    metrics: z
+      .object({
+        enabled: z.boolean().default(true).describe("Serve Prometheus metrics at /metrics on their own listener."),
+        listener: listener({ bindAddress: "127.0.0.1", port: 9464 }, "Prometheus metrics listener"),
+      })
+      .strict()
+      .prefault({})
+      .describe("Prometheus metrics (documents by state, scans, queues, e-mail, transaction lag, homeserver latency)."),
     database: z
       .object({
         url: z

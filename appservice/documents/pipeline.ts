@@ -15,6 +15,7 @@ import { findOrganisation, type StoredOrganisation } from "../organisations/stor
 import { ScannerUnavailableError, TooLargeToScanError, type Scanner, type ScanVerdict } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
+import { scanDuration } from "../metrics.ts";
 import { documentTexts } from "./texts.ts";
 import type { Staging } from "./staging.ts";
 import * as store from "./store.ts";
@@ -76,12 +77,19 @@ export class DocumentPipeline {
   /** Scans `stream`; answers the verdict, or null when the scanner is down (the document is then held). */
   async #scan(row: DocumentWorkRow, doc: store.DocumentRow, open: () => Promise<{ stream: NodeJS.ReadableStream; size: number }>): Promise<ScanVerdict | "too-large" | null> {
     await store.setState(this.#db, doc.id, "scanning");
+    const timer = scanDuration.startTimer();
     try {
       const { stream, size } = await open();
-      return await this.#scanner.scan(stream, size);
+      const verdict = await this.#scanner.scan(stream, size);
+      timer({ verdict: verdict.clean ? "clean" : "infected" });
+      return verdict;
     } catch (err) {
-      if (err instanceof TooLargeToScanError) return "too-large";
+      if (err instanceof TooLargeToScanError) {
+        timer({ verdict: "too_large" });
+        return "too-large";
+      }
       if (!(err instanceof ScannerUnavailableError)) throw err;
+      timer({ verdict: "unavailable" });
       const t = documentTexts(this.#config.organisations.language);
       await store.setState(this.#db, doc.id, "held", { reason: t.held });
       // Held documents wait as long as the scanner is away; waiting is not a failed attempt.

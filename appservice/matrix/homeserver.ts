@@ -8,6 +8,7 @@ import type { KuvertConfig } from "../config/schema.ts";
 import { logger, scrub } from "../log.ts";
 import type { Registration } from "./registration.ts";
 import type { RetryHint } from "../workers/queue.ts";
+import { timedRequest } from "../metrics.ts";
 
 const log = logger("homeserver");
 
@@ -135,11 +136,17 @@ export class Homeserver {
   /** A client-server request as the bot (or as `asUser`, masqueraded through the appservice). */
   async request<T = Record<string, unknown>>(method: string, path: string, qs?: Record<string, string>, body?: unknown, asUser?: string): Promise<T> {
     const intent = asUser ? this.#bridge.getIntent(asUser) : this.#intent();
-    try {
-      return (await intent.matrixClient.doRequest(method, path, qs ?? null, body ?? null)) as T;
-    } catch (err) {
-      throw toHomeserverError(err);
-    }
+    return timedRequest(
+      method,
+      async () => {
+        try {
+          return (await intent.matrixClient.doRequest(method, path, qs ?? null, body ?? null)) as T;
+        } catch (err) {
+          throw toHomeserverError(err);
+        }
+      },
+      (err) => (err instanceof HomeserverError ? err.status : 0),
+    );
   }
 
   #intent(): Intent {

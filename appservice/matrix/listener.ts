@@ -6,6 +6,7 @@ import { logger } from "../log.ts";
 import { isMatrixEvent, type MatrixEvent } from "./events.ts";
 import type { Inbox } from "./inbox.ts";
 import type { Readiness } from "../http/server.ts";
+import { transactionsReceived } from "../metrics.ts";
 
 const log = logger("appservice-api");
 
@@ -59,11 +60,13 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
     if (events.length !== body.events.length) log.warn({ dropped: body.events.length - events.length }, "events without the required fields were ignored");
     try {
       const outcome = await opts.inbox.store(req.params.txnId, events);
+      transactionsReceived.inc({ outcome });
       log.debug({ txnId: req.params.txnId, events: events.length, outcome }, "transaction");
       res.json({});
       if (outcome === "stored") opts.onStored();
     } catch (err) {
       // Not stored: the homeserver keeps the transaction and sends it again.
+      transactionsReceived.inc({ outcome: "failed" });
       log.error({ err, txnId: req.params.txnId }, "storing a transaction failed");
       matrixError(res, 500, "M_UNKNOWN", "Kuvert could not store the transaction; send it again later.");
     }

@@ -1,5 +1,6 @@
 // Media on the homeserver, streamed both ways (never held whole in memory).
 import { Readable } from "node:stream";
+import { homeserverRequests, requestOutcome } from "../metrics.ts";
 import { HomeserverError, type Homeserver } from "./homeserver.ts";
 
 export interface MediaInfo {
@@ -14,9 +15,13 @@ async function errorOf(res: Response): Promise<HomeserverError> {
 }
 
 async function call(url: string, init: RequestInit): Promise<Response> {
+  const done = homeserverRequests.startTimer({ method: init.method ?? "GET" });
   try {
-    return await fetch(url, init);
+    const res = await fetch(url, init);
+    done({ outcome: requestOutcome(res.status) });
+    return res;
   } catch (err) {
+    done({ outcome: "unreachable" });
     throw new HomeserverError(0, "K_HOMESERVER_UNREACHABLE", `the homeserver could not be reached: ${(err as Error).message}`);
   }
 }

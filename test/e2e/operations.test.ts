@@ -57,6 +57,22 @@ describe("operations", () => {
     await waitFor("readiness to turn green", async () => (await internal()).status === 200, 20_000, 500);
   });
 
+  it("serves Prometheus metrics on their own listener, the same ones the README lists", async () => {
+    const port = stack.kuvert!.metricsPort;
+    assert.ok(port && port !== stack.kuvert!.publicPort && port !== stack.config.appservice.listener.port, "a listener of its own");
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(text, /^kuvert_queue_depth\{queue="documents"\} \d+$/m);
+    assert.match(text, /^kuvert_homeserver_request_duration_seconds_count\{method="POST",outcome="ok"\} [1-9]\d*$/m, "requests to the homeserver are timed");
+    assert.match(text, /^kuvert_transaction_lag_seconds \d/m);
+    assert.match(text, /^kuvert_process_resident_memory_bytes \d+/m);
+    const publicMetrics = await fetch(`${stack.publicUrl}/metrics`);
+    assert.equal(publicMetrics.status, 404, "not on the public listener");
+    const { metricList } = await import("../../appservice/metrics.ts");
+    const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
+    const documented = [...readme.matchAll(/^\| `(kuvert_[a-z_]+)` \| (\w+) \| (.+) \|$/gm)].map((m) => ({ name: m[1]!, type: m[2]!, help: m[3]! }));
+    assert.deepEqual(documented, await metricList(), "README's metric table is `kuvert metrics` output");
+  });
+
   it("sends security headers on the public listener", async () => {
     const res = await fetch(`${stack.publicUrl}/healthz`);
     assert.equal(res.headers.get("x-content-type-options"), "nosniff");

@@ -243,6 +243,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     homeserver: { url: hsUrl, domain: serverName },
     appservice: { url: `http://127.0.0.1:${port}`, registrationFile, listener: { bindAddress: "127.0.0.1", port } },
     publicApi: { listener: { bindAddress: "127.0.0.1", port: 0 } },
+    metrics: { listener: { bindAddress: "127.0.0.1", port: 0 } },
     database: databaseUrl ? { url: databaseUrl } : { embeddedDir: join(workDir, "db") },
     workers: { leaseSeconds: 5, pollMilliseconds: 200, concurrency: 4 },
     logging: { level: "info", pseudonymKey: "test-pseudonym-key" },

@@ -1,0 +1,128 @@
+// Prometheus metrics, served on their own listener (127.0.0.1 by default). The list in the
+// README is generated from this registry (`kuvert metrics list`) and a test compares them.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Database } from "./db/database.ts";
+
+export const registry = new Registry();
+// Node and process metrics as prom-client names them, prefixed: kuvert_process_*, kuvert_nodejs_*.
+collectDefaultMetrics({ register: registry, prefix: "kuvert_" });
+
+export const scanDuration = new Histogram({
+  name: "kuvert_scan_duration_seconds",
+  help: "Time clamd took to scan one file, by verdict (clean, infected, too_large, unavailable).",
+  labelNames: ["verdict"] as const,
+  buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 120],
+  registers: [registry],
+});
+
+export const homeserverRequests = new Histogram({
+  name: "kuvert_homeserver_request_duration_seconds",
+  help: "Duration of Kuvert's requests to the homeserver, by method and outcome (ok, client_error, server_error, rate_limited, unreachable).",
+  labelNames: ["method", "outcome"] as const,
+  buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+
+export const transactionsReceived = new Counter({
+  name: "kuvert_appservice_transactions_total",
+  help: "Transactions the homeserver pushed, by outcome (stored, replayed, failed).",
+  labelNames: ["outcome"] as const,
+  registers: [registry],
+});
+
+/** The outcome label of a homeserver answer. */
+export function requestOutcome(status: number): string {
+  if (status === 0) return "unreachable";
+  if (status === 429) return "rate_limited";
+  if (status >= 500) return "server_error";
+  if (status >= 400) return "client_error";
+  return "ok";
+}
+
+const queues: Record<string, string> = {
+  inbound_events: "inbound_events",
+  room_sync: "room_sync",
+  documents: "document_work",
+  batches: "batch_work",
+  mail: "mail_outbox",
+};
+
+let database: Database | undefined;
+
+/** Metrics read from the database when Prometheus scrapes (cheap: partial indexes on pending rows). */
+export function bindDatabase(db: Database): void {
+  database = db;
+}
+
+new Gauge({
+  name: "kuvert_documents",
+  help: "Documents Kuvert knows, by direction and state (received, scanning, held, rejected, delivered, checked, removed).",
+  labelNames: ["direction", "state"] as const,
+  registers: [registry],
+  async collect() {
+    this.reset();
+    if (!database) return;
+    const { rows } = await database.query<{ direction: string; state: string; n: string }>("SELECT direction, state, count(*) AS n FROM documents GROUP BY direction, state");
+    for (const r of rows) this.set({ direction: r.direction, state: r.state }, Number(r.n));
+  },
+});
+
+new Gauge({
+  name: "kuvert_queue_depth",
+  help: "Work items waiting, by queue (inbound_events, room_sync, documents, batches, mail).",
+  labelNames: ["queue"] as const,
+  registers: [registry],
+  async collect() {
+    if (!database) return;
+    for (const [label, table] of Object.entries(queues)) {
+      const { rows } = await database.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE state = 'pending'`);
+      this.set({ queue: label }, Number(rows[0]!.n));
+    }
+  },
+});
+
+new Gauge({
+  name: "kuvert_transaction_lag_seconds",
+  help: "Age of the oldest event from the homeserver that is stored but not yet handled (0 when none waits).",
+  registers: [registry],
+  async collect() {
+    if (!database) return;
+    const { rows } = await database.query<{ lag: number | null }>("SELECT extract(epoch FROM now() - min(received_at))::float8 AS lag FROM inbound_events WHERE state = 'pending'");
+    this.set(Number(rows[0]?.lag ?? 0));
+  },
+});
+
+new Gauge({
+  name: "kuvert_mail_notifications",
+  help: "E-mail notifications by state (pending, sent, combined, dead).",
+  labelNames: ["state"] as const,
+  registers: [registry],
+  async collect() {
+    this.reset();
+    if (!database) return;
+    const { rows } = await database.query<{ state: string; n: string }>("SELECT state, count(*) AS n FROM mail_outbox GROUP BY state");
+    for (const r of rows) this.set({ state: r.state }, Number(r.n));
+  },
+});
+
+/** Times a homeserver request into kuvert_homeserver_request_duration_seconds. */
+export async function timedRequest<T>(method: string, run: () => Promise<T>, statusOf: (err: unknown) => number): Promise<T> {
+  const end = homeserverRequests.startTimer({ method });
+  try {
+    const value = await run();
+    end({ outcome: "ok" });
+    return value;
+  } catch (err) {
+    end({ outcome: requestOutcome(statusOf(err)) });
+    throw err;
+  }
+}
+
+/** Name, type and help of every Kuvert metric (the process metrics of prom-client left out). */
+export async function metricList(): Promise<{ name: string; type: string; help: string }[]> {
+  const all = await registry.getMetricsAsJSON();
+  return all
+    .filter((m) => !m.name.startsWith("kuvert_process_") && !m.name.startsWith("kuvert_nodejs_"))
+    .map((m) => ({ name: m.name, type: String(m.type), help: m.help }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}

@@ -12,7 +12,6 @@ import { openDatabase, type Database } from "./db/database.ts";
 import { acquireEmbeddedLock } from "./db/lock.ts";
 import { migrate } from "./db/migrate.ts";
 import { KuvertError } from "./errors.ts";
-import { Kuvert } from "./kuvert.ts";
 import { configureLogging } from "./log.ts";
 import { buildRegistration, RegistrationError, writeRegistration } from "./matrix/registration.ts";
 import { importOrganisations, parseOrganisationsCsv } from "./organisations/csv.ts";
@@ -125,6 +124,8 @@ export function program(): Command {
     .description("run Kuvert")
     .action(async function (this: Command) {
       const cfg = loadConfig(configPath(this.optsWithGlobals()));
+      // Loaded here: the service pulls in the Matrix libraries, which other commands do not need.
+      const { Kuvert } = await import("./kuvert.ts");
       const kuvert = await Kuvert.start(cfg);
       let signals = 0;
       const onSignal = (signal: string) => {

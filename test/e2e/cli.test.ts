@@ -1,0 +1,71 @@
+// The command line beside a running Kuvert (PostgreSQL lets both work on one database).
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { after, before, describe, it } from "node:test";
+import { parse, stringify } from "yaml";
+import { repoRoot, startStack, type Stack } from "../support/harness.ts";
+
+describe("command line", () => {
+  let stack: Stack;
+  let dir: string;
+  const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "config.yaml"), ...args], { cwd: dir });
+
+  before(async () => {
+    stack = await startStack({ name: "cli" });
+    dir = mkdtempSync(join(tmpdir(), "kuvert-cli-"));
+    writeFileSync(join(dir, "config.yaml"), stringify({ ...stack.rawConfig, appservice: { ...(stack.rawConfig.appservice as object), registrationFile: join(dir, "registration.yaml") } }));
+  });
+  after(() => stack.stop());
+
+  it("writes a registration with fresh tokens and never overwrites one without --force", async () => {
+    await kuvert("generate-registration");
+    const first = parse(readFileSync(join(dir, "registration.yaml"), "utf8")) as { as_token: string; hs_token: string; rate_limited: boolean; namespaces: { users: { regex: string; exclusive: boolean }[] } };
+    assert.equal(first.rate_limited, false);
+    assert.deepEqual(first.namespaces.users, [{ regex: "@kuvert_.*:kuvert\\.test", exclusive: true }]);
+    assert.notEqual(first.as_token, first.hs_token);
+    await assert.rejects(kuvert("generate-registration"), /exists already.*--force/s);
+    assert.equal((parse(readFileSync(join(dir, "registration.yaml"), "utf8")) as { as_token: string }).as_token, first.as_token, "unchanged");
+    await kuvert("generate-registration", "--force");
+    assert.notEqual((parse(readFileSync(join(dir, "registration.yaml"), "utf8")) as { as_token: string }).as_token, first.as_token);
+  });
+
+  it("creates, lists, shows and archives organisations, and the running Kuvert makes their rooms", async () => {
+    const created = await kuvert("org", "create", "gemeinde-x", "--name", "Gemeinde X", "--tag", "municipalities", "--clerk", "Anna Beispiel anna@x.example @anna:kuvert.test");
+    assert.match(created.stdout, /^created: gemeinde-x/);
+    const again = await kuvert("org", "create", "gemeinde-x", "--name", "Gemeinde X", "--tag", "municipalities", "--clerk", "Anna Beispiel anna@x.example @anna:kuvert.test");
+    assert.match(again.stdout, /^unchanged: gemeinde-x/);
+    const roomId = await stack.roomOf("gemeinde-x");
+    const shown = await kuvert("org", "show", "gemeinde-x");
+    assert.match(shown.stdout, new RegExp(`room:   ${roomId.replace(/[.*+?^${}()|[\]\\!]/g, "\\$&")} \\(ready\\)`));
+    assert.match(shown.stdout, /Anna Beispiel {2}anna@x\.example {2}@anna:kuvert\.test/);
+    const listed = JSON.parse((await kuvert("org", "list", "--tag", "municipalities", "--json")).stdout) as { id: string }[];
+    assert.deepEqual(listed.map((o) => o.id), ["gemeinde-x"]);
+    await kuvert("org", "archive", "gemeinde-x");
+    assert.match((await kuvert("org", "list", "--state", "archived")).stdout, /gemeinde-x +archived/);
+  });
+
+  it("imports a CSV with a progress bar and a report, and says which rows failed", async () => {
+    writeFileSync(join(dir, "orgs.csv"), "id,name,tags,clerks\nschule-1,Schule 1,schools,\nschule-2,Schule 2,schools,\nBAD ID,Bad,,\n");
+    const dry = await kuvert("org", "import", join(dir, "orgs.csv"), "--dry-run");
+    assert.match(dry.stdout, /2 of 3 rows valid; nothing changed\./);
+    const run = await kuvert("org", "import", join(dir, "orgs.csv")).catch((err: { code: number; stdout: string; stderr: string }) => err);
+    assert.equal((run as { code?: number }).code, 2, "exit code 2: some rows failed");
+    assert.match(run.stdout, /line 4 BAD ID: KUVERT_INVALID_INPUT: id: expected a slug/);
+    assert.match(run.stdout, /2 created, 0 updated, 0 unchanged, 1 with errors\./);
+    assert.match(run.stderr, /Importing \[.*\] 3\/3 organisations/);
+    assert.equal((await stack.api("GET", "/api/v1/organisations/schule-2")).status, 200);
+  });
+
+  it("explains an invalid configuration and a missing organisation in a sentence", async () => {
+    writeFileSync(join(dir, "bad.yaml"), "workers:\n  concurrency: lots\n");
+    await assert.rejects(
+      promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "bad.yaml"), "config", "check"]),
+      /workers\.concurrency: found "lots", expected a number/,
+    );
+    await assert.rejects(kuvert("org", "show", "nobody"), /kuvert: There is no organisation with the id nobody\./);
+  });
+});

@@ -268,6 +268,17 @@ export function program(): Command {
     });
 
   cli
+    .command("retention")
+    .description("delete now what the retention settings say is due, and print the counts")
+    .action(async function (this: Command) {
+      const cfg = config(this);
+      const { runRetention } = await import("./retention/retention.ts");
+      const counts = await withDatabase(cfg, (db) => runRetention(db, cfg));
+      if (!counts) console.log("Another Kuvert process is running retention right now; nothing done.");
+      else console.log(Object.entries(counts).map(([what, n]) => `${what}: ${n}`).join("\n"));
+    });
+
+  cli
     .command("metrics")
     .description("list the Prometheus metrics Kuvert serves (a Markdown table, as in the README)")
     .action(async () => {

@@ -10,6 +10,7 @@ import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
 import { publicApp, type Readiness } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
 import { readiness } from "./health.ts";
+import { scheduleRetention } from "./retention/retention.ts";
 import { bindDatabase, registry } from "./metrics.ts";
 import express from "express";
 import { Homeserver } from "./matrix/homeserver.ts";
@@ -74,6 +75,7 @@ export class Kuvert {
   #stopping: Promise<void> | undefined;
   #botReady = false;
   #botTimer: NodeJS.Timeout | undefined;
+  #retention: { stop(): void } | undefined;
 
   private constructor(parts: {
     config: KuvertConfig;
@@ -203,6 +205,7 @@ export class Kuvert {
       await kuvert.#prepareBot();
       for (const w of workers) w.start();
       await dropFolder.start();
+      kuvert.#retention = scheduleRetention(db, config);
       if (opts.syncStaff !== false) await organisations.syncStaff(config.staff);
       return kuvert;
     } catch (err) {
@@ -234,6 +237,7 @@ export class Kuvert {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       clearTimeout(this.#botTimer);
+      this.#retention?.stop();
       log.info("stopping");
       await Promise.all(this.#servers.map((s) => closeServer(s)));
       await this.services.dropFolder.stop();

@@ -55,13 +55,13 @@ export function rowHash(row: Omit<AuditRow, "hash">): string {
 }
 
 /** Appends one entry. Call it with the transaction that makes the change. */
-export async function audit(tx: Queryable, entry: AuditEntry): Promise<AuditRow> {
+export async function audit(tx: Queryable, entry: AuditEntry, at: Date = new Date()): Promise<AuditRow> {
   await tx.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK]);
   const last = await tx.query<{ seq: string; hash: string }>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
   const prev = last.rows[0];
   const row: Omit<AuditRow, "hash"> = {
     seq: String(prev ? BigInt(prev.seq) + 1n : 1n),
-    at: new Date(),
+    at,
     actor: entry.actor,
     action: entry.action,
     organisation_id: entry.organisationId ?? null,
@@ -92,6 +92,17 @@ export async function verifyAuditLog(db: Queryable, batch = 1000): Promise<Verif
   let expectedPrev: string | undefined;
   let expectedSeq: bigint | undefined;
   let count = 0;
+  // Rows pruned by retention: the chain goes on from the last removed row's hash.
+  const anchor = (await db.query<{ seq: string; hash: string }>("SELECT seq, hash FROM audit_anchor WHERE id = 1")).rows[0];
+  if (anchor) {
+    expectedPrev = anchor.hash;
+    expectedSeq = BigInt(anchor.seq) + 1n;
+    after = anchor.seq;
+  } else {
+    // Without an anchor the chain starts at row 1 from the genesis hash: removed first rows show.
+    expectedPrev = GENESIS_HASH;
+    expectedSeq = 1n;
+  }
   for (;;) {
     const { rows } = await db.query<AuditRow>("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", [after, batch]);
     if (rows.length === 0) return { ok: true, rows: count };

@@ -18,6 +18,7 @@ export const ErrCode = {
   OutOfScope: "KUVERT_ORGANISATION_OUT_OF_SCOPE",
   RateLimited: "KUVERT_RATE_LIMITED",
   Unavailable: "KUVERT_UNAVAILABLE",
+  ModuleDisabled: "KUVERT_MODULE_DISABLED",
   Internal: "KUVERT_INTERNAL",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];

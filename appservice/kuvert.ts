@@ -24,6 +24,8 @@ import { RoomEventRouter } from "./rooms.ts";
 import { findOrganisation } from "./organisations/store.ts";
 import { Batches } from "./documents/batch.ts";
 import { DropFolder } from "./documents/folder.ts";
+import { documentTexts } from "./documents/texts.ts";
+import { notice } from "./i18n.ts";
 import { DocumentIntake } from "./documents/intake.ts";
 import { InboundFiles } from "./documents/inbound.ts";
 import { DocumentPipeline } from "./documents/pipeline.ts";
@@ -153,10 +155,14 @@ export class Kuvert {
       };
       const mailWorker = outbox.worker();
       const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
+      // With inbound scanning switched off, a posted file gets a note instead of a check.
+      const sayNotChecked = async (roomId: string, eventId: string) => {
+        await homeserver.send(roomId, "m.room.message", notice({ body: documentTexts(config.organisations.language).notChecked }), `not-checked:${eventId}`);
+      };
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
         new CommandHandler(homeserver, config, [helpCommand(config)]),
-        new InboundFiles(db, () => documentWorker.wake()),
+        new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
       workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker] as unknown as Worker<QueueRow>[]));
@@ -187,6 +193,7 @@ export class Kuvert {
           trustProxy: config.publicApi.trustProxy,
           rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
           failedAuthPerMinute: config.publicApi.failedAuthPerMinute,
+          batchesEnabled: config.modules.batches,
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,

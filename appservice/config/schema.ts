@@ -162,6 +162,14 @@ export const configSchema = z
       .strict()
       .prefault({})
       .describe("Documents for organisations."),
+    modules: z
+      .object({
+        inboundScanning: z.boolean().default(true).describe("Scan files that people post in organisation rooms. Off: such files are not checked, and Kuvert says so in the room."),
+        batches: z.boolean().default(true).describe("Accept bulk batches (POST /api/v1/batches). Off: the API answers KUVERT_MODULE_DISABLED."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Parts of Kuvert that can be switched off without affecting the rest (the drop folder: documents.dropFolder.enabled)."),
     scanning: z
       .object({
         host: z.string().default("127.0.0.1").describe("Host of clamd's TCP socket (TCPSocket/TCPAddr in clamd.conf)."),

@@ -59,11 +59,13 @@ function presentStatus(row: store.DocumentRow): Record<string, unknown> {
   return { ...record, statusUrl: `/api/v1/documents/${record.id}` };
 }
 
-export function documentRoutes(db: Database, intake: DocumentIntake, batches: Batches, auth: RequestHandler): express.Router {
+export function documentRoutes(db: Database, intake: DocumentIntake, batches: Batches, auth: RequestHandler, batchesEnabled = true): express.Router {
   const r = express.Router();
+  const batchesOn = (_req: Request, _res: Response, next: NextFunction) =>
+    next(batchesEnabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, 403, "Bulk batches are switched off in this Kuvert (modules.batches); send documents one by one."));
 
   // A bulk batch: a ZIP with manifest.csv or manifest.json and the files it names. Streamed.
-  r.post("/batches", auth, async (req: Request, res: Response) => {
+  r.post("/batches", auth, batchesOn, async (req: Request, res: Response) => {
     if (!req.is("application/zip") && !req.is("application/x-zip-compressed")) {
       throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the batch as a ZIP file (Content-Type: application/zip) with manifest.csv or manifest.json inside.");
     }

@@ -20,10 +20,13 @@ export class InboundFiles implements RoomEventHandler<RoomContext> {
   readonly name = "inbound-files";
   readonly #db: Database;
   readonly #onWork: () => void;
+  readonly #switchedOff: ((roomId: string, eventId: string) => Promise<void>) | undefined;
 
-  constructor(db: Database, onWork: () => void) {
+  /** With `switchedOff`, scanning of posted files is off (modules.inboundScanning): Kuvert only says so. */
+  constructor(db: Database, onWork: () => void, switchedOff?: (roomId: string, eventId: string) => Promise<void>) {
     this.#db = db;
     this.#onWork = onWork;
+    this.#switchedOff = switchedOff;
   }
 
   async onEvent(event: MatrixEvent, ctx: RoomContext): Promise<void> {
@@ -32,6 +35,7 @@ export class InboundFiles implements RoomEventHandler<RoomContext> {
     if (typeof msgtype !== "string" || !fileMessageTypes.has(msgtype)) return;
     const url = event.content.url;
     if (typeof url !== "string" || !url.startsWith("mxc://")) return;
+    if (this.#switchedOff) return this.#switchedOff(event.room_id, event.event_id);
     const info = (event.content.info ?? {}) as { size?: unknown; mimetype?: unknown };
     const id = newDocumentId();
     const organisationId = ctx.organisation.id;

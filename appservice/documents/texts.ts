@@ -18,6 +18,7 @@ function mib(bytes: number): string {
 
 const de = {
   untitled: "Dokument",
+  notChecked: "Hinweis: Dateien, die in diesem Raum geteilt werden, prüft Kuvert hier nicht auf Viren (abgeschaltet).",
   held: "Der Virenscanner ist nicht erreichbar; das Dokument wartet und wird zugestellt, sobald es geprüft ist.",
   tooLarge: (limit: number) => `Die Datei ist größer als die ${mib(limit)}, die der Virenscanner prüft; ungeprüft wird nichts zugestellt.`,
   infected: (signature: string) => `Der Virenscanner hat Schadsoftware gefunden (${signature}).`,
@@ -35,6 +36,7 @@ const de = {
 
 const en: typeof de = {
   untitled: "Document",
+  notChecked: "Note: Kuvert does not scan files shared in this room for viruses here (switched off).",
   held: "The virus scanner cannot be reached; the document waits and is delivered once it has been checked.",
   tooLarge: (limit: number) => `The file is larger than the ${mib(limit)} the virus scanner checks; nothing is delivered unchecked.`,
   infected: (signature: string) => `The virus scanner found malware (${signature}).`,

@@ -29,6 +29,7 @@ export interface PublicApiDeps {
   trustProxy: boolean;
   rateLimitPerMinute: number;
   failedAuthPerMinute: number;
+  batchesEnabled: boolean;
 }
 
 declare module "express-serve-static-core" {
@@ -97,7 +98,7 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   });
 
   // Documents first: their bodies are streamed, never parsed into memory.
-  app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin")));
+  app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin"), deps.batchesEnabled));
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));

@@ -5,7 +5,7 @@
 // Each step checks what is already done, so a crash and a rerun repeat nothing.
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
-import type { Database } from "../db/database.ts";
+import type { Database, Queryable } from "../db/database.ts";
 import { notice } from "../i18n.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
@@ -156,20 +156,7 @@ export class DocumentPipeline {
     await this.#db.transaction(async (tx) => {
       await store.setState(tx, doc.id, "delivered", { eventId, finished: true });
       await audit(tx, { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { roomId: org.roomId, eventId } });
-      for (const clerk of org.clerks) {
-        if (clerk.status !== "active" || !clerk.email) continue;
-        await enqueueNotification(tx, {
-          kind: "document",
-          to: clerk.email,
-          organisationId: org.id,
-          organisationName: org.name,
-          roomId: org.roomId,
-          // The kind and reference, not the file name: names of files can carry personal data.
-          items: [{ title: doc.kind ?? t.untitled, ...(doc.reference ? { reference: doc.reference } : {}) }],
-          language: this.#config.mail.language,
-          dedupeKey: `document:${doc.id}:${clerk.email}`,
-        });
-      }
+      await this.#notifyClerks(tx, org, doc.id, { title: doc.kind ?? t.untitled, ...(doc.reference ? { reference: doc.reference } : {}) });
     });
     await this.#staging.destroy(doc.id);
     await this.queue.complete(row);
@@ -238,7 +225,7 @@ export class DocumentPipeline {
   }
 
   /** A clean upload from a clerk goes to the staff mailbox; one from staff goes to the clerks, like a delivery. */
-  async #notifyInbound(tx: import("../db/database.ts").Queryable, org: StoredOrganisation & { roomId: string }, doc: store.DocumentRow): Promise<void> {
+  async #notifyInbound(tx: Queryable, org: StoredOrganisation & { roomId: string }, doc: store.DocumentRow): Promise<void> {
     const isClerk = org.clerks.some((c) => c.matrixId === doc.submitted_by && c.status === "active");
     if (isClerk) {
       const mailbox = this.#config.mail.staffMailbox;
@@ -255,6 +242,14 @@ export class DocumentPipeline {
       });
       return;
     }
+    await this.#notifyClerks(tx, org, doc.id, { title: documentTexts(this.#config.organisations.language).untitled });
+  }
+
+  /**
+   * Tells every clerk with an e-mail address that something new is in the room. The item names
+   * the kind and reference, never the file name: names of files can carry personal data.
+   */
+  async #notifyClerks(tx: Queryable, org: StoredOrganisation & { roomId: string }, documentId: string, item: { title: string; reference?: string }): Promise<void> {
     for (const clerk of org.clerks) {
       if (clerk.status !== "active" || !clerk.email) continue;
       await enqueueNotification(tx, {
@@ -263,9 +258,9 @@ export class DocumentPipeline {
         organisationId: org.id,
         organisationName: org.name,
         roomId: org.roomId,
-        items: [{ title: doc.filename }],
+        items: [item],
         language: this.#config.mail.language,
-        dedupeKey: `document:${doc.id}:${clerk.email}`,
+        dedupeKey: `document:${documentId}:${clerk.email}`,
       });
     }
   }

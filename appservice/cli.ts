@@ -267,6 +267,37 @@ export function program(): Command {
       if (!result.ok) process.exitCode = 2;
     });
 
+  const subject = cli.command("subject").description("data-subject requests: what Kuvert holds about one person");
+  subject
+    .command("report <matrix-id-or-email>")
+    .description("list everything Kuvert holds about the person (audited)")
+    .addOption(new Option("--language <language>", "language of the report").choices(["de", "en"]).default("de"))
+    .option("--json", "as JSON")
+    .action(async function (this: Command, who: string, opts: { language: "de" | "en"; json?: boolean }) {
+      const cfg = config(this);
+      const { formatReport, parseSubject, subjectReport } = await import("./audit/subject.ts");
+      const { pseudonym } = await import("./log.ts");
+      const report = await withDatabase(cfg, (db) => subjectReport(db, parseSubject(who).subject, { actor, pseudonymOf: pseudonym }));
+      console.log(opts.json ? JSON.stringify(report, null, 2) : formatReport(report, opts.language));
+    });
+  subject
+    .command("erase <matrix-id-or-email>")
+    .description("remove or pseudonymise what Kuvert holds about the person, where the law allows; says what it kept and why")
+    .option("--yes", "do it (without --yes, nothing is changed)")
+    .action(async function (this: Command, who: string, opts: { yes?: boolean }) {
+      const cfg = config(this);
+      const { eraseSubject, parseSubject } = await import("./audit/subject.ts");
+      const { pseudonym } = await import("./log.ts");
+      if (!opts.yes) {
+        console.log(`This erases what Kuvert holds about ${who} and cannot be undone. Run \`kuvert subject report\` first, then again with --yes.`);
+        process.exitCode = 2;
+        return;
+      }
+      const result = await withDatabase(cfg, (db) => eraseSubject(db, parseSubject(who).subject, actor, pseudonym));
+      for (const e of result.erased) console.log(`erased: ${e.what}: ${e.count}`);
+      for (const k of result.kept) console.log(`kept: ${k.what}: ${k.count} (${k.why})`);
+    });
+
   cli
     .command("retention")
     .description("delete now what the retention settings say is due, and print the counts")

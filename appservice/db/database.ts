@@ -75,6 +75,7 @@ class PostgresDatabase implements Database {
   }
 }
 
+// PGlite reports affectedRows 0 for a SELECT: the row count is the larger of the two, as pg's is.
 class EmbeddedDatabase implements Database {
   readonly kind = "pglite";
   readonly #db: PGlite;
@@ -85,7 +86,7 @@ class EmbeddedDatabase implements Database {
 
   async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
     const result = await this.#db.query<R>(sql, params as unknown[]);
-    return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    return { rows: result.rows, rowCount: Math.max(result.affectedRows ?? 0, result.rows.length) };
   }
 
   async exec(sql: string): Promise<void> {
@@ -98,7 +99,7 @@ class EmbeddedDatabase implements Database {
       const tx: Queryable = {
         async query<R>(sql: string, params: readonly unknown[] = []) {
           const result = await inner.query<R>(sql, params as unknown[]);
-          return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+          return { rows: result.rows, rowCount: Math.max(result.affectedRows ?? 0, result.rows.length) };
         },
         async exec(sql: string) {
           await inner.exec(sql);

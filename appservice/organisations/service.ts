@@ -75,10 +75,15 @@ export class Organisations {
       await store.requestRoomSync(tx, input.id);
       return { outcome: "created", organisation: (await store.findOrganisation(tx, input.id))! };
     }
-    if (current.state === "archived") {
-      throw new KuvertError(ErrCode.Archived, 409, `Organisation ${input.id} is archived; an archived organisation cannot be changed.`);
-    }
     const before = asInput(current);
+    if (current.state === "archived") {
+      // Taking clerks out is still allowed (it ends their access, e.g. before erasing their data); nothing else.
+      const sameDetails = before.name === input.name && before.tags.join(",") === input.tags.join(",");
+      const nothingAdded = input.clerks.every((c) => before.clerks.some((b) => sameClerk(b, c)));
+      if (!sameDetails || !nothingAdded) {
+        throw new KuvertError(ErrCode.Archived, 409, `Organisation ${input.id} is archived; only removing clerks is still possible.`);
+      }
+    }
     const changes: string[] = [];
     if (before.name !== input.name || before.tags.join(",") !== input.tags.join(",")) {
       await store.updateOrganisation(tx, input.id, input.name, input.tags);

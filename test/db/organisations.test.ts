@@ -72,6 +72,10 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal((await orgs.archive("musterstadt", "test")).outcome, "updated");
       assert.equal((await orgs.archive("musterstadt", "test")).outcome, "unchanged");
       await assert.rejects(orgs.patch("musterstadt", { name: "Neu" }, "test"), (e: unknown) => e instanceof KuvertError && e.errcode === "KUVERT_ORGANISATION_ARCHIVED");
+      await assert.rejects(orgs.addClerk("musterstadt", { matrixId: "@new:ex.org" }, "test"), (e: unknown) => e instanceof KuvertError && e.errcode === "KUVERT_ORGANISATION_ARCHIVED");
+      const removed = await orgs.removeClerk("musterstadt", "@bernd:ex.org", "test");
+      assert.equal(removed.outcome, "updated", "taking a clerk out of an archived organisation still works");
+      assert.equal(removed.organisation.clerks.find((c) => c.matrixId === "@bernd:ex.org")?.status, "removed");
     });
 
     it("imports a CSV with a report per row; a bad row changes nothing and a rerun creates nothing", async () => {

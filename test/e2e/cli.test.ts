@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
-import { repoRoot, startStack, type Stack } from "../support/harness.ts";
+import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 
 describe("command line", () => {
   let stack: Stack;
@@ -58,6 +58,29 @@ describe("command line", () => {
     assert.match(run.stdout, /2 created, 0 updated, 0 unchanged, 1 with errors\./);
     assert.match(run.stderr, /Importing \[.*\] 3\/3 organisations/);
     assert.equal((await stack.api("GET", "/api/v1/organisations/schule-2")).status, 200);
+  });
+
+  it("answers a data-subject request: a report, and erasure only once the person is no clerk any more", async () => {
+    const report = await kuvert("subject", "report", "anna@x.example", "--language", "en");
+    assert.match(report.stdout, /gemeinde-x/, "the clerk record names the organisation");
+    assert.match(report.stdout, /@anna:kuvert\.test/, "and the person's other identifier");
+    const json = JSON.parse((await kuvert("subject", "report", "@anna:kuvert.test", "--json")).stdout) as { sections: { name: string; rows: unknown[] }[] };
+    assert.ok(json.sections.find((sec) => sec.name === "clerks")!.rows.length >= 1);
+    const dry = await kuvert("subject", "erase", "@anna:kuvert.test").catch((err: { code: number; stdout: string }) => err);
+    assert.equal((dry as { code?: number }).code, 2);
+    assert.match(dry.stdout, /cannot be undone.*--yes/);
+    await assert.rejects(kuvert("subject", "erase", "@anna:kuvert.test", "--yes"), /still an active clerk of organisation gemeinde-x/);
+    assert.equal((await stack.api("DELETE", "/api/v1/organisations/gemeinde-x/clerks/%40anna%3Akuvert.test")).status, 200, "removing a clerk works on an archived organisation");
+    let erased!: { stdout: string };
+    await waitFor("Kuvert to take the clerk out of the room, after which erasure is allowed", async () => {
+      erased = await kuvert("subject", "erase", "@anna:kuvert.test", "--yes");
+      return true;
+    }, 30_000, 1000);
+    assert.match(erased.stdout, /^erased: /m);
+    assert.match(erased.stdout, /^kept: .*audit/im);
+    const audit = await stack.kuvert!.db.query<{ object: string }>("SELECT object FROM audit_log WHERE action = 'subject.erased'");
+    assert.equal(audit.rowCount, 1);
+    assert.match(audit.rows[0]!.object, /^p:/, "the erasure is audited under the pseudonym only");
   });
 
   it("explains an invalid configuration and a missing organisation in a sentence", async () => {

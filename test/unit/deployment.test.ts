@@ -477,6 +477,40 @@ describe("Kuvert in the stack", () => {
   });
 });
 
+describe("ClamAV in the stack", () => {
+  const clamdConf = () =>
+    new Map(
+      read("deploy/clamav/clamd.conf")
+        .split("\n")
+        .filter((l) => l.trim() && !l.trim().startsWith("#"))
+        .map((l) => {
+          const [key, ...rest] = l.trim().split(/\s+/);
+          return [key!, rest.join(" ")] as const;
+        }),
+    );
+  const bytes = (size: string) => {
+    const m = /^(\d+)([KM]?)$/i.exec(size);
+    assert.ok(m, `a clamd size: ${size}`);
+    return Number(m[1]) * (m[2]!.toUpperCase() === "M" ? 1024 * 1024 : m[2]!.toUpperCase() === "K" ? 1024 : 1);
+  };
+
+  it("scans exactly as much as Kuvert sends, and never answers OK for what it skipped", () => {
+    const conf = clamdConf();
+    const stream = bytes(conf.get("StreamMaxLength") ?? "");
+    assert.equal(stream, kuvertConfig().scanning.maxStreamBytes, "StreamMaxLength = scanning.maxStreamBytes");
+    const skipsSilently = conf.get("AlertExceedsMax") !== "yes" && (bytes(conf.get("MaxFileSize") ?? "0") < stream || bytes(conf.get("MaxScanSize") ?? "0") < stream);
+    assert.equal(skipsSilently, false, "MaxFileSize and MaxScanSize cover StreamMaxLength, or AlertExceedsMax is on");
+    assert.ok(kuvertConfig().documents.maxBytes <= stream, "Kuvert accepts nothing larger than clamd scans");
+    assert.equal(conf.get("TCPSocket"), "3310");
+    assert.equal(kuvertConfig().scanning.host, "clamav");
+    assert.equal(kuvertConfig().scanning.port, 3310);
+  });
+
+  it("mounts that configuration into the clamav service", () => {
+    assert.ok(read("docker-compose.yml").includes("./deploy/clamav/clamd.conf:/etc/clamav/clamd.conf:ro"));
+  });
+});
+
 describe("Synapse and PostgreSQL", () => {
   it("connects Synapse to its own UTF8/C database with the password from the environment only", () => {
     const db = synapseConfig().database as Json;

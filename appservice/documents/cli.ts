@@ -47,7 +47,8 @@ export async function submitBatch(path: string, opts: SubmitOptions, out: NodeJS
   const base = opts.url.replace(/\/$/, "");
   const headers: Record<string, string> = { authorization: `Bearer ${opts.token}`, "content-type": "application/zip" };
   if (opts.idempotencyKey) headers["idempotency-key"] = opts.idempotencyKey;
-  const res = await fetch(`${base}/api/v1/batches`, { method: "POST", headers, body: Readable.toWeb(stream.pipe(counter)) as ReadableStream, duplex: "half" } as RequestInit);
+  // redirect "error": following a redirect would make fetch keep the whole streamed batch in memory.
+  const res = await fetch(`${base}/api/v1/batches`, { method: "POST", headers, body: Readable.toWeb(stream.pipe(counter)) as ReadableStream, duplex: "half", redirect: "error" } as RequestInit);
   const answer = (await res.json().catch(() => ({}))) as { id?: string; error?: string; errcode?: string };
   if (res.status !== 202 || !answer.id) {
     multi.stop();

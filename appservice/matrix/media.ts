@@ -45,7 +45,9 @@ export async function createMedia(hs: Homeserver): Promise<string | null> {
 export async function uploadMedia(hs: Homeserver, body: Readable, info: MediaInfo, mxc: string | null): Promise<string> {
   const headers = { authorization: hs.authorization, "content-type": info.mimetype, "content-length": String(info.size) };
   const query = `filename=${encodeURIComponent(info.filename)}`;
-  const init = { headers, body: Readable.toWeb(body) as ReadableStream, duplex: "half" } as RequestInit;
+  // redirect "error": with the default "follow", fetch keeps a copy of a streamed body to replay it
+  // on a redirect, which holds a whole document in memory. The media endpoints never redirect.
+  const init = { headers, body: Readable.toWeb(body) as ReadableStream, duplex: "half", redirect: "error" } as RequestInit;
   if (mxc) {
     const [serverName, mediaId] = mxc.slice("mxc://".length).split("/");
     const res = await call(`${hs.url}/_matrix/media/v3/upload/${encodeURIComponent(serverName!)}/${encodeURIComponent(mediaId!)}?${query}`, { ...init, method: "PUT" });

@@ -7,6 +7,10 @@ import { join } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileTypeFromBuffer } from "file-type";
+
+// Large buffers for staged files: the default 16/64 KiB make a 1 GiB document thousands of small
+// writes and reads (measured 1.4–2.4× slower, bench/README.md).
+const BUFFER = 1024 * 1024;
 import { ErrCode, KuvertError } from "../errors.ts";
 
 export interface StagedFile {
@@ -44,7 +48,7 @@ export class Staging {
       },
     });
     try {
-      await pipeline(input, counter, createWriteStream(partial, { mode: 0o600 }));
+      await pipeline(input, counter, createWriteStream(partial, { mode: 0o600, highWaterMark: BUFFER }));
       if (size === 0) throw new KuvertError(ErrCode.EmptyFile, 400, "The document is empty.");
       const handle = await open(partial, "r");
       let head: Buffer;
@@ -67,7 +71,7 @@ export class Staging {
   }
 
   read(id: string): Readable {
-    return createReadStream(this.path(id));
+    return createReadStream(this.path(id), { highWaterMark: BUFFER });
   }
 
   /** Deletes the staged file (not moved aside: gone). */

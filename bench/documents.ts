@@ -1,0 +1,530 @@
+// Outbound documents, measured: throughput end to end (drop API → staging → clamd →
+// homeserver media → room event) and the memory of the Kuvert process, next to clamd's raw
+// INSTREAM throughput on the same bytes. See bench/README.md.
+//
+//   node bench/documents.ts            the full benchmark (1,000 mixed documents, one 1 GiB document)
+//   node bench/documents.ts --quick    a smoke check (50 documents, one 100 MiB document)
+// Options: --only=a|b (one scenario), --profile (Kuvert writes a V8 CPU profile to
+// bench/results/profiles/ when it stops), --memory-probe (Kuvert
+// writes its heap and buffer figures to bench/results/memory-probe-*.jsonl, see bench/memory-probe.ts),
+// --kuvert-node-options="…" (extra Node options for the Kuvert process, e.g. V8 flags).
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { openDatabase, type Database } from "../appservice/db/database.ts";
+import { ClamdScanner } from "../appservice/scanning/scanner.ts";
+import { createToken } from "../appservice/tokens/tokens.ts";
+import { documentStream, documentWebStream, mixedSet, type PlannedDocument } from "./content.ts";
+import { CpuMeter, cpuSecondsOf, MemorySampler, mib, sum, type MemoryReport } from "./measure.ts";
+import { benchResultsDir, clamdPid, postgresPids, startBenchStack, type BenchStack } from "./stack.ts";
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const MB = 1e6;
+
+const args = new Set(process.argv.slice(2));
+const quick = args.has("--quick");
+const profile = args.has("--profile");
+const memoryProbe = args.has("--memory-probe");
+const kuvertNodeOptions = [...args].find((a) => a.startsWith("--kuvert-node-options="))?.slice("--kuvert-node-options=".length);
+const only = [...args].find((a) => a.startsWith("--only="))?.slice("--only=".length);
+for (const a of args) {
+  if (!["--quick", "--profile", "--memory-probe"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=")) {
+    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--only=a|b] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
+    process.exit(2);
+  }
+}
+
+const plan = quick
+  ? { label: "quick", documents: 50, organisations: 10, uploadConcurrency: 8, bigBytes: 100 * MiB }
+  : { label: "full", documents: 1000, organisations: 200, uploadConcurrency: 8, bigBytes: 1 * GiB };
+/** Kuvert's documents.maxBytes and scanning.maxStreamBytes: 1.1 GiB. */
+/** Names this run in the report and the file names: quick or full, and any experiment or partial run. */
+const variant = [plan.label, ...(only ? [`only-${only}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
+const kuvertLimitBytes = Math.round(1.1 * GiB);
+const clamdStreamMaxLength = "1200M";
+const noProgressLimitMs = 5 * 60_000;
+
+function log(message: string): void {
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
+
+async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const runners = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  });
+  await Promise.all(runners);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Env {
+  bench: BenchStack;
+  db: Database;
+  dropToken: string;
+  kuvertPid: number;
+  clampid: number | undefined;
+  scanner: ClamdScanner;
+  scanConcurrency: number;
+}
+
+// ---------------------------------------------------------------------------------------
+// Setup: organisations and their rooms
+
+async function createOrganisations(env: Env, count: number): Promise<{ ids: string[]; seconds: number }> {
+  const { stack } = env.bench;
+  const ids = Array.from({ length: count }, (_, i) => `bench-org-${String(i + 1).padStart(3, "0")}`);
+  const started = performance.now();
+  await pool(ids, 4, async (id) => {
+    const res = await stack.api("POST", "/api/v1/organisations", { id, name: `Bench organisation ${id.slice(10)}`, clerks: [{ email: `clerk@${id}.example` }] });
+    if (res.status !== 201 && res.status !== 200) throw new Error(`creating ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+  });
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    const res = await stack.api<{ organisations: { id: string; roomState: string; roomId: string | null }[] }>("GET", "/api/v1/organisations?limit=5000");
+    const wanted = new Set(ids);
+    const ready = res.body.organisations.filter((o) => wanted.has(o.id) && o.roomState === "ready" && o.roomId).length;
+    if (ready === ids.length) break;
+    if (Date.now() > deadline) throw new Error(`only ${ready} of ${ids.length} organisation rooms became ready`);
+    await sleep(500);
+  }
+  return { ids, seconds: (performance.now() - started) / 1000 };
+}
+
+// ---------------------------------------------------------------------------------------
+// Dropping documents and waiting for them
+
+interface Upload {
+  doc: PlannedDocument;
+  status: number;
+  id?: string;
+  error?: string;
+  startedAt: number; // epoch ms
+  answeredAt: number; // epoch ms
+}
+
+async function drop(env: Env, doc: PlannedDocument): Promise<Upload> {
+  const startedAt = Date.now();
+  try {
+    const query = new URLSearchParams({ filename: `${doc.name}.pdf`, kind: "Benchmark", reference: doc.name });
+    const res = await fetch(`${env.bench.stack.publicUrl}/api/v1/organisations/${doc.organisation}/documents?${query}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${env.dropToken}`, "content-type": "application/pdf" },
+      body: documentWebStream(doc.name, doc.size),
+      duplex: "half",
+      // Without it, fetch tees the body stream and keeps the whole upload in this process's memory.
+      redirect: "error",
+    } as RequestInit);
+    const body = (await res.json().catch(() => ({}))) as { id?: string; errcode?: string; error?: string };
+    const upload: Upload = { doc, status: res.status, startedAt, answeredAt: Date.now() };
+    if (res.status === 202 && body.id) upload.id = body.id;
+    else upload.error = `${res.status} ${body.errcode ?? ""} ${body.error ?? ""}`.trim();
+    return upload;
+  } catch (err) {
+    return { doc, status: 0, error: (err as Error).message, startedAt, answeredAt: Date.now() };
+  }
+}
+
+interface Finished {
+  id: string;
+  state: string;
+  createdAt: number;
+  scannedAt: number | null;
+  finishedAt: number | null;
+  scanMs: number | null;
+}
+
+/**
+ * Waits until every document is delivered or rejected, watching the database (one cheap query
+ * per 250 ms, instead of a request per document to the process being measured). Answers
+ * Kuvert's own timestamps for each document and the clamd time its scanner measured.
+ */
+async function settle(env: Env, ids: string[]): Promise<Finished[]> {
+  let lastDone = -1;
+  let lastProgress = Date.now();
+  for (;;) {
+    const { rows } = await env.db.query<{ state: string; n: number }>("SELECT state, count(*)::int AS n FROM documents WHERE id = ANY($1) GROUP BY state", [ids]);
+    const counts = Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+    const done = (counts.delivered ?? 0) + (counts.rejected ?? 0);
+    if (done === ids.length) break;
+    if (done !== lastDone) {
+      lastDone = done;
+      lastProgress = Date.now();
+    } else if (Date.now() - lastProgress > noProgressLimitMs) {
+      const { rows: stuck } = await env.db.query<{ document_id: string; attempts: number; last_error: string | null }>(
+        "SELECT document_id, attempts, last_error FROM document_work WHERE document_id = ANY($1) AND state <> 'done' LIMIT 5",
+        [ids],
+      );
+      throw new Error(`no progress for ${noProgressLimitMs / 1000} s; states ${JSON.stringify(counts)}; work: ${JSON.stringify(stuck)}`);
+    }
+    await sleep(250);
+  }
+  const { rows } = await env.db.query<{ id: string; state: string; created_ms: string; scanned_ms: string | null; finished_ms: string | null; scan_ms: string | null }>(
+    `SELECT d.id, d.state,
+            (extract(epoch FROM d.created_at) * 1000)::float8::text AS created_ms,
+            (extract(epoch FROM d.scanned_at) * 1000)::float8::text AS scanned_ms,
+            (extract(epoch FROM d.finished_at) * 1000)::float8::text AS finished_ms,
+            (SELECT a.details->>'durationMs' FROM audit_log a WHERE a.action = 'document.scanned' AND a.object = d.id LIMIT 1) AS scan_ms
+       FROM documents d WHERE d.id = ANY($1)`,
+    [ids],
+  );
+  const num = (v: string | null) => (v === null ? null : Number(v));
+  return rows.map((r) => ({ id: r.id, state: r.state, createdAt: Number(r.created_ms), scannedAt: num(r.scanned_ms), finishedAt: num(r.finished_ms), scanMs: num(r.scan_ms) }));
+}
+
+/** Asks Kuvert's public API for each document's state, as a back office would (after timing). */
+async function statesByApi(env: Env, ids: string[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  await pool(ids, 8, async (id) => {
+    const res = await env.bench.stack.api<{ state: string; eventId: string | null }>("GET", `/api/v1/documents/${id}`, undefined, { token: env.dropToken });
+    const key = res.status === 200 ? (res.body.state === "delivered" && !res.body.eventId ? "delivered-without-event" : res.body.state) : `http-${res.status}`;
+    counts[key] = (counts[key] ?? 0) + 1;
+  });
+  return counts;
+}
+
+// ---------------------------------------------------------------------------------------
+// Baseline: clamd alone
+
+interface Baseline {
+  documents: number;
+  bytes: number;
+  /** The median run. */
+  seconds: number;
+  runs: number[];
+  concurrency: number;
+  clean: number;
+}
+
+/**
+ * clamd's throughput on the same bytes, through Kuvert's own ClamdScanner but without Kuvert:
+ * `rounds` runs, the median counts (the runs show how steady clamd is). clamd's clean-file
+ * cache is off (bench/stack.ts), so a repeat is a real scan.
+ */
+async function clamdBaseline(env: Env, docs: PlannedDocument[], concurrency: number, rounds: number): Promise<Baseline> {
+  const runs: number[] = [];
+  let clean = 0;
+  for (let round = 0; round < rounds; round++) {
+    clean = 0;
+    const started = performance.now();
+    await pool(docs, concurrency, async (doc) => {
+      const verdict = await env.scanner.scan(documentStream(doc.name, doc.size), doc.size);
+      if (verdict.clean) clean++;
+    });
+    runs.push((performance.now() - started) / 1000);
+  }
+  const seconds = [...runs].sort((x, y) => x - y)[Math.floor(runs.length / 2)]!;
+  return { documents: docs.length, bytes: sum(docs.map((d) => d.size)), seconds, runs, concurrency, clean };
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenarios
+
+interface ScenarioResult {
+  name: string;
+  documents: number;
+  bytes: number;
+  uploads: Upload[];
+  accepted: number;
+  delivered: number;
+  rejected: number;
+  apiStates: Record<string, number>;
+  /** First upload started → last document delivered (Kuvert's finished_at). */
+  seconds: number;
+  /** First upload started → last upload answered. */
+  uploadSeconds: number;
+  memory: MemoryReport;
+  cpu: Record<string, number>;
+  /** The wall time the CPU figures cover (the scenario, until its end was seen). */
+  cpuWallSeconds: number;
+  finished: Finished[];
+  baseline: Baseline;
+}
+
+function cpuMeter(env: Env): CpuMeter {
+  const cluster = env.bench.cluster;
+  return new CpuMeter({
+    kuvert: () => cpuSecondsOf(env.kuvertPid),
+    clamd: () => (env.clampid ? cpuSecondsOf(env.clampid) : 0),
+    ...(cluster
+      ? {
+          postgres: () => {
+            const [postmaster, ...children] = postgresPids(cluster);
+            return postmaster === undefined ? 0 : cpuSecondsOf(postmaster, true) + sum(children.map((p) => cpuSecondsOf(p)));
+          },
+        }
+      : {}),
+  });
+}
+
+async function runScenario(env: Env, name: string, docs: PlannedDocument[], uploadConcurrency: number, baseline: Baseline): Promise<ScenarioResult> {
+  await sleep(1000); // let Kuvert settle (GC, mail outbox) so the scenario starts from idle
+  const memory = new MemorySampler(env.kuvertPid, 100);
+  const cpu = cpuMeter(env);
+  const t0 = Date.now();
+  const uploads: Upload[] = [];
+  let answered = 0;
+  const progress = setInterval(() => log(`  ${name}: ${answered}/${docs.length} uploads answered`), 15_000);
+  try {
+    await pool(docs, uploadConcurrency, async (doc) => {
+      uploads.push(await drop(env, doc));
+      answered++;
+    });
+  } finally {
+    clearInterval(progress);
+  }
+  const uploadsDone = Date.now();
+  const accepted = uploads.filter((u) => u.id);
+  for (const u of uploads.filter((x) => !x.id).slice(0, 5)) log(`  upload of ${u.doc.name} (${u.doc.size} bytes) refused: ${u.error}`);
+  log(`  ${name}: ${accepted.length}/${docs.length} accepted in ${((uploadsDone - t0) / 1000).toFixed(1)} s; waiting for delivery`);
+  const finished = await settle(env, accepted.map((u) => u.id!));
+  const cpuUsed = cpu.stop();
+  const cpuWallSeconds = (Date.now() - t0) / 1000;
+  const mem = memory.stop();
+  const lastFinished = finished.length ? Math.max(...finished.map((f) => f.finishedAt ?? 0)) : NaN;
+  const apiStates = await statesByApi(env, accepted.map((u) => u.id!));
+  return {
+    name,
+    documents: docs.length,
+    bytes: sum(docs.map((d) => d.size)),
+    uploads,
+    accepted: accepted.length,
+    delivered: finished.filter((f) => f.state === "delivered").length,
+    rejected: finished.filter((f) => f.state === "rejected").length,
+    apiStates,
+    seconds: (lastFinished - t0) / 1000,
+    uploadSeconds: (uploadsDone - t0) / 1000,
+    memory: mem,
+    cpu: cpuUsed,
+    cpuWallSeconds,
+    finished,
+    baseline,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+function machineFacts(): Record<string, string> {
+  const version = (cmd: string, argv: string[]) => {
+    try {
+      return execFileSync(cmd, argv, { encoding: "utf8" }).trim().split("\n")[0]!;
+    } catch {
+      return "unknown";
+    }
+  };
+  const cpus = os.cpus();
+  return {
+    cores: `${cpus.length} × ${cpus[0]?.model.trim() ?? "unknown"}`,
+    memory: `${(os.totalmem() / GiB).toFixed(1)} GiB`,
+    node: process.version,
+    kernel: `${os.type()} ${os.release()}`,
+    clamd: version("/usr/sbin/clamd", ["--version"]),
+  };
+}
+
+const f1 = (n: number) => n.toFixed(1);
+const f2 = (n: number) => n.toFixed(2);
+const mbps = (bytes: number, seconds: number) => f1(bytes / MB / seconds);
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+function memoryLine(m: MemoryReport): string {
+  return `${mib(m.hwmBytes)} MiB${m.hwmReset ? "" : " (VmHWM not reset: process peak)"} (sampled max ${mib(m.sampledPeakRssBytes)} MiB; ${mib(m.startRssBytes)} MiB at start)`;
+}
+
+const cpuNames: Record<string, string> = { bench: "bench+test homeserver", kernel: "kernel (interrupts, kernel threads)", other: "other processes" };
+
+function cpuLine(r: ScenarioResult): string {
+  const capacity = os.cpus().length * r.cpuWallSeconds;
+  const used = sum(Object.values(r.cpu));
+  return (
+    Object.entries(r.cpu)
+      .map(([k, v]) => `${cpuNames[k] ?? k} ${f1(v)} s`)
+      .join(", ") + ` — ${f1(used)} of ${f1(capacity)} CPU-s (${Math.round((100 * used) / capacity)} %)`
+  );
+}
+
+/** A warning when processes outside the stack used more than 5 % of the machine. */
+function disturbance(r: ScenarioResult): string | undefined {
+  const capacity = os.cpus().length * r.cpuWallSeconds;
+  const other = r.cpu.other ?? 0;
+  if (!(other > 0.05 * capacity)) return undefined;
+  return `| | ⚠ disturbed | processes outside the stack used ${f1(other)} CPU-s (${Math.round((100 * other) / capacity)} % of the machine) during this scenario: figures are lower than on a quiet machine | quiet |`;
+}
+
+function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, setup: { organisations: number; seconds: number }, facts: Record<string, string>, scanConcurrency: number): string {
+  const date = new Date().toISOString();
+  const lines: string[] = [];
+  lines.push(`### Outbound documents (${variant}), ${date.slice(0, 10)}`, "");
+  if (kuvertNodeOptions) lines.push(`**Experiment, not Kuvert as it is:** Kuvert ran with the Node options \`${kuvertNodeOptions}\`.`, "");
+  lines.push(`Machine: ${facts.cores}; ${facts.memory} memory; Node ${facts.node}; ${facts.kernel}; ${facts.clamd}.`);
+  lines.push(
+    `Stack: Kuvert as a child process (workers.concurrency 4), PostgreSQL, real clamd (StreamMaxLength ${clamdStreamMaxLength}, test signatures only), ` +
+      `the in-memory test homeserver and this driver in one process. MB = 10⁶ bytes; MiB = 2²⁰ bytes.`,
+    "",
+  );
+  lines.push("| Scenario | Figure | Value | Target |", "| --- | --- | --- | --- |");
+  if (a) {
+    const label = `A: ${a.documents} mixed documents (${f1(a.bytes / MB)} MB) to ${setup.organisations} organisations, ${plan.uploadConcurrency} uploads at a time`;
+    const latencies = a.finished.filter((f) => f.finishedAt).map((f) => {
+      const u = a.uploads.find((x) => x.id === f.id)!;
+      return (f.finishedAt! - u.startedAt) / 1000;
+    });
+    const kuvertMBps = a.bytes / MB / a.seconds;
+    const rawMBps = a.baseline.bytes / MB / a.baseline.seconds;
+    lines.push(`| ${label} | end to end (first upload → last delivered) | ${f1(a.seconds)} s: **${f1(a.documents / a.seconds)} documents/s, ${f1(kuvertMBps)} MB/s** | — |`);
+    lines.push(`| | uploads accepted (HTTP 202) | ${a.accepted}/${a.documents} (${f1((100 * a.accepted) / a.documents)} %) in ${f1(a.uploadSeconds)} s (${mbps(a.bytes, a.uploadSeconds)} MB/s) | 100 % |`);
+    lines.push(`| | delivered | ${a.delivered}/${a.accepted} (API says: ${Object.entries(a.apiStates).map(([k, v]) => `${v} ${k}`).join(", ")}) | all |`);
+    lines.push(`| | per document, upload start → delivered | p50 ${f1(percentile(latencies, 50))} s, p95 ${f1(percentile(latencies, 95))} s, max ${f1(Math.max(...latencies))} s | — |`);
+    lines.push(`| | peak RSS of the Kuvert process (VmHWM) | ${memoryLine(a.memory)} | — |`);
+    lines.push(`| | clamd alone (INSTREAM, same bytes, ${a.baseline.concurrency} at a time; median of ${a.baseline.runs.length}) | ${f1(a.baseline.seconds)} s: ${f1(a.baseline.documents / a.baseline.seconds)} documents/s, ${f1(rawMBps)} MB/s | — |`);
+    lines.push(`| | Kuvert end to end ÷ clamd alone | ${f2(kuvertMBps / rawMBps)} | — |`);
+    lines.push(`| | CPU seconds used during the scenario | ${cpuLine(a)} | — |`);
+    const warn = disturbance(a);
+    if (warn) lines.push(warn);
+  }
+  if (b) {
+    const d = b.finished[0];
+    const u = b.uploads[0]!;
+    const kuvertMBps = b.bytes / MB / b.seconds;
+    const rawMBps = b.baseline.bytes / MB / b.baseline.seconds;
+    const label = `B: one document of ${b.bytes >= GiB ? `${f1(b.bytes / GiB)} GiB` : `${f1(b.bytes / MiB)} MiB`}`;
+    if (!u.id) lines.push(`| ${label} | upload refused | ${u.error} | accepted |`);
+    lines.push(`| ${label} | end to end (upload start → delivered) | ${f1(b.seconds)} s: **${f1(kuvertMBps)} MB/s** | — |`);
+    lines.push(`| | upload accepted | ${b.accepted}/1 in ${f1(b.uploadSeconds)} s (${mbps(b.bytes, b.uploadSeconds)} MB/s) | yes |`);
+    if (d?.scannedAt && d.finishedAt) {
+      const queued = (d.scannedAt - d.createdAt) / 1000 - (d.scanMs ?? 0) / 1000;
+      lines.push(
+        `| | phases | upload + staging ${f1((d.createdAt - u.startedAt) / 1000)} s · claim ${f1(queued)} s · clamd scan ${f1((d.scanMs ?? NaN) / 1000)} s (${mbps(b.bytes, (d.scanMs ?? NaN) / 1000)} MB/s) · media upload + events ${f1((d.finishedAt - d.scannedAt) / 1000)} s (${mbps(b.bytes, (d.finishedAt - d.scannedAt) / 1000)} MB/s) | — |`,
+      );
+    }
+    lines.push(`| | peak RSS of the Kuvert process (VmHWM) | **${memoryLine(b.memory)}** | < 200 MB |`);
+    lines.push(`| | clamd alone (INSTREAM, same bytes; median of ${b.baseline.runs.length}) | ${f1(b.baseline.seconds)} s: ${f1(rawMBps)} MB/s | — |`);
+    lines.push(`| | Kuvert end to end ÷ clamd alone | **${f2(kuvertMBps / rawMBps)}** | ≥ 0.8 |`);
+    lines.push(`| | CPU seconds used during the scenario | ${cpuLine(b)} | — |`);
+    const warn = disturbance(b);
+    if (warn) lines.push(warn);
+  }
+  lines.push("");
+  lines.push(`Organisations: ${setup.organisations} created through the admin API, all rooms ready in ${f1(setup.seconds)} s. clamd baseline for A: ${scanConcurrency} scans at a time (Kuvert's workers.concurrency).`);
+  return lines.join("\n") + "\n";
+}
+
+// ---------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const facts = machineFacts();
+  log(`Kuvert documents benchmark (${plan.label}): ${JSON.stringify(facts)}`);
+  // Only the Kuvert child reads NODE_OPTIONS from here on: this process has started already.
+  const nodeOptions = process.env.NODE_OPTIONS;
+  const childOptions: string[] = nodeOptions ? [nodeOptions] : [];
+  if (profile) {
+    const dir = join(benchResultsDir, "profiles");
+    mkdirSync(dir, { recursive: true });
+    childOptions.push(`--cpu-prof --cpu-prof-dir=${dir}`);
+    log(`Kuvert writes a CPU profile to ${dir} when it stops`);
+  }
+  if (memoryProbe) {
+    const probeFile = join(benchResultsDir, `memory-probe-${new Date().toISOString().replace(/[:.]/g, "")}.jsonl`);
+    mkdirSync(benchResultsDir, { recursive: true });
+    process.env.KUVERT_BENCH_MEMORY_PROBE = probeFile;
+    childOptions.push(`--import=${join(import.meta.dirname, "memory-probe.ts")}`);
+    log(`Kuvert writes its memory figures to ${probeFile}`);
+  }
+  if (kuvertNodeOptions) {
+    childOptions.push(kuvertNodeOptions);
+    log(`experiment: Kuvert runs with the Node options ${kuvertNodeOptions}`);
+  }
+  if (childOptions.length) process.env.NODE_OPTIONS = childOptions.join(" ");
+  log("starting PostgreSQL, clamd, SMTP, the test homeserver and Kuvert");
+  const bench = await startBenchStack({
+    name: `bench-documents-${plan.label}`,
+    clamdStreamMaxLength,
+    homeserverMaxUploadBytes: Math.round(1.2 * GiB),
+    configure: (raw) => {
+      // One driver on 127.0.0.1 makes thousands of requests a minute: the per-address rate
+      // limit (default 1,200/min) is for the internet, not for the back office being measured.
+      (raw.publicApi as Record<string, unknown>).rateLimitPerMinute = 1_000_000;
+      (raw.documents as Record<string, unknown>).maxBytes = kuvertLimitBytes;
+      Object.assign(raw.scanning as Record<string, unknown>, { maxStreamBytes: kuvertLimitBytes, timeoutSeconds: 600 });
+    },
+  });
+  if (nodeOptions === undefined) delete process.env.NODE_OPTIONS;
+  else process.env.NODE_OPTIONS = nodeOptions;
+  let db: Database | undefined;
+  let a: ScenarioResult | undefined;
+  let b: ScenarioResult | undefined;
+  try {
+    const { stack } = bench;
+    const kuvertPid = stack.child?.pid;
+    if (!kuvertPid) throw new Error("Kuvert did not start as a child process");
+    db = await openDatabase({ url: stack.config.database.url, embeddedDir: "", poolSize: 2 });
+    const env: Env = {
+      bench,
+      db,
+      dropToken: await createToken(db, "bench-drop", ["drop"], "bench"),
+      kuvertPid,
+      clampid: clamdPid(bench.clamd),
+      scanner: new ClamdScanner(stack.config.scanning),
+      scanConcurrency: stack.config.workers.concurrency,
+    };
+    log(`Kuvert pid ${kuvertPid}, clamd pid ${env.clampid ?? "?"}; creating ${plan.organisations} organisations`);
+    const orgs = await createOrganisations(env, plan.organisations);
+    log(`  ${orgs.ids.length} rooms ready in ${f1(orgs.seconds)} s`);
+
+    // Warm-up, outside every figure: one 100 MiB scan straight to clamd, one small document through Kuvert.
+    await env.scanner.scan(documentStream("warm-up-clamd", 100 * MiB), 100 * MiB);
+    const warm: PlannedDocument = { index: -1, name: "warm-up", size: 64 * 1024, organisation: orgs.ids[0]!, bucket: "small" };
+    const w = await drop(env, warm);
+    if (!w.id) throw new Error(`the warm-up document was refused: ${w.error}`);
+    await settle(env, [w.id]);
+
+    if (only !== "b") {
+      const docs = mixedSet(plan.documents, orgs.ids);
+      log(`scenario A: ${docs.length} documents, ${f1(sum(docs.map((d) => d.size)) / MB)} MB; clamd baseline first`);
+      const baseline = await clamdBaseline(env, docs, env.scanConcurrency, 3);
+      log(`  clamd alone: ${f1(baseline.seconds)} s (runs ${baseline.runs.map(f1).join(", ")} s), ${mbps(baseline.bytes, baseline.seconds)} MB/s (${baseline.clean} clean)`);
+      a = await runScenario(env, "A", docs, plan.uploadConcurrency, baseline);
+      log(`  A: ${a.delivered}/${a.documents} delivered in ${f1(a.seconds)} s: ${f1(a.documents / a.seconds)} documents/s, ${mbps(a.bytes, a.seconds)} MB/s; Kuvert peak RSS ${mib(a.memory.hwmBytes)} MiB`);
+    }
+    if (only !== "a") {
+      const big: PlannedDocument = { index: 0, name: `big-${plan.bigBytes}`, size: plan.bigBytes, organisation: orgs.ids[0]!, bucket: "large" };
+      log(`scenario B: one document of ${mib(big.size)} MiB; clamd baseline first`);
+      const baseline = await clamdBaseline(env, [big], 1, 3);
+      log(`  clamd alone: ${f1(baseline.seconds)} s (runs ${baseline.runs.map(f1).join(", ")} s), ${mbps(baseline.bytes, baseline.seconds)} MB/s`);
+      b = await runScenario(env, "B", [big], 1, baseline);
+      log(`  B: delivered in ${f1(b.seconds)} s: ${mbps(b.bytes, b.seconds)} MB/s; Kuvert peak RSS ${mib(b.memory.hwmBytes)} MiB`);
+    }
+
+    const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency);
+    const dir = benchResultsDir;
+    mkdirSync(dir, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
+    const suffix = variant === "full" ? "" : `-${variant}`;
+    const file = join(dir, `documents-${stamp.slice(0, 10)}${suffix}.md`);
+    writeFileSync(file, markdown);
+    const raw = { plan, facts, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b };
+    writeFileSync(join(dir, `documents-${stamp}${suffix}.json`), JSON.stringify(raw, null, 1));
+    console.log("\n" + markdown);
+    log(`written to ${file}`);
+  } finally {
+    await db?.close().catch(() => undefined);
+    log("stopping the stack");
+    await bench.stop().catch((err: unknown) => log(`stopping: ${(err as Error).message}`));
+    bench.cluster?.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

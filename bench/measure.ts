@@ -1,0 +1,167 @@
+// Memory and CPU of processes, read from /proc (Linux): VmRSS sampled every 100 ms, VmHWM
+// (the kernel's own peak of the resident set), and user+system CPU time.
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+
+const MiB = 1024 * 1024;
+/** USER_HZ: the unit of utime and stime in /proc/<pid>/stat; 100 on every Linux in practice. */
+const clockTicks = 100;
+
+export interface MemoryStatus {
+  rssBytes: number;
+  hwmBytes: number;
+}
+
+export function memoryOf(pid: number): MemoryStatus | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, "latin1");
+  } catch {
+    return undefined;
+  }
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN) * 1024;
+  return { rssBytes: kb("VmRSS"), hwmBytes: kb("VmHWM") };
+}
+
+/**
+ * User + system CPU seconds the process used so far (all its threads); with `reapedChildren`,
+ * also those of its children that ended and were waited for (cutime, cstime).
+ */
+export function cpuSecondsOf(pid: number, reapedChildren = false): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // After the command: state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17); fields[0] is field 3.
+    const own = Number(fields[11]) + Number(fields[12]);
+    const children = reapedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
+    return (own + children) / clockTicks;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Resets VmHWM to the current RSS (`echo 5 > /proc/<pid>/clear_refs`, Linux ≥ 4.0), so a
+ * scenario's peak is its own and not the peak of an earlier one. Answers whether it worked;
+ * if not, the sampled maximum of VmRSS is the only peak per scenario.
+ */
+export function resetPeak(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface MemoryReport {
+  /** VmRSS when the scenario started. */
+  startRssBytes: number;
+  /** The largest VmRSS among the 100 ms samples. */
+  sampledPeakRssBytes: number;
+  /** VmHWM at the end: the kernel's peak RSS since the reset (or since the process started). */
+  hwmBytes: number;
+  /** Whether VmHWM was reset at the start (true: hwmBytes is this scenario's peak). */
+  hwmReset: boolean;
+  samples: number;
+  /** The VmRSS timeline (ms since start, bytes), every sample. */
+  timeline: [number, number][];
+}
+
+/** Samples one process's VmRSS every `intervalMs` until stop(). */
+export class MemorySampler {
+  readonly #pid: number;
+  readonly #timer: NodeJS.Timeout;
+  readonly #started = performance.now();
+  readonly #report: MemoryReport;
+
+  constructor(pid: number, intervalMs = 100) {
+    this.#pid = pid;
+    const hwmReset = resetPeak(pid);
+    const first = memoryOf(pid);
+    this.#report = { startRssBytes: first?.rssBytes ?? NaN, sampledPeakRssBytes: first?.rssBytes ?? 0, hwmBytes: first?.hwmBytes ?? NaN, hwmReset, samples: 0, timeline: [] };
+    this.#timer = setInterval(() => this.#sample(), intervalMs);
+  }
+
+  #sample(): void {
+    const m = memoryOf(this.#pid);
+    if (!m) return;
+    this.#report.samples++;
+    this.#report.sampledPeakRssBytes = Math.max(this.#report.sampledPeakRssBytes, m.rssBytes);
+    this.#report.hwmBytes = m.hwmBytes;
+    this.#report.timeline.push([Math.round(performance.now() - this.#started), m.rssBytes]);
+  }
+
+  stop(): MemoryReport {
+    clearInterval(this.#timer);
+    this.#sample();
+    return this.#report;
+  }
+}
+
+/** CPU seconds the whole machine was busy so far, all cores together, and of it the interrupt handling (/proc/stat). */
+export function machineBusySeconds(): { busy: number; interrupts: number } {
+  try {
+    const line = readFileSync("/proc/stat", "latin1").split("\n")[0]!;
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest is in user already)
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+    return { busy: (user + nice + system + irq + softirq + steal) / clockTicks, interrupts: (irq + softirq) / clockTicks };
+  } catch {
+    return { busy: NaN, interrupts: NaN };
+  }
+}
+
+/** CPU seconds the kernel's own threads (children of kthreadd: writeback, ksoftirqd, …) used so far. */
+export function kernelThreadSeconds(): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "latin1");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (fields[1] === "2") total += (Number(fields[11]) + Number(fields[12])) / clockTicks;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/** CPU seconds per named process group over an interval. */
+export class CpuMeter {
+  readonly #groups: Record<string, () => number>;
+  readonly #start: Record<string, number> = {};
+  readonly #self0 = process.cpuUsage();
+  readonly #machine0 = machineBusySeconds();
+  readonly #kthreads0 = kernelThreadSeconds();
+
+  /** `groups`: name → the CPU seconds the group used so far (asked at the start and at the end). */
+  constructor(groups: Record<string, () => number>) {
+    this.#groups = groups;
+    for (const [name, seconds] of Object.entries(groups)) this.#start[name] = seconds();
+  }
+
+  /**
+   * Seconds of CPU per group since the start; "bench" is this process (driver + test
+   * homeserver); "kernel" is interrupt handling and the kernel's threads (much of it on behalf
+   * of the stack: loopback networking, writing files back to disk); "other" is what the rest of
+   * the machine used meanwhile, other processes: when it is large, the figures are disturbed.
+   */
+  stop(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, seconds] of Object.entries(this.#groups)) out[name] = seconds() - (this.#start[name] ?? 0);
+    const self = process.cpuUsage(this.#self0);
+    out.bench = (self.user + self.system) / 1e6;
+    const machine = machineBusySeconds();
+    out.kernel = machine.interrupts - this.#machine0.interrupts + kernelThreadSeconds() - this.#kthreads0;
+    out.other = Math.max(0, machine.busy - this.#machine0.busy - sum(Object.values(out)));
+    return out;
+  }
+}
+
+export function sum(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
+
+export function mib(bytes: number): string {
+  return (bytes / MiB).toFixed(1);
+}

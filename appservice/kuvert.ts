@@ -133,6 +133,7 @@ export class Kuvert {
         audit(tx, { actor: "kuvert", action: "configuration.loaded", outcome: "ok", details: { digest: configDigest(config), database: db!.kind } }),
       );
 
+      const database = db;
       const homeserver = new Homeserver(config, registration);
       await homeserver.start();
       const workers: Worker<QueueRow>[] = [];
@@ -166,7 +167,6 @@ export class Kuvert {
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
       workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker] as unknown as Worker<QueueRow>[]));
-      const database = db;
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
       const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox };
 
@@ -189,7 +189,13 @@ export class Kuvert {
         config.appservice.listener.port,
       );
       const publicServer = await listen(
-        publicApp({ db, organisations, documents, batches, readiness: readinessChecks, baseUrl: config.publicApi.baseUrl,
+        publicApp({
+          db,
+          organisations,
+          documents,
+          batches,
+          readiness: readinessChecks,
+          baseUrl: config.publicApi.baseUrl,
           trustProxy: config.publicApi.trustProxy,
           rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
           failedAuthPerMinute: config.publicApi.failedAuthPerMinute,

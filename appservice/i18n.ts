@@ -8,6 +8,7 @@ export interface RoomTexts {
   archived(): string;
   unknownCommand(command: string): string;
   removedReason: string;
+  mailDead(id: string, attempts: number, error: string): string;
 }
 
 const de: RoomTexts = {
@@ -30,6 +31,7 @@ const de: RoomTexts = {
   }),
   archived: () => "Diese Organisation wurde archiviert. Der Raum bleibt lesbar, neue Nachrichten sind nicht mehr möglich.",
   removedReason: "In Kuvert aus der Organisation entfernt",
+  mailDead: (id, attempts, error) => `E-Mail ${id} konnte nach ${attempts} Versuchen nicht zugestellt werden: ${error}`,
   unknownCommand: (c) => `Den Befehl „${c}“ kenne ich nicht. „!help“ zeigt die verfügbaren Befehle.`,
 };
 
@@ -53,6 +55,7 @@ const en: RoomTexts = {
   }),
   archived: () => "This organisation has been archived. The room stays readable; new messages are no longer possible.",
   removedReason: "Removed from the organisation in Kuvert",
+  mailDead: (id, attempts, error) => `E-mail ${id} could not be delivered after ${attempts} attempts: ${error}`,
   unknownCommand: (c) => `I don't know the command "${c}". "!help" shows the available commands.`,
 };
 

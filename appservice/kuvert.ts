@@ -7,7 +7,7 @@ import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
-import { publicApp, type Readiness } from "./http/server.ts";
+import { publicApp } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
 import { readiness } from "./health.ts";
 import { scheduleRetention } from "./retention/retention.ts";
@@ -25,7 +25,7 @@ import { findOrganisation } from "./organisations/store.ts";
 import { Batches } from "./documents/batch.ts";
 import { DropFolder } from "./documents/folder.ts";
 import { documentTexts } from "./documents/texts.ts";
-import { notice } from "./i18n.ts";
+import { notice, texts } from "./i18n.ts";
 import { DocumentIntake } from "./documents/intake.ts";
 import { InboundFiles } from "./documents/inbound.ts";
 import { DocumentPipeline } from "./documents/pipeline.ts";
@@ -73,9 +73,7 @@ export class Kuvert {
   readonly #workers: Worker<QueueRow>[];
   readonly #servers: Server[];
   readonly #lock: EmbeddedLock | undefined;
-  readonly #readiness: Readiness;
   #stopping: Promise<void> | undefined;
-  #botReady = false;
   #botTimer: NodeJS.Timeout | undefined;
   #retention: { stop(): void } | undefined;
 
@@ -87,7 +85,6 @@ export class Kuvert {
     workers: Worker<QueueRow>[];
     servers: Server[];
     lock: EmbeddedLock | undefined;
-    readiness: Readiness;
   }) {
     this.config = parts.config;
     this.db = parts.db;
@@ -96,7 +93,6 @@ export class Kuvert {
     this.#workers = parts.workers;
     this.#servers = parts.servers;
     this.#lock = parts.lock;
-    this.#readiness = parts.readiness;
   }
 
   get appservicePort(): number {
@@ -112,9 +108,6 @@ export class Kuvert {
     return this.#servers[2] ? boundPort(this.#servers[2]) : null;
   }
 
-  get readiness(): Readiness {
-    return this.#readiness;
-  }
 
   static async start(config: KuvertConfig, opts: StartOptions = {}): Promise<Kuvert> {
     configureLogging({ level: config.logging.level, pseudonymKey: config.logging.pseudonymKey, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
@@ -152,7 +145,8 @@ export class Kuvert {
       const batchWorker = batches.worker();
       const outbox = new MailOutbox(db, config);
       outbox.onDead = async (row) => {
-        await staffRoom.post({ key: `mail-dead:${row.id}`, body: `E-mail ${row.id} could not be delivered after ${row.attempts} attempts: ${row.last_error ?? "unknown error"}` });
+        const body = texts(config.organisations.language).mailDead(row.id, row.attempts, row.last_error ?? "?");
+        await staffRoom.post({ key: `mail-dead:${row.id}`, body });
       };
       const mailWorker = outbox.worker();
       const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
@@ -213,7 +207,7 @@ export class Kuvert {
         });
         servers.push(await listen(metricsApp, config.metrics.listener.bindAddress, config.metrics.listener.port));
       }
-      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers, lock, readiness: readinessChecks });
+      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers, lock });
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
       for (const w of workers) w.start();
@@ -232,7 +226,6 @@ export class Kuvert {
   async #prepareBot(attempt = 1): Promise<void> {
     try {
       await this.homeserver.prepareBot();
-      this.#botReady = true;
       await this.services.staffRoom.ensure().catch((err: unknown) => log.error({ err }, "the staff room could not be set up; alerts will try again"));
     } catch (err) {
       const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
@@ -242,9 +235,6 @@ export class Kuvert {
     }
   }
 
-  get botReady(): boolean {
-    return this.#botReady;
-  }
 
   /** Stops taking work, lets claimed work finish, closes listeners and the database. */
   stop(): Promise<void> {

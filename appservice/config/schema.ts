@@ -261,7 +261,6 @@ export const configSchema = z
   .strict();
 
 export type KuvertConfig = z.infer<typeof configSchema>;
-export type ListenerConfig = KuvertConfig["publicApi"]["listener"];
 
 /** Environment variables that set secrets (and the database URL) without writing them into the file. */
 export const environmentKeys = {
@@ -270,12 +269,6 @@ export const environmentKeys = {
   KUVERT_PSEUDONYM_KEY: ["logging", "pseudonymKey"],
   KUVERT_SMTP_PASSWORD: ["mail", "smtp", "password"],
 } as const satisfies Record<string, readonly string[]>;
-
-export function hasRole(config: KuvertConfig, userId: string, role: Role): boolean {
-  const entry = config.staff.find((s) => s.userId === userId);
-  if (!entry) return false;
-  return entry.roles.includes(role) || (role === "staff" && entry.roles.includes("admin"));
-}
 
 /** Members of staff who belong in organisation rooms (admin ⊃ staff). */
 export function roomStaff(config: KuvertConfig): string[] {

@@ -132,8 +132,3 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const embedded = await PGlite.create(opts.embeddedDir, { parsers: { 20: (value: string) => value } });
   return new EmbeddedDatabase(embedded);
 }
-
-/** True for errors PostgreSQL raises on a unique-constraint violation. */
-export function isUniqueViolation(err: unknown): boolean {
-  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === "23505";
-}

@@ -99,10 +99,6 @@ export class Homeserver {
     });
   }
 
-  get registration(): Registration {
-    return this.#registration;
-  }
-
   /** Base URL of the client-server API. */
   get url(): string {
     return this.#config.homeserver.url.replace(/\/$/, "");

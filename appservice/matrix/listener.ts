@@ -29,7 +29,7 @@ export interface AppserviceListenerOptions {
   /** Called after a transaction was stored, to wake the worker. */
   onStored(): void;
   /** Readiness with details: only on this internal listener, never on the public one. */
-  readiness?: Readiness;
+  readiness: Readiness;
   maxBodyBytes?: number;
 }
 
@@ -93,7 +93,6 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
   });
   // Details of every check, for operators on the internal network (the public /readyz says only ready or not).
   app.get("/readyz", async (_req, res) => {
-    if (!opts.readiness) return matrixError(res, 404, "M_UNRECOGNIZED", "Unrecognised request.");
     const result = await opts.readiness.check();
     res.status(result.ready ? 200 : 503).json({ status: result.ready ? "ready" : "not ready", checks: result.checks });
   });

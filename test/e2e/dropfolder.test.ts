@@ -263,3 +263,31 @@ describe("the drop folder", () => {
     await delivered("Später.pdf");
   });
 });
+
+// The suite above drives its own watcher; this one checks that Kuvert starts the configured one.
+describe("Kuvert's own drop folder", () => {
+  let stack: Stack;
+  const dir = join(artifactsDir, "work", `drop-own-${randomBytes(3).toString("hex")}`);
+
+  before(async () => {
+    stack = await startStack({
+      name: "dropfolder-own",
+      configure: (c) => {
+        c.documents = { ...(c.documents as Record<string, unknown>), dropFolder: { enabled: true, dir, stableSeconds: 1, pollSeconds: 1 } };
+      },
+    });
+    assert.equal((await stack.api("POST", "/api/v1/organisations", { id: "musterstadt", name: "Musterstadt" })).status, 201);
+    await stack.roomOf("musterstadt");
+  });
+  after(() => stack.stop());
+
+  it("delivers what is dropped into an organisation's folder while Kuvert runs", async () => {
+    mkdirSync(join(dir, "musterstadt"), { recursive: true });
+    writeFileSync(join(dir, "musterstadt", "Bescheid.pdf"), pdf("taken by Kuvert itself"));
+    await waitFor("the document to be delivered", async () => {
+      const res = await stack.api<{ documents: { filename: string; state: string; source: string }[] }>("GET", "/api/v1/organisations/musterstadt/documents");
+      return res.body.documents.some((d) => d.filename === "Bescheid.pdf" && d.state === "delivered" && d.source === "folder");
+    }, 30_000);
+    assert.equal(existsSync(join(dir, "musterstadt", "Bescheid.pdf")), false, "removed from the folder");
+  });
+});

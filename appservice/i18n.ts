@@ -4,9 +4,13 @@ export type Language = "de" | "en";
 export interface RoomTexts {
   topic(orgName: string): string;
   welcome(orgName: string): { body: string; html: string };
-  help(): { body: string; html: string };
+  helpIntro: string;
+  helpSelf: string;
+  helpUpload: string;
   archived(): string;
   unknownCommand(command: string): string;
+  wrongRoom(command: string, staffRoom: boolean): string;
+  notAllowed(command: string): string;
   removedReason: string;
   mailDead(id: string, attempts: number, error: string): string;
 }
@@ -25,10 +29,11 @@ const de: RoomTexts = {
       `Alles, was hier geteilt wird, wird auf Viren geprüft. Nur die Sachbearbeitung Ihrer Organisation und unsere Mitarbeitenden sind in diesem Raum.</p>` +
       `<p>Befehle: <code>!help</code> zeigt die Hilfe.</p>`,
   }),
-  help: () => ({
-    body: "Kuvert – Befehle in diesem Raum:\n!help – diese Hilfe\n\nDokumente laden Sie einfach als Datei in diesen Raum hoch.",
-    html: "<p>Kuvert – Befehle in diesem Raum:</p><ul><li><code>!help</code> – diese Hilfe</li></ul><p>Dokumente laden Sie einfach als Datei in diesen Raum hoch.</p>",
-  }),
+  helpIntro: "Kuvert – Befehle in diesem Raum:",
+  helpSelf: "diese Hilfe",
+  helpUpload: "Dokumente laden Sie einfach als Datei in diesen Raum hoch.",
+  wrongRoom: (c, staff) => (staff ? `„${c}“ gibt es nur im Raum der Mitarbeitenden.` : `„${c}“ gibt es nur in den Räumen der Organisationen.`),
+  notAllowed: (c) => `„${c}“ dürfen nur Mitarbeitende mit der passenden Rolle verwenden.`,
   archived: () => "Diese Organisation wurde archiviert. Der Raum bleibt lesbar, neue Nachrichten sind nicht mehr möglich.",
   removedReason: "In Kuvert aus der Organisation entfernt",
   mailDead: (id, attempts, error) => `E-Mail ${id} konnte nach ${attempts} Versuchen nicht zugestellt werden: ${error}`,
@@ -49,10 +54,11 @@ const en: RoomTexts = {
       `Everything shared here is scanned for viruses. Only your organisation's clerks and our staff are in this room.</p>` +
       `<p>Commands: <code>!help</code> shows the help.</p>`,
   }),
-  help: () => ({
-    body: "Kuvert – commands in this room:\n!help – this help\n\nTo send us a document, upload it as a file in this room.",
-    html: "<p>Kuvert – commands in this room:</p><ul><li><code>!help</code> – this help</li></ul><p>To send us a document, upload it as a file in this room.</p>",
-  }),
+  helpIntro: "Kuvert – commands in this room:",
+  helpSelf: "this help",
+  helpUpload: "To send us a document, upload it as a file in this room.",
+  wrongRoom: (c, staff) => (staff ? `"${c}" works only in the staff room.` : `"${c}" works only in organisation rooms.`),
+  notAllowed: (c) => `"${c}" is only for staff with the right role.`,
   archived: () => "This organisation has been archived. The room stays readable; new messages are no longer possible.",
   removedReason: "Removed from the organisation in Kuvert",
   mailDead: (id, attempts, error) => `E-mail ${id} could not be delivered after ${attempts} attempts: ${error}`,

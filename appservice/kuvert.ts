@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import type { Server } from "node:http";
 import { audit } from "./audit/audit.ts";
-import { CommandHandler, helpCommand } from "./commands/commands.ts";
+import { CommandHandler } from "./commands/commands.ts";
 import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
@@ -156,7 +156,7 @@ export class Kuvert {
       };
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
-        new CommandHandler(homeserver, config, [helpCommand(config)]),
+        new CommandHandler(homeserver, config, []),
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);

@@ -3,12 +3,15 @@ import type { Database } from "./db/database.ts";
 import { logger } from "./log.ts";
 import type { MatrixEvent, RoomEventHandler } from "./matrix/events.ts";
 import { findOrganisationByRoom, type StoredOrganisation } from "./organisations/store.ts";
+import { isStaffRoom } from "./staff/staffroom.ts";
 
 const log = logger("rooms");
 
 export interface RoomContext {
   /** The organisation whose room this is, or null for a room Kuvert does not manage. */
   organisation: StoredOrganisation | null;
+  /** Whether this is Kuvert's staff room. */
+  staffRoom: boolean;
 }
 
 export class RoomEventRouter {
@@ -21,7 +24,9 @@ export class RoomEventRouter {
   }
 
   async dispatch(event: MatrixEvent): Promise<void> {
-    const context: RoomContext = { organisation: await findOrganisationByRoom(this.#db, event.room_id) };
+    const organisation = await findOrganisationByRoom(this.#db, event.room_id);
+    const staffRoom = !organisation && (await isStaffRoom(this.#db, event.room_id));
+    const context: RoomContext = { organisation, staffRoom };
     for (const handler of this.#handlers) {
       log.debug({ handler: handler.name, type: event.type, eventId: event.event_id }, "dispatch");
       await handler.onEvent(event, context);

@@ -270,7 +270,13 @@ export const environmentKeys = {
   KUVERT_SMTP_PASSWORD: ["mail", "smtp", "password"],
 } as const satisfies Record<string, readonly string[]>;
 
+/** The configured people holding any of these roles; admin includes staff. */
+export function roleHolders(config: KuvertConfig, wanted: readonly Role[]): string[] {
+  const holds = (roles: readonly Role[], role: Role) => roles.includes(role) || (role === "staff" && roles.includes("admin"));
+  return config.staff.filter((s) => wanted.some((role) => holds(s.roles, role))).map((s) => s.userId);
+}
+
 /** Members of staff who belong in organisation rooms (admin ⊃ staff). */
 export function roomStaff(config: KuvertConfig): string[] {
-  return config.staff.filter((s) => s.roles.includes("staff") || s.roles.includes("admin")).map((s) => s.userId);
+  return roleHolders(config, ["staff"]);
 }

@@ -92,3 +92,8 @@ export class StaffRoom {
     await this.#hs.send(roomId, "m.room.message", notice(alert), `alert:${alert.key}`);
   }
 }
+
+export async function isStaffRoom(db: Queryable, roomId: string): Promise<boolean> {
+  const res = await db.query("SELECT 1 FROM service_rooms WHERE purpose = 'staff' AND room_id = $1", [roomId]);
+  return res.rows.length > 0;
+}

@@ -5,8 +5,11 @@ import { audit } from "../audit/audit.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 
-/** admin: the whole admin API; drop: deliver documents (to the token's organisations, or all). */
-export const scopes = ["admin", "drop"] as const;
+/**
+ * admin: the whole admin API (includes staff); staff: what staff do (circulars, calls, guest links);
+ * drop: deliver documents (to the token's organisations, or all).
+ */
+export const scopes = ["admin", "staff", "drop"] as const;
 export type Scope = (typeof scopes)[number];
 
 export interface ApiToken {

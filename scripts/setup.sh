@@ -28,10 +28,13 @@ if ! node_ok; then
 fi
 say "Node.js $(node --version)"
 
-# System packages the test suites start themselves (PostgreSQL, ClamAV's clamd).
+# System packages the test suites start or call themselves: PostgreSQL, ClamAV's clamd,
+# Chromium (browser tests), poppler-utils (reading and rendering the PDF letters).
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon clamav)
+[ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
+command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "Installing ${missing[*]}"

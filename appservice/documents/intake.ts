@@ -7,6 +7,7 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { findOrganisation } from "../organisations/store.ts";
 import { checkFilename, checkShortText, newDocumentId, typeAllowed, type DocumentRecord } from "./model.ts";
+import type { Prescans } from "./prescan.ts";
 import type { Staging } from "./staging.ts";
 import * as store from "./store.ts";
 
@@ -36,12 +37,15 @@ export class DocumentIntake {
   readonly #staging: Staging;
   readonly #config: KuvertConfig;
   readonly #onWork: () => void;
+  readonly #prescans: Prescans | undefined;
 
-  constructor(db: Database, staging: Staging, config: KuvertConfig, onWork: () => void) {
+  /** With `prescans`, documents are scanned while they arrive (see prescan.ts). */
+  constructor(db: Database, staging: Staging, config: KuvertConfig, onWork: () => void, prescans?: Prescans) {
     this.#db = db;
     this.#staging = staging;
     this.#config = config;
     this.#onWork = onWork;
+    this.#prescans = prescans;
   }
 
   /** The largest document accepted: the configured maximum, but never more than clamd scans. */
@@ -58,9 +62,10 @@ export class DocumentIntake {
     if (org.state === "archived") throw new KuvertError(ErrCode.Archived, 409, `Organisation ${s.organisationId} is archived and receives no documents.`);
 
     const id = newDocumentId();
+    const prescan = this.#prescans?.start();
     let staged;
     try {
-      staged = await this.#staging.write(id, s.content, this.limitBytes);
+      staged = await this.#staging.write(id, s.content, this.limitBytes, prescan?.tap);
     } catch (err) {
       if (err instanceof KuvertError && err.errcode === ErrCode.TooLarge && this.#config.scanning.maxStreamBytes < this.#config.documents.maxBytes) {
         throw new KuvertError(ErrCode.TooLarge, 413, `The document is larger than the ${this.limitBytes} bytes the virus scanner checks; Kuvert delivers nothing unscanned.`);
@@ -105,10 +110,16 @@ export class DocumentIntake {
         });
         return { document: store.toRecord((await store.findDocument(tx, id))!), replayed: false };
       });
-      if (result.replayed) await this.#staging.destroy(id);
-      else this.#onWork();
+      if (result.replayed) {
+        prescan?.tap.abort();
+        await this.#staging.destroy(id);
+      } else {
+        if (prescan) this.#prescans!.keep(id, staged.size, prescan.verdict);
+        this.#onWork();
+      }
       return result;
     } catch (err) {
+      prescan?.tap.abort();
       await this.#staging.destroy(id);
       throw err;
     }

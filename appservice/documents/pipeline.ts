@@ -12,6 +12,7 @@ import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, downloadMedia, quarantineMedia, uploadMedia } from "../matrix/media.ts";
 import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
+import type { Prescans } from "./prescan.ts";
 import { ScannerUnavailableError, TooLargeToScanError, type Scanner, type ScanVerdict } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
@@ -36,15 +37,18 @@ export class DocumentPipeline {
   readonly #staging: Staging;
   readonly #staffRoom: StaffRoom;
   readonly #config: KuvertConfig;
+  readonly #prescans: Prescans | undefined;
   readonly queue: WorkQueue<DocumentWorkRow>;
 
-  constructor(db: Database, hs: Homeserver, scanner: Scanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig) {
+  /** With `prescans`, a verdict reached while the document arrived is taken instead of scanning again. */
+  constructor(db: Database, hs: Homeserver, scanner: Scanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
     this.#db = db;
     this.#hs = hs;
     this.#scanner = scanner;
     this.#staging = staging;
     this.#staffRoom = staffRoom;
     this.#config = config;
+    this.#prescans = prescans;
     this.queue = new WorkQueue<DocumentWorkRow>(
       db,
       { table: "document_work", key: "document_id", order: "q.run_after", maxAttempts: 20 },
@@ -75,10 +79,19 @@ export class DocumentPipeline {
   }
 
   /** Scans `stream`; answers the verdict, or null when the scanner is down (the document is then held). */
-  async #scan(row: DocumentWorkRow, doc: store.DocumentRow, open: () => Promise<{ stream: NodeJS.ReadableStream; size: number }>): Promise<ScanVerdict | "too-large" | null> {
+  async #scan(
+    row: DocumentWorkRow,
+    doc: store.DocumentRow,
+    open: () => Promise<{ stream: NodeJS.ReadableStream; size: number }>,
+  ): Promise<(ScanVerdict & { whileReceiving?: boolean }) | "too-large" | null> {
     await store.setState(this.#db, doc.id, "scanning");
     const timer = scanDuration.startTimer();
     try {
+      const early = await this.#prescans?.take(doc.id);
+      if (early) {
+        timer({ verdict: early.clean ? "clean" : "infected" });
+        return { ...early, whileReceiving: true };
+      }
       const { stream, size } = await open();
       const verdict = await this.#scanner.scan(stream, size);
       timer({ verdict: verdict.clean ? "clean" : "infected" });
@@ -131,7 +144,7 @@ export class DocumentPipeline {
       }
       await this.#db.transaction(async (tx) => {
         await store.setState(tx, doc.id, "scanning", { scanned: true });
-        await audit(tx, { actor: "kuvert", action: "document.scanned", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { verdict: "clean", durationMs: verdict.durationMs } });
+        await audit(tx, { actor: "kuvert", action: "document.scanned", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { verdict: "clean", durationMs: verdict.durationMs, whileReceiving: verdict.whileReceiving ?? false } });
       });
     }
     const org = await this.#room(doc.organisation_id);

@@ -12,6 +12,7 @@ import { fileTypeFromBuffer } from "file-type";
 // writes and reads (measured 1.4–2.4× slower, bench/README.md).
 const BUFFER = 1024 * 1024;
 import { ErrCode, KuvertError } from "../errors.ts";
+import type { ChunkTap } from "./prescan.ts";
 
 export interface StagedFile {
   path: string;
@@ -34,8 +35,12 @@ export class Staging {
     return join(this.dir, id);
   }
 
-  /** Streams `input` into staging as document `id`, refusing more than `maxBytes` and empty files. */
-  async write(id: string, input: Readable, maxBytes: number): Promise<StagedFile> {
+  /**
+   * Streams `input` into staging as document `id`, refusing more than `maxBytes` and empty files.
+   * Every chunk also goes to `tap` (the scan while receiving), which is ended when all bytes are
+   * written and aborted when staging fails.
+   */
+  async write(id: string, input: Readable, maxBytes: number, tap?: ChunkTap): Promise<StagedFile> {
     const partial = `${this.path(id)}.part`;
     const hash = createHash("sha256");
     let size = 0;
@@ -44,11 +49,14 @@ export class Staging {
         size += chunk.length;
         if (size > maxBytes) return done(new KuvertError(ErrCode.TooLarge, 413, `The document is larger than the ${maxBytes} bytes Kuvert accepts.`));
         hash.update(chunk);
-        done(null, chunk);
+        const wait = tap?.write(chunk);
+        if (wait) wait.then(() => done(null, chunk), done);
+        else done(null, chunk);
       },
     });
     try {
       await pipeline(input, counter, createWriteStream(partial, { mode: 0o600, highWaterMark: BUFFER }));
+      tap?.end();
       if (size === 0) throw new KuvertError(ErrCode.EmptyFile, 400, "The document is empty.");
       const handle = await open(partial, "r");
       let head: Buffer;
@@ -64,6 +72,7 @@ export class Staging {
       await rename(partial, this.path(id));
       return { path: this.path(id), size, sha256: hash.digest("hex"), mimetype };
     } catch (err) {
+      tap?.abort();
       input.resume();
       await rm(partial, { force: true });
       throw err;

@@ -25,7 +25,8 @@ const log = logger("scanning");
 
 type ScanningConfig = KuvertConfig["scanning"];
 
-export type ScanVerdict = { clean: true; durationMs: number } | { clean: false; signature: string; durationMs: number };
+/** `bytes`: how many bytes clamd was given and judged. */
+export type ScanVerdict = { clean: true; durationMs: number; bytes: number } | { clean: false; signature: string; durationMs: number; bytes: number };
 
 /** clamd could not be reached or did not answer in time: try again later (documents wait). */
 export class ScannerUnavailableError extends Error {
@@ -52,10 +53,11 @@ export class TooLargeToScanError extends Error {
 
 export interface Scanner {
   /**
-   * Scans a stream of `size` bytes (size known beforehand, e.g. from staging). Fails closed.
-   * The scan consumes the stream; when it fails or is refused, the stream is destroyed.
+   * Scans a stream of `size` bytes (known beforehand, e.g. from staging; undefined while the
+   * bytes are still arriving: the verdict's `bytes` then says how many were judged). Fails
+   * closed. The scan consumes the stream; when it fails or is refused, the stream is destroyed.
    */
-  scan(stream: NodeJS.ReadableStream, size: number): Promise<ScanVerdict>;
+  scan(stream: NodeJS.ReadableStream, size: number | undefined): Promise<ScanVerdict>;
   /** For readiness: clamd answers PING. */
   ping(): Promise<{ ok: boolean; detail: string }>;
 }
@@ -121,13 +123,13 @@ export class ClamdScanner implements Scanner {
     return socket ? createConnection({ path: socket }) : createConnection({ host, port });
   }
 
-  async scan(stream: NodeJS.ReadableStream, size: number): Promise<ScanVerdict> {
+  async scan(stream: NodeJS.ReadableStream, size: number | undefined): Promise<ScanVerdict> {
     const limit = Math.min(this.#config.maxStreamBytes, maxInstreamBytes);
-    if (!Number.isSafeInteger(size) || size < 0) {
+    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {
       destroyStream(stream);
       throw new TypeError(`scan: size must be a byte count, got ${size}`);
     }
-    if (size > limit) {
+    if (size !== undefined && size > limit) {
       destroyStream(stream);
       log.debug({ bytes: size, limitBytes: limit }, "file too large to scan, clamd not asked");
       throw new TooLargeToScanError(`The file has ${size} bytes; the virus scanner takes at most ${limit} bytes.`, limit, "maxStreamBytes");
@@ -140,6 +142,8 @@ export class ClamdScanner implements Scanner {
     // "probing": the connection broke before a verdict and clamd is being asked why.
     let state: "scanning" | "probing" | "settled" = "scanning";
     let sent = 0;
+    // The terminator went out: clamd has the whole file.
+    let whole = false;
 
     const outcome = new Promise<ScanVerdict>((resolve, reject) => {
       const finish = (result: { verdict: ScanVerdict } | { error: Error }) => {
@@ -159,7 +163,7 @@ export class ClamdScanner implements Scanner {
       const timer = setTimeout(() => unavailable(`did not answer within ${this.#config.timeoutSeconds} s`), timeoutMs);
 
       let reply = Buffer.alloc(0);
-      const settleReply = (text: string) => this.#settleReply(text, size, sent, started, finish, unavailable);
+      const settleReply = (text: string) => this.#settleReply(text, size, sent, whole, started, finish, unavailable);
       // clamd refuses a stream over StreamMaxLength with a reply and closes the connection at
       // once, while Kuvert is still sending: the write then fails (EPIPE, ECONNRESET) and the
       // reply can be lost with the socket. So a connection that breaks without a reply does
@@ -170,7 +174,7 @@ export class ClamdScanner implements Scanner {
         if (!connected) return unavailable(why, cause);
         state = "probing";
         conn.destroy();
-        probeStreamLimit(this.#config, size, probeWaitMs).then(
+        probeStreamLimit(this.#config, size ?? sent, probeWaitMs).then(
           (answer) => {
             if (state !== "probing") return;
             state = "scanning";
@@ -203,7 +207,7 @@ export class ClamdScanner implements Scanner {
 
       conn.once("connect", () => {
         connected = true;
-        this.#send(conn, stream, size, limit, (n) => (sent = n), () => state !== "scanning").then(
+        this.#send(conn, stream, size, limit, (n, end) => ((sent = n), (whole = end)), () => state !== "scanning").then(
           (problem) => {
             if (problem) finish({ error: problem });
           },
@@ -220,9 +224,9 @@ export class ClamdScanner implements Scanner {
   async #send(
     conn: Socket,
     stream: NodeJS.ReadableStream,
-    size: number,
+    size: number | undefined,
     limit: number,
-    progress: (sent: number) => void,
+    progress: (sent: number, whole: boolean) => void,
     stopped: () => boolean,
   ): Promise<Error | undefined> {
     const write = (data: Buffer): Promise<void> | undefined => {
@@ -243,7 +247,7 @@ export class ClamdScanner implements Scanner {
     for await (const piece of stream) {
       if (stopped()) return undefined;
       const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece);
-      if (sent + chunk.length > size) {
+      if (sent + chunk.length > (size ?? limit)) {
         if (sent + chunk.length > limit) return new TooLargeToScanError(`The file is larger than announced and than the ${limit} bytes the virus scanner takes.`, limit, "maxStreamBytes");
         return new Error(`The file is larger than the ${size} bytes announced; it was not scanned.`);
       }
@@ -252,21 +256,23 @@ export class ClamdScanner implements Scanner {
         conn.write(frameHeader(part.length));
         await write(part);
         sent += part.length;
-        progress(sent);
+        progress(sent, false);
         if (stopped()) return undefined;
       }
     }
     if (stopped()) return undefined;
-    if (sent !== size) return new Error(`The file had ${sent} bytes, not the ${size} announced; it was not scanned.`);
+    if (size !== undefined && sent !== size) return new Error(`The file had ${sent} bytes, not the ${size} announced; it was not scanned.`);
     // The zero-length chunk ends the stream; clamd scans and answers, then closes.
+    progress(sent, true);
     await write(frameHeader(0));
     return undefined;
   }
 
   #settleReply(
     text: string,
-    size: number,
+    size: number | undefined,
     sent: number,
+    whole: boolean,
     started: number,
     finish: (result: { verdict: ScanVerdict } | { error: Error }) => void,
     unavailable: (why: string) => void,
@@ -275,19 +281,19 @@ export class ClamdScanner implements Scanner {
     const reply = readScanReply(text);
     switch (reply.kind) {
       case "clean":
-        if (sent !== size) return unavailable(`answered OK before it had the whole file (${sent} of ${size} bytes)`);
-        log.debug({ clean: true, bytes: size, durationMs }, "scanned");
-        return finish({ verdict: { clean: true, durationMs } });
+        if (!whole || (size !== undefined && sent !== size)) return unavailable(`answered OK before it had the whole file (${sent} of ${size ?? "?"} bytes)`);
+        log.debug({ clean: true, bytes: sent, durationMs }, "scanned");
+        return finish({ verdict: { clean: true, durationMs, bytes: sent } });
       case "infected":
-        log.debug({ clean: false, signature: reply.signature, bytes: size, durationMs }, "scanned");
-        return finish({ verdict: { clean: false, signature: reply.signature, durationMs } });
+        log.debug({ clean: false, signature: reply.signature, bytes: sent, durationMs }, "scanned");
+        return finish({ verdict: { clean: false, signature: reply.signature, durationMs, bytes: sent } });
       case "tooLarge": {
         const limit = this.#config.maxStreamBytes;
         log.warn(
-          { bytes: size, limitBytes: limit, reply: reply.reply },
+          { bytes: size ?? sent, limitBytes: limit, reply: reply.reply },
           "clamd refused a file within scanning.maxStreamBytes: set clamd's StreamMaxLength, MaxFileSize and MaxScanSize to at least scanning.maxStreamBytes",
         );
-        return finish({ error: new TooLargeToScanError(`The file has ${size} bytes; the virus scanner refused it as too large (${reply.reply}).`, limit, "clamd") });
+        return finish({ error: new TooLargeToScanError(`The file has ${size ?? `more than ${sent}`} bytes; the virus scanner refused it as too large (${reply.reply}).`, limit, "clamd") });
       }
       case "unexpected":
         return unavailable(`gave no verdict (${JSON.stringify(reply.reply.slice(0, 200))})`);

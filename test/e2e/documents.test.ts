@@ -52,6 +52,12 @@ describe("documents for organisations", () => {
     return last!;
   };
   const stagingFiles = () => readdirSync(stack.config.documents.stagingDir);
+  /** How Kuvert recorded the clean verdict on a document: scanned while it arrived, or afterwards from staging. */
+  const scannedWhileReceiving = async (id: string) => {
+    const rows = (await stack.kuvert!.db.query<{ details: { whileReceiving: boolean } }>("SELECT details FROM audit_log WHERE action = 'document.scanned' AND object = $1", [id])).rows;
+    assert.equal(rows.length, 1, "one clean verdict recorded");
+    return rows[0]!.details.whileReceiving;
+  };
   const fileEvents = (user: TestUser, roomId: string) => user.timeline(roomId).filter((e: MatrixEvent) => e.getContent().msgtype === "m.file");
 
   before(async () => {
@@ -79,6 +85,7 @@ describe("documents for organisations", () => {
     assert.equal(res.status, 202, JSON.stringify(res.body));
     assert.equal(res.body.replayed, false);
     const delivered = await until(res.body.id, ["delivered"]);
+    assert.equal(await scannedWhileReceiving(res.body.id), true, "scanned while the upload was staged");
     const file = await clerkA.waitForEvent(roomA, "the file event", (e) => e.getId() === delivered.eventId);
     assert.equal(file.getSender(), stack.botUserId);
     const c = file.getContent() as { body: string; filename: string; url: string; info: { mimetype: string; size: number } };
@@ -147,6 +154,7 @@ describe("documents for organisations", () => {
       assert.equal((await status(res.body.id)).state, "held", "still held: nothing unscanned is delivered");
       await stack.clamd.resume();
       await until(res.body.id, ["delivered"], 60_000);
+      assert.equal(await scannedWhileReceiving(res.body.id), false, "scanned from staging once clamd was back");
     } finally {
       await stack.clamd.resume().catch(() => undefined);
     }

@@ -7,6 +7,11 @@ import { after, before, describe, it } from "node:test";
 import type { KuvertConfig } from "../../appservice/config/schema.ts";
 import { ClamdScanner, clamdStreamLimitProblem, readScanReply, ScannerUnavailableError, TooLargeToScanError, type ScanVerdict } from "../../appservice/scanning/scanner.ts";
 import { EICAR, startClamd, zipContaining, type Clamd } from "../support/clamd.ts";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Prescans } from "../../appservice/documents/prescan.ts";
+import { Staging } from "../../appservice/documents/staging.ts";
 
 const MiB = 1024 * 1024;
 
@@ -280,5 +285,76 @@ describe("virus scanning with clamd", () => {
     peak = Math.max(peak, process.memoryUsage().rss);
     const growth = peak - before;
     assert.ok(growth < 100 * MiB, `RSS grew by ${Math.round(growth / MiB)} MiB`);
+  });
+
+  describe("scanning while a document is staged", () => {
+    let dir: string;
+    let staging: Staging;
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), "kuvert-prescan-"));
+      staging = new Staging(dir);
+      await staging.init();
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it("gives clamd's verdict on exactly the staged bytes, and the pipeline takes it once", async () => {
+      const prescans = new Prescans(new ClamdScanner(tcp(clamd)));
+      const size = 3 * MiB + 17;
+      const { tap, verdict } = prescans.start();
+      const staged = await staging.write("doc-clean", generated(size, { chunkBytes: 100_000 }), 10 * MiB, tap);
+      assert.equal(staged.size, size);
+      prescans.keep("doc-clean", staged.size, verdict);
+      const taken = await prescans.take("doc-clean");
+      assert.equal(taken?.clean, true);
+      assert.equal(taken?.bytes, size);
+      assert.equal(await prescans.take("doc-clean"), undefined, "a verdict is taken once");
+
+      const infected = prescans.start();
+      const bad = await staging.write("doc-eicar", generated(2 * MiB, { insert: EICAR, at: MiB - 10 }), 10 * MiB, infected.tap);
+      prescans.keep("doc-eicar", bad.size, infected.verdict);
+      const found = await prescans.take("doc-eicar");
+      assert.ok(found);
+      assert.match(assertInfected(found), /^Eicar-Test-Signature/);
+      assert.equal((await readFile(staging.path("doc-eicar"))).length, 2 * MiB, "staging is not changed by the scan");
+    });
+
+    it("throws a verdict on a different number of bytes away", async () => {
+      const prescans = new Prescans(new ClamdScanner(tcp(clamd)));
+      const { tap, verdict } = prescans.start();
+      const staged = await staging.write("doc-count", Readable.from([Buffer.from("hello")]), MiB, tap);
+      prescans.keep("doc-count", staged.size + 1, verdict);
+      assert.equal(await prescans.take("doc-count"), undefined);
+    });
+
+    it("stages the document anyway when clamd is not there, and leaves the scan to the pipeline", async () => {
+      const down = await fakeClamd((socket) => socket.destroy());
+      down.server.close();
+      const prescans = new Prescans(new ClamdScanner(config({ port: down.port })));
+      const { tap, verdict } = prescans.start();
+      const size = 2 * MiB;
+      const staged = await staging.write("doc-down", generated(size), 10 * MiB, tap);
+      assert.equal(staged.size, size);
+      prescans.keep("doc-down", staged.size, verdict);
+      assert.equal(await prescans.take("doc-down"), undefined);
+    });
+
+    it("stages the document when clamd stops reading halfway, without waiting for the scan timeout", { timeout: 60_000 }, async () => {
+      // A clamd that takes the command and then never reads again: the early scan is given up
+      // after a short stall, long before the scan timeout (10 minutes here).
+      const stalled = await fakeClamd((socket) => socket.pause());
+      try {
+        const prescans = new Prescans(new ClamdScanner(config({ port: stalled.port, timeoutSeconds: 600 })));
+        const { tap, verdict } = prescans.start();
+        const size = 20 * MiB;
+        const staged = await staging.write("doc-stalled", generated(size), 30 * MiB, tap);
+        assert.equal(staged.size, size);
+        prescans.keep("doc-stalled", staged.size, verdict);
+        assert.equal(await prescans.take("doc-stalled"), undefined);
+      } finally {
+        stalled.server.close();
+      }
+    });
   });
 });

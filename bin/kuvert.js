@@ -14,5 +14,9 @@ process.emitWarning = (warning, ...rest) => {
   if (rest[0] === "DeprecationWarning" && rest[1] === "DEP0060") return;
   emitWarning(warning, ...rest);
 };
+// Kuvert is a long-running I/O-bound service: V8's memory-saving heuristics (smaller young
+// generation, earlier collection) keep it about 30 MiB smaller at rest (bench/README.md). Set
+// before anything is loaded, so the whole heap grows by these rules.
+(await import("node:v8")).setFlagsFromString("--optimize-for-size");
 const { main } = await import("../appservice/cli.ts");
 await main(process.argv);

@@ -154,7 +154,7 @@ export class DocumentPipeline {
         mxc = await createMedia(this.#hs);
         if (mxc) await store.setMedia(this.#db, doc.id, mxc);
       }
-      const uploaded = await uploadMedia(this.#hs, this.#staging.read(doc.id), { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, mxc);
+      const uploaded = await uploadMedia(this.#hs, { path: this.#staging.path(doc.id) }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, mxc);
       if (uploaded !== mxc) await store.setMedia(this.#db, doc.id, uploaded);
       mxc = uploaded;
     }

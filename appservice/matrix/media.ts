@@ -1,5 +1,9 @@
 // Media on the homeserver, streamed both ways (never held whole in memory).
+import { open } from "node:fs/promises";
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { homeserverRequests, requestOutcome } from "../metrics.ts";
 import { HomeserverError, type Homeserver } from "./homeserver.ts";
 
@@ -39,26 +43,109 @@ export async function createMedia(hs: Homeserver): Promise<string | null> {
 }
 
 /**
- * Uploads a stream. With `mxc` (from createMedia): CS API §"PUT /_matrix/media/v3/upload/{serverName}/{mediaId}",
+ * Uploads a file (by path) or a stream. With `mxc` (from createMedia): CS API §"PUT /_matrix/media/v3/upload/{serverName}/{mediaId}",
  * where M_CANNOT_OVERWRITE_MEDIA means an earlier attempt got through. Without: §"POST /_matrix/media/v3/upload".
  */
-export async function uploadMedia(hs: Homeserver, body: Readable, info: MediaInfo, mxc: string | null): Promise<string> {
+export async function uploadMedia(hs: Homeserver, body: Readable | { path: string }, info: MediaInfo, mxc: string | null): Promise<string> {
   const headers = { authorization: hs.authorization, "content-type": info.mimetype, "content-length": String(info.size) };
   const query = `filename=${encodeURIComponent(info.filename)}`;
-  // redirect "error": with the default "follow", fetch keeps a copy of a streamed body to replay it
-  // on a redirect, which holds a whole document in memory. The media endpoints never redirect.
-  const init = { headers, body: Readable.toWeb(body) as ReadableStream, duplex: "half", redirect: "error" } as RequestInit;
   if (mxc) {
     const [serverName, mediaId] = mxc.slice("mxc://".length).split("/");
-    const res = await call(`${hs.url}/_matrix/media/v3/upload/${encodeURIComponent(serverName!)}/${encodeURIComponent(mediaId!)}?${query}`, { ...init, method: "PUT" });
+    const res = await send(`${hs.url}/_matrix/media/v3/upload/${encodeURIComponent(serverName!)}/${encodeURIComponent(mediaId!)}?${query}`, "PUT", headers, body);
     if (res.ok) return mxc;
-    const err = await errorOf(res);
-    if (err.errcode === "M_CANNOT_OVERWRITE_MEDIA") return mxc;
-    throw err;
+    if (res.error.errcode === "M_CANNOT_OVERWRITE_MEDIA") return mxc;
+    throw res.error;
   }
-  const res = await call(`${hs.url}/_matrix/media/v3/upload?${query}`, { ...init, method: "POST" });
-  if (!res.ok) throw await errorOf(res);
-  return ((await res.json()) as { content_uri: string }).content_uri;
+  const res = await send(`${hs.url}/_matrix/media/v3/upload?${query}`, "POST", headers, body);
+  if (!res.ok) throw res.error;
+  return (res.json as { content_uri: string }).content_uri;
+}
+
+/** Bytes read from a file at a time for an upload, into buffers that are used again. */
+const uploadChunkBytes = 1024 * 1024;
+const idleTimeoutMs = 300_000;
+
+/**
+ * Sends a body with node:http rather than fetch. fetch turns a Node stream into a web stream
+ * and queues chunks on the way, and every chunk read is a new Buffer: for a 1 GiB document
+ * that was 25–50 MiB of Buffers in flight or waiting for collection (bench/README.md). A file
+ * is read into two buffers that take turns, each used again only once the socket has taken
+ * it, so an upload of any size needs 2 MiB.
+ */
+async function send(
+  url: string,
+  method: "PUT" | "POST",
+  headers: OutgoingHttpHeaders,
+  body: Readable | { path: string },
+): Promise<{ ok: true; json: unknown } | { ok: false; error: HomeserverError }> {
+  const done = homeserverRequests.startTimer({ method });
+  const target = new URL(url);
+  const req = (target.protocol === "https:" ? httpsRequest : httpRequest)(target, { method, headers });
+  // Like fetch's body and headers timeouts: a homeserver that stops moving does not hold a worker forever.
+  req.setTimeout(idleTimeoutMs, () => req.destroy(new Error(`no progress for ${idleTimeoutMs / 1000} s`)));
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    req.once("response", resolve);
+    req.once("error", reject);
+  });
+  response.catch(() => undefined);
+  let res: IncomingMessage;
+  try {
+    if (body instanceof Readable) await pipeline(body, req);
+    else await writeFile(req, body.path);
+    res = await response;
+  } catch (err) {
+    req.destroy();
+    done({ outcome: "unreachable" });
+    // A homeserver that answers before taking the whole body (413, 401) ends the upload early: its answer counts.
+    const early = await Promise.race([response, new Promise<undefined>((r) => setTimeout(r, 100, undefined))]).catch(() => undefined);
+    if (early) return readAnswer(early, done);
+    throw new HomeserverError(0, "K_HOMESERVER_UNREACHABLE", `the homeserver could not be reached: ${(err as Error).message}`);
+  }
+  return readAnswer(res, done);
+}
+
+async function readAnswer(res: IncomingMessage, done: (labels: { outcome: string }) => void): Promise<{ ok: true; json: unknown } | { ok: false; error: HomeserverError }> {
+  const status = res.statusCode ?? 0;
+  done({ outcome: requestOutcome(status) });
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  let json: unknown = {};
+  try {
+    json = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    // Not JSON: the status says what happened.
+  }
+  if (status >= 200 && status < 300) return { ok: true, json };
+  const b = json as { errcode?: string; error?: string; retry_after_ms?: number };
+  return { ok: false, error: new HomeserverError(status, b.errcode ?? "M_UNKNOWN", b.error ?? res.statusMessage ?? String(status), b.retry_after_ms) };
+}
+
+async function writeFile(req: import("node:http").ClientRequest, path: string): Promise<void> {
+  const file = await open(path, "r");
+  // A write whose callback never comes (the connection went away) must not hang the upload.
+  const broken = new Promise<never>((_resolve, reject) => {
+    req.once("error", reject);
+    req.once("close", () => reject(new Error("the connection closed during the upload")));
+  });
+  broken.catch(() => undefined);
+  try {
+    const buffers = [Buffer.allocUnsafe(uploadChunkBytes), Buffer.allocUnsafe(uploadChunkBytes)];
+    const taken: (Promise<void> | undefined)[] = [undefined, undefined];
+    for (let turn = 0; ; turn = 1 - turn) {
+      await Promise.race([taken[turn], broken]);
+      const { bytesRead } = await file.read(buffers[turn]!, 0, uploadChunkBytes, null);
+      if (bytesRead === 0) break;
+      taken[turn] = new Promise<void>((resolve, reject) => {
+        req.write(buffers[turn]!.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
+      });
+      // Errors surface when the turn comes round again, or below.
+      taken[turn]!.catch(() => undefined);
+    }
+    await Promise.race([Promise.all(taken), broken]);
+    await Promise.race([new Promise<void>((resolve) => req.end(resolve)), broken]);
+  } finally {
+    await file.close();
+  }
 }
 
 /**

@@ -1,0 +1,106 @@
+// Kuvert's media uploads (appservice/matrix/media.ts) against the test homeserver: files by path
+// and streams, reserved media ids, and the homeserver's refusals, which must come back as its
+// answer and never hang.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { after, before, describe, it } from "node:test";
+import { createMedia, downloadMedia, uploadMedia } from "../../appservice/matrix/media.ts";
+import { HomeserverError, type Homeserver } from "../../appservice/matrix/homeserver.ts";
+import { freePort } from "../support/ports.ts";
+import { startStack, type Stack } from "../support/harness.ts";
+
+const MiB = 1024 * 1024;
+
+/** `size` bytes that differ from chunk to chunk, written to `path`. */
+async function makeFile(path: string, size: number): Promise<string> {
+  const hash = createHash("sha256");
+  let left = size;
+  let n = 0;
+  const source = new Readable({
+    read() {
+      if (left === 0) return void this.push(null);
+      const chunk = Buffer.alloc(Math.min(left, 300_000), n++ % 251);
+      left -= chunk.length;
+      hash.update(chunk);
+      this.push(chunk);
+    },
+  });
+  await pipeline(source, createWriteStream(path));
+  return hash.digest("hex");
+}
+
+async function sha256Of(stream: Readable): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+describe("media uploads", () => {
+  let stack: Stack;
+  let hs: Homeserver;
+  let dir: string;
+
+  before(async () => {
+    stack = await startStack({ name: "media" });
+    hs = stack.kuvert!.homeserver;
+    dir = await mkdtemp(join(tmpdir(), "kuvert-media-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await stack.stop();
+  });
+
+  it("uploads a file by path to a reserved media id, whole, and takes a repeated upload as done", async () => {
+    const path = join(dir, "bescheid.pdf");
+    const size = 5 * MiB + 123;
+    const digest = await makeFile(path, size);
+    const reserved = await createMedia(hs);
+    assert.match(reserved ?? "", /^mxc:\/\//);
+    const info = { filename: "Bescheid.pdf", mimetype: "application/pdf", size };
+    assert.equal(await uploadMedia(hs, { path }, info, reserved), reserved);
+    assert.equal(await uploadMedia(hs, { path }, info, reserved), reserved, "M_CANNOT_OVERWRITE_MEDIA means an earlier attempt got through");
+    const stored = stack.hs!.mediaInfo(reserved!);
+    assert.equal(stored?.size, size);
+    assert.equal(stored?.filename, "Bescheid.pdf");
+    const download = await downloadMedia(hs, reserved!);
+    assert.equal(download.size, size);
+    assert.equal(await sha256Of(download.stream), digest);
+  });
+
+  it("uploads a stream without a reserved id", async () => {
+    const mxc = await uploadMedia(hs, Readable.from([Buffer.from("Hallo "), Buffer.from("Welt")]), { filename: "gruss.txt", mimetype: "text/plain", size: 10 }, null);
+    assert.equal(stack.hs!.mediaInfo(mxc)?.size, 10);
+  });
+
+  it("gives the homeserver's refusal of a file over its upload limit as its answer", async () => {
+    const path = join(dir, "too-large.bin");
+    const size = 51 * MiB; // the test homeserver's max_upload_size is 50 MiB, like Synapse's default
+    await makeFile(path, size);
+    const err = await uploadMedia(hs, { path }, { filename: "too-large.bin", mimetype: "application/octet-stream", size }, null).then(
+      () => assert.fail("the upload should be refused"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof HomeserverError, String(err));
+    assert.equal(err.status, 413);
+    assert.equal(err.errcode, "M_TOO_LARGE");
+  });
+
+  it("says the homeserver is unreachable when nothing listens", async () => {
+    const port = await freePort();
+    const unreachable = { url: `http://127.0.0.1:${port}`, authorization: hs.authorization } as Homeserver;
+    const path = join(dir, "small.bin");
+    await makeFile(path, 1000);
+    const err = await uploadMedia(unreachable, { path }, { filename: "small.bin", mimetype: "application/octet-stream", size: 1000 }, null).then(
+      () => assert.fail("nothing listens there"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof HomeserverError);
+    assert.equal(err.errcode, "K_HOMESERVER_UNREACHABLE");
+  });
+});

@@ -91,7 +91,8 @@ export function guestRoutes(calls: Calls | null): express.Router {
   ].join("; ");
   // Camera, microphone and screen sharing only for the Jitsi frame.
   const permissions = `camera=(self "${jitsiOrigin}"), microphone=(self "${jitsiOrigin}"), display-capture=(self "${jitsiOrigin}"), fullscreen=(self "${jitsiOrigin}")`;
-  r.get("/call", (_req, res) => res.redirect(301, "/call/"));
+  // /call → /call/, so that the page's relative URLs (guest.js, guest.css) resolve below it.
+  r.get("/call", (req, res, next) => (req.originalUrl.split("?")[0] === "/call" ? res.redirect(301, `/call/${req.originalUrl.slice(5)}`) : next()));
   r.use(
     "/call",
     (_req, res, next) => {

@@ -346,5 +346,10 @@ describe("video consultations", () => {
     assert.equal(noToken.status, 401);
     const noSession = await stack.api("POST", "/api/v1/guest/session", {}, { token: null });
     assert.equal(noSession.status, 400);
+    const doc = await stack.api<{ paths: Record<string, Record<string, unknown>> }>("GET", "/api/v1/openapi.json", undefined, { token: null });
+    for (const path of ["/organisations/{id}/call", "/calls", "/calls/{callId}/guest-links", "/guest-links/{linkId}", "/guest/session", "/verify/user", "/verify/user_in_room"]) {
+      assert.ok(doc.body.paths[path], `${path} is in the OpenAPI document`);
+    }
+    assert.ok(doc.body.paths["/organisations/{id}/call"]!.post, "starting a call is documented");
   });
 });

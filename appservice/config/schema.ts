@@ -189,7 +189,7 @@ export const configSchema = z
         appId: z.string().min(1).default("kuvert").describe("Issuer and audience of guest tokens: Jitsi's JWT_APP_ID."),
         appSecret: z
           .string()
-          .min(16)
+          .min(1)
           .optional()
           .describe("Secret that signs guest tokens (HS256): Jitsi's JWT_APP_SECRET. Prefer KUVERT_JITSI_APP_SECRET. Unset: no guest links."),
         membershipCheck: z
@@ -201,7 +201,7 @@ export const configSchema = z
         maxGuestLinkMinutes: z.number().int().min(5).max(7 * 24 * 60).default(24 * 60).describe("The longest validity staff may ask for a guest link."),
         verifyToken: z
           .string()
-          .min(16)
+          .min(1)
           .optional()
           .describe("Bearer token Prosody must send to /verify (its MATRIX_UVS_AUTH_TOKEN). Prefer KUVERT_JITSI_VERIFY_TOKEN. Unset: no token needed (keep /verify on the internal network then)."),
       })

@@ -276,8 +276,8 @@ export const configSchema = z
         enabled: z.boolean().default(true).describe("Delete what is due on a schedule; each run is audited with its counts."),
         intervalHours: z.number().min(0.01).max(24 * 7).default(24).describe("Hours between retention runs (the first runs an hour after start)."),
         stagingOrphanHours: z.number().min(1).default(24).describe("Staging files no waiting document needs (left by a crash) are deleted after this many hours."),
-        documentDays: z.number().int().min(1).default(365).describe("Metadata of finished documents (delivered, rejected, checked, removed) is deleted after this many days."),
-        mailDays: z.number().int().min(1).default(30).describe("E-mail notifications that were sent, combined or given up are deleted after this many days."),
+        documentDays: z.number().int().min(1).default(365).describe("Metadata of finished documents (delivered, rejected, checked, removed) and of ended calls is deleted after this many days."),
+        mailDays: z.number().int().min(1).default(30).describe("E-mail notifications that were sent, combined or given up, and guest links that expired, are deleted after this many days."),
         operationalDays: z.number().int().min(1).default(14).describe("Handled homeserver events and transaction ids, finished batches and work items are deleted after this many days."),
         auditYears: z.number().int().min(1).max(100).default(10).describe("Audit rows are kept this many years (the legal period), then removed from the start of the chain."),
       })

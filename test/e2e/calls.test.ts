@@ -353,3 +353,42 @@ describe("video consultations", () => {
     assert.ok(doc.body.paths["/organisations/{id}/call"]!.post, "starting a call is documented");
   });
 });
+
+describe("video consultations switched off (modules.calls: false)", () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startStack({ name: "calls-off", configure: (raw) => void (raw.modules = { calls: false }) });
+  });
+  after(() => stack.stop());
+
+  it("has no !video, and the API, the guest page and /verify say the module is off", async () => {
+    const clerk = await stack.user("clerk");
+    await clerk.start();
+    assert.equal((await stack.api("POST", "/api/v1/organisations", { id: "musterstadt", name: "Gemeinde Musterstadt", clerks: [{ matrixId: clerk.userId }] })).status, 201);
+    const roomId = await stack.roomOf("musterstadt");
+    await clerk.waitForInvite(roomId);
+    await clerk.join(roomId);
+    const id = await clerk.say(roomId, "!video");
+    const reply = await clerk.waitForEvent(roomId, "the reply to !video", repliesTo(id));
+    assert.match(String(reply.getContent().body), /kenne ich nicht/);
+    const helpId = await clerk.say(roomId, "!help");
+    const help = await clerk.waitForEvent(roomId, "the reply to !help", repliesTo(helpId));
+    assert.doesNotMatch(String(help.getContent().body), /!video/);
+
+    const start = await stack.api("POST", "/api/v1/organisations/musterstadt/call");
+    assert.equal(start.status, 404);
+    assert.equal(start.body.errcode, "KUVERT_MODULE_DISABLED");
+    const session = await stack.api("POST", "/api/v1/guest/session", { token: "a.b.c" }, { token: null });
+    assert.equal(session.body.errcode, "KUVERT_MODULE_DISABLED");
+    assert.equal((await fetch(`${stack.publicUrl}/call/`)).status, 404);
+    const verify = await fetch(`${stack.publicUrl}/verify/user`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: "x" }) });
+    assert.equal(verify.status, 404);
+    assert.equal(widgetsIn(clerk, roomId), 0);
+    clerk.stop();
+  });
+});
+
+function widgetsIn(user: TestUser, roomId: string): number {
+  return (user.room(roomId)?.currentState.getStateEvents("im.vector.modular.widgets") ?? []).length;
+}

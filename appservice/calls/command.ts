@@ -24,7 +24,7 @@ export function videoCommand(calls: Calls, config: KuvertConfig): Command {
         if (sub === "") {
           const { call, reused } = await calls.start(org.id, event.sender, { sender: event.sender, announce: false });
           const until = new Date(call.expiresAt);
-          if (!call.widgetPosted) return { body: t.failed };
+          if (!call.widgetPosted) return { body: t.pending };
           return reused ? t.reused(until) : t.started(until);
         }
         if (sub === "end" || sub === "ende" || sub === "stop") {

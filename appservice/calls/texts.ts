@@ -22,7 +22,8 @@ const de = {
   disabled: "Videoberatungen sind in dieser Kuvert-Installation abgeschaltet.",
   roomNotReady: "Der Raum wird noch eingerichtet; versuchen Sie es gleich noch einmal.",
   archived: "Diese Organisation ist archiviert; Videoberatungen sind nicht mehr möglich.",
-  failed: "Die Videoberatung konnte gerade nicht gestartet werden; Kuvert versucht es weiter. Bitte versuchen Sie es in einer Minute noch einmal.",
+  failed: "Die Videoberatung konnte gerade nicht gestartet werden. Bitte versuchen Sie es in einer Minute noch einmal.",
+  pending: "Die Videoberatung ist angelegt, erscheint aber noch nicht im Raum: Der Homeserver antwortet gerade nicht. Kuvert versucht es weiter; sie erscheint oben im Raum, sobald es klappt.",
   permission: (problems: PermissionProblem[]) =>
     "Die Videoberatung kann nicht gestartet werden: " +
     problems
@@ -51,7 +52,8 @@ const en: typeof de = {
   disabled: "Video consultations are switched off in this Kuvert installation.",
   roomNotReady: "The room is still being set up; please try again in a moment.",
   archived: "This organisation is archived; video consultations are no longer possible.",
-  failed: "The video consultation could not be started just now; Kuvert keeps trying. Please try again in a minute.",
+  failed: "The video consultation could not be started just now. Please try again in a minute.",
+  pending: "The video consultation is set up but does not show in the room yet: the homeserver is not answering. Kuvert keeps trying; it appears at the top of the room once that works.",
   permission: (problems: PermissionProblem[]) =>
     "The video consultation cannot be started: " +
     problems

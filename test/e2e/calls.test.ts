@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { jwtVerify, SignJWT } from "jose";
 import type { MatrixEvent } from "matrix-js-sdk";
+import { openDatabase } from "../../appservice/db/database.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import { artifactsDir, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
@@ -332,6 +333,25 @@ describe("video consultations", () => {
     assert.equal(expired.widgetPosted, false);
     const audited = await auditRows("call.expired");
     assert.deepEqual(audited.map((r) => [r.actor, r.object]), [["kuvert", call.id]]);
+  });
+
+  it("removes the widget of a call that expired while Kuvert was stopped, once it is back", async () => {
+    const started = await stack.api<{ call: CallJson }>("POST", "/api/v1/organisations/musterstadt/call", undefined, { token: staffToken });
+    assert.equal(started.status, 201);
+    const call = started.body.call;
+    await clerk.until("the widget", () => widgets(clerk, roomId).some((w) => w.getStateKey() === call.widgetId));
+    await stack.stopKuvert();
+    const db = await openDatabase({ ...stack.config.database, poolSize: 2 });
+    try {
+      await db.query("UPDATE calls SET expires_at = now() - interval '1 minute', run_after = now() - interval '1 minute' WHERE id = $1", [call.id]);
+    } finally {
+      await db.close();
+    }
+    assert.equal(widgets(clerk, roomId).length, 1, "nobody removed it while Kuvert was down");
+    await stack.startKuvert();
+    await clerk.until("the widget to be removed after the restart", () => widgets(clerk, roomId).length === 0, 20_000);
+    // The audit row is written right after the widget is removed.
+    await waitFor("the expiry to be audited", async () => (await auditRows("call.expired")).some((r) => r.object === call.id && r.actor === "kuvert"));
   });
 
   it("answers bad API input with stable codes", async () => {

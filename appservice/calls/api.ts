@@ -75,7 +75,7 @@ export function guestRoutes(calls: Calls | null): express.Router {
     const body = jsonBody(req) as { token?: unknown } | null;
     res.set("Cache-Control", "no-store").json(await calls.guestSession(body?.token));
   });
-  if (!calls) return r;
+  if (!calls?.configured) return r;
   const jitsiOrigin = new URL(calls.jitsiUrl).origin;
   const csp = [
     "default-src 'self'",

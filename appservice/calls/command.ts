@@ -38,6 +38,7 @@ export function videoCommand(calls: Calls, config: KuvertConfig): Command {
           if (err.errcode === ErrCode.NoCall) return { body: t.noCall };
           if (err.errcode === ErrCode.Archived) return { body: t.archived };
           if (err.errcode === ErrCode.RoomNotReady) return { body: t.roomNotReady };
+          if (err.errcode === ErrCode.NotConfigured) return { body: t.notConfigured };
         }
         log.error({ err, room: event.room_id }, "!video failed");
         return { body: t.failed };

@@ -133,6 +133,10 @@ function presentLink(r: GuestLinkRow, now = new Date()): GuestLink {
   };
 }
 
+function notConfigured(): KuvertError {
+  return new KuvertError(ErrCode.NotConfigured, 503, "Video consultations need calls.jitsiDomain, the Jitsi server that Element and the guest page use.");
+}
+
 /** Refused because someone lacks a power level; `problems` say who and what. */
 export class PowerLevelRefusal extends KuvertError {
   readonly problems: PermissionProblem[];
@@ -195,9 +199,21 @@ export class Calls {
     return callTexts(this.#config.organisations.language);
   }
 
+  /** Whether a Jitsi domain is configured (without one, calls cannot be started). */
+  get configured(): boolean {
+    return this.#config.calls.jitsiDomain !== undefined;
+  }
+
+  /** The Jitsi domain, or a clear refusal when none is configured. */
+  get #domain(): string {
+    const domain = this.#config.calls.jitsiDomain;
+    if (!domain) throw notConfigured();
+    return domain;
+  }
+
   /** Where browsers load Jitsi from. */
   get jitsiUrl(): string {
-    return (this.#config.calls.jitsiUrl ?? `https://${this.#config.calls.jitsiDomain}`).replace(/\/$/, "");
+    return (this.#config.calls.jitsiUrl ?? `https://${this.#domain}`).replace(/\/$/, "");
   }
 
   worker(): Worker<CallRow> {
@@ -234,6 +250,7 @@ export class Calls {
 
   /** Starts a call in the organisation's room, or returns the one running there. */
   async start(organisationId: string, actor: string, opts: StartOptions): Promise<{ call: Call; reused: boolean }> {
+    if (!this.configured) throw notConfigured();
     const org = await this.#organisation(this.#db, organisationId);
     const roomId = org.roomId!;
     const pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
@@ -354,7 +371,7 @@ export class Calls {
 
   /** Puts the widget and its layout into the room (the same state again if it is there). */
   async #post(row: CallRow): Promise<void> {
-    const content = widgetContent({ elementBaseUrl: this.#config.calls.widgetBaseUrl, domain: this.#config.calls.jitsiDomain, conferenceId: row.conference_id, roomName: row.room_name, auth: row.auth === OPENID_AUTH ? OPENID_AUTH : null });
+    const content = widgetContent({ elementBaseUrl: this.#config.calls.widgetBaseUrl, domain: this.#domain, conferenceId: row.conference_id, roomName: row.room_name, auth: row.auth === OPENID_AUTH ? OPENID_AUTH : null });
     const eventId = await this.#hs.sendState(row.room_id, WIDGET_EVENT, row.widget_id, content);
     const layout = await this.#hs.stateEvent(row.room_id, LAYOUT_EVENT, "");
     await this.#hs.sendState(row.room_id, LAYOUT_EVENT, "", layoutWithCall(layout, row.widget_id));
@@ -442,7 +459,7 @@ export class Calls {
         now,
         expiresAt,
       ]);
-      const token = await signGuestToken(secret, { linkId: id, appId: calls.appId, domain: calls.jitsiDomain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
+      const token = await signGuestToken(secret, { linkId: id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
       const url = `${this.#config.publicApi.baseUrl.replace(/\/$/, "")}/call/#${token}`;
       await enqueueNotification(tx, {
         kind: "guest-link",
@@ -491,7 +508,7 @@ export class Calls {
       throw new KuvertError(ErrCode.InvalidInput, 400, "token: missing, expected the guest link's token", [{ path: "token", message: "missing, expected a string" }]);
     }
     const calls = this.#config.calls;
-    const check = await verifyGuestToken(secret, calls.appId, calls.jitsiDomain, token);
+    const check = await verifyGuestToken(secret, calls.appId, this.#domain, token);
     if (!check.ok && check.reason === "expired") throw new KuvertError(ErrCode.GuestLinkExpired, 410, "This guest link has expired.");
     if (!check.ok) throw new KuvertError(ErrCode.GuestLinkInvalid, 401, "This guest link is not valid (it was changed or is not from Kuvert).");
     const link = (await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1", [check.payload.jti])).rows[0];
@@ -502,7 +519,7 @@ export class Calls {
     if (call.ended_at !== null || call.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, 410, "The video consultation has ended.");
     const org = await findOrganisation(this.#db, call.organisation_id);
     return {
-      domain: calls.jitsiDomain,
+      domain: this.#domain,
       scriptUrl: `${this.jitsiUrl}/external_api.js`,
       roomName: jitsiRoomName(call.conference_id),
       jwt: token,

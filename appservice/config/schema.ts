@@ -176,8 +176,8 @@ export const configSchema = z
         jitsiDomain: z
           .string()
           .regex(/^[A-Za-z0-9.\-]+(:\d+)?$/, "a host name like meet.example.org")
-          .default("meet.example.org")
-          .describe("The Jitsi Meet domain: the widget's data.domain, Element's jitsi.preferred_domain, and the `sub` of guest tokens."),
+          .optional()
+          .describe("The Jitsi Meet domain: the widget's data.domain, Element's jitsi.preferred_domain, and the `sub` of guest tokens. Unset: calls cannot be started (KUVERT_NOT_CONFIGURED)."),
         jitsiUrl: z
           .url()
           .optional()

@@ -409,6 +409,27 @@ describe("video consultations switched off (modules.calls: false)", () => {
   });
 });
 
+describe("video consultations without a Jitsi server configured", () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startStack({ name: "calls-unconfigured" });
+  });
+  after(() => stack.stop());
+
+  it("refuses to start a call with KUVERT_NOT_CONFIGURED and serves no guest page", async () => {
+    assert.equal((await stack.api("POST", "/api/v1/organisations", { id: "musterstadt", name: "Gemeinde Musterstadt", clerks: [] })).status, 201);
+    await stack.roomOf("musterstadt");
+    const start = await stack.api("POST", "/api/v1/organisations/musterstadt/call");
+    assert.equal(start.status, 503);
+    assert.equal(start.body.errcode, "KUVERT_NOT_CONFIGURED");
+    assert.match(String(start.body.error), /calls\.jitsiDomain/);
+    const listed = await stack.api<{ calls: unknown[] }>("GET", "/api/v1/calls");
+    assert.deepEqual(listed.body.calls, [], "nothing was recorded");
+    assert.equal((await fetch(`${stack.publicUrl}/call/`)).status, 404);
+  });
+});
+
 function widgetsIn(user: TestUser, roomId: string): number {
   return (user.room(roomId)?.currentState.getStateEvents("im.vector.modular.widgets") ?? []).length;
 }

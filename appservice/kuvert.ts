@@ -44,8 +44,14 @@ const log = logger("kuvert");
 
 /** What Kuvert records about its configuration when it starts: a digest, never the secrets. */
 function configDigest(config: KuvertConfig): string {
-  const { homeserver, database, logging, ...rest } = config;
-  const shown = { ...rest, homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" }, database: { ...database, url: database.url ? "set" : "unset" }, logging: { level: logging.level } };
+  const { homeserver, database, logging, calls, ...rest } = config;
+  const shown = {
+    ...rest,
+    homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" },
+    database: { ...database, url: database.url ? "set" : "unset" },
+    logging: { level: logging.level },
+    calls: { ...calls, appSecret: calls.appSecret ? "set" : "unset", verifyToken: calls.verifyToken ? "set" : "unset" },
+  };
   return createHash("sha256").update(JSON.stringify(shown)).digest("hex");
 }
 

@@ -144,7 +144,12 @@ async function main() {
     userInfo: { displayName: s.displayName },
     configOverwrite: { prejoinConfig: { enabled: true }, disableDeepLinking: true },
   });
-  api.addListener?.("readyToClose", () => show("ended", t.ended));
+  // The guest hung up: close the conference frame and say so.
+  api.addListener?.("readyToClose", () => {
+    api.dispose?.();
+    parentNode.hidden = true;
+    show("ended", t.ended);
+  });
 }
 
 main().catch(() => show("error", t.error, true));

@@ -312,7 +312,8 @@ export class Calls {
       const open = (await tx.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL FOR UPDATE", [organisationId])).rows[0];
       if (!open) throw new KuvertError(ErrCode.NoCall, 404, `No call is running in the room of ${organisationId}.`);
       if (open.expires_at <= new Date()) {
-        await this.#closeExpired(tx, open);
+        // Its time is up: the worker removes it (and records the expiry) at once.
+        this.#wake();
         throw new KuvertError(ErrCode.NoCall, 404, `No call is running in the room of ${organisationId}: it expired at ${open.expires_at.toISOString()}.`);
       }
       const updated = await tx.query<CallRow>(

@@ -23,7 +23,8 @@ window.JitsiMeetExternalAPI = function (domain, options) {
   frame.src = location.protocol + "//" + domain + "/" + encodeURIComponent(options.roomName) + "?jwt=" + encodeURIComponent(options.jwt);
   frame.allow = "camera; microphone; display-capture";
   parentNode.appendChild(frame);
-  this.addListener = function () {};
+  window.__listeners = {};
+  this.addListener = function (name, listener) { window.__listeners[name] = listener; };
   this.dispose = function () { frame.remove(); };
 };
 `;
@@ -113,6 +114,13 @@ describe("the guest page", () => {
     assert.equal(new URLSearchParams(frameRequest()!.split("?")[1]).get("jwt"), token, "the conference frame connects with the JWT");
     assert.match(await page.title(), /Videoberatung mit Gemeinde Musterstadt/);
     await page.screenshot({ path: join(shots, "guest-joining.png") });
+
+    // The guest hangs up (the IFrame API's readyToClose event): the frame goes, a sentence stays.
+    await page.evaluate("window.__listeners.readyToClose()");
+    await page.waitForSelector("body[data-state=ended]");
+    assert.equal(await page.textContent("#message-title"), "Die Videoberatung ist beendet");
+    assert.equal(await page.$("#conference iframe"), null);
+    assert.equal(await page.isVisible("#conference"), false);
     await page.close();
   });
 

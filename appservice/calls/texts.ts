@@ -29,7 +29,7 @@ const de = {
     problems
       .map((p) =>
         p.who === "bot"
-          ? `Kuvert braucht in diesem Raum Berechtigungsstufe ${p.required} für „${p.type}“, hat aber ${p.has}. Bitte bitten Sie eine Person mit Administrationsrechten, Kuverts Stufe wiederherzustellen.`
+          ? `Kuvert braucht in diesem Raum Berechtigungsstufe ${p.required} für „${p.type}“, hat aber ${p.has}. Bitte wenden Sie sich an die Administration von Kuvert.`
           : `Sie brauchen in diesem Raum Berechtigungsstufe ${p.required}, um Widgets („${p.type}“) hinzuzufügen, haben aber ${p.has}. Bitten Sie Mitarbeitende, die Beratung zu starten.`,
       )
       .join(" "),
@@ -59,7 +59,7 @@ const en: typeof de = {
     problems
       .map((p) =>
         p.who === "bot"
-          ? `Kuvert needs power level ${p.required} for "${p.type}" in this room but has ${p.has}. Please ask a room administrator to restore Kuvert's level.`
+          ? `Kuvert needs power level ${p.required} for "${p.type}" in this room but has ${p.has}. Please contact Kuvert's administrators.`
           : `You need power level ${p.required} in this room to add widgets ("${p.type}") but have ${p.has}. Please ask staff to start the consultation.`,
       )
       .join(" "),

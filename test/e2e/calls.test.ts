@@ -206,6 +206,29 @@ describe("video consultations", () => {
     outsider.stop();
   });
 
+  it("says what Kuvert's bot lacks when its power level in the room was lowered, and sends no widget", async () => {
+    // A throwaway organisation whose room loses Kuvert's level: the bot demotes itself to 40
+    // (through its own appservice token), as if someone had taken its rights away.
+    assert.equal((await stack.api("POST", "/api/v1/organisations", { id: "schule-c", name: "Schule C", clerks: [{ matrixId: stranger.userId }] })).status, 201);
+    const roomC = await stack.roomOf("schule-c");
+    await stranger.waitForInvite(roomC);
+    await stranger.join(roomC);
+    const plUrl = `${stack.access.url}/_matrix/client/v3/rooms/${encodeURIComponent(roomC)}/state/m.room.power_levels/`;
+    const headers = { authorization: `Bearer ${stack.registration.as_token}`, "content-type": "application/json" };
+    const pl = (await (await fetch(plUrl, { headers })).json()) as { users: Record<string, number> };
+    const demoted = await fetch(plUrl, { method: "PUT", headers, body: JSON.stringify({ ...pl, users: { ...pl.users, [stack.botUserId]: 40 } }) });
+    assert.equal(demoted.status, 200, await demoted.text());
+    await stranger.until("the bot's lower level", () => stranger.room(roomC)?.currentState.getStateEvents("m.room.power_levels", "")?.getContent().users?.[stack.botUserId] === 40);
+    await ask(stranger, roomC, "!video", /Kuvert braucht in diesem Raum Berechtigungsstufe 50 für „im\.vector\.modular\.widgets“, hat aber 40/);
+    assert.equal(widgets(stranger, roomC).length, 0);
+    const api = await stack.api("POST", "/api/v1/organisations/schule-c/call", undefined, { token: staffToken });
+    assert.equal(api.status, 403);
+    assert.equal(api.body.errcode, "KUVERT_POWER_LEVEL_MISSING");
+    assert.deepEqual((api.body.details as { path: string }[]).map((d) => d.path), ["bot", "bot"], "both the widget and the layout event");
+    const none = await stack.api<{ calls: unknown[] }>("GET", "/api/v1/calls?organisation=schule-c", undefined, { token: staffToken });
+    assert.deepEqual(none.body.calls, []);
+  });
+
   it("issues a guest link: a Jitsi JWT with the claims, e-mailed to the guest; revocable", async () => {
     const bad = await stack.api("POST", `/api/v1/calls/${callId}/guest-links`, { email: "guest@example.net" }, { token: staffToken });
     assert.equal(bad.status, 400);

@@ -2,6 +2,7 @@
 // endpoint the guest page asks, and the guest page itself (web/guest/).
 import { join } from "node:path";
 import express, { type Request, type RequestHandler } from "express";
+import helmet from "helmet";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { actorOf } from "../http/server.ts";
 import { slugPattern } from "../organisations/model.ts";
@@ -77,26 +78,30 @@ export function guestRoutes(calls: Calls | null): express.Router {
   });
   if (!calls?.configured) return r;
   const jitsiOrigin = new URL(calls.jitsiUrl).origin;
-  const csp = [
-    "default-src 'self'",
-    `script-src 'self' ${jitsiOrigin}`,
-    `frame-src ${jitsiOrigin}`,
-    "connect-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-    "object-src 'none'",
-  ].join("; ");
+  // Replaces the public listener's default policy for the page: scripts and frames from Kuvert and the one Jitsi origin.
+  const csp = helmet.contentSecurityPolicy({
+    useDefaults: false,
+    directives: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'", jitsiOrigin],
+      frameSrc: [jitsiOrigin],
+      connectSrc: ["'self'"],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", "data:"],
+      baseUri: ["'none'"],
+      formAction: ["'none'"],
+      frameAncestors: ["'none'"],
+      objectSrc: ["'none'"],
+    },
+  });
   // Camera, microphone and screen sharing only for the Jitsi frame.
   const permissions = `camera=(self "${jitsiOrigin}"), microphone=(self "${jitsiOrigin}"), display-capture=(self "${jitsiOrigin}"), fullscreen=(self "${jitsiOrigin}")`;
   // /call → /call/, so that the page's relative URLs (guest.js, guest.css) resolve below it.
   r.get("/call", (req, res, next) => (req.originalUrl.split("?")[0] === "/call" ? res.redirect(301, `/call/${req.originalUrl.slice(5)}`) : next()));
   r.use(
     "/call",
+    csp,
     (_req, res, next) => {
-      res.set("Content-Security-Policy", csp);
       res.set("Permissions-Policy", permissions);
       res.set("Referrer-Policy", "no-referrer");
       res.set("Cache-Control", "no-cache");

@@ -92,6 +92,8 @@ describe("the guest page", () => {
     assert.match(csp, new RegExp(`script-src 'self' http://${jitsiHost.replace(/\./g, "\\.")}(;|$)`));
     assert.match(csp, new RegExp(`frame-src http://${jitsiHost.replace(/\./g, "\\.")}(;|$)`));
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|\*/);
+    assert.equal(csp.match(/default-src/g)?.length, 1, "one policy, not the listener's default on top");
+    assert.doesNotMatch(csp, /upgrade-insecure-requests/);
   });
 
   it("joins with a valid link: loads external_api.js from the Jitsi server and connects there with the JWT", async () => {

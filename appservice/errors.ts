@@ -20,6 +20,17 @@ export const ErrCode = {
   Unavailable: "KUVERT_UNAVAILABLE",
   ModuleDisabled: "KUVERT_MODULE_DISABLED",
   Internal: "KUVERT_INTERNAL",
+  NoCall: "KUVERT_NO_CALL",
+  PowerLevelMissing: "KUVERT_POWER_LEVEL_MISSING",
+  CallEnded: "KUVERT_CALL_ENDED",
+  RoomNotReady: "KUVERT_ROOM_NOT_READY",
+  NotConfigured: "KUVERT_NOT_CONFIGURED",
+  GuestLinkInvalid: "KUVERT_GUEST_LINK_INVALID",
+  GuestLinkExpired: "KUVERT_GUEST_LINK_EXPIRED",
+  GuestLinkRevoked: "KUVERT_GUEST_LINK_REVOKED",
+  OpenIdTokenInvalid: "KUVERT_OPENID_TOKEN_INVALID",
+  NotRoomMember: "KUVERT_NOT_ROOM_MEMBER",
+  RoomNotManaged: "KUVERT_ROOM_NOT_MANAGED",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
 

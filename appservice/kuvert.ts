@@ -35,13 +35,24 @@ import { MailOutbox } from "./mail/outbox.ts";
 import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
 import type { Worker, QueueRow } from "./workers/queue.ts";
+import { callRoutes, guestRoutes } from "./calls/api.ts";
+import { videoCommand } from "./calls/command.ts";
+import { Calls } from "./calls/service.ts";
+import { UserVerification, verifyRoutes } from "./calls/verify.ts";
+import { requireScope } from "./http/server.ts";
 
 const log = logger("kuvert");
 
 /** What Kuvert records about its configuration when it starts: a digest, never the secrets. */
 function configDigest(config: KuvertConfig): string {
-  const { homeserver, database, logging, ...rest } = config;
-  const shown = { ...rest, homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" }, database: { ...database, url: database.url ? "set" : "unset" }, logging: { level: logging.level } };
+  const { homeserver, database, logging, calls, ...rest } = config;
+  const shown = {
+    ...rest,
+    homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" },
+    database: { ...database, url: database.url ? "set" : "unset" },
+    logging: { level: logging.level },
+    calls: { ...calls, appSecret: calls.appSecret ? "set" : "unset", verifyToken: calls.verifyToken ? "set" : "unset" },
+  };
   return createHash("sha256").update(JSON.stringify(shown)).digest("hex");
 }
 
@@ -64,6 +75,8 @@ export interface Services {
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
+  /** Video consultations; null when modules.calls is off. */
+  calls: Calls | null;
 }
 
 export class Kuvert {
@@ -156,15 +169,18 @@ export class Kuvert {
       const sayNotChecked = async (roomId: string, eventId: string) => {
         await homeserver.send(roomId, "m.room.message", notice({ body: documentTexts(config.organisations.language).notChecked }), `not-checked:${eventId}`);
       };
+      const calls = config.modules.calls ? new Calls(db, homeserver, config) : null;
+      const callWorker = calls?.worker();
+      if (calls && callWorker) calls.onWork = () => callWorker.wake();
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
-        new CommandHandler(homeserver, config, []),
+        new CommandHandler(homeserver, config, calls ? [videoCommand(calls, config)] : []),
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker] as unknown as Worker<QueueRow>[]));
+      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, ...(callWorker ? [callWorker] : [])] as unknown as Worker<QueueRow>[]));
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox };
+      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, calls };
 
       const readinessChecks = readiness(
         {
@@ -196,6 +212,11 @@ export class Kuvert {
           rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
           failedAuthPerMinute: config.publicApi.failedAuthPerMinute,
           batchesEnabled: config.modules.batches,
+          moduleRoutes: [
+            express.Router().use("/api/v1", callRoutes(calls, requireScope(db, "staff", "admin"))),
+            guestRoutes(calls),
+            ...(calls ? [verifyRoutes(new UserVerification(db, homeserver, config), config)] : []),
+          ],
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,

@@ -30,7 +30,7 @@ force=0
 # Template (relative to deploy/) → rendered file (relative to the output directory): same path.
 templates=(synapse/homeserver.yaml kuvert/config.yaml element/config.json)
 # The only variables a template may use.
-template_vars=(KUVERT_SERVER_NAME SYNAPSE_PUBLIC_URL ELEMENT_PUBLIC_URL KUVERT_PUBLIC_URL JITSI_DOMAIN KUVERT_ADMIN_LOCALPART)
+template_vars=(KUVERT_SERVER_NAME SYNAPSE_PUBLIC_URL ELEMENT_PUBLIC_URL KUVERT_PUBLIC_URL JITSI_DOMAIN KUVERT_ADMIN_LOCALPART JITSI_JWT_APP_ID)
 # The registration's directory inside the kuvert container (docker-compose.yml mounts the
 # appservice-registration volume there; deploy/kuvert/config.yaml names the file in it).
 registration_dir=/registration
@@ -79,6 +79,8 @@ template_value_problem() {
     [[ $value =~ ^[a-z0-9.-]+(:[0-9]+)?$ ]] || echo "$name must be a lower-case host name (optionally :port), found '$value'" ;;
   JITSI_DOMAIN)
     [[ $value =~ ^[a-z0-9.-]+$ ]] || echo "$name must be a lower-case host name, found '$value'" ;;
+  JITSI_JWT_APP_ID)
+    [[ $value =~ ^[A-Za-z0-9._-]+$ ]] || echo "$name may contain only letters, digits and ._-, found '$value'" ;;
   *_URL)
     [[ $value =~ ^https?://[A-Za-z0-9.-]+(:[0-9]+)?$ ]] || echo "$name must be scheme and host only (https://host, no path, no trailing slash), found '$value'" ;;
   KUVERT_ADMIN_LOCALPART)
@@ -156,7 +158,7 @@ cmd_check() {
       problems+=("$name may contain only letters, digits and ._~- (it goes into a database URL)")
     fi
   done
-  for name in POSTGRES_PASSWORD SYNAPSE_DB_PASSWORD KUVERT_DB_PASSWORD KUVERT_PSEUDONYM_KEY JITSI_JWT_APP_SECRET JICOFO_AUTH_PASSWORD JVB_AUTH_PASSWORD; do
+  for name in POSTGRES_PASSWORD SYNAPSE_DB_PASSWORD KUVERT_DB_PASSWORD KUVERT_PSEUDONYM_KEY JITSI_JWT_APP_SECRET JITSI_UVS_AUTH_TOKEN JICOFO_AUTH_PASSWORD JVB_AUTH_PASSWORD; do
     if [[ -n ${env[$name]-} && ${env[$name]} != CHANGE_ME && ${#env[$name]} -lt 16 ]]; then
       problems+=("$name is shorter than 16 characters")
     fi

@@ -23,7 +23,7 @@ import { pseudonym } from "../log.ts";
 export type SubjectKind = "matrix-id" | "email";
 
 export interface ReportSection {
-  /** A stable key: clerks, staff, documentsSent, organisationDocuments, mail, roomEvents, roomProblems, audit. */
+  /** A stable key: clerks, staff, documentsSent, organisationDocuments, mail, guestLinks, roomEvents, roomProblems, audit. */
   name: string;
   /** What the rows are, in plain words (English; formatReport() has German too). */
   description: string;
@@ -107,6 +107,7 @@ const descriptions: Record<string, string> = {
   organisationDocuments:
     "Documents delivered into the room of an organisation while the person was one of its clerks: metadata only. They are the organisation's records and do not name the person.",
   mail: "Notification e-mails to the person's address: what they were about, and when they were written and sent. They never contain documents.",
+  guestLinks: "Links to video consultations the person was invited to as a guest: the name and address staff gave, when the link was issued, until when it was valid, and whether it was withdrawn.",
   roomEvents:
     "Room events from the homeserver that the person sent (or that are about their membership), stored so Kuvert can handle them in order and deleted on the retention schedule: how many, and when.",
   roomProblems: "Notes on an organisation's room that name the person, e.g. an invitation the homeserver refused.",
@@ -148,6 +149,10 @@ function queries(kind: SubjectKind) {
       : `SELECT id, kind, organisation_id AS organisation, organisation_name AS "organisationName", items, state,
                 created_at AS "writtenAt", sent_at AS "sentAt"
            FROM mail_outbox WHERE lower(recipient) = $1 ORDER BY id`,
+    guestLinks: isMatrix
+      ? null
+      : `SELECT id, call_id AS "call", guest_name AS name, email, created_at AS "issuedAt", expires_at AS "validUntil", revoked_at AS "revokedAt"
+           FROM guest_links WHERE lower(email) = $1 ORDER BY created_at, id`,
     eventMatch: "(event->>'sender' = $1 OR event->>'state_key' = $1)",
     roomEvents: isMatrix
       ? `SELECT state, count(*)::int AS count, min(received_at) AS "firstReceivedAt", max(received_at) AS "lastReceivedAt",
@@ -173,6 +178,7 @@ async function collect(q: Queryable, subject: string, kind: SubjectKind): Promis
     await one("documentsSent", s.documentsSent),
     await one("organisationDocuments", s.organisationDocuments),
     await one("mail", s.mail),
+    await one("guestLinks", s.guestLinks),
     await one("roomEvents", s.roomEvents),
     redacted(await one("roomProblems", s.roomProblems)),
     redacted(
@@ -307,6 +313,10 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         (await changed("DELETE FROM mail_outbox WHERE lower(recipient) = $1", [subject]));
       mailSent = deleted - mailPending;
     }
+    // A guest's links keep no name or address, and one still valid is withdrawn.
+    const guestLinks = isMatrix
+      ? 0
+      : await changed("UPDATE guest_links SET guest_name = $2, email = $2, revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $3) WHERE lower(email) = $1", [subject, p, actor]);
 
     const auditRows = await count(`SELECT count(*) AS n FROM audit_log WHERE ${s.auditWhere}`, [subject, jsonStringPattern(subject)]);
 
@@ -316,6 +326,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       documentsSent,
       mailSent,
       mailPending,
+      guestLinks,
       roomEvents: eventsStubbed,
       roomProblems,
     };
@@ -329,6 +340,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         { what: "documents the person sent: the sender replaced by the pseudonym", count: documentsSent },
         { what: "notification e-mails to the address that were sent or given up: deleted", count: mailSent },
         { what: "notification e-mails to the address not yet sent: deleted, they will not be sent", count: mailPending },
+        { what: "guest links to video consultations: name and address replaced by the pseudonym, links still valid withdrawn", count: guestLinks },
         { what: "stored room events they sent or that were about them, already handled: content replaced by a stub", count: eventsStubbed },
         { what: "room notes naming them: the name replaced by the pseudonym", count: roomProblems },
       ],
@@ -411,6 +423,11 @@ const texts: Record<"de" | "en", ReportTexts> = {
         title: "E-Mails an die Person",
         description: "Benachrichtigungen an die Adresse der Person: worum es ging, wann sie geschrieben und versandt wurden. Sie enthalten nie Dokumente.",
       },
+      guestLinks: {
+        title: "Einladungen zu Videoberatungen",
+        description:
+          "Links zu Videoberatungen, zu denen die Person als Gast eingeladen wurde: Name und Adresse, die die Mitarbeitenden angegeben haben, wann der Link ausgestellt wurde, bis wann er galt und ob er zurückgezogen wurde.",
+      },
       roomEvents: {
         title: "Gespeicherte Raumereignisse",
         description:
@@ -447,6 +464,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       items: "Inhalt der Benachrichtigung",
       writtenAt: "geschrieben",
       sentAt: "versandt",
+      call: "Videoberatung",
+      issuedAt: "ausgestellt",
+      validUntil: "gültig bis",
+      revokedAt: "zurückgezogen",
       count: "Anzahl",
       firstReceivedAt: "erstes",
       lastReceivedAt: "letztes",
@@ -483,6 +504,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
             documentsSent: "Documents the person sent",
             organisationDocuments: "Documents for the person's organisations",
             mail: "E-mails to the person",
+            guestLinks: "Invitations to video consultations",
             roomEvents: "Stored room events",
             roomProblems: "Notes on rooms",
             audit: "Audit log rows",
@@ -515,6 +537,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       items: "what it listed",
       writtenAt: "written",
       sentAt: "sent",
+      call: "video consultation",
+      issuedAt: "issued",
+      validUntil: "valid until",
+      revokedAt: "withdrawn",
       count: "count",
       firstReceivedAt: "first",
       lastReceivedAt: "last",

@@ -166,10 +166,48 @@ export const configSchema = z
       .object({
         inboundScanning: z.boolean().default(true).describe("Scan files that people post in organisation rooms. Off: such files are not checked, and Kuvert says so in the room."),
         batches: z.boolean().default(true).describe("Accept bulk batches (POST /api/v1/batches). Off: the API answers KUVERT_MODULE_DISABLED."),
+        calls: z.boolean().default(true).describe("Video consultations: !video, the calls API, guest links and the Jitsi user verification (/verify). Off: !video is unknown and the API answers KUVERT_MODULE_DISABLED."),
       })
       .strict()
       .prefault({})
       .describe("Parts of Kuvert that can be switched off without affecting the rest (the drop folder: documents.dropFolder.enabled)."),
+    calls: z
+      .object({
+        jitsiDomain: z
+          .string()
+          .regex(/^[A-Za-z0-9.\-]+(:\d+)?$/, "a host name like meet.example.org")
+          .optional()
+          .describe("The Jitsi Meet domain: the widget's data.domain, Element's jitsi.preferred_domain, and the `sub` of guest tokens. Unset: calls cannot be started (KUVERT_NOT_CONFIGURED)."),
+        jitsiUrl: z
+          .url()
+          .optional()
+          .describe("Where browsers reach that Jitsi deployment (the guest page loads its /external_api.js from here). Defaults to https://<jitsiDomain>."),
+        widgetBaseUrl: z
+          .url()
+          .default("https://app.element.io/")
+          .describe("Element Web's address: the widget URL is its jitsi.html wrapper (Element's own rule; use your Element, e.g. https://chat.example.org/)."),
+        appId: z.string().min(1).default("kuvert").describe("Issuer and audience of guest tokens: Jitsi's JWT_APP_ID."),
+        appSecret: z
+          .string()
+          .min(1)
+          .optional()
+          .describe("Secret that signs guest tokens (HS256): Jitsi's JWT_APP_SECRET. Prefer KUVERT_JITSI_APP_SECRET. Unset: no guest links."),
+        membershipCheck: z
+          .boolean()
+          .default(true)
+          .describe("Jitsi lets in only members of the room (Element's auth \"openidtoken-jwt\", verified by Kuvert's /verify endpoints); the conference id is then the room id in base32. Off: an unguessable random conference id."),
+        callMinutes: z.number().int().min(5).max(24 * 60).default(120).describe("A call ends this many minutes after it started: its widget is removed from the room."),
+        guestLinkMinutes: z.number().int().min(5).max(7 * 24 * 60).default(60).describe("How long a guest link is valid when staff do not say (never beyond the call's end)."),
+        maxGuestLinkMinutes: z.number().int().min(5).max(7 * 24 * 60).default(24 * 60).describe("The longest validity staff may ask for a guest link."),
+        verifyToken: z
+          .string()
+          .min(1)
+          .optional()
+          .describe("Bearer token Prosody must send to /verify (its MATRIX_UVS_AUTH_TOKEN). Prefer KUVERT_JITSI_VERIFY_TOKEN. Unset: no token needed (keep /verify on the internal network then)."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Video consultations with Jitsi: Element's Jitsi widget in organisation rooms, member-only conferences, guest links."),
     scanning: z
       .object({
         host: z.string().default("127.0.0.1").describe("Host of clamd's TCP socket (TCPSocket/TCPAddr in clamd.conf)."),
@@ -238,8 +276,8 @@ export const configSchema = z
         enabled: z.boolean().default(true).describe("Delete what is due on a schedule; each run is audited with its counts."),
         intervalHours: z.number().min(0.01).max(24 * 7).default(24).describe("Hours between retention runs (the first runs an hour after start)."),
         stagingOrphanHours: z.number().min(1).default(24).describe("Staging files no waiting document needs (left by a crash) are deleted after this many hours."),
-        documentDays: z.number().int().min(1).default(365).describe("Metadata of finished documents (delivered, rejected, checked, removed) is deleted after this many days."),
-        mailDays: z.number().int().min(1).default(30).describe("E-mail notifications that were sent, combined or given up are deleted after this many days."),
+        documentDays: z.number().int().min(1).default(365).describe("Metadata of finished documents (delivered, rejected, checked, removed) and of ended calls is deleted after this many days."),
+        mailDays: z.number().int().min(1).default(30).describe("E-mail notifications that were sent, combined or given up, and guest links that expired, are deleted after this many days."),
         operationalDays: z.number().int().min(1).default(14).describe("Handled homeserver events and transaction ids, finished batches and work items are deleted after this many days."),
         auditYears: z.number().int().min(1).max(100).default(10).describe("Audit rows are kept this many years (the legal period), then removed from the start of the chain."),
       })
@@ -268,6 +306,8 @@ export const environmentKeys = {
   KUVERT_HOMESERVER_ADMIN_TOKEN: ["homeserver", "adminToken"],
   KUVERT_PSEUDONYM_KEY: ["logging", "pseudonymKey"],
   KUVERT_SMTP_PASSWORD: ["mail", "smtp", "password"],
+  KUVERT_JITSI_APP_SECRET: ["calls", "appSecret"],
+  KUVERT_JITSI_VERIFY_TOKEN: ["calls", "verifyToken"],
 } as const satisfies Record<string, readonly string[]>;
 
 /** The configured people holding any of these roles; admin includes staff. */

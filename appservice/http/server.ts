@@ -30,6 +30,8 @@ export interface PublicApiDeps {
   rateLimitPerMinute: number;
   failedAuthPerMinute: number;
   batchesEnabled: boolean;
+  /** Routers of modules with their own authentication (calls: staff API, guest page, /verify), mounted at the root before the admin API. */
+  moduleRoutes?: express.Router[];
 }
 
 declare module "express-serve-static-core" {
@@ -96,6 +98,8 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   app.get("/api/v1/openapi.json", (_req, res) => {
     res.json(openApiDocument(deps.baseUrl));
   });
+
+  for (const router of deps.moduleRoutes ?? []) app.use(router);
 
   // Documents first: their bodies are streamed, never parsed into memory.
   app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin"), deps.batchesEnabled));

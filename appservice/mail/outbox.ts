@@ -40,7 +40,7 @@ import { renderNotification, roomLink } from "./templates.ts";
 
 const log = logger("mail");
 
-export type NotificationKind = "document" | "circular" | "inbound-file" | "alert";
+export type NotificationKind = "document" | "circular" | "inbound-file" | "alert" | "guest-link";
 
 export interface NotificationItem {
   /** What is new, e.g. "Beitragsbescheid 2025": shown in the e-mail, so no personal data. */
@@ -49,6 +49,8 @@ export interface NotificationItem {
   reference?: string;
   /** Kind of document, e.g. "Rundschreiben". */
   kind?: string;
+  /** A link the recipient opens (guest links: the guest page); shown under the title. */
+  link?: string;
 }
 
 export interface Notification {
@@ -102,7 +104,7 @@ export async function enqueueNotification(tx: Queryable, n: Notification): Promi
   const to = n.to.trim().toLowerCase();
   if (!addressPattern.test(to)) throw new Error("enqueueNotification: `to` is not one e-mail address");
   if (n.items.length === 0) throw new Error("enqueueNotification: a notification lists at least one item");
-  const items = n.items.map((i) => ({ title: i.title, ...(i.reference ? { reference: i.reference } : {}), ...(i.kind ? { kind: i.kind } : {}) }));
+  const items = n.items.map((i) => ({ title: i.title, ...(i.reference ? { reference: i.reference } : {}), ...(i.kind ? { kind: i.kind } : {}), ...(i.link ? { link: i.link } : {}) }));
   const batchKey = `${kindGroup(n.kind)}|${n.organisationId ?? ""}|${n.roomId ?? ""}`;
   const inserted = await tx.query(
     `INSERT INTO mail_outbox (kind, recipient, batch_key, organisation_id, organisation_name, room_id, items, language, dedupe_key)

@@ -53,6 +53,8 @@ const de: Wording = {
         return org ? `${count === 1 ? "Neues Dokument" : "Neue Dokumente"} von ${org}` : "Neue Dokumente in Kuvert";
       case "alert":
         return count === 1 ? `Kuvert-Warnung: ${firstReason}` : `Kuvert-Warnungen (${count})`;
+      case "guest-link":
+        return org ? `Einladung zur Videoberatung mit ${org}` : "Einladung zur Videoberatung";
       default:
         return org ? `${count === 1 ? "Neues Dokument" : "Neue Dokumente"} für ${org}` : "Neue Dokumente in Kuvert";
     }
@@ -66,6 +68,8 @@ const de: Wording = {
         return `${org ?? "Eine Organisation"} hat ${count === 1 ? "ein Dokument" : `${count} Dokumente`} in ihren Kuvert-Raum hochgeladen. Die Virenprüfung hat nichts gefunden.`;
       case "alert":
         return count === 1 ? "Kuvert meldet ein Problem, das Aufmerksamkeit braucht:" : `Kuvert meldet ${count} Probleme, die Aufmerksamkeit brauchen:`;
+      case "guest-link":
+        return `Sie sind zu einer Videoberatung${org ? ` mit ${org}` : ""} eingeladen. Öffnen Sie den Link zur vereinbarten Zeit im Browser; Sie brauchen nichts zu installieren. Der Link gilt nur für Sie und nur bis zur genannten Zeit:`;
       default:
         return `${room} ${count === 1 ? "liegt ein neues Dokument" : `liegen ${count} neue Dokumente`} für Sie bereit:`;
     }
@@ -86,6 +90,8 @@ const en: Wording = {
         return org ? `${count === 1 ? "New document" : "New documents"} from ${org}` : "New documents in Kuvert";
       case "alert":
         return count === 1 ? `Kuvert alert: ${firstReason}` : `Kuvert alerts (${count})`;
+      case "guest-link":
+        return org ? `Invitation to a video consultation with ${org}` : "Invitation to a video consultation";
       default:
         return org ? `${count === 1 ? "New document" : "New documents"} for ${org}` : "New documents in Kuvert";
     }
@@ -99,6 +105,8 @@ const en: Wording = {
         return `${org ?? "An organisation"} uploaded ${count === 1 ? "a document" : `${count} documents`} in its Kuvert room. The virus scan found nothing.`;
       case "alert":
         return count === 1 ? "Kuvert reports a problem that needs attention:" : `Kuvert reports ${count} problems that need attention:`;
+      case "guest-link":
+        return `You are invited to a video consultation${org ? ` with ${org}` : ""}. Open the link in your browser at the agreed time; there is nothing to install. The link is for you only and valid only until the time given:`;
       default:
         return `${room}, ${count === 1 ? "a new document is" : `${count} new documents are`} waiting for you:`;
     }
@@ -114,9 +122,10 @@ function wording(language: Language): Wording {
   return language === "en" ? en : de;
 }
 
-function itemParts(item: NotificationItem, w: Wording): { kind?: string; title: string; reference?: string } {
+function itemParts(item: NotificationItem, w: Wording): { kind?: string; title: string; reference?: string; link?: string } {
   return {
     title: oneLine(item.title),
+    ...(item.link && /^https?:\/\//.test(item.link) ? { link: oneLine(item.link, 4000) } : {}),
     ...(item.kind ? { kind: oneLine(item.kind, 100) } : {}),
     ...(item.reference ? { reference: `${w.reference} ${oneLine(item.reference, 100)}` } : {}),
   };
@@ -134,7 +143,7 @@ export function renderNotification(input: NotificationMailInput): MailContent {
   const showsDocuments = input.kind === "document" || input.kind === "circular";
 
   const text: string[] = [`${greeting}${w.intro(input.kind, org, count)}`, ""];
-  for (const i of items) text.push(`- ${i.kind ? `${i.kind}: ` : ""}${i.title}${i.reference ? ` (${i.reference})` : ""}`);
+  for (const i of items) text.push(`- ${i.kind ? `${i.kind}: ` : ""}${i.title}${i.reference ? ` (${i.reference})` : ""}`, ...(i.link ? [`  ${i.link}`] : []));
   if (input.kind === "alert" && org) text.push("", `${w.organisation}: ${org}`);
   if (input.roomLink) text.push("", w.openRoom(input.kind), input.roomLink);
   if (showsDocuments) text.push("", w.notInMail);
@@ -147,7 +156,7 @@ export function renderNotification(input: NotificationMailInput): MailContent {
     "<ul>",
     ...items.map(
       (i) =>
-        `<li>${i.kind ? `${escapeHtml(i.kind)}: ` : ""}<strong>${escapeHtml(i.title)}</strong>${i.reference ? ` (${escapeHtml(i.reference)})` : ""}</li>`,
+        `<li>${i.kind ? `${escapeHtml(i.kind)}: ` : ""}<strong>${escapeHtml(i.title)}</strong>${i.reference ? ` (${escapeHtml(i.reference)})` : ""}${i.link ? `<br><a href="${escapeHtml(i.link)}">${escapeHtml(i.link)}</a>` : ""}</li>`,
     ),
     "</ul>",
   ];

@@ -21,6 +21,10 @@ export interface RetentionCounts {
   workItems: number;
   auditRows: number;
   stagingFiles: number;
+  /** Guest links (a guest's name and address) expired more than mailDays ago. */
+  guestLinks: number;
+  /** Calls that ended more than documentDays ago. */
+  calls: number;
 }
 
 async function deleted(q: Queryable, sql: string, params: unknown[]): Promise<number> {
@@ -75,6 +79,14 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
       [mailCutoff],
     );
 
+    // Guest links hold a guest's name and address: kept as long as e-mails. Calls, like documents.
+    const guestLinks = await deleted(tx, "DELETE FROM guest_links WHERE expires_at < $1", [mailCutoff]);
+    const calls = await deleted(
+      tx,
+      "DELETE FROM calls c WHERE state IN ('done', 'failed') AND ended_at < $1 AND NOT EXISTS (SELECT 1 FROM guest_links g WHERE g.call_id = c.id)",
+      [documentsCutoff],
+    );
+
     const opsCutoff = before(r.operationalDays);
     const inboundEvents = await deleted(tx, "DELETE FROM inbound_events WHERE state IN ('done', 'failed') AND received_at < $1", [opsCutoff]);
     const transactions = await deleted(tx, "DELETE FROM appservice_transactions WHERE received_at < $1", [opsCutoff]);
@@ -101,7 +113,7 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
         [last.seq, last.hash],
       );
     }
-    return { documents, batches, mail, inboundEvents, transactions, workItems, auditRows, stagingFiles: 0 };
+    return { documents, batches, mail, inboundEvents, transactions, workItems, auditRows, stagingFiles: 0, guestLinks, calls };
   });
   if (!counts) {
     log.info("another Kuvert process is running retention");

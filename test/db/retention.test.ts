@@ -58,6 +58,22 @@ describe("retention", () => {
       ('$old', '!r', 'm.room.message', '{}', 'done', $1), ('$new', '!r', 'm.room.message', '{}', 'done', $2), ('$waiting', '!r', 'm.room.message', '{}', 'pending', $1)`,
       [daysAgo(20), daysAgo(1)]);
     await db.query("INSERT INTO appservice_transactions (txn_id, event_count, received_at) VALUES ('t-old', 1, $1), ('t-new', 1, $2)", [daysAgo(20), daysAgo(1)]);
+    // Calls: one ended long ago with a long-expired guest link (both go), one ended long ago whose
+    // link expired recently (the call waits for its link), one running with a valid link (stays).
+    const call = async (id: string, endedDaysAgo: number | null) =>
+      db.query(
+        `INSERT INTO calls (id, organisation_id, room_id, widget_id, conference_id, room_name, started_by, started_at, expires_at, ended_at, ended_by, end_reason, phase, state)
+         VALUES ($1, 'org', '!r', $1, 'c', 'Org', '@a:x', $2, $3, $4, $5, $6, 'remove', $7)`,
+        [id, daysAgo((endedDaysAgo ?? 0) + 0.1), endedDaysAgo === null ? new Date(now.getTime() + DAY) : daysAgo(endedDaysAgo), endedDaysAgo === null ? null : daysAgo(endedDaysAgo), endedDaysAgo === null ? null : "kuvert", endedDaysAgo === null ? null : "expired", endedDaysAgo === null ? "pending" : "done"],
+      );
+    const guestLink = (id: string, callId: string, expiredDaysAgo: number) =>
+      db.query("INSERT INTO guest_links (id, call_id, guest_name, email, created_by, expires_at) VALUES ($1, $2, 'Gast', 'g@x.example', 'token:t', $3)", [id, callId, daysAgo(expiredDaysAgo)]);
+    await call("call-old", 100);
+    await guestLink("link-old", "call-old", 99);
+    await call("call-old-recent-link", 100);
+    await guestLink("link-recent", "call-old-recent-link", 10);
+    await call("call-running", null);
+    await guestLink("link-valid", "call-running", -0.5);
     for (const [name, hoursOld] of [["doc-held", 100], ["doc-gone", 100], ["doc-fresh", 1], ["batch_x.part", 48]] as const) {
       writeFileSync(join(staging, name), "x");
       const t = new Date(now.getTime() - hoursOld * 60 * 60 * 1000);
@@ -68,7 +84,9 @@ describe("retention", () => {
 
   it("deletes exactly what is due and audits the counts", async () => {
     const counts = await runRetention(db, config, now);
-    assert.deepEqual(counts, { documents: 2, batches: 0, mail: 3, inboundEvents: 1, transactions: 1, workItems: 2, auditRows: 3, stagingFiles: 2 });
+    assert.deepEqual(counts, { documents: 2, batches: 0, mail: 3, inboundEvents: 1, transactions: 1, workItems: 2, auditRows: 3, stagingFiles: 2, guestLinks: 1, calls: 1 });
+    assert.deepEqual((await db.query<{ id: string }>("SELECT id FROM calls ORDER BY id")).rows.map((r) => r.id), ["call-old-recent-link", "call-running"]);
+    assert.deepEqual((await db.query<{ id: string }>("SELECT id FROM guest_links ORDER BY id")).rows.map((r) => r.id), ["link-recent", "link-valid"]);
     const ids = (await db.query<{ id: string }>("SELECT id FROM documents ORDER BY id")).rows.map((r) => r.id);
     assert.deepEqual(ids, ["doc-held", "doc-recent"]);
     const mails = (await db.query<{ state: string }>("SELECT state FROM mail_outbox ORDER BY id")).rows.map((r) => r.state);
@@ -84,7 +102,7 @@ describe("retention", () => {
     assert.equal(verified.ok, true, JSON.stringify(verified.brokenAt));
     assert.equal((await db.query("SELECT 1 FROM audit_log WHERE action = 'old'")).rowCount, 0);
     const again = await runRetention(db, config, now);
-    assert.deepEqual(again, { documents: 0, batches: 0, mail: 0, inboundEvents: 0, transactions: 0, workItems: 0, auditRows: 0, stagingFiles: 0 });
+    assert.deepEqual(again, { documents: 0, batches: 0, mail: 0, inboundEvents: 0, transactions: 0, workItems: 0, auditRows: 0, stagingFiles: 0, guestLinks: 0, calls: 0 });
     assert.equal((await verifyAuditLog(db)).ok, true);
   });
 

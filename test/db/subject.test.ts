@@ -27,6 +27,8 @@ const tables: [string, string][] = [
   ["room_sync", "organisation_id"],
   ["documents", "id"],
   ["mail_outbox", "id"],
+  ["calls", "id"],
+  ["guest_links", "id"],
   ["inbound_events", "seq"],
   ["audit_log", "seq"],
 ];
@@ -113,6 +115,16 @@ for (const kind of ["postgres", "pglite"] as const) {
       const head = await mail(ANNA_MAIL, "org-a", "sent");
       annaMailIds = [head, await mail(ANNA_MAIL, "org-a", "combined", head), await mail("ANNA@example.org", "org-b", "pending")];
       bobMailId = await mail("bob@example.org", "org-a", "sent");
+      // Anna's address was also invited as a guest to a video consultation, and Bob's.
+      await db.query(
+        `INSERT INTO calls (id, organisation_id, room_id, widget_id, conference_id, room_name, started_by, expires_at)
+         VALUES ('call-a', 'org-a', '!room-a:ex.org', 'widget-a', 'conf', 'Gemeinde A', '@sam:ex.org', now() + interval '1 hour')`,
+      );
+      await db.query(
+        `INSERT INTO guest_links (id, call_id, guest_name, email, created_by, expires_at) VALUES
+           ('link-anna', 'call-a', 'Anna Beispiel', 'anna@example.org', 'token:staff', now() + interval '1 hour'),
+           ('link-bob', 'call-a', 'Bob Muster', 'bob@example.org', 'token:staff', now() + interval '1 hour')`,
+      );
 
       await event("$anna-msg", ANNA, "m.room.message", "done");
       await event("$anna-join", ANNA, "m.room.member", "done", ANNA);
@@ -170,7 +182,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(matrixReport.kind, "matrix-id");
       assert.deepEqual(
         matrixReport.sections.map((s) => s.name),
-        ["clerks", "staff", "documentsSent", "organisationDocuments", "mail", "roomEvents", "roomProblems", "audit"],
+        ["clerks", "staff", "documentsSent", "organisationDocuments", "mail", "guestLinks", "roomEvents", "roomProblems", "audit"],
       );
       const clerks = sectionRows(matrixReport, "clerks");
       assert.deepEqual(
@@ -235,6 +247,8 @@ for (const kind of ["postgres", "pglite"] as const) {
         [annaMailIds[2], "document", "org-b", "pending"],
       ]);
       assert.deepEqual(sectionRows(mailReport, "organisationDocuments").map((d) => d.id), ["doc-out-a", "doc-out-b"]);
+      assert.deepEqual(sectionRows(mailReport, "guestLinks").map((g) => [g.id, g.call, g.name, g.email, g.revokedAt]), [["link-anna", "call-a", "Anna Beispiel", ANNA_MAIL, null]]);
+      assert.deepEqual(sectionRows(matrixReport, "guestLinks"), [], "guests are invited by address, not by Matrix ID");
       for (const name of ["staff", "documentsSent", "roomEvents", "roomProblems"]) assert.deepEqual(sectionRows(mailReport, name), [], name);
       assert.deepEqual(sectionRows(mailReport, "audit").map((r) => r.action), ["mail.sent"]);
       assert.ok(!JSON.stringify(mailReport).toLowerCase().includes("bob"));
@@ -243,6 +257,8 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.match(en, /Data-subject report/);
       assert.match(en, /Person: anna@example\.org \(e-mail address\)/);
       assert.match(en, /E-mails to the person \(3\)/);
+      assert.match(en, /Invitations to video consultations \(1\)/);
+      assert.match(formatReport(mailReport, "de"), /Einladungen zu Videoberatungen \(1\)/);
       assert.match(en, /Beitragsbescheid 2036/);
       assert.match(en, /The clerk records also name @anna:ex\.org/, "points the dpo to the person's other identifier");
       const de = formatReport(matrixReport, "de");
@@ -293,6 +309,11 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(count(byMail.erased, "notification e-mails to the address not yet sent"), 1);
       assert.equal(count(byMail.kept, "audit log rows"), 1);
       assert.equal((await db.query("SELECT 1 FROM mail_outbox WHERE id = ANY ($1)", [annaMailIds])).rows.length, 0);
+      assert.equal(count(byMail.erased, "guest links"), 1);
+      const link = (await db.query<{ guest_name: string; email: string; revoked_at: Date | null; revoked_by: string }>("SELECT * FROM guest_links WHERE id = 'link-anna'")).rows[0]!;
+      const pm = pseudonym(ANNA_MAIL);
+      assert.deepEqual([link.guest_name, link.email, link.revoked_by], [pm, pm, DPO]);
+      assert.ok(link.revoked_at, "a still valid link is withdrawn");
 
       // Everything else is as it was.
       const after = await snapshot();
@@ -301,6 +322,7 @@ for (const kind of ["postgres", "pglite"] as const) {
         staff_members: (r) => r.matrix_id === ANNA,
         documents: (r) => r.id === "doc-anna-in",
         mail_outbox: (r) => annaMailIds.includes(r.id as string),
+        guest_links: (r) => r.id === "link-anna",
         inbound_events: (r) => annaEvents.includes(r.event_id as string),
       };
       for (const [table] of tables) {
@@ -329,7 +351,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       ]);
       assert.deepEqual(rows[0]!.details, {
         kind: "matrix-id",
-        erased: { clerks: 2, staff: 1, documentsSent: 1, mailSent: 0, mailPending: 0, roomEvents: 3, roomProblems: 1 },
+        erased: { clerks: 2, staff: 1, documentsSent: 1, mailSent: 0, mailPending: 0, guestLinks: 0, roomEvents: 3, roomProblems: 1 },
         kept: { documentMetadata: 1, documentsInProgress: 0, organisationDocuments: 2, roomEventsPending: 0, auditRows: sectionRows(matrixReport, "audit").length },
       });
       for (const row of rows) {

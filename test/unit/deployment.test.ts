@@ -597,6 +597,36 @@ describe("Element and Jitsi", () => {
   });
 });
 
+describe("Kuvert's video consultations in the stack", () => {
+  it("signs guest tokens for the Jitsi that checks them: same app id, secret and domain", () => {
+    const calls = kuvertConfig().calls;
+    const prosody = environmentOf(service("jitsi-prosody"));
+    assert.equal(calls.jitsiDomain, (elementConfig().jitsi as Json).preferred_domain, "Kuvert's widgets name the domain Element uses");
+    assert.equal(calls.jitsiDomain, envExample.JITSI_DOMAIN);
+    assert.equal(new URL(calls.jitsiUrl!).hostname, new URL(prosody.PUBLIC_URL!).hostname, "the guest page loads external_api.js from the stack's Jitsi");
+    assert.equal(calls.appId, prosody.JWT_APP_ID);
+    assert.equal(prosody.JWT_ACCEPTED_ISSUERS, calls.appId);
+    assert.equal(prosody.JWT_ACCEPTED_AUDIENCES, calls.appId);
+    assert.equal(calls.appSecret, prosody.JWT_APP_SECRET);
+    assert.equal(calls.membershipCheck, true, "members are checked by Prosody through /verify");
+    assert.equal(new URL(calls.widgetBaseUrl).origin, envExample.ELEMENT_PUBLIC_URL, "the widget opens the stack's Element's jitsi.html");
+  });
+
+  it("has Prosody verify Element's members with Kuvert, with the bearer token Kuvert wants", () => {
+    const calls = kuvertConfig().calls;
+    const prosody = environmentOf(service("jitsi-prosody"));
+    assert.ok(calls.verifyToken, "Kuvert's /verify is on the public listener: it needs a bearer token");
+    assert.equal(prosody.MATRIX_UVS_AUTH_TOKEN, calls.verifyToken);
+    assert.equal(prosody.MATRIX_UVS_ISSUER, calls.jitsiDomain, "Element's wrapper signs its Matrix token with iss = the Jitsi domain");
+    assert.equal(prosody.MATRIX_UVS_SYNC_POWER_LEVELS, "1");
+    const raw = read("docker-compose.yml");
+    assert.match(raw, /KUVERT_JITSI_APP_SECRET: \$\{JITSI_JWT_APP_SECRET:\?/, "Kuvert's signing secret is Prosody's JWT_APP_SECRET variable");
+    assert.match(raw, /JWT_APP_SECRET: \$\{JITSI_JWT_APP_SECRET:\?/);
+    assert.match(raw, /KUVERT_JITSI_VERIFY_TOKEN: \$\{JITSI_UVS_AUTH_TOKEN:\?/);
+    assert.match(raw, /MATRIX_UVS_AUTH_TOKEN: \$\{JITSI_UVS_AUTH_TOKEN:\?/);
+  });
+});
+
 describe("Dockerfile", () => {
   const instructions = dockerfileInstructions(read("Dockerfile"));
   const index = (pred: (i: Instruction) => boolean, what: string): number => {

@@ -1,0 +1,532 @@
+// Video consultations: starting and ending calls in organisation rooms, their expiry, and
+// guest links. A call is a row in `calls` (006_calls.sql) that is also a work item: the
+// widget is posted at once when possible, else by the worker; it is removed when the call
+// ends or at its expiry, by the worker, so neither a crash nor a restart leaves a widget behind.
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import { audit } from "../audit/audit.ts";
+import { roomStaff, type KuvertConfig } from "../config/schema.ts";
+import type { Database, Queryable } from "../db/database.ts";
+import { ErrCode, KuvertError, parseInput } from "../errors.ts";
+import { notice } from "../i18n.ts";
+import { logger, pseudonym } from "../log.ts";
+import { enqueueNotification } from "../mail/outbox.ts";
+import type { Homeserver } from "../matrix/homeserver.ts";
+import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
+import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
+import { jitsiRoomName, signGuestToken, verifyGuestToken } from "./guest-token.ts";
+import { callTexts } from "./texts.ts";
+import {
+  conferenceIdFor,
+  LAYOUT_EVENT,
+  layoutWithCall,
+  layoutWithoutCall,
+  newWidgetId,
+  OPENID_AUTH,
+  permissionProblems,
+  widgetContent,
+  WIDGET_EVENT,
+  type PermissionProblem,
+  type PowerLevels,
+} from "./widget.ts";
+
+const log = logger("calls");
+
+/** How long a started call waits for its first, immediate posting before the worker takes over. */
+const INLINE_GRACE_SECONDS = 30;
+
+export interface CallRow extends QueueRow {
+  id: string;
+  organisation_id: string;
+  room_id: string;
+  widget_id: string;
+  conference_id: string;
+  room_name: string;
+  auth: string | null;
+  started_by: string;
+  started_at: Date;
+  expires_at: Date;
+  ended_at: Date | null;
+  ended_by: string | null;
+  end_reason: "ended" | "expired" | null;
+  widget_event_id: string | null;
+  phase: "post" | "remove";
+  state: "pending" | "done" | "failed";
+  run_after: Date;
+}
+
+interface GuestLinkRow {
+  id: string;
+  call_id: string;
+  guest_name: string;
+  email: string;
+  created_by: string;
+  created_at: Date;
+  expires_at: Date;
+  revoked_at: Date | null;
+  revoked_by: string | null;
+}
+
+/** A call as the API shows it. */
+export interface Call {
+  id: string;
+  organisationId: string;
+  roomId: string;
+  widgetId: string;
+  conferenceId: string;
+  auth: string | null;
+  startedBy: string;
+  startedAt: string;
+  expiresAt: string;
+  running: boolean;
+  /** Whether the widget is in the room (false while Kuvert still tries to post it). */
+  widgetPosted: boolean;
+  endedAt: string | null;
+  endedBy: string | null;
+  endReason: "ended" | "expired" | null;
+}
+
+export interface GuestLink {
+  id: string;
+  callId: string;
+  name: string;
+  email: string;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt: string | null;
+  revokedBy: string | null;
+  state: "valid" | "expired" | "revoked";
+}
+
+export function presentCall(r: CallRow, now = new Date()): Call {
+  return {
+    id: r.id,
+    organisationId: r.organisation_id,
+    roomId: r.room_id,
+    widgetId: r.widget_id,
+    conferenceId: r.conference_id,
+    auth: r.auth,
+    startedBy: r.started_by,
+    startedAt: r.started_at.toISOString(),
+    expiresAt: r.expires_at.toISOString(),
+    running: r.ended_at === null && r.expires_at > now,
+    widgetPosted: r.widget_event_id !== null && !(r.phase === "remove" && r.state === "done"),
+    endedAt: r.ended_at?.toISOString() ?? null,
+    endedBy: r.ended_by,
+    endReason: r.end_reason,
+  };
+}
+
+function presentLink(r: GuestLinkRow, now = new Date()): GuestLink {
+  return {
+    id: r.id,
+    callId: r.call_id,
+    name: r.guest_name,
+    email: r.email,
+    createdBy: r.created_by,
+    createdAt: r.created_at.toISOString(),
+    expiresAt: r.expires_at.toISOString(),
+    revokedAt: r.revoked_at?.toISOString() ?? null,
+    revokedBy: r.revoked_by,
+    state: r.revoked_at ? "revoked" : r.expires_at <= now ? "expired" : "valid",
+  };
+}
+
+function notConfigured(): KuvertError {
+  return new KuvertError(ErrCode.NotConfigured, 503, "Video consultations need calls.jitsiDomain, the Jitsi server that Element and the guest page use.");
+}
+
+/** Refused because someone lacks a power level; `problems` say who and what. */
+export class PowerLevelRefusal extends KuvertError {
+  readonly problems: PermissionProblem[];
+  constructor(problems: PermissionProblem[]) {
+    super(
+      ErrCode.PowerLevelMissing,
+      403,
+      problems.map((p) => `${p.who === "bot" ? "Kuvert's bot" : "the sender"} needs power level ${p.required} for ${p.type} but has ${p.has}`).join("; "),
+      problems.map((p) => ({ path: p.who, message: `needs power level ${p.required} for ${p.type}, has ${p.has}` })),
+    );
+    this.problems = problems;
+  }
+}
+
+export const guestLinkInput = z
+  .object({
+    name: z
+      .string()
+      .trim()
+      .min(1)
+      .max(100)
+      .regex(/^[^\u0000-\u001f\u007f<>]+$/, "a name without control characters or angle brackets")
+      .describe("The guest's name, shown in the conference."),
+    email: z.string().trim().max(254).regex(/^[^@\s,;<>"]+@[^@\s,;<>"]+\.[^@\s,;<>"]+$/, "one e-mail address").describe("Where the link is sent."),
+    validMinutes: z.number().int().min(5).optional().describe("How long the link is valid (default calls.guestLinkMinutes, at most calls.maxGuestLinkMinutes, never beyond the call's end)."),
+  })
+  .strict();
+
+export interface StartOptions {
+  /** The Matrix user who asked (the `!video` sender); null for API tokens. */
+  sender: string | null;
+  /** Post a notice in the room (calls started or ended from the API; commands reply themselves). */
+  announce: boolean;
+}
+
+export interface GuestSession {
+  domain: string;
+  scriptUrl: string;
+  roomName: string;
+  jwt: string;
+  displayName: string;
+  organisationName: string;
+  expiresAt: string;
+}
+
+export class Calls {
+  readonly queue: WorkQueue<CallRow>;
+  readonly #db: Database;
+  readonly #hs: Homeserver;
+  readonly #config: KuvertConfig;
+
+  constructor(db: Database, hs: Homeserver, config: KuvertConfig) {
+    this.#db = db;
+    this.#hs = hs;
+    this.#config = config;
+    this.queue = new WorkQueue<CallRow>(db, { table: "calls", key: "id", order: "q.run_after", maxAttempts: 20 }, config.workers.leaseSeconds);
+  }
+
+  get #texts() {
+    return callTexts(this.#config.organisations.language);
+  }
+
+  /** Whether a Jitsi domain is configured (without one, calls cannot be started). */
+  get configured(): boolean {
+    return this.#config.calls.jitsiDomain !== undefined;
+  }
+
+  /** The Jitsi domain, or a clear refusal when none is configured. */
+  get #domain(): string {
+    const domain = this.#config.calls.jitsiDomain;
+    if (!domain) throw notConfigured();
+    return domain;
+  }
+
+  /** Where browsers load Jitsi from. */
+  get jitsiUrl(): string {
+    return (this.#config.calls.jitsiUrl ?? `https://${this.#domain}`).replace(/\/$/, "");
+  }
+
+  worker(): Worker<CallRow> {
+    return new Worker<CallRow>({
+      name: "calls",
+      queue: this.queue,
+      concurrency: this.#config.workers.concurrency,
+      pollMilliseconds: this.#config.workers.pollMilliseconds,
+      handle: (row) => this.#handle(row),
+      onGaveUp: async (row, err) => {
+        log.error({ call: row.id, phase: row.phase, err }, "the call's widget could not be changed; given up");
+      },
+    });
+  }
+
+  #wake: () => void = () => undefined;
+  /** Lets the service wake its worker (set by the composition root). */
+  set onWork(wake: () => void) {
+    this.#wake = wake;
+  }
+
+  async #organisation(q: Queryable, id: string, forUpdate = false): Promise<StoredOrganisation> {
+    const org = await findOrganisation(q, id, forUpdate);
+    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id}.`);
+    if (org.state === "archived") throw new KuvertError(ErrCode.Archived, 409, `The organisation ${id} is archived; calls are no longer possible in its room.`);
+    if (!org.roomId || org.roomState !== "ready") throw new KuvertError(ErrCode.RoomNotReady, 409, `The room of ${id} is not ready (${org.roomState}${org.roomProblem ? `: ${org.roomProblem}` : ""}).`);
+    return org;
+  }
+
+  /** Whether Kuvert starts calls on this person's behalf: an active clerk of the organisation, or configured staff. */
+  #managed(org: StoredOrganisation, userId: string): boolean {
+    return org.clerks.some((c) => c.status === "active" && c.matrixId === userId) || roomStaff(this.#config).includes(userId);
+  }
+
+  /** Starts a call in the organisation's room, or returns the one running there. */
+  async start(organisationId: string, actor: string, opts: StartOptions): Promise<{ call: Call; reused: boolean }> {
+    if (!this.configured) throw notConfigured();
+    const org = await this.#organisation(this.#db, organisationId);
+    const roomId = org.roomId!;
+    const pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
+    const problems = permissionProblems(pl, this.#hs.botUserId, opts.sender, opts.sender ? this.#managed(org, opts.sender) : true);
+    if (problems.length > 0) {
+      await this.#db.transaction((tx) =>
+        audit(tx, { actor, action: "call.start", organisationId, object: roomId, outcome: "refused", details: { reason: "power level", problems } }),
+      );
+      throw new PowerLevelRefusal(problems);
+    }
+    const auth = this.#config.calls.membershipCheck ? OPENID_AUTH : null;
+    const { row, reused } = await this.#db.transaction(async (tx) => {
+      // The organisation row serialises starts: two !video at once give one call.
+      await findOrganisation(tx, organisationId, true);
+      const open = (await tx.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL FOR UPDATE", [organisationId])).rows[0];
+      if (open && open.expires_at > new Date()) return { row: open, reused: true };
+      if (open) await this.#closeExpired(tx, open);
+      const id = randomUUID();
+      const inserted = await tx.query<CallRow>(
+        `INSERT INTO calls (id, organisation_id, room_id, widget_id, conference_id, room_name, auth, started_by, expires_at, run_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(mins => $9), now() + make_interval(secs => $10)) RETURNING *`,
+        [id, organisationId, roomId, newWidgetId(), conferenceIdFor(roomId, auth), `${this.#config.organisations.roomNamePrefix}${org.name}`, auth, actor, this.#config.calls.callMinutes, INLINE_GRACE_SECONDS],
+      );
+      const created = inserted.rows[0]!;
+      await audit(tx, {
+        actor,
+        action: "call.started",
+        organisationId,
+        object: id,
+        outcome: "ok",
+        details: { room: roomId, widget: created.widget_id, auth, expiresAt: created.expires_at.toISOString() },
+      });
+      return { row: created, reused: false };
+    });
+
+    if (reused) {
+      // Someone may have closed the widget in Element meanwhile: putting it back is the same state.
+      await this.#post(row).catch((err: unknown) => log.warn({ call: row.id, err }, "re-posting the running call's widget failed"));
+      return { call: presentCall(await this.#get(row.id)), reused: true };
+    }
+    try {
+      await this.#post(row);
+      await this.#db.query("UPDATE calls SET phase = 'remove', run_after = expires_at, attempts = 0, last_error = NULL WHERE id = $1 AND phase = 'post' AND lease_until IS NULL", [row.id]);
+      log.info({ call: row.id, organisation: organisationId }, "call started");
+      if (opts.announce) await this.#say(row, `call-started:${row.id}`, this.#texts.started(row.expires_at).body);
+    } catch (err) {
+      log.warn({ call: row.id, err }, "posting the call's widget failed; the worker tries again");
+      await this.#db.query("UPDATE calls SET last_error = $2 WHERE id = $1", [row.id, (err as Error).message.slice(0, 2000)]);
+    }
+    this.#wake();
+    return { call: presentCall(await this.#get(row.id)), reused: false };
+  }
+
+  /** Ends the running call of the organisation; its widget is removed. */
+  async end(organisationId: string, actor: string, opts: { announce: boolean }): Promise<Call> {
+    const org = await findOrganisation(this.#db, organisationId);
+    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${organisationId}.`);
+    const row = await this.#db.transaction(async (tx) => {
+      const open = (await tx.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL FOR UPDATE", [organisationId])).rows[0];
+      if (!open) throw new KuvertError(ErrCode.NoCall, 404, `No call is running in the room of ${organisationId}.`);
+      if (open.expires_at <= new Date()) {
+        // Its time is up: the worker removes it (and records the expiry) at once.
+        this.#wake();
+        throw new KuvertError(ErrCode.NoCall, 404, `No call is running in the room of ${organisationId}: it expired at ${open.expires_at.toISOString()}.`);
+      }
+      const updated = await tx.query<CallRow>(
+        `UPDATE calls SET ended_at = now(), ended_by = $2, end_reason = 'ended', phase = 'remove', state = 'pending', run_after = now(), attempts = 0
+          WHERE id = $1 RETURNING *`,
+        [open.id, actor],
+      );
+      await audit(tx, { actor, action: "call.ended", organisationId, object: open.id, outcome: "ok", details: { room: open.room_id, widget: open.widget_id } });
+      return updated.rows[0]!;
+    });
+    try {
+      await this.#remove(row);
+      await this.#db.query("UPDATE calls SET state = 'done', last_error = NULL WHERE id = $1 AND state = 'pending' AND phase = 'remove' AND (lease_until IS NULL OR lease_until < now())", [row.id]);
+      if (opts.announce) await this.#say(row, `call-ended:${row.id}`, this.#texts.ended);
+    } catch (err) {
+      log.warn({ call: row.id, err }, "removing the call's widget failed; the worker tries again");
+      this.#wake();
+    }
+    log.info({ call: row.id, organisation: organisationId }, "call ended");
+    return presentCall(await this.#get(row.id));
+  }
+
+  /** Marks an open call whose time is up as expired; the worker removes its widget. */
+  async #closeExpired(tx: Queryable, open: CallRow): Promise<void> {
+    await tx.query(
+      `UPDATE calls SET ended_at = expires_at, ended_by = 'kuvert', end_reason = 'expired', phase = 'remove', state = 'pending', run_after = now(), attempts = 0
+        WHERE id = $1 AND ended_at IS NULL`,
+      [open.id],
+    );
+    await audit(tx, { actor: "kuvert", action: "call.expired", organisationId: open.organisation_id, object: open.id, outcome: "ok", details: { room: open.room_id, widget: open.widget_id } });
+  }
+
+  async #handle(row: CallRow): Promise<void> {
+    if (row.phase === "post") {
+      await this.#post(row);
+      await this.#db.query(
+        "UPDATE calls SET phase = 'remove', run_after = expires_at, attempts = 0, lease_until = NULL, leased_by = NULL, last_error = NULL WHERE id = $1 AND leased_by = $2 AND phase = 'post'",
+        [row.id, workerId],
+      );
+      log.info({ call: row.id }, "call widget posted by the worker");
+      return;
+    }
+    await this.#remove(row);
+    const expired = await this.#db.transaction(async (tx) => {
+      const current = (await tx.query<CallRow>("SELECT * FROM calls WHERE id = $1 FOR UPDATE", [row.id])).rows[0];
+      if (!current || current.leased_by !== workerId) return false;
+      if (current.ended_at === null) await this.#closeExpired(tx, current);
+      await tx.query("UPDATE calls SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1", [row.id]);
+      return current.ended_at === null || current.end_reason === "expired";
+    });
+    if (expired) {
+      await this.#say(row, `call-expired:${row.id}`, this.#texts.expired);
+      log.info({ call: row.id }, "call expired; widget removed");
+    }
+  }
+
+  /** Puts the widget and its layout into the room (the same state again if it is there). */
+  async #post(row: CallRow): Promise<void> {
+    const content = widgetContent({ elementBaseUrl: this.#config.calls.widgetBaseUrl, domain: this.#domain, conferenceId: row.conference_id, roomName: row.room_name, auth: row.auth === OPENID_AUTH ? OPENID_AUTH : null });
+    const eventId = await this.#hs.sendState(row.room_id, WIDGET_EVENT, row.widget_id, content);
+    const layout = await this.#hs.stateEvent(row.room_id, LAYOUT_EVENT, "");
+    await this.#hs.sendState(row.room_id, LAYOUT_EVENT, "", layoutWithCall(layout, row.widget_id));
+    await this.#db.query("UPDATE calls SET widget_event_id = $2 WHERE id = $1", [row.id, eventId]);
+  }
+
+  /** Removes the widget (empty content, as Element does) and its layout entry, if they are still there. */
+  async #remove(row: CallRow): Promise<void> {
+    const widget = await this.#hs.stateEvent(row.room_id, WIDGET_EVENT, row.widget_id);
+    if (widget && Object.keys(widget).length > 0) await this.#hs.sendState(row.room_id, WIDGET_EVENT, row.widget_id, {});
+    const layout = await this.#hs.stateEvent(row.room_id, LAYOUT_EVENT, "");
+    if (layout && (layout.widgets as Record<string, unknown> | undefined)?.[row.widget_id]) {
+      await this.#hs.sendState(row.room_id, LAYOUT_EVENT, "", layoutWithoutCall(layout, row.widget_id));
+    }
+  }
+
+  async #say(row: CallRow, workKey: string, body: string): Promise<void> {
+    await this.#hs.send(row.room_id, "m.room.message", notice({ body }), workKey).catch((err: unknown) => log.warn({ call: row.id, err }, "telling the room about the call failed"));
+  }
+
+  async #get(id: string): Promise<CallRow> {
+    const row = (await this.#db.query<CallRow>("SELECT * FROM calls WHERE id = $1", [id])).rows[0];
+    if (!row) throw new KuvertError(ErrCode.NotFound, 404, `There is no call with the id ${id}.`);
+    return row;
+  }
+
+  async get(id: string): Promise<Call> {
+    if (!/^[0-9a-f-]{36}$/.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no call with the id ${id}.`);
+    return presentCall(await this.#get(id));
+  }
+
+  /** The running call of an organisation, or null. */
+  async current(organisationId: string): Promise<Call | null> {
+    const org = await findOrganisation(this.#db, organisationId);
+    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${organisationId}.`);
+    const row = (await this.#db.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL AND expires_at > now()", [organisationId])).rows[0];
+    return row ? presentCall(row) : null;
+  }
+
+  async list(filter: { running?: boolean | undefined; organisationId?: string | undefined; limit: number }): Promise<Call[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.running === true) where.push("ended_at IS NULL AND expires_at > now()");
+    if (filter.running === false) where.push("(ended_at IS NOT NULL OR expires_at <= now())");
+    if (filter.organisationId) {
+      params.push(filter.organisationId);
+      where.push(`organisation_id = $${params.length}`);
+    }
+    params.push(filter.limit);
+    const { rows } = await this.#db.query<CallRow>(`SELECT * FROM calls ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY started_at DESC LIMIT $${params.length}`, params);
+    return rows.map((r) => presentCall(r));
+  }
+
+  #secret(): string {
+    const secret = this.#config.calls.appSecret;
+    if (!secret) throw new KuvertError(ErrCode.NotConfigured, 503, "Guest links need calls.appSecret (KUVERT_JITSI_APP_SECRET), the secret shared with Jitsi's token authentication.");
+    return secret;
+  }
+
+  /** Issues a guest link for a running call and e-mails it to the guest (through the outbox). */
+  async issueGuestLink(callId: string, body: unknown, actor: string): Promise<{ id: string; url: string; expiresAt: string }> {
+    const secret = this.#secret();
+    const input = parseInput(guestLinkInput, body);
+    const calls = this.#config.calls;
+    if (input.validMinutes !== undefined && input.validMinutes > calls.maxGuestLinkMinutes) {
+      throw new KuvertError(ErrCode.InvalidInput, 400, `validMinutes: expected at most ${calls.maxGuestLinkMinutes}`, [{ path: "validMinutes", message: `expected at most ${calls.maxGuestLinkMinutes}` }]);
+    }
+    await this.get(callId);
+    return this.#db.transaction(async (tx) => {
+      const call = (await tx.query<CallRow>("SELECT * FROM calls WHERE id = $1 FOR UPDATE", [callId])).rows[0]!;
+      const now = new Date();
+      if (call.ended_at !== null || call.expires_at <= now) {
+        throw new KuvertError(ErrCode.CallEnded, 409, `The call ${callId} has ended (${call.end_reason ?? "expired"}); guest links are only for running calls.`);
+      }
+      const org = (await findOrganisation(tx, call.organisation_id))!;
+      const wanted = new Date(now.getTime() + (input.validMinutes ?? calls.guestLinkMinutes) * 60_000);
+      const expiresAt = new Date(Math.min(wanted.getTime(), call.expires_at.getTime()));
+      const id = randomUUID();
+      await tx.query("INSERT INTO guest_links (id, call_id, guest_name, email, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
+        id,
+        callId,
+        input.name,
+        input.email.toLowerCase(),
+        actor,
+        now,
+        expiresAt,
+      ]);
+      const token = await signGuestToken(secret, { linkId: id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
+      const url = `${this.#config.publicApi.baseUrl.replace(/\/$/, "")}/call/#${token}`;
+      await enqueueNotification(tx, {
+        kind: "guest-link",
+        to: input.email,
+        organisationId: org.id,
+        organisationName: org.name,
+        items: [{ title: this.#texts.guestItem(org.name, expiresAt), link: url }],
+        dedupeKey: `guest-link:${id}`,
+      });
+      await audit(tx, {
+        actor,
+        action: "call.guest_link.issued",
+        organisationId: org.id,
+        object: id,
+        outcome: "ok",
+        details: { call: callId, email: input.email.toLowerCase(), expiresAt: expiresAt.toISOString() },
+      });
+      log.info({ call: callId, link: id, to: pseudonym(input.email.toLowerCase()) }, "guest link issued");
+      return { id, url, expiresAt: expiresAt.toISOString() };
+    });
+  }
+
+  async guestLinks(callId: string): Promise<GuestLink[]> {
+    await this.get(callId);
+    const { rows } = await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE call_id = $1 ORDER BY created_at", [callId]);
+    return rows.map((r) => presentLink(r));
+  }
+
+  async revokeGuestLink(id: string, actor: string): Promise<{ outcome: "revoked" | "unchanged"; link: GuestLink }> {
+    if (!/^[0-9a-f-]{36}$/.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no guest link with the id ${id}.`);
+    return this.#db.transaction(async (tx) => {
+      const link = (await tx.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1 FOR UPDATE", [id])).rows[0];
+      if (!link) throw new KuvertError(ErrCode.NotFound, 404, `There is no guest link with the id ${id}.`);
+      if (link.revoked_at) return { outcome: "unchanged" as const, link: presentLink(link) };
+      const updated = (await tx.query<GuestLinkRow>("UPDATE guest_links SET revoked_at = now(), revoked_by = $2 WHERE id = $1 RETURNING *", [id, actor])).rows[0]!;
+      const call = (await tx.query<{ organisation_id: string }>("SELECT organisation_id FROM calls WHERE id = $1", [link.call_id])).rows[0];
+      await audit(tx, { actor, action: "call.guest_link.revoked", organisationId: call?.organisation_id ?? null, object: id, outcome: "ok", details: { call: link.call_id } });
+      return { outcome: "revoked" as const, link: presentLink(updated) };
+    });
+  }
+
+  /** What the guest page needs to join, if the link is still good; a clear refusal otherwise. */
+  async guestSession(token: unknown): Promise<GuestSession> {
+    const secret = this.#secret();
+    if (typeof token !== "string" || token.length === 0 || token.length > 8192) {
+      throw new KuvertError(ErrCode.InvalidInput, 400, "token: missing, expected the guest link's token", [{ path: "token", message: "missing, expected a string" }]);
+    }
+    const calls = this.#config.calls;
+    const check = await verifyGuestToken(secret, calls.appId, this.#domain, token);
+    if (!check.ok && check.reason === "expired") throw new KuvertError(ErrCode.GuestLinkExpired, 410, "This guest link has expired.");
+    if (!check.ok) throw new KuvertError(ErrCode.GuestLinkInvalid, 401, "This guest link is not valid (it was changed or is not from Kuvert).");
+    const link = (await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1", [check.payload.jti])).rows[0];
+    if (!link) throw new KuvertError(ErrCode.GuestLinkInvalid, 401, "This guest link is not valid (unknown link).");
+    if (link.revoked_at) throw new KuvertError(ErrCode.GuestLinkRevoked, 410, "This guest link was withdrawn.");
+    if (link.expires_at <= new Date()) throw new KuvertError(ErrCode.GuestLinkExpired, 410, "This guest link has expired.");
+    const call = await this.#get(link.call_id);
+    if (call.ended_at !== null || call.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, 410, "The video consultation has ended.");
+    const org = await findOrganisation(this.#db, call.organisation_id);
+    return {
+      domain: this.#domain,
+      scriptUrl: `${this.jitsiUrl}/external_api.js`,
+      roomName: jitsiRoomName(call.conference_id),
+      jwt: token,
+      displayName: link.guest_name,
+      organisationName: org?.name ?? "",
+      expiresAt: link.expires_at.toISOString(),
+    };
+  }
+}

@@ -1,0 +1,150 @@
+// Matrix user verification for Jitsi: the API of matrix-org/matrix-user-verification-service
+// (src/routes.js), so that Prosody's mod_auth_matrix_user_verification (docker-jitsi-meet's
+// AUTH_TYPE=matrix or hybrid_matrix_token, MATRIX_UVS_URL) uses Kuvert unchanged:
+//
+//   POST /verify/user          {token, matrix_server_name?}
+//     → {results: {user: bool}, user_id: string|null}
+//   POST /verify/user_in_room  {token, room_id, matrix_server_name?}
+//     → {results: {user: bool, room_membership: bool|null}, user_id: string|null,
+//        power_levels: {room: <m.room.power_levels content without users>, user: <level>}|null}
+//
+// As there: 200 with false results for a token or membership that does not check out, 400 for
+// a missing field, 403 for a missing or wrong bearer token (when calls.verifyToken is set).
+// Kuvert adds `errcode` and `error` to refusals (stable codes; Prosody ignores them). The token
+// is checked with the homeserver's GET /_matrix/federation/v1/openid/userinfo (Server-Server
+// API §"OpenID"); membership is the current m.room.member state (joined), and only the rooms of
+// active organisations that Kuvert manages pass.
+import { timingSafeEqual } from "node:crypto";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { audit } from "../audit/audit.ts";
+import type { KuvertConfig } from "../config/schema.ts";
+import type { Database } from "../db/database.ts";
+import { ErrCode, KuvertError } from "../errors.ts";
+import { logger, pseudonym } from "../log.ts";
+import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
+import { findOrganisationByRoom } from "../organisations/store.ts";
+import { userLevel, type PowerLevels } from "./widget.ts";
+
+const log = logger("calls-verify");
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function field(body: Record<string, unknown>, name: string, required: boolean): string | undefined {
+  const value = body[name];
+  if (value === undefined || value === null || value === "") {
+    if (required) throw new KuvertError(ErrCode.InvalidInput, 400, `Invalid request: ${name} not found or with empty value in the JSON payload.`, [{ path: name, message: "missing, expected a string" }]);
+    return undefined;
+  }
+  if (typeof value !== "string") throw new KuvertError(ErrCode.InvalidInput, 400, `${name}: expected a string`, [{ path: name, message: "expected a string" }]);
+  return value;
+}
+
+export class UserVerification {
+  readonly #db: Database;
+  readonly #hs: Homeserver;
+  readonly #config: KuvertConfig;
+
+  constructor(db: Database, hs: Homeserver, config: KuvertConfig) {
+    this.#db = db;
+    this.#hs = hs;
+    this.#config = config;
+  }
+
+  /** The Matrix user an OpenID token belongs to, or null if the homeserver does not know it. */
+  async userOf(token: string): Promise<string | null> {
+    const url = `${this.#hs.url}/_matrix/federation/v1/openid/userinfo?access_token=${encodeURIComponent(token)}`;
+    let res: globalThis.Response;
+    try {
+      res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    } catch (err) {
+      throw new KuvertError(ErrCode.Unavailable, 503, `The homeserver could not be asked about the token: ${(err as Error).message}`);
+    }
+    if (res.status === 401 || res.status === 403 || res.status === 404) return null;
+    if (!res.ok) throw new KuvertError(ErrCode.Unavailable, 503, `The homeserver answered ${res.status} when asked about the token.`);
+    const body = (await res.json().catch(() => ({}))) as { sub?: unknown };
+    return typeof body.sub === "string" && body.sub.startsWith("@") ? body.sub : null;
+  }
+
+  async #refused(action: string, reason: string, details: Record<string, unknown>, organisationId?: string): Promise<void> {
+    await this.#db.transaction((tx) => audit(tx, { actor: "jitsi", action, organisationId: organisationId ?? null, outcome: "refused", details: { reason, ...details } }));
+  }
+
+  async verifyUser(body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const token = field(body, "token", true)!;
+    field(body, "matrix_server_name", false);
+    const userId = await this.userOf(token);
+    if (!userId) {
+      await this.#refused("call.verify_user", "token", {});
+      return { results: { user: false }, user_id: null, errcode: ErrCode.OpenIdTokenInvalid, error: "The OpenID token is unknown to the homeserver or expired." };
+    }
+    return { results: { user: true }, user_id: userId };
+  }
+
+  async verifyUserInRoom(body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const token = field(body, "token", true)!;
+    const roomId = field(body, "room_id", true)!;
+    field(body, "matrix_server_name", false);
+    const userId = await this.userOf(token);
+    if (!userId) {
+      await this.#refused("call.verify", "token", { room: roomId });
+      return {
+        results: { user: false, room_membership: null },
+        user_id: null,
+        power_levels: null,
+        errcode: ErrCode.OpenIdTokenInvalid,
+        error: "The OpenID token is unknown to the homeserver or expired.",
+      };
+    }
+    const refuse = async (errcode: string, error: string, organisationId?: string) => {
+      await this.#refused("call.verify", errcode, { room: roomId, user: pseudonym(userId) }, organisationId);
+      log.info({ room: roomId, user: pseudonym(userId), errcode }, "Jitsi verification refused");
+      return { results: { user: true, room_membership: false }, user_id: userId, power_levels: null, errcode, error };
+    };
+    const org = roomId.startsWith("!") ? await findOrganisationByRoom(this.#db, roomId) : null;
+    if (!org || org.state !== "active") return refuse(ErrCode.RoomNotManaged, "The room is not the room of an active organisation that Kuvert manages.", org?.id);
+    let member: Record<string, unknown> | null;
+    let pl: PowerLevels | null;
+    try {
+      member = await this.#hs.stateEvent(roomId, "m.room.member", userId);
+      pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
+    } catch (err) {
+      if (err instanceof HomeserverError && !err.transient) return refuse(ErrCode.RoomNotManaged, `Kuvert cannot read the room's state (${err.errcode}).`, org.id);
+      throw new KuvertError(ErrCode.Unavailable, 503, "The homeserver could not be asked about the room.");
+    }
+    if (member?.membership !== "join") return refuse(ErrCode.NotRoomMember, "The user is not a joined member of the room.", org.id);
+    const { users: _users, ...room } = (pl ?? {}) as Record<string, unknown>;
+    return { results: { user: true, room_membership: true }, user_id: userId, power_levels: { room, user: userLevel(pl, userId) } };
+  }
+}
+
+/** The /verify routes, mounted on the public listener. */
+export function verifyRoutes(verification: UserVerification, config: KuvertConfig): express.Router {
+  const r = express.Router();
+  // matrix-user-verification-service's authenticateRequest: 403 when a token is configured and not sent.
+  const bearer = (req: Request, _res: Response, next: NextFunction) => {
+    const expected = config.calls.verifyToken;
+    if (!expected) return next();
+    const header = req.headers.authorization ?? "";
+    if (!header.startsWith("Bearer ") || !sameSecret(header.slice(7).trim(), expected)) {
+      log.warn({ path: req.path, ip: req.ip }, "verification request without the right bearer token");
+      return next(new KuvertError(ErrCode.Forbidden, 403, "A valid bearer token is required (calls.verifyToken)."));
+    }
+    next();
+  };
+  const body = (req: Request): Record<string, unknown> => {
+    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the body as application/json.");
+    if (typeof req.body !== "object" || req.body === null || Array.isArray(req.body)) throw new KuvertError(ErrCode.InvalidInput, 400, "Invalid request: no JSON content found in body.");
+    return req.body as Record<string, unknown>;
+  };
+  r.post("/verify/user", bearer, express.json({ limit: "16kb" }), async (req, res) => {
+    res.json(await verification.verifyUser(body(req)));
+  });
+  r.post("/verify/user_in_room", bearer, express.json({ limit: "16kb" }), async (req, res) => {
+    res.json(await verification.verifyUserInRoom(body(req)));
+  });
+  return r;
+}

@@ -14,6 +14,7 @@
 //  - src/stores/widgets/WidgetLayoutStore.ts: `io.element.widgets.layout`, state key "",
 //    content `{widgets: {<id>: {container: "top", index, width, height}}}` (percentages).
 import { randomInt } from "node:crypto";
+import { base32 as rfc4648 } from "rfc4648";
 
 export const WIDGET_EVENT = "im.vector.modular.widgets";
 export const LAYOUT_EVENT = "io.element.widgets.layout";
@@ -36,44 +37,18 @@ export function newWidgetId(): string {
   return randomFrom(upper + lower + digits, 24);
 }
 
-/** RFC 4648 base32 without padding (Element uses the `rfc4648` package's base32.stringify with pad: false). */
+/** RFC 4648 base32 without padding, as Element makes it (the same `rfc4648` package, `pad: false`). */
 export function base32(input: string | Uint8Array): string {
-  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let out = "";
-  let bits = 0;
-  let value = 0;
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    value &= (1 << bits) - 1;
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
+  return rfc4648.stringify(typeof input === "string" ? new TextEncoder().encode(input) : input, { pad: false });
 }
 
-/** The room id back from a base32 conference id (what Prosody's module does), or null. */
+/** The room id back from a base32 conference id (what Prosody's module does; Jitsi lower-cases room names), or null. */
 export function base32Decode(text: string): string | null {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  const bytes: number[] = [];
-  let bits = 0;
-  let value = 0;
-  for (const ch of text.toUpperCase()) {
-    const index = alphabet.indexOf(ch);
-    if (index < 0) return null;
-    value = (value << 5) | index;
-    bits += 5;
-    if (bits >= 8) {
-      bytes.push((value >>> (bits - 8)) & 255);
-      bits -= 8;
-    }
-    value &= (1 << bits) - 1;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(rfc4648.parse(text.toUpperCase(), { loose: true }));
+  } catch {
+    return null;
   }
-  return new TextDecoder().decode(Uint8Array.from(bytes));
 }
 
 /** The conference id: base32 of the room id when Jitsi checks membership, else an unguessable random one. */

@@ -20,6 +20,13 @@ export const ErrCode = {
   Unavailable: "KUVERT_UNAVAILABLE",
   ModuleDisabled: "KUVERT_MODULE_DISABLED",
   Internal: "KUVERT_INTERNAL",
+  UsernameTaken: "KUVERT_USERNAME_TAKEN",
+  UsernameInvalid: "KUVERT_USERNAME_INVALID",
+  HomeserverAdmin: "KUVERT_HOMESERVER_ADMIN_UNAVAILABLE",
+  HomeserverFailed: "KUVERT_HOMESERVER_FAILED",
+  AccountNotReady: "KUVERT_ACCOUNT_NOT_READY",
+  LetterAlreadyIssued: "KUVERT_LETTER_ALREADY_ISSUED",
+  ConfirmationRequired: "KUVERT_CONFIRMATION_REQUIRED",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
 

@@ -33,6 +33,7 @@ import { Staging } from "./documents/staging.ts";
 import { MailOutbox } from "./mail/outbox.ts";
 import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
+import { Accounts } from "./accounts/service.ts";
 import type { Worker, QueueRow } from "./workers/queue.ts";
 
 const log = logger("kuvert");
@@ -63,6 +64,7 @@ export interface Services {
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
+  accounts: Accounts;
 }
 
 export class Kuvert {
@@ -133,6 +135,9 @@ export class Kuvert {
       const roomSync = new RoomSync(db, homeserver, config);
       const roomWorker = roomSync.worker();
       const organisations = new Organisations(db, () => roomWorker.wake());
+      const accounts = new Accounts(db, config, () => roomWorker.wake());
+      const accountWorker = accounts.worker();
+      organisations.accounts = accounts;
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
       const staging = new Staging(config.documents.stagingDir);
       await staging.init();
@@ -160,9 +165,9 @@ export class Kuvert {
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker] as unknown as Worker<QueueRow>[]));
+      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, accountWorker] as unknown as Worker<QueueRow>[]));
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox };
+      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, accounts };
 
       const readinessChecks = readiness(
         {
@@ -194,6 +199,7 @@ export class Kuvert {
           rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
           failedAuthPerMinute: config.publicApi.failedAuthPerMinute,
           batchesEnabled: config.modules.batches,
+          accounts,
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,

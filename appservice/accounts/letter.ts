@@ -41,7 +41,7 @@ export function renderLetters(letters: Letter[], opts: LetterOptions): Promise<B
   const date = opts.date ?? new Date();
   const doc = new PDFDocument({
     size: "A4",
-    margins: { top: mm(20), bottom: mm(20), left: mm(25), right: mm(20) },
+    margins: { top: mm(15), bottom: mm(15), left: mm(25), right: mm(20) },
     autoFirstPage: false,
     info: { Title: t.subject, Author: opts.sender.name, Creator: "Kuvert" },
     lang: opts.language,
@@ -75,15 +75,15 @@ export function renderLetters(letters: Letter[], opts: LetterOptions): Promise<B
     doc.font("regular").fontSize(11).text(letter.clerkName, mm(20), mm(62), { width: mm(85) });
     for (const org of letter.organisations) doc.text(org, { width: mm(85) });
 
-    doc.font("regular").fontSize(10).text(t.date(date), mm(125), mm(98), { width: mm(65), align: "right" });
+    doc.font("regular").fontSize(10).text(t.date(date), mm(125), mm(95), { width: mm(65), align: "right" });
 
     // Subject and body.
-    doc.font("bold").fontSize(12).text(t.subject, left, mm(108), { width: textWidth });
-    doc.moveDown(1.2);
-    doc.font("regular").fontSize(10.5).text(t.greeting(letter.clerkName), { width: textWidth });
-    doc.moveDown(0.6);
-    doc.text(t.intro(opts.sender.name, listOf(letter.organisations, opts.language)), { width: textWidth, align: "left", lineGap: 1.5 });
-    doc.moveDown(0.8);
+    doc.font("bold").fontSize(12).text(t.subject, left, mm(104), { width: textWidth });
+    doc.moveDown(1);
+    doc.font("regular").fontSize(10).text(t.greeting(letter.clerkName), { width: textWidth });
+    doc.moveDown(0.5);
+    doc.text(t.intro(opts.sender.name, listOf(letter.organisations, opts.language)), { width: textWidth, align: "left", lineGap: 1 });
+    doc.moveDown(0.7);
 
     // The credentials, boxed.
     const boxTop = doc.y;
@@ -103,27 +103,31 @@ export function renderLetters(letters: Letter[], opts: LetterOptions): Promise<B
     doc.roundedRect(left, boxTop, textWidth, boxHeight, 4).lineWidth(0.8).strokeColor("#000").stroke();
     doc.x = left;
     doc.y = boxTop + boxHeight + mm(3);
-    doc.font("regular").fontSize(9).fillColor("#333").text(t.passwordNote, left, doc.y, { width: textWidth, lineGap: 1 });
-    doc.moveDown(1);
+    doc.font("regular").fontSize(8.5).fillColor("#333").text(t.passwordNote, left, doc.y, { width: textWidth, lineGap: 0.5 });
+    doc.moveDown(0.9);
 
     doc.font("bold").fontSize(11).fillColor("#000").text(t.stepsTitle, { width: textWidth });
-    doc.moveDown(0.4);
-    doc.font("regular").fontSize(10.5);
+    doc.moveDown(0.3);
+    doc.font("regular").fontSize(10);
     t.steps(opts.signInUrl, opts.keyBackup).forEach((step, i) => {
       const top = doc.y;
       doc.text(`${i + 1}.`, left, top, { width: mm(6) });
-      doc.text(step, left + mm(6), top, { width: textWidth - mm(6), lineGap: 1.5 });
-      doc.moveDown(0.4);
+      doc.text(step, left + mm(6), top, { width: textWidth - mm(6), lineGap: 1 });
+      doc.moveDown(0.25);
     });
-    doc.moveDown(0.6);
-    doc.font("regular").fontSize(10).fillColor("#333").text(t.separateChannels, left, doc.y, { width: textWidth, lineGap: 1 });
-    doc.moveDown(1.2);
-    doc.font("regular").fontSize(10.5).fillColor("#000").text(t.closing, { width: textWidth });
+    doc.moveDown(0.4);
+    doc.font("regular").fontSize(9).fillColor("#333").text(t.separateChannels, left, doc.y, { width: textWidth, lineGap: 0.5 });
+    doc.moveDown(1);
+    doc.font("regular").fontSize(10).fillColor("#000").text(t.closing, { width: textWidth });
     doc.moveDown(0.3);
     doc.text(opts.sender.name, { width: textWidth });
 
     // Footer: page count of the whole PDF, so a missing sheet is noticed.
-    doc.font("regular").fontSize(7.5).fillColor("#666").text(t.page(index + 1, letters.length), left, mm(297) - mm(14), { width: textWidth, align: "center", lineBreak: false });
+    // (Written inside the bottom margin: lifted for this line, so pdfkit does not start a page.)
+    const bottom = doc.page.margins.bottom;
+    doc.page.margins.bottom = 0;
+    doc.font("regular").fontSize(7.5).fillColor("#666").text(t.page(index + 1, letters.length), left, mm(297) - mm(10), { width: textWidth, align: "center", lineBreak: false });
+    doc.page.margins.bottom = bottom;
   });
   doc.end();
   return done;

@@ -1,14 +1,19 @@
 // Clerk accounts Kuvert creates on the homeserver: the password letter (read back with poppler's
 // pdftotext), the sign-in e-mail, resets, bad input, deactivation.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "matrix-js-sdk";
 import { Accounts } from "../../appservice/accounts/service.ts";
 import { KuvertError } from "../../appservice/errors.ts";
-import { artifactsDir, startStack, waitFor, type Stack } from "../support/harness.ts";
+import { SynapseAdmin } from "../../appservice/accounts/synapse.ts";
+import { TestHomeserver } from "../homeserver/index.ts";
+import { artifactsDir, repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 
 interface AccountView {
   matrixId: string;
@@ -212,6 +217,8 @@ describe("clerk accounts", () => {
     assert.equal(done.body.accountDeactivated, matrixId);
     assert.equal(done.body.organisation.clerks[0]?.status, "removed");
     await account(matrixId, "deactivated");
+    const roomId = await stack.roomOf("gemeinde-hof");
+    await waitFor("the clerk to be out of the room", () => stack.hs!.roomState(roomId).some((e) => e.type === "m.room.member" && e.state_key === matrixId && e.content.membership === "leave"));
     const password = secrets[secrets.length - 1]!;
     const attempt = await login(stack, "@dora.hof:kuvert.test", password);
     assert.equal(attempt.ok, false);
@@ -222,10 +229,91 @@ describe("clerk accounts", () => {
     );
   });
 
+  it("creates accounts and letters from the command line, and deactivates only with --yes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kuvert-accounts-cli-"));
+    writeFileSync(join(dir, "config.yaml"), stringify(stack.rawConfig));
+    const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "config.yaml"), ...args], { cwd: dir });
+    const created = await kuvert("org", "create", "gemeinde-cli", "--name", "Gemeinde Cli", "--clerk", "Frieda Ölmann frieda@cli.example [account]");
+    assert.match(created.stdout, /^created: gemeinde-cli/);
+    const matrixId = "@frieda.oelmann:kuvert.test";
+    await account(matrixId, "letter_ready");
+    const out = join(dir, "letters.pdf");
+    const written = await kuvert("letter", "gemeinde-cli", "-o", out);
+    assert.match(written.stdout, /Wrote 1 letter/);
+    const password = passwordIn(pdfText(readFileSync(out), "cli"));
+    secrets.push(password);
+    assert.deepEqual(await login(stack, matrixId, password), { ok: true, userId: matrixId });
+    await assert.rejects(kuvert("letter", "gemeinde-cli", "frieda@cli.example", "-o", out), /KUVERT_LETTER_ALREADY_ISSUED|already produced/);
+    await kuvert("account", "reset-password", "gemeinde-cli", "frieda@cli.example");
+    assert.equal((await login(stack, matrixId, password)).ok, false);
+    const dry = await kuvert("account", "deactivate", "gemeinde-cli", matrixId).catch((err: { stdout: string; code: number }) => err);
+    assert.match(dry.stdout, /would remove .* deactivate the account/);
+    assert.equal((await account(matrixId, "letter_ready")).state, "letter_ready");
+    await kuvert("account", "deactivate", "gemeinde-cli", matrixId, "--yes");
+    await account(matrixId, "deactivated");
+    const listed = JSON.parse((await kuvert("account", "list", "--json")).stdout) as AccountView[];
+    assert.equal(listed.find((a) => a.matrixId === matrixId)?.state, "deactivated");
+  });
+
+  it("adopts an account an earlier attempt made but did not record, and refuses one that existed before", async () => {
+    const db = stack.kuvert!.db;
+    const accounts = stack.kuvert!.services.accounts;
+    const insert = async (matrixId: string, marker: string) => {
+      const { rows } = await db.query<{ id: string }>(
+        "INSERT INTO clerk_accounts (matrix_id, email, display_name, organisation_id, marker, create_started_at) VALUES ($1, $2, 'Gustav Gans', 'musterstadt', $3, now()) RETURNING id",
+        [matrixId, `${matrixId.slice(1, matrixId.indexOf(":"))}@gans.example`, marker],
+      );
+      return rows[0]!.id;
+    };
+    // As if Kuvert died after the homeserver created the account and before recording it.
+    const admin = new SynapseAdmin(stack.config);
+    const marker = "7a1c2d1e-0000-4000-8000-000000000001";
+    const adoptedId = await insert("@gustav.gans:kuvert.test", marker);
+    await admin.putUser("@gustav.gans:kuvert.test", { password: "irrelevant-and-unknown", external_ids: [{ auth_provider: "kuvert", external_id: marker }] });
+    await accounts.create(adoptedId);
+    const adopted = await db.query<{ state: string }>("SELECT state FROM clerk_accounts WHERE id = $1", [adoptedId]);
+    assert.equal(adopted.rows[0]?.state, "letter_ready");
+    const audit = await db.query<{ details: { adopted?: boolean } }>("SELECT details FROM audit_log WHERE action = 'account.created' AND object = '@gustav.gans:kuvert.test'");
+    assert.equal(audit.rows[0]?.details.adopted, true);
+
+    await stack.hs!.createUser("gerda.gans", "hers", { displayName: "Gerda" });
+    const foreignId = await insert("@gerda.gans:kuvert.test", "7a1c2d1e-0000-4000-8000-000000000002");
+    await accounts.create(foreignId);
+    const foreign = await db.query<{ state: string; failure: string }>("SELECT state, failure FROM clerk_accounts WHERE id = $1", [foreignId]);
+    assert.equal(foreign.rows[0]?.state, "failed");
+    assert.match(foreign.rows[0]!.failure, /already existed .* not made by Kuvert/);
+    assert.deepEqual(await login(stack, "@gerda.gans:kuvert.test", "hers"), { ok: true, userId: "@gerda.gans:kuvert.test" }, "the existing account is left alone");
+  });
+
   it("never writes a password into its log", () => {
     const log = readFileSync(join(artifactsDir, "logs", "accounts.log"), "utf8");
     assert.ok(log.includes("clerk account created"), "the log is the one Kuvert wrote");
     assert.ok(secrets.length >= 4);
     for (const s of secrets) assert.ok(!log.includes(s), "a password is in the log");
+  });
+});
+
+describe("clerk accounts on an older Synapse (no username_available, no external_ids)", () => {
+  let hs: TestHomeserver;
+  let admin: SynapseAdmin;
+  before(async () => {
+    hs = new TestHomeserver({ adminToken: "legacy-admin-token", legacyUserAdmin: true });
+    await hs.start();
+    admin = new SynapseAdmin({ homeserver: { url: hs.url, domain: hs.serverName, adminToken: "legacy-admin-token" } } as never);
+  });
+  after(() => hs.stop());
+
+  it("checks usernames by asking for the user, and recognises its own account by creation time and address", async () => {
+    await hs.createUser("hans.alt", "x");
+    await assert.rejects(admin.usernameAvailable("hans.alt", hs.serverName), /M_USER_IN_USE/);
+    assert.equal(await admin.usernameAvailable("hans.neu", hs.serverName), true);
+    const startedAt = new Date(Date.now() - 500);
+    const { created, user } = await admin.putUser("@hans.neu:kuvert.test", { password: "unknown-to-all", threepids: [{ medium: "email", address: "hans@neu.example" }], external_ids: [{ auth_provider: "kuvert", external_id: "m1" }] });
+    assert.equal(created, true);
+    assert.equal(user.external_ids, undefined, "an older Synapse does not report external ids");
+    const row = { marker: "m1", email: "hans@neu.example", create_started_at: startedAt } as never;
+    assert.equal(Accounts.madeByKuvert(user, row), true);
+    const before = (await admin.getUser("@hans.alt:kuvert.test"))!;
+    assert.equal(Accounts.madeByKuvert({ ...before, creation_ts: Math.floor(startedAt.getTime() / 1000) - 3600 }, row), false, "an account older than the attempt is not Kuvert's");
   });
 });

@@ -7,11 +7,11 @@ export const localpartPattern = /^[a-z0-9._=\-/+]+$/;
 /** Longest localpart Kuvert makes or accepts (a whole user ID may have 255 bytes). */
 export const MAX_LOCALPART = 64;
 
-const folds: Record<string, string> = { ä: "ae", ö: "oe", ü: "ue", ß: "ss", Ä: "ae", Ö: "oe", Ü: "ue", æ: "ae", œ: "oe", ø: "o", å: "a", ł: "l", đ: "d", ð: "d", þ: "th", ı: "i" };
+const folds: Record<string, string> = { ä: "ae", ö: "oe", ü: "ue", ß: "ss", æ: "ae", œ: "oe", ø: "o", å: "a", ł: "l", đ: "d", ð: "d", þ: "th", ı: "i" };
 
 /** Folds a name to ASCII the way German speakers spell it without umlauts: "Jörg Müller-Weiß" → "joerg.mueller-weiss". */
 export function usernameFromName(name: string): string {
-  const folded = [...name.trim()]
+  const folded = [...name.trim().toLowerCase()]
     .map((ch) => folds[ch] ?? ch)
     .join("")
     .normalize("NFKD")

@@ -285,6 +285,15 @@ describe("clerk accounts", () => {
     assert.deepEqual(await login(stack, "@gerda.gans:kuvert.test", "hers"), { ok: true, userId: "@gerda.gans:kuvert.test" }, "the existing account is left alone");
   });
 
+  it("describes the account endpoints in the OpenAPI document", async () => {
+    const res = await stack.api<{ paths: Record<string, Record<string, { responses: Record<string, unknown> }>> }>("GET", "/api/v1/openapi.json", undefined, { token: null });
+    assert.equal(res.status, 200);
+    for (const path of ["/accounts", "/accounts/{matrixId}", "/organisations/{id}/clerks/{clerk}/letter", "/organisations/{id}/clerks/{clerk}/password-reset", "/letters"]) {
+      assert.ok(res.body.paths[path], `${path} is described`);
+    }
+    assert.ok(res.body.paths["/letters"]!.post!.responses["409"]);
+  });
+
   it("never writes a password into its log", () => {
     const log = readFileSync(join(artifactsDir, "logs", "accounts.log"), "utf8");
     assert.ok(log.includes("clerk account created"), "the log is the one Kuvert wrote");

@@ -19,6 +19,8 @@ export interface Letter {
   organisations: string[];
   matrixId: string;
   password: string;
+  /** The letter after a password reset (says so). */
+  reset?: boolean;
 }
 
 export interface LetterOptions {
@@ -82,7 +84,7 @@ export function renderLetters(letters: Letter[], opts: LetterOptions): Promise<B
     doc.moveDown(1);
     doc.font("regular").fontSize(10).text(t.greeting(letter.clerkName), { width: textWidth });
     doc.moveDown(0.5);
-    doc.text(t.intro(opts.sender.name, listOf(letter.organisations, opts.language)), { width: textWidth, align: "left", lineGap: 1 });
+    doc.text((letter.reset ? t.introReset : t.intro)(opts.sender.name, listOf(letter.organisations, opts.language)), { width: textWidth, align: "left", lineGap: 1 });
     doc.moveDown(0.7);
 
     // The credentials, boxed.

@@ -275,7 +275,7 @@ export class Accounts {
           throw adminErrorToKuvert(err, `Setting the password of ${r.matrix_id}`);
         }
         const names = (orgs.get(r.matrix_id) ?? []).map((o) => o.name);
-        letters.push({ clerkName: r.display_name, organisations: names.length ? names : [r.organisation_id], matrixId: r.matrix_id, password });
+        letters.push({ clerkName: r.display_name, organisations: names.length ? names : [r.organisation_id], matrixId: r.matrix_id, password, reset: r.password_resets > 0 });
       }
       const pdf = await renderLetters(letters, {
         sender: this.#config.letters.sender,

@@ -6,6 +6,7 @@ export interface LetterTexts {
   subject: string;
   greeting(name: string): string;
   intro(sender: string, organisations: string): string;
+  introReset(sender: string, organisations: string): string;
   username: string;
   password: string;
   signInAt: string;
@@ -34,6 +35,8 @@ const deLetter: LetterTexts = {
   greeting: (name) => `Guten Tag ${name},`,
   intro: (sender, orgs) =>
     `${sender} hat für Sie ein Konto eingerichtet, mit dem Sie im Raum von ${orgs} Dokumente empfangen, Fragen stellen und Dokumente für uns hochladen. Sie melden sich mit den folgenden Zugangsdaten an:`,
+  introReset: (sender, orgs) =>
+    `${sender} hat das Passwort Ihres Kontos für den Raum von ${orgs} zurückgesetzt; das bisherige Passwort gilt nicht mehr. Sie melden sich jetzt mit diesen Zugangsdaten an:`,
   username: "Benutzername",
   password: "Anfangspasswort",
   signInAt: "Anmeldung unter",
@@ -57,6 +60,8 @@ const enLetter: LetterTexts = {
   greeting: (name) => `Dear ${name},`,
   intro: (sender, orgs) =>
     `${sender} has set up an account for you, with which you receive documents, ask questions and upload documents for us in the room of ${orgs}. You sign in with the following details:`,
+  introReset: (sender, orgs) =>
+    `${sender} has reset the password of your account for the room of ${orgs}; the previous password no longer works. You now sign in with these details:`,
   username: "Username",
   password: "Initial password",
   signInAt: "Sign in at",

@@ -10,7 +10,9 @@ import { stringify } from "yaml";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "matrix-js-sdk";
 import { Accounts } from "../../appservice/accounts/service.ts";
+import { eraseSubject, subjectReport } from "../../appservice/audit/subject.ts";
 import { KuvertError } from "../../appservice/errors.ts";
+import { pseudonym } from "../../appservice/log.ts";
 import { SynapseAdmin } from "../../appservice/accounts/synapse.ts";
 import { TestHomeserver } from "../homeserver/index.ts";
 import { artifactsDir, repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
@@ -144,6 +146,7 @@ describe("clerk accounts", () => {
     assert.equal(letter.status, 200);
     const text = pdfText(letter.pdf, "joerg-reset");
     assert.match(text, /Initial password/);
+    assert.match(text, /has reset the password/);
     const fresh = passwordIn(text, "Initial password");
     secrets.push(fresh);
     assert.notEqual(fresh, secrets[0]);
@@ -227,6 +230,25 @@ describe("clerk accounts", () => {
       audit.rows.map((r) => r.action).filter((a) => a.startsWith("account.")),
       ["account.requested", "account.created", "account.letter-issued", "account.deactivated"],
     );
+  });
+
+  it("lists the account in a data-subject report, and erases it only once it is deactivated", async () => {
+    const db = stack.kuvert!.db;
+    const dora = "@dora.hof:kuvert.test";
+    const report = await subjectReport(db, dora, { actor: "test" });
+    const accounts = report.sections.find((s) => s.name === "accounts")!;
+    assert.deepEqual(accounts.rows.map((r) => [r.matrixId, r.email, r.state, r.letters]), [[dora, "dora@hof.example", "deactivated", 1]]);
+    await waitFor("Dora's membership to be recorded as left", async () => (await db.query("SELECT 1 FROM clerks WHERE matrix_id = $1 AND membership = 'leave'", [dora])).rows.length > 0);
+    const erased = await eraseSubject(db, dora, "test", pseudonym);
+    assert.equal(erased.erased.find((e) => e.what.startsWith("records of homeserver accounts"))?.count, 1);
+    assert.equal((await db.query("SELECT 1 FROM clerk_accounts WHERE matrix_id = $1 OR email = 'dora@hof.example' OR display_name = 'Dora Hof'", [dora])).rows.length, 0);
+
+    const anna = "@anna.beispiel2:kuvert.test";
+    const kept = await stack.api("DELETE", `/api/v1/organisations/schule-am-see/clerks/${encodeURIComponent(anna)}?keepAccount=true`);
+    assert.equal(kept.status, 200, JSON.stringify(kept.body));
+    assert.equal((await account(anna, "letter_issued")).organisations.length, 0, "the account stays, outside any organisation");
+    await waitFor("Anna's removal to reach the room", async () => (await db.query("SELECT 1 FROM clerks WHERE matrix_id = $1 AND membership = 'leave'", [anna])).rows.length > 0);
+    await assert.rejects(eraseSubject(db, "anna@see.example", "test", pseudonym), (err: unknown) => err instanceof KuvertError && /still active: deactivate it first/.test(err.message));
   });
 
   it("creates accounts and letters from the command line, and deactivates only with --yes", async () => {

@@ -143,6 +143,7 @@ export class Kuvert {
       await staging.init();
       const scanner = new ClamdScanner(config.scanning);
       const staffRoom = new StaffRoom(db, homeserver, config);
+      accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, alert, org), post: (alert) => staffRoom.post(alert) };
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config);
       const documentWorker = pipeline.worker();
       const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake());

@@ -15,6 +15,7 @@ import { requestRoomSync } from "../organisations/store.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { renderLetters, type Letter } from "./letter.ts";
 import { signInUrl } from "./mail.ts";
+import { accountFailedAlert } from "./texts.ts";
 import { generatePassword } from "./password.ts";
 import * as store from "./store.ts";
 import { KUVERT_AUTH_PROVIDER, SynapseAdmin, SynapseAdminError, adminErrorToKuvert, type SynapseUser } from "./synapse.ts";
@@ -34,8 +35,17 @@ export interface DeactivationPlan {
   otherOrganisations: string[];
 }
 
+/** Where staff hear of accounts that could not be created (the staff room and mailbox; kuvert.ts). */
+export interface AccountAlerts {
+  /** Written in the transaction that marks the account failed (the staff mailbox). */
+  inTransaction(tx: Queryable, alert: { key: string; body: string }, organisationId: string): Promise<void>;
+  /** After the commit (the staff room); a failure here is logged, not retried. */
+  post(alert: { key: string; body: string }): Promise<void>;
+}
+
 export class Accounts {
   readonly queue: WorkQueue<CreationRow>;
+  alerts: AccountAlerts | undefined;
   readonly admin: SynapseAdmin;
   readonly #db: Database;
   readonly #config: KuvertConfig;
@@ -242,13 +252,17 @@ export class Accounts {
   }
 
   async #fail(accountId: string, reason: string): Promise<void> {
-    await this.#db.transaction(async (tx) => {
+    const alert = await this.#db.transaction(async (tx) => {
       const { rows } = await tx.query<store.AccountRow>("UPDATE clerk_accounts SET state = 'failed', failure = $2 WHERE id = $1 AND state = 'requested' RETURNING *", [accountId, reason.slice(0, 1000)]);
       const row = rows[0];
-      if (!row) return;
+      if (!row) return undefined;
       await audit(tx, { actor: "kuvert", action: "account.failed", organisationId: row.organisation_id, object: row.matrix_id, outcome: "failed", details: { reason } });
+      const a = { key: `account-failed:${row.id}`, body: accountFailedAlert(this.#config.organisations.language, row.matrix_id, row.organisation_id, reason) };
+      await this.alerts?.inTransaction(tx, a, row.organisation_id);
+      return a;
     });
     log.warn({ account: accountId, reason }, "clerk account could not be created");
+    if (alert) await this.alerts?.post(alert).catch((err: unknown) => log.error({ err }, "the staff room could not be told of a failed account"));
   }
 
   /**

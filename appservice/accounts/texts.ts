@@ -112,3 +112,10 @@ export function letterTexts(language: Language): LetterTexts {
 export function accountMailTexts(language: Language): AccountMailTexts {
   return language === "en" ? enMail : deMail;
 }
+
+/** The staff alert when an account cannot be created. */
+export function accountFailedAlert(language: Language, matrixId: string, organisationId: string, reason: string): string {
+  return language === "en"
+    ? `The account ${matrixId} for a clerk of ${organisationId} could not be created: ${reason}. The clerk is not invited until it is sorted out (kuvert account list).`
+    : `Das Konto ${matrixId} für die Sachbearbeitung von ${organisationId} konnte nicht angelegt werden: ${reason}. Bis das geklärt ist, wird niemand eingeladen (kuvert account list).`;
+}

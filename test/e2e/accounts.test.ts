@@ -305,6 +305,7 @@ describe("clerk accounts", () => {
     assert.equal(foreign.rows[0]?.state, "failed");
     assert.match(foreign.rows[0]!.failure, /already existed .* not made by Kuvert/);
     assert.deepEqual(await login(stack, "@gerda.gans:kuvert.test", "hers"), { ok: true, userId: "@gerda.gans:kuvert.test" }, "the existing account is left alone");
+    await waitFor("staff to be alerted by e-mail", () => stack.smtp.messages.some((m) => (m.to as { text: string } | undefined)?.text.includes("staff@body.example") && m.text?.includes("@gerda.gans:kuvert.test")));
   });
 
   it("describes the account endpoints in the OpenAPI document", async () => {

@@ -20,6 +20,7 @@ import type { StoredOrganisation } from "./organisations/store.ts";
 import { createToken, revokeToken, scopes, type Scope } from "./tokens/tokens.ts";
 import { present } from "./organisations/api.ts";
 import { submitBatch } from "./documents/cli.ts";
+import { accountCommands, organisationsWithAccounts } from "./accounts/cli.ts";
 
 const actor = `cli:${userInfo().username}`;
 
@@ -65,11 +66,15 @@ function printOrganisation(org: StoredOrganisation): void {
   }
 }
 
-function clerkFromOption(spec: string): Record<string, string> {
-  const clerk: Record<string, string> = {};
+function clerkFromOption(spec: string): Record<string, string | boolean> {
+  const clerk: Record<string, string | boolean> = {};
   const name: string[] = [];
   for (const token of spec.trim().split(/\s+/)) {
-    if (token.startsWith("@")) clerk.matrixId = token;
+    const account = /^\[account(?:=([^\]\s]+))?\]$/i.exec(token);
+    if (account) {
+      clerk.createAccount = true;
+      if (account[1]) clerk.username = account[1];
+    } else if (token.startsWith("@")) clerk.matrixId = token;
     else if (token.includes("@")) clerk.email = token;
     else name.push(token);
   }
@@ -149,11 +154,11 @@ export function program(): Command {
     .description("create an organisation (or bring an existing one to this state)")
     .requiredOption("--name <name>", "display name")
     .option("--tag <tag>", "a tag, repeatable", collect, [])
-    .option("--clerk <clerk>", 'a clerk: "Name email@example.org @user:example.org" (any of them), repeatable', collect, [])
+    .option("--clerk <clerk>", 'a clerk: "Name email@example.org @user:example.org" (any of them; "[account]" or "[account=username]" with name and e-mail creates their account), repeatable', collect, [])
     .action(async function (this: Command, id: string, opts: { name: string; tag: string[]; clerk: string[] }) {
       const cfg = config(this);
       await withDatabase(cfg, async (db) => {
-        const result = await new Organisations(db).apply({ id, name: opts.name, tags: opts.tag, clerks: opts.clerk.map(clerkFromOption) }, actor);
+        const result = await organisationsWithAccounts(db, cfg).apply({ id, name: opts.name, tags: opts.tag, clerks: opts.clerk.map(clerkFromOption) }, actor);
         console.log(`${result.outcome}: ${id}${result.outcome === "unchanged" ? "" : " (Kuvert makes the room and invites the clerks)"}`);
       });
     });
@@ -216,7 +221,7 @@ export function program(): Command {
           cliProgress.Presets.shades_classic,
         );
         bar.start(rows.length, 0);
-        const report = await importOrganisations(db, new Organisations(db), rows, actor, (done) => bar.update(done));
+        const report = await importOrganisations(db, organisationsWithAccounts(db, cfg), rows, actor, (done) => bar.update(done));
         bar.stop();
         if (opts.json) return console.log(JSON.stringify(report, null, 2));
         for (const r of report.rows) if (r.outcome === "error") console.log(`line ${r.line} ${r.id || "(no id)"}: ${r.errcode}: ${r.error}`);
@@ -358,6 +363,7 @@ export function program(): Command {
       process.stderr.write(`${count} audit row(s) exported.\n`);
     });
 
+  accountCommands(cli, { actor, config, withDatabase });
   return cli;
 }
 

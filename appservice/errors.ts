@@ -31,6 +31,13 @@ export const ErrCode = {
   OpenIdTokenInvalid: "KUVERT_OPENID_TOKEN_INVALID",
   NotRoomMember: "KUVERT_NOT_ROOM_MEMBER",
   RoomNotManaged: "KUVERT_ROOM_NOT_MANAGED",
+  UsernameTaken: "KUVERT_USERNAME_TAKEN",
+  UsernameInvalid: "KUVERT_USERNAME_INVALID",
+  HomeserverAdmin: "KUVERT_HOMESERVER_ADMIN_UNAVAILABLE",
+  HomeserverFailed: "KUVERT_HOMESERVER_FAILED",
+  AccountNotReady: "KUVERT_ACCOUNT_NOT_READY",
+  LetterAlreadyIssued: "KUVERT_LETTER_ALREADY_ISSUED",
+  ConfirmationRequired: "KUVERT_CONFIRMATION_REQUIRED",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
 

@@ -34,6 +34,7 @@ import { Staging } from "./documents/staging.ts";
 import { MailOutbox } from "./mail/outbox.ts";
 import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
+import { Accounts } from "./accounts/service.ts";
 import type { Worker, QueueRow } from "./workers/queue.ts";
 import { callRoutes, guestRoutes } from "./calls/api.ts";
 import { videoCommand } from "./calls/command.ts";
@@ -77,6 +78,7 @@ export interface Services {
   outbox: MailOutbox;
   /** Video consultations; null when modules.calls is off. */
   calls: Calls | null;
+  accounts: Accounts;
 }
 
 export class Kuvert {
@@ -147,6 +149,9 @@ export class Kuvert {
       const roomSync = new RoomSync(db, homeserver, config);
       const roomWorker = roomSync.worker();
       const organisations = new Organisations(db, () => roomWorker.wake());
+      const accounts = new Accounts(db, config, () => roomWorker.wake());
+      const accountWorker = accounts.worker();
+      organisations.accounts = accounts;
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
       const staging = new Staging(config.documents.stagingDir);
       await staging.init();
@@ -154,6 +159,7 @@ export class Kuvert {
       const staffRoom = new StaffRoom(db, homeserver, config);
       const prescans = new Prescans(scanner);
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
+      accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, alert, org), post: (alert) => staffRoom.post(alert) };
       const documentWorker = pipeline.worker();
       const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans);
       const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());
@@ -178,9 +184,9 @@ export class Kuvert {
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, ...(callWorker ? [callWorker] : [])] as unknown as Worker<QueueRow>[]));
+      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, accountWorker, ...(callWorker ? [callWorker] : [])] as unknown as Worker<QueueRow>[]));
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, calls };
+      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, calls, accounts };
 
       const readinessChecks = readiness(
         {
@@ -217,6 +223,7 @@ export class Kuvert {
             guestRoutes(calls),
             ...(calls ? [verifyRoutes(new UserVerification(db, homeserver, config), config)] : []),
           ],
+          accounts,
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,

@@ -45,6 +45,7 @@ const queues: Record<string, string> = {
   documents: "document_work",
   batches: "batch_work",
   mail: "mail_outbox",
+  accounts: "account_creation",
 };
 
 let database: Database | undefined;
@@ -69,7 +70,7 @@ new Gauge({
 
 new Gauge({
   name: "kuvert_queue_depth",
-  help: "Work items waiting, by queue (inbound_events, room_sync, documents, batches, mail).",
+  help: "Work items waiting, by queue (inbound_events, room_sync, documents, batches, mail, accounts).",
   labelNames: ["queue"] as const,
   registers: [registry],
   async collect() {
@@ -78,6 +79,19 @@ new Gauge({
       const { rows } = await database.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE state = 'pending'`);
       this.set({ queue: label }, Number(rows[0]!.n));
     }
+  },
+});
+
+new Gauge({
+  name: "kuvert_clerk_accounts",
+  help: "Homeserver accounts Kuvert created for clerks, by state (requested, letter_ready, letter_issued, failed, deactivated).",
+  labelNames: ["state"] as const,
+  registers: [registry],
+  async collect() {
+    this.reset();
+    if (!database) return;
+    const { rows } = await database.query<{ state: string; n: string }>("SELECT state, count(*) AS n FROM clerk_accounts GROUP BY state");
+    for (const r of rows) this.set({ state: r.state }, Number(r.n));
   },
 });
 

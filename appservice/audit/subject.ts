@@ -23,7 +23,7 @@ import { pseudonym } from "../log.ts";
 export type SubjectKind = "matrix-id" | "email";
 
 export interface ReportSection {
-  /** A stable key: clerks, staff, documentsSent, organisationDocuments, mail, guestLinks, roomEvents, roomProblems, audit. */
+  /** A stable key: clerks, accounts, staff, documentsSent, organisationDocuments, mail, guestLinks, roomEvents, roomProblems, audit. */
   name: string;
   /** What the rows are, in plain words (English; formatReport() has German too). */
   description: string;
@@ -101,6 +101,8 @@ function redactOthers(value: unknown, subject: string, kind: SubjectKind): unkno
 const descriptions: Record<string, string> = {
   clerks:
     "Records of the person as a clerk of a member organisation: organisation, name, e-mail address, Matrix ID, whether they are still a clerk, and their room membership as the homeserver last told Kuvert.",
+  accounts:
+    "Accounts Kuvert created for the person on the homeserver: username (Matrix ID), name, e-mail address, state, and when password letters were produced. Kuvert never keeps the password.",
   staff: "The person's roles as staff of the operating body, as configured.",
   documentsSent:
     "Documents the person sent (uploaded in a room or in the web console): metadata only, since Kuvert keeps no document content after delivery.",
@@ -130,6 +132,10 @@ function queries(kind: SubjectKind) {
                     c.matrix_id AS "matrixId", c.status, c.membership, c.created_at AS "addedAt", c.removed_at AS "removedAt"
                FROM clerks c JOIN organisations o ON o.id = c.organisation_id
               WHERE ${clerkMatch("c")} ORDER BY c.organisation_id, c.id`,
+    accounts: `SELECT matrix_id AS "matrixId", display_name AS name, email, organisation_id AS organisation, state, failure,
+                      created_at AS "requestedAt", account_created_at AS "createdAt", letters_issued AS "letters",
+                      letter_issued_at AS "letterAt", password_resets AS "passwordResets", deactivated_at AS "deactivatedAt"
+                 FROM clerk_accounts WHERE ${isMatrix ? "matrix_id = $1" : "lower(email) = $1"} ORDER BY id`,
     staff: isMatrix ? `SELECT roles, status, updated_at AS "updatedAt" FROM staff_members WHERE matrix_id = $1` : null,
     documentsSent: isMatrix
       ? `SELECT id, direction, organisation_id AS organisation, filename, kind, reference, state,
@@ -174,6 +180,7 @@ async function collect(q: Queryable, subject: string, kind: SubjectKind): Promis
   const one = (name: string, sql: string | null) => (sql ? section(q, name, sql, [subject]) : Promise.resolve(empty(name)));
   return [
     await one("clerks", s.clerks),
+    await one("accounts", s.accounts),
     await one("staff", s.staff),
     await one("documentsSent", s.documentsSent),
     await one("organisationDocuments", s.organisationDocuments),
@@ -280,6 +287,18 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       staffDeleted = await changed("DELETE FROM staff_members WHERE matrix_id = $1", [subject]);
     }
 
+    // Accounts Kuvert created: the homeserver account must be deactivated first (Kuvert keeps track of it until then).
+    const accountMatch = isMatrix ? "matrix_id = $1" : "lower(email) = $1";
+    const liveAccounts = (await tx.query<{ matrix_id: string }>(`SELECT matrix_id FROM clerk_accounts WHERE ${accountMatch} AND state <> 'deactivated' AND state <> 'failed' FOR UPDATE`, [subject])).rows;
+    if (liveAccounts.length > 0) {
+      throw new KuvertError(
+        ErrCode.InvalidInput,
+        409,
+        `Kuvert created the account ${liveAccounts.map((a) => a.matrix_id).join(", ")} on the homeserver for ${subject} and it is still active: deactivate it first (DELETE …/clerks/{clerk}?confirm=true or \`kuvert account deactivate\`), then erase.`,
+      );
+    }
+    const accounts = await changed(`UPDATE clerk_accounts SET matrix_id = $2 || '#' || id, email = $2, display_name = $2, failure = CASE WHEN failure IS NULL THEN NULL ELSE $2 END WHERE ${accountMatch}`);
+
     // Counted before the clerk records lose the link to them.
     const organisationDocuments = await count(`SELECT count(*) AS n FROM (${s.organisationDocuments}) d`);
 
@@ -322,6 +341,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
 
     const erased = {
       clerks,
+      accounts,
       staff: staffDeleted,
       documentsSent,
       mailSent,
@@ -336,6 +356,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     return {
       erased: [
         { what: "clerk records: e-mail address, name and Matrix ID replaced by the pseudonym (the organisation keeps a removed clerk, but no person)", count: clerks },
+        { what: "records of homeserver accounts Kuvert created (deactivated): Matrix ID, e-mail address and name replaced by the pseudonym", count: accounts },
         { what: "staff record deleted", count: staffDeleted },
         { what: "documents the person sent: the sender replaced by the pseudonym", count: documentsSent },
         { what: "notification e-mails to the address that were sent or given up: deleted", count: mailSent },
@@ -409,6 +430,11 @@ const texts: Record<"de" | "en", ReportTexts> = {
         description:
           "Einträge der Person als Sachbearbeiterin oder Sachbearbeiter einer Organisation: Organisation, Name, E-Mail-Adresse, Matrix-ID, ob sie noch dabei ist, und ihre Raummitgliedschaft, wie der Homeserver sie Kuvert zuletzt gemeldet hat.",
       },
+      accounts: {
+        title: "Konten auf dem Homeserver",
+        description:
+          "Konten, die Kuvert für die Person auf dem Homeserver angelegt hat: Benutzername (Matrix-ID), Name, E-Mail-Adresse, Zustand und wann Passwortbriefe erstellt wurden. Das Passwort speichert Kuvert nie.",
+      },
       staff: { title: "Mitarbeitende der Stelle", description: "Die Rollen der Person als Mitarbeitende der betreibenden Stelle, wie konfiguriert." },
       documentsSent: {
         title: "Von der Person gesendete Dokumente",
@@ -448,6 +474,13 @@ const texts: Record<"de" | "en", ReportTexts> = {
       matrixId: "Matrix-ID",
       status: "Status",
       membership: "Raummitgliedschaft",
+      failure: "Fehler",
+      requestedAt: "beantragt",
+      createdAt: "angelegt",
+      letters: "Passwortbriefe",
+      letterAt: "letzter Brief",
+      passwordResets: "Passwort zurückgesetzt",
+      deactivatedAt: "deaktiviert",
       addedAt: "hinzugefügt",
       removedAt: "entfernt",
       roles: "Rollen",
@@ -500,6 +533,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
         {
           title: {
             clerks: "Clerk of member organisations",
+            accounts: "Accounts on the homeserver",
             staff: "Staff of the operating body",
             documentsSent: "Documents the person sent",
             organisationDocuments: "Documents for the person's organisations",
@@ -521,6 +555,13 @@ const texts: Record<"de" | "en", ReportTexts> = {
       matrixId: "Matrix ID",
       status: "status",
       membership: "room membership",
+      failure: "failure",
+      requestedAt: "requested",
+      createdAt: "created",
+      letters: "password letters",
+      letterAt: "last letter",
+      passwordResets: "password resets",
+      deactivatedAt: "deactivated",
       addedAt: "added",
       removedAt: "removed",
       roles: "roles",

@@ -167,6 +167,10 @@ export const configSchema = z
         inboundScanning: z.boolean().default(true).describe("Scan files that people post in organisation rooms. Off: such files are not checked, and Kuvert says so in the room."),
         batches: z.boolean().default(true).describe("Accept bulk batches (POST /api/v1/batches). Off: the API answers KUVERT_MODULE_DISABLED."),
         calls: z.boolean().default(true).describe("Video consultations: !video, the calls API, guest links and the Jitsi user verification (/verify). Off: !video is unknown and the API answers KUVERT_MODULE_DISABLED."),
+        accounts: z
+          .boolean()
+          .default(true)
+          .describe("Create homeserver accounts for clerks who have none (needs homeserver.adminToken), with password letters. Off: `createAccount` answers KUVERT_MODULE_DISABLED."),
       })
       .strict()
       .prefault({})
@@ -256,6 +260,44 @@ export const configSchema = z
       .strict()
       .prefault({})
       .describe("E-mail notifications (never the document itself)."),
+    accounts: z
+      .object({
+        signInUrl: z
+          .url()
+          .optional()
+          .describe("Where clerks sign in (e.g. your Element Web, https://element.example.org): named in the letter and linked in the e-mail. Defaults to homeserver.publicUrl, then homeserver.url."),
+        password: z
+          .object({
+            length: z.number().int().min(12).max(64).default(16).describe("Length of initial passwords."),
+            lowercase: z.boolean().default(true).describe("At least one lower-case letter."),
+            uppercase: z.boolean().default(true).describe("At least one upper-case letter."),
+            digits: z.boolean().default(true).describe("At least one digit."),
+            symbols: z.boolean().default(true).describe("At least one symbol (from -+=!?#%*)."),
+          })
+          .strict()
+          .prefault({})
+          .describe("Initial passwords: random, drawn from the classes switched on (characters easily mistaken in print, like 0/O and 1/l/I, are left out), at least one of each."),
+        keyBackup: z.boolean().default(false).describe("Tell clerks in the letter's first steps to set up key backup (secure backup) in Element."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Homeserver accounts Kuvert creates for clerks (`createAccount: true` on a clerk). The password goes out by letter, the sign-in link by e-mail."),
+    letters: z
+      .object({
+        sender: z
+          .object({
+            name: z.string().default("Kuvert").describe("Name of the operating body, at the top of letters and in the return address."),
+            address: z.array(z.string()).max(6).default([]).describe("Address lines of the operating body, e.g. [\"Musterstraße 1\", \"12345 Musterstadt\"]."),
+            contact: z.string().optional().describe("A line for questions, e.g. \"Fragen: 0123 456789, service@body.example\"."),
+          })
+          .strict()
+          .prefault({})
+          .describe("The operating body, as it appears on letters."),
+        language: z.enum(["de", "en"]).default("de").describe("Language of password letters and account e-mails (a request can ask for the other)."),
+      })
+      .strict()
+      .prefault({})
+      .describe("Printed letters (PDF) with initial passwords."),
     workers: z
       .object({
         concurrency: z.number().int().min(1).max(64).default(4).describe("How many work items of one kind a Kuvert process handles at once."),

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { ErrCode } from "../errors.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
 import { callPaths, callSchemas } from "../calls/openapi.ts";
+import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -45,6 +46,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         OrganisationPatch: schema(organisationPatch),
         ClerkInput: schema(clerkInput),
         ...callSchemas,
+        ...accountSchemas(schema),
         Organisation: {
           type: "object",
           properties: {
@@ -133,9 +135,10 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
       },
       "/organisations/{id}/clerks/{clerk}": {
         parameters: [idParam, { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." }],
-        delete: { summary: "Remove a clerk (kicked from the room)", responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors } },
+        delete: { summary: "Remove a clerk (kicked from the room)", parameters: removalParameters, responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors } },
       },
       ...callPaths(baseUrl),
+      ...accountPaths(errors),
     },
   };
 }

@@ -9,6 +9,8 @@ import { documentRoutes } from "../documents/api.ts";
 import type { Batches } from "../documents/batch.ts";
 import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
+import { accountRoutes } from "../accounts/api.ts";
+import type { Accounts } from "../accounts/service.ts";
 import type { Organisations } from "../organisations/service.ts";
 import { findToken, type ApiToken, type Scope } from "../tokens/tokens.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -32,6 +34,8 @@ export interface PublicApiDeps {
   batchesEnabled: boolean;
   /** Routers of modules with their own authentication (calls: staff API, guest page, /verify), mounted at the root before the admin API. */
   moduleRoutes?: express.Router[];
+  /** Clerk accounts and password letters, where Kuvert creates accounts. */
+  accounts?: Accounts;
 }
 
 declare module "express-serve-static-core" {
@@ -108,6 +112,8 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   admin.use(requireScope(deps.db, "admin"));
   admin.use(express.json({ limit: "1mb" }));
   admin.use(express.text({ type: ["text/csv", "text/plain"], limit: "20mb" }));
+  // Accounts first: removing a clerk with a Kuvert account needs a confirmation before the plain removal.
+  if (deps.accounts) admin.use(accountRoutes(deps.organisations, deps.accounts));
   admin.use(organisationRoutes(deps.db, deps.organisations));
   app.use("/api/v1", admin);
 

@@ -37,10 +37,11 @@ import type { Language } from "../i18n.ts";
 import { logger, pseudonym } from "../log.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
 import { renderNotification, roomLink } from "./templates.ts";
+import { renderAccountMail, signInUrl } from "../accounts/mail.ts";
 
 const log = logger("mail");
 
-export type NotificationKind = "document" | "circular" | "inbound-file" | "alert" | "guest-link";
+export type NotificationKind = "document" | "circular" | "inbound-file" | "alert" | "guest-link" | "account";
 
 export interface NotificationItem {
   /** What is new, e.g. "Beitragsbescheid 2025": shown in the e-mail, so no personal data. */
@@ -278,7 +279,10 @@ export class MailOutbox {
     const mail = this.#config.mail;
     const kinds = new Set(rows.map((r) => r.kind));
     const kind = kinds.size === 1 ? head.kind : kindGroup(head.kind) === "room" ? "document" : head.kind;
-    const content = renderNotification({
+    // Account e-mails (accounts/mail.ts): the sign-in link and the username, never a password.
+    const content = head.kind === "account"
+      ? renderAccountMail({ language: head.language ?? mail.language, organisationName: head.organisation_name, signInUrl: signInUrl(this.#config), items: rows.flatMap((r) => r.items) })
+      : renderNotification({
       kind,
       language: head.language ?? mail.language,
       organisationName: head.organisation_name,

@@ -2,7 +2,8 @@
 // taken from the header line: comma, semicolon (as spreadsheets in German locales write) or tab.
 //   tags:   separated by ";", "," or spaces, e.g. "schools; north"
 //   clerks: separated by ";" or ","; each clerk is a Matrix ID, an e-mail address and/or a
-//           name, in any order, e.g. "Anna Beispiel anna@musterstadt.de @anna:example.org; bernd@musterstadt.de"
+//           name, in any order, e.g. "Anna Beispiel anna@musterstadt.de @anna:example.org; bernd@musterstadt.de";
+//           "[account]" (or "[account=anna.b]") asks Kuvert to create the clerk's account on the homeserver
 import { parse } from "csv-parse/sync";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError, inputError } from "../errors.ts";
@@ -32,11 +33,18 @@ export interface ImportReport {
   summary: Record<ImportReportRow["outcome"], number>;
 }
 
+/** `[account]` or `[account=anna.b]` in a clerk field: create an account (with this username). */
+const accountToken = /^\[account(?:=([^\]\s]+))?\]$/i;
+
 function parseClerk(text: string): ClerkInput {
-  const clerk: { matrixId?: string; email?: string; name?: string } = {};
+  const clerk: { matrixId?: string; email?: string; name?: string; createAccount?: boolean; username?: string } = {};
   const nameParts: string[] = [];
   for (const token of text.trim().split(/\s+/)) {
-    if (token.startsWith("@") && token.includes(":")) clerk.matrixId = token;
+    const account = accountToken.exec(token);
+    if (account) {
+      clerk.createAccount = true;
+      if (account[1]) clerk.username = account[1];
+    } else if (token.startsWith("@") && token.includes(":")) clerk.matrixId = token;
     else if (/^[^@\s]+@[^@\s]+$/.test(token)) clerk.email = token.replace(/^<|>$/g, "");
     else nameParts.push(token);
   }
@@ -101,8 +109,9 @@ export async function importOrganisations(
     if (row.error || !row.input) {
       entry = { line: row.line, id: row.id, outcome: "error", errcode: row.error?.errcode ?? ErrCode.InvalidInput, error: row.error?.message ?? "invalid row" };
     } else {
-      const input = row.input;
       try {
+        // Accounts to be created get their usernames first (checked with the homeserver), per row.
+        const input = await organisations.prepare(row.input);
         const result = await db.transaction((tx) => organisations.applyIn(tx, input, actor));
         entry = { line: row.line, id: row.id, outcome: result.outcome };
       } catch (err) {

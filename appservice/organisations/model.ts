@@ -16,9 +16,13 @@ export const clerkInput = z
     matrixId: z.string().regex(userIdPattern, "a Matrix user ID like @anna:example.org").max(255).optional(),
     email: z.string().max(254).regex(emailPattern, "an e-mail address like anna@example.org").optional(),
     name: z.string().trim().min(1).max(200).optional(),
+    createAccount: z.boolean().optional().describe("Kuvert creates an account on the homeserver for this clerk (needs name and email); the password goes out by letter."),
+    username: z.string().trim().min(1).max(255).optional().describe("With createAccount: the preferred username (localpart). Unset: derived from the name."),
   })
   .strict()
-  .refine((c) => c.matrixId !== undefined || c.email !== undefined, { message: "a clerk needs a matrixId, an email, or both" });
+  .refine((c) => c.matrixId !== undefined || c.email !== undefined, { message: "a clerk needs a matrixId, an email, or both" })
+  .refine((c) => c.createAccount === true || c.username === undefined, { message: "username only goes with createAccount: true", path: ["username"] })
+  .refine((c) => c.createAccount !== true || (c.email !== undefined && c.name !== undefined), { message: "createAccount needs the clerk's name and email" });
 export type ClerkInput = z.infer<typeof clerkInput>;
 
 export const organisationInput = z
@@ -85,6 +89,8 @@ export function normalise(input: OrganisationInput): OrganisationInput {
       ...(c.matrixId ? { matrixId: c.matrixId } : {}),
       ...(c.email ? { email: c.email.toLowerCase() } : {}),
       ...(c.name ? { name: c.name } : {}),
+      ...(c.createAccount ? { createAccount: true } : {}),
+      ...(c.createAccount && c.username ? { username: c.username } : {}),
     })),
   };
 }

@@ -14,6 +14,15 @@ import {
 } from "./model.ts";
 import * as store from "./store.ts";
 
+/** Clerk accounts on the homeserver (appservice/accounts), when Kuvert is set up to create them. */
+export interface ClerkAccountHooks {
+  /** Gives clerks marked createAccount the Matrix ID of their account-to-be; throws a KuvertError naming the clerk. */
+  prepare(clerks: ClerkInput[]): Promise<ClerkInput[]>;
+  /** Records the account to be created, in the organisation change's transaction; answers whether it is new. */
+  recordIn(tx: Queryable, organisationId: string, clerk: ClerkInput, actor: string): Promise<boolean>;
+  wake(): void;
+}
+
 export interface ApplyResult {
   outcome: ApplyOutcome;
   organisation: store.StoredOrganisation;
@@ -43,6 +52,8 @@ export class Organisations {
   readonly #db: Database;
   /** Called after a commit that asked for room work, to wake the room worker. */
   readonly #onRoomWork: () => void;
+  /** Set where Kuvert creates clerk accounts (kuvert.ts, cli.ts). */
+  accounts: ClerkAccountHooks | undefined;
 
   constructor(db: Database, onRoomWork: () => void = () => undefined) {
     this.#db = db;
@@ -51,10 +62,36 @@ export class Organisations {
 
   /** Creates the organisation or brings it to the given state. Idempotent: the same input twice changes nothing. */
   async apply(raw: unknown, actor: string): Promise<ApplyResult> {
-    const input = normalise(parseInput(organisationInput, raw));
+    const input = await this.prepare(normalise(parseInput(organisationInput, raw)));
     const result = await this.#db.transaction((tx) => this.applyIn(tx, input, actor));
-    if (result.outcome !== "unchanged") this.#onRoomWork();
+    if (result.outcome !== "unchanged") this.#woken();
     return result;
+  }
+
+  /** Resolves clerks marked createAccount to their accounts' Matrix IDs (before the transaction that applies them). */
+  async prepare(input: OrganisationInput): Promise<OrganisationInput> {
+    return { ...input, clerks: await this.#prepareClerks(input.clerks) };
+  }
+
+  async #prepareClerks(clerks: ClerkInput[]): Promise<ClerkInput[]> {
+    if (!clerks.some((c) => c.createAccount)) return clerks;
+    if (!this.accounts) throw new KuvertError(ErrCode.ModuleDisabled, 409, "This Kuvert does not create accounts; give the clerk's Matrix ID instead.");
+    return this.accounts.prepare(clerks);
+  }
+
+  async #recordAccounts(tx: Queryable, input: OrganisationInput, actor: string): Promise<boolean> {
+    let recorded = false;
+    for (const clerk of input.clerks) {
+      if (!clerk.createAccount) continue;
+      if (!this.accounts || !clerk.matrixId) throw new KuvertError(ErrCode.ModuleDisabled, 409, "This Kuvert does not create accounts; give the clerk's Matrix ID instead.");
+      if (await this.accounts.recordIn(tx, input.id, clerk, actor)) recorded = true;
+    }
+    return recorded;
+  }
+
+  #woken(): void {
+    this.#onRoomWork();
+    this.accounts?.wake();
   }
 
   /** apply() inside a caller's transaction (the CSV import applies each row in its own). */
@@ -64,6 +101,7 @@ export class Organisations {
     if (!current) throw new Error(`organisation ${input.id} vanished during apply`);
     if (created) {
       for (const clerk of input.clerks) await store.addClerk(tx, input.id, clerk, undefined);
+      await this.#recordAccounts(tx, input, actor);
       await audit(tx, {
         actor,
         action: "organisation.created",
@@ -119,6 +157,7 @@ export class Organisations {
       changes.push("clerk");
       await audit(tx, { actor, action: "clerk.removed", organisationId: input.id, object: stored.matrixId ?? stored.email, outcome: "ok" });
     }
+    if (await this.#recordAccounts(tx, input, actor)) changes.push("account");
     if (changes.length === 0) return { outcome: "unchanged", organisation: current };
     await tx.query("UPDATE organisations SET updated_at = now() WHERE id = $1", [input.id]);
     await store.requestRoomSync(tx, input.id);
@@ -126,7 +165,8 @@ export class Organisations {
   }
 
   async patch(id: string, raw: unknown, actor: string): Promise<ApplyResult> {
-    const patch: OrganisationPatch = parseInput(organisationPatch, raw);
+    const parsed: OrganisationPatch = parseInput(organisationPatch, raw);
+    const patch: OrganisationPatch = parsed.clerks ? { ...parsed, clerks: await this.#prepareClerks(parsed.clerks) } : parsed;
     const result = await this.#db.transaction(async (tx) => {
       const current = await this.#require(tx, id);
       const before = asInput(current);
@@ -135,7 +175,7 @@ export class Organisations {
       );
       return this.applyIn(tx, input, actor);
     });
-    if (result.outcome !== "unchanged") this.#onRoomWork();
+    if (result.outcome !== "unchanged") this.#woken();
     return result;
   }
 

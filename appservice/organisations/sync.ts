@@ -10,6 +10,7 @@ import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { createRoomRequest, desiredPowerLevels, membershipPlan, roomAliasLocalpart, samePowerLevels, type RoomPeople } from "./room.ts";
 import * as store from "./store.ts";
+import { notYetCreated } from "../accounts/store.ts";
 
 const log = logger("room-sync");
 
@@ -60,10 +61,12 @@ export class RoomSync {
     const org = await store.findOrganisation(this.#db, organisationId);
     if (!org) return;
     const removedStaff = (await store.staffMembers(this.#db)).filter((s) => s.status === "removed").map((s) => s.matrix_id);
+    // Clerks whose accounts Kuvert is still creating (or could not create) are invited once they exist.
+    const pendingAccounts = await notYetCreated(this.#db, organisationId);
     const people: RoomPeople = {
       botUserId: this.#hs.botUserId,
       staff: roomStaff(this.#config),
-      clerks: org.clerks.filter((c) => c.status === "active" && c.matrixId).map((c) => c.matrixId!),
+      clerks: org.clerks.filter((c) => c.status === "active" && c.matrixId && !pendingAccounts.has(c.matrixId)).map((c) => c.matrixId!),
       archived: org.state === "archived",
     };
     const t = texts(this.#config.organisations.language);

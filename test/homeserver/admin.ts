@@ -12,7 +12,7 @@ export const SYNAPSE_VERSION = "1.120.0";
 
 /** Synapse's `AdminHandler.get_user`. */
 function userInfo(core: Core, account: Account): JsonObject {
-  return {
+  const info: JsonObject = {
     name: account.userId,
     displayname: account.displayname,
     avatar_url: account.avatarUrl,
@@ -27,12 +27,34 @@ function userInfo(core: Core, account: Account): JsonObject {
     consent_server_notice_sent: null,
     consent_version: null,
     consent_ts: null,
-    external_ids: [],
+    external_ids: account.externalIds.map((e) => ({ ...e })),
     user_type: account.userType,
     locked: account.locked,
     suspended: false,
     last_seen_ts: lastSeen(core, account.userId),
   };
+  if (core.opts.legacyUserAdmin) delete info["external_ids"];
+  return info;
+}
+
+/** Synapse's `UserRestServletV2._parse_external_ids`-style checks, then the store's uniqueness of (auth_provider, external_id). */
+function parseExternalIds(core: Core, raw: unknown, userId: string): Array<{ auth_provider: string; external_id: string }> | undefined {
+  if (raw === undefined || raw === null || core.opts.legacyUserAdmin) return undefined;
+  if (!Array.isArray(raw)) throw new MatrixError(400, "M_UNKNOWN", "'external_ids' parameter is not of type list");
+  const list = raw.map((e) => {
+    if (!isJsonObject(e) || typeof e["auth_provider"] !== "string" || typeof e["external_id"] !== "string") {
+      throw new MatrixError(400, "M_UNKNOWN", "external_ids must contain auth_provider and external_id");
+    }
+    return { auth_provider: e["auth_provider"], external_id: e["external_id"] };
+  });
+  for (const e of list) {
+    for (const other of core.users.accounts.values()) {
+      if (other.userId !== userId && other.externalIds.some((x) => x.auth_provider === e.auth_provider && x.external_id === e.external_id)) {
+        throw new MatrixError(409, "M_UNKNOWN", "External id is already in use.");
+      }
+    }
+  }
+  return list;
 }
 
 function lastSeen(core: Core, userId: string): number | null {
@@ -159,6 +181,8 @@ export function adminRoutes(router: Router, core: Core): void {
       }
     }
     const account = core.users.get(userId);
+    // Synapse records no auth provider check: "no error is raised if the provided value is not in the homeserver configuration".
+    const externalIds = parseExternalIds(core, body["external_ids"], userId);
 
     if (!account) {
       const localpart = userId.slice(1, userId.indexOf(":"));
@@ -174,6 +198,7 @@ export function adminRoutes(router: Router, core: Core): void {
         userType: typeof body["user_type"] === "string" ? body["user_type"] : null,
       });
       if (threepids) setThreepids(core, created, threepids);
+      if (externalIds) created.externalIds = externalIds;
       return ok(userInfo(core, created), 201);
     }
 
@@ -184,6 +209,7 @@ export function adminRoutes(router: Router, core: Core): void {
       profileChanged = true;
     }
     if (threepids) setThreepids(core, account, threepids);
+    if (externalIds) account.externalIds = externalIds;
     if ("avatar_url" in body) {
       account.avatarUrl = typeof body["avatar_url"] === "string" && body["avatar_url"] !== "" ? body["avatar_url"] : null;
       profileChanged = true;
@@ -205,6 +231,21 @@ export function adminRoutes(router: Router, core: Core): void {
     if (profileChanged && !account.deactivated) propagateProfile(core, requester, userId);
     return ok(userInfo(core, account));
   });
+
+  // Synapse Admin API "Check username availability": GET /_synapse/admin/v1/username_available?username=<localpart>
+  // (Synapse's RegistrationHandler.check_username: M_INVALID_USERNAME, M_USER_IN_USE, M_EXCLUSIVE; all 400).
+  if (!core.opts.legacyUserAdmin) {
+    router.add("GET", `${A}/v1/username_available`, (req) => {
+      requireAdmin(core, req);
+      const localpart = req.query.get("username");
+      if (localpart === null) throw new MatrixError(400, "M_MISSING_PARAM", "Missing string query parameter 'username'");
+      checkNewLocalpart(localpart);
+      const userId = `@${localpart}:${core.serverName}`;
+      if (core.appservices.exclusiveUserOwner(userId)) throw new MatrixError(400, "M_EXCLUSIVE", "This user ID is reserved by an application service.");
+      if (core.users.findCaseInsensitive(userId)) throw new MatrixError(400, "M_USER_IN_USE", "User ID already taken.");
+      return ok({ available: true });
+    });
+  }
 
   // Synapse Admin API "Deactivate Account": POST /_synapse/admin/v1/deactivate/<user_id>
   router.add("POST", `${A}/v1/deactivate/:userId`, async (req) => {

@@ -12,6 +12,7 @@ export interface CoreOptions {
   serverName: string;
   authenticatedMediaOnly: boolean;
   supportsAppservicePing: boolean;
+  legacyUserAdmin: boolean;
   asRetryBaseMs: number;
   asRetryMaxMs: number;
   asRequestTimeoutMs: number;

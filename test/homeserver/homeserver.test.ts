@@ -354,6 +354,32 @@ describe("test homeserver", () => {
       assert.equal(oldToken.status, 401);
     });
 
+    it("answers username_available as Synapse does, for admins only", async () => {
+      const available = (name: string, token = ADMIN) => call(hs, "GET", `/_synapse/admin/v1/username_available?username=${enc(name)}`, token);
+      assert.deepEqual(await available("new-person"), { status: 200, json: { available: true } });
+      for (const [name, errcode] of [["ALICE", "M_INVALID_USERNAME"], ["alice", "M_USER_IN_USE"], ["_x", "M_INVALID_USERNAME"], ["123", "M_INVALID_USERNAME"], ["bridged-x", "M_EXCLUSIVE"]] as const) {
+        const res = await available(name);
+        assert.deepEqual([res.status, res.json["errcode"]], [400, errcode], name);
+      }
+      const notAdmin = await available("new-person", alice.accessToken);
+      assert.deepEqual([notAdmin.status, notAdmin.json["errcode"]], [403, "M_FORBIDDEN"]);
+    });
+
+    it("keeps external ids of accounts, one account per id, and resets passwords", async () => {
+      const path = (id: string) => `/_synapse/admin/v2/users/${enc(id)}`;
+      const mark = [{ auth_provider: "kuvert", external_id: "mark-1" }];
+      const created = await call(hs, "PUT", path("@erna:kuvert.test"), ADMIN, { password: "erna-1", external_ids: mark });
+      assert.equal(created.status, 201);
+      assert.deepEqual((await call(hs, "GET", path("@erna:kuvert.test"), ADMIN)).json["external_ids"], mark);
+      const clash = await call(hs, "PUT", path("@fritz:kuvert.test"), ADMIN, { password: "x", external_ids: mark });
+      assert.equal(clash.status, 409);
+      const reset = await call(hs, "POST", `/_synapse/admin/v1/reset_password/${enc("@erna:kuvert.test")}`, ADMIN, { new_password: "erna-2", logout_devices: true });
+      assert.equal(reset.status, 200);
+      const login = (password: string) => call(hs, "POST", "/_matrix/client/v3/login", undefined, { type: "m.login.password", identifier: { type: "m.id.user", user: "erna" }, password });
+      assert.equal((await login("erna-1")).status, 403);
+      assert.equal((await login("erna-2")).status, 200);
+    });
+
     it("issues OpenID tokens that the federation userinfo endpoint resolves", async () => {
       const token = await call(hs, "POST", `/_matrix/client/v3/user/${enc(alice.userId)}/openid/request_token`, alice.accessToken, {});
       assert.equal(token.json["token_type"], "Bearer");

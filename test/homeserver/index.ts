@@ -18,6 +18,12 @@ export interface HomeserverOptions {
   authenticatedMediaOnly?: boolean;
   /** Default true; false: the appservice ping endpoint answers 404 M_UNRECOGNIZED like an old Synapse. */
   supportsAppservicePing?: boolean;
+  /**
+   * Default false; true: the user admin API of an older Synapse: no
+   * `GET /_synapse/admin/v1/username_available` (404 M_UNRECOGNIZED), and `external_ids` in
+   * `PUT /_synapse/admin/v2/users/<user_id>` ignored and absent from the user's details.
+   */
+  legacyUserAdmin?: boolean;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 0: a free port. */
@@ -58,6 +64,7 @@ export class TestHomeserver {
       serverName: this.serverName,
       authenticatedMediaOnly: opts.authenticatedMediaOnly ?? true,
       supportsAppservicePing: opts.supportsAppservicePing ?? true,
+      legacyUserAdmin: opts.legacyUserAdmin ?? false,
       asRetryBaseMs: retryBase,
       asRetryMaxMs: opts.asRetryMaxMs ?? retryBase * 256,
       asRequestTimeoutMs: opts.asRequestTimeoutMs ?? 60000,

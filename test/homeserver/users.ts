@@ -20,6 +20,8 @@ export interface Account {
   displayname: string | null;
   avatarUrl: string | null;
   threepids: Threepid[];
+  /** SSO identities (Synapse's user_external_ids): auth_provider and external_id. */
+  externalIds: { auth_provider: string; external_id: string }[];
   createdTs: number;
   /** The appservice that registered this user in its exclusive namespace. */
   appserviceId: string | undefined;
@@ -86,6 +88,7 @@ export class UserStore {
       displayname: null,
       avatarUrl: null,
       threepids: [],
+      externalIds: [],
       createdTs: Date.now(),
       appserviceId: undefined,
       userType: null,

@@ -19,6 +19,10 @@ export const ErrCode = {
   RateLimited: "KUVERT_RATE_LIMITED",
   Unavailable: "KUVERT_UNAVAILABLE",
   ModuleDisabled: "KUVERT_MODULE_DISABLED",
+  SessionExpired: "KUVERT_SESSION_EXPIRED",
+  ConsoleHeaderMissing: "KUVERT_CONSOLE_HEADER_MISSING",
+  NotStaff: "KUVERT_NOT_STAFF",
+  SignInFailed: "KUVERT_SIGN_IN_FAILED",
   Internal: "KUVERT_INTERNAL",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];

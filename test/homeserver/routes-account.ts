@@ -168,6 +168,17 @@ export function accountRoutes(router: Router, core: Core): void {
     return ok({});
   });
 
+  // CS API POST /_matrix/client/v3/logout (#post_matrixclientv3logout): the access token is
+  // invalidated and its device deleted (Synapse deletes the device with its keys).
+  router.add("POST", `${C}/logout`, async (req) => {
+    const requester = authenticate(core, req);
+    await req.json({ allowEmpty: true });
+    if (requester.appservice) throw forbidden("Application services cannot log out this way");
+    core.users.revokeToken(requester.accessToken);
+    if (requester.deviceId) core.users.devices.get(requester.userId)?.delete(requester.deviceId);
+    return ok({});
+  });
+
   // CS API POST /_matrix/client/v3/user/{userId}/openid/request_token (#post_matrixclientv3useruseridopenidrequest_token)
   router.add("POST", `${C}/user/:userId/openid/request_token`, async (req) => {
     const requester = authenticate(core, req);

@@ -97,11 +97,13 @@ function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: 
 
 function Refused(props: { message: string; back: () => void }) {
   const t = useT();
+  // Kuvert's sentence names the account first; the page says it in the chosen language.
+  const user = /^(@\S+:\S+) holds no role/.exec(props.message)?.[1];
   return (
     <main id="main" class="signin">
       <h1>{t("notStaffTitle")}</h1>
       <p role="alert" class="error">
-        {props.message}
+        {user ? t("notStaff", { user }) : props.message}
       </p>
       <button type="button" onClick={props.back}>
         {t("notStaffBack")}
@@ -210,8 +212,7 @@ function App() {
   let body;
   if (fatal) body = <main id="main"><p role="alert" class="error">{t("error")}: {fatal}</p></main>;
   else if (session === undefined || !settings) body = <main id="main"><p role="status">{t("loading")}</p></main>;
-  else if (refused) body = <Refused message={refused} back={() => setRefused(null)} />;
-  else if (!session)
+  else if (!session) {
     body = (
       <>
         <header class="top">
@@ -220,9 +221,14 @@ function App() {
             <LanguageSwitch lang={lang} setLang={setLang} />
           </div>
         </header>
-        <SignIn settings={settings} notice={notice} onSignedIn={(s) => (setNotice(null), setSession(s))} onRefused={setRefused} />
+        {refused ? (
+          <Refused message={refused} back={() => setRefused(null)} />
+        ) : (
+          <SignIn settings={settings} notice={notice} onSignedIn={(s) => (setNotice(null), setSession(s))} onRefused={setRefused} />
+        )}
       </>
     );
+  }
   else body = <Shell session={session} signOut={signOut} lang={lang} setLang={setLang} />;
   return <I18n.Provider value={{ lang, t }}>{body}</I18n.Provider>;
 }

@@ -145,6 +145,7 @@ function Audit() {
               <th scope="col">{t("organisation")}</th>
               <th scope="col">{t("object")}</th>
               <th scope="col">{t("outcome")}</th>
+              <th scope="col">{t("details")}</th>
             </tr>
           </thead>
           <tbody>
@@ -158,7 +159,17 @@ function Audit() {
                 </td>
                 <td>{e.organisationId ?? "–"}</td>
                 <td>{e.object ?? "–"}</td>
-                <td>{e.outcome}</td>
+                <td class="outcome">{e.outcome}</td>
+                <td>
+                  {Object.keys(e.details).length > 0 ? (
+                    <details>
+                      <summary>{t("show")}</summary>
+                      <pre>{JSON.stringify(e.details, null, 2)}</pre>
+                    </details>
+                  ) : (
+                    "–"
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>

@@ -141,7 +141,9 @@ function Documents() {
       <form onSubmit={send}>
         <fieldset>
           <legend>{t("pickOrganisations")}</legend>
-          <label for="org-filter">{t("filterOrganisations")}</label>
+          <label for="org-filter" class="block">
+            {t("filterOrganisations")}
+          </label>
           <input id="org-filter" type="search" value={filter} onInput={(e) => setFilter(e.currentTarget.value)} />
           <ul class="choices">
             {visible.map((c) => (
@@ -192,7 +194,7 @@ function Documents() {
         <button type="submit">{t("send")}</button>
       </form>
       {items.length > 0 && (
-        <Section title={t("documents")} id="sent">
+        <Section title={t("sent")} id="sent">
           <table aria-live="polite">
             <thead>
               <tr>
@@ -206,7 +208,7 @@ function Documents() {
               {items.map((i) => (
                 <tr key={i.key} data-state={i.state} data-file={i.file}>
                   <td>{i.file}</td>
-                  <td>{i.organisation}</td>
+                  <td>{choices.find((c) => c.id === i.organisation)?.name ?? i.organisation}</td>
                   <td>
                     <progress max={1} value={i.progress} aria-label={`${t("progress")} ${i.file}`}>
                       {Math.round(i.progress * 100)} %

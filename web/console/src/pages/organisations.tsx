@@ -33,6 +33,14 @@ interface PreviewRow {
 }
 
 const roomKey: Record<string, TextKey> = { pending: "roomPending", ready: "roomReady", lost: "roomLost" };
+const changeLabel: Record<string, TextKey> = {
+  name: "cName",
+  tagsAdded: "cTagsAdded",
+  tagsRemoved: "cTagsRemoved",
+  clerksAdded: "cClerksAdded",
+  clerksRemoved: "cClerksRemoved",
+  clerksChanged: "cClerksChanged",
+};
 const membershipKey: Record<string, TextKey> = { invite: "mInvite", join: "mJoin", leave: "mLeave", ban: "mBan" };
 
 /** "Anna Beispiel anna@x.de @anna:x" per line → clerk inputs. */
@@ -211,7 +219,7 @@ function Import(props: { onDone: () => void }) {
     if (row.error) return row.error;
     const c = row.changes ?? {};
     return Object.entries(c)
-      .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : typeof v === "object" && v ? `${(v as { from: string }).from} → ${(v as { to: string }).to}` : String(v)}`)
+      .map(([k, v]) => `${changeLabel[k] ? t(changeLabel[k]) : k}: ${Array.isArray(v) ? v.join(", ") : typeof v === "object" && v ? `${(v as { from: string }).from} → ${(v as { to: string }).to}` : String(v)}`)
       .join("; ");
   };
   const pick = async (ev: Event) => {
@@ -242,7 +250,9 @@ function Import(props: { onDone: () => void }) {
   const rows = result ?? preview;
   return (
     <Section title={t("importTitle")} id="import">
-      <label for="import-file">{t("importFile")}</label>
+      <label for="import-file" class="block">
+        {t("importFile")}
+      </label>
       <input id="import-file" type="file" accept=".csv,text/csv" onChange={pick} />
       <ErrorText error={error} />
       {rows && (

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { ErrCode } from "../errors.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
+import { consolePaths, consoleSecurityScheme } from "../console/openapi.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -37,7 +38,10 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
     servers: [{ url: `${baseUrl.replace(/\/$/, "")}/api/v1` }],
     security: [{ bearer: [] }],
     components: {
-      securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "An API token with the admin scope (`kuvert token create NAME --scope admin`)." } },
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", description: "An API token with the admin scope (`kuvert token create NAME --scope admin`)." },
+        session: consoleSecurityScheme,
+      },
       schemas: {
         Error: error,
         OrganisationInput: schema(organisationInput),
@@ -105,7 +109,8 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
           requestBody: { required: true, content: { "text/csv": { schema: { type: "string" } } } },
           responses: {
             "200": {
-              description: "A result per row: created, updated, unchanged or error (with errcode and reason). A bad row changes nothing; the others are applied.",
+              description:
+                "A result per row: created, updated, unchanged or error (with errcode and reason). A bad row changes nothing; the others are applied. With dryRun, the outcome each row would have and its changes (name, tagsAdded, tagsRemoved, clerksAdded, clerksRemoved, clerksChanged), compared with what is stored.",
               content: { "application/json": { schema: { type: "object" } } },
             },
             ...errors,
@@ -133,6 +138,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         parameters: [idParam, { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." }],
         delete: { summary: "Remove a clerk (kicked from the room)", responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors } },
       },
+      ...consolePaths,
     },
   };
 }

@@ -281,6 +281,14 @@ describe("console sessions and API", () => {
     assert.deepEqual(settings, { homeserverUrl: stack.access.url, serverName });
   });
 
+  it("describes the console's endpoints in the OpenAPI document", async () => {
+    const doc = (await stack.api<{ paths: Record<string, Record<string, unknown>>; components: { securitySchemes: Record<string, { in?: string; name?: string }> } }>("GET", "/api/v1/openapi.json", undefined, { token: null })).body;
+    for (const [path, method] of [["/session", "post"], ["/session", "delete"], ["/audit", "get"], ["/audit/export", "get"], ["/audit/verify", "post"], ["/status", "get"], ["/mail/dead", "get"], ["/mail/{id}/retry", "post"], ["/console/organisations", "get"]] as const) {
+      assert.ok(doc.paths[path]?.[method], `${method.toUpperCase()} ${path} is not in the OpenAPI document`);
+    }
+    assert.deepEqual({ in: doc.components.securitySchemes.session?.in, name: doc.components.securitySchemes.session?.name }, { in: "cookie", name: "kuvert_session" });
+  });
+
   it("rate limits failed sign-ins per address", async () => {
     let limited: { status: number; body: unknown } | undefined;
     for (let i = 0; i < 10 && !limited; i++) {

@@ -12,7 +12,7 @@ import { ErrCode, KuvertError, parseInput } from "../errors.ts";
 import { actorOf, callerOf, type Readiness } from "../http/server.ts";
 import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
-import { CONSOLE_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
+import { BACKGROUND_HEADER, CONSOLE_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
 
 export interface ConsoleDeps {
   enabled: boolean;
@@ -103,7 +103,7 @@ export function consoleSessionLookup(deps: ConsoleDeps): RequestHandler {
     if (!deps.enabled || req.headers.authorization) return next();
     const id = sessionIdFromCookie(req.headers.cookie);
     if (!id) return next();
-    const found = await deps.sessions.find(id);
+    const found = await deps.sessions.find(id, req.get(BACKGROUND_HEADER) !== "1");
     if (found && "session" in found) req.consoleSession = found.session;
     else if (found) req.consoleSessionEnded = true;
     next();

@@ -16,6 +16,8 @@ const log = logger("console-sessions");
 export const SESSION_COOKIE = "kuvert_session";
 /** State-changing requests with a session must carry this header (value 1): a cross-site form cannot set it. */
 export const CONSOLE_HEADER = "x-kuvert-console";
+/** Sent (value 1) by the console's own polling: such requests do not count as activity. */
+export const BACKGROUND_HEADER = "x-kuvert-background";
 
 export interface ConsoleSession {
   userId: string;
@@ -165,12 +167,17 @@ export class ConsoleSessions {
     return { userId, roles, scopes: scopesOf(roles), createdAt: createdAt.toISOString(), expiresAt: expiresAt.toISOString(), idleMinutes: this.#config.console.idleMinutes };
   }
 
-  /** The live session with this id (its idle time starts again), `{ended}` for one that ended, null for none. */
-  async find(id: string): Promise<SessionLookup> {
+  /**
+   * The live session with this id, `{ended}` for one that ended, null for none. A request the
+   * person made starts the idle time again; a page's own polling (`touch` false) does not, so
+   * a console left open still ends after the idle time.
+   */
+  async find(id: string, touch = true): Promise<SessionLookup> {
+    const live = "id_hash = $1 AND expires_at > now() AND last_seen_at > now() - make_interval(secs => $2)";
     const { rows } = await this.#db.query<{ user_id: string; created_at: Date; expires_at: Date }>(
-      `UPDATE console_sessions SET last_seen_at = now()
-        WHERE id_hash = $1 AND expires_at > now() AND last_seen_at > now() - make_interval(secs => $2)
-        RETURNING user_id, created_at, expires_at`,
+      touch
+        ? `UPDATE console_sessions SET last_seen_at = now() WHERE ${live} RETURNING user_id, created_at, expires_at`
+        : `SELECT user_id, created_at, expires_at FROM console_sessions WHERE ${live}`,
       [hashId(id), this.#config.console.idleMinutes * 60],
     );
     const row = rows[0];

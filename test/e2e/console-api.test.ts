@@ -182,6 +182,13 @@ describe("console sessions and API", () => {
     assert.equal((await consoleRequest(stack, "GET", "/api/v1/organisations", { cookie: active })).status, 200);
     const seen = await db.query<{ fresh: boolean }>("SELECT last_seen_at > now() - interval '1 minute' AS fresh FROM console_sessions ORDER BY created_at DESC LIMIT 1");
     assert.equal(seen.rows[0]!.fresh, true);
+
+    // The page's own polling does not keep a session alive: only what the person does.
+    await db.query("UPDATE console_sessions SET last_seen_at = now() - interval '4 minutes' WHERE id_hash = (SELECT id_hash FROM console_sessions ORDER BY created_at DESC LIMIT 1)");
+    const polled = await fetch(`${stack.publicUrl}/api/v1/organisations`, { headers: { cookie: active!, "x-kuvert-background": "1" } });
+    assert.equal(polled.status, 200, "a poll within the idle time is answered");
+    const stale = await db.query<{ fresh: boolean }>("SELECT last_seen_at > now() - interval '1 minute' AS fresh FROM console_sessions ORDER BY created_at DESC LIMIT 1");
+    assert.equal(stale.rows[0]!.fresh, false, "a poll counted as activity");
   });
 
   it("lists, filters, pages, exports and verifies the audit log", async () => {

@@ -41,7 +41,30 @@ describe("the staff console in a browser", () => {
     await page.keyboard.press("Enter");
   };
 
-  const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  /** Takes a screenshot, and checks what a screen reader and a keyboard user need on every page shown. */
+  const shot = async (page: Page, name: string) => {
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+    const unlabelled = await page.evaluate(() =>
+      Array.from(document.querySelectorAll<HTMLInputElement>("input, select, textarea"))
+        .filter((el) => (el.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label"))
+        .map((el) => el.outerHTML),
+    );
+    assert.deepEqual(unlabelled, [], `${name}: form fields without a label`);
+    const nameless = await page.evaluate(() => Array.from(document.querySelectorAll("button, a[href]")).filter((el) => !(el.textContent ?? "").trim() && !el.getAttribute("aria-label")).map((el) => el.outerHTML));
+    assert.deepEqual(nameless, [], `${name}: buttons or links without a name`);
+  };
+
+  /** The element the keyboard reaches next shows where the focus is. */
+  const focusIsVisible = async (page: Page) => {
+    await page.keyboard.press("Tab");
+    const style = await page.evaluate(() => {
+      const el = document.activeElement as HTMLElement;
+      const s = getComputedStyle(el);
+      return { tag: el.tagName, outline: s.outlineStyle, width: s.outlineWidth };
+    });
+    assert.notEqual(style.tag, "BODY", "Tab reaches nothing");
+    assert.ok(style.outline !== "none" && style.width !== "0px", `focus on ${style.tag} is invisible: ${JSON.stringify(style)}`);
+  };
 
   before(async () => {
     // The console is built by scripts/setup.sh; build it here if this checkout has not been.
@@ -69,6 +92,7 @@ describe("the staff console in a browser", () => {
     const page = await open();
     await page.getByRole("heading", { name: "Anmelden mit Ihrem Matrix-Konto" }).waitFor();
     await shot(page, "01-sign-in");
+    await focusIsVisible(page);
     await signIn(page, admin);
     await page.getByRole("navigation").getByRole("link", { name: "Organisationen" }).waitFor();
     assert.equal(await page.getByRole("link", { name: "Organisationen" }).getAttribute("aria-current"), "page");
@@ -189,6 +213,7 @@ describe("the staff console in a browser", () => {
     for (const check of ["database", "homeserver", "scanner", "mail"]) assert.ok(await page.locator("ul.checks").getByText(check).isVisible(), `${check} is not shown`);
     assert.ok(await page.getByText("Keine aufgegebenen E-Mails.").isVisible());
     await shot(page, "05-status");
+    await focusIsVisible(page);
     // English is one choice away.
     await page.getByLabel("Sprache").selectOption("en");
     await page.getByRole("heading", { name: "Health of the services" }).waitFor();

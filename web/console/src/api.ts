@@ -2,6 +2,9 @@
 // console header (Kuvert refuses state changes without it).
 export const CONSOLE_HEADER = "X-Kuvert-Console";
 
+/** Polling on the page's own account (see api's `background`). */
+export const poll = <T>(path: string) => api<T>("GET", path, undefined, undefined, true);
+
 export class ApiError extends Error {
   readonly status: number;
   readonly errcode: string;
@@ -30,8 +33,13 @@ export function whenSessionEnds(fn: () => void): void {
   onSessionEnded = fn;
 }
 
-export async function api<T>(method: string, path: string, body?: unknown, contentType = "application/json"): Promise<T> {
+/**
+ * A request to Kuvert. `background`: the page polls by itself; Kuvert does not count it as the
+ * person's activity, so an open console still ends after the idle time.
+ */
+export async function api<T>(method: string, path: string, body?: unknown, contentType = "application/json", background = false): Promise<T> {
   const headers: Record<string, string> = { [CONSOLE_HEADER]: "1", Accept: "application/json" };
+  if (background) headers["X-Kuvert-Background"] = "1";
   let payload: BodyInit | undefined;
   if (body !== undefined) {
     headers["Content-Type"] = contentType;

@@ -2,7 +2,7 @@
 // clerks' e-mail: uploading (with progress), scanning, held, rejected (with the finding),
 // delivered, notified.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, uploadDocument } from "../api.ts";
+import { api, poll as pollApi, uploadDocument } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
 import { ErrorText, Section, message } from "../ui.tsx";
@@ -80,7 +80,7 @@ function Documents() {
     const tick = async () => {
       if (!polling.current.has(key)) return;
       try {
-        const s = await api<Status>("GET", `/api/v1/documents/${encodeURIComponent(id)}`);
+        const s = await pollApi<Status>(`/api/v1/documents/${encodeURIComponent(id)}`);
         update(key, shown(s));
         if (finished(s)) {
           polling.current.delete(key);

@@ -1,7 +1,7 @@
 // Organisations: search, create, edit, archive; clerks with their invitation state; CSV import
 // with a preview of what will change and a result per row.
-import { useEffect, useState } from "preact/hooks";
-import { api } from "../api.ts";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, poll } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
 import { ErrorText, Notice, Section, message } from "../ui.tsx";
@@ -130,14 +130,21 @@ function Details(props: { id: string; onChanged: () => void }) {
   const [editing, setEditing] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
-  const load = () =>
-    api<Organisation>("GET", `/api/v1/organisations/${encodeURIComponent(props.id)}`)
-      .then(setOrg)
+  const lastRoomState = useRef<string | null>(null);
+  const load = (background = false) =>
+    (background ? poll<Organisation>(`/api/v1/organisations/${encodeURIComponent(props.id)}`) : api<Organisation>("GET", `/api/v1/organisations/${encodeURIComponent(props.id)}`))
+      .then((o) => {
+        setOrg(o);
+        // The list shows the room's state too: refresh it when that changes.
+        if (lastRoomState.current !== null && lastRoomState.current !== o.roomState) props.onChanged();
+        lastRoomState.current = o.roomState;
+      })
       .catch((e) => setError(message(e)));
   useEffect(() => {
+    lastRoomState.current = null;
     void load();
-    // Invitations are sent in the background: look again while the room is being set up.
-    const timer = setInterval(load, 3000);
+    // Invitations are sent in the background: look again, as the page's own polling.
+    const timer = setInterval(() => void load(true), 3000);
     return () => clearInterval(timer);
   }, [props.id]);
   if (!org) return <ErrorText error={error} />;

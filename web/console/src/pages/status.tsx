@@ -1,7 +1,7 @@
 // Status (admin): health of database, scanner, homeserver and mail; queue depths; e-mails
 // given up, each with a button to send it again.
 import { useContext, useEffect, useState } from "preact/hooks";
-import { api } from "../api.ts";
+import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
 import type { Page } from "../pages.ts";
 import { ErrorText, Notice, Section, message } from "../ui.tsx";
@@ -30,9 +30,10 @@ function Status() {
   const [dead, setDead] = useState<DeadMail[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
-  const load = async () => {
+  const load = async (background = false) => {
+    const get = <T,>(path: string) => (background ? poll<T>(path) : api<T>("GET", path));
     try {
-      const [s, d] = await Promise.all([api<StatusBody>("GET", "/api/v1/status"), api<{ mails: DeadMail[] }>("GET", "/api/v1/mail/dead")]);
+      const [s, d] = await Promise.all([get<StatusBody>("/api/v1/status"), get<{ mails: DeadMail[] }>("/api/v1/mail/dead")]);
       setStatus(s);
       setDead(d.mails);
       setError(null);
@@ -42,7 +43,7 @@ function Status() {
   };
   useEffect(() => {
     void load();
-    const timer = setInterval(load, 5000);
+    const timer = setInterval(() => void load(true), 5000);
     return () => clearInterval(timer);
   }, []);
   const retry = async (id: string) => {

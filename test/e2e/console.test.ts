@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { openDatabase } from "../../appservice/db/database.ts";
 import { EICAR } from "../support/clamd.ts";
 import { chromiumOptions, createAccount, plannedAccount, type Account } from "../support/console.ts";
 import { artifactsDir, repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
@@ -212,7 +213,27 @@ describe("the staff console in a browser", () => {
     await page.getByRole("cell", { name: "documents" }).waitFor();
     for (const check of ["database", "homeserver", "scanner", "mail"]) assert.ok(await page.locator("ul.checks").getByText(check).isVisible(), `${check} is not shown`);
     assert.ok(await page.getByText("Keine aufgegebenen E-Mails.").isVisible());
+    // An e-mail the outbox gave up on appears (the page looks again by itself) and can be sent again.
+    const db = await openDatabase({ url: stack.config.database.url, embeddedDir: "", poolSize: 1 });
+    let id: string;
+    try {
+      id = (
+        await db.query<{ id: string }>(
+          `INSERT INTO mail_outbox (kind, recipient, batch_key, items, state, attempts, last_error, created_at)
+           VALUES ('alert', 'postmaster@body.example', 'alert||', '[{"title":"Test"}]', 'dead', 5, '452 mailbox full', now() - interval '1 hour') RETURNING id`,
+        )
+      ).rows[0]!.id;
+    } finally {
+      await db.close();
+    }
+    const retry = page.getByRole("button", { name: "Erneut senden: postmaster@body.example" });
+    await retry.waitFor({ timeout: 15_000 });
+    assert.ok(await page.getByRole("cell", { name: "452 mailbox full" }).isVisible());
     await shot(page, "05-status");
+    await retry.click();
+    await page.getByText(`E-Mail ${id} wird erneut gesendet.`).waitFor();
+    await page.getByText("Keine aufgegebenen E-Mails.").waitFor();
+    await waitFor("the e-mail sent again", () => stack.smtp.messages.some((m) => JSON.stringify(m.to).includes("postmaster@body.example")));
     await focusIsVisible(page);
     // English is one choice away.
     await page.getByLabel("Sprache").selectOption("en");

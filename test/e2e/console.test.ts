@@ -94,6 +94,11 @@ describe("the staff console in a browser", () => {
     await page.getByRole("heading", { name: "Anmelden mit Ihrem Matrix-Konto" }).waitFor();
     await shot(page, "01-sign-in");
     await focusIsVisible(page);
+    // A wrong password is the homeserver's refusal, said in a sentence.
+    await signIn(page, { ...admin, password: "not-the-password" });
+    assert.equal(await page.getByRole("alert").innerText(), "Benutzername oder Passwort ist falsch.");
+    await page.locator("#user").fill("");
+    await page.locator("#password").fill("");
     await signIn(page, admin);
     await page.getByRole("navigation").getByRole("link", { name: "Organisationen" }).waitFor();
     assert.equal(await page.getByRole("link", { name: "Organisationen" }).getAttribute("aria-current"), "page");

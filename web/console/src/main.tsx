@@ -4,7 +4,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, ApiError, whenSessionEnds, type Session } from "./api.ts";
 import { I18n, initialLang, translator, useT, type Lang } from "./i18n.ts";
 import { pages } from "./pages.ts";
-import { loadSettings, signInWithLoginToken, signInWithPassword, ssoLink, type Settings } from "./signin.ts";
+import { loadSettings, NotStaff, signInWithLoginToken, signInWithPassword, ssoLink, type Settings } from "./signin.ts";
 import "./style.css";
 
 function useHashPath(): string {
@@ -30,7 +30,7 @@ function LanguageSwitch(props: { lang: Lang; setLang: (l: Lang) => void }) {
   );
 }
 
-function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: (s: Session) => void; onRefused: (message: string) => void }) {
+function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: (s: Session) => void; onRefused: (userId: string) => void }) {
   const t = useT();
   const [user, setUser] = useState("");
   const [password, setPassword] = useState("");
@@ -42,7 +42,7 @@ function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: 
   }, [props.settings]);
 
   const fail = (err: unknown) => {
-    if (err instanceof ApiError && err.errcode === "KUVERT_NOT_STAFF") return props.onRefused(err.message);
+    if (err instanceof NotStaff) return props.onRefused(err.userId);
     const e = err as { errcode?: string; httpStatus?: number; message?: string };
     if (e.errcode === "M_FORBIDDEN" || e.httpStatus === 403) setError(t("wrongPassword"));
     else if (err instanceof ApiError) setError(err.message);
@@ -95,15 +95,13 @@ function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: 
   );
 }
 
-function Refused(props: { message: string; back: () => void }) {
+function Refused(props: { userId: string; back: () => void }) {
   const t = useT();
-  // Kuvert's sentence names the account first; the page says it in the chosen language.
-  const user = /^(@\S+:\S+) holds no role/.exec(props.message)?.[1];
   return (
     <main id="main" class="signin">
       <h1>{t("notStaffTitle")}</h1>
       <p role="alert" class="error">
-        {user ? t("notStaff", { user }) : props.message}
+        {t("notStaff", { user: props.userId })}
       </p>
       <button type="button" onClick={props.back}>
         {t("notStaffBack")}
@@ -190,7 +188,7 @@ function App() {
             setSession(await signInWithLoginToken(s, loginToken));
             return;
           } catch (err) {
-            if (err instanceof ApiError && err.errcode === "KUVERT_NOT_STAFF") setRefused(err.message);
+            if (err instanceof NotStaff) setRefused(err.userId);
             else setNotice((err as Error).message);
           }
         }
@@ -222,7 +220,7 @@ function App() {
           </div>
         </header>
         {refused ? (
-          <Refused message={refused} back={() => setRefused(null)} />
+          <Refused userId={refused} back={() => setRefused(null)} />
         ) : (
           <SignIn settings={settings} notice={notice} onSignedIn={(s) => (setNotice(null), setSession(s))} onRefused={setRefused} />
         )}

@@ -1,7 +1,16 @@
 // Signing in: the browser logs in to the homeserver with matrix-js-sdk, asks it for an OpenID
 // token, hands that to Kuvert for a session, and logs the Matrix device out again.
 import { createClient } from "matrix-js-sdk";
-import { api, type Session } from "./api.ts";
+import { api, ApiError, type Session } from "./api.ts";
+
+/** Kuvert refused the account: it holds no role (a clerk, for example). */
+export class NotStaff extends Error {
+  readonly userId: string;
+  constructor(userId: string) {
+    super(`${userId} holds no role in Kuvert`);
+    this.userId = userId;
+  }
+}
 
 export interface Settings {
   homeserverUrl: string;
@@ -37,6 +46,9 @@ async function exchange(settings: Settings, login: { access_token: string; user_
     const openid = await client.getOpenIdToken();
     const res = await api<{ session: Session }>("POST", "/api/v1/session", openid);
     return res.session;
+  } catch (err) {
+    if (err instanceof ApiError && err.errcode === "KUVERT_NOT_STAFF") throw new NotStaff(login.user_id);
+    throw err;
   } finally {
     // The Matrix login was only needed for the OpenID token.
     await client.logout(true).catch(() => undefined);

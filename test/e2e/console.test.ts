@@ -152,7 +152,10 @@ describe("the staff console in a browser", () => {
     const page = await open();
     await signIn(page, admin);
     await page.getByRole("link", { name: "Dokumente senden" }).click();
-    await page.getByRole("checkbox", { name: /Schule am See/ }).check();
+    // Choosing by tag checks every organisation with it (schule-am-see has "schools").
+    await page.getByRole("button", { name: "schools", exact: true }).click();
+    assert.equal(await page.getByRole("checkbox", { name: /Schule am See/ }).isChecked(), true);
+    assert.equal(await page.getByRole("checkbox", { name: /Gemeinde Nord/ }).isChecked(), false);
     await page.getByLabel("Art des Dokuments").fill("Bescheid");
     await page.getByLabel("Aktenzeichen").fill("AZ-2026-17");
     // Drop two files on the drop zone, as a person dragging them from the desktop does.

@@ -127,6 +127,8 @@ function Documents() {
     if (list) setFiles((f) => [...f, ...Array.from(list)]);
   };
   const visible = choices.filter((c) => !filter || `${c.id} ${c.name} ${c.tags.join(" ")}`.toLowerCase().includes(filter.toLowerCase()));
+  const tags = [...new Set(choices.flatMap((c) => c.tags))].sort();
+  const pickTag = (tag: string) => setPicked((p) => new Set([...p, ...choices.filter((c) => c.tags.includes(tag)).map((c) => c.id)]));
   const toggle = (id: string) =>
     setPicked((p) => {
       const n = new Set(p);
@@ -145,6 +147,16 @@ function Documents() {
             {t("filterOrganisations")}
           </label>
           <input id="org-filter" type="search" value={filter} onInput={(e) => setFilter(e.currentTarget.value)} />
+          {tags.length > 0 && (
+            <p class="tags">
+              <span id="tag-pick">{t("pickTag")}</span>{" "}
+              {tags.map((tag) => (
+                <button key={tag} type="button" class="secondary small" aria-describedby="tag-pick" onClick={() => pickTag(tag)}>
+                  {tag}
+                </button>
+              ))}
+            </p>
+          )}
           <ul class="choices">
             {visible.map((c) => (
               <li key={c.id}>

@@ -102,6 +102,7 @@ const descriptions: Record<string, string> = {
   clerks:
     "Records of the person as a clerk of a member organisation: organisation, name, e-mail address, Matrix ID, whether they are still a clerk, and their room membership as the homeserver last told Kuvert.",
   staff: "The person's roles as staff of the operating body, as configured.",
+  consoleSessions: "The person's sessions in the staff console: when they signed in, were last active and the session ends, and the browser. Ended sessions are deleted.",
   documentsSent:
     "Documents the person sent (uploaded in a room or in the web console): metadata only, since Kuvert keeps no document content after delivery.",
   organisationDocuments:
@@ -130,6 +131,9 @@ function queries(kind: SubjectKind) {
                FROM clerks c JOIN organisations o ON o.id = c.organisation_id
               WHERE ${clerkMatch("c")} ORDER BY c.organisation_id, c.id`,
     staff: isMatrix ? `SELECT roles, status, updated_at AS "updatedAt" FROM staff_members WHERE matrix_id = $1` : null,
+    consoleSessions: isMatrix
+      ? `SELECT created_at AS "signedInAt", last_seen_at AS "lastSeenAt", expires_at AS "endsAt", user_agent AS "browser" FROM console_sessions WHERE user_id = $1 ORDER BY created_at`
+      : null,
     documentsSent: isMatrix
       ? `SELECT id, direction, organisation_id AS organisation, filename, kind, reference, state,
                 created_at AS "receivedAt", finished_at AS "finishedAt"
@@ -170,6 +174,7 @@ async function collect(q: Queryable, subject: string, kind: SubjectKind): Promis
   return [
     await one("clerks", s.clerks),
     await one("staff", s.staff),
+    await one("consoleSessions", s.consoleSessions),
     await one("documentsSent", s.documentsSent),
     await one("organisationDocuments", s.organisationDocuments),
     await one("mail", s.mail),
@@ -263,6 +268,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       );
     }
     let staffDeleted = 0;
+    let sessionsDeleted = 0;
     if (isMatrix) {
       const staff = (await tx.query<{ status: string }>("SELECT status FROM staff_members WHERE matrix_id = $1 FOR UPDATE", [subject])).rows[0];
       if (staff?.status === "active") {
@@ -272,6 +278,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         throw new KuvertError(ErrCode.InvalidInput, 409, `${subject} was taken out of the staff, but Kuvert is still taking them out of the rooms: try again once the rooms are in line.`);
       }
       staffDeleted = await changed("DELETE FROM staff_members WHERE matrix_id = $1", [subject]);
+      sessionsDeleted = await changed("DELETE FROM console_sessions WHERE user_id = $1", [subject]);
     }
 
     // Counted before the clerk records lose the link to them.
@@ -313,6 +320,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     const erased = {
       clerks,
       staff: staffDeleted,
+      consoleSessions: sessionsDeleted,
       documentsSent,
       mailSent,
       mailPending,
@@ -326,6 +334,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       erased: [
         { what: "clerk records: e-mail address, name and Matrix ID replaced by the pseudonym (the organisation keeps a removed clerk, but no person)", count: clerks },
         { what: "staff record deleted", count: staffDeleted },
+        { what: "staff console sessions deleted", count: sessionsDeleted },
         { what: "documents the person sent: the sender replaced by the pseudonym", count: documentsSent },
         { what: "notification e-mails to the address that were sent or given up: deleted", count: mailSent },
         { what: "notification e-mails to the address not yet sent: deleted, they will not be sent", count: mailPending },
@@ -398,6 +407,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
           "Einträge der Person als Sachbearbeiterin oder Sachbearbeiter einer Organisation: Organisation, Name, E-Mail-Adresse, Matrix-ID, ob sie noch dabei ist, und ihre Raummitgliedschaft, wie der Homeserver sie Kuvert zuletzt gemeldet hat.",
       },
       staff: { title: "Mitarbeitende der Stelle", description: "Die Rollen der Person als Mitarbeitende der betreibenden Stelle, wie konfiguriert." },
+      consoleSessions: {
+        title: "Sitzungen in der Konsole",
+        description: "Die Sitzungen der Person in der Konsole der Stelle: wann sie sich angemeldet hat, zuletzt aktiv war und die Sitzung endet, und der Browser. Beendete Sitzungen werden gelöscht.",
+      },
       documentsSent: {
         title: "Von der Person gesendete Dokumente",
         description: "Dokumente, die die Person in einem Raum oder in der Webkonsole hochgeladen hat: nur Metadaten, denn Kuvert behält nach der Zustellung keine Inhalte.",
@@ -435,6 +448,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       removedAt: "entfernt",
       roles: "Rollen",
       updatedAt: "geändert",
+      signedInAt: "angemeldet",
+      lastSeenAt: "zuletzt aktiv",
+      endsAt: "endet spätestens",
+      browser: "Browser",
       id: "Kennung",
       direction: "Richtung",
       filename: "Dateiname",
@@ -480,6 +497,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
           title: {
             clerks: "Clerk of member organisations",
             staff: "Staff of the operating body",
+            consoleSessions: "Staff console sessions",
             documentsSent: "Documents the person sent",
             organisationDocuments: "Documents for the person's organisations",
             mail: "E-mails to the person",
@@ -503,6 +521,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       removedAt: "removed",
       roles: "roles",
       updatedAt: "changed",
+      signedInAt: "signed in",
+      lastSeenAt: "last active",
+      endsAt: "ends at the latest",
+      browser: "browser",
       id: "id",
       direction: "direction",
       filename: "filename",

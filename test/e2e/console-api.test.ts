@@ -296,6 +296,15 @@ describe("console sessions and API", () => {
     assert.deepEqual({ in: doc.components.securitySchemes.session?.in, name: doc.components.securitySchemes.session?.name }, { in: "cookie", name: "kuvert_session" });
   });
 
+  it("lists a person's console sessions in their data-subject report", async () => {
+    await session(dpo);
+    const { subjectReport } = await import("../../appservice/audit/subject.ts");
+    const report = await subjectReport(db, dpo.userId, { actor: "test" });
+    const sessions = report.sections.find((s) => s.name === "consoleSessions")!;
+    assert.ok(sessions.rows.length >= 1);
+    assert.ok(sessions.rows.every((r) => "signedInAt" in r && "lastSeenAt" in r && "endsAt" in r));
+  });
+
   it("rate limits failed sign-ins per address", async () => {
     let limited: { status: number; body: unknown } | undefined;
     for (let i = 0; i < 10 && !limited; i++) {

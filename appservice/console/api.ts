@@ -1,7 +1,7 @@
 // The staff console on the public listener: its static pages at /console/, the session
 // endpoints, and the API the pages need beyond the admin API (audit log, status, e-mails).
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { rateLimit } from "express-rate-limit";
 import { z } from "zod";
@@ -90,7 +90,7 @@ export function consolePages(deps: ConsoleDeps): express.Router {
       fallthrough: true,
       setHeaders: (res, path) => {
         // Hashed asset names may be cached for long; index.html must not be.
-        res.setHeader("Cache-Control", path.includes(`${join("dist", "assets")}`) || path.includes("/assets/") ? "public, max-age=31536000, immutable" : "no-cache");
+        res.setHeader("Cache-Control", path.includes(`${sep}assets${sep}`) ? "public, max-age=31536000, immutable" : "no-cache");
       },
     }),
   );

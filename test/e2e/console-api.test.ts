@@ -275,8 +275,13 @@ describe("console sessions and API", () => {
     assert.match(await missing.text(), /npm run build:web/);
     mkdirSync(join(staticDir, "assets"), { recursive: true });
     writeFileSync(join(staticDir, "index.html"), "<!doctype html><title>console</title>");
+    writeFileSync(join(staticDir, "assets", "index-abc123.js"), "console.log(1)");
     const page = await fetch(`${stack.publicUrl}/console/`);
     assert.equal(page.status, 200);
+    assert.equal(page.headers.get("cache-control"), "no-cache");
+    const asset = await fetch(`${stack.publicUrl}/console/assets/index-abc123.js`);
+    assert.equal(asset.status, 200);
+    assert.match(asset.headers.get("cache-control")!, /immutable/);
     assert.match(await page.text(), /<title>console<\/title>/);
     const csp = page.headers.get("content-security-policy")!;
     assert.match(csp, new RegExp(`connect-src 'self' ${stack.access.url}`));

@@ -75,6 +75,7 @@ describe("the staff console in a browser", () => {
     mkdirSync(shots, { recursive: true });
     stack = await startStack({
       name: "console",
+      homeserver: { sso: true },
       configure: (raw) => {
         (raw.staff as unknown[]).push({ userId: dpo.userId, roles: ["dpo"] });
       },
@@ -108,6 +109,20 @@ describe("the staff console in a browser", () => {
     const session = cookies.find((c) => c.name === "kuvert_session");
     assert.ok(session?.httpOnly && session.secure && session.sameSite === "Strict", JSON.stringify(session));
     assert.equal(await page.evaluate(() => document.cookie.includes("kuvert_session")), false, "scripts can read the session cookie");
+    await page.context().close();
+  });
+
+  it("signs staff in through the homeserver's single sign-on when it offers it", async () => {
+    const page = await open();
+    await page.getByRole("link", { name: "Mit Single Sign-on anmelden" }).click();
+    // The identity provider's page (here the test homeserver's), then back to the console with a login token.
+    await page.getByRole("heading", { name: "Test Identity Provider" }).waitFor();
+    await page.getByLabel("User name").fill(dpo.localpart);
+    await page.getByLabel("Password").fill(dpo.password);
+    await page.getByRole("button", { name: /Sign in at/ }).click();
+    await page.getByRole("heading", { name: "Protokoll" }).waitFor();
+    assert.ok(await page.getByText(`Angemeldet als ${dpo.userId}`).isVisible());
+    assert.equal(new URL(page.url()).search, "", "the login token stays in the address bar");
     await page.context().close();
   });
 

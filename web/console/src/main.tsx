@@ -4,7 +4,9 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, ApiError, whenSessionEnds, type Session } from "./api.ts";
 import { I18n, initialLang, translator, useT, type Lang } from "./i18n.ts";
 import { pages } from "./pages.ts";
-import { loadSettings, NotStaff, signInWithLoginToken, signInWithPassword, ssoLink, type Settings } from "./signin.ts";
+import { loadSettings, type Settings } from "./settings.ts";
+
+const signin = () => import("./signin.ts");
 import "./style.css";
 
 function useHashPath(): string {
@@ -38,11 +40,13 @@ function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: 
   const [error, setError] = useState<string | null>(null);
   const [sso, setSso] = useState<string | null>(null);
   useEffect(() => {
-    void ssoLink(props.settings).then(setSso);
+    void signin()
+      .then((m) => m.ssoLink(props.settings))
+      .then(setSso);
   }, [props.settings]);
 
   const fail = (err: unknown) => {
-    if (err instanceof NotStaff) return props.onRefused(err.userId);
+    if (err instanceof Error && err.name === "NotStaff") return props.onRefused((err as Error & { userId: string }).userId);
     const e = err as { errcode?: string; httpStatus?: number; message?: string };
     if (e.errcode === "M_FORBIDDEN" || e.httpStatus === 403) setError(t("wrongPassword"));
     else if (err instanceof ApiError) setError(err.message);
@@ -55,6 +59,7 @@ function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: 
     setBusy(true);
     setError(null);
     try {
+      const { signInWithPassword } = await signin();
       props.onSignedIn(await signInWithPassword(props.settings, user, password));
     } catch (err) {
       fail(err);
@@ -185,10 +190,11 @@ function App() {
         if (loginToken) {
           history.replaceState(null, "", location.pathname + location.hash);
           try {
+            const { signInWithLoginToken } = await signin();
             setSession(await signInWithLoginToken(s, loginToken));
             return;
           } catch (err) {
-            if (err instanceof NotStaff) setRefused(err.userId);
+            if (err instanceof Error && err.name === "NotStaff") setRefused((err as Error & { userId: string }).userId);
             else setNotice((err as Error).message);
           }
         }

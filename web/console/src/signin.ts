@@ -1,5 +1,6 @@
 // Signing in: the browser logs in to the homeserver with matrix-js-sdk, asks it for an OpenID
-// token, hands that to Kuvert for a session, and logs the Matrix device out again.
+// token, hands that to Kuvert for a session, and logs the Matrix device out again. Loaded only
+// when someone signs in: matrix-js-sdk is most of the console's code.
 import { createClient } from "matrix-js-sdk";
 import { api, ApiError, type Session } from "./api.ts";
 
@@ -8,20 +9,12 @@ export class NotStaff extends Error {
   readonly userId: string;
   constructor(userId: string) {
     super(`${userId} holds no role in Kuvert`);
+    this.name = "NotStaff";
     this.userId = userId;
   }
 }
 
-export interface Settings {
-  homeserverUrl: string;
-  serverName: string;
-}
-
-export async function loadSettings(): Promise<Settings> {
-  const res = await fetch("/console/settings.json", { credentials: "same-origin" });
-  if (!res.ok) throw new Error(`settings: HTTP ${res.status}`);
-  return (await res.json()) as Settings;
-}
+import type { Settings } from "./settings.ts";
 
 /** Whether the homeserver offers single sign-on, and the link that starts it. */
 export async function ssoLink(settings: Settings): Promise<string | null> {

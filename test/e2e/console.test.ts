@@ -105,6 +105,9 @@ describe("the staff console in a browser", () => {
     assert.equal(await page.getByRole("link", { name: "Organisationen" }).getAttribute("aria-current"), "page");
     assert.ok(await page.getByText(`Angemeldet als ${admin.userId}`).isVisible());
     // The Matrix device used for the OpenID token is logged out again.
+    const { devices } = await stack.staff.client.getDevices();
+    assert.ok(devices.length > 0);
+    assert.ok(!devices.some((d) => d.display_name === "Kuvert-Konsole"), `the console's Matrix device was left behind: ${JSON.stringify(devices)}`);
     const cookies = await page.context().cookies();
     const session = cookies.find((c) => c.name === "kuvert_session");
     assert.ok(session?.httpOnly && session.secure && session.sameSite === "Strict", JSON.stringify(session));

@@ -159,8 +159,24 @@ describe("the staff console in a browser", () => {
     // The import removed the clerk (the CSV lists none for schule-am-see); put them back for the documents.
     await stack.api("POST", `/api/v1/organisations/${orgId}/clerks`, { matrixId: clerk.userId, email: "clara@schule.example", name: "Clara Clerk" });
     await page.reload();
+
+    // Edit one organisation, archive the other (after confirming).
+    await page.getByRole("button", { name: "gemeinde-nord" }).click();
+    await page.getByRole("heading", { name: "Gemeinde Nord (gemeinde-nord)" }).waitFor();
+    await page.getByRole("button", { name: "Bearbeiten" }).click();
+    await page.locator("#edit-gemeinde-nord-name").fill("Gemeinde Nordheim");
+    await page.getByRole("button", { name: "Speichern" }).click();
+    await page.getByRole("heading", { name: "Gemeinde Nordheim (gemeinde-nord)" }).waitFor();
+    assert.ok(await page.getByText("Gespeichert.").isVisible());
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Archivieren" }).click();
+    await page.getByText("Zustand: archiviert").waitFor();
+    const nord = (await stack.api<{ name: string; state: string }>("GET", "/api/v1/organisations/gemeinde-nord")).body;
+    assert.deepEqual([nord.name, nord.state], ["Gemeinde Nordheim", "archived"]);
+
     await page.getByRole("button", { name: orgId }).click();
     await page.getByRole("heading", { name: `Schule am See (${orgId})` }).waitFor();
+    assert.equal(await page.getByText("Gespeichert.").count(), 0, "the other organisation's notice is still shown");
     await shot(page, "03-organisations");
     await page.context().close();
   });
@@ -170,10 +186,10 @@ describe("the staff console in a browser", () => {
     const page = await open();
     await signIn(page, admin);
     await page.getByRole("link", { name: "Dokumente senden" }).click();
-    // Choosing by tag checks every organisation with it (schule-am-see has "schools").
+    // Choosing by tag checks every organisation with it (schule-am-see has "schools"; gemeinde-nord is archived).
     await page.getByRole("button", { name: "schools", exact: true }).click();
     assert.equal(await page.getByRole("checkbox", { name: /Schule am See/ }).isChecked(), true);
-    assert.equal(await page.getByRole("checkbox", { name: /Gemeinde Nord/ }).isChecked(), false);
+    assert.equal(await page.getByRole("checkbox", { name: /Gemeinde Nord/ }).count(), 0, "an archived organisation is offered");
     await page.getByLabel("Art des Dokuments").fill("Bescheid");
     await page.getByLabel("Aktenzeichen").fill("AZ-2026-17");
     // Drop two files on the drop zone, as a person dragging them from the desktop does.

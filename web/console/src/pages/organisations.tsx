@@ -355,7 +355,7 @@ function Organisations() {
           </tbody>
         </table>
       )}
-      {selected && <Details id={selected} onChanged={() => void load()} />}
+      {selected && <Details key={selected} id={selected} onChanged={() => void load()} />}
       <Section title={t("create")} id="create">
         <Notice text={notice} />
         <OrganisationForm

@@ -1,6 +1,16 @@
 # Kuvert's image. Kuvert runs its TypeScript sources directly (Node's type stripping), so
-# there is no build step: install the runtime dependencies, copy the sources, run as a user of
-# its own. docker-compose.yml builds it; deploy/README.md explains the whole stack.
+# the service has no build step: install the runtime dependencies, copy the sources, run as a
+# user of its own. Only the browser console is built (first stage). docker-compose.yml builds it; deploy/README.md explains the whole stack.
+# The staff console is built with Vite in a stage of its own (it needs the dev dependencies);
+# only its static output (web/console/dist) goes into the image.
+FROM node:22-bookworm-slim AS console
+WORKDIR /build
+COPY package.json package-lock.json ./
+COPY tools/ ./tools/
+RUN npm ci --no-audit --no-fund
+COPY web/ ./web/
+RUN npm run build:web
+
 FROM node:22-bookworm-slim
 
 # KUVERT_CONFIG: the configuration every `kuvert` command uses (docker-compose.yml mounts it
@@ -22,6 +32,7 @@ RUN npm ci --omit=dev --no-audit --no-fund \
 # The application: appservice/, bin/, web/ and config.sample.yaml. .dockerignore admits only
 # these (and the files above), so this copies nothing else: no .env, no deploy/site, no tests.
 COPY . ./
+COPY --from=console /build/web/console/dist ./web/console/dist
 
 # A user of its own; the sources stay root's and read-only to it. /data holds the
 # configuration (mounted) and what Kuvert keeps on disk; /registration the appservice

@@ -1,8 +1,11 @@
 // Kuvert as one running service: database, homeserver side, the two listeners, the workers.
 import { createHash } from "node:crypto";
+import { resolve } from "node:path";
 import type { Server } from "node:http";
 import { audit } from "./audit/audit.ts";
 import { CommandHandler } from "./commands/commands.ts";
+import { defaultConsoleDir } from "./console/api.ts";
+import { ConsoleSessions } from "./console/sessions.ts";
 import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
@@ -224,6 +227,16 @@ export class Kuvert {
             ...(calls ? [verifyRoutes(new UserVerification(db, homeserver, config), config)] : []),
           ],
           accounts,
+          console: {
+            enabled: config.modules.console,
+            sessions: new ConsoleSessions(db, config),
+            staticDir: config.console.staticDir ? resolve(config.console.staticDir) : defaultConsoleDir,
+            homeserverUrl: config.homeserver.publicUrl ?? config.homeserver.url,
+            serverName: config.homeserver.domain,
+            maxHours: config.console.maxHours,
+            signInAttemptsPerMinute: config.console.signInAttemptsPerMinute,
+            wakeMail: () => mailWorker.wake(),
+          },
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,

@@ -39,7 +39,8 @@ export function requestOutcome(status: number): string {
   return "ok";
 }
 
-const queues: Record<string, string> = {
+/** The work queues by name, each a table with the queue columns (the status page shows them too). */
+export const queues: Record<string, string> = {
   inbound_events: "inbound_events",
   room_sync: "room_sync",
   documents: "document_work",

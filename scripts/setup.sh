@@ -48,4 +48,6 @@ fi
 
 say "Installing npm dependencies"
 npm_config_nodedir= npm ci --no-audit --no-fund >&2
+say "Building the staff console (web/console → web/console/dist)"
+npm run --silent build:web >&2
 say "Set up. Run the tests with: npm test"

@@ -71,6 +71,7 @@ Kuvert is running (embedded database in ${dir}; a local stand-in homeserver, not
 clamd with test signatures only; e-mails are caught and printed here, not sent).
 
   Public API     http://127.0.0.1:${kuvert.publicPort}   (OpenAPI: /api/v1/openapi.json)
+  Staff console  http://127.0.0.1:${kuvert.publicPort}/console/   (sign in as staff / staff-password)
   Admin token    ${adminToken}
   Homeserver     ${hs.url}   users ${staff.userId} / staff-password, ${clerk.userId} / anna-password
 

@@ -104,6 +104,7 @@ const descriptions: Record<string, string> = {
   accounts:
     "Accounts Kuvert created for the person on the homeserver: username (Matrix ID), name, e-mail address, state, and when password letters were produced. Kuvert never keeps the password.",
   staff: "The person's roles as staff of the operating body, as configured.",
+  consoleSessions: "The person's sessions in the staff console: when they signed in, were last active and the session ends, and the browser. Ended sessions are deleted.",
   documentsSent:
     "Documents the person sent (uploaded in a room or in the web console): metadata only, since Kuvert keeps no document content after delivery.",
   organisationDocuments:
@@ -137,6 +138,9 @@ function queries(kind: SubjectKind) {
                       letter_issued_at AS "letterAt", password_resets AS "passwordResets", deactivated_at AS "deactivatedAt"
                  FROM clerk_accounts WHERE ${isMatrix ? "matrix_id = $1" : "lower(email) = $1"} ORDER BY id`,
     staff: isMatrix ? `SELECT roles, status, updated_at AS "updatedAt" FROM staff_members WHERE matrix_id = $1` : null,
+    consoleSessions: isMatrix
+      ? `SELECT created_at AS "signedInAt", last_seen_at AS "lastSeenAt", expires_at AS "endsAt", user_agent AS "browser" FROM console_sessions WHERE user_id = $1 ORDER BY created_at`
+      : null,
     documentsSent: isMatrix
       ? `SELECT id, direction, organisation_id AS organisation, filename, kind, reference, state,
                 created_at AS "receivedAt", finished_at AS "finishedAt"
@@ -182,6 +186,7 @@ async function collect(q: Queryable, subject: string, kind: SubjectKind): Promis
     await one("clerks", s.clerks),
     await one("accounts", s.accounts),
     await one("staff", s.staff),
+    await one("consoleSessions", s.consoleSessions),
     await one("documentsSent", s.documentsSent),
     await one("organisationDocuments", s.organisationDocuments),
     await one("mail", s.mail),
@@ -276,6 +281,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       );
     }
     let staffDeleted = 0;
+    let sessionsDeleted = 0;
     if (isMatrix) {
       const staff = (await tx.query<{ status: string }>("SELECT status FROM staff_members WHERE matrix_id = $1 FOR UPDATE", [subject])).rows[0];
       if (staff?.status === "active") {
@@ -285,6 +291,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         throw new KuvertError(ErrCode.InvalidInput, 409, `${subject} was taken out of the staff, but Kuvert is still taking them out of the rooms: try again once the rooms are in line.`);
       }
       staffDeleted = await changed("DELETE FROM staff_members WHERE matrix_id = $1", [subject]);
+      sessionsDeleted = await changed("DELETE FROM console_sessions WHERE user_id = $1", [subject]);
     }
 
     // Accounts Kuvert created: the homeserver account must be deactivated first (Kuvert keeps track of it until then).
@@ -343,6 +350,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       clerks,
       accounts,
       staff: staffDeleted,
+      consoleSessions: sessionsDeleted,
       documentsSent,
       mailSent,
       mailPending,
@@ -358,6 +366,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         { what: "clerk records: e-mail address, name and Matrix ID replaced by the pseudonym (the organisation keeps a removed clerk, but no person)", count: clerks },
         { what: "records of homeserver accounts Kuvert created (deactivated): Matrix ID, e-mail address and name replaced by the pseudonym", count: accounts },
         { what: "staff record deleted", count: staffDeleted },
+        { what: "staff console sessions deleted", count: sessionsDeleted },
         { what: "documents the person sent: the sender replaced by the pseudonym", count: documentsSent },
         { what: "notification e-mails to the address that were sent or given up: deleted", count: mailSent },
         { what: "notification e-mails to the address not yet sent: deleted, they will not be sent", count: mailPending },
@@ -436,6 +445,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
           "Konten, die Kuvert für die Person auf dem Homeserver angelegt hat: Benutzername (Matrix-ID), Name, E-Mail-Adresse, Zustand und wann Passwortbriefe erstellt wurden. Das Passwort speichert Kuvert nie.",
       },
       staff: { title: "Mitarbeitende der Stelle", description: "Die Rollen der Person als Mitarbeitende der betreibenden Stelle, wie konfiguriert." },
+      consoleSessions: {
+        title: "Sitzungen in der Konsole",
+        description: "Die Sitzungen der Person in der Konsole der Stelle: wann sie sich angemeldet hat, zuletzt aktiv war und die Sitzung endet, und der Browser. Beendete Sitzungen werden gelöscht.",
+      },
       documentsSent: {
         title: "Von der Person gesendete Dokumente",
         description: "Dokumente, die die Person in einem Raum oder in der Webkonsole hochgeladen hat: nur Metadaten, denn Kuvert behält nach der Zustellung keine Inhalte.",
@@ -485,6 +498,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       removedAt: "entfernt",
       roles: "Rollen",
       updatedAt: "geändert",
+      signedInAt: "angemeldet",
+      lastSeenAt: "zuletzt aktiv",
+      endsAt: "endet spätestens",
+      browser: "Browser",
       id: "Kennung",
       direction: "Richtung",
       filename: "Dateiname",
@@ -535,6 +552,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
             clerks: "Clerk of member organisations",
             accounts: "Accounts on the homeserver",
             staff: "Staff of the operating body",
+            consoleSessions: "Staff console sessions",
             documentsSent: "Documents the person sent",
             organisationDocuments: "Documents for the person's organisations",
             mail: "E-mails to the person",
@@ -566,6 +584,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       removedAt: "removed",
       roles: "roles",
       updatedAt: "changed",
+      signedInAt: "signed in",
+      lastSeenAt: "last active",
+      endsAt: "ends at the latest",
+      browser: "browser",
       id: "id",
       direction: "direction",
       filename: "filename",

@@ -171,6 +171,7 @@ export const configSchema = z
           .boolean()
           .default(true)
           .describe("Create homeserver accounts for clerks who have none (needs homeserver.adminToken), with password letters. Off: `createAccount` answers KUVERT_MODULE_DISABLED."),
+        console: z.boolean().default(true).describe("Serve the staff console at /console/ and let staff sign in to it. Off: /console/ says so and sign-in answers KUVERT_MODULE_DISABLED."),
       })
       .strict()
       .prefault({})
@@ -212,6 +213,24 @@ export const configSchema = z
       .strict()
       .prefault({})
       .describe("Video consultations with Jitsi: Element's Jitsi widget in organisation rooms, member-only conferences, guest links."),
+    console: z
+      .object({
+        idleMinutes: z.number().min(1).max(24 * 60).default(30).describe("A console session ends after this many minutes without a request."),
+        maxHours: z.number().min(1).max(24 * 7).default(12).describe("A console session ends after this many hours, however active."),
+        signInAttemptsPerMinute: z
+          .number()
+          .int()
+          .min(1)
+          .default(10)
+          .describe("Failed console sign-ins one client address may make per minute before it is refused for a while."),
+        staticDir: z
+          .string()
+          .optional()
+          .describe("Directory of the built console (npm run build:web). Unset: web/console/dist in Kuvert's installation."),
+      })
+      .strict()
+      .prefault({})
+      .describe("The staff console in the browser: staff sign in with their Matrix account (roles from staff[].roles)."),
     scanning: z
       .object({
         host: z.string().default("127.0.0.1").describe("Host of clamd's TCP socket (TCPSocket/TCPAddr in clamd.conf)."),

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { slugPattern } from "../organisations/model.ts";
+import { actorOf, callerOf } from "../http/server.ts";
 import { tokenCovers } from "../tokens/tokens.ts";
 import type { Batches } from "./batch.ts";
 import type { DocumentIntake, OutboundSubmission } from "./intake.ts";
@@ -13,8 +14,9 @@ import * as store from "./store.ts";
 function requireOrganisation(req: Request): string {
   const id = String(req.params.id);
   if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id} (not a valid id).`);
-  if (!tokenCovers(req.apiToken!, id)) {
-    throw new KuvertError(ErrCode.OutOfScope, 403, `The token ${req.apiToken!.name} may not deliver to organisation ${id}.`);
+  const caller = callerOf(req);
+  if (!tokenCovers(caller, id)) {
+    throw new KuvertError(ErrCode.OutOfScope, 403, `The token ${caller.name} may not deliver to organisation ${id}.`);
   }
   return id;
 }
@@ -70,18 +72,18 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
       throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the batch as a ZIP file (Content-Type: application/zip) with manifest.csv or manifest.json inside.");
     }
     const key = idempotencyKey(req);
-    const token = req.apiToken!;
+    const caller = callerOf(req);
     const accepted = await batches.accept(req, {
-      submittedBy: `token:${token.name}`,
-      organisations: token.scopes.includes("admin") ? null : token.organisations,
-      idempotency: key ? { scope: `token:${token.name}`, key } : undefined,
+      submittedBy: caller.actor,
+      organisations: caller.scopes.includes("admin") ? null : caller.organisations,
+      idempotency: key ? { scope: caller.actor, key } : undefined,
     });
     res.status(202).json({ id: accepted.id, replayed: accepted.replayed, statusUrl: `/api/v1/batches/${accepted.id}` });
   });
 
   r.get("/batches/:batchId", auth, async (req: Request, res: Response) => {
-    const token = req.apiToken!;
-    const status = await batches.status(String(req.params.batchId), token.scopes.includes("admin") ? null : `token:${token.name}`);
+    const caller = callerOf(req);
+    const status = await batches.status(String(req.params.batchId), caller.scopes.includes("admin") ? null : caller.actor);
     if (!status) throw new KuvertError(ErrCode.NotFound, 404, `There is no batch ${String(req.params.batchId)}.`);
     res.json(status);
   });
@@ -92,9 +94,9 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
     const key = idempotencyKey(req);
     const base: Omit<OutboundSubmission, "filename" | "content"> = {
       organisationId,
-      source: "api",
-      submittedBy: `token:${req.apiToken!.name}`,
-      idempotency: key ? { scope: `token:${req.apiToken!.name}`, key } : undefined,
+      source: callerOf(req).kind === "session" ? "console" : "api",
+      submittedBy: actorOf(req),
+      idempotency: key ? { scope: actorOf(req), key } : undefined,
     };
     const q = (name: string) => (typeof req.query[name] === "string" ? (req.query[name] as string) : undefined);
     let submission: OutboundSubmission;
@@ -119,8 +121,9 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
   r.get("/documents/:docId", auth, async (req: Request, res: Response) => {
     const row = await store.findDocument(db, String(req.params.docId));
     // A document of an organisation outside the token's scope is as unknown as one that does not exist.
-    if (!row || !tokenCovers(req.apiToken!, row.organisation_id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${String(req.params.docId)}.`);
-    res.json(presentStatus(row));
+    if (!row || !tokenCovers(callerOf(req), row.organisation_id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${String(req.params.docId)}.`);
+    // The e-mails to the organisation's clerks about it: once none is pending, they are notified.
+    res.json({ ...presentStatus(row), notifications: await store.notificationCounts(db, row.id) });
   });
 
   r.use((err: unknown, req: Request, _res: Response, next: NextFunction) => {

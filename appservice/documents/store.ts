@@ -144,3 +144,25 @@ export async function setMedia(q: Queryable, id: string, mxc: string): Promise<v
 export async function listDocuments(q: Queryable, organisationId: string, limit: number): Promise<DocumentRow[]> {
   return (await q.query<DocumentRow>("SELECT * FROM documents WHERE organisation_id = $1 ORDER BY created_at DESC LIMIT $2", [organisationId, limit])).rows;
 }
+
+export interface NotificationCounts {
+  pending: number;
+  sent: number;
+  dead: number;
+}
+
+/** The e-mails to clerks about an outbound document (dedupe key `document:<id>:<address>`), by state. */
+export async function notificationCounts(q: Queryable, documentId: string): Promise<NotificationCounts> {
+  const prefix = `document:${documentId}:`;
+  const { rows } = await q.query<{ state: string; n: string }>(
+    "SELECT state, count(*) AS n FROM mail_outbox WHERE left(dedupe_key, length($1)) = $1 GROUP BY state",
+    [prefix],
+  );
+  const counts: NotificationCounts = { pending: 0, sent: 0, dead: 0 };
+  for (const r of rows) {
+    if (r.state === "pending") counts.pending += Number(r.n);
+    else if (r.state === "dead") counts.dead += Number(r.n);
+    else counts.sent += Number(r.n);
+  }
+  return counts;
+}

@@ -5,6 +5,7 @@ import { ErrCode } from "../errors.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
 import { callPaths, callSchemas } from "../calls/openapi.ts";
 import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
+import { consolePaths, consoleSecurityScheme } from "../console/openapi.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -39,7 +40,10 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
     servers: [{ url: `${baseUrl.replace(/\/$/, "")}/api/v1` }],
     security: [{ bearer: [] }],
     components: {
-      securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "An API token with the admin scope (`kuvert token create NAME --scope admin`)." } },
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", description: "An API token with the admin scope (`kuvert token create NAME --scope admin`)." },
+        session: consoleSecurityScheme,
+      },
       schemas: {
         Error: error,
         OrganisationInput: schema(organisationInput),
@@ -109,7 +113,8 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
           requestBody: { required: true, content: { "text/csv": { schema: { type: "string" } } } },
           responses: {
             "200": {
-              description: "A result per row: created, updated, unchanged or error (with errcode and reason). A bad row changes nothing; the others are applied.",
+              description:
+                "A result per row: created, updated, unchanged or error (with errcode and reason). A bad row changes nothing; the others are applied. With dryRun, the outcome each row would have and its changes (name, tagsAdded, tagsRemoved, clerksAdded, clerksRemoved, clerksChanged), compared with what is stored.",
               content: { "application/json": { schema: { type: "object" } } },
             },
             ...errors,
@@ -139,6 +144,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
       },
       ...callPaths(baseUrl),
       ...accountPaths(errors),
+      ...consolePaths,
     },
   };
 }

@@ -4,6 +4,7 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { actorOf } from "../http/server.ts";
 import { importOrganisations, parseOrganisationsCsv } from "./csv.ts";
+import { previewImport } from "./preview.ts";
 import { slugPattern, type Organisation } from "./model.ts";
 import type { Organisations } from "./service.ts";
 import type { StoredOrganisation } from "./store.ts";
@@ -54,7 +55,8 @@ export function organisationRoutes(db: Database, organisations: Organisations): 
     if (typeof req.body !== "string" || req.body.trim() === "") throw new KuvertError(ErrCode.InvalidInput, 400, "The CSV file is empty.");
     const rows = parseOrganisationsCsv(req.body);
     if (req.query.dryRun === "true") {
-      res.json({ dryRun: true, rows: rows.map((r) => ({ line: r.line, id: r.id, valid: !r.error, ...(r.error ? { errcode: r.error.errcode, error: r.error.message } : {}) })) });
+      // What each row would do, compared with what is stored; nothing is changed.
+      res.json(await previewImport(db, rows));
       return;
     }
     const report = await importOrganisations(db, organisations, rows, actorOf(req));

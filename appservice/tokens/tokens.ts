@@ -7,9 +7,10 @@ import { ErrCode, KuvertError } from "../errors.ts";
 
 /**
  * admin: the whole admin API (includes staff); staff: what staff do (circulars, calls, guest links);
- * drop: deliver documents (to the token's organisations, or all).
+ * drop: deliver documents (to the token's organisations, or all); audit: read, export and verify
+ * the audit log (what the data protection officer does; admin may too).
  */
-export const scopes = ["admin", "staff", "drop"] as const;
+export const scopes = ["admin", "staff", "drop", "audit"] as const;
 export type Scope = (typeof scopes)[number];
 
 export interface ApiToken {
@@ -49,7 +50,7 @@ export async function revokeToken(db: Database, name: string, actor: string): Pr
 }
 
 /** Whether the token may act for the organisation. */
-export function tokenCovers(token: ApiToken, organisationId: string): boolean {
+export function tokenCovers(token: Pick<ApiToken, "scopes" | "organisations">, organisationId: string): boolean {
   return token.scopes.includes("admin") || token.organisations === null || token.organisations.includes(organisationId);
 }
 

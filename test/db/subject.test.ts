@@ -182,7 +182,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(matrixReport.kind, "matrix-id");
       assert.deepEqual(
         matrixReport.sections.map((s) => s.name),
-        ["clerks", "accounts", "staff", "documentsSent", "organisationDocuments", "mail", "guestLinks", "roomEvents", "roomProblems", "audit"],
+        ["clerks", "accounts", "staff", "consoleSessions", "documentsSent", "organisationDocuments", "mail", "guestLinks", "roomEvents", "roomProblems", "audit"],
       );
       const clerks = sectionRows(matrixReport, "clerks");
       assert.deepEqual(
@@ -351,7 +351,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       ]);
       assert.deepEqual(rows[0]!.details, {
         kind: "matrix-id",
-        erased: { clerks: 2, accounts: 0, staff: 1, documentsSent: 1, mailSent: 0, mailPending: 0, guestLinks: 0, roomEvents: 3, roomProblems: 1 },
+        erased: { clerks: 2, accounts: 0, staff: 1, consoleSessions: 0, documentsSent: 1, mailSent: 0, mailPending: 0, guestLinks: 0, roomEvents: 3, roomProblems: 1 },
         kept: { documentMetadata: 1, documentsInProgress: 0, organisationDocuments: 2, roomEventsPending: 0, auditRows: sectionRows(matrixReport, "audit").length },
       });
       for (const row of rows) {

@@ -17,6 +17,7 @@ export interface CoreOptions {
   asRetryMaxMs: number;
   asRequestTimeoutMs: number;
   maxUploadBytes: number;
+  sso: boolean;
 }
 
 /** Wakes long-polling /sync requests whenever the stream moves. */

@@ -390,6 +390,49 @@ describe("test homeserver", () => {
       assert.equal(unknown.status, 401);
       assert.equal(unknown.json["errcode"], "M_UNKNOWN_TOKEN");
     });
+
+    it("logs a device out: its token stops working and the device is gone", async () => {
+      const login = await call(hs, "POST", "/_matrix/client/v3/login", undefined, { type: "m.login.password", identifier: { type: "m.id.user", user: "alice" }, password: "alice-password" });
+      assert.equal(login.status, 200);
+      const token = String(login.json["access_token"]);
+      assert.equal((await call(hs, "POST", "/_matrix/client/v3/logout", token, {})).status, 200);
+      const after = await call(hs, "GET", "/_matrix/client/v3/account/whoami", token);
+      assert.equal(after.status, 401);
+      const devices = await call(hs, "GET", "/_matrix/client/v3/devices", alice.accessToken);
+      assert.ok(!(devices.json["devices"] as JsonObject[]).some((d) => d["device_id"] === login.json["device_id"]));
+    });
+
+    it("offers single sign-on only when enabled: redirect, the provider's form, a single-use login token", async () => {
+      assert.ok(!((await call(hs, "GET", "/_matrix/client/v3/login")).json["flows"] as JsonObject[]).some((f) => f["type"] === "m.login.sso"));
+      const sso = new TestHomeserver({ sso: true });
+      await sso.start();
+      try {
+        await sso.createUser("erin", "erin-pw");
+        const flows = (await call(sso, "GET", "/_matrix/client/v3/login")).json["flows"] as JsonObject[];
+        assert.deepEqual(flows.filter((f) => f["type"] === "m.login.sso" || f["type"] === "m.login.token").map((f) => f["type"]), ["m.login.sso", "m.login.token"]);
+        const back = "http://client.example/app/?x=1";
+        const redirect = await fetch(`${sso.url}/_matrix/client/v3/login/sso/redirect?redirectUrl=${enc(back)}`, { redirect: "manual" });
+        assert.equal(redirect.status, 302);
+        const page = await fetch(new URL(redirect.headers.get("location")!, sso.url));
+        assert.match(await page.text(), /<form method="post" action="\/_test\/idp\/sign-in">/);
+        const form = (password: string) =>
+          fetch(`${sso.url}/_test/idp/sign-in`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ redirectUrl: back, user: "erin", password }) });
+        assert.equal((await form("wrong")).status, 403);
+        const signedIn = await form("erin-pw");
+        assert.equal(signedIn.status, 302);
+        const target = new URL(signedIn.headers.get("location")!);
+        assert.equal(`${target.origin}${target.pathname}`, "http://client.example/app/");
+        assert.equal(target.searchParams.get("x"), "1");
+        const loginToken = target.searchParams.get("loginToken")!;
+        const login = await call(sso, "POST", "/_matrix/client/v3/login", undefined, { type: "m.login.token", token: loginToken });
+        assert.equal(login.status, 200);
+        assert.equal(login.json["user_id"], "@erin:kuvert.test");
+        const again = await call(sso, "POST", "/_matrix/client/v3/login", undefined, { type: "m.login.token", token: loginToken });
+        assert.equal(again.status, 403, "a login token works once");
+      } finally {
+        await sso.stop();
+      }
+    });
   });
 
   describe("matrix-js-sdk as a clerk", () => {

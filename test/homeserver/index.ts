@@ -36,6 +36,12 @@ export interface HomeserverOptions {
   asRequestTimeoutMs?: number;
   /** `max_upload_size`; default 50 MiB as Synapse. */
   maxUploadBytes?: number;
+  /**
+   * Default false. True: single sign-on through one identity provider, as Synapse with `oidc_providers`:
+   * GET /login offers m.login.sso and m.login.token, and the provider's sign-in page is a form asking
+   * for a user name and password of this homeserver.
+   */
+  sso?: boolean;
 }
 
 export interface MediaInfo {
@@ -69,6 +75,7 @@ export class TestHomeserver {
       asRetryMaxMs: opts.asRetryMaxMs ?? retryBase * 256,
       asRequestTimeoutMs: opts.asRequestTimeoutMs ?? 60000,
       maxUploadBytes: opts.maxUploadBytes ?? 50 * 1024 * 1024,
+      sso: opts.sso ?? false,
     });
     this.faultsImpl = new Faults();
     this.faults = this.faultsImpl;

@@ -1,13 +1,20 @@
 import { pingAppservice } from "./as-pusher.ts";
 import { authenticate, extractToken } from "./auth.ts";
 import type { Core } from "./core.ts";
-import { MatrixError, exclusive, forbidden, invalidParam, missingToken, notFound, unknownToken } from "./errors.ts";
+import { randomBytes } from "node:crypto";
+import { MatrixError, exclusive, forbidden, invalidParam, missingParam, missingToken, notFound, unknownToken } from "./errors.ts";
 import { type Reply, type Req, type Router, ok } from "./http.ts";
 import { parseIdentifier } from "./ids.ts";
 import { type JsonObject, isJsonObject } from "./types.ts";
 import type { Account } from "./users.ts";
 
 const C = "/_matrix/client/v3";
+/** The one identity provider of the test homeserver's single sign-on. */
+const IDP = { id: "oidc-test", name: "Test Identity Provider" };
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
 
 function loginResponse(core: Core, userId: string, body: JsonObject): Reply {
   const deviceId = body["device_id"];
@@ -45,7 +52,53 @@ function accountForLogin(core: Core, body: JsonObject): Account | undefined {
 
 export function accountRoutes(router: Router, core: Core): void {
   // CS API GET /_matrix/client/v3/login (#get_matrixclientv3login)
-  router.add("GET", `${C}/login`, () => ok({ flows: [{ type: "m.login.password" }, { type: "m.login.application_service" }] }));
+  router.add("GET", `${C}/login`, () =>
+    ok({
+      flows: [
+        { type: "m.login.password" },
+        { type: "m.login.application_service" },
+        ...(core.opts.sso ? [{ type: "m.login.sso", identity_providers: [{ id: IDP.id, name: IDP.name }] }, { type: "m.login.token" }] : []),
+      ],
+    }),
+  );
+
+  // Single sign-on (CS API "Client login via SSO", #client-login-via-sso), when enabled.
+  // Login tokens are single-use and short-lived (Synapse: 2 minutes).
+  const loginTokens = new Map<string, { userId: string; expires: number }>();
+  if (core.opts.sso) {
+    // CS API GET /_matrix/client/v3/login/sso/redirect (#get_matrixclientv3loginssoredirect) and
+    // .../redirect/{idpId}: the homeserver sends the browser to the identity provider. The provider
+    // here is a page of the homeserver itself with a sign-in form.
+    const redirect = (req: Req): Reply => {
+      const redirectUrl = req.query.get("redirectUrl");
+      if (!redirectUrl) throw missingParam("Missing required query parameter: redirectUrl");
+      const idp = req.params["idpId"];
+      if (idp !== undefined && idp !== IDP.id) throw notFound("Unknown identity provider ID");
+      return { status: 302, headers: { Location: `/_test/idp/sign-in?${new URLSearchParams({ redirectUrl })}` } };
+    };
+    router.add("GET", `${C}/login/sso/redirect`, async (req) => redirect(req));
+    router.add("GET", `${C}/login/sso/redirect/:idpId`, async (req) => redirect(req));
+    // The identity provider's sign-in page (not part of Matrix).
+    router.add("GET", "/_test/idp/sign-in", async (req) => {
+      const back = escapeHtml(req.query.get("redirectUrl") ?? "");
+      const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${IDP.name}</title></head><body><h1>${IDP.name}</h1>
+<form method="post" action="/_test/idp/sign-in"><input type="hidden" name="redirectUrl" value="${back}">
+<label for="idp-user">User name</label> <input id="idp-user" name="user"> <label for="idp-password">Password</label> <input id="idp-password" name="password" type="password">
+<button type="submit">Sign in at ${IDP.name}</button></form></body></html>`;
+      return { status: 200, body: Buffer.from(html), headers: { "Content-Type": "text/html; charset=utf-8" } };
+    });
+    // The provider vouches for the person; the homeserver sends the browser back with a login token.
+    router.add("POST", "/_test/idp/sign-in", async (req) => {
+      const form = new URLSearchParams((await req.body()).toString("utf8"));
+      const account = accountForLogin(core, { type: "m.login.password", identifier: { type: "m.id.user", user: form.get("user") ?? "" } });
+      if (!account || !core.users.checkPassword(account, form.get("password") ?? "")) throw forbidden("Invalid username or password");
+      const token = `syl_${randomBytes(16).toString("hex")}`;
+      loginTokens.set(token, { userId: account.userId, expires: Date.now() + 120_000 });
+      const back = new URL(form.get("redirectUrl") ?? "");
+      back.searchParams.set("loginToken", token);
+      return { status: 302, headers: { Location: back.toString() } };
+    });
+  }
 
   // CS API POST /_matrix/client/v3/login (#post_matrixclientv3login)
   router.add("POST", `${C}/login`, async (req) => {
@@ -68,6 +121,14 @@ export function accountRoutes(router: Router, core: Core): void {
       if (!account) throw forbidden(`Application service has not registered this user (${userId})`);
       if (account.deactivated && userId !== as.senderId) throw new MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
       return loginResponse(core, userId, body);
+    }
+    if (type === "m.login.token" && core.opts.sso) {
+      // CS API "Token-based login" (#token-based-login): a login token from SSO, used once.
+      const token = body["token"];
+      const entry = typeof token === "string" ? loginTokens.get(token) : undefined;
+      if (typeof token === "string") loginTokens.delete(token);
+      if (!entry || entry.expires < Date.now()) throw forbidden("Invalid login token");
+      return loginResponse(core, entry.userId, body);
     }
     if (type !== "m.login.password") throw new MatrixError(400, "M_UNKNOWN", `Unknown login type ${String(type)}`);
     const password = body["password"];
@@ -165,6 +226,17 @@ export function accountRoutes(router: Router, core: Core): void {
     const d = core.users.devices.get(requester.userId)?.get(req.params["deviceId"] ?? "");
     if (!d) throw notFound("No device found");
     if (typeof body["display_name"] === "string") d.displayName = body["display_name"];
+    return ok({});
+  });
+
+  // CS API POST /_matrix/client/v3/logout (#post_matrixclientv3logout): the access token is
+  // invalidated and its device deleted (Synapse deletes the device with its keys).
+  router.add("POST", `${C}/logout`, async (req) => {
+    const requester = authenticate(core, req);
+    await req.json({ allowEmpty: true });
+    if (requester.appservice) throw forbidden("Application services cannot log out this way");
+    core.users.revokeToken(requester.accessToken);
+    if (requester.deviceId) core.users.devices.get(requester.userId)?.delete(requester.deviceId);
     return ok({});
   });
 

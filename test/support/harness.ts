@@ -19,7 +19,7 @@ import { buildRegistration, readRegistration, type Registration } from "../../ap
 import { openDatabase } from "../../appservice/db/database.ts";
 import { migrate } from "../../appservice/db/migrate.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
-import { TestHomeserver } from "../homeserver/index.ts";
+import { TestHomeserver, type HomeserverOptions } from "../homeserver/index.ts";
 import { TestUser, type HomeserverAccess } from "./matrix.ts";
 import { startClamd, type Clamd } from "./clamd.ts";
 import { freshDatabaseUrl } from "./database.ts";
@@ -49,6 +49,8 @@ export interface StackOptions {
   configure?: (config: Record<string, unknown>) => void;
   /** Run Kuvert as a child process (to kill it) instead of in this process. */
   childProcess?: boolean;
+  /** Options of the test homeserver (ignored against a real homeserver). */
+  homeserver?: Pick<HomeserverOptions, "sso">;
 }
 
 export interface ApiResponse<T = Record<string, unknown>> {
@@ -266,7 +268,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     raw = baseConfig("http://127.0.0.1:1", asPort, registrationFile);
     registration = buildRegistration(parseConfig(raw));
     writeFileSync(registrationFile, stringify(registration));
-    hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100 });
+    hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, ...opts.homeserver });
     await hs.start();
     (raw.homeserver as Record<string, unknown>).url = hs.url;
     (raw.homeserver as Record<string, unknown>).adminToken = adminToken;

@@ -636,17 +636,27 @@ describe("Dockerfile", () => {
   };
 
   it("installs the runtime dependencies with tools/ in place, and runs as its own user", () => {
+    // Every stage (the console's build stage, then the image) starts from the same Node image.
+    const stages = instructions.filter((i) => i.op === "FROM");
     assert.equal(instructions[0]?.op, "FROM");
-    assert.equal(instructions[0]?.args, "node:22-bookworm-slim");
+    for (const from of stages) assert.match(from.args, /^node:22-bookworm-slim( AS [a-z]+)?$/);
+    assert.equal(stages.at(-1)!.args, "node:22-bookworm-slim", "the image itself must be the last stage");
     const npmCi = index((i) => i.op === "RUN" && /npm ci --omit=dev/.test(i.args), "RUN npm ci --omit=dev");
-    assert.ok(index((i) => i.op === "COPY" && /^tools\/? /.test(i.args), "COPY tools/") < npmCi, "tools/ is copied after npm ci");
-    assert.ok(index((i) => i.op === "COPY" && /package-lock\.json/.test(i.args), "COPY package-lock.json") < npmCi);
+    assert.ok(npmCi > instructions.lastIndexOf(stages.at(-1)!), "npm ci --omit=dev must run in the image's stage");
+    const built = index((i) => i.op === "COPY" && /^--from=\w+ \S*web\/console\/dist \S*web\/console\/dist$/.test(i.args), "COPY of the built console");
+    assert.ok(built > instructions.lastIndexOf(stages.at(-1)!));
+    const last = instructions.lastIndexOf(stages.at(-1)!);
+    const inImage = (pred: (i: Instruction) => boolean) => instructions.findIndex((i, n) => n > last && pred(i));
+    assert.ok(inImage((i) => i.op === "COPY" && /^tools\/? /.test(i.args)) > last, "the image's stage does not copy tools/");
+    assert.ok(inImage((i) => i.op === "COPY" && /^tools\/? /.test(i.args)) < npmCi, "tools/ is copied after npm ci");
+    assert.ok(inImage((i) => i.op === "COPY" && /package-lock\.json/.test(i.args)) < npmCi);
     assert.ok(read("package.json").includes('"file:./tools/crypto-unavailable"'), "package.json no longer overrides the crypto module");
     const users = instructions.filter((i) => i.op === "USER");
     assert.ok(users.length > 0, "the image runs as root");
     assert.ok(!["root", "0", "0:0"].includes(users.at(-1)!.args), "the image runs as root");
     assert.ok(instructions.lastIndexOf(users.at(-1)!) > npmCi);
     for (const copy of instructions.filter((i) => i.op === "COPY")) {
+      if (copy.args.startsWith("--from=")) continue; // from a build stage, not the context
       const sources = copy.args.split(/\s+/).slice(0, -1).filter((s) => !s.startsWith("--"));
       for (const s of sources) if (s !== ".") assert.ok(existsSync(join(root, s)), `COPY ${s}: no such file`);
     }

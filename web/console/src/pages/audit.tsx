@@ -1,0 +1,187 @@
+// The audit log (dpo and admin): filter, page back, export as CSV, verify the hash chain.
+import { useContext, useEffect, useState } from "preact/hooks";
+import { api } from "../api.ts";
+import { I18n, formatTime, useT } from "../i18n.ts";
+import type { Page } from "../pages.ts";
+import { ErrorText, message } from "../ui.tsx";
+
+interface Entry {
+  seq: string;
+  at: string;
+  actor: string;
+  action: string;
+  organisationId: string | null;
+  object: string | null;
+  outcome: string;
+  details: Record<string, unknown>;
+}
+
+interface Verify {
+  ok: boolean;
+  rows: number;
+  brokenAt?: { seq: string; reason: string };
+}
+
+interface Filters {
+  from: string;
+  to: string;
+  actor: string;
+  organisation: string;
+  action: string;
+}
+
+function query(f: Filters, extra: Record<string, string> = {}): string {
+  const q = new URLSearchParams();
+  // Dates from the date fields are whole days in the browser's time zone; "to" includes its day.
+  if (f.from) q.set("from", new Date(`${f.from}T00:00:00`).toISOString());
+  if (f.to) q.set("to", new Date(new Date(`${f.to}T00:00:00`).getTime() + 86_400_000).toISOString());
+  if (f.actor) q.set("actor", f.actor.trim());
+  if (f.organisation) q.set("organisation", f.organisation.trim());
+  if (f.action) q.set("action", f.action.trim());
+  for (const [k, v] of Object.entries(extra)) q.set(k, v);
+  return q.toString();
+}
+
+function Audit() {
+  const t = useT();
+  const { lang } = useContext(I18n);
+  const empty: Filters = { from: "", to: "", actor: "", organisation: "", action: "" };
+  const [form, setForm] = useState<Filters>(empty);
+  const [applied, setApplied] = useState<Filters>(empty);
+  const [entries, setEntries] = useState<Entry[]>([]);
+  const [next, setNext] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [verify, setVerify] = useState<Verify | null>(null);
+  const [verifying, setVerifying] = useState(false);
+
+  const load = async (f: Filters, before?: string) => {
+    setError(null);
+    try {
+      const res = await api<{ entries: Entry[]; next: string | null }>("GET", `/api/v1/audit?${query(f, before ? { before } : {})}`);
+      setEntries((list) => (before ? [...list, ...res.entries] : res.entries));
+      setNext(res.next);
+    } catch (err) {
+      setError(message(err));
+    }
+  };
+  useEffect(() => {
+    void load(empty);
+  }, []);
+
+  const field = (name: keyof Filters, label: string, type: "text" | "date" = "text", hint?: string) => (
+    <div>
+      <label for={`audit-${name}`}>{label}</label>
+      {type === "date" ? (
+        <input id={`audit-${name}`} type="date" value={form[name]} onInput={(e) => setForm({ ...form, [name]: e.currentTarget.value })} />
+      ) : (
+        <input id={`audit-${name}`} type="text" value={form[name]} onInput={(e) => setForm({ ...form, [name]: e.currentTarget.value })} aria-describedby={hint ? `audit-${name}-hint` : undefined} />
+      )}
+      {hint && (
+        <span class="hint" id={`audit-${name}-hint`}>
+          {hint}
+        </span>
+      )}
+    </div>
+  );
+
+  const runVerify = async () => {
+    setVerifying(true);
+    setVerify(null);
+    try {
+      setVerify(await api<Verify>("POST", "/api/v1/audit/verify"));
+    } catch (err) {
+      setError(message(err));
+    } finally {
+      setVerifying(false);
+    }
+  };
+
+  return (
+    <>
+      <h1>{t("audit")}</h1>
+      <form
+        class="filters"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setApplied(form);
+          void load(form);
+        }}
+      >
+        {field("from", t("from"), "date")}
+        {field("to", t("to"), "date")}
+        {field("actor", t("actor"))}
+        {field("organisation", t("organisation"))}
+        {field("action", t("action"), "text", t("actionHint"))}
+        <div class="actions">
+          <button type="submit">{t("filter")}</button>
+        </div>
+      </form>
+      <div class="actions">
+        <a class="button secondary" href={`/api/v1/audit/export?${query({ ...applied, actor: "", organisation: "", action: "" }, { format: "csv" })}`} download>
+          {t("exportCsv")}
+        </a>
+        <button type="button" onClick={runVerify} disabled={verifying}>
+          {verifying ? t("verifying") : t("verify")}
+        </button>
+      </div>
+      <div role="status" aria-live="polite">
+        {verify && (
+          <p class={verify.ok ? "ok" : "error"} data-testid="verify-result">
+            {verify.ok ? t("verifyOk", { rows: verify.rows }) : t("verifyBroken", { seq: verify.brokenAt!.seq, reason: verify.brokenAt!.reason, rows: verify.rows })}
+          </p>
+        )}
+      </div>
+      <ErrorText error={error} />
+      {entries.length === 0 ? (
+        <p>{t("noEntries")}</p>
+      ) : (
+        <table class="audit">
+          <thead>
+            <tr>
+              <th scope="col">#</th>
+              <th scope="col">{t("time")}</th>
+              <th scope="col">{t("actor")}</th>
+              <th scope="col">{t("action")}</th>
+              <th scope="col">{t("organisation")}</th>
+              <th scope="col">{t("object")}</th>
+              <th scope="col">{t("outcome")}</th>
+              <th scope="col">{t("details")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {entries.map((e) => (
+              <tr key={e.seq} class={`outcome-${e.outcome}`}>
+                <td>{e.seq}</td>
+                <td>{formatTime(e.at, lang)}</td>
+                <td>{e.actor}</td>
+                <td>
+                  <code>{e.action}</code>
+                </td>
+                <td>{e.organisationId ?? "–"}</td>
+                <td>{e.object ?? "–"}</td>
+                <td class="outcome">{e.outcome}</td>
+                <td>
+                  {Object.keys(e.details).length > 0 ? (
+                    <details>
+                      <summary>{t("show")}</summary>
+                      <pre>{JSON.stringify(e.details, null, 2)}</pre>
+                    </details>
+                  ) : (
+                    "–"
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {next && (
+        <button type="button" class="secondary" onClick={() => void load(applied, next)}>
+          {t("more")}
+        </button>
+      )}
+    </>
+  );
+}
+
+export const auditPage: Page = { path: "audit", title: "audit", scopes: ["audit", "admin"], component: Audit };

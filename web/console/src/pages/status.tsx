@@ -1,0 +1,146 @@
+// Status (admin): health of database, scanner, homeserver and mail; queue depths; e-mails
+// given up, each with a button to send it again.
+import { useContext, useEffect, useState } from "preact/hooks";
+import { api, poll } from "../api.ts";
+import { I18n, formatTime, useT } from "../i18n.ts";
+import type { Page } from "../pages.ts";
+import { ErrorText, Notice, Section, message } from "../ui.tsx";
+
+interface StatusBody {
+  ready: boolean;
+  checks: Record<string, { ok: boolean; detail: string }>;
+  queues: { queue: string; pending: number; failed: number; oldestPendingSince: string | null }[];
+}
+
+interface DeadMail {
+  id: string;
+  kind: string;
+  recipient: string;
+  organisationId: string | null;
+  attempts: number;
+  lastError: string | null;
+  createdAt: string;
+  notifications: number;
+}
+
+function Status() {
+  const t = useT();
+  const { lang } = useContext(I18n);
+  const [status, setStatus] = useState<StatusBody | null>(null);
+  const [dead, setDead] = useState<DeadMail[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const load = async (background = false) => {
+    const get = <T,>(path: string) => (background ? poll<T>(path) : api<T>("GET", path));
+    try {
+      const [s, d] = await Promise.all([get<StatusBody>("/api/v1/status"), get<{ mails: DeadMail[] }>("/api/v1/mail/dead")]);
+      setStatus(s);
+      setDead(d.mails);
+      setError(null);
+    } catch (err) {
+      setError(message(err));
+    }
+  };
+  useEffect(() => {
+    void load();
+    const timer = setInterval(() => void load(true), 5000);
+    return () => clearInterval(timer);
+  }, []);
+  const retry = async (id: string) => {
+    try {
+      await api("POST", `/api/v1/mail/${id}/retry`);
+      setNotice(t("retried", { id }));
+      await load();
+    } catch (err) {
+      setError(message(err));
+    }
+  };
+  return (
+    <>
+      <h1>{t("status")}</h1>
+      <div class="actions">
+        <button type="button" class="secondary" onClick={() => void load()}>
+          {t("refresh")}
+        </button>
+      </div>
+      <ErrorText error={error} />
+      <Notice text={notice} />
+      {status && (
+        <>
+          <Section title={t("health")} id="health">
+            <p class={status.ready ? "ok" : "error"}>
+              <strong>{status.ready ? t("ready") : t("notReady")}</strong>
+            </p>
+            <ul class="checks">
+              {Object.entries(status.checks).map(([name, c]) => (
+                <li key={name} class={c.ok ? "ok" : "error"}>
+                  <span aria-hidden="true">{c.ok ? "✔" : "✖"}</span> <strong>{name}</strong>: {c.ok ? t("ready") : t("notReady")} <span class="hint">({c.detail})</span>
+                </li>
+              ))}
+            </ul>
+          </Section>
+          <Section title={t("queues")} id="queues">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">{t("queue")}</th>
+                  <th scope="col">{t("pending")}</th>
+                  <th scope="col">{t("failed")}</th>
+                  <th scope="col">{t("oldest")}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {status.queues.map((q) => (
+                  <tr key={q.queue}>
+                    <td>{q.queue}</td>
+                    <td>{q.pending}</td>
+                    <td>{q.failed}</td>
+                    <td>{formatTime(q.oldestPendingSince, lang)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </Section>
+        </>
+      )}
+      <Section title={t("deadMail")} id="dead-mail">
+        {dead.length === 0 ? (
+          <p>{t("noDeadMail")}</p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">#</th>
+                <th scope="col">{t("recipient")}</th>
+                <th scope="col">{t("organisation")}</th>
+                <th scope="col">{t("attempts")}</th>
+                <th scope="col">{t("lastError")}</th>
+                <th scope="col">
+                  <span class="visually-hidden">{t("retry")}</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {dead.map((m) => (
+                <tr key={m.id}>
+                  <td>{m.id}</td>
+                  <td>{m.recipient}</td>
+                  <td>{m.organisationId ?? "–"}</td>
+                  <td>{m.attempts}</td>
+                  <td>{m.lastError ?? "–"}</td>
+                  <td>
+                    <button type="button" onClick={() => void retry(m.id)} aria-label={`${t("retry")}: ${m.recipient}`}>
+                      {t("retry")}
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Section>
+    </>
+  );
+}
+
+export const statusPage: Page = { path: "status", title: "status", scopes: ["admin"], component: Status };

@@ -1,0 +1,15 @@
+// Builds the staff console into web/console/dist, which Kuvert serves at /console/.
+import { defineConfig } from "vite";
+
+export default defineConfig({
+  root: import.meta.dirname,
+  base: "/console/",
+  oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    // matrix-js-sdk is large; one chunk per page set keeps the first load reasonable.
+    chunkSizeWarningLimit: 2000,
+  },
+  logLevel: "warn",
+});

@@ -47,6 +47,7 @@ export const queues: Record<string, string> = {
   batches: "batch_work",
   mail: "mail_outbox",
   accounts: "account_creation",
+  calls: "calls",
 };
 
 let database: Database | undefined;
@@ -71,7 +72,7 @@ new Gauge({
 
 new Gauge({
   name: "kuvert_queue_depth",
-  help: "Work items waiting, by queue (inbound_events, room_sync, documents, batches, mail, accounts).",
+  help: `Work items waiting, by queue (${Object.keys(queues).join(", ")}).`,
   labelNames: ["queue"] as const,
   registers: [registry],
   async collect() {

@@ -19,6 +19,11 @@ export const ErrCode = {
   RateLimited: "KUVERT_RATE_LIMITED",
   Unavailable: "KUVERT_UNAVAILABLE",
   ModuleDisabled: "KUVERT_MODULE_DISABLED",
+  CircularEmpty: "KUVERT_CIRCULAR_EMPTY",
+  UnknownTag: "KUVERT_UNKNOWN_TAG",
+  UnknownOrganisations: "KUVERT_UNKNOWN_ORGANISATIONS",
+  ScheduleInPast: "KUVERT_SCHEDULE_IN_PAST",
+  CircularState: "KUVERT_CIRCULAR_STATE",
   Internal: "KUVERT_INTERNAL",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];

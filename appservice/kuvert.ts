@@ -33,6 +33,10 @@ import { Staging } from "./documents/staging.ts";
 import { MailOutbox } from "./mail/outbox.ts";
 import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
+import { Circulars } from "./circulars/service.ts";
+import { CircularFanout } from "./circulars/fanout.ts";
+import { circularCommand, StaffRoomFiles } from "./circulars/commands.ts";
+import { join } from "node:path";
 import type { Worker, QueueRow } from "./workers/queue.ts";
 
 const log = logger("kuvert");
@@ -63,6 +67,7 @@ export interface Services {
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
+  circulars: Circulars;
 }
 
 export class Kuvert {
@@ -149,6 +154,12 @@ export class Kuvert {
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });
       };
       const mailWorker = outbox.worker();
+      // Circular attachments wait in a staging folder of their own (document retention leaves it alone).
+      const circularStaging = new Staging(join(config.documents.stagingDir, "circulars"));
+      await circularStaging.init();
+      const fanout = new CircularFanout(db, homeserver, scanner, circularStaging, staffRoom, config);
+      const circularWorkers = fanout.workers();
+      const circulars = new Circulars(db, config, circularStaging, () => fanout.wake());
       const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
       // With inbound scanning switched off, a posted file gets a note instead of a check.
       const sayNotChecked = async (roomId: string, eventId: string) => {
@@ -156,13 +167,14 @@ export class Kuvert {
       };
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
-        new CommandHandler(homeserver, config, []),
+        new StaffRoomFiles(db, config),
+        new CommandHandler(homeserver, config, [circularCommand(db, config, circulars)]),
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker] as unknown as Worker<QueueRow>[]));
+      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, ...circularWorkers] as unknown as Worker<QueueRow>[]));
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox };
+      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, circulars };
 
       const readinessChecks = readiness(
         {
@@ -194,6 +206,7 @@ export class Kuvert {
           rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
           failedAuthPerMinute: config.publicApi.failedAuthPerMinute,
           batchesEnabled: config.modules.batches,
+          circulars: { service: circulars, enabled: config.modules.circulars, maxAttachments: config.circulars.maxAttachments },
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,

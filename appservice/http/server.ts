@@ -7,6 +7,8 @@ import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { documentRoutes } from "../documents/api.ts";
 import type { Batches } from "../documents/batch.ts";
+import { circularRoutes } from "../circulars/api.ts";
+import type { Circulars } from "../circulars/service.ts";
 import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
 import type { Organisations } from "../organisations/service.ts";
@@ -30,6 +32,8 @@ export interface PublicApiDeps {
   rateLimitPerMinute: number;
   failedAuthPerMinute: number;
   batchesEnabled: boolean;
+  /** Circulars (scope staff or admin); absent: no circular routes. */
+  circulars?: { service: Circulars; enabled: boolean; maxAttachments: number };
 }
 
 declare module "express-serve-static-core" {
@@ -99,6 +103,11 @@ export function publicApp(deps: PublicApiDeps): express.Express {
 
   // Documents first: their bodies are streamed, never parsed into memory.
   app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin"), deps.batchesEnabled));
+
+  // Circulars before the admin router: staff tokens may use them. Multipart bodies are streamed.
+  if (deps.circulars) {
+    app.use("/api/v1", circularRoutes(deps.circulars.service, requireScope(deps.db, "staff", "admin"), deps.circulars.enabled, deps.circulars.maxAttachments));
+  }
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));

@@ -3,13 +3,17 @@
 // matrix-js-sdk clients. A circular reaches exactly its rooms, once; an attachment is scanned
 // and uploaded once; one that is not clean stops everything before any room gets it.
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
 import { after, before, describe, it } from "node:test";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import type { RoomEvent } from "../homeserver/index.ts";
 import { EICAR } from "../support/clamd.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 
 function pdf(text: string): Buffer {
@@ -324,6 +328,33 @@ describe("circulars", () => {
     const help = await stack.staff.say(staffRoomId, "!help");
     const helpReply = await stack.staff.waitForEvent(staffRoomId, "the help", (e) => e.getContent()["m.relates_to"]?.["m.in_reply_to"]?.event_id === help);
     assert.match(String(helpReply.getContent().body), /!circular all \| tag:<Tag>/);
+  });
+
+  it("takes tags from the command line, the admin API and the CSV import, and a circular to a tag follows them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kuvert-tags-"));
+    try {
+      writeFileSync(join(dir, "config.yaml"), stringify(stack.rawConfig));
+      const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "config.yaml"), ...args], { cwd: dir });
+      assert.match((await kuvert("org", "tag", "gemeinde-c", "--add", "rural", "--add", "east")).stdout, /updated: gemeinde-c {2}\[east, municipalities, rural\]/);
+      assert.match((await kuvert("org", "tag", "gemeinde-c", "--remove", "rural")).stdout, /updated: gemeinde-c {2}\[east, municipalities\]/);
+      await assert.rejects(kuvert("org", "tag", "gemeinde-c", "--add", "Not A Tag"), /tag/);
+      assert.match((await kuvert("org", "show", "gemeinde-c")).stdout, /tags: +east, municipalities/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const patched = await stack.api<{ organisation: { tags: string[] } }>("PATCH", "/api/v1/organisations/schule-a", { tags: ["schools", "east"] });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.deepEqual(patched.body.organisation.tags, ["east", "schools"]);
+    const csv = "id,name,tags\nschule-b,Schule B,schools;north;east\n";
+    const imported = await stack.api("POST", "/api/v1/organisations/import", csv, { contentType: "text/csv" });
+    assert.equal(imported.status, 200, JSON.stringify(imported.body));
+    const listed = await stack.api<{ organisations: { id: string; tags: string[] }[] }>("GET", "/api/v1/organisations?tag=east");
+    assert.deepEqual(listed.body.organisations.map((o) => o.id), ["gemeinde-c", "schule-a", "schule-b"]);
+
+    const res = await api("POST", "/api/v1/circulars", { text: "An den Osten", targets: { tag: "east" } });
+    assert.equal(res.status, 201);
+    await until(res.body.id, (c) => c.state === "sent" && c.summary.delivered === 3, "sent to three");
+    for (const o of orgs) assert.equal(textsIn(rooms[o.id]!, "An den Osten").length, 1);
   });
 
   it("refuses !circular from a clerk, in their room and in the staff room, and sends nothing", async () => {

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { ErrCode } from "../errors.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
+import { circularPaths, circularSchemas } from "../circulars/openapi.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -43,6 +44,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         OrganisationInput: schema(organisationInput),
         OrganisationPatch: schema(organisationPatch),
         ClerkInput: schema(clerkInput),
+        ...circularSchemas,
         Organisation: {
           type: "object",
           properties: {
@@ -133,6 +135,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         parameters: [idParam, { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." }],
         delete: { summary: "Remove a clerk (kicked from the room)", responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors } },
       },
+      ...circularPaths,
     },
   };
 }

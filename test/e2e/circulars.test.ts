@@ -284,6 +284,10 @@ describe("circulars", () => {
     // A correction before the circular is sent, and of an unknown one.
     assert.equal((await api("POST", "/api/v1/circulars/circ_unknown/corrections", { text: "x" })).status, 404);
     assert.equal(await count(), before, "nothing was stored");
+    // The OpenAPI document describes the endpoints with the schema that checks the input.
+    const doc = await stack.api<{ paths: Record<string, unknown>; components: { schemas: Record<string, { required?: string[] }> } }>("GET", "/api/v1/openapi.json", undefined, { token: null });
+    for (const path of ["/circulars", "/circulars/{id}", "/circulars/{id}/cancel", "/circulars/{id}/corrections"]) assert.ok(doc.body.paths[path], path);
+    assert.deepEqual(doc.body.components.schemas.CircularInput!.required?.sort(), ["targets", "text"]);
   });
 
   it("takes a circular from the staff room: command on the first line, Markdown below, the file posted just before as attachment", async () => {

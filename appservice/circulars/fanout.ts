@@ -12,16 +12,19 @@
 // transaction id from the delivery (circular, organisation, part), so a delivery repeated after
 // a crash or a timeout is the same PUT and the room gets it once. 429 (with retry_after_ms) and
 // 5xx are retried with a growing pause; other refusals fail the delivery with the reason.
-import { audit } from "../audit/audit.ts";
+// Deliveries that reached their room are recorded together (group commit): whatever finished
+// while the previous batch was being written goes into the next transaction — state, audit
+// row and clerks' e-mails of each, all or nothing. A crash before that commit repeats the
+// sends, which the transaction ids make the same events.
+import { audit, auditMany, type AuditEntry } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
-import type { Database, Queryable } from "../db/database.ts";
+import type { Database } from "../db/database.ts";
 import type { Staging } from "../documents/staging.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, downloadMedia, uploadMedia } from "../matrix/media.ts";
 import { scanDuration } from "../metrics.ts";
-import { findOrganisation } from "../organisations/store.ts";
 import { ScannerUnavailableError, TooLargeToScanError, type Scanner } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
@@ -44,6 +47,44 @@ class RoomNotReady extends Error {}
 
 /** A refusal that will not change by retrying: the delivery fails at once with this reason. */
 class DeliveryRefused extends Error {}
+
+/** What a delivery needs of its organisation, in one query. */
+interface TargetOrganisation {
+  id: string;
+  name: string;
+  state: string;
+  room_id: string | null;
+  room_state: string;
+  room_problem: string | null;
+  emails: string[];
+}
+
+/** A delivery whose events are in the room, waiting to be recorded. */
+interface Completion {
+  row: DeliveryWorkRow;
+  roomId: string;
+  eventId: string;
+  /** The original: its organisation (for the clerks' e-mails). Absent for corrections. */
+  org?: TargetOrganisation;
+  done: () => void;
+  failed: (err: unknown) => void;
+}
+
+/** Most deliveries recorded in one transaction. */
+const MAX_BATCH = 64;
+
+/** A worker that, when stopped, also waits for the deliveries it handed to the batch writer. */
+class DrainingWorker<R extends QueueRow> extends Worker<R> {
+  readonly #drain: () => Promise<void>;
+  constructor(drain: () => Promise<void>, opts: ConstructorParameters<typeof Worker<R>>[0]) {
+    super(opts);
+    this.#drain = drain;
+  }
+  override async stop(): Promise<void> {
+    await super.stop();
+    await this.#drain();
+  }
+}
 
 export class CircularFanout {
   readonly #db: Database;
@@ -74,7 +115,7 @@ export class CircularFanout {
         key: "id",
         // Only once the attachments are clean and uploaded; a correction only after the earlier text reached that room.
         claimable: `EXISTS (SELECT 1 FROM circulars c WHERE c.id = q.circular_id AND c.state IN ('sending', 'sent'))
-          AND NOT EXISTS (SELECT 1 FROM circular_deliveries p WHERE p.circular_id = q.circular_id AND p.organisation_id = q.organisation_id AND p.revision < q.revision AND p.state = 'pending')`,
+          AND (q.revision = 0 OR NOT EXISTS (SELECT 1 FROM circular_deliveries p WHERE p.circular_id = q.circular_id AND p.organisation_id = q.organisation_id AND p.revision < q.revision AND p.state = 'pending'))`,
         order: "q.id",
         maxAttempts: config.circulars.maxAttempts,
       },
@@ -94,7 +135,7 @@ export class CircularFanout {
         await this.#staffRoom.post({ key: `circular-stuck:${row.circular_id}`, body: `${row.circular_id}: ${(err as Error).message}` }).catch(() => undefined);
       },
     });
-    this.#deliveryWorker = new Worker<DeliveryWorkRow>({
+    this.#deliveryWorker = new DrainingWorker<DeliveryWorkRow>(() => this.drain(), {
       name: "circular-deliveries",
       queue: this.deliveryQueue,
       concurrency: this.#config.circulars.concurrency,
@@ -302,42 +343,36 @@ export class CircularFanout {
     }
   }
 
+  async #organisation(id: string): Promise<TargetOrganisation | null> {
+    const { rows } = await this.#db.query<TargetOrganisation>(
+      `SELECT o.id, o.display_name AS name, o.state, o.room_id, o.room_state, o.room_problem,
+              coalesce(array_agg(DISTINCT lower(c.email)) FILTER (WHERE c.status = 'active' AND c.email IS NOT NULL), '{}') AS emails
+         FROM organisations o LEFT JOIN clerks c ON c.organisation_id = o.id
+        WHERE o.id = $1 GROUP BY o.id`,
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+
   async #deliverOriginal(row: DeliveryWorkRow): Promise<void> {
     const { circular: c, attachments } = await this.#load(row.circular_id);
     // The room comes from the database by organisation id, never from input.
-    const org = await findOrganisation(this.#db, row.organisation_id);
+    const org = await this.#organisation(row.organisation_id);
     if (!org) throw new DeliveryRefused("the organisation no longer exists");
     if (org.state === "archived") throw new DeliveryRefused("the organisation was archived");
-    if (org.roomState === "lost") throw new DeliveryRefused(`Kuvert has lost the room: ${org.roomProblem ?? "unknown"}`);
-    if (!org.roomId || org.roomState !== "ready") throw new RoomNotReady(`the room of ${org.id} is not ready yet`);
+    if (org.room_state === "lost") throw new DeliveryRefused(`Kuvert has lost the room: ${org.room_problem ?? "unknown"}`);
+    if (!org.room_id || org.room_state !== "ready") throw new RoomNotReady(`the room of ${org.id} is not ready yet`);
     const base = `circular:${c.id}:${org.id}`;
-    const eventId = await this.#hs.send(org.roomId, "m.room.message", messageContent({ body: c.body, html: c.html }), `${base}:text`);
+    const eventId = await this.#hs.send(org.room_id, "m.room.message", messageContent({ body: c.body, html: c.html }), `${base}:text`);
     for (const a of attachments) {
       await this.#hs.send(
-        org.roomId,
+        org.room_id,
         "m.room.message",
         { msgtype: "m.file", body: a.filename, filename: a.filename, url: a.mxc_uri, info: { mimetype: a.mimetype, size: Number(a.size) } },
         `${base}:file:${a.position}`,
       );
     }
-    const t = circularTexts(this.#config.mail.language);
-    await this.#db.transaction(async (tx) => {
-      if (!(await this.#markDelivered(tx, row, org.roomId!, eventId))) return;
-      await audit(tx, { actor: "kuvert", action: "circular.delivered", organisationId: org.id, object: c.id, outcome: "ok", details: { roomId: org.roomId, eventId } });
-      for (const clerk of org.clerks) {
-        if (clerk.status !== "active" || !clerk.email) continue;
-        await enqueueNotification(tx, {
-          kind: "circular",
-          to: clerk.email,
-          organisationId: org.id,
-          organisationName: org.name,
-          roomId: org.roomId!,
-          items: [{ title: t.mailTitle, reference: c.id }],
-          language: this.#config.mail.language,
-          dedupeKey: `circular:${c.id}:${clerk.email}`,
-        });
-      }
-    });
+    await this.#record({ row, roomId: org.room_id, eventId, org });
   }
 
   async #deliverCorrection(row: DeliveryWorkRow): Promise<void> {
@@ -361,19 +396,89 @@ export class CircularFanout {
       editContent(o.event_id, messageContent({ body: revision.body, html: revision.html })),
       `circular:${row.circular_id}:${row.organisation_id}:rev:${row.revision}`,
     );
-    await this.#db.transaction(async (tx) => {
-      if (!(await this.#markDelivered(tx, row, o.room_id, eventId))) return;
-      await audit(tx, { actor: "kuvert", action: "circular.correction.delivered", organisationId: row.organisation_id, object: row.circular_id, outcome: "ok", details: { revision: row.revision, eventId } });
-    });
+    await this.#record({ row, roomId: o.room_id, eventId });
   }
 
-  async #markDelivered(tx: Queryable, row: DeliveryWorkRow, roomId: string, eventId: string): Promise<boolean> {
-    const res = await tx.query(
-      `UPDATE circular_deliveries SET state = 'delivered', room_id = $3, event_id = $4, delivered_at = now(), lease_until = NULL, last_error = NULL
-        WHERE id = $1 AND leased_by = $2 AND state = 'pending'`,
-      [row.id, workerId, roomId, eventId],
-    );
-    return res.rowCount > 0;
+  // ---- recording deliveries, several per transaction -----------------------------------------
+
+  readonly #waiting: Completion[] = [];
+  #writing = false;
+  #writer: Promise<void> = Promise.resolve();
+
+  /**
+   * Hands a delivery whose events are in the room to the batch writer. The worker's slot is free
+   * for the next room at once — a slot is a send in flight, not a database write — unless the
+   * writer has fallen behind, then the slot waits for its batch (backpressure). The row stays
+   * leased until it is recorded; if the write fails, the lease runs out, another attempt sends
+   * again with the same transaction ids (the same events), and the write is tried again.
+   */
+  async #record(c: Omit<Completion, "done" | "failed">): Promise<void> {
+    const recorded = new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ ...c, done: resolve, failed: reject });
+      if (!this.#writing) this.#writer = this.#writeBatches();
+    });
+    if (this.#waiting.length > MAX_BATCH) return recorded;
+    recorded.catch((err: unknown) => log.warn({ circular: c.row.circular_id, organisation: c.row.organisation_id, err }, "recording a delivery failed; it is sent again (same events) when its lease runs out"));
+  }
+
+  /** Waits until every delivery handed to the writer is recorded (at shutdown). */
+  async drain(): Promise<void> {
+    while (this.#writing) await this.#writer;
+  }
+
+  async #writeBatches(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#waiting.length > 0) {
+        const batch = this.#waiting.splice(0, MAX_BATCH);
+        try {
+          await this.#writeBatch(batch);
+          for (const c of batch) c.done();
+        } catch (err) {
+          for (const c of batch) c.failed(err);
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #writeBatch(batch: Completion[]): Promise<void> {
+    const t = circularTexts(this.#config.mail.language);
+    await this.#db.transaction(async (tx) => {
+      // Only rows this worker still holds: one taken over meanwhile is recorded by whoever has it.
+      const updated = await tx.query<{ id: string }>(
+        `UPDATE circular_deliveries d SET state = 'delivered', room_id = u.room_id, event_id = u.event_id, delivered_at = now(), lease_until = NULL, last_error = NULL
+           FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, room_id, event_id)
+          WHERE d.id = u.id AND d.leased_by = $4 AND d.state = 'pending'
+          RETURNING d.id`,
+        [batch.map((c) => c.row.id), batch.map((c) => c.roomId), batch.map((c) => c.eventId), workerId],
+      );
+      const recorded = new Set(updated.rows.map((r) => String(r.id)));
+      const done = batch.filter((c) => recorded.has(String(c.row.id)));
+      await auditMany(
+        tx,
+        done.map((c): AuditEntry =>
+          c.org
+            ? { actor: "kuvert", action: "circular.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { roomId: c.roomId, eventId: c.eventId } }
+            : { actor: "kuvert", action: "circular.correction.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { revision: c.row.revision, eventId: c.eventId } },
+        ),
+      );
+      for (const c of done) {
+        for (const email of c.org?.emails ?? []) {
+          await enqueueNotification(tx, {
+            kind: "circular",
+            to: email,
+            organisationId: c.org!.id,
+            organisationName: c.org!.name,
+            roomId: c.roomId,
+            items: [{ title: t.mailTitle, reference: c.row.circular_id }],
+            language: this.#config.mail.language,
+            dedupeKey: `circular:${c.row.circular_id}:${email}`,
+          });
+        }
+      }
+    });
   }
 
   async #failNow(row: DeliveryWorkRow, reason: string): Promise<void> {

@@ -127,7 +127,7 @@ export class Circulars {
     const result = await this.#db.transaction(async (tx) => {
       if (meta.sourceEventId) {
         const earlier = await store.findBySourceEvent(tx, meta.sourceEventId);
-        if (earlier) return { id: earlier.id, replayed: true };
+        if (earlier) return { id: earlier.id, replayed: true, rows: 0 };
       }
       const organisations = await this.resolveTargets(tx, input.targets);
       await tx.query(
@@ -157,8 +157,12 @@ export class Circulars {
           source: meta.source,
         },
       });
-      return { id, replayed: false };
+      return { id, replayed: false, rows: organisations.length };
     });
+    // Hundreds of new rows to claim: fresh statistics keep the claim on its index from the first
+    // claim on (measured: with the statistics of a smaller table, the first claims of a
+    // 1,000-room fan-out took 300–500 ms each instead of 2 ms).
+    if (!result.replayed && result.rows >= 100) await this.#db.query("ANALYZE circular_deliveries");
     if (!result.replayed) this.#onWork();
     return { circular: (await this.status(result.id))!, replayed: result.replayed };
   }

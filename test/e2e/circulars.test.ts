@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { after, before, describe, it } from "node:test";
+import { verifyAuditLog } from "../../appservice/audit/audit.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import type { RoomEvent } from "../homeserver/index.ts";
 import { EICAR } from "../support/clamd.ts";
@@ -379,5 +380,20 @@ describe("circulars", () => {
     assert.match(String((refusal.content as { body: string }).body), /dürfen nur Mitarbeitende/);
     assert.equal(await count(), before);
     for (const o of orgs) assert.equal(textsIn(rooms[o.id]!, "Von einer Sachbearbeiterin").length, 0);
+  });
+
+  it("records every delivery in the audit log, and the chain stays whole", async () => {
+    const db = stack.kuvert!.db;
+    const delivered = await db.query<{ n: string }>("SELECT count(*) AS n FROM circular_deliveries WHERE state = 'delivered' AND revision = 0");
+    const audited = await db.query<{ n: string }>("SELECT count(*) AS n FROM audit_log WHERE action = 'circular.delivered'");
+    assert.equal(audited.rows[0]!.n, delivered.rows[0]!.n);
+    const corrections = await db.query<{ n: string }>("SELECT count(*) AS n FROM audit_log WHERE action = 'circular.correction.delivered'");
+    assert.equal(Number(corrections.rows[0]!.n), 4);
+    for (const action of ["circular.created", "circular.sending", "circular.sent", "circular.cancelled", "circular.stopped", "circular.corrected"]) {
+      const n = await db.query<{ n: string }>("SELECT count(*) AS n FROM audit_log WHERE action = $1", [action]);
+      assert.ok(Number(n.rows[0]!.n) >= 1, action);
+    }
+    const verified = await verifyAuditLog(db);
+    assert.equal(verified.ok, true, JSON.stringify(verified.brokenAt));
   });
 });

@@ -86,7 +86,8 @@ CREATE TABLE circular_deliveries (
   last_error        text,
   UNIQUE (circular_id, revision, organisation_id)
 );
-CREATE INDEX circular_deliveries_pending ON circular_deliveries (run_after) WHERE state = 'pending';
+-- Claimed in id order: the partial index keeps a claim from walking past delivered rows.
+CREATE INDEX circular_deliveries_pending ON circular_deliveries (id) WHERE state = 'pending';
 
 -- Files staff post in the staff room: the next !circular of the same person takes them along.
 CREATE TABLE circular_staff_files (
@@ -101,3 +102,7 @@ CREATE TABLE circular_staff_files (
   circular_id       text REFERENCES circulars (id)
 );
 CREATE INDEX circular_staff_files_sender ON circular_staff_files (sender, posted_at) WHERE circular_id IS NULL;
+
+-- A fan-out reads each organisation's clerks by organisation: the partial indexes on clerks
+-- (by Matrix ID, by e-mail) do not serve that, so without this every lookup reads all clerks.
+CREATE INDEX IF NOT EXISTS clerks_organisation ON clerks (organisation_id);

@@ -250,7 +250,11 @@ export class CircularFanout {
       await audit(tx, { actor: "kuvert", action: "circular.sending", object: c.id, outcome: "ok", details: { attachments: (await store.attachments(tx, c.id)).length } });
       return true;
     });
-    if (!opened) return; // cancelled meanwhile: the cancel asked for this row again
+    if (!opened) {
+      // Cancelled while its attachments were checked: nothing was sent; clean up and end.
+      await this.#removeStaged(c.id);
+      return void (await this.circularQueue.complete(row));
+    }
     await this.#removeStaged(c.id);
     log.info({ circular: c.id }, "circular scanned; fan-out open");
     this.#deliveryWorker?.wake();

@@ -76,10 +76,8 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
   r.post("/circulars", auth, on, async (req: Request, res: Response, next: NextFunction) => {
     if (req.is("multipart/form-data")) {
       const id = newCircularId();
-      const staged: number[] = [];
       try {
         const body = await readMultipart(req, circulars, id, maxAttachments);
-        body.files.forEach((f, i) => f.staged && staged.push(i));
         const failed = body.files.find((f) => f.error);
         if (failed) throw failed.error;
         let targets: unknown;
@@ -95,7 +93,8 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
         const { circular } = await circulars.create(input, { author: actorOf(req), source: "api" }, attachments, id);
         res.status(201).json(circular);
       } catch (err) {
-        for (const i of staged) await circulars.staging.destroy(attachmentStagingId(id, i));
+        // Refused: nothing stays behind, whichever parts were staged before the error.
+        for (let i = 0; i <= maxAttachments + 1; i++) await circulars.staging.destroy(attachmentStagingId(id, i));
         next(err);
       }
       return;

@@ -45,6 +45,9 @@ type DeliveryWorkRow = store.DeliveryRow & QueueRow;
 /** The room is being made: the delivery waits for it. */
 class RoomNotReady extends Error {}
 
+/** An attachment posted in the staff room that the homeserver no longer gives out. */
+class AttachmentUnavailable extends Error {}
+
 /** A refusal that will not change by retrying: the delivery fails at once with this reason. */
 class DeliveryRefused extends Error {}
 
@@ -184,16 +187,25 @@ export class CircularFanout {
     for (const a of atts) {
       if (a.verdict) continue;
       const timer = scanDuration.startTimer();
-      let verdict: { clean: boolean; signature?: string } | "too-large";
+      let verdict: { clean: boolean; signature?: string } | "too-large" | { unavailable: string };
       try {
-        const source = a.source_mxc
-          ? await downloadMedia(this.#hs, a.source_mxc).then((m) => ({ stream: m.stream, size: m.size ?? Number(a.size) }))
-          : { stream: this.#staging.read(attachmentStagingId(c.id, a.position)), size: Number(a.size) };
+        let source: { stream: NodeJS.ReadableStream; size: number };
+        try {
+          source = a.source_mxc
+            ? await downloadMedia(this.#hs, a.source_mxc).then((m) => ({ stream: m.stream, size: m.size ?? Number(a.size) }))
+            : { stream: this.#staging.read(attachmentStagingId(c.id, a.position)), size: Number(a.size) };
+        } catch (err) {
+          // A file from the staff room the homeserver no longer gives out (removed, quarantined): the circular cannot go with it.
+          if (err instanceof HomeserverError && !err.transient) throw new AttachmentUnavailable(err.message);
+          throw err;
+        }
         const v = await this.#scanner.scan(source.stream, source.size);
         verdict = v.clean ? { clean: true } : { clean: false, signature: v.signature };
         timer({ verdict: v.clean ? "clean" : "infected" });
       } catch (err) {
-        if (err instanceof TooLargeToScanError) {
+        if (err instanceof AttachmentUnavailable) {
+          verdict = { unavailable: err.message };
+        } else if (err instanceof TooLargeToScanError) {
           timer({ verdict: "too_large" });
           verdict = "too-large";
         } else if (err instanceof ScannerUnavailableError) {
@@ -204,13 +216,17 @@ export class CircularFanout {
           return;
         } else throw err;
       }
-      const clean = verdict !== "too-large" && verdict.clean;
-      const signature = verdict !== "too-large" && !verdict.clean ? verdict.signature ?? null : null;
-      await this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [
-        c.id, a.position, clean ? "clean" : verdict === "too-large" ? "too-large" : "infected", signature,
-      ]);
+      const unavailable = typeof verdict === "object" && "unavailable" in verdict ? verdict.unavailable : null;
+      const scanned = verdict === "too-large" || unavailable !== null ? null : (verdict as { clean: boolean; signature?: string });
+      const clean = scanned?.clean === true;
+      const signature = scanned && !scanned.clean ? scanned.signature ?? null : null;
+      if (unavailable === null) {
+        await this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [
+          c.id, a.position, clean ? "clean" : verdict === "too-large" ? "too-large" : "infected", signature,
+        ]);
+      }
       if (!clean) {
-        const why = verdict === "too-large" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : t.infected(signature ?? "?");
+        const why = unavailable !== null ? t.unavailable(unavailable) : verdict === "too-large" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : t.infected(signature ?? "?");
         const alert = { key: `circular-stopped:${c.id}`, body: t.stopped(c.id, a.filename, why) };
         const stopped = await this.#db.transaction(async (tx) => {
           if (!(await store.setState(tx, c.id, "stopped", { from: ["scanning"], reason: t.stoppedReason(a.filename), finished: true }))) return false;
@@ -220,7 +236,7 @@ export class CircularFanout {
             action: "circular.stopped",
             object: c.id,
             outcome: "refused",
-            details: { attachment: a.filename, reason: verdict === "too-large" ? "too-large-to-scan" : "infected", signature },
+            details: { attachment: a.filename, reason: unavailable !== null ? "unavailable" : verdict === "too-large" ? "too-large-to-scan" : "infected", signature },
           });
           await this.#staffRoom.alertByMail(tx, alert);
           return true;

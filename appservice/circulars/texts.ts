@@ -37,7 +37,8 @@ const de = {
   stopped: (id: string, filename: string, reason: string) => `Rundschreiben ${id} wurde angehalten, bevor ein Raum es erhielt: die Anlage „${filename}“ ${reason}`,
   infected: (signature: string) => `enthält Schadsoftware (${signature}).`,
   tooLarge: (limit: number) => `ist größer als die ${mib(limit)}, die der Virenscanner prüft.`,
-  stoppedReason: (filename: string) => `angehalten: Anlage „${filename}“ nicht sauber`,
+  unavailable: (why: string) => `ist auf dem Homeserver nicht mehr abrufbar (${why}).`,
+  stoppedReason: (filename: string) => `angehalten: Anlage „${filename}“ nicht sauber oder nicht abrufbar`,
   stateName: { scheduled: "geplant", scanning: "wird geprüft", sending: "wird versandt", sent: "versandt", cancelled: "abgesagt", stopped: "angehalten" } as Record<string, string>,
   progress: (p: ProgressView) => {
     const head = `Rundschreiben ${p.id} – ${de.stateName[p.state] ?? p.state}: ${p.summary.delivered} von ${p.total} zugestellt` +
@@ -72,7 +73,8 @@ const en: CircularTexts = {
   stopped: (id, filename, reason) => `Circular ${id} was stopped before any room got it: the attachment "${filename}" ${reason}`,
   infected: (signature) => `contains malware (${signature}).`,
   tooLarge: (limit) => `is larger than the ${mib(limit)} the virus scanner checks.`,
-  stoppedReason: (filename) => `stopped: attachment "${filename}" not clean`,
+  unavailable: (why) => `can no longer be fetched from the homeserver (${why}).`,
+  stoppedReason: (filename) => `stopped: attachment "${filename}" not clean or not available`,
   stateName: { scheduled: "scheduled", scanning: "being checked", sending: "sending", sent: "sent", cancelled: "cancelled", stopped: "stopped" },
   progress: (p) => {
     const head = `Circular ${p.id} – ${en.stateName[p.state] ?? p.state}: ${p.summary.delivered} of ${p.total} delivered` +

@@ -335,6 +335,19 @@ describe("circulars", () => {
     assert.match(String(helpReply.getContent().body), /!circular all \| tag:<Tag>/);
   });
 
+  it("stops a circular from the staff room whose file the homeserver no longer gives out, and says which", async () => {
+    const staffRoomId = stack.kuvert!.services.staffRoom.roomId!;
+    await stack.staff.client.sendMessage(staffRoomId, { msgtype: "m.file", body: "Verschwunden.pdf", url: `mxc://${stack.config.homeserver.domain}/NoSuchMedia123`, info: { mimetype: "application/pdf", size: 1234 } } as never);
+    const command = await stack.staff.say(staffRoomId, "!circular org:gemeinde-c\nMit verschwundener Anlage");
+    const reply = await stack.staff.waitForEvent(staffRoomId, "the reply", (e) => e.getContent()["m.relates_to"]?.["m.in_reply_to"]?.event_id === command);
+    const id = /circ_[A-Za-z0-9_-]+/.exec(String(reply.getContent().body))![0];
+    const c = await until(id, (x) => x.state === "stopped", "stopped");
+    assert.match(c.reason ?? "", /Verschwunden\.pdf/);
+    assert.equal(c.summary.failed, 1);
+    await stack.staff.waitForEvent(staffRoomId, "the alert", (e) => /Verschwunden\.pdf.*nicht mehr abrufbar/.test(String(e.getContent().body)));
+    assert.equal(textsIn(rooms["gemeinde-c"]!, "verschwundener Anlage").length, 0);
+  });
+
   it("takes tags from the command line, the admin API and the CSV import, and a circular to a tag follows them", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kuvert-tags-"));
     try {

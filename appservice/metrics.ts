@@ -45,6 +45,7 @@ const queues: Record<string, string> = {
   documents: "document_work",
   batches: "batch_work",
   mail: "mail_outbox",
+  circular_deliveries: "circular_deliveries",
 };
 
 let database: Database | undefined;
@@ -69,7 +70,7 @@ new Gauge({
 
 new Gauge({
   name: "kuvert_queue_depth",
-  help: "Work items waiting, by queue (inbound_events, room_sync, documents, batches, mail).",
+  help: "Work items waiting, by queue (inbound_events, room_sync, documents, batches, mail, circular_deliveries).",
   labelNames: ["queue"] as const,
   registers: [registry],
   async collect() {

@@ -410,3 +410,32 @@ describe("circulars", () => {
     assert.equal(verified.ok, true, JSON.stringify(verified.brokenAt));
   });
 });
+
+describe("circulars switched off (modules.circulars: false)", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({ name: "circulars-off", configure: (c) => void (c.modules = { circulars: false }) });
+  });
+  after(() => stack.stop());
+
+  it("answers KUVERT_MODULE_DISABLED in the API and says so in the staff room", async () => {
+    const res = await stack.api<{ errcode: string }>("POST", "/api/v1/circulars", { text: "x", targets: { all: true } });
+    assert.equal(res.status, 403);
+    assert.equal(res.body.errcode, "KUVERT_MODULE_DISABLED");
+    assert.equal((await stack.api<{ errcode: string }>("GET", "/api/v1/circulars")).body.errcode, "KUVERT_MODULE_DISABLED");
+    const staffRoomId = await waitForStaffRoom(stack);
+    const eventId = `$circular-off-${Date.now()}`;
+    await stack.pushTransaction(`txn-off-${Date.now()}`, [
+      { event_id: eventId, room_id: staffRoomId, type: "m.room.message", sender: stack.staff.userId, origin_server_ts: Date.now(), content: { msgtype: "m.text", body: "!circular all\nText" } },
+    ]);
+    const repliesTo = (e: RoomEvent) => (e.content as { "m.relates_to"?: { "m.in_reply_to"?: { event_id?: string } } })["m.relates_to"]?.["m.in_reply_to"]?.event_id === eventId;
+    await waitFor("the reply", () => stack.hs!.timeline(staffRoomId).some(repliesTo));
+    assert.match(String((stack.hs!.timeline(staffRoomId).find(repliesTo)!.content as { body: string }).body), /abgeschaltet \(modules\.circulars\)/);
+  });
+});
+
+async function waitForStaffRoom(stack: Stack): Promise<string> {
+  let roomId: string | null = null;
+  await waitFor("the staff room", () => (roomId = stack.kuvert!.services.staffRoom.roomId) !== null);
+  return roomId!;
+}

@@ -33,10 +33,9 @@ import { Staging } from "./documents/staging.ts";
 import { MailOutbox } from "./mail/outbox.ts";
 import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
-import { Circulars } from "./circulars/service.ts";
+import { Circulars, circularStagingDir } from "./circulars/service.ts";
 import { CircularFanout } from "./circulars/fanout.ts";
 import { circularCommand, StaffRoomFiles } from "./circulars/commands.ts";
-import { join } from "node:path";
 import type { Worker, QueueRow } from "./workers/queue.ts";
 
 const log = logger("kuvert");
@@ -154,8 +153,8 @@ export class Kuvert {
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });
       };
       const mailWorker = outbox.worker();
-      // Circular attachments wait in a staging folder of their own (document retention leaves it alone).
-      const circularStaging = new Staging(join(config.documents.stagingDir, "circulars"));
+      // Circular attachments wait in a staging folder of their own, which document retention leaves alone.
+      const circularStaging = new Staging(circularStagingDir(config));
       await circularStaging.init();
       const fanout = new CircularFanout(db, homeserver, scanner, circularStaging, staffRoom, config);
       const circularWorkers = fanout.workers();

@@ -44,7 +44,12 @@ export interface CircularStatus {
 
 const empty = () => ({ pending: 0, delivered: 0, failed: 0 });
 
-/** The staging area of circular attachments: a folder of its own, which document retention leaves alone. */
+/** Where attachments wait: circulars.stagingDir, or beside the documents' staging area (whose retention then leaves them alone). */
+export function circularStagingDir(config: KuvertConfig): string {
+  return config.circulars.stagingDir ?? `${config.documents.stagingDir.replace(/[/\\]+$/, "")}-circulars`;
+}
+
+/** The name of an attachment in the staging area. */
 export function attachmentStagingId(circularId: string, position: number): string {
   return `${circularId}.${position}`;
 }

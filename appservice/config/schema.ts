@@ -184,6 +184,10 @@ export const configSchema = z
           .default(30)
           .describe("Files a staff member posted in the staff room within this many minutes before their !circular are its attachments."),
         maxAttachments: z.number().int().min(0).max(20).default(10).describe("Most attachments of one circular."),
+        stagingDir: z
+          .string()
+          .optional()
+          .describe("Where attachments wait until they are scanned and uploaded (deleted then). Unset: beside documents.stagingDir, with -circulars appended."),
       })
       .strict()
       .prefault({})

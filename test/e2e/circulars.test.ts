@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { after, before, describe, it } from "node:test";
 import { verifyAuditLog } from "../../appservice/audit/audit.ts";
+import { circularStagingDir } from "../../appservice/circulars/service.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import type { RoomEvent } from "../homeserver/index.ts";
 import { EICAR } from "../support/clamd.ts";
@@ -76,7 +77,7 @@ describe("circulars", () => {
     return [...text.matchAll(/^kuvert_scan_duration_seconds_count\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
   };
   const mailsTo = (address: string) => stack.smtp.messages.filter((m) => m.to && "text" in m.to && m.to.text === address);
-  const circularStaging = () => readdirSync(join(stack.config.documents.stagingDir, "circulars"));
+  const circularStaging = () => readdirSync(circularStagingDir(stack.config));
 
   before(async () => {
     stack = await startStack({ name: "circulars", configure: (c) => void (c.circulars = { progressIntervalSeconds: 0.5 }) });

@@ -56,27 +56,8 @@ export function rowHash(row: Omit<AuditRow, "hash">): string {
 
 /** Appends one entry. Call it with the transaction that makes the change. */
 export async function audit(tx: Queryable, entry: AuditEntry, at: Date = new Date()): Promise<AuditRow> {
-  await tx.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK]);
-  const last = await tx.query<{ seq: string; hash: string }>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
-  const prev = last.rows[0];
-  const row: Omit<AuditRow, "hash"> = {
-    seq: String(prev ? BigInt(prev.seq) + 1n : 1n),
-    at,
-    actor: entry.actor,
-    action: entry.action,
-    organisation_id: entry.organisationId ?? null,
-    object: entry.object ?? null,
-    outcome: entry.outcome,
-    details: JSON.parse(JSON.stringify(entry.details ?? {})) as Record<string, unknown>,
-    prev_hash: prev?.hash ?? GENESIS_HASH,
-  };
-  const full: AuditRow = { ...row, hash: rowHash(row) };
-  await tx.query(
-    `INSERT INTO audit_log (seq, at, actor, action, organisation_id, object, outcome, details, prev_hash, hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [full.seq, full.at, full.actor, full.action, full.organisation_id, full.object, full.outcome, JSON.stringify(full.details), full.prev_hash, full.hash],
-  );
-  return full;
+  const [row] = await auditMany(tx, [entry], at);
+  return row!;
 }
 
 /**

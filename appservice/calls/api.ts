@@ -5,21 +5,10 @@ import express, { type Request, type RequestHandler } from "express";
 import helmet from "helmet";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { actorOf } from "../http/server.ts";
-import { slugPattern } from "../organisations/model.ts";
+import { jsonBody, organisationId } from "../organisations/api.ts";
 import type { Calls } from "./service.ts";
 
 export const guestPageDir = join(import.meta.dirname, "..", "..", "web", "guest");
-
-function jsonBody(req: Request): unknown {
-  if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the body as application/json.");
-  return req.body;
-}
-
-function organisationId(req: Request): string {
-  const id = String(req.params.id);
-  if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id} (not a valid id).`);
-  return id;
-}
 
 /** Staff-facing routes: start, show, end calls; issue, list, revoke guest links. */
 export function callRoutes(calls: Calls | null, auth: RequestHandler): express.Router {

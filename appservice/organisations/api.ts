@@ -9,12 +9,14 @@ import { slugPattern, type Organisation } from "./model.ts";
 import type { Organisations } from "./service.ts";
 import type { StoredOrganisation } from "./store.ts";
 
-function jsonBody(req: Request): unknown {
+/** The JSON body of a request that must be JSON. */
+export function jsonBody(req: Request): unknown {
   if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the body as application/json.");
   return req.body;
 }
 
-function organisationId(req: Request): string {
+/** The organisation id in the path, checked as a slug. */
+export function organisationId(req: Request): string {
   const id = String(req.params.id);
   if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id} (not a valid id).`);
   return id;

@@ -151,10 +151,11 @@ export function publicApp(deps: PublicApiDeps): express.Express {
     res.json(openApiDocument(deps.baseUrl));
   });
 
-  for (const router of deps.moduleRoutes ?? []) app.use(router);
-  // The staff console: its pages, the session cookie read before any API route, its own endpoints.
-  app.use("/console", consolePages(deps.console));
+  // The console's session cookie is read before any API route, the modules' routes included.
   app.use("/api", consoleSessionLookup(deps.console));
+  for (const router of deps.moduleRoutes ?? []) app.use(router);
+  // The staff console: its pages and its own endpoints.
+  app.use("/console", consolePages(deps.console));
   app.use("/api/v1", consoleApiRoutes(deps.db, deps.console, deps.readiness, requireScope));
 
   // Documents first: their bodies are streamed, never parsed into memory.

@@ -34,6 +34,12 @@ interface GuestLink {
   state: "valid" | "expired" | "revoked";
 }
 
+/** A notice kept as its text key, so that it follows a change of language. */
+interface Said {
+  key: TextKey;
+  vars: Record<string, string>;
+}
+
 const linkState: Record<GuestLink["state"], TextKey> = { valid: "linkValid", expired: "linkExpired", revoked: "linkRevoked" };
 
 /** Guest links of one call: the form to issue one, the new link (once), the list with revoke buttons. */
@@ -46,7 +52,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
   const [minutes, setMinutes] = useState("");
   const [issued, setIssued] = useState<{ url: string; expiresAt: string; name: string } | null>(null);
   const [copied, setCopied] = useState(false);
-  const [notice, setNotice] = useState<string | null>(null);
+  const [notice, setNotice] = useState<Said | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const linkField = useRef<HTMLInputElement>(null);
@@ -106,7 +112,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
     setError(null);
     try {
       await api("DELETE", `/api/v1/guest-links/${encodeURIComponent(link.id)}`);
-      setNotice(t("revoked", { name: link.name }));
+      setNotice({ key: "revoked", vars: { name: link.name } });
       await load();
     } catch (err) {
       setError(message(err));
@@ -122,7 +128,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
         <label for="guest-email">{t("guestEmail")}</label>
         <input id="guest-email" type="email" required value={email} onInput={(e) => setEmail(e.currentTarget.value)} />
         <label for="guest-minutes">
-          {t("validMinutes")} <span class="hint">{t("validMinutesHint")}</span>
+          {t("validMinutes")} <span class="hint below">{t("validMinutesHint")}</span>
         </label>
         <input id="guest-minutes" type="number" min={5} step={1} value={minutes} onInput={(e) => setMinutes(e.currentTarget.value)} />
         <div class="actions">
@@ -149,7 +155,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
         </div>
       )}
       <ErrorText error={error} />
-      <Notice text={notice} />
+      <Notice text={notice && t(notice.key, notice.vars)} />
       {links.length === 0 ? (
         <p>{t("noGuestLinks")}</p>
       ) : (
@@ -200,7 +206,7 @@ function Calls() {
   const [organisation, setOrganisation] = useState("");
   const [selected, setSelected] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [notice, setNotice] = useState<string | null>(null);
+  const [notice, setNotice] = useState<Said | null>(null);
   const [busy, setBusy] = useState(false);
 
   const nameOf = (id: string) => choices.find((c) => c.id === id)?.name ?? id;
@@ -232,7 +238,7 @@ function Calls() {
     setBusy(true);
     try {
       const r = await api<{ reused: boolean; call: Call }>("POST", `/api/v1/organisations/${encodeURIComponent(organisation)}/call`);
-      setNotice(t(r.reused ? "callReused" : "callStarted", { organisation: nameOf(organisation) }));
+      setNotice({ key: r.reused ? "callReused" : "callStarted", vars: { organisation: nameOf(organisation) } });
       setSelected(r.call.id);
       await load();
     } catch (err) {
@@ -248,7 +254,7 @@ function Calls() {
     setNotice(null);
     try {
       await api("DELETE", `/api/v1/organisations/${encodeURIComponent(call.organisationId)}/call`);
-      setNotice(t("callEnded", { organisation: nameOf(call.organisationId) }));
+      setNotice({ key: "callEnded", vars: { organisation: nameOf(call.organisationId) } });
       if (selected === call.id) setSelected(null);
       await load();
     } catch (err) {
@@ -276,7 +282,7 @@ function Calls() {
         </button>
       </form>
       <ErrorText error={error} />
-      <Notice text={notice} />
+      <Notice text={notice && t(notice.key, notice.vars)} />
       <Section title={t("runningCalls")} id="running-calls">
         {calls === null ? (
           <p role="status">{t("loading")}</p>

@@ -193,6 +193,21 @@ export function program(): Command {
       });
     });
   org
+    .command("tag <id>")
+    .description("add or remove tags of an organisation (circulars go to tags)")
+    .option("--add <tag>", "a tag to add, repeatable", collect, [])
+    .option("--remove <tag>", "a tag to remove, repeatable", collect, [])
+    .action(async function (this: Command, id: string, opts: { add: string[]; remove: string[] }) {
+      const cfg = config(this);
+      await withDatabase(cfg, async (db) => {
+        const organisations = new Organisations(db);
+        const current = await organisations.get(id);
+        const tags = [...new Set([...current.tags.filter((t) => !opts.remove.includes(t)), ...opts.add])];
+        const result = await organisations.patch(id, { tags }, actor);
+        console.log(`${result.outcome}: ${id}  [${result.organisation.tags.join(", ")}]`);
+      });
+    });
+  org
     .command("archive <id>")
     .description("archive an organisation: its room becomes read-only and is kept")
     .action(async function (this: Command, id: string) {

@@ -38,6 +38,9 @@ import { MailOutbox } from "./mail/outbox.ts";
 import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
 import { Accounts } from "./accounts/service.ts";
+import { Circulars, circularStagingDir } from "./circulars/service.ts";
+import { CircularFanout } from "./circulars/fanout.ts";
+import { circularCommand, StaffRoomFiles } from "./circulars/commands.ts";
 import type { Worker, QueueRow } from "./workers/queue.ts";
 import { callRoutes, guestRoutes } from "./calls/api.ts";
 import { videoCommand } from "./calls/command.ts";
@@ -82,6 +85,7 @@ export interface Services {
   /** Video consultations; null when modules.calls is off. */
   calls: Calls | null;
   accounts: Accounts;
+  circulars: Circulars;
 }
 
 export class Kuvert {
@@ -173,6 +177,12 @@ export class Kuvert {
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });
       };
       const mailWorker = outbox.worker();
+      // Circular attachments wait in a staging folder of their own, which document retention leaves alone.
+      const circularStaging = new Staging(circularStagingDir(config));
+      await circularStaging.init();
+      const fanout = new CircularFanout(db, homeserver, scanner, circularStaging, staffRoom, config);
+      const circularWorkers = fanout.workers();
+      const circulars = new Circulars(db, config, circularStaging, () => fanout.wake());
       const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
       // With inbound scanning switched off, a posted file gets a note instead of a check.
       const sayNotChecked = async (roomId: string, eventId: string) => {
@@ -183,13 +193,14 @@ export class Kuvert {
       if (calls && callWorker) calls.onWork = () => callWorker.wake();
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
-        new CommandHandler(homeserver, config, calls ? [videoCommand(calls, config)] : []),
+        new StaffRoomFiles(db, config),
+        new CommandHandler(homeserver, config, [circularCommand(db, config, circulars), ...(calls ? [videoCommand(calls, config)] : [])]),
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, accountWorker, ...(callWorker ? [callWorker] : [])] as unknown as Worker<QueueRow>[]));
+      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, accountWorker, ...circularWorkers, ...(callWorker ? [callWorker] : [])] as unknown as Worker<QueueRow>[]));
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, calls, accounts };
+      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, calls, accounts, circulars };
 
       const readinessChecks = readiness(
         {
@@ -237,6 +248,7 @@ export class Kuvert {
             signInAttemptsPerMinute: config.console.signInAttemptsPerMinute,
             wakeMail: () => mailWorker.wake(),
           },
+          circulars: { service: circulars, enabled: config.modules.circulars, maxAttachments: config.circulars.maxAttachments },
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,

@@ -48,6 +48,7 @@ export const queues: Record<string, string> = {
   mail: "mail_outbox",
   accounts: "account_creation",
   calls: "calls",
+  circular_deliveries: "circular_deliveries",
 };
 
 let database: Database | undefined;

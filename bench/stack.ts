@@ -150,7 +150,7 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
  * Starts Kuvert as a child process, as Stack.startKuvert(true) does, but with its log in the
  * benchmark's work directory. stack.stop() stops it (SIGTERM, waited for).
  */
-async function startKuvertChild(stack: Stack, logPath: string): Promise<void> {
+export async function startKuvertChild(stack: Stack, logPath: string): Promise<void> {
   const configFile = join(stack.workDir, "config.yaml");
   writeFileSync(configFile, stringify(stack.rawConfig));
   const log = createWriteStream(logPath, { flags: "a" });

@@ -79,6 +79,52 @@ export async function audit(tx: Queryable, entry: AuditEntry, at: Date = new Dat
   return full;
 }
 
+/**
+ * Appends several entries in one go, chained in the order given: one lock, one look at the
+ * chain's end, one INSERT (for work that records many like actions at once, e.g. a fan-out).
+ */
+export async function auditMany(tx: Queryable, entries: AuditEntry[], at: Date = new Date()): Promise<AuditRow[]> {
+  if (entries.length === 0) return [];
+  await tx.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK]);
+  const last = await tx.query<{ seq: string; hash: string }>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
+  let seq = last.rows[0] ? BigInt(last.rows[0].seq) : 0n;
+  let prevHash = last.rows[0]?.hash ?? GENESIS_HASH;
+  const rows: AuditRow[] = entries.map((entry) => {
+    seq += 1n;
+    const row: Omit<AuditRow, "hash"> = {
+      seq: String(seq),
+      at,
+      actor: entry.actor,
+      action: entry.action,
+      organisation_id: entry.organisationId ?? null,
+      object: entry.object ?? null,
+      outcome: entry.outcome,
+      details: JSON.parse(JSON.stringify(entry.details ?? {})) as Record<string, unknown>,
+      prev_hash: prevHash,
+    };
+    const full: AuditRow = { ...row, hash: rowHash(row) };
+    prevHash = full.hash;
+    return full;
+  });
+  await tx.query(
+    `INSERT INTO audit_log (seq, at, actor, action, organisation_id, object, outcome, details, prev_hash, hash)
+     SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::text[], $10::text[])`,
+    [
+      rows.map((r) => r.seq),
+      rows.map((r) => r.at),
+      rows.map((r) => r.actor),
+      rows.map((r) => r.action),
+      rows.map((r) => r.organisation_id),
+      rows.map((r) => r.object),
+      rows.map((r) => r.outcome),
+      rows.map((r) => JSON.stringify(r.details)),
+      rows.map((r) => r.prev_hash),
+      rows.map((r) => r.hash),
+    ],
+  );
+  return rows;
+}
+
 export interface VerifyResult {
   ok: boolean;
   rows: number;

@@ -6,6 +6,7 @@ import { clerkInput, organisationInput, organisationPatch } from "../organisatio
 import { callPaths, callSchemas } from "../calls/openapi.ts";
 import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
 import { consolePaths, consoleSecurityScheme } from "../console/openapi.ts";
+import { circularPaths, circularSchemas } from "../circulars/openapi.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -51,6 +52,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         ClerkInput: schema(clerkInput),
         ...callSchemas,
         ...accountSchemas(schema),
+        ...circularSchemas,
         Organisation: {
           type: "object",
           properties: {
@@ -145,6 +147,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
       ...callPaths(baseUrl),
       ...accountPaths(errors),
       ...consolePaths,
+      ...circularPaths,
     },
   };
 }

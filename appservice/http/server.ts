@@ -7,6 +7,8 @@ import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { documentRoutes } from "../documents/api.ts";
 import type { Batches } from "../documents/batch.ts";
+import { circularRoutes } from "../circulars/api.ts";
+import type { Circulars } from "../circulars/service.ts";
 import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
 import { accountRoutes } from "../accounts/api.ts";
@@ -39,6 +41,8 @@ export interface PublicApiDeps {
   /** Clerk accounts and password letters, where Kuvert creates accounts. */
   accounts?: Accounts;
   console: ConsoleDeps;
+  /** Circulars (scope staff or admin); absent: no circular routes. */
+  circulars?: { service: Circulars; enabled: boolean; maxAttachments: number };
 }
 
 declare module "express-serve-static-core" {
@@ -151,15 +155,19 @@ export function publicApp(deps: PublicApiDeps): express.Express {
     res.json(openApiDocument(deps.baseUrl));
   });
 
-  // The console's session cookie is read before any API route, the modules' routes included.
-  app.use("/api", consoleSessionLookup(deps.console));
-  for (const router of deps.moduleRoutes ?? []) app.use(router);
-  // The staff console: its pages and its own endpoints.
+  // The staff console: its pages, the session cookie read before any API route, its own endpoints.
   app.use("/console", consolePages(deps.console));
+  app.use("/api", consoleSessionLookup(deps.console));
   app.use("/api/v1", consoleApiRoutes(deps.db, deps.console, deps.readiness, requireScope));
+  for (const router of deps.moduleRoutes ?? []) app.use(router);
 
   // Documents first: their bodies are streamed, never parsed into memory.
   app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin"), deps.batchesEnabled));
+
+  // Circulars before the admin router: staff tokens may use them. Multipart bodies are streamed.
+  if (deps.circulars) {
+    app.use("/api/v1", circularRoutes(deps.circulars.service, requireScope(deps.db, "staff", "admin"), deps.circulars.enabled, deps.circulars.maxAttachments));
+  }
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));

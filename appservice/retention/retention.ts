@@ -91,6 +91,9 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
     const inboundEvents = await deleted(tx, "DELETE FROM inbound_events WHERE state IN ('done', 'failed') AND received_at < $1", [opsCutoff]);
     const transactions = await deleted(tx, "DELETE FROM appservice_transactions WHERE received_at < $1", [opsCutoff]);
     workItems += await deleted(tx, "DELETE FROM room_sync WHERE state = 'done' AND requested_at < $1", [opsCutoff]);
+    // Circulars: their finished work items, and staff-room files no circular took.
+    workItems += await deleted(tx, "DELETE FROM circular_work WHERE state IN ('done', 'failed') AND run_after < $1", [opsCutoff]);
+    workItems += await deleted(tx, "DELETE FROM circular_staff_files WHERE circular_id IS NULL AND posted_at < $1", [opsCutoff]);
 
     // The audit log: only a prefix of the chain, only rows older than the legal period.
     const auditCutoff = new Date(now.getTime() - r.auditYears * 365.25 * DAY);

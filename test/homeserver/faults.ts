@@ -10,12 +10,72 @@ export interface HoldHandle {
 export interface FaultInjector {
   hold(method: string, path: RegExp): HoldHandle;
   failNext(method: string, path: RegExp, count: number, status: number, body: object): void;
+  /** Rate limits matching requests as Synapse's ratelimiter does; returns a handle that counts the refusals. */
+  rateLimit(method: string, path: RegExp, limits: RateLimits): RateLimitHandle;
   requests(method: string, path: RegExp): number;
   clear(): void;
 }
 
+/** A rate limit like Synapse's `rc_message`: `burst` actions at once, refilled at `perSecond`. */
+export interface RateLimits {
+  perSecond: number;
+  burst: number;
+}
+
+export interface RateLimitHandle {
+  /** Requests refused with 429 so far. */
+  refused(): number;
+  /** Removes the limit. */
+  remove(): void;
+}
+
 /** What the server does with a request after the fault injector has seen it. */
-export type Interception = { kind: "pass" } | { kind: "reply"; status: number; body: object } | { kind: "drop" };
+export type Interception = { kind: "pass" } | { kind: "reply"; status: number; body: object; headers?: Record<string, string> } | { kind: "drop" };
+
+/**
+ * The leaky bucket of Synapse's `Ratelimiter` (synapse/api/ratelimiting.py): an action is allowed
+ * while the actions performed, drained at `perSecond`, stay within `burst`; a refused one is told
+ * when the next would be allowed. The answer is CS API §"Rate limiting" (Matrix 1.10+): 429 with
+ * `M_LIMIT_EXCEEDED`, `retry_after_ms` in the body and a `Retry-After` header in seconds.
+ */
+class RateLimit implements RateLimitHandle {
+  readonly method: string;
+  readonly path: RegExp;
+  readonly limits: RateLimits;
+  removed = false;
+  private performed = 0;
+  private start = Date.now() / 1000;
+  private refusals = 0;
+
+  constructor(method: string, path: RegExp, limits: RateLimits) {
+    this.method = method;
+    this.path = path;
+    this.limits = limits;
+  }
+
+  /** Null when allowed, else the milliseconds until an action would be allowed. */
+  take(): number | null {
+    const now = Date.now() / 1000;
+    const { perSecond, burst } = this.limits;
+    this.performed = Math.max(0, this.performed - (now - this.start) * perSecond);
+    this.start = now;
+    if (this.performed + 1 <= burst) {
+      this.performed += 1;
+      return null;
+    }
+    this.refusals++;
+    const allowedAt = now + (this.performed - burst + 1) / perSecond;
+    return Math.max(1, Math.ceil(1000 * (allowedAt - now)));
+  }
+
+  refused(): number {
+    return this.refusals;
+  }
+
+  remove(): void {
+    this.removed = true;
+  }
+}
 
 interface Seen {
   method: string;
@@ -106,6 +166,7 @@ export class Faults implements FaultInjector {
   private seen: Seen[] = [];
   private fails: FailRule[] = [];
   private holds: Hold[] = [];
+  private limits: RateLimit[] = [];
 
   hold(method: string, path: RegExp): HoldHandle {
     const hold = new Hold(method, path);
@@ -117,6 +178,12 @@ export class Faults implements FaultInjector {
     this.fails.push({ method, path, remaining: count, status, body });
   }
 
+  rateLimit(method: string, path: RegExp, limits: RateLimits): RateLimitHandle {
+    const limit = new RateLimit(method, path, limits);
+    this.limits.push(limit);
+    return limit;
+  }
+
   requests(method: string, path: RegExp): number {
     return this.seen.filter((seen) => matches(method, path, seen)).length;
   }
@@ -125,6 +192,7 @@ export class Faults implements FaultInjector {
     for (const hold of this.holds) hold.release();
     this.holds = [];
     this.fails = [];
+    this.limits = [];
     this.seen = [];
   }
 
@@ -147,6 +215,19 @@ export class Faults implements FaultInjector {
     if (fail) {
       fail.remaining--;
       return { kind: "reply", status: fail.status, body: fail.body };
+    }
+    this.limits = this.limits.filter((l) => !l.removed);
+    for (const limit of this.limits) {
+      if (!matches(limit.method, limit.path, seen)) continue;
+      const waitMs = limit.take();
+      if (waitMs !== null) {
+        return {
+          kind: "reply",
+          status: 429,
+          body: { errcode: "M_LIMIT_EXCEEDED", error: "Too Many Requests", retry_after_ms: waitMs },
+          headers: { "Retry-After": String(Math.ceil(waitMs / 1000)) },
+        };
+      }
     }
     const hold = this.holds.find((h) => !h.released && matches(h.method, h.path, seen));
     if (hold) return (await hold.park()) === "pass" ? { kind: "pass" } : { kind: "drop" };

@@ -4,7 +4,7 @@ import { Faults, type FaultInjector } from "./faults.ts";
 import { HttpFront } from "./server.ts";
 import type { AppserviceRegistration, RoomEvent, StateEvent } from "./types.ts";
 
-export type { FaultInjector, HoldHandle } from "./faults.ts";
+export type { FaultInjector, HoldHandle, RateLimitHandle, RateLimits } from "./faults.ts";
 export type { AppserviceNamespace, AppserviceRegistration, JsonObject, JsonValue, RoomEvent, StateEvent, StrippedStateEvent } from "./types.ts";
 
 export interface HomeserverOptions {

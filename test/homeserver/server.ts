@@ -80,7 +80,7 @@ export class HttpFront {
         return;
       }
       if (interception.kind === "reply") {
-        write(res, { status: interception.status, json: interception.body }, req.method);
+        write(res, { status: interception.status, json: interception.body, ...(interception.headers ? { headers: interception.headers } : {}) }, req.method);
         return;
       }
       const match = router.match(req.method, req.rawPath);

@@ -1,0 +1,142 @@
+// The circulars API (scope staff or admin): send, list, show with per-organisation delivery,
+// cancel, correct. A circular with attachments is multipart/form-data: the fields text,
+// targets (JSON) and scheduledAt, and one or more `attachment` file parts, each streamed to
+// staging as it arrives (never held in memory).
+import busboy from "busboy";
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
+import { ErrCode, KuvertError } from "../errors.ts";
+import { actorOf } from "../http/server.ts";
+import type { StagedFile } from "../documents/staging.ts";
+import { attachmentStagingId, type AttachmentInput, type Circulars } from "./service.ts";
+import { newCircularId } from "./model.ts";
+
+const idPattern = /^circ_[A-Za-z0-9_-]{1,40}$/;
+
+function circularId(req: Request): string {
+  const id = String(req.params.id);
+  if (!idPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no circular ${id}.`);
+  return id;
+}
+
+interface MultipartCircular {
+  fields: Record<string, string>;
+  files: { filename: string | undefined; staged: StagedFile | null; error: unknown }[];
+}
+
+/** Reads a multipart circular: fields kept, each `attachment` part streamed into staging. */
+function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles: number): Promise<MultipartCircular> {
+  return new Promise((resolve, reject) => {
+    let bb: busboy.Busboy;
+    try {
+      bb = busboy({ headers: req.headers, limits: { files: maxFiles + 1, fields: 10, fieldSize: 256 * 1024, fileSize: circulars.limitBytes + 1 } });
+    } catch (err) {
+      return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
+    }
+    const fields: Record<string, string> = {};
+    const files: MultipartCircular["files"] = [];
+    const writes: Promise<void>[] = [];
+    let truncatedField = false;
+    bb.on("field", (name, value, info) => {
+      if (info.valueTruncated) truncatedField = true;
+      fields[name] = value;
+    });
+    bb.on("file", (name, stream, info) => {
+      if (name !== "attachment") {
+        stream.resume();
+        files.push({ filename: info.filename, staged: null, error: new KuvertError(ErrCode.InvalidInput, 400, `Unexpected file field ${name}; send files as "attachment".`) });
+        return;
+      }
+      const entry: MultipartCircular["files"][number] = { filename: info.filename, staged: null, error: null };
+      files.push(entry);
+      const position = files.length - 1;
+      writes.push(
+        circulars.staging.write(attachmentStagingId(id, position), stream, circulars.limitBytes).then(
+          (staged) => void (entry.staged = staged),
+          (err: unknown) => void (entry.error = err),
+        ),
+      );
+    });
+    bb.on("error", (err) => reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`)));
+    bb.on("close", () => {
+      void Promise.all(writes).then(() => {
+        if (truncatedField) reject(new KuvertError(ErrCode.TooLarge, 413, "A field of the multipart body is too large."));
+        else resolve({ fields, files });
+      });
+    });
+    req.pipe(bb);
+  });
+}
+
+export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabled: boolean, maxAttachments: number): express.Router {
+  const r = express.Router();
+  const on = (_req: Request, _res: Response, next: NextFunction) =>
+    next(enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, 403, "Circulars are switched off in this Kuvert (modules.circulars)."));
+  const json = express.json({ limit: "1mb" });
+
+  r.post("/circulars", auth, on, async (req: Request, res: Response, next: NextFunction) => {
+    if (req.is("multipart/form-data")) {
+      const id = newCircularId();
+      try {
+        const body = await readMultipart(req, circulars, id, maxAttachments);
+        const failed = body.files.find((f) => f.error);
+        if (failed) throw failed.error;
+        let targets: unknown;
+        try {
+          targets = body.fields.targets === undefined ? undefined : JSON.parse(body.fields.targets);
+        } catch {
+          throw new KuvertError(ErrCode.BadJson, 400, "The field targets is not valid JSON (e.g. {\"tag\":\"schools\"}).", [{ path: "targets", message: "not JSON" }]);
+        }
+        const unknownField = Object.keys(body.fields).find((k) => !["text", "targets", "scheduledAt"].includes(k));
+        if (unknownField) throw new KuvertError(ErrCode.UnknownField, 400, `Unknown field ${unknownField}.`, [{ path: unknownField, message: "unknown field" }]);
+        const attachments: AttachmentInput[] = body.files.map((f) => ({ filename: f.filename ?? "", mimetype: f.staged!.mimetype, size: f.staged!.size, sha256: f.staged!.sha256, staged: true }));
+        const input = { text: body.fields.text ?? "", targets, ...(body.fields.scheduledAt ? { scheduledAt: body.fields.scheduledAt } : {}) };
+        const { circular } = await circulars.create(input, { author: actorOf(req), source: "api" }, attachments, id);
+        res.status(201).json(circular);
+      } catch (err) {
+        // Refused: nothing stays behind, whichever parts were staged before the error.
+        for (let i = 0; i <= maxAttachments + 1; i++) await circulars.staging.destroy(attachmentStagingId(id, i));
+        next(err);
+      }
+      return;
+    }
+    json(req, res, async (err?: unknown) => {
+      try {
+        if (err) throw err;
+        if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the circular as application/json, or as multipart/form-data with attachments.");
+        const { circular } = await circulars.create(req.body, { author: actorOf(req), source: "api" });
+        res.status(201).json(circular);
+      } catch (e) {
+        next(e);
+      }
+    });
+  });
+
+  r.get("/circulars", auth, on, async (req: Request, res: Response) => {
+    const limit = Number(req.query.limit ?? 100);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KuvertError(ErrCode.InvalidInput, 400, "limit: expected a whole number from 1 to 1000");
+    const before = typeof req.query.before === "string" && idPattern.test(req.query.before) ? req.query.before : undefined;
+    res.json({ circulars: await circulars.list(limit, before) });
+  });
+
+  r.get("/circulars/:id", auth, on, async (req: Request, res: Response) => {
+    const c = await circulars.status(circularId(req));
+    if (!c) throw new KuvertError(ErrCode.NotFound, 404, `There is no circular ${String(req.params.id)}.`);
+    res.json(c);
+  });
+
+  r.post("/circulars/:id/cancel", auth, on, async (req: Request, res: Response) => {
+    res.json(await circulars.cancel(circularId(req), actorOf(req)));
+  });
+
+  r.post("/circulars/:id/corrections", auth, on, json, async (req: Request, res: Response) => {
+    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the correction as application/json: {\"text\": \"…\"}.");
+    const out = await circulars.correct(circularId(req), req.body, actorOf(req));
+    res.status(201).json({ revision: out.revision, rooms: out.rooms, circular: out.circular });
+  });
+
+  r.use((err: unknown, req: Request, _res: Response, next: NextFunction) => {
+    if (!req.complete) req.resume();
+    next(err);
+  });
+  return r;
+}

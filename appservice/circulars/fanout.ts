@@ -1,0 +1,515 @@
+// Moves circulars from stored to sent. Two queues:
+//
+// circular_work — one row per circular: waits until its time, scans every attachment once
+// (staged by Kuvert, or downloaded from the media repository when staff posted it in the staff
+// room), uploads each clean one once, and only then opens the fan-out. An attachment that is
+// not clean stops the whole circular before any room gets anything. While the fan-out runs,
+// the same row comes back every circulars.progressIntervalSeconds to edit the one progress
+// message in the staff room, and ends the circular when nothing is pending.
+//
+// circular_deliveries — one row per organisation (and per correction), claimed with FOR UPDATE
+// SKIP LOCKED by up to circulars.concurrency workers per process. Every room send takes its
+// transaction id from the delivery (circular, organisation, part), so a delivery repeated after
+// a crash or a timeout is the same PUT and the room gets it once. 429 (with retry_after_ms) and
+// 5xx are retried with a growing pause; other refusals fail the delivery with the reason.
+// Deliveries that reached their room are recorded together (group commit): whatever finished
+// while the previous batch was being written goes into the next transaction — state, audit
+// row and clerks' e-mails of each, all or nothing. A crash before that commit repeats the
+// sends, which the transaction ids make the same events.
+import { audit, auditMany, type AuditEntry } from "../audit/audit.ts";
+import type { KuvertConfig } from "../config/schema.ts";
+import type { Database } from "../db/database.ts";
+import type { Staging } from "../documents/staging.ts";
+import { logger } from "../log.ts";
+import { enqueueNotification } from "../mail/outbox.ts";
+import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
+import { createMedia, downloadMedia, uploadMedia } from "../matrix/media.ts";
+import { scanDuration } from "../metrics.ts";
+import { ScannerUnavailableError, TooLargeToScanError, type Scanner } from "../scanning/scanner.ts";
+import type { StaffRoom } from "../staff/staffroom.ts";
+import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
+import { editContent, messageContent } from "./markdown.ts";
+import { attachmentStagingId } from "./service.ts";
+import * as store from "./store.ts";
+import { circularTexts, progressMessage } from "./texts.ts";
+import { notice } from "../i18n.ts";
+
+const log = logger("circulars");
+
+interface CircularWorkRow extends QueueRow {
+  circular_id: string;
+}
+
+type DeliveryWorkRow = store.DeliveryRow & QueueRow;
+
+/** The room is being made: the delivery waits for it. */
+class RoomNotReady extends Error {}
+
+/** An attachment posted in the staff room that the homeserver no longer gives out. */
+class AttachmentUnavailable extends Error {}
+
+/** A refusal that will not change by retrying: the delivery fails at once with this reason. */
+class DeliveryRefused extends Error {}
+
+/** What a delivery needs of its organisation, in one query. */
+interface TargetOrganisation {
+  id: string;
+  name: string;
+  state: string;
+  room_id: string | null;
+  room_state: string;
+  room_problem: string | null;
+  emails: string[];
+}
+
+/** A delivery whose events are in the room, waiting to be recorded. */
+interface Completion {
+  row: DeliveryWorkRow;
+  roomId: string;
+  eventId: string;
+  /** The original: its organisation (for the clerks' e-mails). Absent for corrections. */
+  org?: TargetOrganisation;
+  done: () => void;
+  failed: (err: unknown) => void;
+}
+
+/** Most deliveries recorded in one transaction. */
+const MAX_BATCH = 64;
+
+/** A worker that, when stopped, also waits for the deliveries it handed to the batch writer. */
+class DrainingWorker<R extends QueueRow> extends Worker<R> {
+  readonly #drain: () => Promise<void>;
+  constructor(drain: () => Promise<void>, opts: ConstructorParameters<typeof Worker<R>>[0]) {
+    super(opts);
+    this.#drain = drain;
+  }
+  override async stop(): Promise<void> {
+    await super.stop();
+    await this.#drain();
+  }
+}
+
+export class CircularFanout {
+  readonly #db: Database;
+  readonly #hs: Homeserver;
+  readonly #scanner: Scanner;
+  readonly #staging: Staging;
+  readonly #staffRoom: StaffRoom;
+  readonly #config: KuvertConfig;
+  readonly circularQueue: WorkQueue<CircularWorkRow>;
+  readonly deliveryQueue: WorkQueue<DeliveryWorkRow>;
+  #deliveryWorker: Worker<DeliveryWorkRow> | undefined;
+  #circularWorker: Worker<CircularWorkRow> | undefined;
+  /** Circular texts and attachments, read once per process (they do not change once sending). */
+  readonly #cache = new Map<string, Promise<{ circular: store.CircularRow; attachments: store.AttachmentRow[]; revisions: store.RevisionRow[] }>>();
+
+  constructor(db: Database, hs: Homeserver, scanner: Scanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig) {
+    this.#db = db;
+    this.#hs = hs;
+    this.#scanner = scanner;
+    this.#staging = staging;
+    this.#staffRoom = staffRoom;
+    this.#config = config;
+    this.circularQueue = new WorkQueue<CircularWorkRow>(db, { table: "circular_work", key: "circular_id", order: "q.run_after", maxAttempts: 30 }, config.workers.leaseSeconds);
+    this.deliveryQueue = new WorkQueue<DeliveryWorkRow>(
+      db,
+      {
+        table: "circular_deliveries",
+        key: "id",
+        // Only once the attachments are clean and uploaded; a correction only after the earlier text reached that room.
+        claimable: `EXISTS (SELECT 1 FROM circulars c WHERE c.id = q.circular_id AND c.state IN ('sending', 'sent'))
+          AND (q.revision = 0 OR NOT EXISTS (SELECT 1 FROM circular_deliveries p WHERE p.circular_id = q.circular_id AND p.organisation_id = q.organisation_id AND p.revision < q.revision AND p.state = 'pending'))`,
+        order: "q.id",
+        maxAttempts: config.circulars.maxAttempts,
+      },
+      config.workers.leaseSeconds,
+    );
+  }
+
+  workers(): [Worker<CircularWorkRow>, Worker<DeliveryWorkRow>] {
+    this.#circularWorker = new Worker<CircularWorkRow>({
+      name: "circulars",
+      queue: this.circularQueue,
+      concurrency: 2,
+      pollMilliseconds: this.#config.workers.pollMilliseconds,
+      handle: (row) => this.#handleCircular(row),
+      onGaveUp: async (row, err) => {
+        log.error({ circular: row.circular_id, err }, "a circular could not be processed");
+        await this.#staffRoom.post({ key: `circular-stuck:${row.circular_id}`, body: `${row.circular_id}: ${(err as Error).message}` }).catch(() => undefined);
+      },
+    });
+    this.#deliveryWorker = new DrainingWorker<DeliveryWorkRow>(() => this.drain(), {
+      name: "circular-deliveries",
+      queue: this.deliveryQueue,
+      concurrency: this.#config.circulars.concurrency,
+      pollMilliseconds: this.#config.workers.pollMilliseconds,
+      handle: (row) => this.#deliver(row),
+      onGaveUp: async (row, err) => {
+        await this.#db.transaction((tx) =>
+          audit(tx, { actor: "kuvert", action: "circular.delivery-failed", organisationId: row.organisation_id, object: row.circular_id, outcome: "failed", details: { revision: row.revision, reason: (err as Error).message, attempts: row.attempts } }),
+        );
+      },
+    });
+    return [this.#circularWorker, this.#deliveryWorker];
+  }
+
+  wake(): void {
+    this.#circularWorker?.wake();
+    this.#deliveryWorker?.wake();
+  }
+
+  // ---- the circular: schedule, scan, upload, progress -------------------------------------
+
+  async #handleCircular(row: CircularWorkRow): Promise<void> {
+    let c = await store.findCircular(this.#db, row.circular_id);
+    if (!c) return void (await this.circularQueue.complete(row));
+    if (c.state === "scheduled") {
+      await store.setState(this.#db, c.id, "scanning", { from: ["scheduled"], started: true });
+      c = (await store.findCircular(this.#db, c.id))!;
+    }
+    switch (c.state) {
+      case "scanning":
+        return this.#prepare(row, c);
+      case "sending":
+      case "sent":
+        return this.#watch(row, c);
+      default:
+        // cancelled or stopped: nothing staged stays behind, the progress message shows the end.
+        await this.#removeStaged(c.id);
+        if (c.progress_event_id) await this.#showProgress(c);
+        await this.circularQueue.complete(row);
+    }
+  }
+
+  async #prepare(row: CircularWorkRow, c: store.CircularRow): Promise<void> {
+    const t = circularTexts(this.#config.organisations.language);
+    const atts = await store.attachments(this.#db, c.id);
+    for (const a of atts) {
+      if (a.verdict) continue;
+      const timer = scanDuration.startTimer();
+      let verdict: { clean: boolean; signature?: string } | "too-large" | { unavailable: string };
+      try {
+        let source: { stream: NodeJS.ReadableStream; size: number };
+        try {
+          source = a.source_mxc
+            ? await downloadMedia(this.#hs, a.source_mxc).then((m) => ({ stream: m.stream, size: m.size ?? Number(a.size) }))
+            : { stream: this.#staging.read(attachmentStagingId(c.id, a.position)), size: Number(a.size) };
+        } catch (err) {
+          // A file from the staff room the homeserver no longer gives out (removed, quarantined): the circular cannot go with it.
+          if (err instanceof HomeserverError && !err.transient) throw new AttachmentUnavailable(err.message);
+          throw err;
+        }
+        const v = await this.#scanner.scan(source.stream, source.size);
+        verdict = v.clean ? { clean: true } : { clean: false, signature: v.signature };
+        timer({ verdict: v.clean ? "clean" : "infected" });
+      } catch (err) {
+        if (err instanceof AttachmentUnavailable) {
+          verdict = { unavailable: err.message };
+        } else if (err instanceof TooLargeToScanError) {
+          timer({ verdict: "too_large" });
+          verdict = "too-large";
+        } else if (err instanceof ScannerUnavailableError) {
+          timer({ verdict: "unavailable" });
+          // Waits while the scanner is away; not a failed attempt. Nothing is sent unscanned.
+          await this.circularQueue.postpone(row, Math.min(300, 5 * 2 ** Math.min(row.attempts, 6)), err.message);
+          log.warn({ circular: c.id, err }, "scanner unavailable; circular waits");
+          return;
+        } else throw err;
+      }
+      const unavailable = typeof verdict === "object" && "unavailable" in verdict ? verdict.unavailable : null;
+      const scanned = verdict === "too-large" || unavailable !== null ? null : (verdict as { clean: boolean; signature?: string });
+      const clean = scanned?.clean === true;
+      const signature = scanned && !scanned.clean ? scanned.signature ?? null : null;
+      if (unavailable === null) {
+        await this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [
+          c.id, a.position, clean ? "clean" : verdict === "too-large" ? "too-large" : "infected", signature,
+        ]);
+      }
+      if (!clean) {
+        const why = unavailable !== null ? t.unavailable(unavailable) : verdict === "too-large" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : t.infected(signature ?? "?");
+        const alert = { key: `circular-stopped:${c.id}`, body: t.stopped(c.id, a.filename, why) };
+        const stopped = await this.#db.transaction(async (tx) => {
+          if (!(await store.setState(tx, c.id, "stopped", { from: ["scanning"], reason: t.stoppedReason(a.filename), finished: true }))) return false;
+          await store.failPending(tx, c.id, t.stoppedReason(a.filename));
+          await audit(tx, {
+            actor: "kuvert",
+            action: "circular.stopped",
+            object: c.id,
+            outcome: "refused",
+            details: { attachment: a.filename, reason: unavailable !== null ? "unavailable" : verdict === "too-large" ? "too-large-to-scan" : "infected", signature },
+          });
+          await this.#staffRoom.alertByMail(tx, alert);
+          return true;
+        });
+        if (stopped) {
+          log.warn({ circular: c.id, attachment: a.position, signature }, "circular stopped: an attachment is not clean");
+          await this.#removeStaged(c.id);
+          await this.#staffRoom.post(alert);
+        }
+        return void (await this.circularQueue.complete(row));
+      }
+    }
+    // Every attachment is clean: each goes to the media repository once; every room gets the same mxc.
+    for (const a of await store.attachments(this.#db, c.id)) {
+      if (a.mxc_uri) continue;
+      let mxc = a.source_mxc;
+      if (!mxc) {
+        mxc = await createMedia(this.#hs);
+        if (mxc) await this.#db.query("UPDATE circular_attachments SET mxc_uri = $3 WHERE circular_id = $1 AND position = $2", [c.id, a.position, mxc]);
+        const stream = this.#staging.read(attachmentStagingId(c.id, a.position));
+        mxc = await uploadMedia(this.#hs, stream, { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, mxc);
+      }
+      await this.#db.query("UPDATE circular_attachments SET mxc_uri = $3 WHERE circular_id = $1 AND position = $2", [c.id, a.position, mxc]);
+    }
+    const opened = await this.#db.transaction(async (tx) => {
+      if (!(await store.setState(tx, c.id, "sending", { from: ["scanning"] }))) return false;
+      await audit(tx, { actor: "kuvert", action: "circular.sending", object: c.id, outcome: "ok", details: { attachments: (await store.attachments(tx, c.id)).length } });
+      return true;
+    });
+    if (!opened) {
+      // Cancelled while its attachments were checked: nothing was sent; clean up and end.
+      await this.#removeStaged(c.id);
+      return void (await this.circularQueue.complete(row));
+    }
+    await this.#removeStaged(c.id);
+    log.info({ circular: c.id }, "circular scanned; fan-out open");
+    this.#deliveryWorker?.wake();
+    await this.#watch(row, { ...c, state: "sending" });
+  }
+
+  /** Edits the progress message; ends the circular when nothing is pending; comes back while something is. */
+  async #watch(row: CircularWorkRow, c: store.CircularRow): Promise<void> {
+    const sums = await store.summaries(this.#db, c.id);
+    const pendingAnywhere = [...sums.values()].some((s) => s.pending > 0);
+    if (c.state === "sending" && (sums.get(0)?.pending ?? 0) === 0) {
+      const s = sums.get(0) ?? { pending: 0, delivered: 0, failed: 0 };
+      await this.#db.transaction(async (tx) => {
+        if (await store.setState(tx, c.id, "sent", { from: ["sending"], finished: true })) {
+          await audit(tx, { actor: "kuvert", action: "circular.sent", object: c.id, outcome: "ok", details: { delivered: s.delivered, failed: s.failed } });
+        }
+      });
+      c = { ...c, state: "sent" };
+      log.info({ circular: c.id, ...s }, "circular sent");
+    }
+    await this.#showProgress(c);
+    if (pendingAnywhere) {
+      await this.circularQueue.postpone(row, this.#config.circulars.progressIntervalSeconds, "fan-out running");
+    } else {
+      await this.circularQueue.complete(row);
+    }
+  }
+
+  /** The one progress message in the staff room, edited (m.replace) with each change of the counts. */
+  async #showProgress(c: store.CircularRow): Promise<void> {
+    const sums = await store.summaries(this.#db, c.id);
+    const s0 = sums.get(0) ?? { pending: 0, delivered: 0, failed: 0 };
+    const failures = await this.#db.query<{ organisation_id: string; reason: string | null; last_error: string | null }>(
+      "SELECT organisation_id, reason, last_error FROM circular_deliveries WHERE circular_id = $1 AND revision = 0 AND state = 'failed' ORDER BY organisation_id LIMIT 10",
+      [c.id],
+    );
+    const view = {
+      id: c.id,
+      state: c.state,
+      total: s0.pending + s0.delivered + s0.failed,
+      summary: s0,
+      corrections: [...sums.entries()].filter(([r]) => r > 0).sort(([a], [b]) => a - b).map(([revision, summary]) => ({ revision, summary })),
+      failures: c.state === "cancelled" ? [] : failures.rows.map((f) => ({ organisationId: f.organisation_id, reason: f.reason ?? f.last_error ?? "?" })),
+    };
+    const content = notice(progressMessage(this.#config.organisations.language, view));
+    const roomId = this.#staffRoom.roomId ?? (await this.#staffRoom.ensure());
+    if (!c.progress_event_id) {
+      const eventId = await this.#hs.send(roomId, "m.room.message", content, `circular:${c.id}:progress`);
+      await this.#db.query("UPDATE circulars SET progress_event_id = $2 WHERE id = $1", [c.id, eventId]);
+      return;
+    }
+    // Same counts, same transaction id: an edit is sent once per distinct state of the fan-out.
+    const key = [c.state, ...[...sums.entries()].sort(([a], [b]) => a - b).map(([r, s]) => `${r}:${s.delivered}:${s.failed}:${s.pending}`)].join("|");
+    await this.#hs.send(roomId, "m.room.message", editContent(c.progress_event_id, content), `circular:${c.id}:progress:${key}`);
+  }
+
+  async #removeStaged(circularId: string): Promise<void> {
+    for (const a of await store.attachments(this.#db, circularId)) {
+      if (!a.source_mxc) await this.#staging.destroy(attachmentStagingId(circularId, a.position));
+    }
+  }
+
+  // ---- one organisation ---------------------------------------------------------------------
+
+  #load(circularId: string) {
+    let entry = this.#cache.get(circularId);
+    if (!entry) {
+      entry = (async () => ({
+        circular: (await store.findCircular(this.#db, circularId))!,
+        attachments: await store.attachments(this.#db, circularId),
+        revisions: await store.revisions(this.#db, circularId),
+      }))();
+      this.#cache.set(circularId, entry);
+      entry.catch(() => this.#cache.delete(circularId));
+      if (this.#cache.size > 50) this.#cache.delete(this.#cache.keys().next().value!);
+    }
+    return entry;
+  }
+
+  async #deliver(row: DeliveryWorkRow): Promise<void> {
+    try {
+      if (row.revision === 0) await this.#deliverOriginal(row);
+      else await this.#deliverCorrection(row);
+    } catch (err) {
+      if (err instanceof DeliveryRefused || (err instanceof HomeserverError && !err.transient)) {
+        await this.#failNow(row, err.message);
+        return;
+      }
+      throw err; // retried with backoff (429: at least retry_after_ms) until circulars.maxAttempts
+    }
+  }
+
+  async #organisation(id: string): Promise<TargetOrganisation | null> {
+    const { rows } = await this.#db.query<TargetOrganisation>(
+      `SELECT o.id, o.display_name AS name, o.state, o.room_id, o.room_state, o.room_problem,
+              coalesce(array_agg(DISTINCT lower(c.email)) FILTER (WHERE c.status = 'active' AND c.email IS NOT NULL), '{}') AS emails
+         FROM organisations o LEFT JOIN clerks c ON c.organisation_id = o.id
+        WHERE o.id = $1 GROUP BY o.id`,
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+
+  async #deliverOriginal(row: DeliveryWorkRow): Promise<void> {
+    const { circular: c, attachments } = await this.#load(row.circular_id);
+    // The room comes from the database by organisation id, never from input.
+    const org = await this.#organisation(row.organisation_id);
+    if (!org) throw new DeliveryRefused("the organisation no longer exists");
+    if (org.state === "archived") throw new DeliveryRefused("the organisation was archived");
+    if (org.room_state === "lost") throw new DeliveryRefused(`Kuvert has lost the room: ${org.room_problem ?? "unknown"}`);
+    if (!org.room_id || org.room_state !== "ready") throw new RoomNotReady(`the room of ${org.id} is not ready yet`);
+    const base = `circular:${c.id}:${org.id}`;
+    const eventId = await this.#hs.send(org.room_id, "m.room.message", messageContent({ body: c.body, html: c.html }), `${base}:text`);
+    for (const a of attachments) {
+      await this.#hs.send(
+        org.room_id,
+        "m.room.message",
+        { msgtype: "m.file", body: a.filename, filename: a.filename, url: a.mxc_uri, info: { mimetype: a.mimetype, size: Number(a.size) } },
+        `${base}:file:${a.position}`,
+      );
+    }
+    await this.#record({ row, roomId: org.room_id, eventId, org });
+  }
+
+  async #deliverCorrection(row: DeliveryWorkRow): Promise<void> {
+    let loaded = await this.#load(row.circular_id);
+    let revision = loaded.revisions.find((r) => r.revision === row.revision);
+    if (!revision) {
+      this.#cache.delete(row.circular_id);
+      loaded = await this.#load(row.circular_id);
+      revision = loaded.revisions.find((r) => r.revision === row.revision);
+    }
+    if (!revision) throw new Error(`revision ${row.revision} of ${row.circular_id} not found`);
+    const original = await this.#db.query<{ event_id: string; room_id: string }>(
+      "SELECT event_id, room_id FROM circular_deliveries WHERE circular_id = $1 AND organisation_id = $2 AND revision = 0 AND state = 'delivered'",
+      [row.circular_id, row.organisation_id],
+    );
+    const o = original.rows[0];
+    if (!o) throw new DeliveryRefused("the original did not reach this room");
+    const eventId = await this.#hs.send(
+      o.room_id,
+      "m.room.message",
+      editContent(o.event_id, messageContent({ body: revision.body, html: revision.html })),
+      `circular:${row.circular_id}:${row.organisation_id}:rev:${row.revision}`,
+    );
+    await this.#record({ row, roomId: o.room_id, eventId });
+  }
+
+  // ---- recording deliveries, several per transaction -----------------------------------------
+
+  readonly #waiting: Completion[] = [];
+  #writing = false;
+  #writer: Promise<void> = Promise.resolve();
+
+  /**
+   * Hands a delivery whose events are in the room to the batch writer. The worker's slot is free
+   * for the next room at once — a slot is a send in flight, not a database write — unless the
+   * writer has fallen behind, then the slot waits for its batch (backpressure). The row stays
+   * leased until it is recorded; if the write fails, the lease runs out, another attempt sends
+   * again with the same transaction ids (the same events), and the write is tried again.
+   */
+  async #record(c: Omit<Completion, "done" | "failed">): Promise<void> {
+    const recorded = new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ ...c, done: resolve, failed: reject });
+      if (!this.#writing) this.#writer = this.#writeBatches();
+    });
+    if (this.#waiting.length > MAX_BATCH) return recorded;
+    recorded.catch((err: unknown) => log.warn({ circular: c.row.circular_id, organisation: c.row.organisation_id, err }, "recording a delivery failed; it is sent again (same events) when its lease runs out"));
+  }
+
+  /** Waits until every delivery handed to the writer is recorded (at shutdown). */
+  async drain(): Promise<void> {
+    while (this.#writing) await this.#writer;
+  }
+
+  async #writeBatches(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#waiting.length > 0) {
+        const batch = this.#waiting.splice(0, MAX_BATCH);
+        try {
+          await this.#writeBatch(batch);
+          for (const c of batch) c.done();
+        } catch (err) {
+          for (const c of batch) c.failed(err);
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #writeBatch(batch: Completion[]): Promise<void> {
+    const t = circularTexts(this.#config.mail.language);
+    await this.#db.transaction(async (tx) => {
+      // Only rows this worker still holds: one taken over meanwhile is recorded by whoever has it.
+      const updated = await tx.query<{ id: string }>(
+        `UPDATE circular_deliveries d SET state = 'delivered', room_id = u.room_id, event_id = u.event_id, delivered_at = now(), lease_until = NULL, last_error = NULL
+           FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, room_id, event_id)
+          WHERE d.id = u.id AND d.leased_by = $4 AND d.state = 'pending'
+          RETURNING d.id`,
+        [batch.map((c) => c.row.id), batch.map((c) => c.roomId), batch.map((c) => c.eventId), workerId],
+      );
+      const recorded = new Set(updated.rows.map((r) => String(r.id)));
+      const done = batch.filter((c) => recorded.has(String(c.row.id)));
+      await auditMany(
+        tx,
+        done.map((c): AuditEntry =>
+          c.org
+            ? { actor: "kuvert", action: "circular.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { roomId: c.roomId, eventId: c.eventId } }
+            : { actor: "kuvert", action: "circular.correction.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { revision: c.row.revision, eventId: c.eventId } },
+        ),
+      );
+      for (const c of done) {
+        for (const email of c.org?.emails ?? []) {
+          await enqueueNotification(tx, {
+            kind: "circular",
+            to: email,
+            organisationId: c.org!.id,
+            organisationName: c.org!.name,
+            roomId: c.roomId,
+            items: [{ title: t.mailTitle, reference: c.row.circular_id }],
+            language: this.#config.mail.language,
+            dedupeKey: `circular:${c.row.circular_id}:${email}`,
+          });
+        }
+      }
+    });
+  }
+
+  async #failNow(row: DeliveryWorkRow, reason: string): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      const res = await tx.query(
+        "UPDATE circular_deliveries SET state = 'failed', reason = $3, lease_until = NULL WHERE id = $1 AND leased_by = $2 AND state = 'pending'",
+        [row.id, workerId, reason.slice(0, 500)],
+      );
+      if (res.rowCount === 0) return;
+      await audit(tx, { actor: "kuvert", action: "circular.delivery-failed", organisationId: row.organisation_id, object: row.circular_id, outcome: "failed", details: { revision: row.revision, reason } });
+    });
+    log.warn({ circular: row.circular_id, organisation: row.organisation_id, reason }, "circular delivery failed");
+  }
+}

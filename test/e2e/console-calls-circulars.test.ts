@@ -251,6 +251,7 @@ describe("the console's calls and circulars pages in a browser", () => {
 
     const text = "# Elternabend im Mai\nAm **12. Mai** um 18 Uhr, Anmeldung [hier](https://schulamt.example/anmeldung).\n- Aula\n- Eingang B\n<script>alert(1)</script>";
     await page.getByLabel(/^Text/).fill(text);
+    assert.equal(await page.getByRole("alert").count(), 0, "the message about the missing text stays after it was written");
     const preview = page.getByTestId("circular-preview");
     await preview.locator("h1", { hasText: "Elternabend im Mai" }).waitFor();
     assert.equal(await preview.locator("strong").innerText(), "12. Mai");

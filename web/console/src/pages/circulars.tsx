@@ -79,9 +79,9 @@ function Preview(props: { text: string; id: string }) {
       {html ? (
         <div class="preview" id={props.id} role="region" aria-labelledby={`${props.id}-title`} data-testid={props.id} dangerouslySetInnerHTML={{ __html: html }} />
       ) : (
-        <p class="hint" id={props.id} data-testid={props.id}>
-          {t("previewEmpty")}
-        </p>
+        <div class="preview empty" id={props.id} data-testid={props.id}>
+          <p class="hint">{t("previewEmpty")}</p>
+        </div>
       )}
     </div>
   );
@@ -170,7 +170,8 @@ function Compose(props: { choices: Choice[]; onCreated: (c: Circular) => void })
 
   return (
     <Section title={t("newCircular")} id="new-circular">
-      <form onSubmit={send}>
+      {/* A message about what was wrong goes once the person changes something. */}
+      <form onSubmit={send} onInput={() => error && setError(null)} onChange={() => error && setError(null)}>
         <div class="compose">
           <div>
             <label for="circular-text" class="block">

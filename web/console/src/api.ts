@@ -41,7 +41,10 @@ export async function api<T>(method: string, path: string, body?: unknown, conte
   const headers: Record<string, string> = { [CONSOLE_HEADER]: "1", Accept: "application/json" };
   if (background) headers["X-Kuvert-Background"] = "1";
   let payload: BodyInit | undefined;
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    // multipart/form-data: the browser sets the type with its boundary.
+    payload = body;
+  } else if (body !== undefined) {
     headers["Content-Type"] = contentType;
     payload = typeof body === "string" ? body : JSON.stringify(body);
   }

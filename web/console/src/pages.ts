@@ -6,6 +6,8 @@ import { organisationsPage } from "./pages/organisations.tsx";
 import { documentsPage } from "./pages/documents.tsx";
 import { auditPage } from "./pages/audit.tsx";
 import { statusPage } from "./pages/status.tsx";
+import { callsPage } from "./pages/calls.tsx";
+import { circularsPage } from "./pages/circulars.tsx";
 
 export interface Page {
   /** The hash route: #/<path>. */
@@ -16,4 +18,4 @@ export interface Page {
   component: ComponentType;
 }
 
-export const pages: Page[] = [organisationsPage, documentsPage, auditPage, statusPage];
+export const pages: Page[] = [organisationsPage, documentsPage, circularsPage, callsPage, auditPage, statusPage];

@@ -6,15 +6,11 @@
 // attachment to a tag and watches every delivery reach delivered, corrects it, schedules another
 // and cancels it. Screenshots go to test-artifacts/console/.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { chromiumOptions, createAccount, plannedAccount, type Account } from "../support/console.ts";
-import { artifactsDir, repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
+import { chromiumOptions, createAccount, ensureConsoleBuilt, focusIsVisible, plannedAccount, screenshotAndCheck, type Account } from "../support/console.ts";
+import { startStack, waitFor, type Stack } from "../support/harness.ts";
 
-const shots = join(artifactsDir, "console");
 const SECRET = "test-jitsi-secret-0123456789abcdef";
 const DOMAIN = "meet.kuvert.test";
 
@@ -46,43 +42,14 @@ describe("the console's calls and circulars pages in a browser", () => {
     await page.getByRole("navigation").waitFor();
   };
 
-  /** Takes a screenshot, and checks what a screen reader and a keyboard user need on every page shown. */
-  const shot = async (page: Page, name: string) => {
-    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-    const unlabelled = await page.evaluate(() =>
-      Array.from(document.querySelectorAll<HTMLInputElement>("input, select, textarea"))
-        .filter((el) => (el.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label"))
-        .map((el) => el.outerHTML),
-    );
-    assert.deepEqual(unlabelled, [], `${name}: form fields without a label`);
-    const nameless = await page.evaluate(() => Array.from(document.querySelectorAll("button, a[href]")).filter((el) => !(el.textContent ?? "").trim() && !el.getAttribute("aria-label")).map((el) => el.outerHTML));
-    assert.deepEqual(nameless, [], `${name}: buttons or links without a name`);
-  };
 
-  /** Every element the keyboard reaches from `start` on, a few steps, shows where the focus is. */
-  const focusIsVisible = async (page: Page, start: string, steps = 4) => {
-    await page.locator(start).focus();
-    for (let i = 0; i < steps; i++) {
-      const style = await page.evaluate(() => {
-        const el = document.activeElement as HTMLElement;
-        const s = getComputedStyle(el);
-        return { tag: el.tagName, text: (el.textContent ?? "").trim().slice(0, 40), outline: s.outlineStyle, width: s.outlineWidth };
-      });
-      assert.notEqual(style.tag, "BODY", "Tab reaches nothing");
-      assert.ok(style.outline !== "none" && style.width !== "0px", `focus on ${style.tag} ${style.text} is invisible: ${JSON.stringify(style)}`);
-      await page.keyboard.press("Tab");
-    }
-  };
 
   /** The room's Jitsi widgets as the homeserver holds them (state events with content). */
   const widgetsInRoom = () =>
     stack.hs!.roomState(roomId).filter((e) => e.type === "im.vector.modular.widgets" && typeof (e.content as { url?: unknown }).url === "string");
 
   before(async () => {
-    if (!existsSync(join(repoRoot, "web", "console", "dist", "index.html"))) {
-      execFileSync(process.execPath, [join(repoRoot, "node_modules", "vite", "bin", "vite.js"), "build", "--config", "web/console/vite.config.ts"], { cwd: repoRoot, stdio: "inherit" });
-    }
-    mkdirSync(shots, { recursive: true });
+    ensureConsoleBuilt();
     stack = await startStack({
       name: "console-calls",
       configure: (raw) => {
@@ -147,8 +114,8 @@ describe("the console's calls and circulars pages in a browser", () => {
       calls.map((c) => [c.organisationId, c.startedBy]),
       [[orgId, caseWorker.userId]],
     );
-    await shot(page, "11-calls");
-    await focusIsVisible(page, "#call-organisation");
+    await screenshotAndCheck(page, "11-calls");
+    await focusIsVisible(page, "#call-organisation", 4);
     await page.context().close();
   });
 
@@ -180,7 +147,7 @@ describe("the console's calls and circulars pages in a browser", () => {
     const linkRow = page.locator("table.links tbody tr").filter({ hasText: "gerd@extern.example" });
     await linkRow.waitFor();
     assert.equal(await linkRow.getAttribute("data-link-state"), "valid");
-    await shot(page, "12-calls-guest-link");
+    await screenshotAndCheck(page, "12-calls-guest-link");
     await focusIsVisible(page, "#guest-name", 5);
 
     // The guest gets the same link by e-mail, and the guest page accepts it.
@@ -233,7 +200,7 @@ describe("the console's calls and circulars pages in a browser", () => {
     await page.getByRole("heading", { name: "Running video consultations" }).waitFor();
     assert.ok(await page.getByText("No video consultation is running.").isVisible());
     assert.ok(await page.getByText("The video consultation for Gemeinde Rufach has ended").isVisible(), "the notice stays in German");
-    await shot(page, "13-calls-english");
+    await screenshotAndCheck(page, "13-calls-english");
     await page.context().close();
   });
 
@@ -262,7 +229,7 @@ describe("the console's calls and circulars pages in a browser", () => {
     assert.equal(await page.getByTestId("reached").innerText(), "Erreicht 2 aktive Organisation(en).");
     await page.locator("#circular-files").setInputFiles({ name: "einladung.txt", mimeType: "text/plain", buffer: Buffer.from("Einladung zum Elternabend\n".repeat(100)) });
     await page.getByText("einladung.txt (").waitFor();
-    await shot(page, "14-circular-compose");
+    await screenshotAndCheck(page, "14-circular-compose");
     await focusIsVisible(page, "#circular-text", 6);
 
     // The states each delivery row shows, in order, as the person sees them change.
@@ -292,7 +259,7 @@ describe("the console's calls and circulars pages in a browser", () => {
     // The list shows it too.
     const listed = page.locator(`table.circulars tr[data-circular="${id}"]`);
     await listed.getByText("2 von 2 zugestellt, 0 fehlgeschlagen").waitFor({ timeout: 10_000 });
-    await shot(page, "15-circular-delivered");
+    await screenshotAndCheck(page, "15-circular-delivered");
 
     // What the rooms got is what the preview showed; the organisation without the tag got nothing.
     for (const o of schools) {
@@ -323,7 +290,7 @@ describe("the console's calls and circulars pages in a browser", () => {
         botEvents(schoolRooms[o.id]!, "m.room.message").some((e) => (e.content as { "m.relates_to"?: { rel_type?: string } })["m.relates_to"]?.rel_type === "m.replace"),
       );
     }
-    await shot(page, "16-circular-corrected");
+    await screenshotAndCheck(page, "16-circular-corrected");
     await page.context().close();
   });
 
@@ -356,7 +323,7 @@ describe("the console's calls and circulars pages in a browser", () => {
     const berlinHour = new Intl.DateTimeFormat("de-DE", { timeZone: "Europe/Berlin", hour: "2-digit", minute: "2-digit" }).format(new Date(planned.scheduledAt));
     assert.equal(berlinHour, "09:30", `scheduled at ${planned.scheduledAt}`);
     assert.equal(await page.locator("table.deliveries tr[data-state='pending']").count(), 2);
-    await shot(page, "17-circular-scheduled");
+    await screenshotAndCheck(page, "17-circular-scheduled");
 
     page.once("dialog", (d) => void d.accept());
     await page.getByRole("button", { name: "Rundschreiben abbrechen" }).click();

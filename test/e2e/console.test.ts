@@ -4,17 +4,14 @@
 // watch them; the dpo exports and verifies the audit log; a clerk is refused. Screenshots of the
 // main pages go to test-artifacts/console/.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { openDatabase } from "../../appservice/db/database.ts";
 import { EICAR } from "../support/clamd.ts";
-import { chromiumOptions, createAccount, plannedAccount, type Account } from "../support/console.ts";
-import { artifactsDir, repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
+import { chromiumOptions, createAccount, ensureConsoleBuilt, focusIsVisible, plannedAccount, screenshotAndCheck, type Account } from "../support/console.ts";
+import { startStack, waitFor, type Stack } from "../support/harness.ts";
 
-const shots = join(artifactsDir, "console");
 
 describe("the staff console in a browser", () => {
   let stack: Stack;
@@ -42,37 +39,10 @@ describe("the staff console in a browser", () => {
     await page.keyboard.press("Enter");
   };
 
-  /** Takes a screenshot, and checks what a screen reader and a keyboard user need on every page shown. */
-  const shot = async (page: Page, name: string) => {
-    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-    const unlabelled = await page.evaluate(() =>
-      Array.from(document.querySelectorAll<HTMLInputElement>("input, select, textarea"))
-        .filter((el) => (el.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label"))
-        .map((el) => el.outerHTML),
-    );
-    assert.deepEqual(unlabelled, [], `${name}: form fields without a label`);
-    const nameless = await page.evaluate(() => Array.from(document.querySelectorAll("button, a[href]")).filter((el) => !(el.textContent ?? "").trim() && !el.getAttribute("aria-label")).map((el) => el.outerHTML));
-    assert.deepEqual(nameless, [], `${name}: buttons or links without a name`);
-  };
 
-  /** The element the keyboard reaches next shows where the focus is. */
-  const focusIsVisible = async (page: Page) => {
-    await page.keyboard.press("Tab");
-    const style = await page.evaluate(() => {
-      const el = document.activeElement as HTMLElement;
-      const s = getComputedStyle(el);
-      return { tag: el.tagName, outline: s.outlineStyle, width: s.outlineWidth };
-    });
-    assert.notEqual(style.tag, "BODY", "Tab reaches nothing");
-    assert.ok(style.outline !== "none" && style.width !== "0px", `focus on ${style.tag} is invisible: ${JSON.stringify(style)}`);
-  };
 
   before(async () => {
-    // The console is built by scripts/setup.sh; build it here if this checkout has not been.
-    if (!existsSync(join(repoRoot, "web", "console", "dist", "index.html"))) {
-      execFileSync(process.execPath, [join(repoRoot, "node_modules", "vite", "bin", "vite.js"), "build", "--config", "web/console/vite.config.ts"], { cwd: repoRoot, stdio: "inherit" });
-    }
-    mkdirSync(shots, { recursive: true });
+    ensureConsoleBuilt();
     stack = await startStack({
       name: "console",
       homeserver: { sso: true },
@@ -93,7 +63,7 @@ describe("the staff console in a browser", () => {
   it("signs staff in with their Matrix password, in German by default", async () => {
     const page = await open();
     await page.getByRole("heading", { name: "Anmelden mit Ihrem Matrix-Konto" }).waitFor();
-    await shot(page, "01-sign-in");
+    await screenshotAndCheck(page, "01-sign-in");
     await focusIsVisible(page);
     // A wrong password is the homeserver's refusal, said in a sentence.
     await signIn(page, { ...admin, password: "not-the-password" });
@@ -149,7 +119,7 @@ describe("the staff console in a browser", () => {
     const previewText = await preview.innerText();
     assert.match(previewText, /schule-am-see\s+wird geändert\s+Schlagwörter hinzu: north; Sachbearbeitende entfernt: /);
     assert.match(previewText, /gemeinde-nord\s+wird angelegt\s+Schlagwörter hinzu: municipalities; Sachbearbeitende hinzu: nord@gemeinde\.example/);
-    await shot(page, "02-organisations-import-preview");
+    await screenshotAndCheck(page, "02-organisations-import-preview");
     assert.equal((await stack.api("GET", "/api/v1/organisations/gemeinde-nord")).status, 404, "the preview created something");
     await page.getByRole("button", { name: "Import ausführen" }).click();
     const result = page.getByRole("table").filter({ has: page.getByRole("columnheader", { name: "Ergebnis" }) }).last();
@@ -177,7 +147,7 @@ describe("the staff console in a browser", () => {
     await page.getByRole("button", { name: orgId }).click();
     await page.getByRole("heading", { name: `Schule am See (${orgId})` }).waitFor();
     assert.equal(await page.getByText("Gespeichert.").count(), 0, "the other organisation's notice is still shown");
-    await shot(page, "03-organisations");
+    await screenshotAndCheck(page, "03-organisations");
     await page.context().close();
   });
 
@@ -223,7 +193,7 @@ describe("the staff console in a browser", () => {
     assert.match(await row("eicar.txt").innerText(), /abgewiesen – Befund: Eicar-Test-Signature/);
     assert.match(await row("bescheid.txt").innerText(), /zugestellt, benachrichtigt/);
     assert.equal(await row("bescheid.txt").locator("progress").evaluate((p) => (p as HTMLProgressElement).value), 1);
-    await shot(page, "04-send-documents");
+    await screenshotAndCheck(page, "04-send-documents");
     const seen = await page.evaluate(() => (window as unknown as { seenStates: Record<string, string[]> }).seenStates);
     // Polled once a second, so a short state may pass unseen; what was seen came in order.
     const order = ["uploading", "received", "scanning", "held", "delivered", "notified"];
@@ -271,7 +241,7 @@ describe("the staff console in a browser", () => {
     const retry = page.getByRole("button", { name: "Erneut senden: postmaster@body.example" });
     await retry.waitFor({ timeout: 15_000 });
     assert.ok(await page.getByRole("cell", { name: "452 mailbox full" }).isVisible());
-    await shot(page, "05-status");
+    await screenshotAndCheck(page, "05-status");
     await retry.click();
     await page.getByText(`E-Mail ${id} wird erneut gesendet.`).waitFor();
     await page.getByText("Keine aufgegebenen E-Mails.").waitFor();
@@ -281,7 +251,7 @@ describe("the staff console in a browser", () => {
     await page.getByLabel("Sprache").selectOption("en");
     await page.getByRole("heading", { name: "Health of the services" }).waitFor();
     assert.ok(await page.getByRole("link", { name: "Send documents" }).isVisible());
-    await shot(page, "06-status-english");
+    await screenshotAndCheck(page, "06-status-english");
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("heading", { name: "Sign in with your Matrix account" }).waitFor();
     await page.context().close();
@@ -306,7 +276,7 @@ describe("the staff console in a browser", () => {
     const verified = page.getByTestId("verify-result");
     await verified.waitFor();
     assert.match(await verified.innerText(), /Das Protokoll ist unversehrt: \d+ Einträge/);
-    await shot(page, "07-audit");
+    await screenshotAndCheck(page, "07-audit");
     const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Als CSV exportieren" }).click()]);
     assert.match(download.suggestedFilename(), /^kuvert-audit-\d{4}-\d{2}-\d{2}\.csv$/);
     const csv = readFileSync((await download.path())!, "utf8");
@@ -322,7 +292,7 @@ describe("the staff console in a browser", () => {
     await page.getByRole("heading", { name: "Kein Zugang zur Konsole" }).waitFor();
     assert.equal(await page.getByRole("alert").innerText(), `Das Konto ${clerk.userId} hat in Kuvert keine Rolle (admin, staff oder dpo). Die Konsole ist für die Beschäftigten der Stelle; Sachbearbeitende der Organisationen arbeiten im Raum ihrer Organisation in Element.`);
     assert.equal((await page.context().cookies()).some((c) => c.name === "kuvert_session"), false);
-    await shot(page, "08-clerk-refused");
+    await screenshotAndCheck(page, "08-clerk-refused");
     await page.context().close();
   });
 });

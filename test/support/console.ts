@@ -1,9 +1,14 @@
 // The staff console in tests: accounts made before Kuvert starts (so their roles can be in the
 // configuration), OpenID tokens as the browser gets them, sessions, and a headless Chromium.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Page } from "playwright-core";
 import type { HomeserverAccess } from "./matrix.ts";
 import { uniqueLocalpart } from "./matrix.ts";
-import type { Stack } from "./harness.ts";
+import { artifactsDir, repoRoot, type Stack } from "./harness.ts";
 
 export interface Account {
   userId: string;
@@ -87,3 +92,49 @@ export const chromiumOptions = {
   executablePath: "/usr/lib/chromium/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
 };
+
+/** Where the browser tests put their screenshots (test-artifacts/console/, not committed). */
+export const screenshotDir = join(artifactsDir, "console");
+
+/** The console as built by scripts/setup.sh; built here if this checkout has not been, and the screenshot folder made. */
+export function ensureConsoleBuilt(): void {
+  if (!existsSync(join(repoRoot, "web", "console", "dist", "index.html"))) {
+    execFileSync(process.execPath, [join(repoRoot, "node_modules", "vite", "bin", "vite.js"), "build", "--config", "web/console/vite.config.ts"], { cwd: repoRoot, stdio: "inherit" });
+  }
+  mkdirSync(screenshotDir, { recursive: true });
+}
+
+/** Takes a screenshot, and checks what a screen reader and a keyboard user need on every page shown. */
+export async function screenshotAndCheck(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
+  const unlabelled = await page.evaluate(() =>
+    Array.from(document.querySelectorAll<HTMLInputElement>("input, select, textarea"))
+      .filter((el) => (el.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label"))
+      .map((el) => el.outerHTML),
+  );
+  assert.deepEqual(unlabelled, [], `${name}: form fields without a label`);
+  const nameless = await page.evaluate(() =>
+    Array.from(document.querySelectorAll("button, a[href]"))
+      .filter((el) => !(el.textContent ?? "").trim() && !el.getAttribute("aria-label"))
+      .map((el) => el.outerHTML),
+  );
+  assert.deepEqual(nameless, [], `${name}: buttons or links without a name`);
+}
+
+/**
+ * The elements the keyboard reaches show where the focus is: from `start` on (focused first) for
+ * `steps` elements, or, without `start`, the next one Tab reaches.
+ */
+export async function focusIsVisible(page: Page, start?: string, steps = 1): Promise<void> {
+  if (start) await page.locator(start).focus();
+  for (let i = 0; i < steps; i++) {
+    if (i > 0 || !start) await page.keyboard.press("Tab");
+    const style = await page.evaluate(() => {
+      const el = document.activeElement as HTMLElement;
+      const s = getComputedStyle(el);
+      return { tag: el.tagName, text: (el.textContent ?? "").trim().slice(0, 40), outline: s.outlineStyle, width: s.outlineWidth };
+    });
+    assert.notEqual(style.tag, "BODY", "Tab reaches nothing");
+    assert.ok(style.outline !== "none" && style.width !== "0px", `focus on ${style.tag} ${style.text} is invisible: ${JSON.stringify(style)}`);
+  }
+}

@@ -29,3 +29,26 @@ export function Section(props: { title: string; children: ComponentChildren; id?
 }
 
 export const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/**
+ * A table's column headings. `hidden` names a last column of buttons whose heading only screen
+ * readers hear (it needs a name, but says nothing a sighted person needs).
+ */
+export function TableHead(props: { columns: string[]; hidden?: string }) {
+  return (
+    <thead>
+      <tr>
+        {props.columns.map((c) => (
+          <th scope="col" key={c}>
+            {c}
+          </th>
+        ))}
+        {props.hidden !== undefined && (
+          <th scope="col">
+            <span class="visually-hidden">{props.hidden}</span>
+          </th>
+        )}
+      </tr>
+    </thead>
+  );
+}

@@ -3,7 +3,7 @@ import { useContext, useEffect, useState } from "preact/hooks";
 import { api } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, message } from "../ui.tsx";
+import { ErrorText, TableHead, message } from "../ui.tsx";
 
 interface Entry {
   seq: string;
@@ -136,18 +136,7 @@ function Audit() {
         <p>{t("noEntries")}</p>
       ) : (
         <table class="audit">
-          <thead>
-            <tr>
-              <th scope="col">#</th>
-              <th scope="col">{t("time")}</th>
-              <th scope="col">{t("actor")}</th>
-              <th scope="col">{t("action")}</th>
-              <th scope="col">{t("organisation")}</th>
-              <th scope="col">{t("object")}</th>
-              <th scope="col">{t("outcome")}</th>
-              <th scope="col">{t("details")}</th>
-            </tr>
-          </thead>
+          <TableHead columns={["#", t("time"), t("actor"), t("action"), t("organisation"), t("object"), t("outcome"), t("details")]} />
           <tbody>
             {entries.map((e) => (
               <tr key={e.seq} class={`outcome-${e.outcome}`}>

@@ -5,7 +5,7 @@ import { useContext, useEffect, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, message } from "../ui.tsx";
+import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Choice {
   id: string;
@@ -160,18 +160,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
         <p>{t("noGuestLinks")}</p>
       ) : (
         <table class="links">
-          <thead>
-            <tr>
-              <th scope="col">{t("guestName")}</th>
-              <th scope="col">{t("guestEmail")}</th>
-              <th scope="col">{t("issuedBy")}</th>
-              <th scope="col">{t("validUntil")}</th>
-              <th scope="col">{t("state")}</th>
-              <th scope="col">
-                <span class="visually-hidden">{t("actions")}</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={[t("guestName"), t("guestEmail"), t("issuedBy"), t("validUntil"), t("state")]} hidden={t("actions")} />
           <tbody>
             {links.map((l) => (
               <tr key={l.id} data-link-state={l.state} class={l.state === "valid" ? undefined : "muted"}>
@@ -290,17 +279,7 @@ function Calls() {
           <p>{t("noCalls")}</p>
         ) : (
           <table class="calls">
-            <thead>
-              <tr>
-                <th scope="col">{t("organisation")}</th>
-                <th scope="col">{t("startedBy")}</th>
-                <th scope="col">{t("endsAt")}</th>
-                <th scope="col">{t("widget")}</th>
-                <th scope="col">
-                  <span class="visually-hidden">{t("actions")}</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={[t("organisation"), t("startedBy"), t("endsAt"), t("widget")]} hidden={t("actions")} />
             <tbody>
               {calls.map((c) => (
                 <tr key={c.id} data-organisation={c.organisationId} aria-selected={c.id === selected ? "true" : undefined}>

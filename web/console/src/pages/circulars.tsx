@@ -6,7 +6,7 @@ import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, message } from "../ui.tsx";
+import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Choice {
   id: string;
@@ -391,14 +391,7 @@ function Detail(props: { id: string; choices: Choice[]; onChanged: () => void })
         {t("summaryText", { delivered: c.summary.delivered, failed: c.summary.failed, pending: c.summary.pending })}
       </p>
       <table class="deliveries" aria-labelledby="deliveries-title">
-        <thead>
-          <tr>
-            <th scope="col">{t("organisation")}</th>
-            <th scope="col">{t("state")}</th>
-            <th scope="col">{t("deliveredAt")}</th>
-            <th scope="col">{t("reason")}</th>
-          </tr>
-        </thead>
+        <TableHead columns={[t("organisation"), t("state"), t("deliveredAt"), t("reason")]} />
         <tbody>
           {(c.deliveries ?? []).map((d) => (
             <tr key={d.organisationId} data-organisation={d.organisationId} data-state={d.state}>
@@ -494,18 +487,7 @@ function Circulars() {
           <p>{t("noCirculars")}</p>
         ) : (
           <table class="circulars">
-            <thead>
-              <tr>
-                <th scope="col">{t("createdAt")}</th>
-                <th scope="col">{t("circularTitle")}</th>
-                <th scope="col">{t("targets")}</th>
-                <th scope="col">{t("state")}</th>
-                <th scope="col">{t("deliveries")}</th>
-                <th scope="col">
-                  <span class="visually-hidden">{t("actions")}</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={[t("createdAt"), t("circularTitle"), t("targets"), t("state"), t("deliveries")]} hidden={t("actions")} />
             <tbody>
               {list.map((c) => (
                 <tr key={c.id} data-circular={c.id} aria-selected={c.id === selected ? "true" : undefined}>

@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, poll as pollApi, uploadDocument } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Section, message } from "../ui.tsx";
+import { ErrorText, Section, TableHead, message } from "../ui.tsx";
 
 interface Choice {
   id: string;
@@ -208,14 +208,7 @@ function Documents() {
       {items.length > 0 && (
         <Section title={t("sent")} id="sent">
           <table aria-live="polite">
-            <thead>
-              <tr>
-                <th scope="col">{t("file")}</th>
-                <th scope="col">{t("organisation")}</th>
-                <th scope="col">{t("progress")}</th>
-                <th scope="col">{t("state")}</th>
-              </tr>
-            </thead>
+            <TableHead columns={[t("file"), t("organisation"), t("progress"), t("state")]} />
             <tbody>
               {items.map((i) => (
                 <tr key={i.key} data-state={i.state} data-file={i.file}>

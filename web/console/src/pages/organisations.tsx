@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, message } from "../ui.tsx";
+import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Clerk {
   matrixId: string | null;
@@ -166,14 +166,7 @@ function Details(props: { id: string; onChanged: () => void }) {
       </p>
       <table>
         <caption>{t("clerks")}</caption>
-        <thead>
-          <tr>
-            <th scope="col">{t("name")}</th>
-            <th scope="col">E-Mail</th>
-            <th scope="col">Matrix-ID</th>
-            <th scope="col">{t("membership")}</th>
-          </tr>
-        </thead>
+        <TableHead columns={[t("name"), "E-Mail", "Matrix-ID", t("membership")]} />
         <tbody>
           {org.clerks.map((c) => (
             <tr key={`${c.matrixId}|${c.email}`} class={c.status === "removed" ? "muted" : ""}>
@@ -265,14 +258,7 @@ function Import(props: { onDone: () => void }) {
       {rows && (
         <table>
           <caption>{result ? t("outcome") : t("importPreview")}</caption>
-          <thead>
-            <tr>
-              <th scope="col">{t("line")}</th>
-              <th scope="col">{t("id")}</th>
-              <th scope="col">{t("outcome")}</th>
-              <th scope="col">{t("changes")}</th>
-            </tr>
-          </thead>
+          <TableHead columns={[t("line"), t("id"), t("outcome"), t("changes")]} />
           <tbody>
             {rows.map((r) => (
               <tr key={r.line} class={`outcome-${r.outcome}`}>
@@ -327,16 +313,7 @@ function Organisations() {
       {list && list.length === 0 && <p>{t("noOrganisations")}</p>}
       {list && list.length > 0 && (
         <table>
-          <thead>
-            <tr>
-              <th scope="col">{t("id")}</th>
-              <th scope="col">{t("name")}</th>
-              <th scope="col">{t("tags")}</th>
-              <th scope="col">{t("state")}</th>
-              <th scope="col">{t("room")}</th>
-              <th scope="col">{t("clerks")}</th>
-            </tr>
-          </thead>
+          <TableHead columns={[t("id"), t("name"), t("tags"), t("state"), t("room"), t("clerks")]} />
           <tbody>
             {list.map((o) => (
               <tr key={o.id} aria-selected={selected === o.id}>

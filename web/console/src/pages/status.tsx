@@ -4,7 +4,7 @@ import { useContext, useEffect, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, message } from "../ui.tsx";
+import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface StatusBody {
   ready: boolean;
@@ -81,14 +81,7 @@ function Status() {
           </Section>
           <Section title={t("queues")} id="queues">
             <table>
-              <thead>
-                <tr>
-                  <th scope="col">{t("queue")}</th>
-                  <th scope="col">{t("pending")}</th>
-                  <th scope="col">{t("failed")}</th>
-                  <th scope="col">{t("oldest")}</th>
-                </tr>
-              </thead>
+              <TableHead columns={[t("queue"), t("pending"), t("failed"), t("oldest")]} />
               <tbody>
                 {status.queues.map((q) => (
                   <tr key={q.queue}>
@@ -108,18 +101,7 @@ function Status() {
           <p>{t("noDeadMail")}</p>
         ) : (
           <table>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">{t("recipient")}</th>
-                <th scope="col">{t("organisation")}</th>
-                <th scope="col">{t("attempts")}</th>
-                <th scope="col">{t("lastError")}</th>
-                <th scope="col">
-                  <span class="visually-hidden">{t("retry")}</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={["#", t("recipient"), t("organisation"), t("attempts"), t("lastError")]} hidden={t("retry")} />
             <tbody>
               {dead.map((m) => (
                 <tr key={m.id}>

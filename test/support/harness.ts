@@ -2,6 +2,9 @@
 // real one named by environment variables), Kuvert itself, an admin token, a staff user.
 //
 // Real homeserver (see README, "Tests against a real homeserver"):
+//   KUVERT_TEST_SYNAPSE            a Synapse installation: each suite starts a fresh Synapse from it
+//                                  (test/support/synapse.ts)
+// or one that is already running:
 //   KUVERT_TEST_HOMESERVER_URL     client-server URL of the homeserver
 //   KUVERT_TEST_HOMESERVER_NAME    its server name
 //   KUVERT_TEST_ADMIN_TOKEN        a homeserver admin's access token (test users are made with it)
@@ -19,12 +22,16 @@ import { buildRegistration, readRegistration, type Registration } from "../../ap
 import { openDatabase } from "../../appservice/db/database.ts";
 import { migrate } from "../../appservice/db/migrate.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
-import { TestHomeserver, type HomeserverOptions } from "../homeserver/index.ts";
-import { TestUser, type HomeserverAccess } from "./matrix.ts";
+import { TestHomeserver, type HomeserverOptions, type RoomEvent } from "../homeserver/index.ts";
+import { downloadAsClient, TestUser, type HomeserverAccess } from "./matrix.ts";
 import { startClamd, type Clamd } from "./clamd.ts";
 import { freshDatabaseUrl } from "./database.ts";
 import { startSmtp, type SmtpServer } from "./smtp.ts";
 import { freePort } from "./ports.ts";
+import { startSynapse, synapsePython, type Synapse } from "./synapse.ts";
+
+/** An event as the client-server API serves it. */
+export type { RoomEvent };
 
 export const repoRoot = join(import.meta.dirname, "..", "..");
 export const artifactsDir = join(repoRoot, "test-artifacts");
@@ -40,6 +47,16 @@ export function realHomeserver(): { url: string; serverName: string; adminToken:
     adminToken: process.env.KUVERT_TEST_ADMIN_TOKEN!,
     registrationFile: process.env.KUVERT_TEST_REGISTRATION!,
   };
+}
+
+/** The server name the suites' homeserver has, known before it starts (user IDs planned ahead use it). */
+export function testServerName(): string {
+  return realHomeserver()?.serverName ?? (synapsePython() ? "localhost" : "kuvert.test");
+}
+
+/** testServerName() as a regular-expression fragment (its dots escaped). */
+export function testServerPattern(): string {
+  return testServerName().replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 export interface StackOptions {
@@ -60,7 +77,10 @@ export interface ApiResponse<T = Record<string, unknown>> {
 
 export class Stack {
   readonly name: string;
+  /** The test homeserver; undefined against a real homeserver. Tests that need it say so in their name. */
   readonly hs: TestHomeserver | undefined;
+  /** The Synapse this suite started (KUVERT_TEST_SYNAPSE). */
+  readonly synapse: Synapse | undefined;
   readonly access: HomeserverAccess;
   readonly registration: Registration;
   readonly config: KuvertConfig;
@@ -77,6 +97,7 @@ export class Stack {
   constructor(parts: {
     name: string;
     hs: TestHomeserver | undefined;
+    synapse?: Synapse;
     access: HomeserverAccess;
     registration: Registration;
     config: KuvertConfig;
@@ -87,6 +108,7 @@ export class Stack {
   }) {
     this.name = parts.name;
     this.hs = parts.hs;
+    this.synapse = parts.synapse;
     this.access = parts.access;
     this.registration = parts.registration;
     this.config = parts.config;
@@ -94,6 +116,15 @@ export class Stack {
     this.workDir = parts.workDir;
     this.clamd = parts.clamd;
     this.smtp = parts.smtp;
+  }
+
+  /**
+   * The test homeserver, for tests named "(test homeserver: …)": faults on demand and forms only a
+   * fixture has. `npm test` leaves those tests out of a run against a real homeserver.
+   */
+  get fixture(): TestHomeserver {
+    if (!this.hs) throw new Error("this test needs the test homeserver under test/; npm test runs it only in the fixture pass");
+    return this.hs;
   }
 
   get publicUrl(): string {
@@ -155,11 +186,12 @@ export class Stack {
     child.stdout.pipe(log);
     child.stderr.pipe(log);
     this.child = child;
+    // A child starts slower than the suite's own processes on a loaded machine (two Synapses, clamd).
     await waitFor("Kuvert to answer /healthz", async () => {
       if (child.exitCode !== null) throw new Error(`Kuvert exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.child.log`);
       const res = await fetch(`${this.publicUrl}/healthz`).catch(() => undefined);
       return res?.ok === true;
-    });
+    }, 60_000);
   }
 
   /** Kills the child Kuvert at once (SIGKILL: no cleanup, as in a crash). */
@@ -189,9 +221,52 @@ export class Stack {
     for (const u of this.#users) u.stop();
     await this.stopKuvert();
     await this.hs?.stop();
+    await this.synapse?.stop();
     await this.clamd.stop();
     await this.smtp.stop();
     rmSync(this.workDir, { recursive: true, force: true });
+  }
+
+  /**
+   * A client-server API request as Kuvert's bot (the appservice's as_token), which is in every
+   * room Kuvert manages: how the tests observe rooms on any homeserver.
+   */
+  async asBot<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.access.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.registration.as_token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json().catch(() => ({}))) as T & { errcode?: string; error?: string };
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${json.errcode ?? ""} ${json.error ?? ""}`);
+    return json;
+  }
+
+  /** The room's timeline, oldest first (CS API §"GET /_matrix/client/v3/rooms/{roomId}/messages", paginated backwards). */
+  async timeline(roomId: string, max = 2000): Promise<RoomEvent[]> {
+    const events: RoomEvent[] = [];
+    let from: string | undefined;
+    while (events.length < max) {
+      const query = new URLSearchParams({ dir: "b", limit: "100", ...(from ? { from } : {}) });
+      const page = await this.asBot<{ chunk: RoomEvent[]; end?: string }>("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?${query}`);
+      events.push(...page.chunk);
+      if (!page.end || page.chunk.length === 0) break;
+      from = page.end;
+    }
+    return events.reverse();
+  }
+
+  /** The room's current state (CS API §"GET /_matrix/client/v3/rooms/{roomId}/state"). */
+  async roomState(roomId: string): Promise<RoomEvent[]> {
+    return this.asBot<RoomEvent[]>("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state`);
+  }
+
+  /** Downloads media as a client does (authenticated media where the homeserver has it); undefined when it is not there (or quarantined). */
+  async download(mxc: string): Promise<Buffer | undefined> {
+    const res = await downloadAsClient(this.access.url, this.registration.as_token, mxc);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw new Error(`downloading ${mxc}: ${res.status} ${res.body.toString("utf8")}`);
+    return res.body;
   }
 
   /** Waits until the organisation's room exists (and Kuvert finished its room work). */
@@ -228,7 +303,7 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
 /** Starts homeserver, database and Kuvert for one suite, with a staff member who is an admin. */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   mkdirSync(join(artifactsDir, "logs"), { recursive: true });
-  for (const suffix of [".log", ".child.log"]) rmSync(join(artifactsDir, "logs", `${opts.name}${suffix}`), { force: true });
+  for (const suffix of [".log", ".child.log", ".synapse.log"]) rmSync(join(artifactsDir, "logs", `${opts.name}${suffix}`), { force: true });
   const workDir = join(artifactsDir, "work", `${opts.name}-${randomBytes(3).toString("hex")}`);
   mkdirSync(workDir, { recursive: true });
   const real = realHomeserver();
@@ -237,11 +312,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const [clamd, smtp] = await Promise.all([startClamd(), startSmtp()]);
 
   let hs: TestHomeserver | undefined;
+  let synapse: Synapse | undefined;
   let access: HomeserverAccess;
   let registration: Registration;
   let asPort: number;
-  const serverName = real?.serverName ?? "kuvert.test";
-  const baseConfig = (hsUrl: string, port: number, registrationFile: string): Record<string, unknown> => ({
+  const baseConfig = (hsUrl: string, serverName: string, port: number, registrationFile: string): Record<string, unknown> => ({
     homeserver: { url: hsUrl, domain: serverName },
     appservice: { url: `http://127.0.0.1:${port}`, registrationFile, listener: { bindAddress: "127.0.0.1", port } },
     publicApi: { listener: { bindAddress: "127.0.0.1", port: 0 } },
@@ -253,26 +328,34 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     scanning: { host: clamd.host, port: clamd.port, timeoutSeconds: 10 },
     mail: { smtp: { host: smtp.host, port: smtp.port }, from: "Kuvert <kuvert@body.example>", staffMailbox: "staff@body.example", combineWindowSeconds: 1, maxAttempts: 5 },
   });
+  const homeserverIs = (url: string, serverName: string, adminToken: string): HomeserverAccess => {
+    Object.assign(raw.homeserver as Record<string, unknown>, { url, domain: serverName, adminToken });
+    return { url, serverName, adminToken };
+  };
 
   let raw: Record<string, unknown>;
   if (real) {
     registration = readRegistration(real.registrationFile);
     asPort = Number(new URL(registration.url ?? "http://127.0.0.1:9993").port || 80);
-    raw = baseConfig(real.url, asPort, real.registrationFile);
-    raw.homeserver = { ...(raw.homeserver as object), adminToken: real.adminToken };
-    access = { url: real.url, serverName, adminToken: real.adminToken };
+    raw = baseConfig(real.url, real.serverName, asPort, real.registrationFile);
+    access = homeserverIs(real.url, real.serverName, real.adminToken);
   } else {
+    // The registration names the server, so it is made for the server name the homeserver will have.
+    const serverName = testServerName();
     asPort = await freePort();
-    const adminToken = `admin-${randomBytes(16).toString("hex")}`;
     const registrationFile = join(workDir, "registration.yaml");
-    raw = baseConfig("http://127.0.0.1:1", asPort, registrationFile);
+    raw = baseConfig("http://127.0.0.1:1", serverName, asPort, registrationFile);
     registration = buildRegistration(parseConfig(raw));
     writeFileSync(registrationFile, stringify(registration));
-    hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, ...opts.homeserver });
-    await hs.start();
-    (raw.homeserver as Record<string, unknown>).url = hs.url;
-    (raw.homeserver as Record<string, unknown>).adminToken = adminToken;
-    access = { url: hs.url, serverName, adminToken };
+    if (synapsePython()) {
+      synapse = await startSynapse({ dir: join(workDir, "synapse"), registrations: [registration], logFile: join(artifactsDir, "logs", `${opts.name}.synapse.log`) });
+      access = homeserverIs(synapse.url, synapse.serverName, synapse.adminToken);
+    } else {
+      const adminToken = `admin-${randomBytes(16).toString("hex")}`;
+      hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, ...opts.homeserver });
+      await hs.start();
+      access = homeserverIs(hs.url, serverName, adminToken);
+    }
   }
 
   const staff = await TestUser.create(access, "staff", "Staff Member");
@@ -281,7 +364,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   // Child processes get the same port for the public API each time they start.
   if (opts.childProcess) (raw.publicApi as { listener: { port: number } }).listener.port = await freePort();
   const config = parseConfig(raw);
-  const stack = new Stack({ name: opts.name, hs, access, registration, config, rawConfig: raw, workDir, clamd, smtp });
+  const stack = new Stack({ name: opts.name, hs, synapse, access, registration, config, rawConfig: raw, workDir, clamd, smtp });
   stack.staff = staff;
 
   // The admin token is made in the database before Kuvert starts, as an operator does with `kuvert token create`.

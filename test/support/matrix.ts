@@ -51,6 +51,28 @@ export function uniqueLocalpart(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString("hex")}`;
 }
 
+/** Creates an account with a password (Synapse admin API: PUT /_synapse/admin/v2/users/{userId}); answers its user ID. */
+export async function createAccount(hs: HomeserverAccess, localpart: string, password: string, displayName?: string): Promise<string> {
+  const userId = `@${localpart}:${hs.serverName}`;
+  await adminRequest(hs, "PUT", `/_synapse/admin/v2/users/${encodeURIComponent(userId)}`, { password, displayname: displayName ?? localpart, admin: false });
+  return userId;
+}
+
+/**
+ * Downloads media as Element does: through authenticated media (CS API §"GET
+ * /_matrix/client/v1/media/download/{serverName}/{mediaId}") when the homeserver advertises
+ * Matrix 1.11, else through the older unauthenticated media API (Synapse before 1.120).
+ */
+export async function downloadAsClient(baseUrl: string, accessToken: string, mxc: string): Promise<{ status: number; body: Buffer }> {
+  const match = /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(mxc);
+  if (!match) throw new Error(`not an mxc URI: ${mxc}`);
+  const { versions } = (await (await fetch(`${baseUrl}/_matrix/client/versions`)).json()) as { versions: string[] };
+  const authenticated = versions.includes("v1.11") || versions.some((v) => /^v1\.(1[1-9]|[2-9]\d)$/.test(v));
+  const url = authenticated ? `${baseUrl}/_matrix/client/v1/media/download/${match[1]}/${match[2]}` : `${baseUrl}/_matrix/media/v3/download/${match[1]}/${match[2]}`;
+  const res = await fetch(url, authenticated ? { headers: { authorization: `Bearer ${accessToken}` } } : {});
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+}
+
 export class TestUser {
   readonly userId: string;
   readonly client: MatrixClient;
@@ -66,9 +88,8 @@ export class TestUser {
   /** Creates an account (Synapse admin API: PUT /_synapse/admin/v2/users/{userId}) and signs in with its password. */
   static async create(hs: HomeserverAccess, prefix: string, displayName?: string): Promise<TestUser> {
     const localpart = uniqueLocalpart(prefix);
-    const userId = `@${localpart}:${hs.serverName}`;
     const password = randomBytes(12).toString("base64url");
-    await adminRequest(hs, "PUT", `/_synapse/admin/v2/users/${encodeURIComponent(userId)}`, { password, displayname: displayName ?? prefix, admin: false });
+    await createAccount(hs, localpart, password, displayName ?? prefix);
     const loginClient = createClient({ baseUrl: hs.url, logger: quietLogger });
     const login = await loginClient.loginRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: localpart }, password });
     const client = createClient({ baseUrl: hs.url, userId: login.user_id, accessToken: login.access_token, deviceId: login.device_id, logger: quietLogger });
@@ -156,6 +177,11 @@ export class TestUser {
 
   async waitForEvent(roomId: string, what: string, predicate: (e: MatrixEvent) => boolean, timeoutMs?: number): Promise<MatrixEvent> {
     return this.until(what, () => this.timeline(roomId).find(predicate), timeoutMs);
+  }
+
+  /** Downloads media as this person's Element would. */
+  download(mxc: string): Promise<{ status: number; body: Buffer }> {
+    return downloadAsClient(this.client.baseUrl, this.client.getAccessToken()!, mxc);
   }
 
   /** Sends a text message and answers its event id. */

@@ -15,7 +15,8 @@ import { KuvertError } from "../../appservice/errors.ts";
 import { pseudonym } from "../../appservice/log.ts";
 import { SynapseAdmin } from "../../appservice/accounts/synapse.ts";
 import { TestHomeserver } from "../homeserver/index.ts";
-import { artifactsDir, repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
+import { artifactsDir, repoRoot, startStack, testServerPattern, waitFor, type Stack } from "../support/harness.ts";
+import { createAccount } from "../support/matrix.ts";
 
 interface AccountView {
   matrixId: string;
@@ -78,6 +79,9 @@ describe("clerk accounts", () => {
   });
   after(() => stack.stop());
 
+  /** A user ID on the suite's homeserver. */
+  const mx = (localpart: string) => `@${localpart}:${stack.access.serverName}`;
+
   async function account(matrixId: string, state: string): Promise<AccountView> {
     let found: AccountView | undefined;
     await waitFor(`${matrixId} to be ${state}`, async () => {
@@ -95,19 +99,19 @@ describe("clerk accounts", () => {
       clerks: [{ name: "Jörg Müller-Weiß", email: "joerg@musterstadt.example", createAccount: true }],
     });
     assert.equal(res.status, 201, JSON.stringify(res.body));
-    const matrixId = "@joerg.mueller-weiss:kuvert.test";
+    const matrixId = mx("joerg.mueller-weiss");
     assert.equal(res.body.organisation.clerks[0]?.matrixId, matrixId, "the username is derived from the name, folded to ASCII");
     const acc = await account(matrixId, "letter_ready");
     assert.deepEqual(acc.organisations, ["musterstadt"]);
 
     const roomId = await stack.roomOf("musterstadt");
-    await waitFor("the new clerk to be invited", () => stack.hs!.roomState(roomId).some((e) => e.type === "m.room.member" && e.state_key === matrixId && e.content.membership === "invite"));
+    await waitFor("the new clerk to be invited", async () => (await stack.roomState(roomId)).some((e) => e.type === "m.room.member" && e.state_key === matrixId && e.content.membership === "invite"));
 
     const letter = await fetchPdf(stack, `/api/v1/organisations/musterstadt/clerks/${encodeURIComponent(matrixId)}/letter`);
     assert.equal(letter.status, 200, letter.json ? JSON.stringify(letter.json) : "");
     assert.equal(letter.type, "application/pdf");
     const text = pdfText(letter.pdf, "joerg");
-    assert.match(text, /@joerg\.mueller-weiss:kuvert\.test/);
+    assert.ok(text.includes(matrixId), "the letter names the full Matrix ID");
     assert.match(text, /Versorgungskasse Musterland/);
     assert.match(text, /Jörg Müller-Weiß/, "umlauts survive in the embedded font");
     assert.match(text, /Gemeinde Musterstadt/);
@@ -130,7 +134,7 @@ describe("clerk accounts", () => {
   });
 
   it("refuses a second letter until the password is reset; then the new password works and the old does not", async () => {
-    const matrixId = "@joerg.mueller-weiss:kuvert.test";
+    const matrixId = mx("joerg.mueller-weiss");
     const path = `/api/v1/organisations/musterstadt/clerks/${encodeURIComponent(matrixId)}`;
     const again = await fetchPdf(stack, `${path}/letter`);
     assert.equal(again.status, 409);
@@ -158,7 +162,7 @@ describe("clerk accounts", () => {
   });
 
   it("imports a CSV where one clerk's username is taken: that row fails with a reason, the others are created, and one PDF holds their letters", async () => {
-    await stack.hs!.createUser("anna.beispiel", "hers-already", { displayName: "Another Anna" });
+    await createAccount(stack.access, "anna.beispiel", "hers-already", "Another Anna");
     const csv = [
       "id,name,clerks",
       'schule-am-see,Schule am See,"Anna Beispiel anna@see.example [account]"',
@@ -176,17 +180,17 @@ describe("clerk accounts", () => {
     assert.equal(byId.get("gemeinde-hof")?.outcome, "created");
     assert.equal((await stack.api("GET", "/api/v1/organisations/schule-am-berg")).status, 404, "a bad row changes nothing");
 
-    await account("@anna.beispiel2:kuvert.test", "letter_ready");
-    await account("@dora.hof:kuvert.test", "letter_ready");
+    await account(mx("anna.beispiel2"), "letter_ready");
+    await account(mx("dora.hof"), "letter_ready");
     const letters = await fetchPdf(stack, "/api/v1/letters", { organisations: ["schule-am-see", "gemeinde-hof", "musterstadt"] });
     assert.equal(letters.status, 200, letters.json ? JSON.stringify(letters.json) : "");
     const text = pdfText(letters.pdf, "import");
     const pages = text.split("\f").filter((p) => p.trim() !== "");
     assert.equal(pages.length, 2, "one page for each letter due (Jörg's was produced already)");
-    assert.match(pages.join(""), /@anna\.beispiel2:kuvert\.test/);
-    assert.match(pages.join(""), /@dora\.hof:kuvert\.test/);
+    assert.match(pages.join(""), new RegExp(`@anna\\.beispiel2:${testServerPattern()}`));
+    assert.match(pages.join(""), new RegExp(`@dora\\.hof:${testServerPattern()}`));
     for (const page of pages) {
-      const user = /@[a-z0-9.]+:kuvert\.test/.exec(page)![0];
+      const user = new RegExp(`@[a-z0-9.]+:${testServerPattern()}`).exec(page)![0];
       const password = passwordIn(page);
       secrets.push(password);
       assert.deepEqual(await login(stack, user, password), { ok: true, userId: user });
@@ -207,7 +211,7 @@ describe("clerk accounts", () => {
   });
 
   it("deactivates the account only after confirmation, and kicks the clerk", async () => {
-    const matrixId = "@dora.hof:kuvert.test";
+    const matrixId = mx("dora.hof");
     const path = `/api/v1/organisations/gemeinde-hof/clerks/${encodeURIComponent(matrixId)}`;
     const ask = await stack.api<{ errcode: string; error: string }>("DELETE", path);
     assert.equal(ask.status, 409);
@@ -221,9 +225,9 @@ describe("clerk accounts", () => {
     assert.equal(done.body.organisation.clerks[0]?.status, "removed");
     await account(matrixId, "deactivated");
     const roomId = await stack.roomOf("gemeinde-hof");
-    await waitFor("the clerk to be out of the room", () => stack.hs!.roomState(roomId).some((e) => e.type === "m.room.member" && e.state_key === matrixId && e.content.membership === "leave"));
+    await waitFor("the clerk to be out of the room", async () => (await stack.roomState(roomId)).some((e) => e.type === "m.room.member" && e.state_key === matrixId && e.content.membership === "leave"));
     const password = secrets[secrets.length - 1]!;
-    const attempt = await login(stack, "@dora.hof:kuvert.test", password);
+    const attempt = await login(stack, mx("dora.hof"), password);
     assert.equal(attempt.ok, false);
     const audit = await stack.kuvert!.db.query<{ action: string }>("SELECT action FROM audit_log WHERE object = $1 ORDER BY seq", [matrixId]);
     assert.deepEqual(
@@ -234,7 +238,7 @@ describe("clerk accounts", () => {
 
   it("lists the account in a data-subject report, and erases it only once it is deactivated", async () => {
     const db = stack.kuvert!.db;
-    const dora = "@dora.hof:kuvert.test";
+    const dora = mx("dora.hof");
     const report = await subjectReport(db, dora, { actor: "test" });
     const accounts = report.sections.find((s) => s.name === "accounts")!;
     assert.deepEqual(accounts.rows.map((r) => [r.matrixId, r.email, r.state, r.letters]), [[dora, "dora@hof.example", "deactivated", 1]]);
@@ -243,7 +247,7 @@ describe("clerk accounts", () => {
     assert.equal(erased.erased.find((e) => e.what.startsWith("records of homeserver accounts"))?.count, 1);
     assert.equal((await db.query("SELECT 1 FROM clerk_accounts WHERE matrix_id = $1 OR email = 'dora@hof.example' OR display_name = 'Dora Hof'", [dora])).rows.length, 0);
 
-    const anna = "@anna.beispiel2:kuvert.test";
+    const anna = mx("anna.beispiel2");
     const kept = await stack.api("DELETE", `/api/v1/organisations/schule-am-see/clerks/${encodeURIComponent(anna)}?keepAccount=true`);
     assert.equal(kept.status, 200, JSON.stringify(kept.body));
     assert.equal((await account(anna, "letter_issued")).organisations.length, 0, "the account stays, outside any organisation");
@@ -257,7 +261,7 @@ describe("clerk accounts", () => {
     const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "config.yaml"), ...args], { cwd: dir });
     const created = await kuvert("org", "create", "gemeinde-cli", "--name", "Gemeinde Cli", "--clerk", "Frieda Ölmann frieda@cli.example [account]");
     assert.match(created.stdout, /^created: gemeinde-cli/);
-    const matrixId = "@frieda.oelmann:kuvert.test";
+    const matrixId = mx("frieda.oelmann");
     await account(matrixId, "letter_ready");
     const out = join(dir, "letters.pdf");
     const written = await kuvert("letter", "gemeinde-cli", "-o", out);
@@ -290,22 +294,22 @@ describe("clerk accounts", () => {
     // As if Kuvert died after the homeserver created the account and before recording it.
     const admin = new SynapseAdmin(stack.config);
     const marker = "7a1c2d1e-0000-4000-8000-000000000001";
-    const adoptedId = await insert("@gustav.gans:kuvert.test", marker);
-    await admin.putUser("@gustav.gans:kuvert.test", { password: "irrelevant-and-unknown", external_ids: [{ auth_provider: "kuvert", external_id: marker }] });
+    const adoptedId = await insert(mx("gustav.gans"), marker);
+    await admin.putUser(mx("gustav.gans"), { password: "irrelevant-and-unknown", external_ids: [{ auth_provider: "kuvert", external_id: marker }] });
     await accounts.create(adoptedId);
     const adopted = await db.query<{ state: string }>("SELECT state FROM clerk_accounts WHERE id = $1", [adoptedId]);
     assert.equal(adopted.rows[0]?.state, "letter_ready");
-    const audit = await db.query<{ details: { adopted?: boolean } }>("SELECT details FROM audit_log WHERE action = 'account.created' AND object = '@gustav.gans:kuvert.test'");
+    const audit = await db.query<{ details: { adopted?: boolean } }>("SELECT details FROM audit_log WHERE action = 'account.created' AND object = $1", [mx("gustav.gans")]);
     assert.equal(audit.rows[0]?.details.adopted, true);
 
-    await stack.hs!.createUser("gerda.gans", "hers", { displayName: "Gerda" });
-    const foreignId = await insert("@gerda.gans:kuvert.test", "7a1c2d1e-0000-4000-8000-000000000002");
+    await createAccount(stack.access, "gerda.gans", "hers", "Gerda");
+    const foreignId = await insert(mx("gerda.gans"), "7a1c2d1e-0000-4000-8000-000000000002");
     await accounts.create(foreignId);
     const foreign = await db.query<{ state: string; failure: string }>("SELECT state, failure FROM clerk_accounts WHERE id = $1", [foreignId]);
     assert.equal(foreign.rows[0]?.state, "failed");
     assert.match(foreign.rows[0]!.failure, /already existed .* not made by Kuvert/);
-    assert.deepEqual(await login(stack, "@gerda.gans:kuvert.test", "hers"), { ok: true, userId: "@gerda.gans:kuvert.test" }, "the existing account is left alone");
-    await waitFor("staff to be alerted by e-mail", () => stack.smtp.messages.some((m) => (m.to as { text: string } | undefined)?.text.includes("staff@body.example") && m.text?.includes("@gerda.gans:kuvert.test")));
+    assert.deepEqual(await login(stack, mx("gerda.gans"), "hers"), { ok: true, userId: mx("gerda.gans") }, "the existing account is left alone");
+    await waitFor("staff to be alerted by e-mail", () => stack.smtp.messages.some((m) => (m.to as { text: string } | undefined)?.text.includes("staff@body.example") && m.text?.includes(mx("gerda.gans"))));
   });
 
   it("describes the account endpoints in the OpenAPI document", async () => {
@@ -325,7 +329,7 @@ describe("clerk accounts", () => {
   });
 });
 
-describe("clerk accounts on an older Synapse (no username_available, no external_ids)", () => {
+describe("clerk accounts on an older Synapse (no username_available, no external_ids; the test homeserver imitates it)", () => {
   let hs: TestHomeserver;
   let admin: SynapseAdmin;
   before(async () => {
@@ -340,12 +344,12 @@ describe("clerk accounts on an older Synapse (no username_available, no external
     await assert.rejects(admin.usernameAvailable("hans.alt", hs.serverName), /M_USER_IN_USE/);
     assert.equal(await admin.usernameAvailable("hans.neu", hs.serverName), true);
     const startedAt = new Date(Date.now() - 500);
-    const { created, user } = await admin.putUser("@hans.neu:kuvert.test", { password: "unknown-to-all", threepids: [{ medium: "email", address: "hans@neu.example" }], external_ids: [{ auth_provider: "kuvert", external_id: "m1" }] });
+    const { created, user } = await admin.putUser(`@hans.neu:${hs.serverName}`, { password: "unknown-to-all", threepids: [{ medium: "email", address: "hans@neu.example" }], external_ids: [{ auth_provider: "kuvert", external_id: "m1" }] });
     assert.equal(created, true);
     assert.equal(user.external_ids, undefined, "an older Synapse does not report external ids");
     const row = { marker: "m1", email: "hans@neu.example", create_started_at: startedAt } as never;
     assert.equal(Accounts.madeByKuvert(user, row), true);
-    const before = (await admin.getUser("@hans.alt:kuvert.test"))!;
+    const before = (await admin.getUser(`@hans.alt:${hs.serverName}`))!;
     assert.equal(Accounts.madeByKuvert({ ...before, creation_ts: Math.floor(startedAt.getTime() / 1000) - 3600 }, row), false, "an account older than the attempt is not Kuvert's");
   });
 });

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import yazl from "yazl";
 import { repoRoot } from "../support/harness.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { startStack, waitFor, type RoomEvent, type Stack } from "../support/harness.ts";
 
 function pdf(text: string): Buffer {
   return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
@@ -129,8 +129,10 @@ describe("bulk batches", () => {
     assert.deepEqual(s.counts, { delivered: DOCS });
 
     const delivered = new Map<string, number>();
-    for (const roomId of rooms.values()) {
-      for (const e of stack.hs!.timeline(roomId)) {
+    const timelines = new Map<string, RoomEvent[]>();
+    for (const roomId of rooms.values()) timelines.set(roomId, await stack.timeline(roomId));
+    for (const timeline of timelines.values()) {
+      for (const e of timeline) {
         if (e.type === "m.room.message" && e.content.msgtype === "m.file" && /^d\d+\.pdf$/.test(String(e.content.filename))) {
           delivered.set(String(e.content.filename), (delivered.get(String(e.content.filename)) ?? 0) + 1);
         }
@@ -140,7 +142,7 @@ describe("bulk batches", () => {
     assert.deepEqual([...delivered.values()].filter((n) => n !== 1), [], "no document was posted twice");
     for (let n = 0; n < DOCS; n++) {
       const room = rooms.get(`org-${n % ORGS}`)!;
-      assert.ok(stack.hs!.timeline(room).some((e) => e.content.filename === `d${n}.pdf`), `d${n}.pdf is in the room of org-${n % ORGS}`);
+      assert.ok(timelines.get(room)!.some((e) => e.content.filename === `d${n}.pdf`), `d${n}.pdf is in the room of org-${n % ORGS}`);
     }
 
     // Each reference is announced to its organisation's clerk exactly once (an e-mail resent after a

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
-import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
+import { repoRoot, startStack, testServerPattern, waitFor, type Stack } from "../support/harness.ts";
 
 describe("command line", () => {
   let stack: Stack;
@@ -25,7 +25,7 @@ describe("command line", () => {
     await kuvert("generate-registration");
     const first = parse(readFileSync(join(dir, "registration.yaml"), "utf8")) as { as_token: string; hs_token: string; rate_limited: boolean; namespaces: { users: { regex: string; exclusive: boolean }[] } };
     assert.equal(first.rate_limited, false);
-    assert.deepEqual(first.namespaces.users, [{ regex: "@kuvert_.*:kuvert\\.test", exclusive: true }]);
+    assert.deepEqual(first.namespaces.users, [{ regex: `@kuvert_.*:${testServerPattern()}`, exclusive: true }]);
     assert.notEqual(first.as_token, first.hs_token);
     await assert.rejects(kuvert("generate-registration"), /exists already.*--force/s);
     assert.equal((parse(readFileSync(join(dir, "registration.yaml"), "utf8")) as { as_token: string }).as_token, first.as_token, "unchanged");

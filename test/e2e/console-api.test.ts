@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openDatabase, type Database } from "../../appservice/db/database.ts";
 import { consoleRequest, createAccount, openIdToken, plannedAccount, signIn, type Account } from "../support/console.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { startStack, testServerName, testServerPattern, waitFor, type Stack } from "../support/harness.ts";
 
 interface AuditEntry {
   seq: string;
@@ -23,7 +23,7 @@ describe("console sessions and API", () => {
   let stack: Stack;
   let db: Database;
   let staticDir: string;
-  const serverName = "kuvert.test";
+  const serverName = testServerName();
   const dpo = plannedAccount("dpo", serverName);
   const caseWorker = plannedAccount("caseworker", serverName);
   const clerk = plannedAccount("clerk", serverName);
@@ -139,7 +139,7 @@ describe("console sessions and API", () => {
     const real = await openIdToken(stack.access, admin);
     const foreign = await signIn(stack, { ...real, matrix_server_name: "evil.example" });
     assert.equal(foreign.status, 401);
-    assert.match((foreign.body as { error: string }).error, /only accounts of kuvert\.test/);
+    assert.match((foreign.body as { error: string }).error, new RegExp(`only accounts of ${testServerPattern()}`));
     const noHeader = await signIn(stack, real, { header: false });
     assert.equal(noHeader.status, 403);
     assert.equal((noHeader.body as { errcode: string }).errcode, "KUVERT_CONSOLE_HEADER_MISSING");

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { chromiumOptions, createAccount, ensureConsoleBuilt, focusIsVisible, plannedAccount, screenshotAndCheck, type Account } from "../support/console.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { startStack, waitFor, type Stack, testServerName } from "../support/harness.ts";
 
 const SECRET = "test-jitsi-secret-0123456789abcdef";
 const DOMAIN = "meet.kuvert.test";
@@ -17,7 +17,7 @@ const DOMAIN = "meet.kuvert.test";
 describe("the console's calls and circulars pages in a browser", () => {
   let stack: Stack;
   let browser: Browser;
-  const serverName = "kuvert.test";
+  const serverName = testServerName();
   const caseWorker = plannedAccount("caseworker", serverName);
   const orgId = "gemeinde-calls";
   let roomId: string;
@@ -45,8 +45,8 @@ describe("the console's calls and circulars pages in a browser", () => {
 
 
   /** The room's Jitsi widgets as the homeserver holds them (state events with content). */
-  const widgetsInRoom = () =>
-    stack.hs!.roomState(roomId).filter((e) => e.type === "im.vector.modular.widgets" && typeof (e.content as { url?: unknown }).url === "string");
+  const widgetsInRoom = async () =>
+    (await stack.roomState(roomId)).filter((e) => e.type === "im.vector.modular.widgets" && typeof (e.content as { url?: unknown }).url === "string");
 
   before(async () => {
     ensureConsoleBuilt();
@@ -57,7 +57,6 @@ describe("the console's calls and circulars pages in a browser", () => {
         raw.calls = { jitsiDomain: DOMAIN, widgetBaseUrl: "https://element.kuvert.test/", appSecret: SECRET, appId: "kuvert-test", callMinutes: 60, guestLinkMinutes: 30 };
       },
     });
-    assert.ok(stack.hs, "these tests read the room state of the test homeserver");
     await createAccount(stack.access, caseWorker);
     const created = await stack.api("POST", "/api/v1/organisations", { id: orgId, name: "Gemeinde Rufach", tags: ["municipalities"], clerks: [{ email: "rita@rufach.example", name: "Rita" }] });
     assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -94,20 +93,20 @@ describe("the console's calls and circulars pages in a browser", () => {
     assert.match(await row.innerText(), new RegExp(`Gemeinde Rufach \\(${orgId}\\)\\s+${caseWorker.userId.replace(/[.]/g, "\\.")}`));
 
     // The widget is in the room, as Element's own Jitsi widget, sent by Kuvert's bot.
-    await waitFor("the Jitsi widget in the room", () => widgetsInRoom().length === 1);
-    const [widget] = widgetsInRoom();
+    await waitFor("the Jitsi widget in the room", async () => (await widgetsInRoom()).length === 1);
+    const [widget] = await widgetsInRoom();
     assert.equal(widget!.sender, stack.botUserId);
     const content = widget!.content as { type: string; data: { domain: string; conferenceId: string } };
     assert.equal(content.type, "jitsi");
     assert.equal(content.data.domain, DOMAIN);
-    const layout = stack.hs!.roomState(roomId).find((e) => e.type === "io.element.widgets.layout");
+    const layout = (await stack.roomState(roomId)).find((e) => e.type === "io.element.widgets.layout");
     assert.deepEqual((layout?.content as { widgets: Record<string, { container: string }> }).widgets[widget!.state_key!]?.container, "top");
     await row.getByText("im Raum").waitFor({ timeout: 10_000 });
 
     // Starting again reuses the running call and says so.
     await page.getByRole("button", { name: "Videoberatung starten" }).click();
     await page.getByText("Für Gemeinde Rufach läuft bereits eine Videoberatung; sie wird weiter genutzt.").waitFor();
-    assert.equal(widgetsInRoom().length, 1);
+    assert.equal((await widgetsInRoom()).length, 1);
     assert.equal(await page.locator("tr[data-organisation]").count(), 1);
     const calls = (await stack.api<{ calls: { organisationId: string; startedBy: string }[] }>("GET", "/api/v1/calls?state=running")).body.calls;
     assert.deepEqual(
@@ -189,7 +188,7 @@ describe("the console's calls and circulars pages in a browser", () => {
     await page.getByRole("button", { name: "Beenden: Gemeinde Rufach" }).click();
     await page.getByText("Die Videoberatung für Gemeinde Rufach ist beendet").waitFor();
     await page.getByText("Keine Videoberatung läuft.").waitFor();
-    await waitFor("the widget removed from the room", () => widgetsInRoom().length === 0);
+    await waitFor("the widget removed from the room", async () => (await widgetsInRoom()).length === 0);
     const ended = await stack.kuvert!.db.query<{ actor: string }>("SELECT actor FROM audit_log WHERE action = 'call.ended'");
     assert.deepEqual(
       ended.rows.map((r) => r.actor),
@@ -205,7 +204,7 @@ describe("the console's calls and circulars pages in a browser", () => {
   });
 
   /** Events of a room on the homeserver that Kuvert's bot sent, of one type. */
-  const botEvents = (room: string, type: string) => stack.hs!.timeline(room).filter((e) => e.sender === stack.botUserId && e.type === type);
+  const botEvents = async (room: string, type: string) => (await stack.timeline(room)).filter((e) => e.sender === stack.botUserId && e.type === type);
 
   it("sends a circular with an attachment to a tag, previews it as the rooms show it, and watches every delivery reach delivered", async () => {
     const page = await open();
@@ -263,7 +262,7 @@ describe("the console's calls and circulars pages in a browser", () => {
 
     // What the rooms got is what the preview showed; the organisation without the tag got nothing.
     for (const o of schools) {
-      const texts = botEvents(schoolRooms[o.id]!, "m.room.message").filter((e) => (e.content as { msgtype?: string }).msgtype === "m.text" && String((e.content as { body?: string }).body).startsWith("# Elternabend"));
+      const texts = (await botEvents(schoolRooms[o.id]!, "m.room.message")).filter((e) => (e.content as { msgtype?: string }).msgtype === "m.text" && String((e.content as { body?: string }).body).startsWith("# Elternabend"));
       assert.equal(texts.length, 1, `${o.id} got the circular ${texts.length} times`);
       const formatted = String((texts[0]!.content as { formatted_body?: string }).formatted_body);
       const asBrowserSees = await page.evaluate((html) => {
@@ -272,9 +271,9 @@ describe("the console's calls and circulars pages in a browser", () => {
         return div.innerHTML;
       }, formatted);
       assert.equal(asBrowserSees, previewHtml, `${o.id}: the room shows something else than the preview`);
-      assert.ok(botEvents(schoolRooms[o.id]!, "m.room.message").some((e) => (e.content as { msgtype?: string; body?: string }).msgtype === "m.file" && (e.content as { body?: string }).body === "einladung.txt"));
+      assert.ok((await botEvents(schoolRooms[o.id]!, "m.room.message")).some((e) => (e.content as { msgtype?: string; body?: string }).msgtype === "m.file" && (e.content as { body?: string }).body === "einladung.txt"));
     }
-    assert.ok(!botEvents(roomId, "m.room.message").some((e) => String((e.content as { body?: string }).body).includes("Elternabend")), "an organisation without the tag got the circular");
+    assert.ok(!(await botEvents(roomId, "m.room.message")).some((e) => String((e.content as { body?: string }).body).includes("Elternabend")), "an organisation without the tag got the circular");
     const circular = (await stack.api<{ author: string; summary: { delivered: number } }>("GET", `/api/v1/circulars/${id}`)).body;
     assert.equal(circular.author, caseWorker.userId);
     assert.equal(circular.summary.delivered, 2);
@@ -286,8 +285,8 @@ describe("the console's calls and circulars pages in a browser", () => {
     await page.getByText("Korrektur an 2 Räume unterwegs.").waitFor();
     await page.locator("ul.corrections li[data-revision='1']").getByText(/2 zugestellt, 0 fehlgeschlagen, 0 ausstehend/).waitFor({ timeout: 30_000 });
     for (const o of schools) {
-      await waitFor(`the edit in ${o.id}`, () =>
-        botEvents(schoolRooms[o.id]!, "m.room.message").some((e) => (e.content as { "m.relates_to"?: { rel_type?: string } })["m.relates_to"]?.rel_type === "m.replace"),
+      await waitFor(`the edit in ${o.id}`, async () =>
+        (await botEvents(schoolRooms[o.id]!, "m.room.message")).some((e) => (e.content as { "m.relates_to"?: { rel_type?: string } })["m.relates_to"]?.rel_type === "m.replace"),
       );
     }
     await screenshotAndCheck(page, "16-circular-corrected");

@@ -10,14 +10,14 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { openDatabase } from "../../appservice/db/database.ts";
 import { EICAR } from "../support/clamd.ts";
 import { chromiumOptions, createAccount, ensureConsoleBuilt, focusIsVisible, plannedAccount, screenshotAndCheck, type Account } from "../support/console.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { startStack, waitFor, type Stack, testServerName } from "../support/harness.ts";
 
 
 describe("the staff console in a browser", () => {
   let stack: Stack;
   let browser: Browser;
   let admin: Account;
-  const serverName = "kuvert.test";
+  const serverName = testServerName();
   const dpo = plannedAccount("dpo", serverName);
   const clerk = plannedAccount("clerk", serverName);
   const orgId = "schule-am-see";
@@ -85,7 +85,7 @@ describe("the staff console in a browser", () => {
     await page.context().close();
   });
 
-  it("signs staff in through the homeserver's single sign-on when it offers it", async () => {
+  it("signs staff in through the homeserver's single sign-on when it offers it (test homeserver: its SSO form)", async () => {
     const page = await open();
     await page.getByRole("link", { name: "Mit Single Sign-on anmelden" }).click();
     // The identity provider's page (here the test homeserver's), then back to the console with a login token.

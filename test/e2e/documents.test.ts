@@ -94,8 +94,9 @@ describe("documents for organisations", () => {
     assert.equal(c.info.mimetype, "application/pdf");
     assert.equal(c.info.size, content.length);
     assert.match(c.url, /^mxc:\/\//);
-    const downloaded = await fetch(clerkA.client.mxcUrlToHttp(c.url, undefined, undefined, undefined, false, true, true)!, { headers: { authorization: `Bearer ${clerkA.client.getAccessToken()}` } });
-    assert.deepEqual(Buffer.from(await downloaded.arrayBuffer()), content);
+    const downloaded = await clerkA.download(c.url);
+    assert.equal(downloaded.status, 200);
+    assert.deepEqual(downloaded.body, content);
     const text = clerkA.timeline(roomA).find((e) => e.getSender() === stack.botUserId && /Beitragsbescheid · Aktenzeichen AZ-2026-17 · von levy-system/.test(String(e.getContent().body)));
     assert.ok(text, "a short text says kind, reference and sender");
 
@@ -198,7 +199,7 @@ describe("documents for organisations", () => {
     const sent = await clerkA.client.sendMessage(roomA, { msgtype: "m.file", body: "scan.txt", filename: "scan.txt", url: upload.content_uri, info: { mimetype: "text/plain", size: EICAR.length } } as never);
     await clerkA.until("the upload to be redacted", () => clerkA.room(roomA)?.findEventById(sent.event_id)?.isRedacted() === true, 30_000);
     await clerkA.waitForEvent(roomA, "the explanation", (e) => e.getSender() === stack.botUserId && /scan\.txt.*entfernt/.test(String(e.getContent().body)));
-    const media = await fetch(clerkA.client.mxcUrlToHttp(upload.content_uri, undefined, undefined, undefined, false, true, true)!, { headers: { authorization: `Bearer ${clerkA.client.getAccessToken()}` } });
+    const media = await clerkA.download(upload.content_uri);
     assert.equal(media.status, 404, "the media is quarantined");
   });
 

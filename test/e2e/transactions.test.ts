@@ -103,11 +103,10 @@ describe("a crash between storing and handling", () => {
   });
   after(() => stack.stop());
 
-  it("handles the event exactly once after a restart, even when the reply was in flight", async (t) => {
-    if (!stack.hs) return t.skip("needs the test homeserver's fault injection (a real homeserver cannot hold a request)");
+  it("handles the event exactly once after a restart, even when the reply was in flight (test homeserver: a send held mid-flight)", async () => {
     const { clerk, roomId } = await organisationWithClerk(stack, "crash");
     // Kuvert's replies use transaction ids starting with "kuvert."; hold them so Kuvert dies mid-send.
-    const hold = stack.hs.faults.hold("PUT", /\/send\/m\.room\.message\/kuvert\./);
+    const hold = stack.fixture.faults.hold("PUT", /\/send\/m\.room\.message\/kuvert\./);
     const commandId = await clerk.say(roomId, "!help");
     await hold.waitForHeld(1, 20_000);
     await stack.killKuvert();
@@ -116,7 +115,7 @@ describe("a crash between storing and handling", () => {
     await clerk.waitForEvent(roomId, "the reply after the restart", repliesTo(commandId), 30_000);
     await waitFor("the inbox to be empty", async () => (await pendingInbound(stack.config.database.url!)) === 0, 30_000);
     assert.equal(clerk.timeline(roomId).filter(repliesTo(commandId)).length, 1);
-    const hsReplies = stack.hs.timeline(roomId).filter((e) => (e.content["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === commandId);
+    const hsReplies = (await stack.timeline(roomId)).filter((e) => (e.content["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === commandId);
     assert.equal(hsReplies.length, 1, "the homeserver holds one reply");
   });
 

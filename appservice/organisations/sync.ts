@@ -154,13 +154,22 @@ export class RoomSync {
       return null;
     } catch (err) {
       if (!(err instanceof HomeserverError && err.status === 403)) throw err;
+      // Room Versions §"Authorization rules": no one may change the level of another user at or
+      // above their own. Everything else is still set back; those entries stay as they are.
       const users = (current.users ?? {}) as Record<string, number>;
       const own = users[this.#hs.botUserId] ?? 0;
-      const rivals = Object.entries(users).filter(([u, level]) => u !== this.#hs.botUserId && level >= own).length;
-      return (
+      const rivals = Object.entries(users).filter(([u, level]) => u !== this.#hs.botUserId && level >= own);
+      const problem =
         `Kuvert cannot set the room's power levels back: the homeserver refused (${err.message}).` +
-        (rivals > 0 ? ` ${rivals} other member${rivals === 1 ? " holds" : "s hold"} level ${own} (Kuvert's own), which only they can lower.` : "")
-      );
+        (rivals.length > 0 ? ` ${rivals.length} other member${rivals.length === 1 ? " holds" : "s hold"} level ${own} (Kuvert's own), which only they can lower.` : "");
+      if (rivals.length === 0) return problem;
+      const partial = { ...wanted, users: { ...(wanted.users as Record<string, number>), ...Object.fromEntries(rivals) } };
+      if (!samePowerLevels(current, partial)) {
+        await this.#hs.sendState(roomId, "m.room.power_levels", "", partial).catch((again: unknown) => {
+          if (!(again instanceof HomeserverError && again.status === 403)) throw again;
+        });
+      }
+      return problem;
     }
   }
 

@@ -176,8 +176,10 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     assert.match(failed.reason ?? "", /M_TOO_LARGE/);
     assert.equal(uploads(), 1, "not retried");
     const staffRoomId = stack.kuvert!.services.staffRoom.roomId!;
-    await stack.staff.waitForInvite(staffRoomId);
-    await stack.staff.join(staffRoomId);
+    if (stack.staff.membership(staffRoomId) !== "join") {
+      await stack.staff.waitForInvite(staffRoomId);
+      await stack.staff.join(staffRoomId);
+    }
     await stack.staff.waitForEvent(staffRoomId, "the alert about the document", (e) => String(e.getContent().body).includes(doc.id) && /M_TOO_LARGE/.test(String(e.getContent().body)), 20_000);
     await waitFor("the staff mailbox alert", () => mailsTo(stack, "staff@body.example").some((m) => (m.text ?? "").includes(doc.id)));
     const audited = await stack.kuvert!.db.query("SELECT 1 FROM audit_log WHERE action = 'document.failed' AND object = $1", [doc.id]);
@@ -219,6 +221,10 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     assert.equal(view!.roomState, "ready", "the room is not lost");
     assert.match(view!.powerLevelsProblem!, /refused/);
     const staffRoomId = stack.kuvert!.services.staffRoom.roomId!;
+    if (stack.staff.membership(staffRoomId) !== "join") {
+      await stack.staff.waitForInvite(staffRoomId);
+      await stack.staff.join(staffRoomId);
+    }
     await stack.staff.waitForEvent(staffRoomId, "the power-level alert", (e) => /altstadt/.test(String(e.getContent().body)) && /Element/.test(String(e.getContent().body)), 20_000);
 
     // Everything else was set back all the same; the room keeps working: a document still

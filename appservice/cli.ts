@@ -58,7 +58,7 @@ function printOrganisation(org: StoredOrganisation): void {
   console.log(`${org.id}  ${org.name}`);
   console.log(`  state:  ${org.state}${org.archivedAt ? ` (since ${org.archivedAt})` : ""}`);
   console.log(`  tags:   ${org.tags.join(", ") || "–"}`);
-  console.log(`  room:   ${org.roomId ?? "–"} (${org.roomState})${org.roomProblem ? `\n  problem: ${org.roomProblem.replace(/\n/g, "\n           ")}` : ""}`);
+  console.log(`  room:   ${org.roomId ?? "–"} (${org.roomState})${org.roomProblem ? `\n  problem: ${org.roomProblem.replace(/\n/g, "\n           ")}` : ""}${org.powerLevelsProblem ? `\n  power levels: ${org.powerLevelsProblem}` : ""}`);
   console.log("  clerks:");
   for (const c of org.clerks) {
     const who = [c.name, c.email, c.matrixId].filter(Boolean).join("  ");

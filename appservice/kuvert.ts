@@ -20,7 +20,7 @@ import { Homeserver } from "./matrix/homeserver.ts";
 import { Inbox } from "./matrix/inbox.ts";
 import { appserviceApp, boundPort, closeServer, listen } from "./matrix/listener.ts";
 import { readRegistration, registrationMismatches, RegistrationError, type Registration } from "./matrix/registration.ts";
-import { MembershipObserver } from "./organisations/membership.ts";
+import { MembershipObserver, PowerLevelsObserver } from "./organisations/membership.ts";
 import { Organisations } from "./organisations/service.ts";
 import { RoomSync } from "./organisations/sync.ts";
 import { RoomEventRouter } from "./rooms.ts";
@@ -153,7 +153,8 @@ export class Kuvert {
       const homeserver = new Homeserver(config, registration);
       await homeserver.start();
       const workers: Worker<QueueRow>[] = [];
-      const roomSync = new RoomSync(db, homeserver, config);
+      const staffRoom = new StaffRoom(db, homeserver, config);
+      const roomSync = new RoomSync(db, homeserver, config, staffRoom);
       const roomWorker = roomSync.worker();
       const organisations = new Organisations(db, () => roomWorker.wake());
       const accounts = new Accounts(db, config, () => roomWorker.wake());
@@ -163,7 +164,6 @@ export class Kuvert {
       const staging = new Staging(config.documents.stagingDir);
       await staging.init();
       const scanner = new ClamdScanner(config.scanning);
-      const staffRoom = new StaffRoom(db, homeserver, config);
       const prescans = new Prescans(scanner);
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
       accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, alert, org), post: (alert) => staffRoom.post(alert) };
@@ -193,6 +193,7 @@ export class Kuvert {
       if (calls && callWorker) calls.onWork = () => callWorker.wake();
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
+        new PowerLevelsObserver(db, homeserver.botUserId, () => roomWorker.wake()),
         new StaffRoomFiles(db, config),
         new CommandHandler(homeserver, config, [circularCommand(db, config, circulars), ...(calls ? [videoCommand(calls, config)] : [])]),
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),

@@ -228,7 +228,7 @@ export async function subjectReport(db: Queryable | Database, raw: string, opts:
   });
 }
 
-const finishedDocument = "state IN ('delivered', 'rejected', 'checked', 'removed')";
+const finishedDocument = "state IN ('delivered', 'rejected', 'checked', 'removed', 'failed')";
 const handledEvent = "state IN ('done', 'failed')";
 
 /**

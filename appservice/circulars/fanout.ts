@@ -48,8 +48,10 @@ class RoomNotReady extends Error {}
 /** An attachment posted in the staff room that the homeserver no longer gives out. */
 class AttachmentUnavailable extends Error {}
 
-/** A refusal that will not change by retrying: the delivery fails at once with this reason. */
-class DeliveryRefused extends Error {}
+/** A refusal that will not change by retrying: the delivery fails at once with this reason (the queue's shared rule). */
+class DeliveryRefused extends Error {
+  readonly permanent = true;
+}
 
 /** What a delivery needs of its organisation, in one query. */
 interface TargetOrganisation {
@@ -133,9 +135,22 @@ export class CircularFanout {
       concurrency: 2,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
       handle: (row) => this.#handleCircular(row),
+      // Out of attempts, or refused in a way no retry cures (e.g. the homeserver will not take an attachment):
+      // a circular still being prepared is stopped with the reason, so staff see it in its status.
       onGaveUp: async (row, err) => {
         log.error({ circular: row.circular_id, err }, "a circular could not be processed");
-        await this.#staffRoom.post({ key: `circular-stuck:${row.circular_id}`, body: `${row.circular_id}: ${(err as Error).message}` }).catch(() => undefined);
+        const t = circularTexts(this.#config.organisations.language);
+        const why = err instanceof Error ? err.message : String(err);
+        const alert = { key: `circular-stuck:${row.circular_id}`, body: t.notPrepared(row.circular_id, why) };
+        const stopped = await this.#db.transaction(async (tx) => {
+          if (!(await store.setState(tx, row.circular_id, "stopped", { from: ["scheduled", "scanning"], reason: t.notPreparedReason(why), finished: true }))) return false;
+          await store.failPending(tx, row.circular_id, t.notPreparedReason(why));
+          await audit(tx, { actor: "kuvert", action: "circular.stopped", object: row.circular_id, outcome: "failed", details: { reason: "not-prepared", error: why } });
+          await this.#staffRoom.alertByMail(tx, alert);
+          return true;
+        });
+        if (stopped) await this.#removeStaged(row.circular_id);
+        await this.#staffRoom.post(stopped ? alert : { key: alert.key, body: `${row.circular_id}: ${why}` }).catch(() => undefined);
       },
     });
     this.#deliveryWorker = new DrainingWorker<DeliveryWorkRow>(() => this.drain(), {
@@ -144,10 +159,14 @@ export class CircularFanout {
       concurrency: this.#config.circulars.concurrency,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
       handle: (row) => this.#deliver(row),
+      // Refused (archived, room lost, 4xx from the homeserver) or out of attempts: the reason is kept for the progress message and the API.
       onGaveUp: async (row, err) => {
-        await this.#db.transaction((tx) =>
-          audit(tx, { actor: "kuvert", action: "circular.delivery-failed", organisationId: row.organisation_id, object: row.circular_id, outcome: "failed", details: { revision: row.revision, reason: (err as Error).message, attempts: row.attempts } }),
-        );
+        const reason = err instanceof Error ? err.message : String(err);
+        await this.#db.transaction(async (tx) => {
+          await tx.query("UPDATE circular_deliveries SET reason = $2 WHERE id = $1 AND state = 'failed'", [row.id, reason.slice(0, 500)]);
+          await audit(tx, { actor: "kuvert", action: "circular.delivery-failed", organisationId: row.organisation_id, object: row.circular_id, outcome: "failed", details: { revision: row.revision, reason, attempts: row.attempts } });
+        });
+        log.warn({ circular: row.circular_id, organisation: row.organisation_id, reason }, "circular delivery failed");
       },
     });
     return [this.#circularWorker, this.#deliveryWorker];
@@ -250,16 +269,21 @@ export class CircularFanout {
       }
     }
     // Every attachment is clean: each goes to the media repository once; every room gets the same mxc.
+    // A reserved id (async upload) is recorded before its PUT, so a crash repeats the same PUT; a
+    // finished upload is recorded as such and never sent again (see documents/pipeline.ts).
+    const setMedia = (position: number, mxc: string, uploaded: boolean) =>
+      this.#db.query("UPDATE circular_attachments SET mxc_uri = $3, media_uploaded = $4 WHERE circular_id = $1 AND position = $2", [c.id, position, mxc, uploaded]);
     for (const a of await store.attachments(this.#db, c.id)) {
-      if (a.mxc_uri) continue;
-      let mxc = a.source_mxc;
-      if (!mxc) {
-        mxc = await createMedia(this.#hs);
-        if (mxc) await this.#db.query("UPDATE circular_attachments SET mxc_uri = $3 WHERE circular_id = $1 AND position = $2", [c.id, a.position, mxc]);
-        const stream = this.#staging.read(attachmentStagingId(c.id, a.position));
-        mxc = await uploadMedia(this.#hs, stream, { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, mxc);
+      if (a.media_uploaded) continue;
+      if (a.source_mxc) {
+        await setMedia(a.position, a.source_mxc, true);
+        continue;
       }
-      await this.#db.query("UPDATE circular_attachments SET mxc_uri = $3 WHERE circular_id = $1 AND position = $2", [c.id, a.position, mxc]);
+      let mxc = a.mxc_uri ?? (await createMedia(this.#hs));
+      if (mxc && !a.mxc_uri) await setMedia(a.position, mxc, false);
+      const stream = this.#staging.read(attachmentStagingId(c.id, a.position));
+      mxc = await uploadMedia(this.#hs, stream, { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, mxc);
+      await setMedia(a.position, mxc, true);
     }
     const opened = await this.#db.transaction(async (tx) => {
       if (!(await store.setState(tx, c.id, "sending", { from: ["scanning"] }))) return false;
@@ -350,17 +374,14 @@ export class CircularFanout {
     return entry;
   }
 
+  /**
+   * Errors go to the queue: refusals a retry cannot cure (DeliveryRefused, a 4xx from the
+   * homeserver) fail the delivery at once; others are retried with backoff (429: at least
+   * retry_after_ms) until circulars.maxAttempts.
+   */
   async #deliver(row: DeliveryWorkRow): Promise<void> {
-    try {
-      if (row.revision === 0) await this.#deliverOriginal(row);
-      else await this.#deliverCorrection(row);
-    } catch (err) {
-      if (err instanceof DeliveryRefused || (err instanceof HomeserverError && !err.transient)) {
-        await this.#failNow(row, err.message);
-        return;
-      }
-      throw err; // retried with backoff (429: at least retry_after_ms) until circulars.maxAttempts
-    }
+    if (row.revision === 0) await this.#deliverOriginal(row);
+    else await this.#deliverCorrection(row);
   }
 
   async #organisation(id: string): Promise<TargetOrganisation | null> {
@@ -499,17 +520,5 @@ export class CircularFanout {
         }
       }
     });
-  }
-
-  async #failNow(row: DeliveryWorkRow, reason: string): Promise<void> {
-    await this.#db.transaction(async (tx) => {
-      const res = await tx.query(
-        "UPDATE circular_deliveries SET state = 'failed', reason = $3, lease_until = NULL WHERE id = $1 AND leased_by = $2 AND state = 'pending'",
-        [row.id, workerId, reason.slice(0, 500)],
-      );
-      if (res.rowCount === 0) return;
-      await audit(tx, { actor: "kuvert", action: "circular.delivery-failed", organisationId: row.organisation_id, object: row.circular_id, outcome: "failed", details: { revision: row.revision, reason } });
-    });
-    log.warn({ circular: row.circular_id, organisation: row.organisation_id, reason }, "circular delivery failed");
   }
 }

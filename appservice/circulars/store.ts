@@ -42,6 +42,7 @@ export interface AttachmentRow {
   verdict: "clean" | "infected" | "too-large" | null;
   signature: string | null;
   mxc_uri: string | null;
+  media_uploaded: boolean;
 }
 
 export interface DeliveryRow {

@@ -39,6 +39,8 @@ const de = {
   tooLarge: (limit: number) => `ist größer als die ${mib(limit)}, die der Virenscanner prüft.`,
   unavailable: (why: string) => `ist auf dem Homeserver nicht mehr abrufbar (${why}).`,
   stoppedReason: (filename: string) => `angehalten: Anlage „${filename}“ nicht sauber oder nicht abrufbar`,
+  notPrepared: (id: string, why: string) => `Rundschreiben ${id} wurde angehalten, bevor ein Raum es erhielt: die Anlagen ließen sich nicht auf den Homeserver bringen (${why}). Bitte prüfen und neu senden.`,
+  notPreparedReason: (why: string) => `angehalten: Anlagen nicht hochladbar (${why})`,
   stateName: { scheduled: "geplant", scanning: "wird geprüft", sending: "wird versandt", sent: "versandt", cancelled: "abgesagt", stopped: "angehalten" } as Record<string, string>,
   progress: (p: ProgressView) => {
     const head = `Rundschreiben ${p.id} – ${de.stateName[p.state] ?? p.state}: ${p.summary.delivered} von ${p.total} zugestellt` +
@@ -75,6 +77,8 @@ const en: CircularTexts = {
   tooLarge: (limit) => `is larger than the ${mib(limit)} the virus scanner checks.`,
   unavailable: (why) => `can no longer be fetched from the homeserver (${why}).`,
   stoppedReason: (filename) => `stopped: attachment "${filename}" not clean or not available`,
+  notPrepared: (id, why) => `Circular ${id} was stopped before any room got it: its attachments could not be put on the homeserver (${why}). Please check and send it again.`,
+  notPreparedReason: (why) => `stopped: attachments could not be uploaded (${why})`,
   stateName: { scheduled: "scheduled", scanning: "being checked", sending: "sending", sent: "sent", cancelled: "cancelled", stopped: "stopped" },
   progress: (p) => {
     const head = `Circular ${p.id} – ${en.stateName[p.state] ?? p.state}: ${p.summary.delivered} of ${p.total} delivered` +

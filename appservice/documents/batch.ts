@@ -305,7 +305,7 @@ export class Batches {
     }));
     const counts: Record<string, number> = {};
     for (const e of entries) counts[e.state] = (counts[e.state] ?? 0) + 1;
-    const terminal = new Set(["delivered", "rejected", "error"]);
+    const terminal = new Set(["delivered", "rejected", "failed", "error"]);
     const finished = batch.state === "rejected" || (batch.state === "expanded" && entries.every((e) => terminal.has(e.state)));
     return { id: batch.id, state: batch.state, reason: batch.reason, createdAt: batch.created_at.toISOString(), total: batch.entry_count, counts, finished, entries };
   }

@@ -64,7 +64,7 @@ export async function submitBatch(path: string, opts: SubmitOptions, out: NodeJS
   for (;;) {
     const poll = await fetch(`${base}/api/v1/batches/${answer.id}`, { headers: { authorization: `Bearer ${opts.token}` } });
     status = (await poll.json()) as BatchStatus;
-    const done = status.entries.filter((e) => ["delivered", "rejected", "error"].includes(e.state)).length;
+    const done = status.entries.filter((e) => ["delivered", "rejected", "failed", "error"].includes(e.state)).length;
     delivery.setTotal(Math.max(1, status.total ?? status.entries.length));
     delivery.update(done);
     if (status.finished) break;

@@ -2,7 +2,8 @@
 import { randomBytes } from "node:crypto";
 import { ErrCode, KuvertError } from "../errors.ts";
 
-export type DocumentState = "received" | "scanning" | "held" | "rejected" | "delivered" | "checked" | "removed";
+/** failed: the work could not be done (reason says why; staff were alerted). */
+export type DocumentState = "received" | "scanning" | "held" | "rejected" | "delivered" | "checked" | "removed" | "failed";
 
 export interface DocumentRecord {
   id: string;

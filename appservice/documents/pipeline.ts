@@ -63,10 +63,21 @@ export class DocumentPipeline {
       concurrency: this.#config.workers.concurrency,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
       handle: (row) => this.#handle(row),
+      // Refused in a way no retry cures (e.g. the homeserver will not take the file), or out of attempts:
+      // the document is failed with the reason (API, console), audited, and staff are alerted.
       onGaveUp: async (row, err) => {
         log.error({ document: row.document_id, err }, "a document could not be processed and was set aside");
         const t = documentTexts(this.#config.organisations.language);
-        await this.#staffRoom.post({ key: `stuck:${row.document_id}`, body: t.stuck(row.document_id, (err as Error).message) }).catch(() => undefined);
+        const why = err instanceof Error ? err.message : String(err);
+        const alert = { key: `stuck:${row.document_id}`, body: t.stuck(row.document_id, why) };
+        await this.#db.transaction(async (tx) => {
+          const doc = await store.findDocument(tx, row.document_id);
+          if (!doc || ["delivered", "rejected", "checked", "removed", "failed"].includes(doc.state)) return;
+          await store.setState(tx, doc.id, "failed", { reason: t.failedReason(why), finished: true });
+          await audit(tx, { actor: "kuvert", action: "document.failed", organisationId: doc.organisation_id, object: doc.id, outcome: "failed", details: { reason: why, attempts: row.attempts } });
+          await this.#staffRoom.alertByMail(tx, alert, doc.organisation_id);
+        });
+        await this.#staffRoom.post(alert).catch(() => undefined);
       },
     });
   }
@@ -148,16 +159,19 @@ export class DocumentPipeline {
       });
     }
     const org = await this.#room(doc.organisation_id);
+    // Uploaded once: a reserved id (async upload) is recorded before the PUT, so a crash repeats
+    // the same PUT; a finished upload is recorded as such and never sent again (homeservers
+    // without async upload refuse any PUT, and the file is there already).
     let mxc = doc.mxc_uri;
-    if (!mxc || !doc.event_id) {
+    if (!doc.media_uploaded) {
       if (!mxc) {
         mxc = await createMedia(this.#hs);
-        if (mxc) await store.setMedia(this.#db, doc.id, mxc);
+        if (mxc) await store.setMedia(this.#db, doc.id, mxc, false);
       }
-      const uploaded = await uploadMedia(this.#hs, { path: this.#staging.path(doc.id) }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, mxc);
-      if (uploaded !== mxc) await store.setMedia(this.#db, doc.id, uploaded);
-      mxc = uploaded;
+      mxc = await uploadMedia(this.#hs, { path: this.#staging.path(doc.id) }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, mxc);
+      await store.setMedia(this.#db, doc.id, mxc, true);
     }
+    if (!mxc) throw new Error(`document ${doc.id} is marked as uploaded but has no media URI`);
     // Two events, each with a transaction id of its own derived from the document: the short text, then the file.
     await this.#hs.send(org.roomId, "m.room.message", notice(t.announcement(doc)), `document:${doc.id}:text`);
     const eventId = await this.#hs.send(

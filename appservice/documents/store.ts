@@ -22,6 +22,7 @@ export interface DocumentRow {
   reason: string | null;
   signature: string | null;
   mxc_uri: string | null;
+  media_uploaded: boolean;
   event_id: string | null;
   created_at: Date;
   scanned_at: Date | null;
@@ -137,8 +138,9 @@ export async function setState(
   );
 }
 
-export async function setMedia(q: Queryable, id: string, mxc: string): Promise<void> {
-  await q.query("UPDATE documents SET mxc_uri = $2 WHERE id = $1", [id, mxc]);
+/** Records the document's media: reserved (`uploaded` false: the content is still to be PUT) or holding the file. */
+export async function setMedia(q: Queryable, id: string, mxc: string, uploaded: boolean): Promise<void> {
+  await q.query("UPDATE documents SET mxc_uri = $2, media_uploaded = $3 WHERE id = $1", [id, mxc, uploaded]);
 }
 
 export async function listDocuments(q: Queryable, organisationId: string, limit: number): Promise<DocumentRow[]> {

@@ -63,6 +63,10 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
             roomId: { type: ["string", "null"] },
             roomState: { type: "string", enum: ["pending", "ready", "lost"], description: "pending: the room is being made; lost: Kuvert can no longer act in it (see roomProblem)." },
             roomProblem: { type: ["string", "null"] },
+            powerLevelsProblem: {
+              type: ["string", "null"],
+              description: "Set while the homeserver refuses Kuvert's power levels (e.g. a hand edit left another member at level 100); the room otherwise works.",
+            },
             createdAt: { type: "string", format: "date-time" },
             updatedAt: { type: "string", format: "date-time" },
             archivedAt: { type: ["string", "null"], format: "date-time" },

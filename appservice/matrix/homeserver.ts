@@ -28,6 +28,15 @@ export class HomeserverError extends Error implements RetryHint {
   get transient(): boolean {
     return this.status === 429 || this.status >= 500 || this.status === 0;
   }
+  /**
+   * A refusal that trying again cannot change: any 4xx but 429 (rate limited), 408 (timed out)
+   * and 401 (Kuvert's own token refused: a configuration fault for operators, shown by readiness,
+   * after which the work goes through). E.g. M_UNRECOGNIZED on a required endpoint, M_TOO_LARGE,
+   * M_FORBIDDEN. The work queues fail such an item at once, with this as the reason.
+   */
+  get permanent(): boolean {
+    return this.status >= 400 && this.status < 500 && this.status !== 429 && this.status !== 408 && this.status !== 401;
+  }
 }
 
 function toHomeserverError(err: unknown): HomeserverError {
@@ -37,6 +46,11 @@ function toHomeserverError(err: unknown): HomeserverError {
     return new HomeserverError(e.statusCode, e.errcode ?? "M_UNKNOWN", e.error ?? (typeof e.body === "string" ? e.body : "no error text"), e.retryAfterMs);
   }
   return new HomeserverError(0, "K_HOMESERVER_UNREACHABLE", `the homeserver could not be reached: ${e?.code ?? e?.message ?? String(err)}`);
+}
+
+/** The homeserver does not know the endpoint (Synapse: 400 or 404 M_UNRECOGNIZED; others 404/405 without a Matrix body). */
+export function lacksEndpoint(err: HomeserverError): boolean {
+  return err.errcode === "M_UNRECOGNIZED" || ((err.status === 404 || err.status === 405) && err.errcode === "M_UNKNOWN");
 }
 
 /** A transaction id for PUT /send derived from what the send is for (spec: CS API §"Transaction identifiers"). */
@@ -211,7 +225,9 @@ export class Homeserver {
   /**
    * Checks that the homeserver reaches Kuvert and Kuvert reaches the homeserver. Uses the
    * appservice ping (CS API §"POST /_matrix/client/v1/appservice/{appserviceId}/ping",
-   * Matrix 1.7); a homeserver without it (Synapse < 1.84) is asked who Kuvert is instead.
+   * Matrix 1.7); a homeserver without it is asked who Kuvert is instead (CS API
+   * §"GET /_matrix/client/v3/account/whoami"). Synapse < 1.84 answers the ping with 400
+   * M_UNRECOGNIZED (its answer to any unknown client path); other homeservers with 404 or 405.
    */
   async ping(): Promise<{ ok: boolean; method: "appservice-ping" | "whoami"; detail: string }> {
     try {
@@ -221,7 +237,7 @@ export class Homeserver {
       return { ok: true, method: "appservice-ping", detail: `round trip ${res.duration_ms} ms` };
     } catch (err) {
       const e = toHomeserverError(err);
-      if (e.status === 404 && e.errcode === "M_UNRECOGNIZED") {
+      if (lacksEndpoint(e)) {
         try {
           await this.request("GET", "/_matrix/client/v3/account/whoami");
           return { ok: true, method: "whoami", detail: "homeserver has no appservice ping; Kuvert's token is accepted" };

@@ -37,11 +37,13 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
   const app = express();
   app.disable("x-powered-by");
 
-  // AS API §"Authorization": the homeserver sends hs_token as a bearer token (Matrix ≥ 1.4;
-  // older homeservers put it in the access_token query parameter).
+  // AS API §"Authorization": the homeserver sends hs_token as a bearer token (Matrix ≥ 1.4);
+  // older homeservers (Synapse < 1.81) put it in the access_token query parameter, which the
+  // spec still allows. The query string is never logged: only req.path goes into log lines.
   const authenticate = (req: Request, res: Response, next: NextFunction) => {
     const header = req.headers.authorization;
-    const presented = header?.startsWith("Bearer ") ? header.slice(7) : typeof req.query.access_token === "string" ? req.query.access_token : undefined;
+    const query = req.query.access_token;
+    const presented = header?.startsWith("Bearer ") ? header.slice(7) : typeof query === "string" ? query : undefined;
     if (presented === undefined) return matrixError(res, 401, "M_UNAUTHORIZED", "No hs_token was supplied.");
     if (!tokenMatches(presented, opts.hsToken)) {
       log.warn({ path: req.path }, "request with a wrong hs_token refused");
@@ -49,44 +51,49 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
     }
     next();
   };
-
-  app.use("/_matrix/app", authenticate, express.json({ limit: opts.maxBodyBytes ?? 50 * 1024 * 1024 }));
+  const body = express.json({ limit: opts.maxBodyBytes ?? 50 * 1024 * 1024 });
 
   // AS API §"PUT /_matrix/app/v1/transactions/{txnId}": stored first, answered after.
-  app.put("/_matrix/app/v1/transactions/:txnId", async (req, res) => {
-    const body = req.body as { events?: unknown } | undefined;
-    if (!body || !Array.isArray(body.events)) return matrixError(res, 400, "M_BAD_JSON", "The body must have an events array.");
-    const events = body.events.filter(isMatrixEvent) as MatrixEvent[];
-    if (events.length !== body.events.length) log.warn({ dropped: body.events.length - events.length }, "events without the required fields were ignored");
+  const transaction = async (req: Request, res: Response) => {
+    const payload = req.body as { events?: unknown } | undefined;
+    if (!payload || !Array.isArray(payload.events)) return matrixError(res, 400, "M_BAD_JSON", "The body must have an events array.");
+    const txnId = String(req.params.txnId);
+    const events = payload.events.filter(isMatrixEvent) as MatrixEvent[];
+    if (events.length !== payload.events.length) log.warn({ dropped: payload.events.length - events.length }, "events without the required fields were ignored");
     try {
-      const outcome = await opts.inbox.store(req.params.txnId, events);
+      const outcome = await opts.inbox.store(txnId, events);
       transactionsReceived.inc({ outcome });
-      log.debug({ txnId: req.params.txnId, events: events.length, outcome }, "transaction");
+      log.debug({ txnId, events: events.length, outcome }, "transaction");
       res.json({});
       if (outcome === "stored") opts.onStored();
     } catch (err) {
       // Not stored: the homeserver keeps the transaction and sends it again.
       transactionsReceived.inc({ outcome: "failed" });
-      log.error({ err, txnId: req.params.txnId }, "storing a transaction failed");
+      log.error({ err, txnId }, "storing a transaction failed");
       matrixError(res, 500, "M_UNKNOWN", "Kuvert could not store the transaction; send it again later.");
     }
-  });
+  };
+  // AS API §"GET /_matrix/app/v1/users/{userId}" and §"GET /_matrix/app/v1/rooms/{roomAlias}":
+  // Kuvert makes its users and rooms itself and never on demand.
+  const noUser = (_req: Request, res: Response) => matrixError(res, 404, "M_NOT_FOUND", "Kuvert does not create users on demand.");
+  const noRoom = (_req: Request, res: Response) => matrixError(res, 404, "M_NOT_FOUND", "Kuvert does not create rooms on demand.");
 
+  app.use("/_matrix/app", authenticate, body);
+  app.put("/_matrix/app/v1/transactions/:txnId", transaction);
   // AS API §"POST /_matrix/app/v1/ping" (Matrix 1.7).
   app.post("/_matrix/app/v1/ping", (_req, res) => {
     res.json({});
   });
-
-  // AS API §"GET /_matrix/app/v1/users/{userId}" and §"GET /_matrix/app/v1/rooms/{roomAlias}":
-  // Kuvert makes its users and rooms itself and never on demand.
-  app.get("/_matrix/app/v1/users/:userId", (_req, res) => matrixError(res, 404, "M_NOT_FOUND", "Kuvert does not create users on demand."));
-  app.get("/_matrix/app/v1/rooms/:alias", (_req, res) => matrixError(res, 404, "M_NOT_FOUND", "Kuvert does not create rooms on demand."));
+  app.get("/_matrix/app/v1/users/:userId", noUser);
+  app.get("/_matrix/app/v1/rooms/:alias", noRoom);
   app.use("/_matrix/app", (_req, res) => matrixError(res, 404, "M_UNRECOGNIZED", "Unrecognised request."));
 
-  // Legacy unprefixed paths (AS API §"Legacy routes"): point the homeserver at the current ones.
-  app.put("/transactions/:txnId", (req, res) => {
-    res.status(308).location(`/_matrix/app/v1${req.originalUrl}`).json({ errcode: "M_UNKNOWN", error: "Use /_matrix/app/v1." });
-  });
+  // AS API §"Legacy routes": homeservers before the /_matrix/app/v1 prefix (Synapse < 1.81 only
+  // uses these; 1.81–1.87 fall back to them) call the unprefixed paths with the token in the
+  // query. Same check, same handlers. Only on this internal listener, never on the public one.
+  app.put("/transactions/:txnId", authenticate, body, transaction);
+  app.get("/users/:userId", authenticate, noUser);
+  app.get("/rooms/:alias", authenticate, noRoom);
 
   app.get("/health", (_req, res) => {
     res.type("text/plain").send("OK");

@@ -5,7 +5,7 @@ import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { homeserverRequests, requestOutcome } from "../metrics.ts";
-import { HomeserverError, type Homeserver } from "./homeserver.ts";
+import { HomeserverError, lacksEndpoint, type Homeserver } from "./homeserver.ts";
 
 export interface MediaInfo {
   filename: string;
@@ -31,20 +31,58 @@ async function call(url: string, init: RequestInit): Promise<Response> {
 }
 
 /**
+ * What the homeserver's media repository offers, learnt from its answers the first time Kuvert
+ * needs it and remembered per Homeserver, so a document costs no extra request. A remembered
+ * answer is checked again when a request built on it fails, and after an hour (a homeserver
+ * upgraded under a running Kuvert is noticed).
+ *
+ * | | Synapse 1.67 (< 1.111 / < 1.120) | current Synapse |
+ * | async upload (create + PUT) | create: 404 (HTML), PUT: 400 M_UNRECOGNIZED | yes (1.111+) |
+ * | authenticated media | 400 M_UNRECOGNIZED | yes (1.120+); /_matrix/media/v3/download may be frozen (404) |
+ */
+export interface MediaCapabilities {
+  asyncUpload: boolean | undefined;
+  authenticatedMedia: boolean | undefined;
+}
+
+const relearnAfterMs = 3600_000;
+const learnt = new WeakMap<Homeserver, { caps: MediaCapabilities; at: number }>();
+
+/** The remembered capabilities of this homeserver (undefined: not known yet). */
+export function mediaCapabilities(hs: Homeserver): MediaCapabilities {
+  let entry = learnt.get(hs);
+  if (!entry || Date.now() - entry.at > relearnAfterMs) {
+    entry = { caps: { asyncUpload: undefined, authenticatedMedia: undefined }, at: Date.now() };
+    learnt.set(hs, entry);
+  }
+  return entry.caps;
+}
+
+/**
  * Reserves a media id (CS API §"POST /_matrix/media/v1/create", Matrix 1.7), so that an upload
- * retried after a crash goes to the same id. Answers null where the homeserver lacks it.
+ * retried after a crash goes to the same id. Answers null where the homeserver lacks it
+ * (remembered: the next document uploads with a plain POST straight away).
  */
 export async function createMedia(hs: Homeserver): Promise<string | null> {
+  const caps = mediaCapabilities(hs);
+  if (caps.asyncUpload === false) return null;
   const res = await call(`${hs.url}/_matrix/media/v1/create`, { method: "POST", headers: { authorization: hs.authorization } });
-  if (res.ok) return ((await res.json()) as { content_uri: string }).content_uri;
+  if (res.ok) {
+    caps.asyncUpload = true;
+    return ((await res.json()) as { content_uri: string }).content_uri;
+  }
   const err = await errorOf(res);
-  if (err.errcode === "M_UNRECOGNIZED" || res.status === 404 || res.status === 405) return null;
+  if (lacksEndpoint(err)) {
+    caps.asyncUpload = false;
+    return null;
+  }
   throw err;
 }
 
 /**
- * Uploads a file (by path) or a stream. With `mxc` (from createMedia): CS API §"PUT /_matrix/media/v3/upload/{serverName}/{mediaId}",
+ * Uploads a file (by path) or a stream. With `mxc` (reserved by createMedia): CS API §"PUT /_matrix/media/v3/upload/{serverName}/{mediaId}",
  * where M_CANNOT_OVERWRITE_MEDIA means an earlier attempt got through. Without: §"POST /_matrix/media/v3/upload".
+ * The caller records the answer as uploaded and never uploads it again.
  */
 export async function uploadMedia(hs: Homeserver, body: Readable | { path: string }, info: MediaInfo, mxc: string | null): Promise<string> {
   const headers = { authorization: hs.authorization, "content-type": info.mimetype, "content-length": String(info.size) };
@@ -54,6 +92,12 @@ export async function uploadMedia(hs: Homeserver, body: Readable | { path: strin
     const res = await send(`${hs.url}/_matrix/media/v3/upload/${encodeURIComponent(serverName!)}/${encodeURIComponent(mediaId!)}?${query}`, "PUT", headers, body);
     if (res.ok) return mxc;
     if (res.error.errcode === "M_CANNOT_OVERWRITE_MEDIA") return mxc;
+    if (lacksEndpoint(res.error)) {
+      // No async upload here, so this mxc was no reservation: it came from a plain upload that
+      // holds the file already (recorded before uploads were marked as done).
+      mediaCapabilities(hs).asyncUpload = false;
+      return mxc;
+    }
     throw res.error;
   }
   const res = await send(`${hs.url}/_matrix/media/v3/upload?${query}`, "POST", headers, body);
@@ -150,18 +194,43 @@ async function writeFile(req: import("node:http").ClientRequest, path: string): 
 
 /**
  * Downloads media as a stream: the authenticated endpoint (CS API §"GET /_matrix/client/v1/media/download",
- * Matrix 1.11), falling back to §"GET /_matrix/media/v3/download" on homeservers that lack it.
+ * Matrix 1.11), or §"GET /_matrix/media/v3/download" on homeservers that lack it (Synapse < 1.120
+ * answers 400 M_UNRECOGNIZED). Which one works is remembered; when the remembered one fails,
+ * the other is tried once and the answer learnt again.
  */
 export async function downloadMedia(hs: Homeserver, mxc: string): Promise<{ stream: Readable; size: number | null; mimetype: string | null }> {
   const match = /^mxc:\/\/([^/]+)\/([A-Za-z0-9_-]+)$/.exec(mxc);
   if (!match) throw new HomeserverError(400, "K_BAD_MXC", `not a media URI: ${mxc}`);
   const path = `${encodeURIComponent(match[1]!)}/${encodeURIComponent(match[2]!)}`;
-  let res = await call(`${hs.url}/_matrix/client/v1/media/download/${path}`, { headers: { authorization: hs.authorization } });
-  if (!res.ok) {
-    const err = await errorOf(res);
-    if (!(err.errcode === "M_UNRECOGNIZED" || res.status === 405)) throw err;
-    res = await call(`${hs.url}/_matrix/media/v3/download/${path}`, { headers: { authorization: hs.authorization } });
-    if (!res.ok) throw await errorOf(res);
+  const caps = mediaCapabilities(hs);
+  const authenticated = () => call(`${hs.url}/_matrix/client/v1/media/download/${path}`, { headers: { authorization: hs.authorization } });
+  const legacy = () => call(`${hs.url}/_matrix/media/v3/download/${path}`, { headers: { authorization: hs.authorization } });
+  let res: Response;
+  if (caps.authenticatedMedia !== false) {
+    res = await authenticated();
+    if (res.ok) caps.authenticatedMedia = true;
+    else {
+      const err = await errorOf(res);
+      if (!lacksEndpoint(err)) throw err;
+      caps.authenticatedMedia = false;
+      res = await legacy();
+      if (!res.ok) throw await errorOf(res);
+    }
+  } else {
+    res = await legacy();
+    if (!res.ok) {
+      const err = await errorOf(res);
+      if (err.status !== 404) throw err;
+      // Maybe upgraded meanwhile, with unauthenticated downloads frozen: ask the other way once.
+      res = await authenticated();
+      if (!res.ok) {
+        const again = await errorOf(res);
+        if (lacksEndpoint(again)) throw err;
+        caps.authenticatedMedia = true;
+        throw again;
+      }
+      caps.authenticatedMedia = true;
+    }
   }
   if (!res.body) throw new HomeserverError(502, "K_EMPTY_MEDIA", "the homeserver sent no body");
   const length = res.headers.get("content-length");

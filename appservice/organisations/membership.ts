@@ -1,5 +1,6 @@
 // Follows membership in organisation rooms: clerks' invite state, and Kuvert itself being
-// kicked or banned (the room is then reported lost).
+// kicked or banned (the room is then reported lost). Follows power levels: a change by anyone
+// but Kuvert brings the room back in line as it arrives.
 import type { Database } from "../db/database.ts";
 import type { MatrixEvent, RoomEventHandler } from "../matrix/events.ts";
 import type { RoomContext } from "../rooms.ts";
@@ -29,5 +30,25 @@ export class MembershipObserver implements RoomEventHandler<RoomContext> {
       return;
     }
     await store.setClerkMembership(this.#db, ctx.organisation.id, event.state_key, membership);
+  }
+}
+
+/** `m.room.power_levels` changed by someone else in an organisation room: the room is synced now, not at its next unrelated change. */
+export class PowerLevelsObserver implements RoomEventHandler<RoomContext> {
+  readonly name = "power-levels";
+  readonly #db: Database;
+  readonly #botUserId: string;
+  readonly #wake: () => void;
+
+  constructor(db: Database, botUserId: string, wake: () => void) {
+    this.#db = db;
+    this.#botUserId = botUserId;
+    this.#wake = wake;
+  }
+
+  async onEvent(event: MatrixEvent, ctx: RoomContext): Promise<void> {
+    if (event.type !== "m.room.power_levels" || event.state_key !== "" || event.sender === this.#botUserId || !ctx.organisation) return;
+    await store.requestRoomSync(this.#db, ctx.organisation.id);
+    this.#wake();
   }
 }

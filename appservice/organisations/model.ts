@@ -71,6 +71,8 @@ export interface Organisation {
   roomId: string | null;
   roomState: "pending" | "ready" | "lost";
   roomProblem: string | null;
+  /** Power levels Kuvert could not set back (the room otherwise works); null when they are as Kuvert keeps them. */
+  powerLevelsProblem: string | null;
   createdAt: string;
   updatedAt: string;
   archivedAt: string | null;

@@ -10,6 +10,7 @@ interface OrganisationRow {
   room_id: string | null;
   room_state: "pending" | "ready" | "lost";
   room_problem: string | null;
+  power_levels_problem: string | null;
   welcome_event_id: string | null;
   archive_notice_event_id: string | null;
   created_at: Date;
@@ -45,6 +46,7 @@ function toOrganisation(r: OrganisationRow, clerks: ClerkRow[]): StoredOrganisat
     roomId: r.room_id,
     roomState: r.room_state,
     roomProblem: r.room_problem,
+    powerLevelsProblem: r.power_levels_problem,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
     archivedAt: r.archived_at?.toISOString() ?? null,

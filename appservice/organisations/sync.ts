@@ -11,6 +11,7 @@ import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { createRoomRequest, desiredPowerLevels, membershipPlan, roomAliasLocalpart, samePowerLevels, type RoomPeople } from "./room.ts";
 import * as store from "./store.ts";
 import { notYetCreated } from "../accounts/store.ts";
+import type { StaffRoom } from "../staff/staffroom.ts";
 
 const log = logger("room-sync");
 
@@ -29,11 +30,13 @@ export class RoomSync {
   readonly #hs: Homeserver;
   readonly #config: KuvertConfig;
   readonly queue: WorkQueue<RoomSyncRow>;
+  readonly #staffRoom: StaffRoom | undefined;
 
-  constructor(db: Database, hs: Homeserver, config: KuvertConfig) {
+  constructor(db: Database, hs: Homeserver, config: KuvertConfig, staffRoom?: StaffRoom) {
     this.#db = db;
     this.#hs = hs;
     this.#config = config;
+    this.#staffRoom = staffRoom;
     this.queue = new WorkQueue<RoomSyncRow>(
       db,
       { table: "room_sync", key: "organisation_id", order: "q.requested_at", maxAttempts: 12, version: "generation" },
@@ -81,7 +84,8 @@ export class RoomSync {
         const eventId = await this.#hs.send(roomId, "m.room.message", notice(t.welcome(org.name)), `welcome:${roomId}`);
         await store.setNoticeEvent(this.#db, org.id, "welcome_event_id", eventId);
       }
-      await this.#syncPowerLevels(roomId, people, org.clerks.filter((c) => c.status === "removed" && c.matrixId).map((c) => c.matrixId!).concat(removedStaff));
+      const refused = await this.#syncPowerLevels(roomId, people, org.clerks.filter((c) => c.status === "removed" && c.matrixId).map((c) => c.matrixId!).concat(removedStaff));
+      await this.#recordPowerLevels(org.id, roomId, refused);
       await this.#syncMembers(org, roomId, people, removedStaff);
       const currentName = await this.#hs.stateEvent(roomId, "m.room.name");
       if (currentName?.name !== name) await this.#hs.sendState(roomId, "m.room.name", "", { name });
@@ -135,10 +139,61 @@ export class RoomSync {
     return roomId;
   }
 
-  async #syncPowerLevels(roomId: string, people: RoomPeople, formerlyManaged: string[]): Promise<void> {
+  /**
+   * Sets the power levels back to what Kuvert keeps. Answers null when they are right, or the
+   * problem when the homeserver refuses (403: e.g. a hand edit left another member at Kuvert's
+   * own level, which the auth rules forbid Kuvert to lower). Kuvert is still in the room then:
+   * that is reported as exactly this, not as a lost room.
+   */
+  async #syncPowerLevels(roomId: string, people: RoomPeople, formerlyManaged: string[]): Promise<string | null> {
     const current = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) ?? {};
     const wanted = desiredPowerLevels(current, people, formerlyManaged);
-    if (!samePowerLevels(current, wanted)) await this.#hs.sendState(roomId, "m.room.power_levels", "", wanted);
+    if (samePowerLevels(current, wanted)) return null;
+    try {
+      await this.#hs.sendState(roomId, "m.room.power_levels", "", wanted);
+      return null;
+    } catch (err) {
+      if (!(err instanceof HomeserverError && err.status === 403)) throw err;
+      // Room Versions §"Authorization rules": no one may change the level of another user at or
+      // above their own. Everything else is still set back; those entries stay as they are.
+      const users = (current.users ?? {}) as Record<string, number>;
+      const own = users[this.#hs.botUserId] ?? 0;
+      const rivals = Object.entries(users).filter(([u, level]) => u !== this.#hs.botUserId && level >= own);
+      const problem =
+        `Kuvert cannot set the room's power levels back: the homeserver refused (${err.message}).` +
+        (rivals.length > 0 ? ` ${rivals.length} other member${rivals.length === 1 ? " holds" : "s hold"} level ${own} (Kuvert's own), which only they can lower.` : "");
+      if (rivals.length === 0) return problem;
+      const partial = { ...wanted, users: { ...(wanted.users as Record<string, number>), ...Object.fromEntries(rivals) } };
+      if (!samePowerLevels(current, partial)) {
+        await this.#hs.sendState(roomId, "m.room.power_levels", "", partial).catch((again: unknown) => {
+          if (!(again instanceof HomeserverError && again.status === 403)) throw again;
+        });
+      }
+      return problem;
+    }
+  }
+
+  /** Keeps the power-level problem on the organisation: audited and alerted when it appears, audited when it is gone. */
+  async #recordPowerLevels(organisationId: string, roomId: string, problem: string | null): Promise<void> {
+    const alert = await this.#db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ power_levels_problem: string | null }>("SELECT power_levels_problem FROM organisations WHERE id = $1 FOR UPDATE", [organisationId]);
+      const before = rows[0]?.power_levels_problem ?? null;
+      if (before === problem) return null;
+      await tx.query("UPDATE organisations SET power_levels_problem = $2 WHERE id = $1", [organisationId, problem]);
+      if (problem === null) {
+        await audit(tx, { actor: "kuvert", action: "room.power-levels-restored", organisationId, object: roomId, outcome: "ok" });
+        return null;
+      }
+      if (before !== null) return null;
+      await audit(tx, { actor: "kuvert", action: "room.power-levels-refused", organisationId, object: roomId, outcome: "failed", details: { problem } });
+      const a = { key: `power-levels:${organisationId}:${Date.now()}`, body: texts(this.#config.organisations.language).powerLevelsRefused(organisationId, problem) };
+      await this.#staffRoom?.alertByMail(tx, a, organisationId);
+      return a;
+    });
+    if (alert) {
+      log.warn({ organisation: organisationId, roomId }, "the homeserver refused the room's power levels");
+      await this.#staffRoom?.post(alert).catch((err: unknown) => log.warn({ err }, "the staff room did not take the alert"));
+    }
   }
 
   async #syncMembers(org: store.StoredOrganisation, roomId: string, people: RoomPeople, removedStaff: string[]): Promise<void> {

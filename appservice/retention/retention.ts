@@ -61,7 +61,7 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
     const locked = await tx.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock($1) AS ok", [RETENTION_LOCK]);
     if (!locked.rows[0]?.ok) return null;
     const documentsCutoff = before(r.documentDays);
-    const finished = "state IN ('delivered', 'rejected', 'checked', 'removed') AND finished_at < $1";
+    const finished = "state IN ('delivered', 'rejected', 'checked', 'removed', 'failed') AND finished_at < $1";
     await tx.query(`DELETE FROM batch_entries WHERE document_id IN (SELECT id FROM documents WHERE ${finished})`, [documentsCutoff]);
     let workItems = await deleted(tx, `DELETE FROM document_work WHERE document_id IN (SELECT id FROM documents WHERE ${finished})`, [documentsCutoff]);
     const documents = await deleted(tx, `DELETE FROM documents WHERE ${finished}`, [documentsCutoff]);

@@ -83,11 +83,14 @@ export class WorkQueue<R extends QueueRow> {
     return done.rowCount > 0;
   }
 
-  /** Records a failure: retried after a backoff, or failed for good after maxAttempts. Returns true if it gave up. */
-  async fail(row: R, error: string, retryAfterMs?: number): Promise<boolean> {
+  /**
+   * Records a failure: retried after a backoff, or failed for good after maxAttempts, or at once
+   * when `permanent` (a retry cannot cure it). Returns true if it gave up.
+   */
+  async fail(row: R, error: string, retryAfterMs?: number, permanent = false): Promise<boolean> {
     const { table, key, maxAttempts } = this.spec;
     const r = row as unknown as Record<string, unknown>;
-    const final = row.attempts >= maxAttempts;
+    const final = permanent || row.attempts >= maxAttempts;
     await this.#db.query(
       `UPDATE ${table} SET lease_until = NULL, last_error = $3,
           state = CASE WHEN $4 THEN 'failed' ELSE state END,
@@ -143,9 +146,19 @@ export interface WorkerOptions<R extends QueueRow> {
   onGaveUp?(row: R, error: unknown): Promise<void>;
 }
 
-/** An error that says how long to wait before the next attempt (e.g. from a 429 answer). */
+/**
+ * What an error says about retrying: how long to wait before the next attempt (e.g. from a 429
+ * answer), or that no attempt can succeed (`permanent`: the item fails at once with the error
+ * as its reason, and the queue's onGaveUp tells staff). One rule for every queue.
+ */
 export interface RetryHint {
   retryAfterMs?: number;
+  readonly permanent?: boolean;
+}
+
+/** True when the error says that retrying cannot cure it. */
+export function isPermanent(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as RetryHint).permanent === true;
 }
 
 /** Runs a queue: claims up to `concurrency` rows at a time, handles them, repeats. */
@@ -228,9 +241,10 @@ export class Worker<R extends QueueRow> {
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const retryAfterMs = (err as RetryHint | undefined)?.retryAfterMs;
+      const permanent = isPermanent(err);
       try {
-        const gaveUp = await queue.fail(row, message, retryAfterMs);
-        log.warn({ worker: name, attempts: row.attempts, gaveUp, err }, gaveUp ? "work item failed for good" : "work item failed, will retry");
+        const gaveUp = await queue.fail(row, message, retryAfterMs, permanent);
+        log.warn({ worker: name, attempts: row.attempts, gaveUp, permanent, err }, gaveUp ? "work item failed for good" : "work item failed, will retry");
         if (gaveUp) await this.#opts.onGaveUp?.(row, err);
       } catch (failErr) {
         log.error({ worker: name, err: failErr }, "recording a failure failed; the lease will expire");

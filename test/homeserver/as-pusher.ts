@@ -88,6 +88,12 @@ export interface PusherOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   requestTimeoutMs: number;
+  /**
+   * AS API §"Legacy routes": push to `PUT {url}/transactions/{txnId}` with the hs_token in the
+   * `access_token` query parameter and no Authorization header, as Synapse before 1.81 did
+   * (synapse/appservice/api.py at v1.67.0, `push_bulk`).
+   */
+  legacyRoutes: boolean;
   serialize: (as: Appservice, ev: StoredEvent) => RoomEvent;
 }
 
@@ -164,10 +170,12 @@ export class AppservicePusher {
     q.attempts++;
     let delivered = false;
     try {
+      const txnPath = `/transactions/${encodeURIComponent(String(txn.id))}`;
       const res = await httpRequest(
         "PUT",
-        `${url}/_matrix/app/v1/transactions/${encodeURIComponent(String(txn.id))}`,
-        { Authorization: `Bearer ${as.reg.hs_token}`, "Content-Type": "application/json" },
+        // AS API PUT /_matrix/app/v1/transactions/{txnId} (#put_matrixappv1transactionstxnid), or the legacy route.
+        this.opts.legacyRoutes ? `${url}${txnPath}?access_token=${encodeURIComponent(as.reg.hs_token)}` : `${url}/_matrix/app/v1${txnPath}`,
+        this.opts.legacyRoutes ? { "Content-Type": "application/json" } : { Authorization: `Bearer ${as.reg.hs_token}`, "Content-Type": "application/json" },
         JSON.stringify(body),
         this.opts.requestTimeoutMs,
         this.stopSignal,

@@ -10,6 +10,8 @@ import { UserStore } from "./users.ts";
 
 export interface CoreOptions {
   serverName: string;
+  /** Which Synapse to imitate where releases differ (synapse-1.67.ts). */
+  synapse: "1.67" | "current";
   authenticatedMediaOnly: boolean;
   supportsAppservicePing: boolean;
   legacyUserAdmin: boolean;
@@ -74,6 +76,7 @@ export class Core {
       retryBaseMs: opts.asRetryBaseMs,
       retryMaxMs: opts.asRetryMaxMs,
       requestTimeoutMs: opts.asRequestTimeoutMs,
+      legacyRoutes: opts.synapse === "1.67",
       serialize: (as, ev) => this.serializeForAppservice(as, ev),
     });
   }

@@ -10,6 +10,12 @@ export type { AppserviceNamespace, AppserviceRegistration, JsonObject, JsonValue
 export interface HomeserverOptions {
   /** Default "kuvert.test". */
   serverName?: string;
+  /**
+   * Default "current". "1.67": answer as Synapse 1.67.0 does where it lacks what newer releases
+   * have: transactions pushed to the legacy routes with `?access_token=`, no appservice ping, no
+   * authenticated media, no async upload, unknown client paths 400 (see synapse-1.67.ts).
+   */
+  synapse?: "1.67" | "current";
   /** Parsed registration.yaml objects. */
   registrations?: AppserviceRegistration[];
   /** If set, an admin user "@admin:<serverName>" exists with this access token. */
@@ -66,9 +72,11 @@ export class TestHomeserver {
   constructor(opts: HomeserverOptions = {}) {
     this.serverName = opts.serverName ?? "kuvert.test";
     const retryBase = opts.asRetryBaseMs ?? 2000;
+    const synapse = opts.synapse ?? "current";
     this.core = new Core({
       serverName: this.serverName,
-      authenticatedMediaOnly: opts.authenticatedMediaOnly ?? true,
+      synapse,
+      authenticatedMediaOnly: opts.authenticatedMediaOnly ?? synapse === "current",
       supportsAppservicePing: opts.supportsAppservicePing ?? true,
       legacyUserAdmin: opts.legacyUserAdmin ?? false,
       asRetryBaseMs: retryBase,

@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { type AppserviceRegistration, TestHomeserver } from "./index.ts";
 
-const USAGE = "usage: node test/homeserver/main.ts --registration path/to/registration.yaml [--registration …] [--port 8008] [--host 127.0.0.1] [--server-name kuvert.test] [--admin-token TOKEN]";
+const USAGE = "usage: node test/homeserver/main.ts --registration path/to/registration.yaml [--registration …] [--port 8008] [--host 127.0.0.1] [--server-name kuvert.test] [--admin-token TOKEN] [--synapse 1.67|current]";
 
 function readRegistration(path: string): AppserviceRegistration {
   const parsed: unknown = parseYaml(readFileSync(path, "utf8"));
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
       host: { type: "string" },
       "server-name": { type: "string" },
       "admin-token": { type: "string" },
+      synapse: { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -30,7 +31,10 @@ async function main(): Promise<void> {
   }
   const port = values.port === undefined ? 0 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: not a port number: ${values.port}`);
+  const synapse = values.synapse ?? "current";
+  if (synapse !== "1.67" && synapse !== "current") throw new Error(`--synapse: 1.67 or current, not ${synapse}`);
   const hs = new TestHomeserver({
+    synapse,
     registrations: (values.registration ?? []).map(readRegistration),
     port,
     host: values.host,

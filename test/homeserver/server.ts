@@ -3,11 +3,13 @@ import type { Socket } from "node:net";
 import { adminRoutes } from "./admin.ts";
 import type { Core } from "./core.ts";
 import type { Faults } from "./faults.ts";
+import { unrecognized } from "./errors.ts";
 import { type Reply, Req, Router, errorReply, unrecognizedReply } from "./http.ts";
 import { mediaRoutes } from "./media.ts";
 import { accountRoutes } from "./routes-account.ts";
 import { roomRoutes } from "./routes-rooms.ts";
 import { userRoutes } from "./routes-user.ts";
+import { synapse167Routes } from "./synapse-1.67.ts";
 import { syncRoutes } from "./sync.ts";
 
 // Route comments cite the spec as `METHOD path (#anchor)`; the anchors are those of
@@ -22,6 +24,8 @@ const CORS_HEADERS: Record<string, string> = {
 
 export function buildRouter(core: Core): Router {
   const router = new Router();
+  // First match wins: 1.67's answers for what it does not have yet go before the current routes.
+  if (core.opts.synapse === "1.67") synapse167Routes(router, core);
   userRoutes(router, core);
   accountRoutes(router, core);
   roomRoutes(router, core);
@@ -50,8 +54,10 @@ function write(res: ServerResponse, reply: Reply, method: string): void {
 export class HttpFront {
   readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly synapse: "1.67" | "current";
 
   constructor(core: Core, faults: Faults) {
+    this.synapse = core.opts.synapse;
     const router = buildRouter(core);
     this.server = createServer((raw: IncomingMessage, res: ServerResponse) => {
       void this.handle(router, faults, raw, res);
@@ -85,7 +91,9 @@ export class HttpFront {
       }
       const match = router.match(req.method, req.rawPath);
       if ("status" in match) {
-        reply = unrecognizedReply(match.status);
+        // Synapse 1.67 answered unknown client-server paths with 400 (newer releases: 404).
+        const legacy = this.synapse === "1.67" && match.status === 404 && req.rawPath.startsWith("/_matrix/client/");
+        reply = legacy ? errorReply(unrecognized(400)) : unrecognizedReply(match.status);
       } else {
         req.params = match.params;
         reply = await match.handler(req);

@@ -67,7 +67,7 @@ export interface StackOptions {
   /** Run Kuvert as a child process (to kill it) instead of in this process. */
   childProcess?: boolean;
   /** Options of the test homeserver (ignored against a real homeserver). */
-  homeserver?: Pick<HomeserverOptions, "sso">;
+  homeserver?: Pick<HomeserverOptions, "sso" | "synapse">;
 }
 
 export interface ApiResponse<T = Record<string, unknown>> {

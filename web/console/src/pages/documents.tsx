@@ -32,12 +32,13 @@ interface Item {
   detail?: string;
 }
 
-const finished = (s: Status) => s.state === "rejected" || (s.state === "delivered" && (s.notifications?.pending ?? 0) === 0);
+const finished = (s: Status) => s.state === "rejected" || s.state === "failed" || (s.state === "delivered" && (s.notifications?.pending ?? 0) === 0);
 
 /** The state a person wants to see: "notified" once the clerks' e-mails are out. */
 function shown(s: Status): { state: string; detail?: string } {
   if (s.state === "rejected") return { state: "rejected", detail: s.signature ?? s.reason ?? undefined };
   if (s.state === "held") return { state: "held", detail: s.reason ?? undefined };
+  if (s.state === "failed") return { state: "failed", detail: s.reason ?? undefined };
   if (s.state === "delivered" && s.notifications && s.notifications.sent > 0 && s.notifications.pending === 0) return { state: "notified" };
   return { state: s.state };
 }

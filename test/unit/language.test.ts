@@ -25,6 +25,7 @@ describe("languages", () => {
     });
     assert.equal(mail.subject, "New document for Musterstadt");
     assert.match(mail.text, /^- Notice \(ref\. ABC-1\)$/m);
+    assert.match(mail.text, /^Open the room to see it:$/m);
     assert.match(mail.html, /<html lang="en">/);
   });
 });

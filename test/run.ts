@@ -5,7 +5,7 @@
 // Environment: KUVERT_TEST_DATABASE_URL uses an existing PostgreSQL (superuser URL) instead of
 // starting one; KUVERT_TEST_HOMESERVER_URL and friends run against a real homeserver (README).
 import { spawn } from "node:child_process";
-import { globSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, globSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPostgres, type PostgresCluster } from "./support/postgres.ts";
@@ -34,6 +34,7 @@ if (!env.KUVERT_TEST_DATABASE_URL) {
 const stopServices = () => {
   cluster?.stop();
   cluster = undefined;
+  if (!existsSync(runTmp)) return;
   const left = readdirSync(runTmp);
   if (left.length > 0) process.stdout.write(`The suites left these in $TMPDIR (removed now): ${left.join(", ")}\n`);
   rmSync(runTmp, { recursive: true, force: true });

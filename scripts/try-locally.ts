@@ -193,7 +193,7 @@ A tour, in a second terminal (what happens appears here):
 
 3. Open the staff console and sign in as staff / staff-password (homeserver ${hs.url}):
   ${api}/console/
-   It shows the organisation, its room and the delivered document.
+   It shows the organisation and its room; the audit log shows the delivery.
 
 Stop with Ctrl-C.
 `);

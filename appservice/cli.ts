@@ -5,7 +5,7 @@ import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
 import { verifyAuditLog } from "./audit/audit.ts";
 import { exportAuditLog, type ExportFormat } from "./audit/export.ts";
-import { ConfigError, loadConfig } from "./config/load.ts";
+import { ConfigError, loadConfig, parseConfig } from "./config/load.ts";
 import { sampleConfig } from "./config/sample.ts";
 import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
@@ -13,7 +13,7 @@ import { acquireEmbeddedLock } from "./db/lock.ts";
 import { migrate } from "./db/migrate.ts";
 import { KuvertError } from "./errors.ts";
 import { configureLogging } from "./log.ts";
-import { buildRegistration, RegistrationError, writeRegistration } from "./matrix/registration.ts";
+import { buildRegistration, RegistrationError, sampleRegistration, writeRegistration } from "./matrix/registration.ts";
 import { importOrganisations, parseOrganisationsCsv } from "./organisations/csv.ts";
 import { Organisations } from "./organisations/service.ts";
 import type { StoredOrganisation } from "./organisations/store.ts";
@@ -108,7 +108,12 @@ export function program(): Command {
     .description("write the appservice registration for the homeserver (fresh random tokens)")
     .option("-o, --output <file>", "where to write it (default: appservice.registrationFile)")
     .option("--force", "replace an existing file (the homeserver must then load the new one)")
-    .action(function (this: Command, opts: { output?: string; force?: boolean }) {
+    .option("--sample", "print the sample registration (config.sample.yaml's defaults, placeholder tokens) instead")
+    .action(function (this: Command, opts: { output?: string; force?: boolean; sample?: boolean }) {
+      if (opts.sample) {
+        process.stdout.write(sampleRegistration(parseConfig({})));
+        return;
+      }
       const cfg = config(this);
       const file = opts.output ?? cfg.appservice.registrationFile;
       writeRegistration(file, buildRegistration(cfg), opts.force === true);

@@ -1,4 +1,5 @@
-// Texts Kuvert posts in rooms. German by default, English selectable.
+// Texts Kuvert posts in rooms, and which language each audience gets. German by default,
+// English selectable (organisations.language); e-mails and letters follow it unless told otherwise.
 export type Language = "de" | "en";
 
 export interface RoomTexts {
@@ -72,6 +73,22 @@ const en: RoomTexts = {
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+interface LanguageSettings {
+  organisations: { language: Language };
+  mail: { language?: Language | undefined };
+  letters: { language?: Language | undefined };
+}
+
+/** The language of e-mails: the organisations' language unless mail.language says otherwise. */
+export function mailLanguage(config: LanguageSettings): Language {
+  return config.mail.language ?? config.organisations.language;
+}
+
+/** The language of password letters and account e-mails: the organisations' unless letters.language says otherwise. */
+export function letterLanguage(config: LanguageSettings): Language {
+  return config.letters.language ?? config.organisations.language;
 }
 
 export function texts(language: Language): RoomTexts {

@@ -245,6 +245,7 @@ export class Kuvert {
             staticDir: config.console.staticDir ? resolve(config.console.staticDir) : defaultConsoleDir,
             homeserverUrl: config.homeserver.publicUrl ?? config.homeserver.url,
             serverName: config.homeserver.domain,
+            language: config.organisations.language,
             maxHours: config.console.maxHours,
             signInAttemptsPerMinute: config.console.signInAttemptsPerMinute,
             wakeMail: () => mailWorker.wake(),

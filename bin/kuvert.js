@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Kuvert runs its TypeScript sources directly (Node's type stripping, Node 22.18 or newer).
-const [major, minor] = process.versions.node.split(".").map(Number);
-if (major < 22 || (major === 22 && minor < 18)) {
+// Kuvert runs its TypeScript sources directly (Node's type stripping): only on the Node versions
+// package.json's engines.node names (bin/node-range.cjs checks them, before any .ts is loaded).
+import { createRequire } from "node:module";
+const nodeRange = createRequire(import.meta.url)("./node-range.cjs");
+if (!nodeRange.satisfies(process.versions.node, nodeRange.range())) {
   process.stderr.write(
-    `kuvert: Node.js ${process.versions.node} is too old; Kuvert needs Node 22.18 or newer. ` +
-      "Run scripts/setup.sh, which installs one, or see the README.\n",
+    `kuvert: Node.js ${process.versions.node} is not supported; Kuvert needs Node ${nodeRange.range()} (package.json engines). ` +
+      "Run scripts/setup.sh, which installs one and prints the PATH line to use, or see the README.\n",
   );
   process.exit(1);
 }

@@ -213,6 +213,11 @@ cmd_registration() {
     else
       node bin/kuvert.js generate-registration --force
     fi
+    # The repository's registration.yaml is a sample with placeholder tokens; never the real one.
+    if grep -qs PLACEHOLDER $registration_dir/*; then
+      echo 'The registration in the volume has the sample placeholder tokens; run deploy/setup.sh registration --force for real ones.' >&2
+      exit 1
+    fi
     chown -R kuvert:$synapse_gid $registration_dir
     chmod 0750 $registration_dir
     find $registration_dir -type f -exec chmod 0640 {} +

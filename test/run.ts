@@ -5,7 +5,8 @@
 // Environment: KUVERT_TEST_DATABASE_URL uses an existing PostgreSQL (superuser URL) instead of
 // starting one; KUVERT_TEST_HOMESERVER_URL and friends run against a real homeserver (README).
 import { spawn } from "node:child_process";
-import { globSync, mkdirSync } from "node:fs";
+import { existsSync, globSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPostgres, type PostgresCluster } from "./support/postgres.ts";
 
@@ -17,9 +18,13 @@ const files = requested.length > 0 ? requested : globSync("test/**/*.test.ts").s
 // Each suite clears its own logs and work folder, so runs side by side do not disturb each other.
 mkdirSync(join(root, "test-artifacts", "logs"), { recursive: true });
 
+// The suites' temporary files go into a folder of this run's own, removed at the end; what a suite
+// did not clean up itself is named, so that it gets fixed (test/support/tmp.ts cleans up).
+const runTmp = mkdtempSync(join(tmpdir(), "kuvert-test-run-"));
+
 let cluster: PostgresCluster | undefined;
 // matrix-appservice-bridge's dependencies still call util._extend; the warning is noise here.
-const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: [process.env.NODE_OPTIONS, "--disable-warning=DEP0060"].filter(Boolean).join(" ") };
+const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: runTmp, NODE_OPTIONS: [process.env.NODE_OPTIONS, "--disable-warning=DEP0060"].filter(Boolean).join(" ") };
 if (!env.KUVERT_TEST_DATABASE_URL) {
   cluster = await startPostgres();
   env.KUVERT_TEST_DATABASE_URL = cluster.url;
@@ -29,6 +34,10 @@ if (!env.KUVERT_TEST_DATABASE_URL) {
 const stopServices = () => {
   cluster?.stop();
   cluster = undefined;
+  if (!existsSync(runTmp)) return;
+  const left = readdirSync(runTmp);
+  if (left.length > 0) process.stdout.write(`The suites left these in $TMPDIR (removed now): ${left.join(", ")}\n`);
+  rmSync(runTmp, { recursive: true, force: true });
 };
 process.on("exit", stopServices);
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));

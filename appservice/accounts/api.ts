@@ -15,7 +15,7 @@ export const lettersRequest = z
   .object({
     organisations: z.array(z.string().regex(slugPattern, "an organisation id")).max(5000).optional().describe("Every letter due among these organisations' clerks."),
     accounts: z.array(z.string().regex(userIdPattern, "a Matrix ID")).max(5000).optional().describe("These accounts' letters."),
-    language: z.enum(["de", "en"]).optional().describe("Unset: letters.language."),
+    language: z.enum(["de", "en"]).optional().describe("Unset: letters.language, by default organisations.language."),
   })
   .strict()
   .refine((r) => (r.organisations?.length ?? 0) + (r.accounts?.length ?? 0) > 0, { message: "name organisations, accounts, or both" });

@@ -35,7 +35,7 @@ export function accountCommands(cli: Command, ctx: CliContext): void {
     .command("letter <organisation-id> [clerks...]")
     .description("produce the password letters due (one PDF): of the named clerks (Matrix ID or e-mail), or of every clerk of the organisation whose letter is due")
     .requiredOption("-o, --output <file>", "the PDF file to write (it holds passwords: print it, then delete it)")
-    .option("--language <de|en>", "language of the letters (default: letters.language)")
+    .option("--language <de|en>", "language of the letters (default: letters.language, by default organisations.language)")
     .action(async function (this: Command, organisationId: string, clerks: string[], opts: { output: string; language?: string }) {
       const cfg = ctx.config(this);
       if (opts.language !== undefined && opts.language !== "de" && opts.language !== "en") throw new KuvertError(ErrCode.InvalidInput, 400, "--language: expected de or en");

@@ -17,7 +17,7 @@ const orgClerk = [
   { name: "id", in: "path", required: true, schema: { type: "string" }, description: "The organisation's slug id." },
   { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." },
 ];
-const language = { name: "language", in: "query", schema: { type: "string", enum: ["de", "en"] }, description: "Unset: letters.language." };
+const language = { name: "language", in: "query", schema: { type: "string", enum: ["de", "en"] }, description: "Unset: letters.language, by default organisations.language." };
 
 export function accountSchemas(schema: (s: z.ZodType) => unknown): Record<string, unknown> {
   return {

@@ -7,7 +7,7 @@ import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
-import type { Language } from "../i18n.ts";
+import { letterLanguage, type Language } from "../i18n.ts";
 import { logger, pseudonym } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import type { ClerkInput } from "../organisations/model.ts";
@@ -246,7 +246,7 @@ export class Accounts {
       organisationId: account.organisation_id,
       ...(organisationName ? { organisationName } : {}),
       items: [{ title: account.matrix_id, kind }],
-      language: this.#config.letters.language,
+      language: letterLanguage(this.#config),
       dedupeKey: `account-${kind}:${account.id}:${account.password_resets}`,
     });
   }
@@ -270,7 +270,7 @@ export class Accounts {
    * homeserver for each, renders, and marks the letters issued, in one transaction. A letter
    * already issued, or an account not (yet) on the homeserver, refuses the whole request.
    */
-  async issueLetters(matrixIds: string[], actor: string, language: Language = this.#config.letters.language): Promise<{ pdf: Buffer; count: number }> {
+  async issueLetters(matrixIds: string[], actor: string, language: Language = letterLanguage(this.#config)): Promise<{ pdf: Buffer; count: number }> {
     if (matrixIds.length === 0) throw new KuvertError(ErrCode.AccountNotReady, 409, "There is no account whose letter is due.");
     return this.#db.transaction(async (tx) => {
       const { rows } = await tx.query<store.AccountRow>("SELECT * FROM clerk_accounts WHERE matrix_id = ANY ($1) ORDER BY display_name, id FOR UPDATE", [matrixIds]);

@@ -32,7 +32,7 @@ import { editContent, messageContent } from "./markdown.ts";
 import { attachmentStagingId } from "./service.ts";
 import * as store from "./store.ts";
 import { circularTexts, progressMessage } from "./texts.ts";
-import { notice } from "../i18n.ts";
+import { mailLanguage, notice } from "../i18n.ts";
 
 const log = logger("circulars");
 
@@ -485,7 +485,7 @@ export class CircularFanout {
   }
 
   async #writeBatch(batch: Completion[]): Promise<void> {
-    const t = circularTexts(this.#config.mail.language);
+    const t = circularTexts(mailLanguage(this.#config));
     await this.#db.transaction(async (tx) => {
       // Only rows this worker still holds: one taken over meanwhile is recorded by whoever has it.
       const updated = await tx.query<{ id: string }>(
@@ -514,7 +514,7 @@ export class CircularFanout {
             organisationName: c.org!.name,
             roomId: c.roomId,
             items: [{ title: t.mailTitle, reference: c.row.circular_id }],
-            language: this.#config.mail.language,
+            language: mailLanguage(this.#config),
             dedupeKey: `circular:${c.row.circular_id}:${email}`,
           });
         }

@@ -107,7 +107,10 @@ export const configSchema = z
       .describe("Staff of the operating body: invited to every organisation room with power level 50 (admin and staff)."),
     organisations: z
       .object({
-        language: z.enum(["de", "en"]).default("de").describe("Language of room texts (welcome, replies)."),
+        language: z
+          .enum(["de", "en"])
+          .default("de")
+          .describe("The organisations' language: room texts (welcome, replies), the e-mails to clerks and staff, and the console's fallback when the browser asks for neither."),
         roomNamePrefix: z.string().default("").describe("Prefix of organisation room names, e.g. 'Kuvert: '."),
       })
       .strict()
@@ -284,7 +287,7 @@ export const configSchema = z
           .describe("Where Kuvert hands its e-mails over."),
         from: z.string().default("Kuvert <kuvert@example.org>").describe("Sender of Kuvert's e-mails."),
         staffMailbox: z.string().optional().describe("Address of the staff mailbox: uploads from clerks and alerts go there."),
-        language: z.enum(["de", "en"]).default("de").describe("Language of e-mails."),
+        language: z.enum(["de", "en"]).optional().describe("Language of e-mails, only to differ from organisations.language (unset: organisations.language)."),
         roomLinkBase: z
           .string()
           .default("https://matrix.to/#/")
@@ -334,7 +337,10 @@ export const configSchema = z
           .strict()
           .prefault({})
           .describe("The operating body, as it appears on letters."),
-        language: z.enum(["de", "en"]).default("de").describe("Language of password letters and account e-mails (a request can ask for the other)."),
+        language: z
+          .enum(["de", "en"])
+          .optional()
+          .describe("Language of password letters and account e-mails, only to differ from organisations.language (unset: organisations.language; a request can ask for the other)."),
       })
       .strict()
       .prefault({})

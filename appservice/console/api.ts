@@ -9,6 +9,7 @@ import { audit, verifyAuditLog, type AuditRow } from "../audit/audit.ts";
 import { exportAuditLog, type ExportFormat } from "../audit/export.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError, parseInput } from "../errors.ts";
+import type { Language } from "../i18n.ts";
 import { actorOf, callerOf, type Readiness } from "../http/server.ts";
 import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
@@ -22,6 +23,8 @@ export interface ConsoleDeps {
   /** The homeserver as browsers reach it, and its server name. */
   homeserverUrl: string;
   serverName: string;
+  /** The console's language when the browser prefers neither German nor English (organisations.language). */
+  language: Language;
   maxHours: number;
   signInAttemptsPerMinute: number;
   /** Wakes the mail worker after an e-mail was set to be tried again. */
@@ -70,7 +73,7 @@ export function consolePages(deps: ConsoleDeps): express.Router {
   });
   r.get("/settings.json", (_req, res) => {
     res.setHeader("Cache-Control", "no-store");
-    res.json({ homeserverUrl: deps.homeserverUrl, serverName: deps.serverName });
+    res.json({ homeserverUrl: deps.homeserverUrl, serverName: deps.serverName, language: deps.language });
   });
   r.use((req, res, next) => {
     if (existsSync(join(deps.staticDir, "index.html"))) return next();

@@ -6,7 +6,7 @@
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
-import { notice } from "../i18n.ts";
+import { mailLanguage, notice } from "../i18n.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
@@ -183,7 +183,7 @@ export class DocumentPipeline {
     await this.#db.transaction(async (tx) => {
       await store.setState(tx, doc.id, "delivered", { eventId, finished: true });
       await audit(tx, { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { roomId: org.roomId, eventId } });
-      await this.#notifyClerks(tx, org, doc.id, { title: doc.kind ?? t.untitled, ...(doc.reference ? { reference: doc.reference } : {}) });
+      await this.#notifyClerks(tx, org, doc.id, { title: doc.kind ?? documentTexts(mailLanguage(this.#config)).untitled, ...(doc.reference ? { reference: doc.reference } : {}) });
     });
     await this.#staging.destroy(doc.id);
     await this.queue.complete(row);
@@ -264,12 +264,12 @@ export class DocumentPipeline {
         organisationName: org.name,
         roomId: org.roomId,
         items: [{ title: doc.filename }],
-        language: this.#config.mail.language,
+        language: mailLanguage(this.#config),
         dedupeKey: `inbound:${doc.id}`,
       });
       return;
     }
-    await this.#notifyClerks(tx, org, doc.id, { title: documentTexts(this.#config.organisations.language).untitled });
+    await this.#notifyClerks(tx, org, doc.id, { title: documentTexts(mailLanguage(this.#config)).untitled });
   }
 
   /**
@@ -286,7 +286,7 @@ export class DocumentPipeline {
         organisationName: org.name,
         roomId: org.roomId,
         items: [item],
-        language: this.#config.mail.language,
+        language: mailLanguage(this.#config),
         dedupeKey: `document:${documentId}:${clerk.email}`,
       });
     }

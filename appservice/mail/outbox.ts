@@ -33,7 +33,7 @@ import nodemailer, { type Transporter } from "nodemailer";
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
-import type { Language } from "../i18n.ts";
+import { letterLanguage, mailLanguage, type Language } from "../i18n.ts";
 import { logger, pseudonym } from "../log.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
 import { renderNotification, roomLink } from "./templates.ts";
@@ -64,7 +64,7 @@ export interface Notification {
   /** The room the e-mail links into. */
   roomId?: string;
   items: NotificationItem[];
-  /** Unset: mail.language when the e-mail is sent. */
+  /** Unset: mail.language (by default organisations.language) when the e-mail is sent. */
   language?: Language;
   /**
    * Makes a replayed enqueue a no-op: a second notification with the same key to the same
@@ -281,10 +281,10 @@ export class MailOutbox {
     const kind = kinds.size === 1 ? head.kind : kindGroup(head.kind) === "room" ? "document" : head.kind;
     // Account e-mails (accounts/mail.ts): the sign-in link and the username, never a password.
     const content = head.kind === "account"
-      ? renderAccountMail({ language: head.language ?? mail.language, organisationName: head.organisation_name, signInUrl: signInUrl(this.#config), items: rows.flatMap((r) => r.items) })
+      ? renderAccountMail({ language: head.language ?? letterLanguage(this.#config), organisationName: head.organisation_name, signInUrl: signInUrl(this.#config), items: rows.flatMap((r) => r.items) })
       : renderNotification({
       kind,
-      language: head.language ?? mail.language,
+      language: head.language ?? mailLanguage(this.#config),
       organisationName: head.organisation_name,
       roomLink: head.room_id ? roomLink(mail.roomLinkBase, head.room_id) : null,
       items: rows.flatMap((r) => r.items),

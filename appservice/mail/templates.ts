@@ -37,7 +37,7 @@ interface Wording {
   subject(kind: NotificationKind, org: string | undefined, count: number, firstReason: string): string;
   /** Sentence before the list. */
   intro(kind: NotificationKind, org: string | undefined, count: number): string;
-  openRoom(kind: NotificationKind): string;
+  openRoom(kind: NotificationKind, count: number): string;
   notInMail: string;
   organisation: string;
   reference: string;
@@ -74,7 +74,7 @@ const de: Wording = {
         return `${room} ${count === 1 ? "liegt ein neues Dokument" : `liegen ${count} neue Dokumente`} für Sie bereit:`;
     }
   },
-  openRoom: (kind) => (kind === "alert" ? "Zum Raum:" : "Öffnen Sie den Raum, um sie anzusehen:"),
+  openRoom: (kind, count) => (kind === "alert" ? "Zum Raum:" : `Öffnen Sie den Raum, um ${count === 1 ? "es" : "sie"} anzusehen:`),
   notInMail: "Dokumente senden wir aus Sicherheitsgründen nicht per E-Mail; Sie finden sie nur im Raum.",
   organisation: "Organisation",
   reference: "Az.",
@@ -111,7 +111,7 @@ const en: Wording = {
         return `${room}, ${count === 1 ? "a new document is" : `${count} new documents are`} waiting for you:`;
     }
   },
-  openRoom: (kind) => (kind === "alert" ? "Room:" : "Open the room to see them:"),
+  openRoom: (kind, count) => (kind === "alert" ? "Room:" : `Open the room to see ${count === 1 ? "it" : "them"}:`),
   notInMail: "For security, documents are never sent by e-mail; you find them only in the room.",
   organisation: "Organisation",
   reference: "ref.",
@@ -145,7 +145,7 @@ export function renderNotification(input: NotificationMailInput): MailContent {
   const text: string[] = [`${greeting}${w.intro(input.kind, org, count)}`, ""];
   for (const i of items) text.push(`- ${i.kind ? `${i.kind}: ` : ""}${i.title}${i.reference ? ` (${i.reference})` : ""}`, ...(i.link ? [`  ${i.link}`] : []));
   if (input.kind === "alert" && org) text.push("", `${w.organisation}: ${org}`);
-  if (input.roomLink) text.push("", w.openRoom(input.kind), input.roomLink);
+  if (input.roomLink) text.push("", w.openRoom(input.kind, count), input.roomLink);
   if (showsDocuments) text.push("", w.notInMail);
   text.push("", "-- ", w.footer);
 
@@ -161,7 +161,7 @@ export function renderNotification(input: NotificationMailInput): MailContent {
     "</ul>",
   ];
   if (input.kind === "alert" && org) html.push(`<p>${escapeHtml(w.organisation)}: ${escapeHtml(org)}</p>`);
-  if (input.roomLink) html.push(`<p>${escapeHtml(w.openRoom(input.kind))} <a href="${escapeHtml(input.roomLink)}">${escapeHtml(input.roomLink)}</a></p>`);
+  if (input.roomLink) html.push(`<p>${escapeHtml(w.openRoom(input.kind, count))} <a href="${escapeHtml(input.roomLink)}">${escapeHtml(input.roomLink)}</a></p>`);
   if (showsDocuments) html.push(`<p>${escapeHtml(w.notInMail)}</p>`);
   html.push(`<p style="color:#666">${escapeHtml(w.footer)}</p>`, "</body></html>");
 

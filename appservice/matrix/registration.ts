@@ -53,7 +53,30 @@ export class RegistrationError extends Error {
   override name = "RegistrationError";
 }
 
+/**
+ * The tokens of the sample registration (registration.yaml at the top of the repository): plainly
+ * not secrets, and refused wherever a real registration is needed.
+ */
+export const PLACEHOLDER_TOKEN_MARK = "PLACEHOLDER";
+const placeholderToken = (which: string) => `${PLACEHOLDER_TOKEN_MARK}-${which}-not-a-secret-run-kuvert-generate-registration`;
+
+export function hasPlaceholderTokens(reg: Pick<Registration, "as_token" | "hs_token">): boolean {
+  return reg.as_token.includes(PLACEHOLDER_TOKEN_MARK) || reg.hs_token.includes(PLACEHOLDER_TOKEN_MARK);
+}
+
+/** The sample registration for a configuration (the sample's defaults): its namespaces, placeholder tokens. */
+export function sampleRegistration(config: KuvertConfig): string {
+  return `# Sample application service registration for Kuvert, generated from config.sample.yaml by
+# \`kuvert generate-registration --sample\`. Its tokens are placeholders: Kuvert and the deployment
+# refuse them. The real registration, with fresh random tokens, is written beside it
+# (\`kuvert generate-registration\`, or deploy/setup.sh registration) and given to the homeserver.
+${stringify({ ...buildRegistration(config), as_token: placeholderToken("as_token"), hs_token: placeholderToken("hs_token") })}`;
+}
+
 export function writeRegistration(path: string, registration: Registration, force: boolean): void {
+  if (existsSync(path) && readFileSync(path, "utf8").includes(PLACEHOLDER_TOKEN_MARK)) {
+    throw new RegistrationError(`KUVERT_REGISTRATION_PLACEHOLDER: ${path} is the sample registration with placeholder tokens; it stays as it is. Write the real one beside it: kuvert generate-registration --output <another file> (and name that file in appservice.registrationFile).`);
+  }
   if (existsSync(path) && !force) {
     throw new RegistrationError(`${path} exists already. Its tokens are what the homeserver knows; pass --force to replace it (then restart the homeserver too).`);
   }
@@ -74,6 +97,11 @@ export function readRegistration(path: string): Registration {
   const result = registrationSchema.safeParse(raw);
   if (!result.success) {
     throw new RegistrationError(`The registration file ${path} is not valid: ${result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  if (hasPlaceholderTokens(result.data)) {
+    throw new RegistrationError(
+      `KUVERT_REGISTRATION_PLACEHOLDER: the registration file ${path} has the sample's placeholder tokens, which anyone can read in the repository. Make a real one with \`kuvert generate-registration --output <file>\` and give that file to the homeserver.`,
+    );
   }
   return result.data;
 }

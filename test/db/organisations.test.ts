@@ -1,7 +1,6 @@
 // The organisation model on both databases Kuvert runs on: PostgreSQL and the embedded PGlite.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { verifyAuditLog } from "../../appservice/audit/audit.ts";
@@ -11,13 +10,14 @@ import { KuvertError } from "../../appservice/errors.ts";
 import { importOrganisations, parseOrganisationsCsv } from "../../appservice/organisations/csv.ts";
 import { Organisations } from "../../appservice/organisations/service.ts";
 import { freshDatabaseUrl } from "../support/database.ts";
+import { tempDir } from "../support/tmp.ts";
 
 for (const kind of ["postgres", "pglite"] as const) {
   describe(`organisations on ${kind}`, () => {
     let db: Database;
     let orgs: Organisations;
     let roomWork = 0;
-    const embeddedDir = mkdtempSync(join(tmpdir(), "kuvert-pglite-"));
+    const embeddedDir = tempDir("kuvert-pglite-");
 
     before(async () => {
       db = await openDatabase({ url: await freshDatabaseUrl(kind), embeddedDir, poolSize: 4 });

@@ -1,7 +1,6 @@
 // A retention run deletes exactly what is due, keeps the audit chain verifiable, and audits its counts.
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { audit, verifyAuditLog } from "../../appservice/audit/audit.ts";
@@ -11,6 +10,7 @@ import { migrate } from "../../appservice/db/migrate.ts";
 import { Organisations } from "../../appservice/organisations/service.ts";
 import { runRetention } from "../../appservice/retention/retention.ts";
 import { freshDatabaseUrl } from "../support/database.ts";
+import { tempDir } from "../support/tmp.ts";
 
 const DAY = 24 * 60 * 60 * 1000;
 const now = new Date();
@@ -18,7 +18,7 @@ const daysAgo = (d: number) => new Date(now.getTime() - d * DAY);
 
 describe("retention", () => {
   let db: Database;
-  const staging = mkdtempSync(join(tmpdir(), "kuvert-staging-"));
+  const staging = tempDir("kuvert-staging-");
   const config = parseConfig({ documents: { stagingDir: staging }, retention: { documentDays: 90, mailDays: 30, operationalDays: 14, auditYears: 10, stagingOrphanHours: 24 } });
 
   async function document(id: string, state: string, finishedDaysAgo: number | null): Promise<void> {

@@ -1,8 +1,7 @@
 // Data-subject requests on both databases: the report lists what Kuvert holds about one person
 // (and nothing of another), erasure changes exactly what it says, the audit chain stays intact.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { audit, verifyAuditLog, type AuditRow } from "../../appservice/audit/audit.ts";
@@ -13,6 +12,7 @@ import { KuvertError } from "../../appservice/errors.ts";
 import { pseudonym } from "../../appservice/log.ts";
 import { Organisations } from "../../appservice/organisations/service.ts";
 import { freshDatabaseUrl } from "../support/database.ts";
+import { tempDir } from "../support/tmp.ts";
 
 const ANNA = "@anna:ex.org";
 const ANNA_MAIL = "anna@example.org";
@@ -50,7 +50,7 @@ for (const kind of ["postgres", "pglite"] as const) {
   describe(`data-subject report and erasure on ${kind}`, () => {
     let db: Database;
     let orgs: Organisations;
-    const embeddedDir = mkdtempSync(join(tmpdir(), "kuvert-pglite-"));
+    const embeddedDir = tempDir("kuvert-pglite-");
     let annaClerkIds: string[] = [];
     let annaMailIds: string[] = [];
     let bobMailId = "";

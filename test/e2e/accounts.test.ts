@@ -2,8 +2,7 @@
 // pdftotext), the sign-in e-mail, resets, bad input, deactivation.
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
@@ -17,6 +16,7 @@ import { SynapseAdmin } from "../../appservice/accounts/synapse.ts";
 import { TestHomeserver } from "../homeserver/index.ts";
 import { artifactsDir, repoRoot, startStack, testServerPattern, waitFor, type Stack } from "../support/harness.ts";
 import { createAccount } from "../support/matrix.ts";
+import { tempDir } from "../support/tmp.ts";
 
 interface AccountView {
   matrixId: string;
@@ -256,7 +256,7 @@ describe("clerk accounts", () => {
   });
 
   it("creates accounts and letters from the command line, and deactivates only with --yes", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kuvert-accounts-cli-"));
+    const dir = tempDir("kuvert-accounts-cli-");
     writeFileSync(join(dir, "config.yaml"), stringify(stack.rawConfig));
     const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "config.yaml"), ...args], { cwd: dir });
     const created = await kuvert("org", "create", "gemeinde-cli", "--name", "Gemeinde Cli", "--clerk", "Frieda Ölmann frieda@cli.example [account]");

@@ -3,14 +3,14 @@
 // and that still knows every organisation and its room.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { verifyAuditLog } from "../../appservice/audit/audit.ts";
 import { Kuvert } from "../../appservice/kuvert.ts";
 import { createDatabase } from "../support/postgres.ts";
 import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { tempDir } from "../support/tmp.ts";
 
 function postgresTool(name: string): string {
   const base = "/usr/lib/postgresql";
@@ -38,7 +38,7 @@ describe("backup and restore", () => {
     for (const id of ["alpha", "beta", "gamma"]) rooms.set(id, await stack.roomOf(id));
     await stack.stopKuvert();
 
-    const dump = join(mkdtempSync(join(tmpdir(), "kuvert-backup-")), "kuvert.dump");
+    const dump = join(tempDir("kuvert-backup-"), "kuvert.dump");
     execFileSync(postgresTool("pg_dump"), ["--format=custom", `--file=${dump}`, stack.config.database.url!]);
     const cluster = process.env.KUVERT_TEST_DATABASE_URL!;
     const fresh = await createDatabase(cluster, `kuvert_restored_${Date.now()}`);

@@ -4,13 +4,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { execFile } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import yazl from "yazl";
 import { repoRoot } from "../support/harness.ts";
 import { startStack, waitFor, type RoomEvent, type Stack } from "../support/harness.ts";
+import { tempDir } from "../support/tmp.ts";
 
 function pdf(text: string): Buffer {
   return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
@@ -81,7 +81,7 @@ describe("bulk batches", () => {
   });
 
   it("sends a folder from the command line and follows it to the end", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kuvert-batch-"));
+    const dir = tempDir("kuvert-batch-");
     mkdirSync(join(dir, "letters"));
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ documents: [0, 1, 2].map((n) => ({ file: `letters/cli-${n}.pdf`, organisation: `org-${n}` })) }));
     for (const n of [0, 1, 2]) writeFileSync(join(dir, "letters", `cli-${n}.pdf`), pdf(`cli ${n}`));

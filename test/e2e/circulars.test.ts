@@ -4,8 +4,7 @@
 // and uploaded once; one that is not clean stops everything before any room gets it.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
@@ -17,6 +16,7 @@ import type { RoomEvent } from "../homeserver/index.ts";
 import { EICAR } from "../support/clamd.ts";
 import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
+import { tempDir } from "../support/tmp.ts";
 
 function pdf(text: string): Buffer {
   return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
@@ -351,7 +351,7 @@ describe("circulars", () => {
   });
 
   it("takes tags from the command line, the admin API and the CSV import, and a circular to a tag follows them", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kuvert-tags-"));
+    const dir = tempDir("kuvert-tags-");
     try {
       writeFileSync(join(dir, "config.yaml"), stringify(stack.rawConfig));
       const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "config.yaml"), ...args], { cwd: dir });

@@ -1,13 +1,13 @@
 // The command line beside a running Kuvert (PostgreSQL lets both work on one database).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
 import { repoRoot, startStack, testServerPattern, waitFor, type Stack } from "../support/harness.ts";
+import { tempDir } from "../support/tmp.ts";
 
 describe("command line", () => {
   let stack: Stack;
@@ -16,7 +16,7 @@ describe("command line", () => {
 
   before(async () => {
     stack = await startStack({ name: "cli" });
-    dir = mkdtempSync(join(tmpdir(), "kuvert-cli-"));
+    dir = tempDir("kuvert-cli-");
     writeFileSync(join(dir, "config.yaml"), stringify({ ...stack.rawConfig, appservice: { ...(stack.rawConfig.appservice as object), registrationFile: join(dir, "registration.yaml") } }));
   });
   after(() => stack.stop());

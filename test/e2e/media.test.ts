@@ -4,8 +4,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -14,6 +13,7 @@ import { createMedia, downloadMedia, uploadMedia } from "../../appservice/matrix
 import { HomeserverError, type Homeserver } from "../../appservice/matrix/homeserver.ts";
 import { freePort } from "../support/ports.ts";
 import { startStack, type Stack } from "../support/harness.ts";
+import { tempDir } from "../support/tmp.ts";
 
 const MiB = 1024 * 1024;
 
@@ -49,7 +49,7 @@ describe("media uploads", () => {
   before(async () => {
     stack = await startStack({ name: "media" });
     hs = stack.kuvert!.homeserver;
-    dir = await mkdtemp(join(tmpdir(), "kuvert-media-"));
+    dir = tempDir("kuvert-media-");
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -2,13 +2,13 @@
 // rate limits and security headers on the public listener, the audit log exported and verified.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
 import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
+import { tempDir } from "../support/tmp.ts";
 
 interface Ready {
   status: string;
@@ -83,7 +83,7 @@ describe("operations", () => {
   it("exports the audit log as CSV and JSON Lines and verifies its chain from the command line", async () => {
     assert.equal((await stack.api("POST", "/api/v1/organisations", { id: "audited", name: "Audited" })).status, 201);
     assert.equal((await stack.api("POST", "/api/v1/organisations/audited/clerks", { email: "=1+2@example.org" })).status, 201);
-    const dir = mkdtempSync(join(tmpdir(), "kuvert-audit-"));
+    const dir = tempDir("kuvert-audit-");
     const configFile = join(dir, "config.yaml");
     writeFileSync(configFile, stringify(stack.rawConfig));
     const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", configFile, ...args], { cwd: dir });

@@ -7,11 +7,11 @@ import { after, before, describe, it } from "node:test";
 import type { KuvertConfig } from "../../appservice/config/schema.ts";
 import { ClamdScanner, clamdStreamLimitProblem, readScanReply, ScannerUnavailableError, TooLargeToScanError, type ScanVerdict } from "../../appservice/scanning/scanner.ts";
 import { EICAR, startClamd, zipContaining, type Clamd } from "../support/clamd.ts";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Prescans } from "../../appservice/documents/prescan.ts";
 import { Staging } from "../../appservice/documents/staging.ts";
+import { tempDir } from "../support/tmp.ts";
 
 const MiB = 1024 * 1024;
 
@@ -291,7 +291,7 @@ describe("virus scanning with clamd", () => {
     let dir: string;
     let staging: Staging;
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), "kuvert-prescan-"));
+      dir = tempDir("kuvert-prescan-");
       staging = new Staging(dir);
       await staging.init();
     });

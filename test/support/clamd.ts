@@ -77,7 +77,11 @@ export async function startClamd(opts: { streamMaxLength?: string } = {}): Promi
   );
 
   let child: { process: ChildProcess; exited: Promise<void> } | undefined;
-  const killOnExit = () => child?.process.kill("SIGKILL");
+  // A process that ends without stop() (a crash, process.exit) leaves neither clamd nor its folder behind.
+  const killOnExit = () => {
+    child?.process.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  };
   process.once("exit", killOnExit);
 
   const start = async () => {

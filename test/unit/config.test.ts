@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
 import { ConfigError, loadConfig, parseConfig } from "../../appservice/config/load.ts";
 import { sampleConfig } from "../../appservice/config/sample.ts";
+import { tempDir } from "../support/tmp.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 
@@ -20,7 +20,7 @@ function problemsOf(fn: () => unknown): string[] {
 }
 
 function configFile(text: string): string {
-  const file = join(mkdtempSync(join(tmpdir(), "kuvert-config-")), "config.yaml");
+  const file = join(tempDir("kuvert-config-"), "config.yaml");
   writeFileSync(file, text);
   return file;
 }

@@ -4,14 +4,14 @@
 // by deploy/setup.sh itself, with the values of deploy/env.example.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join, posix } from "node:path";
 import { after, describe, it } from "node:test";
 import { parse, parseDocument } from "yaml";
 import { loadConfig } from "../../appservice/config/load.ts";
 import type { KuvertConfig } from "../../appservice/config/schema.ts";
 import { buildRegistration } from "../../appservice/matrix/registration.ts";
+import { tempDir } from "../support/tmp.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const setupScript = join(root, "deploy", "setup.sh");
@@ -236,7 +236,7 @@ const templateVars = bashArray("template_vars");
 let renderedDir: string | undefined;
 function renderedFile(rel: string): string {
   if (!renderedDir) {
-    renderedDir = mkdtempSync(join(tmpdir(), "kuvert-deploy-"));
+    renderedDir = tempDir("kuvert-deploy-");
     execFileSync("bash", [setupScript, "render", "--env-file", join(root, "deploy", "env.example"), "--out", renderedDir], { stdio: "pipe" });
   }
   return join(renderedDir, rel);
@@ -688,7 +688,7 @@ describe("Dockerfile", () => {
 
 describe("deploy/setup.sh and the secrets", () => {
   it("refuses env.example's placeholders, and `init` makes an .env that passes its check", () => {
-    const dir = mkdtempSync(join(tmpdir(), "kuvert-env-"));
+    const dir = tempDir("kuvert-env-");
     try {
       const refused = spawnSync("bash", [setupScript, "check", "--env-file", join(root, "deploy", "env.example")], { encoding: "utf8" });
       assert.notEqual(refused.status, 0);

@@ -501,9 +501,22 @@ export function translator(lang: Lang): T {
 export const I18n = createContext<{ lang: Lang; t: T }>({ lang: "de", t: translator("de") });
 export const useT = () => useContext(I18n).t;
 
-export function initialLang(): Lang {
-  const stored = localStorage.getItem("kuvert.lang");
-  return stored === "en" ? "en" : "de";
+/**
+ * The console's language: the person's own choice in this browser (the switch), else the first of
+ * the browser's preferred languages that the console speaks, else the configured language
+ * (organisations.language, from settings.json), else German.
+ */
+export function chooseLang(stored: string | null, preferred: readonly string[], configured: Lang | undefined): Lang {
+  if (stored === "de" || stored === "en") return stored;
+  for (const tag of preferred) {
+    const primary = tag.toLowerCase().split("-")[0];
+    if (primary === "de" || primary === "en") return primary;
+  }
+  return configured ?? "de";
+}
+
+export function initialLang(configured?: Lang): Lang {
+  return chooseLang(localStorage.getItem("kuvert.lang"), navigator.languages ?? [navigator.language], configured);
 }
 
 export function formatTime(iso: string | null | undefined, lang: Lang): string {

@@ -159,6 +159,9 @@ function Shell(props: { session: Session; signOut: () => void; lang: Lang; setLa
   );
 }
 
+/** The configured fallback language, once settings.json has been read. */
+let configuredLang: Lang | undefined;
+
 function App() {
   const [lang, setLangState] = useState<Lang>(initialLang());
   const t = useMemo(() => translator(lang), [lang]);
@@ -178,12 +181,14 @@ function App() {
   useEffect(() => {
     whenSessionEnds(() => {
       setSession(null);
-      setNotice(translator(initialLang())("sessionEnded"));
+      setNotice(translator(initialLang(configuredLang))("sessionEnded"));
     });
     void (async () => {
       try {
         const s = await loadSettings();
         setSettings(s);
+        configuredLang = s.language;
+        setLangState(initialLang(s.language));
         // Back from single sign-on: the homeserver added a login token to the address.
         const params = new URLSearchParams(location.search);
         const loginToken = params.get("loginToken");
@@ -199,7 +204,7 @@ function App() {
           }
         }
         const current = await api<{ signedIn: boolean; ended?: boolean; session?: Session }>("GET", "/api/v1/session");
-        if (current.ended) setNotice(translator(initialLang())("sessionEnded"));
+        if (current.ended) setNotice(translator(initialLang(s.language))("sessionEnded"));
         setSession(current.signedIn ? current.session! : null);
       } catch (err) {
         setFatal((err as Error).message);

@@ -1,7 +1,9 @@
-// What the console needs to know about its Kuvert: the homeserver to sign in at.
+// What the console needs to know about its Kuvert: the homeserver to sign in at, and the
+// language to fall back on when the browser prefers none the console speaks.
 export interface Settings {
   homeserverUrl: string;
   serverName: string;
+  language?: "de" | "en";
 }
 
 export async function loadSettings(): Promise<Settings> {

@@ -238,7 +238,7 @@ export class CircularFanout {
             outcome: "refused",
             details: { attachment: a.filename, reason: unavailable !== null ? "unavailable" : verdict === "too-large" ? "too-large-to-scan" : "infected", signature },
           });
-          await this.#staffRoom.alertByMail(tx, alert);
+          await this.#staffRoom.alertByMail(tx, { key: alert.key, mail: t.stoppedMail(c.id, a.position, why) });
           return true;
         });
         if (stopped) {

@@ -38,6 +38,7 @@ const de = {
   infected: (signature: string) => `enthält Schadsoftware (${signature}).`,
   tooLarge: (limit: number) => `ist größer als die ${mib(limit)}, die der Virenscanner prüft.`,
   unavailable: (why: string) => `ist auf dem Homeserver nicht mehr abrufbar (${why}).`,
+  stoppedMail: (id: string, position: number, reason: string) => `Rundschreiben ${id} wurde angehalten, bevor ein Raum es erhielt: Anlage ${position + 1} ${reason} Den Dateinamen nennt der Raum der Mitarbeitenden.`,
   stoppedReason: (filename: string) => `angehalten: Anlage „${filename}“ nicht sauber oder nicht abrufbar`,
   stateName: { scheduled: "geplant", scanning: "wird geprüft", sending: "wird versandt", sent: "versandt", cancelled: "abgesagt", stopped: "angehalten" } as Record<string, string>,
   progress: (p: ProgressView) => {
@@ -74,6 +75,7 @@ const en: CircularTexts = {
   infected: (signature) => `contains malware (${signature}).`,
   tooLarge: (limit) => `is larger than the ${mib(limit)} the virus scanner checks.`,
   unavailable: (why) => `can no longer be fetched from the homeserver (${why}).`,
+  stoppedMail: (id, position, reason) => `Circular ${id} was stopped before any room got it: attachment ${position + 1} ${reason} The staff room names the file.`,
   stoppedReason: (filename) => `stopped: attachment "${filename}" not clean or not available`,
   stateName: { scheduled: "scheduled", scanning: "being checked", sending: "sending", sent: "sent", cancelled: "cancelled", stopped: "stopped" },
   progress: (p) => {

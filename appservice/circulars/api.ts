@@ -30,8 +30,8 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      // preservePath: attachment names are checked as sent, never cut to their last part.
-      bb = busboy({ headers: req.headers, preservePath: true, limits: { files: maxFiles + 1, fields: 10, fieldSize: 256 * 1024, fileSize: circulars.limitBytes + 1 } });
+      // preservePath: attachment names are checked as sent, never cut to their last part; UTF-8 as browsers send them.
+      bb = busboy({ headers: req.headers, preservePath: true, defParamCharset: "utf8", limits: { files: maxFiles + 1, fields: 10, fieldSize: 256 * 1024, fileSize: circulars.limitBytes + 1 } });
     } catch (err) {
       return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
     }

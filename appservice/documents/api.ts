@@ -36,8 +36,9 @@ function multipartFile(req: Request, limitBytes: number): Promise<{ fields: Reco
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      // preservePath: the name is checked as sent (a path in it is refused, never cut to its last part).
-      bb = busboy({ headers: req.headers, preservePath: true, limits: { files: 1, fields: 10, fieldSize: 1000, fileSize: limitBytes + 1 } });
+      // preservePath: the name is checked as sent (a path in it is refused, never cut to its last part);
+      // names are UTF-8 as browsers send them, not busboy's default Latin-1.
+      bb = busboy({ headers: req.headers, preservePath: true, defParamCharset: "utf8", limits: { files: 1, fields: 10, fieldSize: 1000, fileSize: limitBytes + 1 } });
     } catch (err) {
       return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
     }

@@ -195,6 +195,16 @@ describe("uploads cannot hurt Kuvert", () => {
     await nothingLeft(before);
   });
 
+  it("an event with a NUL character from the homeserver is stored, and the transactions after it go through", async () => {
+    const roomId = await stack.roomOf("musterstadt");
+    const event = (n: number, body: string) => ({ type: "m.room.message", event_id: `$nul-${n}`, room_id: roomId, sender: "@mallory:elsewhere.example", origin_server_ts: Date.now(), content: { msgtype: "m.text", body } });
+    const first = await stack.pushTransaction("nul-1", [event(1, "Hallo\u0000Welt")]);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const second = await stack.pushTransaction("nul-2", [event(2, "danach")]);
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    await alive();
+  });
+
   it("property: malformed multipart, truncated bodies and broken-off uploads get a clear 4xx (or no answer) and leave nothing behind", async () => {
     const before = await counts();
     const endpoint = fc.constantFrom(

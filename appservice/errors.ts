@@ -47,6 +47,9 @@ export const ErrCode = {
   AccountNotReady: "KUVERT_ACCOUNT_NOT_READY",
   LetterAlreadyIssued: "KUVERT_LETTER_ALREADY_ISSUED",
   ConfirmationRequired: "KUVERT_CONFIRMATION_REQUIRED",
+  BodyIncomplete: "KUVERT_BODY_INCOMPLETE",
+  TypeMismatch: "KUVERT_TYPE_MISMATCH",
+  ActiveContent: "KUVERT_ACTIVE_CONTENT",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
 

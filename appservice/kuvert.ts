@@ -166,7 +166,7 @@ export class Kuvert {
       const scanner = new ClamdScanner(config.scanning);
       const prescans = new Prescans(scanner);
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
-      accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, alert, org), post: (alert) => staffRoom.post(alert) };
+      accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, { key: alert.key, mail: alert.body }, org), post: (alert) => staffRoom.post(alert) };
       const documentWorker = pipeline.worker();
       const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans);
       const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());

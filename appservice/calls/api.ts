@@ -4,6 +4,7 @@ import { join } from "node:path";
 import express, { type Request, type RequestHandler } from "express";
 import helmet from "helmet";
 import { ErrCode, KuvertError } from "../errors.ts";
+import { readJson } from "../http/input.ts";
 import { actorOf } from "../http/server.ts";
 import { jsonBody, organisationId } from "../organisations/api.ts";
 import type { Calls } from "./service.ts";
@@ -14,7 +15,7 @@ export const guestPageDir = join(import.meta.dirname, "..", "..", "web", "guest"
 export function callRoutes(calls: Calls | null, auth: RequestHandler): express.Router {
   const r = express.Router();
   const paths = ["/organisations/:id/call", "/calls", "/calls/:callId/guest-links", "/guest-links/:linkId"];
-  r.use(paths, auth, express.json({ limit: "64kb" }), (_req, _res, next) => {
+  r.use(paths, auth, ...readJson("64kb"), (_req, _res, next) => {
     next(calls ? undefined : new KuvertError(ErrCode.ModuleDisabled, 404, "Video consultations are switched off (modules.calls)."));
   });
   if (!calls) return r;
@@ -60,7 +61,7 @@ export function callRoutes(calls: Calls | null, auth: RequestHandler): express.R
  */
 export function guestRoutes(calls: Calls | null): express.Router {
   const r = express.Router();
-  r.post("/api/v1/guest/session", express.json({ limit: "16kb" }), async (req, res) => {
+  r.post("/api/v1/guest/session", ...readJson("16kb"), async (req, res) => {
     if (!calls) throw new KuvertError(ErrCode.ModuleDisabled, 404, "Video consultations are switched off (modules.calls).");
     const body = jsonBody(req) as { token?: unknown } | null;
     res.set("Cache-Control", "no-store").json(await calls.guestSession(body?.token));

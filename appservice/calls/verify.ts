@@ -20,6 +20,7 @@ import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
+import { readJson } from "../http/input.ts";
 import { logger, pseudonym } from "../log.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { findOrganisationByRoom } from "../organisations/store.ts";
@@ -140,10 +141,10 @@ export function verifyRoutes(verification: UserVerification, config: KuvertConfi
     if (typeof req.body !== "object" || req.body === null || Array.isArray(req.body)) throw new KuvertError(ErrCode.InvalidInput, 400, "Invalid request: no JSON content found in body.");
     return req.body as Record<string, unknown>;
   };
-  r.post("/verify/user", bearer, express.json({ limit: "16kb" }), async (req, res) => {
+  r.post("/verify/user", bearer, ...readJson("16kb"), async (req, res) => {
     res.json(await verification.verifyUser(body(req)));
   });
-  r.post("/verify/user_in_room", bearer, express.json({ limit: "16kb" }), async (req, res) => {
+  r.post("/verify/user_in_room", bearer, ...readJson("16kb"), async (req, res) => {
     res.json(await verification.verifyUserInRoom(body(req)));
   });
   return r;

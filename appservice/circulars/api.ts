@@ -5,6 +5,8 @@
 import busboy from "busboy";
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { ErrCode, KuvertError } from "../errors.ts";
+import { refuseNul } from "../http/input.ts";
+import { feedBusboy } from "../http/multipart.ts";
 import { actorOf } from "../http/server.ts";
 import type { StagedFile } from "../documents/staging.ts";
 import { attachmentStagingId, type AttachmentInput, type Circulars } from "./service.ts";
@@ -28,10 +30,12 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      bb = busboy({ headers: req.headers, limits: { files: maxFiles + 1, fields: 10, fieldSize: 256 * 1024, fileSize: circulars.limitBytes + 1 } });
+      // preservePath: attachment names are checked as sent, never cut to their last part; UTF-8 as browsers send them.
+      bb = busboy({ headers: req.headers, preservePath: true, defParamCharset: "utf8", limits: { files: maxFiles + 1, fields: 10, fieldSize: 256 * 1024, fileSize: circulars.limitBytes + 1 } });
     } catch (err) {
       return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
     }
+    const feed = feedBusboy(req, bb);
     const fields: Record<string, string> = {};
     const files: MultipartCircular["files"] = [];
     const writes: Promise<void>[] = [];
@@ -56,14 +60,15 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
         ),
       );
     });
-    bb.on("error", (err) => reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`)));
+    // On a malformed or broken-off body, answer only once every staging write has ended (and removed its partial file).
+    bb.on("error", () => void Promise.all(writes).then(() => reject(feed.failure)));
     bb.on("close", () => {
       void Promise.all(writes).then(() => {
-        if (truncatedField) reject(new KuvertError(ErrCode.TooLarge, 413, "A field of the multipart body is too large."));
+        if (feed.failure) reject(feed.failure);
+        else if (truncatedField) reject(new KuvertError(ErrCode.TooLarge, 413, "A field of the multipart body is too large."));
         else resolve({ fields, files });
       });
     });
-    req.pipe(bb);
   });
 }
 
@@ -102,6 +107,7 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
     json(req, res, async (err?: unknown) => {
       try {
         if (err) throw err;
+        refuseNul(req.body);
         if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the circular as application/json, or as multipart/form-data with attachments.");
         const { circular } = await circulars.create(req.body, { author: actorOf(req), source: "api" });
         res.status(201).json(circular);

@@ -146,7 +146,7 @@ export class CircularFanout {
           if (!(await store.setState(tx, row.circular_id, "stopped", { from: ["scheduled", "scanning"], reason: t.notPreparedReason(why), finished: true }))) return false;
           await store.failPending(tx, row.circular_id, t.notPreparedReason(why));
           await audit(tx, { actor: "kuvert", action: "circular.stopped", object: row.circular_id, outcome: "failed", details: { reason: "not-prepared", error: why } });
-          await this.#staffRoom.alertByMail(tx, alert);
+          await this.#staffRoom.alertByMail(tx, { key: alert.key, mail: alert.body });
           return true;
         });
         if (stopped) await this.#removeStaged(row.circular_id);
@@ -257,7 +257,7 @@ export class CircularFanout {
             outcome: "refused",
             details: { attachment: a.filename, reason: unavailable !== null ? "unavailable" : verdict === "too-large" ? "too-large-to-scan" : "infected", signature },
           });
-          await this.#staffRoom.alertByMail(tx, alert);
+          await this.#staffRoom.alertByMail(tx, { key: alert.key, mail: t.stoppedMail(c.id, a.position, why) });
           return true;
         });
         if (stopped) {

@@ -4,7 +4,8 @@ import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { ErrCode, KuvertError, parseInput } from "../errors.ts";
-import { checkFilename, typeAllowed } from "../documents/model.ts";
+import { checkContent } from "../documents/content.ts";
+import { checkFilename } from "../documents/model.ts";
 import type { Staging } from "../documents/staging.ts";
 import { renderMarkdown } from "./markdown.ts";
 import { checkCircular, checkText, correctionInput, describeTargets, newCircularId, type CircularState, type DeliveryState, type Targets } from "./model.ts";
@@ -80,9 +81,8 @@ export class Circulars {
     }
     if (a.size === 0) throw new KuvertError(ErrCode.EmptyFile, 400, `The attachment ${filename} is empty.`);
     if (a.size > this.limitBytes) throw new KuvertError(ErrCode.TooLarge, 413, `The attachment ${filename} is larger than the ${this.limitBytes} bytes Kuvert scans and accepts.`);
-    if (!typeAllowed(a.mimetype, this.#config.documents.allowedTypes)) {
-      throw new KuvertError(ErrCode.TypeNotAllowed, 415, `The attachment ${filename} is of type ${a.mimetype}, which is not accepted.`);
-    }
+    // The same rules as documents: name and content agree, no active content unless configured.
+    checkContent(filename, a.mimetype, this.#config.documents);
     return filename;
   }
 

@@ -141,7 +141,11 @@ export const configSchema = z
             "application/vnd.oasis.opendocument.text",
             "application/vnd.oasis.opendocument.spreadsheet",
           ])
-          .describe("Types accepted, checked against the content (not the file name). `type/*` allows a whole family."),
+          .describe("Types accepted, checked against the content (not the file name). `type/*` allows a whole family. The file name's extension must fit the type found in the content (KUVERT_TYPE_MISMATCH)."),
+        activeContent: z
+          .boolean()
+          .default(false)
+          .describe("Accept active content: HTML and SVG (which a browser runs) and scripts (#!, @echo off), judged by the content. Off: refused with KUVERT_ACTIVE_CONTENT. On, the type must still be in allowedTypes and the name fit it (.html, .svg, .sh, .bat)."),
         dropFolder: z
           .object({
             enabled: z.boolean().default(false).describe("Watch the drop folder and take documents from it."),

@@ -10,6 +10,7 @@ import { exportAuditLog, type ExportFormat } from "../audit/export.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError, parseInput } from "../errors.ts";
 import type { Language } from "../i18n.ts";
+import { readJson } from "../http/input.ts";
 import { actorOf, callerOf, type Readiness } from "../http/server.ts";
 import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
@@ -161,7 +162,7 @@ interface DeadMailRow {
 
 export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Readiness, requireScope: (db: Database, ...s: Scope[]) => RequestHandler): express.Router {
   const r = express.Router();
-  const json = express.json({ limit: "16kb" });
+  const json = readJson("16kb");
   const enabled = (_req: Request, _res: Response, next: NextFunction) =>
     next(deps.enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, 403, "The staff console is switched off in this Kuvert (modules.console)."));
   const withHeader = (req: Request, _res: Response, next: NextFunction) =>
@@ -184,7 +185,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
     else res.json({ signedIn: false, ...(req.consoleSessionEnded ? { ended: true } : {}) });
   });
 
-  r.post("/session", enabled, withHeader, signInLimit, json, async (req, res) => {
+  r.post("/session", enabled, withHeader, signInLimit, ...json, async (req, res) => {
     if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the OpenID token as application/json.");
     const input = parseInput(signInInput, req.body);
     const { id, session } = await deps.sessions.signIn(

@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import pg from "pg";
 import type { PGlite } from "@electric-sql/pglite";
+import { ErrCode, KuvertError } from "../errors.ts";
 
 export interface QueryResult<R> {
   rows: R[];
@@ -27,6 +28,17 @@ export interface Database extends Queryable {
 // whichever database runs (a JavaScript number cannot hold every int8).
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
 
+/**
+ * PostgreSQL cannot store the NUL character in text. A parameter that carries one is the
+ * caller's input gone unchecked: refused as bad input (400), not a database failure (500).
+ */
+function checkParams(params: readonly unknown[]): unknown[] {
+  for (const p of params) {
+    if (typeof p === "string" && p.includes("\0")) throw new KuvertError(ErrCode.InvalidInput, 400, "The input contains a NUL character, which Kuvert does not accept in text.");
+  }
+  return params as unknown[];
+}
+
 class PostgresDatabase implements Database {
   readonly kind = "postgres";
   readonly #pool: pg.Pool;
@@ -38,7 +50,7 @@ class PostgresDatabase implements Database {
   }
 
   async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-    const result = await this.#pool.query(sql, params as unknown[]);
+    const result = await this.#pool.query(sql, checkParams(params));
     return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
   }
 
@@ -52,7 +64,7 @@ class PostgresDatabase implements Database {
       await client.query("BEGIN");
       const tx: Queryable = {
         async query<R>(sql: string, params: readonly unknown[] = []) {
-          const result = await client.query(sql, params as unknown[]);
+          const result = await client.query(sql, checkParams(params));
           return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
         },
         async exec(sql: string) {
@@ -85,7 +97,7 @@ class EmbeddedDatabase implements Database {
   }
 
   async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-    const result = await this.#db.query<R>(sql, params as unknown[]);
+    const result = await this.#db.query<R>(sql, checkParams(params));
     return { rows: result.rows, rowCount: Math.max(result.affectedRows ?? 0, result.rows.length) };
   }
 
@@ -98,7 +110,7 @@ class EmbeddedDatabase implements Database {
     return this.#db.transaction(async (inner) => {
       const tx: Queryable = {
         async query<R>(sql: string, params: readonly unknown[] = []) {
-          const result = await inner.query<R>(sql, params as unknown[]);
+          const result = await inner.query<R>(sql, checkParams(params));
           return { rows: result.rows, rowCount: Math.max(result.affectedRows ?? 0, result.rows.length) };
         },
         async exec(sql: string) {

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { slugPattern } from "../organisations/model.ts";
+import { feedBusboy, uploadError, type BodyFeed } from "../http/multipart.ts";
 import { actorOf, callerOf } from "../http/server.ts";
 import { tokenCovers } from "../tokens/tokens.ts";
 import type { Batches } from "./batch.ts";
@@ -31,28 +32,32 @@ function idempotencyKey(req: Request): string | undefined {
 }
 
 /** The file part of a multipart/form-data body, with the fields sent before it. Streamed. */
-function multipartFile(req: Request, limitBytes: number): Promise<{ fields: Record<string, string>; filename: string | undefined; stream: Readable }> {
+function multipartFile(req: Request, limitBytes: number): Promise<{ fields: Record<string, string>; filename: string | undefined; stream: Readable; feed: BodyFeed }> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      bb = busboy({ headers: req.headers, limits: { files: 1, fields: 10, fieldSize: 1000, fileSize: limitBytes + 1 } });
+      // preservePath: the name is checked as sent (a path in it is refused, never cut to its last part);
+      // names are UTF-8 as browsers send them, not busboy's default Latin-1.
+      bb = busboy({ headers: req.headers, preservePath: true, defParamCharset: "utf8", limits: { files: 1, fields: 10, fieldSize: 1000, fileSize: limitBytes + 1 } });
     } catch (err) {
       return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
     }
+    // First: its error listener must run before the ones below, which answer with its failure.
+    const feed = feedBusboy(req, bb);
     const fields: Record<string, string> = {};
     let found = false;
     bb.on("field", (name, value) => {
       fields[name] = value;
     });
     bb.on("file", (_name, stream, info) => {
+      if (found) return void stream.resume();
       found = true;
-      resolve({ fields, filename: fields.filename ?? info.filename, stream });
+      resolve({ fields, filename: fields.filename ?? info.filename, stream, feed });
     });
-    bb.on("error", (err) => reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`)));
+    bb.on("error", () => reject(feed.failure));
     bb.on("close", () => {
-      if (!found) reject(new KuvertError(ErrCode.InvalidInput, 400, "The multipart body has no file part (send the fields kind and reference before it)."));
+      if (!found) reject(feed.failure ?? new KuvertError(ErrCode.InvalidInput, 400, "The multipart body has no file part (send the fields kind and reference before it)."));
     });
-    req.pipe(bb);
   });
 }
 
@@ -100,15 +105,24 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
     };
     const q = (name: string) => (typeof req.query[name] === "string" ? (req.query[name] as string) : undefined);
     let submission: OutboundSubmission;
+    let feed: BodyFeed | undefined;
     if (req.is("multipart/form-data")) {
       const part = await multipartFile(req, intake.limitBytes);
+      feed = part.feed;
       submission = { ...base, filename: part.filename, kind: part.fields.kind, reference: part.fields.reference, content: part.stream };
     } else if (req.is("application/json") || req.is("application/x-www-form-urlencoded")) {
       throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the document itself as the body (any binary type), or as multipart/form-data.");
     } else {
       submission = { ...base, filename: q("filename"), kind: q("kind"), reference: q("reference"), content: req };
     }
-    const accepted = await intake.accept(submission);
+    let accepted;
+    try {
+      accepted = await intake.accept(submission);
+    } catch (err) {
+      // Refused before the content was read: the rest of the body goes nowhere.
+      submission.content.resume();
+      throw uploadError(req, err, feed);
+    }
     res.status(202).json({ ...presentStatus({ ...(await store.findDocument(db, accepted.document.id))! }), replayed: accepted.replayed });
   });
 

@@ -6,7 +6,8 @@ import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { findOrganisation } from "../organisations/store.ts";
-import { checkFilename, checkShortText, newDocumentId, typeAllowed, type DocumentRecord } from "./model.ts";
+import { checkContent } from "./content.ts";
+import { checkFilename, checkShortText, newDocumentId, type DocumentRecord } from "./model.ts";
 import type { Prescans } from "./prescan.ts";
 import type { Staging } from "./staging.ts";
 import * as store from "./store.ts";
@@ -73,9 +74,8 @@ export class DocumentIntake {
       throw err;
     }
     try {
-      if (!typeAllowed(staged.mimetype, this.#config.documents.allowedTypes)) {
-        throw new KuvertError(ErrCode.TypeNotAllowed, 415, `Documents of type ${staged.mimetype} (judged by the content) are not accepted.`);
-      }
+      // The name must say what the content is; no active content unless configured.
+      checkContent(filename, staged.mimetype, this.#config.documents);
       const result = await this.#db.transaction(async (tx): Promise<Accepted> => {
         const inserted = await store.insertDocument(tx, {
           id,

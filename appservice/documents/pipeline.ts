@@ -75,7 +75,7 @@ export class DocumentPipeline {
           if (!doc || ["delivered", "rejected", "checked", "removed", "failed"].includes(doc.state)) return;
           await store.setState(tx, doc.id, "failed", { reason: t.failedReason(why), finished: true });
           await audit(tx, { actor: "kuvert", action: "document.failed", organisationId: doc.organisation_id, object: doc.id, outcome: "failed", details: { reason: why, attempts: row.attempts } });
-          await this.#staffRoom.alertByMail(tx, alert, doc.organisation_id);
+          await this.#staffRoom.alertByMail(tx, { key: alert.key, mail: alert.body }, doc.organisation_id);
         });
         await this.#staffRoom.post(alert).catch(() => undefined);
       },
@@ -149,7 +149,7 @@ export class DocumentPipeline {
             outcome: "refused",
             details: { reason: verdict === "too-large" ? "too-large-to-scan" : "infected", signature, filename: doc.filename },
           });
-          await this.#staffRoom.alertByMail(tx, { key: `rejected:${doc.id}`, body: t.rejectedAlert(doc.filename, doc.organisation_id, reason) }, doc.organisation_id);
+          await this.#staffRoom.alertByMail(tx, { key: `rejected:${doc.id}`, mail: t.rejectedMail(doc.id, doc.organisation_id, reason) }, doc.organisation_id);
         });
         return this.#finishRejection(row, { ...doc, reason, state: "rejected" });
       }
@@ -225,7 +225,7 @@ export class DocumentPipeline {
             outcome: "refused",
             details: { eventId: doc.room_event_id, sender: doc.submitted_by, reason: verdict === "too-large" ? "too-large-to-scan" : "infected", signature: verdict === "too-large" ? null : verdict.signature },
           });
-          await this.#staffRoom.alertByMail(tx, { key: `removed:${doc.id}`, body: t.removedAlert(doc.filename, org.name, reason) }, org.id);
+          await this.#staffRoom.alertByMail(tx, { key: `removed:${doc.id}`, mail: t.removedMail(doc.id, org.name, reason) }, org.id);
         });
         doc = { ...doc, state: "removed", reason };
       }
@@ -263,7 +263,8 @@ export class DocumentPipeline {
         organisationId: org.id,
         organisationName: org.name,
         roomId: org.roomId,
-        items: [{ title: doc.filename }],
+        // The staff mailbox learns that a file came in and from which organisation; the room names it.
+        items: [{ title: documentTexts(mailLanguage(this.#config)).untitled }],
         language: mailLanguage(this.#config),
         dedupeKey: `inbound:${doc.id}`,
       });

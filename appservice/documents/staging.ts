@@ -12,6 +12,7 @@ import { fileTypeFromBuffer } from "file-type";
 // writes and reads (measured 1.4–2.4× slower, bench/README.md).
 const BUFFER = 1024 * 1024;
 import { ErrCode, KuvertError } from "../errors.ts";
+import { contentType } from "./content.ts";
 import type { ChunkTap } from "./prescan.ts";
 
 export interface StagedFile {
@@ -90,12 +91,15 @@ export class Staging {
   }
 }
 
-/** The type of a file from its first bytes; text that has no signature is text/plain. */
+/**
+ * The type of a file from its first bytes; text that has no signature is text/plain, unless it
+ * holds markup a browser would run (then text/html or image/svg+xml, see content.ts).
+ */
 export async function sniff(head: Buffer, size: number): Promise<string> {
   const detected = await fileTypeFromBuffer(head);
-  if (detected) return detected.mime;
+  if (detected) return contentType(detected.mime, head);
   const sample = size > head.length ? head.subarray(0, Math.max(0, head.length - 4)) : head;
-  if (!sample.includes(0) && isUtf8(sample)) return "text/plain";
+  if (!sample.includes(0) && isUtf8(sample)) return contentType("text/plain", head);
   return "application/octet-stream";
 }
 

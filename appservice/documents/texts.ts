@@ -23,6 +23,7 @@ const de = {
   tooLarge: (limit: number) => `Die Datei ist größer als die ${mib(limit)}, die der Virenscanner prüft; ungeprüft wird nichts zugestellt.`,
   infected: (signature: string) => `Der Virenscanner hat Schadsoftware gefunden (${signature}).`,
   rejectedAlert: (filename: string, org: string, reason: string) => `Dokument „${filename}“ für ${org} wurde nicht zugestellt und gelöscht: ${reason}`,
+  rejectedMail: (id: string, org: string, reason: string) => `Dokument ${id} für ${org} wurde nicht zugestellt und gelöscht: ${reason} Den Dateinamen nennt der Raum der Mitarbeitenden.`,
   stuck: (id: string, why: string) => `Dokument ${id} konnte nicht verarbeitet werden und wurde zurückgestellt: ${why}`,
   failedReason: (why: string) => `nicht verarbeitet: ${why}`,
   announcement: (d: Announced) => {
@@ -33,6 +34,7 @@ const de = {
   removedReason: "Schadsoftware gefunden",
   removedInRoom: (filename: string, reason: string) => `Die Datei „${filename}“ wurde entfernt: ${reason} Bitte senden Sie eine saubere Fassung.`,
   removedAlert: (filename: string, org: string, reason: string) => `Datei „${filename}“ im Raum von ${org} wurde entfernt: ${reason}`,
+  removedMail: (id: string, org: string, reason: string) => `Eine Datei im Raum von ${org} wurde entfernt (${id}): ${reason} Den Dateinamen nennt der Raum der Mitarbeitenden.`,
 };
 
 const en: typeof de = {
@@ -42,6 +44,7 @@ const en: typeof de = {
   tooLarge: (limit: number) => `The file is larger than the ${mib(limit)} the virus scanner checks; nothing is delivered unchecked.`,
   infected: (signature: string) => `The virus scanner found malware (${signature}).`,
   rejectedAlert: (filename: string, org: string, reason: string) => `Document "${filename}" for ${org} was not delivered and was deleted: ${reason}`,
+  rejectedMail: (id: string, org: string, reason: string) => `Document ${id} for ${org} was not delivered and was deleted: ${reason} The staff room names the file.`,
   stuck: (id: string, why: string) => `Document ${id} could not be processed and was set aside: ${why}`,
   failedReason: (why: string) => `not processed: ${why}`,
   announcement: (d: Announced) => {
@@ -52,6 +55,7 @@ const en: typeof de = {
   removedReason: "Malware found",
   removedInRoom: (filename: string, reason: string) => `The file "${filename}" was removed: ${reason} Please send a clean copy.`,
   removedAlert: (filename: string, org: string, reason: string) => `File "${filename}" in the room of ${org} was removed: ${reason}`,
+  removedMail: (id: string, org: string, reason: string) => `A file in the room of ${org} was removed (${id}): ${reason} The staff room names the file.`,
 };
 
 export type DocumentTexts = typeof de;

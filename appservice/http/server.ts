@@ -17,6 +17,7 @@ import type { Organisations } from "../organisations/service.ts";
 import { findToken, type ApiToken, type Scope } from "../tokens/tokens.ts";
 import { consoleApiRoutes, consoleSessionLookup, consolePages, type ConsoleDeps } from "../console/api.ts";
 import { CONSOLE_HEADER, type ConsoleSession } from "../console/sessions.ts";
+import { readJson, requestLineCheck } from "./input.ts";
 import { openApiDocument } from "./openapi.ts";
 
 const log = logger("public-api");
@@ -126,6 +127,8 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   app.disable("x-powered-by");
   if (deps.trustProxy) app.set("trust proxy", true);
   app.use(helmet());
+  // Before any route: no NUL characters in the address, no broken percent-escapes in the path.
+  app.use(requestLineCheck);
   const tooMany = (message: string) => (_req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.RateLimited, 429, message));
   app.use(rateLimit({ windowMs: 60_000, limit: deps.rateLimitPerMinute, standardHeaders: "draft-7", legacyHeaders: false, handler: tooMany("Too many requests from this address; try again in a minute.") }));
   // Wrong and missing tokens count separately and much lower: guessing tokens is slow.
@@ -171,7 +174,7 @@ export function publicApp(deps: PublicApiDeps): express.Express {
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));
-  admin.use(express.json({ limit: "1mb" }));
+  admin.use(readJson("1mb"));
   admin.use(express.text({ type: ["text/csv", "text/plain"], limit: "20mb" }));
   // Accounts first: removing a clerk with a Kuvert account needs a confirmation before the plain removal.
   if (deps.accounts) admin.use(accountRoutes(deps.organisations, deps.accounts));
@@ -190,6 +193,9 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
   else if (e?.type === "entity.parse.failed") error = new KuvertError(ErrCode.BadJson, 400, `The body is not valid JSON: ${e.message ?? "parse error"}`);
   else if (e?.type === "entity.too.large") error = new KuvertError(ErrCode.TooLarge, 413, "The body is too large.");
   else if (e?.type === "charset.unsupported" || e?.type === "encoding.unsupported") error = new KuvertError(ErrCode.UnsupportedMediaType, 415, e.message ?? "unsupported encoding");
+  else if (e?.type === "request.aborted" || e?.type === "request.size.invalid") error = new KuvertError(ErrCode.BodyIncomplete, 400, "The request body ended before its announced length; send it again in full.");
+  else if (err instanceof URIError) error = new KuvertError(ErrCode.InvalidInput, 400, "The address contains a broken percent-escape (e.g. %ZZ or a lone %); encode '%' as %25.");
+  else if (typeof e?.status === "number" && e.status >= 400 && e.status < 500) error = new KuvertError(ErrCode.InvalidInput, e.status, e.message ?? "The request cannot be read.");
   else {
     log.error({ err, path: req.path }, "request failed");
     error = new KuvertError(ErrCode.Internal, 500, "Internal error; the log has the details.");

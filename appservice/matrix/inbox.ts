@@ -18,6 +18,15 @@ export interface InboundEventRow extends QueueRow {
 
 export type StoreOutcome = "stored" | "replayed";
 
+/**
+ * PostgreSQL's jsonb cannot hold \u0000, and a homeserver passes on what a client sent: one
+ * message with a NUL character would fail every retry of its transaction and hold up all events
+ * behind it. Stored events carry U+FFFD in its place.
+ */
+function withoutNul(_key: string, value: unknown): unknown {
+  return typeof value === "string" && value.includes("\0") ? value.replaceAll("\0", "\uFFFD") : value;
+}
+
 export class Inbox {
   readonly #db: Database;
   readonly #isOwnUser: (userId: string) => boolean;
@@ -53,7 +62,7 @@ export class Inbox {
         await tx.query(
           `INSERT INTO inbound_events (event_id, room_id, event_type, event) VALUES ($1, $2, $3, $4)
            ON CONFLICT (event_id) DO NOTHING`,
-          [e.event_id, e.room_id, e.type, JSON.stringify(e)],
+          [e.event_id, e.room_id, e.type, JSON.stringify(e, withoutNul)],
         );
       }
       return "stored";

@@ -187,7 +187,7 @@ export class RoomSync {
       if (before !== null) return null;
       await audit(tx, { actor: "kuvert", action: "room.power-levels-refused", organisationId, object: roomId, outcome: "failed", details: { problem } });
       const a = { key: `power-levels:${organisationId}:${Date.now()}`, body: texts(this.#config.organisations.language).powerLevelsRefused(organisationId, problem) };
-      await this.#staffRoom?.alertByMail(tx, a, organisationId);
+      await this.#staffRoom?.alertByMail(tx, { key: a.key, mail: a.body }, organisationId);
       return a;
     });
     if (alert) {

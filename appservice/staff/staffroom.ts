@@ -17,6 +17,16 @@ export interface Alert {
   html?: string;
 }
 
+/**
+ * An alert for the staff mailbox. E-mail leaves Kuvert's hands, so its text names no file and
+ * no document content: what happened, the document, circular or account id to look it up by,
+ * the organisation and the reason (a virus signature name, a limit); the staff room has the rest.
+ */
+export interface MailAlert {
+  key: string;
+  mail: string;
+}
+
 export class StaffRoom {
   readonly #db: Database;
   readonly #hs: Homeserver;
@@ -74,14 +84,14 @@ export class StaffRoom {
   }
 
   /** Writes the alert e-mail to the staff mailbox inside the caller's transaction (durable with the change). */
-  async alertByMail(tx: Queryable, alert: Alert, organisationId?: string): Promise<void> {
+  async alertByMail(tx: Queryable, alert: MailAlert, organisationId?: string): Promise<void> {
     const mailbox = this.#config.mail.staffMailbox;
     if (!mailbox) return;
     await enqueueNotification(tx, {
       kind: "alert",
       to: mailbox,
       ...(organisationId ? { organisationId } : {}),
-      items: [{ title: alert.body }],
+      items: [{ title: alert.mail }],
       dedupeKey: `alert:${alert.key}`,
     });
   }

@@ -213,7 +213,9 @@ describe("circulars", () => {
     for (const o of orgs) assert.equal((await textsIn(rooms[o.id]!, "Virus-Anlage")).length, 0);
     if (stack.hs) assert.equal(uploads(), uploadsBefore, "nothing was uploaded");
     await stack.staff.waitForEvent(stack.kuvert!.services.staffRoom.roomId!, "the alert naming eicar.txt", (e) => /eicar\.txt.*Eicar/i.test(String(e.getContent().body)));
-    await waitFor("the staff mailbox alert", () => mailsTo("staff@body.example").some((m) => /eicar\.txt/.test(m.text ?? "")));
+    // The e-mail names the circular and the attachment's position, never the file.
+    await waitFor("the staff mailbox alert", () => mailsTo("staff@body.example").some((m) => (m.text ?? "").includes(res.body.id) && /Anlage 2/.test(m.text ?? "")));
+    assert.ok(!mailsTo("staff@body.example").some((m) => /eicar\.txt/.test(`${m.subject ?? ""}\n${m.text ?? ""}`)), "no file name in the staff e-mail");
     await waitFor("staged attachments removed", () => circularStaging().length === 0);
   });
 

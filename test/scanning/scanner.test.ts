@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import type { KuvertConfig } from "../../appservice/config/schema.ts";
+import { configSchema, type KuvertConfig } from "../../appservice/config/schema.ts";
 import { ClamdScanner, clamdStreamLimitProblem, readScanReply, ScannerUnavailableError, TooLargeToScanError, type ScanVerdict } from "../../appservice/scanning/scanner.ts";
 import { EICAR, startClamd, zipContaining, type Clamd } from "../support/clamd.ts";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -16,7 +16,7 @@ import { Staging } from "../../appservice/documents/staging.ts";
 const MiB = 1024 * 1024;
 
 function config(over: Partial<KuvertConfig["scanning"]>): KuvertConfig["scanning"] {
-  return { host: "127.0.0.1", port: 3310, socket: undefined, timeoutSeconds: 10, maxStreamBytes: 25 * MiB, ...over };
+  return { ...configSchema.parse({}).scanning, host: "127.0.0.1", port: 3310, socket: undefined, timeoutSeconds: 10, maxStreamBytes: 25 * MiB, ...over };
 }
 
 function tcp(clamd: Clamd, over: Partial<KuvertConfig["scanning"]> = {}): KuvertConfig["scanning"] {

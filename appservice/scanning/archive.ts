@@ -256,36 +256,43 @@ export class ArchiveSniffer extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    const finish = (err?: Error | null) => {
-      if (err) return done(err);
-      if (!this.#file) return done();
-      this.#file.end();
-      done();
-    };
-    if (this.kind === undefined) this.#decide(finish);
-    else finish();
+    if (this.kind === undefined) {
+      const head = Buffer.concat(this.#head);
+      const problem = this.#look(head);
+      if (problem) return done(problem);
+      this.#file?.write(head);
+      this.push(head);
+    }
+    this.#file?.end();
+    done();
   }
 
   #decide(done: TransformCallback): void {
     const head = Buffer.concat(this.#head);
+    const problem = this.#look(head);
+    if (problem) return done(problem);
+    this.#forward(head, done);
+  }
+
+  /** Decides what the file is from its start; answers why it cannot be scanned, if so. */
+  #look(head: Buffer): UnscannableError | undefined {
     this.#head = [];
     const kind = archiveKind(head);
-    if (kind?.kind === "other") return done(otherFormatError(kind.format, this.#member));
+    if (kind?.kind === "other") return otherFormatError(kind.format, this.#member);
     this.kind = kind?.kind === "zip" ? "zip" : "plain";
-    if (this.kind === "zip") {
-      if (!this.#spoolPath) {
-        return done(new UnscannableError("depth", `${this.#member} is an archive nested more than ${this.#maxDepth} levels deep; Kuvert scans no deeper. Send the files less deeply packed.`));
-      }
-      const file = createWriteStream(this.#spoolPath, { flags: "wx" });
-      this.#file = file;
-      this.#fileDone = new Promise((resolve, reject) => {
-        file.once("finish", () => resolve());
-        file.once("error", reject);
-      });
-      // The promise is awaited after the scan; until then an error must not go unhandled.
-      this.#fileDone.catch(() => undefined);
+    if (this.kind !== "zip") return undefined;
+    if (!this.#spoolPath) {
+      return new UnscannableError("depth", `${this.#member} is an archive nested more than ${this.#maxDepth} levels deep; Kuvert scans no deeper. Send the files less deeply packed.`);
     }
-    this.#forward(head, done);
+    const file = createWriteStream(this.#spoolPath, { flags: "wx" });
+    this.#file = file;
+    this.#fileDone = new Promise((resolve, reject) => {
+      file.once("finish", () => resolve());
+      file.once("error", reject);
+    });
+    // The promise is awaited after the scan; until then an error must not go unhandled.
+    this.#fileDone.catch(() => undefined);
+    return undefined;
   }
 
   #forward(chunk: Buffer, done: TransformCallback): void {

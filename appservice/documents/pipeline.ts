@@ -14,7 +14,7 @@ import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, downloadMedia, quarantineMedia, uploadMedia } from "../matrix/media.ts";
 import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
 import type { Prescans } from "./prescan.ts";
-import type { DocumentScanner } from "../scanning/policy.ts";
+import { ScannerUntrustedError, type DocumentScanner } from "../scanning/policy.ts";
 import { ScannerUnavailableError, TooLargeToScanError, type ScanVerdict, type Unscannable } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
@@ -104,7 +104,7 @@ export class DocumentPipeline {
       if (!(err instanceof ScannerUnavailableError)) throw err;
       timer({ verdict: "unavailable" });
       const t = documentTexts(this.#config.organisations.language);
-      await store.setState(this.#db, doc.id, "held", { reason: t.held });
+      await store.setState(this.#db, doc.id, "held", { reason: err instanceof ScannerUntrustedError ? t.heldUntrusted : t.held });
       // Held documents wait as long as the scanner is away; waiting is not a failed attempt.
       await this.queue.postpone(row, Math.min(300, 5 * 2 ** Math.min(row.attempts, 6)), err.message);
       log.warn({ document: doc.id, err }, "scanner unavailable; document held");

@@ -15,6 +15,14 @@ const log = logger("scanning");
 
 type ScanningConfig = KuvertConfig["scanning"];
 
+/** clamd answers, but would pass a canary: documents wait as while it is down, for another reason. */
+export class ScannerUntrustedError extends ScannerUnavailableError {
+  constructor(message: string) {
+    super(message);
+    this.name = "ScannerUntrustedError";
+  }
+}
+
 /** Told once per problem (and day) when clamd would pass a canary: a sentence for staff. */
 export type UnsafeScannerAlert = (alert: { key: string; problem: string }) => Promise<void>;
 
@@ -77,7 +85,7 @@ export class CanaryWatch {
     const due = this.#stale || age > (this.problem() ? 60_000 : this.#config.canaryMinutes * 60_000);
     const report = due ? await this.check() : this.#report!;
     const problem = this.problem(report);
-    if (problem) throw new ScannerUnavailableError(problem);
+    if (problem) throw new ScannerUntrustedError(problem);
   }
 }
 

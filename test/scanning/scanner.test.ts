@@ -248,7 +248,12 @@ describe("virus scanning with clamd", () => {
     // With AlertExceedsMax, clamd names the limit it stopped at: the file was not scanned whole.
     assert.equal(readScanReply("stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0").kind, "tooLarge");
     assert.equal(readScanReply("stream: Heuristics.Limits.Exceeded.MaxScanSize FOUND\0").kind, "tooLarge");
-    assert.deepEqual(readScanReply("stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND\0"), { kind: "infected", signature: "Heuristics.Limits.Exceeded.MaxRecursion" });
+    // What clamd could not read to its end, or could not read at all, is unscannable, not clean.
+    const deep = readScanReply("stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND\0");
+    assert.equal(deep.kind, "unscannable");
+    assert.equal(deep.kind === "unscannable" && deep.signature, "Heuristics.Limits.Exceeded.MaxRecursion");
+    const encrypted = readScanReply("stream: Heuristics.Encrypted.Zip FOUND\0");
+    assert.equal(encrypted.kind === "unscannable" && encrypted.unscannable.reason, "encrypted");
     for (const reply of ["stream: ERROR", "stream: FOUND", "stream:  FOUND", "", "stream: OK OK", "x: OK"]) assert.equal(readScanReply(reply).kind, "unexpected", reply);
   });
 

@@ -11,6 +11,8 @@ export const ErrCode = {
   Forbidden: "KUVERT_FORBIDDEN",
   UnsupportedMediaType: "KUVERT_UNSUPPORTED_MEDIA_TYPE",
   TooLarge: "KUVERT_TOO_LARGE",
+  Infected: "KUVERT_INFECTED",
+  Unscannable: "KUVERT_UNSCANNABLE",
   EmptyFile: "KUVERT_EMPTY_FILE",
   InvalidFilename: "KUVERT_INVALID_FILENAME",
   TypeNotAllowed: "KUVERT_TYPE_NOT_ALLOWED",

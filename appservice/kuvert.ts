@@ -35,7 +35,8 @@ import { DocumentPipeline } from "./documents/pipeline.ts";
 import { Prescans } from "./documents/prescan.ts";
 import { Staging } from "./documents/staging.ts";
 import { MailOutbox } from "./mail/outbox.ts";
-import { ClamdScanner, type Scanner } from "./scanning/scanner.ts";
+import { DocumentScanner } from "./scanning/policy.ts";
+import type { Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
 import { Accounts } from "./accounts/service.ts";
 import { Circulars, circularStagingDir } from "./circulars/service.ts";
@@ -163,8 +164,14 @@ export class Kuvert {
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
       const staging = new Staging(config.documents.stagingDir);
       await staging.init();
-      const scanner = new ClamdScanner(config.scanning);
-      const prescans = new Prescans(scanner);
+      const scanner = new DocumentScanner(config.scanning, config.documents.stagingDir);
+      // Staff hear once (per problem and day) that clamd would let malware through and documents wait.
+      scanner.canaries.onUnsafe = async ({ key, problem }) => {
+        await database.transaction((tx) => staffRoom.alertByMail(tx, { key, mail: problem }));
+        await staffRoom.post({ key, body: problem });
+      };
+      // The scan while receiving judges the whole file only; the pipeline applies the archive policy after it.
+      const prescans = new Prescans(scanner.clamd);
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
       accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, { key: alert.key, mail: alert.body }, org), post: (alert) => staffRoom.post(alert) };
       const documentWorker = pipeline.worker();
@@ -267,6 +274,8 @@ export class Kuvert {
       const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers, lock });
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
+      // clamd gets its canaries at start; the first scan waits for the answer.
+      void scanner.canaries.check().catch((err: unknown) => log.warn({ err }, "the scanner's canaries could not be sent; they are sent again before the first scan"));
       for (const w of workers) w.start();
       await dropFolder.start();
       kuvert.#retention = scheduleRetention(db, config);

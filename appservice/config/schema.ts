@@ -272,6 +272,46 @@ export const configSchema = z
           .min(1024)
           .default(25 * 1024 * 1024)
           .describe("Largest file clamd scans: set it to clamd's StreamMaxLength. Larger files are rejected, never passed unscanned."),
+        canaryMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(1440)
+          .default(10)
+          .describe(
+            "How often Kuvert sends clamd its canaries (test files made at run time: EICAR plain, in an encrypted ZIP, nested past the limit, over StreamMaxLength), besides at start and whenever clamd comes back. While clamd would pass any of them, Kuvert is not ready and documents wait.",
+          ),
+        archives: z
+          .object({
+            maxDepth: z.number().int().min(1).max(16).default(5).describe("How deep archives may nest: a ZIP is depth 1, a ZIP in it depth 2. Deeper: refused as unscannable. Keep clamd's MaxRecursion above it."),
+            maxMembers: z
+              .number()
+              .int()
+              .min(1)
+              .max(1_000_000)
+              .default(10_000)
+              .describe("Most members (files and folders, at every depth together) an archive may hold. More: refused as unscannable. Keep clamd's MaxFiles at least this."),
+            maxTotalBytes: z
+              .number()
+              .int()
+              .min(1024)
+              .default(400 * 1024 * 1024)
+              .describe("Most bytes an archive may unpack to, at every depth together. More: refused as unscannable. Keep clamd's MaxScanSize at least this."),
+            maxCompressionRatio: z
+              .number()
+              .min(2)
+              .default(100)
+              .describe("Highest ratio of unpacked to packed size of one member larger than 1 MiB unpacked (zip bombs reach 1000). Higher: refused as unscannable."),
+            unscannable: z
+              .enum(["reject", "hold"])
+              .default("reject")
+              .describe(
+                "What happens to a document that cannot be scanned whole (a password-protected archive or member, a format Kuvert cannot open, a limit above exceeded): reject it (KUVERT_UNSCANNABLE, deleted, staff alerted), or hold it for staff (never delivered, kept in staging, staff alerted).",
+              ),
+          })
+          .strict()
+          .prefault({})
+          .describe("Kuvert opens ZIP archives (and the ZIP-based office formats) itself and has clamd scan every member; an archive is delivered only when every member in it was scanned."),
       })
       .strict()
       .prefault({})

@@ -20,6 +20,8 @@ export interface DocumentRecord {
   state: DocumentState;
   reason: string | null;
   signature: string | null;
+  /** Why it was refused: KUVERT_INFECTED, KUVERT_TOO_LARGE or KUVERT_UNSCANNABLE. */
+  errcode: string | null;
   eventId: string | null;
   createdAt: string;
   scannedAt: string | null;

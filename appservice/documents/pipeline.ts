@@ -4,6 +4,7 @@
 // posted): clean → marked as checked; infected → redacted, quarantined, the room told.
 // Each step checks what is already done, so a crash and a rerun repeat nothing.
 import { audit } from "../audit/audit.ts";
+import { ErrCode } from "../errors.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { mailLanguage, notice } from "../i18n.ts";
@@ -13,7 +14,8 @@ import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, downloadMedia, quarantineMedia, uploadMedia } from "../matrix/media.ts";
 import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
 import type { Prescans } from "./prescan.ts";
-import { ScannerUnavailableError, TooLargeToScanError, type Scanner, type ScanVerdict } from "../scanning/scanner.ts";
+import { ScannerUntrustedError, type DocumentScanner } from "../scanning/policy.ts";
+import { ScannerUnavailableError, TooLargeToScanError, type ScanVerdict, type Unscannable } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { scanDuration } from "../metrics.ts";
@@ -33,7 +35,7 @@ class RoomNotReady extends Error {}
 export class DocumentPipeline {
   readonly #db: Database;
   readonly #hs: Homeserver;
-  readonly #scanner: Scanner;
+  readonly #scanner: DocumentScanner;
   readonly #staging: Staging;
   readonly #staffRoom: StaffRoom;
   readonly #config: KuvertConfig;
@@ -41,7 +43,7 @@ export class DocumentPipeline {
   readonly queue: WorkQueue<DocumentWorkRow>;
 
   /** With `prescans`, a verdict reached while the document arrived is taken instead of scanning again. */
-  constructor(db: Database, hs: Homeserver, scanner: Scanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
+  constructor(db: Database, hs: Homeserver, scanner: DocumentScanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
     this.#db = db;
     this.#hs = hs;
     this.#scanner = scanner;
@@ -89,24 +91,22 @@ export class DocumentPipeline {
     else await this.#inbound(row, doc);
   }
 
-  /** Scans `stream`; answers the verdict, or null when the scanner is down (the document is then held). */
+  /**
+   * Scans with `run` (given clamd's verdict on the whole file reached while it arrived, if any);
+   * answers the verdict, or null when the scanner is down or not trusted (the document is then held).
+   */
   async #scan(
     row: DocumentWorkRow,
     doc: store.DocumentRow,
-    open: () => Promise<{ stream: NodeJS.ReadableStream; size: number }>,
+    run: (early: ScanVerdict | undefined) => Promise<ScanVerdict>,
   ): Promise<(ScanVerdict & { whileReceiving?: boolean }) | "too-large" | null> {
     await store.setState(this.#db, doc.id, "scanning");
     const timer = scanDuration.startTimer();
     try {
       const early = await this.#prescans?.take(doc.id);
-      if (early) {
-        timer({ verdict: early.clean ? "clean" : "infected" });
-        return { ...early, whileReceiving: true };
-      }
-      const { stream, size } = await open();
-      const verdict = await this.#scanner.scan(stream, size);
-      timer({ verdict: verdict.clean ? "clean" : "infected" });
-      return verdict;
+      const verdict = await run(early);
+      timer({ verdict: verdict.clean ? "clean" : verdict.unscannable ? "unscannable" : "infected" });
+      return early ? { ...verdict, whileReceiving: true } : verdict;
     } catch (err) {
       if (err instanceof TooLargeToScanError) {
         timer({ verdict: "too_large" });
@@ -115,7 +115,7 @@ export class DocumentPipeline {
       if (!(err instanceof ScannerUnavailableError)) throw err;
       timer({ verdict: "unavailable" });
       const t = documentTexts(this.#config.organisations.language);
-      await store.setState(this.#db, doc.id, "held", { reason: t.held });
+      await store.setState(this.#db, doc.id, "held", { reason: err instanceof ScannerUntrustedError ? t.heldUntrusted : t.held });
       // Held documents wait as long as the scanner is away; waiting is not a failed attempt.
       await this.queue.postpone(row, Math.min(300, 5 * 2 ** Math.min(row.attempts, 6)), err.message);
       log.warn({ document: doc.id, err }, "scanner unavailable; document held");
@@ -133,21 +133,25 @@ export class DocumentPipeline {
     const t = documentTexts(this.#config.organisations.language);
     if (doc.state === "rejected") return this.#finishRejection(row, doc);
     if (!doc.scanned_at) {
-      const verdict = await this.#scan(row, doc, async () => ({ stream: this.#staging.read(doc.id), size: Number(doc.size) }));
+      const verdict = await this.#scan(row, doc, (early) => this.#scanner.scanFile(this.#staging.path(doc.id), Number(doc.size), early));
       if (verdict === null) return;
+      if (verdict !== "too-large" && !verdict.clean && verdict.unscannable && this.#config.scanning.archives.unscannable === "hold") {
+        return this.#holdForStaff(row, doc, { ...verdict, clean: false, unscannable: verdict.unscannable });
+      }
       if (verdict === "too-large" || !verdict.clean) {
-        const reason = verdict === "too-large" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : t.infected(verdict.signature);
+        const refusal = this.#refusal(verdict);
         const signature = verdict === "too-large" ? null : verdict.signature;
+        const reason = refusal.sentence;
         await this.#staging.destroy(doc.id);
         await this.#db.transaction(async (tx) => {
-          await store.setState(tx, doc.id, "rejected", { reason, signature, scanned: true, finished: true });
+          await store.setState(tx, doc.id, "rejected", { reason, signature, errcode: refusal.errcode, scanned: true, finished: true });
           await audit(tx, {
             actor: "kuvert",
             action: "document.rejected",
             organisationId: doc.organisation_id,
             object: doc.id,
             outcome: "refused",
-            details: { reason: verdict === "too-large" ? "too-large-to-scan" : "infected", signature, filename: doc.filename },
+            details: { reason: refusal.audit, errcode: refusal.errcode, signature, ...refusal.details, filename: doc.filename },
           });
           await this.#staffRoom.alertByMail(tx, { key: `rejected:${doc.id}`, mail: t.rejectedMail(doc.id, doc.organisation_id, reason) }, doc.organisation_id);
         });
@@ -190,6 +194,37 @@ export class DocumentPipeline {
     log.info({ document: doc.id, organisation: doc.organisation_id }, "document delivered");
   }
 
+  /** Why a verdict refuses a document: a code, a sentence in the rooms' language, and what the audit log keeps. */
+  #refusal(verdict: ScanVerdict | "too-large"): { errcode: ErrCode; sentence: string; audit: string; details: Record<string, string> } {
+    const t = documentTexts(this.#config.organisations.language);
+    if (verdict === "too-large") return { errcode: ErrCode.TooLarge, sentence: t.tooLarge(this.#config.scanning.maxStreamBytes), audit: "too-large-to-scan", details: {} };
+    if (verdict.clean) throw new Error("a clean verdict refuses nothing");
+    if (verdict.unscannable) {
+      return { errcode: ErrCode.Unscannable, sentence: t.unscannable(verdict.unscannable.reason), audit: "unscannable", details: { why: verdict.unscannable.reason, detail: verdict.unscannable.message } };
+    }
+    return { errcode: ErrCode.Infected, sentence: t.infected(verdict.signature), audit: "infected", details: verdict.member ? { member: verdict.member } : {} };
+  }
+
+  /** scanning.archives.unscannable "hold": the document is never delivered, stays in staging, and waits for staff. */
+  async #holdForStaff(row: DocumentWorkRow, doc: store.DocumentRow, verdict: ScanVerdict & { clean: false; unscannable: Unscannable }): Promise<void> {
+    const t = documentTexts(this.#config.organisations.language);
+    const reason = t.heldForStaff(verdict.unscannable.reason);
+    await this.#db.transaction(async (tx) => {
+      await store.setState(tx, doc.id, "held", { reason, signature: verdict.signature, errcode: ErrCode.Unscannable, scanned: true });
+      await audit(tx, {
+        actor: "kuvert",
+        action: "document.held",
+        organisationId: doc.organisation_id,
+        object: doc.id,
+        outcome: "refused",
+        details: { reason: "unscannable", errcode: ErrCode.Unscannable, why: verdict.unscannable.reason, detail: verdict.unscannable.message },
+      });
+      await this.#staffRoom.alertByMail(tx, { key: `held:${doc.id}`, mail: t.heldAlert(doc.id, doc.organisation_id, reason) }, doc.organisation_id);
+    });
+    await this.#staffRoom.post({ key: `held:${doc.id}`, body: t.heldAlert(doc.id, doc.organisation_id, reason) });
+    await this.queue.complete(row);
+  }
+
   /** After a rejection is recorded: the staff room hears of it (once), the work is done. */
   async #finishRejection(row: DocumentWorkRow, doc: store.DocumentRow): Promise<void> {
     const t = documentTexts(this.#config.organisations.language);
@@ -203,7 +238,7 @@ export class DocumentPipeline {
     if (doc.state === "received" || doc.state === "scanning" || doc.state === "held") {
       const verdict = await this.#scan(row, doc, async () => {
         const media = await downloadMedia(this.#hs, doc.source_mxc!);
-        return { stream: media.stream, size: media.size ?? Number(doc.size) };
+        return this.#scanner.scan(media.stream, media.size ?? Number(doc.size));
       });
       if (verdict === null) return;
       if (verdict !== "too-large" && verdict.clean) {
@@ -214,16 +249,17 @@ export class DocumentPipeline {
         });
         doc = { ...doc, state: "checked" };
       } else {
-        const reason = verdict === "too-large" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : t.infected(verdict.signature);
+        const refusal = this.#refusal(verdict);
+        const reason = refusal.sentence;
         await this.#db.transaction(async (tx) => {
-          await store.setState(tx, doc.id, "removed", { reason, signature: verdict === "too-large" ? null : verdict.signature, scanned: true, finished: true });
+          await store.setState(tx, doc.id, "removed", { reason, signature: verdict === "too-large" ? null : verdict.signature, errcode: refusal.errcode, scanned: true, finished: true });
           await audit(tx, {
             actor: "kuvert",
             action: "inbound.removed",
             organisationId: org.id,
             object: doc.id,
             outcome: "refused",
-            details: { eventId: doc.room_event_id, sender: doc.submitted_by, reason: verdict === "too-large" ? "too-large-to-scan" : "infected", signature: verdict === "too-large" ? null : verdict.signature },
+            details: { eventId: doc.room_event_id, sender: doc.submitted_by, reason: refusal.audit, errcode: refusal.errcode, signature: verdict === "too-large" ? null : verdict.signature, ...refusal.details },
           });
           await this.#staffRoom.alertByMail(tx, { key: `removed:${doc.id}`, mail: t.removedMail(doc.id, org.name, reason) }, org.id);
         });

@@ -21,6 +21,7 @@ export interface DocumentRow {
   state: DocumentState;
   reason: string | null;
   signature: string | null;
+  errcode: string | null;
   mxc_uri: string | null;
   media_uploaded: boolean;
   event_id: string | null;
@@ -45,6 +46,7 @@ export function toRecord(r: DocumentRow): DocumentRecord {
     state: r.state,
     reason: r.reason,
     signature: r.signature,
+    errcode: r.errcode ?? null,
     eventId: r.event_id,
     createdAt: r.created_at.toISOString(),
     scannedAt: r.scanned_at?.toISOString() ?? null,
@@ -114,7 +116,7 @@ export async function setState(
   q: Queryable,
   id: string,
   state: DocumentState,
-  fields: { reason?: string | null; signature?: string | null; eventId?: string | null; scanned?: boolean; finished?: boolean } = {},
+  fields: { reason?: string | null; signature?: string | null; errcode?: string | null; eventId?: string | null; scanned?: boolean; finished?: boolean } = {},
 ): Promise<void> {
   await q.query(
     `UPDATE documents SET state = $2,
@@ -122,7 +124,8 @@ export async function setState(
         signature = CASE WHEN $5 THEN $6 ELSE signature END,
         event_id = COALESCE($7, event_id),
         scanned_at = CASE WHEN $8 THEN now() ELSE scanned_at END,
-        finished_at = CASE WHEN $9 THEN now() ELSE finished_at END
+        finished_at = CASE WHEN $9 THEN now() ELSE finished_at END,
+        errcode = CASE WHEN $10 THEN $11 ELSE errcode END
       WHERE id = $1`,
     [
       id,
@@ -134,6 +137,8 @@ export async function setState(
       fields.eventId ?? null,
       fields.scanned === true,
       fields.finished === true,
+      fields.errcode !== undefined,
+      fields.errcode ?? null,
     ],
   );
 }

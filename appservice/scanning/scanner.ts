@@ -25,8 +25,21 @@ const log = logger("scanning");
 
 type ScanningConfig = KuvertConfig["scanning"];
 
-/** `bytes`: how many bytes clamd was given and judged. */
-export type ScanVerdict = { clean: true; durationMs: number; bytes: number } | { clean: false; signature: string; durationMs: number; bytes: number };
+/** Why a file could not be scanned whole; such a file counts as not clean (KUVERT_UNSCANNABLE). */
+export interface Unscannable {
+  reason: "encrypted" | "depth" | "members" | "size" | "ratio" | "format" | "broken" | "scanner";
+  /** A sentence for the sender: what was wrong and what to send instead. */
+  message: string;
+}
+
+/**
+ * `bytes`: how many bytes clamd was given and judged. Not clean: `signature` names what clamd
+ * found; `member` the file inside an archive it was found in; `unscannable` says why the file
+ * could not be scanned whole (the signature is then Kuvert.Unscannable.<reason> or clamd's own).
+ */
+export type ScanVerdict =
+  | { clean: true; durationMs: number; bytes: number }
+  | { clean: false; signature: string; durationMs: number; bytes: number; member?: string; unscannable?: Unscannable };
 
 /** clamd could not be reached or did not answer in time: try again later (documents wait). */
 export class ScannerUnavailableError extends Error {
@@ -73,19 +86,32 @@ const probeWaitMs = 1_000;
 /** Readiness checks must answer fast whatever the scan timeout. */
 const pingTimeoutMs = 5_000;
 
-export type ClamdReply = { kind: "clean" } | { kind: "infected"; signature: string } | { kind: "tooLarge"; reply: string } | { kind: "unexpected"; reply: string };
+export type ClamdReply =
+  | { kind: "clean" }
+  | { kind: "infected"; signature: string }
+  | { kind: "unscannable"; signature: string; unscannable: Unscannable }
+  | { kind: "tooLarge"; reply: string }
+  | { kind: "unexpected"; reply: string };
 
 /**
  * Reads one clamd reply to INSTREAM. Only "stream: OK" is clean. Signatures that say clamd
- * stopped at one of its size limits (AlertExceedsMax) mean "too large", not "infected".
+ * stopped at one of its size limits (AlertExceedsMax) mean "too large", not "infected"; those
+ * that say it could not read something (AlertEncrypted, its other limits) mean "unscannable".
  */
 export function readScanReply(raw: string): ClamdReply {
   const reply = raw.replace(/\0+$/, "").trim();
   if (reply === "stream: OK") return { kind: "clean" };
   const found = /^stream: (\S(?:.*\S)?) FOUND$/.exec(reply);
   if (found?.[1]) {
-    if (/^Heuristics\.Limits\.Exceeded\.Max(FileSize|ScanSize)\b/.test(found[1])) return { kind: "tooLarge", reply };
-    return { kind: "infected", signature: found[1] };
+    const signature = found[1];
+    if (/^Heuristics\.Limits\.Exceeded\.Max(FileSize|ScanSize)\b/.test(signature)) return { kind: "tooLarge", reply };
+    if (/^Heuristics\.Encrypted\./.test(signature)) {
+      return { kind: "unscannable", signature, unscannable: { reason: "encrypted", message: `The file is or contains something password-protected (${signature}), so the virus scanner cannot read it. Send it without a password.` } };
+    }
+    if (/^Heuristics\.Limits\.Exceeded\./.test(signature)) {
+      return { kind: "unscannable", signature, unscannable: { reason: "scanner", message: `The virus scanner could not read the file to its end (${signature}): it is packed too deeply or holds too many files.` } };
+    }
+    return { kind: "infected", signature };
   }
   if (/^INSTREAM size limit exceeded\b/.test(reply)) return { kind: "tooLarge", reply };
   return { kind: "unexpected", reply };
@@ -287,6 +313,9 @@ export class ClamdScanner implements Scanner {
       case "infected":
         log.debug({ clean: false, signature: reply.signature, bytes: sent, durationMs }, "scanned");
         return finish({ verdict: { clean: false, signature: reply.signature, durationMs, bytes: sent } });
+      case "unscannable":
+        log.debug({ clean: false, signature: reply.signature, bytes: sent, durationMs }, "scanned: unscannable");
+        return finish({ verdict: { clean: false, signature: reply.signature, durationMs, bytes: sent, unscannable: reply.unscannable } });
       case "tooLarge": {
         const limit = this.#config.maxStreamBytes;
         log.warn(

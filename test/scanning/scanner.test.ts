@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import type { KuvertConfig } from "../../appservice/config/schema.ts";
+import { configSchema, type KuvertConfig } from "../../appservice/config/schema.ts";
 import { ClamdScanner, clamdStreamLimitProblem, readScanReply, ScannerUnavailableError, TooLargeToScanError, type ScanVerdict } from "../../appservice/scanning/scanner.ts";
 import { EICAR, startClamd, zipContaining, type Clamd } from "../support/clamd.ts";
 import { readFile, rm } from "node:fs/promises";
@@ -16,7 +16,7 @@ import { tempDir } from "../support/tmp.ts";
 const MiB = 1024 * 1024;
 
 function config(over: Partial<KuvertConfig["scanning"]>): KuvertConfig["scanning"] {
-  return { host: "127.0.0.1", port: 3310, socket: undefined, timeoutSeconds: 10, maxStreamBytes: 25 * MiB, ...over };
+  return { ...configSchema.parse({}).scanning, host: "127.0.0.1", port: 3310, socket: undefined, timeoutSeconds: 10, maxStreamBytes: 25 * MiB, ...over };
 }
 
 function tcp(clamd: Clamd, over: Partial<KuvertConfig["scanning"]> = {}): KuvertConfig["scanning"] {
@@ -248,7 +248,12 @@ describe("virus scanning with clamd", () => {
     // With AlertExceedsMax, clamd names the limit it stopped at: the file was not scanned whole.
     assert.equal(readScanReply("stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0").kind, "tooLarge");
     assert.equal(readScanReply("stream: Heuristics.Limits.Exceeded.MaxScanSize FOUND\0").kind, "tooLarge");
-    assert.deepEqual(readScanReply("stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND\0"), { kind: "infected", signature: "Heuristics.Limits.Exceeded.MaxRecursion" });
+    // What clamd could not read to its end, or could not read at all, is unscannable, not clean.
+    const deep = readScanReply("stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND\0");
+    assert.equal(deep.kind, "unscannable");
+    assert.equal(deep.kind === "unscannable" && deep.signature, "Heuristics.Limits.Exceeded.MaxRecursion");
+    const encrypted = readScanReply("stream: Heuristics.Encrypted.Zip FOUND\0");
+    assert.equal(encrypted.kind === "unscannable" && encrypted.unscannable.reason, "encrypted");
     for (const reply of ["stream: ERROR", "stream: FOUND", "stream:  FOUND", "", "stream: OK OK", "x: OK"]) assert.equal(readScanReply(reply).kind, "unexpected", reply);
   });
 

@@ -1,7 +1,8 @@
 // A real clamd for the tests: a temporary directory with an offline signature database
 // that detects the EICAR test file (freshclam cannot download anything here), a clamd.conf
-// of our own, clamd in the background on a free TCP port and a local socket. Stopped by
-// its PID and waited for: PID 1 here does not reap orphans.
+// with the deployment's settings (deploy/clamav/clamd.conf, below its paths) and paths of our
+// own, clamd in the background on a free TCP port and a local socket. Stopped by its PID and
+// waited for: PID 1 here does not reap orphans.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -37,12 +38,37 @@ export interface Clamd {
 
 const clamdBin = existsSync("/usr/sbin/clamd") ? "/usr/sbin/clamd" : "clamd";
 
+/** The one clamd configuration, shared with the deployment: deploy/clamav/clamd.conf. */
+export const deployedClamdConf = join(import.meta.dirname, "..", "..", "deploy", "clamav", "clamd.conf");
+/** Settings of the deployment's clamd.conf that name its paths and sockets; the tests set their own. */
+const placeSettings = new Set(["LogTime", "LogFile", "PidFile", "LocalSocket", "TCPSocket", "TCPAddr", "User", "DatabaseDirectory"]);
+
+/** The deployment's clamd settings (deploy/clamav/clamd.conf) without its paths, in order. */
+export function clamdSettings(): Map<string, string> {
+  const settings = new Map<string, string>();
+  for (const raw of readFileSync(deployedClamdConf, "utf8").split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const [key, ...value] = line.split(/\s+/);
+    if (!placeSettings.has(key!)) settings.set(key!, value.join(" "));
+  }
+  return settings;
+}
+
+/** A clamd size ("100M", "400K", "1048576") in bytes. */
+export function clamdBytes(size: string): number {
+  const m = /^(\d+)([KkMm]?)$/.exec(size);
+  if (!m) throw new Error(`not a clamd size: ${size}`);
+  return Number(m[1]) * (m[2] === "" ? 1 : m[2]!.toUpperCase() === "K" ? 1024 : 1024 * 1024);
+}
+
 /**
- * Starts clamd. `streamMaxLength` is clamd's StreamMaxLength (e.g. "1M", "300M"; default
- * "100M"); MaxFileSize and MaxScanSize follow it, so whatever clamd accepts it also scans
- * whole.
+ * Starts clamd with the deployment's settings. `streamMaxLength` replaces clamd's
+ * StreamMaxLength (e.g. "1M", "300M"); MaxFileSize follows it, and MaxScanSize when it is
+ * smaller, so whatever clamd accepts it also scans whole. `settings` replaces single settings,
+ * and removes those set to null (a clamd configured unsafely, for the canaries).
  */
-export async function startClamd(opts: { streamMaxLength?: string } = {}): Promise<Clamd> {
+export async function startClamd(opts: { streamMaxLength?: string; settings?: Record<string, string | null> } = {}): Promise<Clamd> {
   const dir = mkdtempSync(join(tmpdir(), "kuvert-clamd-"));
   const db = join(dir, "db");
   const tmp = join(dir, "tmp");
@@ -53,7 +79,16 @@ export async function startClamd(opts: { streamMaxLength?: string } = {}): Promi
   const host = "127.0.0.1";
   const port = await freePort();
   const socket = join(dir, "clamd.sock");
-  const limit = opts.streamMaxLength ?? "100M";
+  const settings = clamdSettings();
+  if (opts.streamMaxLength) {
+    settings.set("StreamMaxLength", opts.streamMaxLength);
+    settings.set("MaxFileSize", opts.streamMaxLength);
+    if (clamdBytes(settings.get("MaxScanSize") ?? "0") < clamdBytes(opts.streamMaxLength)) settings.set("MaxScanSize", opts.streamMaxLength);
+  }
+  for (const [key, value] of Object.entries(opts.settings ?? {})) {
+    if (value === null) settings.delete(key);
+    else settings.set(key, value);
+  }
   const conf = join(dir, "clamd.conf");
   writeFileSync(
     conf,
@@ -67,11 +102,8 @@ export async function startClamd(opts: { streamMaxLength?: string } = {}): Promi
       "FixStaleSocket yes",
       `TCPSocket ${port}`,
       `TCPAddr ${host}`,
-      `StreamMaxLength ${limit}`,
-      `MaxFileSize ${limit}`,
-      `MaxScanSize ${limit}`,
-      "ScanArchive yes",
       "MaxThreads 4",
+      ...[...settings].map(([key, value]) => `${key} ${value}`),
       "",
     ].join("\n"),
   );

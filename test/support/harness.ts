@@ -68,6 +68,8 @@ export interface StackOptions {
   childProcess?: boolean;
   /** Options of the test homeserver (ignored against a real homeserver). */
   homeserver?: Pick<HomeserverOptions, "sso" | "synapse">;
+  /** Options of the suite's clamd (e.g. a setting left out, to test the canaries). */
+  clamd?: Parameters<typeof startClamd>[0];
 }
 
 export interface ApiResponse<T = Record<string, unknown>> {
@@ -309,7 +311,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const real = realHomeserver();
   const databaseUrl = await freshDatabaseUrl(opts.database ?? "postgres");
   // Each suite has its own clamd and SMTP server, so a suite can stop them without disturbing others.
-  const [clamd, smtp] = await Promise.all([startClamd(), startSmtp()]);
+  const [clamd, smtp] = await Promise.all([startClamd(opts.clamd), startSmtp()]);
 
   let hs: TestHomeserver | undefined;
   let synapse: Synapse | undefined;

@@ -61,10 +61,10 @@ export const configSchema = z
         listener: listener({ bindAddress: "127.0.0.1", port: 9993 }, "application service API (homeserver → Kuvert; internal network only)"),
         uploadCheckToken: z
           .string()
-          .min(32, "at least 32 characters (e.g. `openssl rand -hex 32`)")
+          .min(1)
           .optional()
           .describe(
-            "Token of the Synapse module that has every upload scanned by Kuvert before Synapse stores it (deploy/synapse/kuvert_upload_scan.py, its kuvert_token). Unset: that endpoint is off. Prefer KUVERT_UPLOAD_CHECK_TOKEN.",
+            "Token of the Synapse module that has every upload scanned by Kuvert before Synapse stores it (deploy/synapse/kuvert_upload_scan.py, its kuvert_token; the module wants at least 32 characters). Unset: that endpoint is off. Prefer KUVERT_UPLOAD_CHECK_TOKEN.",
           ),
       })
       .strict()

@@ -12,7 +12,8 @@
 #     - module: kuvert_upload_scan.KuvertUploadScan
 #       config:
 #         kuvert_url: "http://kuvert:9993"          # Kuvert's application service listener
-#         kuvert_token_file: /data/kuvert-upload-check.token   # or kuvert_token: "…"
+#         # the token: from this environment variable (the default), or kuvert_token_file, or kuvert_token
+#         kuvert_token_env: KUVERT_UPLOAD_CHECK_TOKEN
 #         fail_closed: true                          # refuse uploads while Kuvert cannot answer
 #         timeout_seconds: 120
 #
@@ -71,9 +72,13 @@ class KuvertUploadScan:
                     token = f.read().strip()
             except OSError as e:
                 raise ConfigError("kuvert_token_file: cannot read %s: %s" % (token_file, e))
+        token_env = config.get("kuvert_token_env", "KUVERT_UPLOAD_CHECK_TOKEN")
+        if token is None and isinstance(token_env, str):
+            token = os.environ.get(token_env)
         if not isinstance(token, str) or len(token) < 32:
             raise ConfigError(
-                "kuvert_token (or kuvert_token_file): Kuvert's appservice.uploadCheckToken, at least 32 characters"
+                "kuvert_token, kuvert_token_file or the variable kuvert_token_env names (KUVERT_UPLOAD_CHECK_TOKEN):"
+                " Kuvert's appservice.uploadCheckToken, at least 32 characters"
             )
         fail_closed = config.get("fail_closed", True)
         if not isinstance(fail_closed, bool):

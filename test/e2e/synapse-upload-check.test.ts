@@ -79,6 +79,18 @@ describe("uploads to a real Synapse are scanned by Kuvert before Synapse stores 
     assert.ok((await auditRows("upload.checked")).some((r) => r.object === `local/${mediaId}`), "the clean verdict is in Kuvert's audit log");
   });
 
+  it("answers the module only with its token: none 401, a wrong one 403 (which the module takes as a refusal)", async () => {
+    const check = (headers: Record<string, string>) =>
+      fetch(`http://127.0.0.1:${stack.config.appservice.listener.port}/_kuvert/v1/upload-check`, { method: "POST", headers, body: new Uint8Array(EICAR) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { errcode: string } }));
+    assert.deepEqual((await check({})).status, 401);
+    const wrong = await check({ authorization: `Bearer ${"x".repeat(64)}` });
+    assert.equal(wrong.status, 403);
+    assert.equal(wrong.body.errcode, "KUVERT_FORBIDDEN");
+    const right = await check({ authorization: `Bearer ${token}` });
+    assert.equal(right.status, 200);
+    assert.equal((right.body as unknown as { verdict: string }).verdict, "infected");
+  });
+
   it("refuses uploads while Kuvert is down (fail_closed), and lets them through when fail_closed is false", async () => {
     await stack.stopKuvert();
     try {

@@ -31,6 +31,7 @@ import { documentTexts } from "./documents/texts.ts";
 import { notice, texts } from "./i18n.ts";
 import { DocumentIntake } from "./documents/intake.ts";
 import { InboundFiles } from "./documents/inbound.ts";
+import { uploadCheckRoutes } from "./documents/upload-check.ts";
 import { DocumentPipeline } from "./documents/pipeline.ts";
 import { Prescans } from "./documents/prescan.ts";
 import { Staging } from "./documents/staging.ts";
@@ -57,6 +58,7 @@ function configDigest(config: KuvertConfig): string {
   const shown = {
     ...rest,
     homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" },
+    appservice: { ...rest.appservice, uploadCheckToken: rest.appservice.uploadCheckToken ? "set" : "unset" },
     database: { ...database, url: database.url ? "set" : "unset" },
     logging: { level: logging.level },
     calls: { ...calls, appSecret: calls.appSecret ? "set" : "unset", verifyToken: calls.verifyToken ? "set" : "unset" },
@@ -224,7 +226,13 @@ export class Kuvert {
       );
 
       const asServer = await listen(
-        appserviceApp({ hsToken: registration.hs_token, inbox, onStored: () => inboxWorker.wake(), readiness: readinessChecks }),
+        appserviceApp({
+          hsToken: registration.hs_token,
+          inbox,
+          onStored: () => inboxWorker.wake(),
+          readiness: readinessChecks,
+          routes: [uploadCheckRoutes({ token: config.appservice.uploadCheckToken, scanner, db: database, maxStreamBytes: config.scanning.maxStreamBytes })],
+        }),
         config.appservice.listener.bindAddress,
         config.appservice.listener.port,
       );

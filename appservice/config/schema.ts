@@ -59,6 +59,13 @@ export const configSchema = z
           .default("kuvert_")
           .describe("Prefix of the exclusive user and alias namespaces Kuvert claims."),
         listener: listener({ bindAddress: "127.0.0.1", port: 9993 }, "application service API (homeserver → Kuvert; internal network only)"),
+        uploadCheckToken: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            "Token of the Synapse module that has every upload scanned by Kuvert before Synapse stores it (deploy/synapse/kuvert_upload_scan.py, its kuvert_token; the module wants at least 32 characters). Unset: that endpoint is off. Prefer KUVERT_UPLOAD_CHECK_TOKEN.",
+          ),
       })
       .strict()
       .prefault({})
@@ -441,6 +448,7 @@ export const environmentKeys = {
   KUVERT_SMTP_PASSWORD: ["mail", "smtp", "password"],
   KUVERT_JITSI_APP_SECRET: ["calls", "appSecret"],
   KUVERT_JITSI_VERIFY_TOKEN: ["calls", "verifyToken"],
+  KUVERT_UPLOAD_CHECK_TOKEN: ["appservice", "uploadCheckToken"],
 } as const satisfies Record<string, readonly string[]>;
 
 /** The configured people holding any of these roles; admin includes staff. */

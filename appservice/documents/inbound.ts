@@ -1,13 +1,24 @@
-// Files posted in an organisation room (by clerks, or by staff) are recorded for scanning
-// the moment their event is handled; the document worker does the rest.
+// Media posted in an organisation room (by clerks, or by staff) is recorded for scanning the
+// moment its event is handled; the document worker does the rest. Not only files: every
+// event that references media (a sticker, a thumbnail, an edit's new file, an encrypted
+// attachment, an image in a message's HTML) is one inbound document, and all its media are
+// scanned together (appservice/matrix/references.ts says which).
 import { audit } from "../audit/audit.ts";
 import type { Database } from "../db/database.ts";
 import type { MatrixEvent, RoomEventHandler } from "../matrix/events.ts";
+import { mediaReferences } from "../matrix/references.ts";
 import type { RoomContext } from "../rooms.ts";
 import { newDocumentId } from "./model.ts";
 import * as store from "./store.ts";
 
-const fileMessageTypes = new Set(["m.file", "m.image", "m.video", "m.audio"]);
+/** Events whose media is a file with a name of its own; media in other messages (images in HTML) is named by its kind. */
+export const fileKinds: ReadonlySet<string> = new Set(["m.file", "m.image", "m.video", "m.audio", "m.sticker"]);
+
+/** The kind recorded for an event: its msgtype, or the event type where there is none (m.sticker). */
+function kindOf(event: MatrixEvent): string {
+  const msgtype = event.content.msgtype;
+  return event.type === "m.room.message" && typeof msgtype === "string" ? msgtype.slice(0, 100) : event.type;
+}
 
 /** A name fit for showing and logging: no path, no control or direction characters. */
 function displayName(content: Record<string, unknown>): string {
@@ -30,13 +41,13 @@ export class InboundFiles implements RoomEventHandler<RoomContext> {
   }
 
   async onEvent(event: MatrixEvent, ctx: RoomContext): Promise<void> {
-    if (event.type !== "m.room.message" || !ctx.organisation) return;
-    const msgtype = event.content.msgtype;
-    if (typeof msgtype !== "string" || !fileMessageTypes.has(msgtype)) return;
-    const url = event.content.url;
-    if (typeof url !== "string" || !url.startsWith("mxc://")) return;
+    if (!ctx.organisation) return;
+    const media = mediaReferences(event);
+    if (media.length === 0) return;
     if (this.#switchedOff) return this.#switchedOff(event.room_id, event.event_id);
-    const info = (event.content.info ?? {}) as { size?: unknown; mimetype?: unknown };
+    const kind = kindOf(event);
+    const isFile = fileKinds.has(kind);
+    const info = (isFile && typeof event.content.info === "object" && event.content.info !== null ? event.content.info : {}) as { size?: unknown; mimetype?: unknown };
     const id = newDocumentId();
     const organisationId = ctx.organisation.id;
     const inserted = await this.#db.transaction(async (tx) => {
@@ -47,16 +58,27 @@ export class InboundFiles implements RoomEventHandler<RoomContext> {
         organisationId,
         source: "room",
         submittedBy: event.sender,
-        filename: displayName(event.content),
-        kind: msgtype,
+        // Media in other messages has no name of its own; texts show it by its kind.
+        filename: isFile ? displayName(event.content) : "message",
+        kind,
         reference: null,
         mimetype: typeof info.mimetype === "string" ? info.mimetype.slice(0, 100) : null,
         size: typeof info.size === "number" && Number.isSafeInteger(info.size) && info.size >= 0 ? info.size : 0,
         sha256: null,
         roomEventId: event.event_id,
-        sourceMxc: url,
+        sourceMxc: media[0]!.mxc.slice(0, 1000),
+        media,
       });
-      if (ok) await audit(tx, { actor: event.sender, action: "inbound.received", organisationId, object: id, outcome: "ok", details: { eventId: event.event_id, msgtype } });
+      if (ok) {
+        await audit(tx, {
+          actor: event.sender,
+          action: "inbound.received",
+          organisationId,
+          object: id,
+          outcome: "ok",
+          details: { eventId: event.event_id, msgtype: kind, media: media.map((m) => ({ path: m.path, encrypted: m.encrypted !== undefined })) },
+        });
+      }
       return ok;
     });
     if (inserted) this.#onWork();

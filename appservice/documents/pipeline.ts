@@ -1,7 +1,9 @@
 // Moves each document from arrival to its end: scanned first, always. Outbound: clean →
 // uploaded once and posted once into the organisation's room, clerks notified; infected or
 // unscannable → destroyed, rejected, staff alerted. Inbound (a file a clerk or staff member
-// posted): clean → marked as checked; infected → redacted, quarantined, the room told.
+// posted, or any event referencing media): every media it references scanned; all clean →
+// marked as checked; one infected or unscannable → redacted, all its media quarantined, the
+// room told.
 // Each step checks what is already done, so a crash and a rerun repeat nothing.
 import { audit } from "../audit/audit.ts";
 import { ErrCode } from "../errors.ts";
@@ -11,7 +13,10 @@ import { mailLanguage, notice } from "../i18n.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
-import { createMedia, downloadMedia, quarantineMedia, uploadMedia } from "../matrix/media.ts";
+import { createMedia, quarantineMedia, uploadMedia } from "../matrix/media.ts";
+import type { MediaReference } from "../matrix/references.ts";
+import { fileKinds } from "./inbound.ts";
+import { scanInboundMedia, type InboundVerdict } from "./inbound-scan.ts";
 import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
 import type { Prescans } from "./prescan.ts";
 import { ScannerUntrustedError, type DocumentScanner } from "../scanning/policy.ts";
@@ -114,13 +119,17 @@ export class DocumentPipeline {
       }
       if (!(err instanceof ScannerUnavailableError)) throw err;
       timer({ verdict: "unavailable" });
-      const t = documentTexts(this.#config.organisations.language);
-      await store.setState(this.#db, doc.id, "held", { reason: err instanceof ScannerUntrustedError ? t.heldUntrusted : t.held });
-      // Held documents wait as long as the scanner is away; waiting is not a failed attempt.
-      await this.queue.postpone(row, Math.min(300, 5 * 2 ** Math.min(row.attempts, 6)), err.message);
-      log.warn({ document: doc.id, err }, "scanner unavailable; document held");
+      await this.#hold(row, doc, err);
       return null;
     }
+  }
+
+  async #hold(row: DocumentWorkRow, doc: store.DocumentRow, err: ScannerUnavailableError): Promise<void> {
+    const t = documentTexts(this.#config.organisations.language);
+    await store.setState(this.#db, doc.id, "held", { reason: err instanceof ScannerUntrustedError ? t.heldUntrusted : t.held });
+    // Held documents wait as long as the scanner is away; waiting is not a failed attempt.
+    await this.queue.postpone(row, Math.min(300, 5 * 2 ** Math.min(row.attempts, 6)), err.message);
+    log.warn({ document: doc.id, err }, "scanner unavailable; document held");
   }
 
   async #room(organisationId: string): Promise<StoredOrganisation & { roomId: string }> {
@@ -205,6 +214,15 @@ export class DocumentPipeline {
     return { errcode: ErrCode.Infected, sentence: t.infected(verdict.signature), audit: "infected", details: verdict.member ? { member: verdict.member } : {} };
   }
 
+  /** Why an inbound event's media is removed, as #refusal says it for outbound documents. */
+  #inboundRefusal(verdict: Exclude<InboundVerdict, { kind: "clean" }>): { errcode: ErrCode; sentence: string; audit: string; details: Record<string, string> } {
+    const t = documentTexts(this.#config.organisations.language);
+    if (verdict.kind === "infected") return { errcode: ErrCode.Infected, sentence: t.infected(verdict.signature), audit: "infected", details: verdict.member ? { member: verdict.member } : {} };
+    if (verdict.why === "too-large-to-scan") return { errcode: ErrCode.TooLarge, sentence: t.tooLarge(this.#config.scanning.maxStreamBytes), audit: verdict.why, details: { detail: verdict.detail } };
+    const sentence = verdict.archive ? t.unscannable(verdict.archive.reason) : t.unscannableMedia(verdict.why as Exclude<typeof verdict.why, "archive">);
+    return { errcode: ErrCode.Unscannable, sentence, audit: verdict.archive ? "unscannable" : verdict.why, details: { why: verdict.archive?.reason ?? verdict.why, detail: verdict.detail } };
+  }
+
   /** scanning.archives.unscannable "hold": the document is never delivered, stays in staging, and waits for staff. */
   async #holdForStaff(row: DocumentWorkRow, doc: store.DocumentRow, verdict: ScanVerdict & { clean: false; unscannable: Unscannable }): Promise<void> {
     const t = documentTexts(this.#config.organisations.language);
@@ -232,34 +250,59 @@ export class DocumentPipeline {
     await this.queue.complete(row);
   }
 
+  /** Scans every media the inbound event references; null when the scanner is down (the document is then held). */
+  async #scanInbound(row: DocumentWorkRow, doc: store.DocumentRow): Promise<InboundVerdict | null> {
+    await store.setState(this.#db, doc.id, "scanning");
+    const timer = scanDuration.startTimer();
+    try {
+      const verdict = await scanInboundMedia(this.#hs, this.#scanner, store.inboundMedia(doc));
+      timer({ verdict: verdict.kind === "clean" ? "clean" : verdict.kind === "infected" ? "infected" : verdict.why === "too-large-to-scan" ? "too_large" : "unscannable" });
+      return verdict;
+    } catch (err) {
+      if (!(err instanceof ScannerUnavailableError)) throw err;
+      timer({ verdict: "unavailable" });
+      await this.#hold(row, doc, err);
+      return null;
+    }
+  }
+
   async #inbound(row: DocumentWorkRow, doc: store.DocumentRow): Promise<void> {
     const t = documentTexts(this.#config.organisations.language);
     const org = await this.#room(doc.organisation_id);
+    const media = store.inboundMedia(doc);
+    const shown = fileKinds.has(doc.kind ?? "m.file") ? doc.filename : t.mediaInMessage;
     if (doc.state === "received" || doc.state === "scanning" || doc.state === "held") {
-      const verdict = await this.#scan(row, doc, async () => {
-        const media = await downloadMedia(this.#hs, doc.source_mxc!);
-        return this.#scanner.scan(media.stream, media.size ?? Number(doc.size));
-      });
+      const verdict = await this.#scanInbound(row, doc);
       if (verdict === null) return;
-      if (verdict !== "too-large" && verdict.clean) {
+      if (verdict.kind === "clean") {
         await this.#db.transaction(async (tx) => {
           await store.setState(tx, doc.id, "checked", { scanned: true, finished: true });
-          await audit(tx, { actor: "kuvert", action: "inbound.checked", organisationId: org.id, object: doc.id, outcome: "ok", details: { eventId: doc.room_event_id, sender: doc.submitted_by } });
+          await audit(tx, { actor: "kuvert", action: "inbound.checked", organisationId: org.id, object: doc.id, outcome: "ok", details: { eventId: doc.room_event_id, sender: doc.submitted_by, media: verdict.scanned } });
           await this.#notifyInbound(tx, org, doc);
         });
         doc = { ...doc, state: "checked" };
       } else {
-        const refusal = this.#refusal(verdict);
+        const refusal = this.#inboundRefusal(verdict);
         const reason = refusal.sentence;
+        const signature = verdict.kind === "infected" ? verdict.signature : null;
         await this.#db.transaction(async (tx) => {
-          await store.setState(tx, doc.id, "removed", { reason, signature: verdict === "too-large" ? null : verdict.signature, errcode: refusal.errcode, scanned: true, finished: true });
+          await store.setState(tx, doc.id, "removed", { reason, signature, errcode: refusal.errcode, scanned: true, finished: true });
           await audit(tx, {
             actor: "kuvert",
             action: "inbound.removed",
             organisationId: org.id,
             object: doc.id,
             outcome: "refused",
-            details: { eventId: doc.room_event_id, sender: doc.submitted_by, reason: refusal.audit, errcode: refusal.errcode, signature: verdict === "too-large" ? null : verdict.signature, ...refusal.details },
+            details: {
+              eventId: doc.room_event_id,
+              sender: doc.submitted_by,
+              reason: refusal.audit,
+              errcode: refusal.errcode,
+              signature,
+              // Which reference decided, e.g. "info.thumbnail_url" or "m.new_content.url".
+              media: verdict.path,
+              ...refusal.details,
+            },
           });
           await this.#staffRoom.alertByMail(tx, { key: `removed:${doc.id}`, mail: t.removedMail(doc.id, org.name, reason) }, org.id);
         });
@@ -273,18 +316,28 @@ export class DocumentPipeline {
       await this.#hs.request("PUT", `${this.#hs.room(org.roomId)}/redact/${encodeURIComponent(doc.room_event_id!)}/${encodeURIComponent(`kuvert.redact.${doc.id}`)}`, undefined, {
         reason: doc.reason ?? t.removedReason,
       });
-      if (this.#config.homeserver.adminToken) {
-        await quarantineMedia(this.#hs, this.#config.homeserver.adminToken, doc.source_mxc!).catch((err: unknown) => {
-          if (err instanceof HomeserverError && err.status === 404) return;
-          throw err;
-        });
-      } else {
-        log.warn({ document: doc.id }, "no homeserver admin token configured: the infected media was redacted but not quarantined");
-      }
-      await this.#hs.send(org.roomId, "m.room.message", notice({ body: t.removedInRoom(doc.filename, doc.reason ?? "") }), `document:${doc.id}:removed`);
-      await this.#staffRoom.post({ key: `removed:${doc.id}`, body: t.removedAlert(doc.filename, org.name, doc.reason ?? "") });
+      // Every media the event referenced, not only the one that decided: none of it stays downloadable.
+      await this.#quarantine(doc, media);
+      await this.#hs.send(org.roomId, "m.room.message", notice({ body: t.removedInRoom(shown, doc.reason ?? "") }), `document:${doc.id}:removed`);
+      await this.#staffRoom.post({ key: `removed:${doc.id}`, body: t.removedAlert(shown, org.name, doc.reason ?? "") });
     }
+    await store.forgetMediaKeys(this.#db, doc);
     await this.queue.complete(row);
+  }
+
+  async #quarantine(doc: store.DocumentRow, media: MediaReference[]): Promise<void> {
+    const adminToken = this.#config.homeserver.adminToken;
+    if (!adminToken) {
+      log.warn({ document: doc.id }, "no homeserver admin token configured: the media was redacted but not quarantined");
+      return;
+    }
+    for (const mxc of new Set(media.map((m) => m.mxc))) {
+      if (!/^mxc:\/\/[^/]+\/[A-Za-z0-9_-]+$/.test(mxc)) continue;
+      await quarantineMedia(this.#hs, adminToken, mxc).catch((err: unknown) => {
+        if (err instanceof HomeserverError && (err.status === 404 || err.status === 400)) return;
+        throw err;
+      });
+    }
   }
 
   /** A clean upload from a clerk goes to the staff mailbox; one from staff goes to the clerks, like a delivery. */

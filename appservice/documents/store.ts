@@ -1,5 +1,6 @@
 // SQL of the documents and document_work tables.
 import type { Queryable } from "../db/database.ts";
+import type { MediaReference } from "../matrix/references.ts";
 import type { DocumentRecord, DocumentState } from "./model.ts";
 
 export interface DocumentRow {
@@ -18,6 +19,8 @@ export interface DocumentRow {
   idempotency_key: string | null;
   room_event_id: string | null;
   source_mxc: string | null;
+  /** Inbound: every media reference of the event (NULL on rows from before migration 012: source_mxc only). */
+  media: MediaReference[] | null;
   state: DocumentState;
   reason: string | null;
   signature: string | null;
@@ -78,6 +81,7 @@ export interface NewDocument {
   idempotencyKey?: string | null;
   roomEventId?: string | null;
   sourceMxc?: string | null;
+  media?: MediaReference[] | null;
   batchId?: string | null;
 }
 
@@ -85,8 +89,8 @@ export interface NewDocument {
 export async function insertDocument(q: Queryable, d: NewDocument): Promise<boolean> {
   const res = await q.query(
     `INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
-                            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
      ON CONFLICT DO NOTHING`,
     [
       d.id,
@@ -105,6 +109,7 @@ export async function insertDocument(q: Queryable, d: NewDocument): Promise<bool
       d.roomEventId ?? null,
       d.sourceMxc ?? null,
       d.batchId ?? null,
+      d.media ? JSON.stringify(d.media) : null,
     ],
   );
   if (res.rowCount === 0) return false;
@@ -141,6 +146,19 @@ export async function setState(
       fields.errcode ?? null,
     ],
   );
+}
+
+/** The media references of an inbound document; those of rows from before migration 012 are their source_mxc. */
+export function inboundMedia(doc: DocumentRow): MediaReference[] {
+  if (doc.media) return doc.media;
+  return doc.source_mxc ? [{ mxc: doc.source_mxc, path: "url" }] : [];
+}
+
+/** Once an inbound document is finished, the keys of its encrypted attachments are not kept. */
+export async function forgetMediaKeys(q: Queryable, doc: DocumentRow): Promise<void> {
+  if (!doc.media?.some((m) => m.encrypted)) return;
+  const kept = doc.media.map((m) => ({ mxc: m.mxc, path: m.path, ...(m.encrypted ? { encrypted: { url: m.mxc } } : {}) }));
+  await q.query("UPDATE documents SET media = $2 WHERE id = $1", [doc.id, JSON.stringify(kept)]);
 }
 
 /** Records the document's media: reserved (`uploaded` false: the content is still to be PUT) or holding the file. */

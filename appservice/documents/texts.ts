@@ -1,6 +1,7 @@
 // What Kuvert says about documents: in rooms, to staff, in the status API.
 import { escapeHtml, type Language } from "../i18n.ts";
 import type { Unscannable } from "../scanning/scanner.ts";
+import type { UnscannableWhy } from "./inbound-scan.ts";
 
 const unscannableDe: Record<Unscannable["reason"], string> = {
   encrypted: "Sie ist oder enthält etwas mit Passwort. Bitte ohne Passwort senden.",
@@ -58,6 +59,15 @@ const de = {
     const parts = [d.kind ? `Neues Dokument: ${d.kind}` : "Neues Dokument", d.reference ? `Aktenzeichen ${d.reference}` : null, `von ${sender(d.submitted_by)}`].filter(Boolean);
     return { body: `${parts.join(" · ")} – geprüft auf Viren.`, html: `${parts.map((p) => escapeHtml(p!)).join(" · ")} – geprüft auf Viren.` };
   },
+  unscannableMedia: (why: Exclude<UnscannableWhy, "archive">) =>
+    ({
+      "too-large-to-scan": "Eine Datei darin ist größer, als der Virenscanner prüft; ungeprüft bleibt nichts im Raum.",
+      undecryptable: "Ein verschlüsselter Anhang ließ sich nicht entschlüsseln und damit nicht prüfen; ungeprüft bleibt nichts im Raum.",
+      "media-missing": "Eine darin verwiesene Datei liegt nicht auf dem Server und ließ sich nicht prüfen; ungeprüft bleibt nichts im Raum.",
+      "bad-reference": "Ein Verweis auf eine Datei darin ist ungültig und ließ sich nicht prüfen; ungeprüft bleibt nichts im Raum.",
+      "too-many-media": "Die Nachricht verweist auf mehr Dateien, als Kuvert je Nachricht prüft; ungeprüft bleibt nichts im Raum.",
+    })[why],
+  mediaInMessage: "Bild in einer Nachricht",
   checkedReaction: "✅ geprüft",
   removedReason: "Schadsoftware gefunden",
   removedInRoom: (filename: string, reason: string) => `Die Datei „${filename}“ wurde entfernt: ${reason} Bitte senden Sie eine saubere Fassung.`,
@@ -83,6 +93,15 @@ const en: typeof de = {
     const parts = [d.kind ? `New document: ${d.kind}` : "New document", d.reference ? `reference ${d.reference}` : null, `from ${sender(d.submitted_by)}`].filter(Boolean);
     return { body: `${parts.join(" · ")} – scanned for viruses.`, html: `${parts.map((p) => escapeHtml(p!)).join(" · ")} – scanned for viruses.` };
   },
+  unscannableMedia: (why: Exclude<UnscannableWhy, "archive">) =>
+    ({
+      "too-large-to-scan": "A file in it is larger than the virus scanner checks; nothing unchecked stays in the room.",
+      undecryptable: "An encrypted attachment could not be decrypted, so it could not be checked; nothing unchecked stays in the room.",
+      "media-missing": "A file it refers to is not on the server and could not be checked; nothing unchecked stays in the room.",
+      "bad-reference": "A reference to a file in it is not valid and could not be checked; nothing unchecked stays in the room.",
+      "too-many-media": "The message refers to more files than Kuvert checks per message; nothing unchecked stays in the room.",
+    })[why],
+  mediaInMessage: "image in a message",
   checkedReaction: "✅ checked",
   removedReason: "Malware found",
   removedInRoom: (filename: string, reason: string) => `The file "${filename}" was removed: ${reason} Please send a clean copy.`,

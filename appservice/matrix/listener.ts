@@ -31,6 +31,8 @@ export interface AppserviceListenerOptions {
   /** Readiness with details: only on this internal listener, never on the public one. */
   readiness: Readiness;
   maxBodyBytes?: number;
+  /** More routes for the homeserver's side, each with its own authentication (the upload check). */
+  routes?: express.Router[];
 }
 
 export function appserviceApp(opts: AppserviceListenerOptions): express.Express {
@@ -103,6 +105,7 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
     const result = await opts.readiness.check();
     res.status(result.ready ? 200 : 503).json({ status: result.ready ? "ready" : "not ready", checks: result.checks });
   });
+  for (const routes of opts.routes ?? []) app.use(routes);
   app.use((_req: Request, res: Response) => matrixError(res, 404, "M_UNRECOGNIZED", "Unrecognised request."));
   app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
     if (err.type === "entity.parse.failed") return matrixError(res, 400, "M_NOT_JSON", "The body is not valid JSON.");

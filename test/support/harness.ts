@@ -49,9 +49,17 @@ export function realHomeserver(): { url: string; serverName: string; adminToken:
   };
 }
 
+/**
+ * Whether each suite gets a fresh Synapse: KUVERT_TEST_SYNAPSE names one and KUVERT_TEST_HOMESERVER
+ * is not "fixture" (npm test sets that for its first pass, which runs on the test homeserver).
+ */
+export function suitesOnSynapse(): boolean {
+  return process.env.KUVERT_TEST_HOMESERVER !== "fixture" && synapsePython() !== undefined;
+}
+
 /** The server name the suites' homeserver has, known before it starts (user IDs planned ahead use it). */
 export function testServerName(): string {
-  return realHomeserver()?.serverName ?? (synapsePython() ? "localhost" : "kuvert.test");
+  return realHomeserver()?.serverName ?? (suitesOnSynapse() ? "localhost" : "kuvert.test");
 }
 
 /** testServerName() as a regular-expression fragment (its dots escaped). */
@@ -349,7 +357,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     raw = baseConfig("http://127.0.0.1:1", serverName, asPort, registrationFile);
     registration = buildRegistration(parseConfig(raw));
     writeFileSync(registrationFile, stringify(registration));
-    if (synapsePython()) {
+    if (suitesOnSynapse()) {
       synapse = await startSynapse({ dir: join(workDir, "synapse"), registrations: [registration], logFile: join(artifactsDir, "logs", `${opts.name}.synapse.log`) });
       access = homeserverIs(synapse.url, synapse.serverName, synapse.adminToken);
     } else {

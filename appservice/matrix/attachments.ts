@@ -1,0 +1,112 @@
+// Encrypted attachments (CS API §"Sending encrypted attachments"): the file is AES-256-CTR
+// encrypted with a fresh key, uploaded, and the event carries `file: {url, key (a JWK), iv,
+// hashes: {sha256}, v}`; the SHA-256 is of the ciphertext. Decryption is streamed: the
+// ciphertext is hashed while it is decrypted, and the plaintext counts only when the hash
+// matched at the end.
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { Transform, type Readable } from "node:stream";
+
+/** The attachment cannot be decrypted (missing or malformed key, IV or hash; unknown version or algorithm). */
+export class UndecryptableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UndecryptableError";
+  }
+}
+
+export interface EncryptedFile {
+  url: string;
+  key: { kty: "oct"; key_ops: string[]; alg: "A256CTR"; k: string; ext: true };
+  iv: string;
+  hashes: { sha256: string };
+  v: "v2";
+}
+
+export interface AttachmentSecrets {
+  url: string;
+  key: Buffer;
+  iv: Buffer;
+  sha256: Buffer;
+}
+
+// Unpadded base64 (the spec's encoding), URL-safe base64 (the JWK's `k`), or padded.
+const base64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
+
+function decode(value: unknown, what: string, bytes: number): Buffer {
+  if (typeof value !== "string" || !base64.test(value)) throw new UndecryptableError(`${what} is missing or not base64`);
+  const decoded = Buffer.from(value.replace(/-/g, "+").replace(/_/g, "/"), "base64");
+  if (decoded.length !== bytes) throw new UndecryptableError(`${what} has ${decoded.length} bytes, not ${bytes}`);
+  return decoded;
+}
+
+function record(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/**
+ * Reads the `file` object of an event. Versions v1 and v2 differ only in how much of the IV
+ * the sender randomised; Node's 128-bit counter decrypts both. Throws UndecryptableError.
+ */
+export function readEncryptedFile(file: unknown): AttachmentSecrets {
+  const f = record(file);
+  if (!f) throw new UndecryptableError("the attachment is not an object");
+  if (typeof f.url !== "string") throw new UndecryptableError("the attachment has no url");
+  if (f.v !== undefined && f.v !== "v1" && f.v !== "v2") throw new UndecryptableError(`attachment version ${JSON.stringify(f.v)} is not known`);
+  const jwk = record(f.key);
+  if (!jwk) throw new UndecryptableError("the attachment has no key");
+  if (jwk.kty !== "oct" || jwk.alg !== "A256CTR") throw new UndecryptableError("the key is not an AES-256-CTR key (kty oct, alg A256CTR)");
+  if (Array.isArray(jwk.key_ops) && !jwk.key_ops.includes("decrypt")) throw new UndecryptableError("the key may not be used to decrypt");
+  const hashes = record(f.hashes);
+  return { url: f.url, key: decode(jwk.k, "the key", 32), iv: decode(f.iv, "the IV", 16), sha256: decode(hashes?.sha256, "the SHA-256 hash", 32) };
+}
+
+/** Whether the ciphertext matched its hash: known once the whole ciphertext went through. */
+export type Integrity = "intact" | "corrupt" | "incomplete";
+
+/**
+ * Decrypts `ciphertext` as it streams. `integrity()` says, after the plaintext has been read
+ * to its end, whether the ciphertext had the SHA-256 the event promised; until then (or when
+ * reading stopped early) it is "incomplete". Plaintext is only to be trusted when "intact".
+ */
+export function decryptAttachment(ciphertext: Readable, secrets: AttachmentSecrets): { plaintext: Readable; integrity: () => Integrity } {
+  const decipher = createDecipheriv("aes-256-ctr", secrets.key, secrets.iv);
+  const hash = createHash("sha256");
+  let integrity: Integrity = "incomplete";
+  const plaintext = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      done(null, decipher.update(chunk));
+    },
+    flush(done) {
+      integrity = timingSafeEqual(hash.digest(), secrets.sha256) ? "intact" : "corrupt";
+      done(null, decipher.final());
+    },
+  });
+  ciphertext.once("error", (err) => plaintext.destroy(err));
+  plaintext.once("close", () => {
+    if (!ciphertext.destroyed && integrity === "incomplete") ciphertext.destroy();
+  });
+  ciphertext.pipe(plaintext);
+  return { plaintext, integrity: () => integrity };
+}
+
+function unpadded(buffer: Buffer): string {
+  return buffer.toString("base64").replace(/=+$/, "");
+}
+
+/** Encrypts a file as Element does (v2: a random 64-bit IV prefix, the counter half zero). Answers the ciphertext and the `file` object without `url`. */
+export function encryptAttachment(plaintext: Buffer): { ciphertext: Buffer; file: Omit<EncryptedFile, "url"> } {
+  const key = randomBytes(32);
+  const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
+  const cipher = createCipheriv("aes-256-ctr", key, iv);
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return {
+    ciphertext,
+    file: {
+      key: { kty: "oct", key_ops: ["encrypt", "decrypt"], alg: "A256CTR", k: key.toString("base64url"), ext: true },
+      iv: unpadded(iv),
+      hashes: { sha256: unpadded(createHash("sha256").update(ciphertext).digest()) },
+      v: "v2",
+    },
+  };
+}

@@ -47,6 +47,12 @@ export const ErrCode = {
   AccountNotReady: "KUVERT_ACCOUNT_NOT_READY",
   LetterAlreadyIssued: "KUVERT_LETTER_ALREADY_ISSUED",
   ConfirmationRequired: "KUVERT_CONFIRMATION_REQUIRED",
+  AlreadyReplaced: "KUVERT_DOCUMENT_ALREADY_REPLACED",
+  NotDelivered: "KUVERT_DOCUMENT_NOT_DELIVERED",
+  OtherOrganisation: "KUVERT_DOCUMENT_OF_ANOTHER_ORGANISATION",
+  ReferenceAmbiguous: "KUVERT_REFERENCE_AMBIGUOUS",
+  FormatVersion: "KUVERT_FORMAT_VERSION_UNKNOWN",
+  SchemaTooNew: "KUVERT_SCHEMA_TOO_NEW",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
 

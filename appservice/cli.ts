@@ -13,6 +13,7 @@ import { acquireEmbeddedLock } from "./db/lock.ts";
 import { migrate } from "./db/migrate.ts";
 import { KuvertError } from "./errors.ts";
 import { configureLogging } from "./log.ts";
+import { apiVersion, commit, schemaVersion, version } from "./version.ts";
 import { buildRegistration, RegistrationError, writeRegistration } from "./matrix/registration.ts";
 import { importOrganisations, parseOrganisationsCsv } from "./organisations/csv.ts";
 import { Organisations } from "./organisations/service.ts";
@@ -85,6 +86,7 @@ function clerkFromOption(spec: string): Record<string, string | boolean> {
 export function program(): Command {
   const cli = new Command("kuvert")
     .description("Secure document exchange for public bodies and their member organisations, on Matrix.")
+    .version(`kuvert ${version} (commit ${commit()}, database schema ${schemaVersion}, API ${apiVersion})`, "-V, --version", "say which Kuvert this is: program version, commit, database schema and API version")
     .option("-c, --config <file>", "configuration file (default: $KUVERT_CONFIG or ./config.yaml)")
     .showHelpAfterError();
 

@@ -2,6 +2,7 @@
 // validate them, so the document cannot promise what the code refuses.
 import { z } from "zod";
 import { ErrCode } from "../errors.ts";
+import { apiVersion, version } from "../version.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
 import { callPaths, callSchemas } from "../calls/openapi.ts";
 import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
@@ -37,7 +38,8 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
   const json = (ref: string) => ({ content: { "application/json": { schema: { $ref: `#/components/schemas/${ref}` } } } });
   return {
     openapi: "3.1.0",
-    info: { title: "Kuvert admin API", version: "1" },
+    // info.version: the API version (README "API versions"); x-kuvert-version: the program that answered.
+    info: { title: "Kuvert admin API", version: apiVersion, "x-kuvert-version": version },
     servers: [{ url: `${baseUrl.replace(/\/$/, "")}/api/v1` }],
     security: [{ bearer: [] }],
     components: {

@@ -3,14 +3,17 @@
 // announcement edited to say it was replaced; the API lists the versions, the audit log links
 // them, and what cannot be replaced is a clear 409.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
 import yazl from "yazl";
 import { createToken } from "../../appservice/tokens/tokens.ts";
+import { apiVersion, commit, schemaVersion, version } from "../../appservice/version.ts";
 import { EICAR } from "../support/clamd.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
+import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 
 function pdf(text: string): Buffer {
@@ -210,5 +213,26 @@ describe("document versions", () => {
     const versions = await stack.api<{ current: string; versions: DocumentStatus[] }>("GET", `/api/v1/documents/${first.id}/versions`, undefined, { token });
     assert.deepEqual(versions.body.versions.map((v) => v.version), [1, 2, 3, 4]);
     assert.equal(versions.body.current, entry!.documentId);
+  });
+
+  it("says which Kuvert is speaking: --version, GET /version on both listeners, the metric, the OpenAPI document, the console", async () => {
+    const cli = await promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--version"]);
+    assert.equal(cli.stdout.trim(), `kuvert ${version} (commit ${commit()}, database schema ${schemaVersion}, API ${apiVersion})`);
+
+    const pub = await fetch(`${stack.publicUrl}/version`);
+    assert.equal(pub.status, 200);
+    assert.deepEqual(await pub.json(), { version }, "the public listener says the version only");
+    const internal = await fetch(`http://127.0.0.1:${stack.kuvert!.appservicePort}/version`);
+    assert.deepEqual(await internal.json(), { version, commit: commit(), schemaVersion, apiVersion });
+
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.kuvert!.metricsPort}/metrics`)).text();
+    const line = metrics.split("\n").find((l) => l.startsWith("kuvert_build_info{"));
+    assert.equal(line, `kuvert_build_info{version="${version}",commit="${commit()}",schema_version="${schemaVersion}",api_version="${apiVersion}"} 1`);
+
+    const openapi = (await (await fetch(`${stack.publicUrl}/api/v1/openapi.json`)).json()) as { info: { version: string; "x-kuvert-version": string } };
+    assert.equal(openapi.info.version, apiVersion);
+    assert.equal(openapi.info["x-kuvert-version"], version);
+    const settings = (await (await fetch(`${stack.publicUrl}/console/settings.json`)).json()) as { version: string };
+    assert.equal(settings.version, version, "what the console's footer shows");
   });
 });

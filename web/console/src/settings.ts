@@ -1,7 +1,9 @@
-// What the console needs to know about its Kuvert: the homeserver to sign in at.
+// What the console needs to know about its Kuvert: the homeserver to sign in at, and which Kuvert it is.
 export interface Settings {
   homeserverUrl: string;
   serverName: string;
+  /** Kuvert's program version, shown in the footer. */
+  version: string;
 }
 
 export async function loadSettings(): Promise<Settings> {

@@ -4,7 +4,8 @@
 // them, and what cannot be replaced is a clear 409.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -49,6 +50,7 @@ describe("document versions", () => {
   let token: string;
   const first: { id?: string; fileEvent?: string; announcement?: string } = {};
   let second: DocumentStatus;
+  const dropDir = mkdtempSync(join(tmpdir(), "kuvert-versions-drop-"));
 
   const drop = (org: string, body: Buffer, query: Record<string, string>, headers: Record<string, string> = {}) =>
     fetch(`${stack.publicUrl}/api/v1/organisations/${org}/documents?${new URLSearchParams(query)}`, {
@@ -68,7 +70,12 @@ describe("document versions", () => {
   const fromBot = (predicate: (c: Content) => boolean) => clerk.timeline(room).filter((e) => e.getSender() === stack.botUserId && predicate(e.getOriginalContent() as Content));
 
   before(async () => {
-    stack = await startStack({ name: "versions" });
+    stack = await startStack({
+      name: "versions",
+      configure: (c) => {
+        c.documents = { ...(c.documents as Record<string, unknown>), dropFolder: { enabled: false, dir: dropDir, stableSeconds: 1, pollSeconds: 1 } };
+      },
+    });
     clerk = await stack.user("clerk-v");
     await clerk.start();
     for (const id of ["musterstadt", "nachbarort"]) {
@@ -213,6 +220,31 @@ describe("document versions", () => {
     const versions = await stack.api<{ current: string; versions: DocumentStatus[] }>("GET", `/api/v1/documents/${first.id}/versions`, undefined, { token });
     assert.deepEqual(versions.body.versions.map((v) => v.version), [1, 2, 3, 4]);
     assert.equal(versions.body.current, entry!.documentId);
+  });
+
+  it("reads kind, reference and supersedes from a drop-folder description, and refuses one of an unknown format version", async () => {
+    const folder = join(dropDir, "musterstadt");
+    mkdirSync(folder, { recursive: true });
+    // The description first, then the document under its final name (README "Drop folder").
+    writeFileSync(join(folder, "Bescheid 5.pdf.kuvert.json"), JSON.stringify({ version: 1, kind: "Beitragsbescheid", reference: "AZ-7", supersedesReference: "AZ-7" }));
+    writeFileSync(join(folder, "Bescheid 5.pdf"), pdf("Bescheid 5"));
+    writeFileSync(join(folder, "Bescheid 6.pdf.kuvert.json"), JSON.stringify({ version: "2", kind: "Beitragsbescheid" }));
+    writeFileSync(join(folder, "Bescheid 6.pdf"), pdf("Bescheid 6"));
+    const folderScan = stack.kuvert!.services.dropFolder;
+    await waitFor("both dropped files to be handled", async () => {
+      await folderScan.scanOnce();
+      return !existsSync(join(folder, "Bescheid 5.pdf")) && !existsSync(join(folder, "Bescheid 6.pdf"));
+    }, 20_000, 300);
+    assert.deepEqual(readdirSync(folder), ["Bescheid 6.pdf.kuvert.json"], "the used description is gone, the refused one stays to be corrected");
+    const reason = readFileSync(join(dropDir, "unroutable", "musterstadt", "Bescheid 6.pdf.reason.txt"), "utf8");
+    assert.match(reason, /KUVERT_FORMAT_VERSION_UNKNOWN/);
+    assert.match(reason, /this Kuvert reads version 1/);
+
+    const row = (await stack.kuvert!.db.query<{ id: string }>("SELECT id FROM documents WHERE filename = 'Bescheid 5.pdf'")).rows[0]!;
+    const delivered = await until(row.id, ["delivered"]);
+    assert.equal(delivered.version, 5);
+    const versions = await stack.api<{ current: string; versions: DocumentStatus[] }>("GET", `/api/v1/documents/${row.id}/versions`, undefined, { token });
+    assert.deepEqual(versions.body.versions.map((v) => v.version), [1, 2, 3, 4, 5]);
   });
 
   it("says which Kuvert is speaking: --version, GET /version on both listeners, the metric, the OpenAPI document, the console", async () => {

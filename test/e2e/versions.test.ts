@@ -247,6 +247,27 @@ describe("document versions", () => {
     assert.deepEqual(versions.body.versions.map((v) => v.version), [1, 2, 3, 4, 5]);
   });
 
+  it("sends a new version and lists the versions from the command line", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kuvert-versions-cli-"));
+    writeFileSync(join(dir, "Bescheid 6.pdf"), pdf("Bescheid 6 über die Kommandozeile"));
+    const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), ...args, "--url", stack.publicUrl, "--token", token], { cwd: dir });
+    const sent = await kuvert("document", "send", join(dir, "Bescheid 6.pdf"), "--org", "musterstadt", "--kind", "Beitragsbescheid", "--reference", "AZ-7", "--supersedes-reference", "AZ-7");
+    const match = /^(doc_\S+) accepted \(version 6, replaces (doc_\S+)\)/.exec(sent.stdout);
+    assert.ok(match, sent.stdout);
+    await until(match[1]!, ["delivered"]);
+    const listed = await kuvert("document", "versions", first.id!);
+    const lines = listed.stdout.trimEnd().split("\n");
+    assert.equal(lines.length, 7);
+    assert.match(lines[0]!, new RegExp(`^  version 1 +${first.id} +delivered`));
+    assert.match(lines[5]!, new RegExp(`^\\* version 6 +${match[1]} +delivered .*Bescheid 6\\.pdf  \\[AZ-7\\]$`));
+    assert.equal(lines[6], `* current: ${match[1]}`);
+    await assert.rejects(kuvert("document", "send", join(dir, "Bescheid 6.pdf"), "--org", "musterstadt", "--supersedes", match[2]!), (err: { code: number; stderr: string }) => {
+      assert.equal(err.code, 1);
+      assert.match(err.stderr, /409 KUVERT_DOCUMENT_ALREADY_REPLACED/);
+      return true;
+    });
+  });
+
   it("says which Kuvert is speaking: --version, GET /version on both listeners, the metric, the OpenAPI document, the console", async () => {
     const cli = await promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--version"]);
     assert.equal(cli.stdout.trim(), `kuvert ${version} (commit ${commit()}, database schema ${schemaVersion}, API ${apiVersion})`);

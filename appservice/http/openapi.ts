@@ -8,6 +8,7 @@ import { callPaths, callSchemas } from "../calls/openapi.ts";
 import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
 import { consolePaths, consoleSecurityScheme } from "../console/openapi.ts";
 import { circularPaths, circularSchemas } from "../circulars/openapi.ts";
+import { documentPaths, documentSchemas } from "../documents/openapi.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -55,6 +56,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         ...callSchemas,
         ...accountSchemas(schema),
         ...circularSchemas,
+        ...documentSchemas,
         Organisation: {
           type: "object",
           properties: {
@@ -150,6 +152,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
       ...accountPaths(errors),
       ...consolePaths,
       ...circularPaths,
+      ...documentPaths,
     },
   };
 }

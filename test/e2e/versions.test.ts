@@ -282,7 +282,9 @@ describe("document versions", () => {
     const line = metrics.split("\n").find((l) => l.startsWith("kuvert_build_info{"));
     assert.equal(line, `kuvert_build_info{version="${version}",commit="${commit()}",schema_version="${schemaVersion}",api_version="${apiVersion}"} 1`);
 
-    const openapi = (await (await fetch(`${stack.publicUrl}/api/v1/openapi.json`)).json()) as { info: { version: string; "x-kuvert-version": string } };
+    const openapi = (await (await fetch(`${stack.publicUrl}/api/v1/openapi.json`)).json()) as { info: { version: string; "x-kuvert-version": string }; paths: Record<string, { post?: { parameters: { name: string }[] } }> };
+    assert.ok(openapi.paths["/documents/{docId}/versions"], "the versions endpoint is in the OpenAPI document");
+    assert.ok(openapi.paths["/organisations/{id}/documents"]?.post?.parameters.some((p) => p.name === "supersedes"));
     assert.equal(openapi.info.version, apiVersion);
     assert.equal(openapi.info["x-kuvert-version"], version);
     const settings = (await (await fetch(`${stack.publicUrl}/console/settings.json`)).json()) as { version: string };

@@ -15,8 +15,12 @@ FROM node:22-bookworm-slim
 
 # KUVERT_CONFIG: the configuration every `kuvert` command uses (docker-compose.yml mounts it
 # there), so `docker compose run --rm kuvert org list` needs no --config.
+# KUVERT_COMMIT: the commit the image was built from (`docker build --build-arg
+# KUVERT_COMMIT=$(git rev-parse HEAD)`), which `kuvert --version` and GET /version report.
+ARG KUVERT_COMMIT=unknown
 ENV NODE_ENV=production \
-    KUVERT_CONFIG=/data/config.yaml
+    KUVERT_CONFIG=/data/config.yaml \
+    KUVERT_COMMIT=$KUVERT_COMMIT
 
 WORKDIR /app
 

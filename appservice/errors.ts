@@ -52,6 +52,12 @@ export const ErrCode = {
   BodyIncomplete: "KUVERT_BODY_INCOMPLETE",
   TypeMismatch: "KUVERT_TYPE_MISMATCH",
   ActiveContent: "KUVERT_ACTIVE_CONTENT",
+  AlreadyReplaced: "KUVERT_DOCUMENT_ALREADY_REPLACED",
+  NotDelivered: "KUVERT_DOCUMENT_NOT_DELIVERED",
+  OtherOrganisation: "KUVERT_DOCUMENT_OF_ANOTHER_ORGANISATION",
+  ReferenceAmbiguous: "KUVERT_REFERENCE_AMBIGUOUS",
+  FormatVersion: "KUVERT_FORMAT_VERSION_UNKNOWN",
+  SchemaTooNew: "KUVERT_SCHEMA_TOO_NEW",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
 

@@ -8,7 +8,8 @@ import { defaultConsoleDir } from "./console/api.ts";
 import { ConsoleSessions } from "./console/sessions.ts";
 import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
-import { migrate } from "./db/migrate.ts";
+import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
+import { buildInfo } from "./version.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
 import { publicApp } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
@@ -148,8 +149,9 @@ export class Kuvert {
       db = await openDatabase(config.database);
       const applied = await migrate(db);
       if (applied.length) log.info({ applied }, "database migrated");
+      log.info({ ...buildInfo(), databaseSchemaVersion: await databaseSchemaVersion(db) }, "Kuvert starting");
       await db.transaction((tx) =>
-        audit(tx, { actor: "kuvert", action: "configuration.loaded", outcome: "ok", details: { digest: configDigest(config), database: db!.kind } }),
+        audit(tx, { actor: "kuvert", action: "configuration.loaded", outcome: "ok", details: { digest: configDigest(config), database: db!.kind, version: buildInfo().version, commit: buildInfo().commit } }),
       );
 
       const database = db;

@@ -2,11 +2,13 @@
 // kept and shipped without personal data; tokens never appear.
 import { createHmac, randomBytes } from "node:crypto";
 import { pino, type Logger } from "pino";
+import { version } from "./version.ts";
 
 export type { Logger };
 
 let pseudonymKey: Buffer = randomBytes(32);
-let root: Logger = pino({ level: process.env.KUVERT_LOG_LEVEL ?? "info", base: { service: "kuvert" } });
+// Every line names the service and its version, so a log read later says which Kuvert wrote it.
+let root: Logger = pino({ level: process.env.KUVERT_LOG_LEVEL ?? "info", base: { service: "kuvert", version } });
 
 /** A stable, keyed pseudonym of a Matrix ID or e-mail address. */
 export function pseudonym(value: string): string {
@@ -32,7 +34,7 @@ export function configureLogging(opts: { level: string; pseudonymKey?: string | 
   root = pino(
     {
       level: opts.level,
-      base: { service: "kuvert" },
+      base: { service: "kuvert", version },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       hooks: {

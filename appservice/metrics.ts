@@ -2,6 +2,7 @@
 // README is generated from this registry (`kuvert metrics list`) and a test compares them.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Database } from "./db/database.ts";
+import { buildInfo } from "./version.ts";
 
 export const registry = new Registry();
 // Node and process metrics as prom-client names them, prefixed: kuvert_process_*, kuvert_nodejs_*.
@@ -50,6 +51,17 @@ export const queues: Record<string, string> = {
   calls: "calls",
   circular_deliveries: "circular_deliveries",
 };
+
+new Gauge({
+  name: "kuvert_build_info",
+  help: "Always 1; its labels say which Kuvert is running: version, commit, schema_version (the database schema it knows), api_version.",
+  labelNames: ["version", "commit", "schema_version", "api_version"] as const,
+  registers: [registry],
+  collect() {
+    const info = buildInfo();
+    this.set({ version: info.version, commit: info.commit, schema_version: String(info.schemaVersion), api_version: info.apiVersion }, 1);
+  },
+});
 
 let database: Database | undefined;
 

@@ -142,11 +142,11 @@ function queries(kind: SubjectKind) {
       ? `SELECT created_at AS "signedInAt", last_seen_at AS "lastSeenAt", expires_at AS "endsAt", user_agent AS "browser" FROM console_sessions WHERE user_id = $1 ORDER BY created_at`
       : null,
     documentsSent: isMatrix
-      ? `SELECT id, direction, organisation_id AS organisation, filename, kind, reference, state,
+      ? `SELECT id, direction, organisation_id AS organisation, filename, kind, reference, state, version, supersedes,
                 created_at AS "receivedAt", finished_at AS "finishedAt"
            FROM documents WHERE submitted_by = $1 ORDER BY created_at, id`
       : null,
-    organisationDocuments: `SELECT d.id, d.organisation_id AS organisation, d.filename, d.kind, d.state,
+    organisationDocuments: `SELECT d.id, d.organisation_id AS organisation, d.filename, d.kind, d.state, d.version, d.supersedes,
                                    d.created_at AS "receivedAt", d.finished_at AS "deliveredAt"
                               FROM documents d
                              WHERE d.direction = 'outbound' AND d.state = 'delivered' AND d.submitted_by <> $1
@@ -507,7 +507,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
       filename: "Dateiname",
       kind: "Art",
       reference: "Aktenzeichen",
-      state: "Stand",
+      state: "Stand", version: "Version", supersedes: "ersetzt",
       receivedAt: "eingegangen",
       finishedAt: "abgeschlossen",
       deliveredAt: "zugestellt",
@@ -593,7 +593,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
       filename: "filename",
       kind: "kind",
       reference: "reference",
-      state: "state",
+      state: "state", version: "version", supersedes: "replaces",
       receivedAt: "received",
       finishedAt: "finished",
       deliveredAt: "delivered",

@@ -15,6 +15,7 @@ import { actorOf, callerOf, type Readiness } from "../http/server.ts";
 import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
 import { BACKGROUND_HEADER, CONSOLE_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
+import { version } from "../version.ts";
 
 export interface ConsoleDeps {
   enabled: boolean;
@@ -74,7 +75,7 @@ export function consolePages(deps: ConsoleDeps): express.Router {
   });
   r.get("/settings.json", (_req, res) => {
     res.setHeader("Cache-Control", "no-store");
-    res.json({ homeserverUrl: deps.homeserverUrl, serverName: deps.serverName, language: deps.language });
+    res.json({ homeserverUrl: deps.homeserverUrl, serverName: deps.serverName, language: deps.language, version });
   });
   r.use((req, res, next) => {
     if (existsSync(join(deps.staticDir, "index.html"))) return next();

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ErrCode, KuvertError } from "../errors.ts";
 import type { Database } from "./database.ts";
 
 const migrationsDir = join(import.meta.dirname, "migrations");
@@ -30,7 +31,13 @@ export async function migrate(db: Database, migrations = listMigrations()): Prom
     const known = new Set(migrations.map((m) => m.version));
     const unknown = [...done].filter((v) => !known.has(v));
     if (unknown.length > 0) {
-      throw new Error(`The database has migrations this Kuvert does not know (${unknown.join(", ")}): it was used by a newer version.`);
+      const newest = Math.max(0, ...known);
+      throw new KuvertError(
+        ErrCode.SchemaTooNew,
+        500,
+        `The database schema is at version ${Math.max(...done)}, newer than this Kuvert knows (up to ${newest}; it lacks migrations ${unknown.sort((a, b) => a - b).join(", ")}): a newer Kuvert upgraded it. ` +
+          "Run that newer Kuvert (or a later one), or restore the backup taken before the upgrade; this Kuvert does not start on a schema it does not know.",
+      );
     }
     for (const m of migrations) {
       if (done.has(m.version)) continue;
@@ -40,4 +47,11 @@ export async function migrate(db: Database, migrations = listMigrations()): Prom
     }
   });
   return applied;
+}
+
+/** The schema version of a database: its highest applied migration (0 for an empty database). */
+export async function databaseSchemaVersion(db: Database): Promise<number> {
+  const exists = await db.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t");
+  if (!exists.rows[0]?.t) return 0;
+  return Number((await db.query<{ v: number | null }>("SELECT max(version) AS v FROM schema_migrations")).rows[0]?.v ?? 0);
 }

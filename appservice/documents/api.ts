@@ -11,6 +11,7 @@ import { tokenCovers } from "../tokens/tokens.ts";
 import type { Batches } from "./batch.ts";
 import type { DocumentIntake, OutboundSubmission } from "./intake.ts";
 import * as store from "./store.ts";
+import { parseSupersedes, versionChain } from "./versions.ts";
 
 function requireOrganisation(req: Request): string {
   const id = String(req.params.id);
@@ -94,6 +95,7 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
   });
 
   // Streamed: raw body (filename, kind, reference in the query) or multipart/form-data (fields, then one file).
+  // A new version names the one it replaces: supersedes (its id) or supersedesReference (its reference).
   r.post("/organisations/:id/documents", auth, async (req: Request, res: Response) => {
     const organisationId = requireOrganisation(req);
     const key = idempotencyKey(req);
@@ -109,11 +111,18 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
     if (req.is("multipart/form-data")) {
       const part = await multipartFile(req, intake.limitBytes);
       feed = part.feed;
-      submission = { ...base, filename: part.filename, kind: part.fields.kind, reference: part.fields.reference, content: part.stream };
+      let supersedes;
+      try {
+        supersedes = parseSupersedes(part.fields.supersedes, part.fields.supersedesReference);
+      } catch (err) {
+        part.stream.resume();
+        throw err;
+      }
+      submission = { ...base, filename: part.filename, kind: part.fields.kind, reference: part.fields.reference, supersedes, content: part.stream };
     } else if (req.is("application/json") || req.is("application/x-www-form-urlencoded")) {
       throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the document itself as the body (any binary type), or as multipart/form-data.");
     } else {
-      submission = { ...base, filename: q("filename"), kind: q("kind"), reference: q("reference"), content: req };
+      submission = { ...base, filename: q("filename"), kind: q("kind"), reference: q("reference"), supersedes: parseSupersedes(q("supersedes"), q("supersedesReference")), content: req };
     }
     let accepted;
     try {
@@ -138,6 +147,14 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
     if (!row || !tokenCovers(callerOf(req), row.organisation_id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${String(req.params.docId)}.`);
     // The e-mails to the organisation's clerks about it: once none is pending, they are notified.
     res.json({ ...presentStatus(row), notifications: await store.notificationCounts(db, row.id) });
+  });
+
+  // Every version linked to a document, oldest first; the current one is the last that is not rejected.
+  r.get("/documents/:docId/versions", auth, async (req: Request, res: Response) => {
+    const chain = await versionChain(db, String(req.params.docId));
+    if (chain.length === 0 || !tokenCovers(callerOf(req), chain[0]!.organisation_id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${String(req.params.docId)}.`);
+    const current = [...chain].reverse().find((d) => d.state === "delivered") ?? null;
+    res.json({ current: current?.id ?? null, versions: chain.map(presentStatus) });
   });
 
   r.use((err: unknown, req: Request, _res: Response, next: NextFunction) => {

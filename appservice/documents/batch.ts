@@ -3,9 +3,11 @@
 // accepted once it is staged and recorded; a worker then feeds each entry through the same
 // intake as every other document, idempotent per entry, so a crash anywhere repeats nothing.
 //
-// manifest.csv: columns file, organisation, kind, reference (kind and reference optional;
-// delimiter comma, semicolon or tab, from the header). manifest.json: an array of
-// { "file", "organisation", "kind"?, "reference"? }, or { "documents": [ … ] }.
+// manifest.csv: columns file, organisation, kind, reference, supersedes, supersedes_reference
+// (all but file and organisation optional; delimiter comma, semicolon or tab, from the header),
+// optionally after a first line "#version: 1". manifest.json: an array of { "file",
+// "organisation", "kind"?, "reference"?, "supersedes"?, "supersedesReference"? }, or
+// { "version": 1, "documents": [ … ] }. No version means the current one (formats.ts).
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import { parse } from "csv-parse/sync";
@@ -16,7 +18,9 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
+import { checkFormatVersion } from "./formats.ts";
 import type { DocumentIntake } from "./intake.ts";
+import { parseSupersedes } from "./versions.ts";
 import type { Staging } from "./staging.ts";
 
 const log = logger("batches");
@@ -32,10 +36,29 @@ export interface ManifestEntry {
   organisationId: string;
   kind: string | null;
   reference: string | null;
+  /** The version the entry's document replaces: its id, or its reference in the same organisation. */
+  supersedes: string | null;
+  supersedesReference: string | null;
 }
 
 function manifestError(message: string): KuvertError {
   return new KuvertError(ErrCode.InvalidInput, 400, `The manifest is not usable: ${message}`);
+}
+
+/** Refuses a manifest whose version field names a format this Kuvert does not read (other problems are found later). */
+export function checkManifestVersion(name: string, text: string): void {
+  if (name.endsWith(".json")) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(value) && typeof value === "object" && value !== null) checkFormatVersion((value as { version?: unknown }).version, "manifest.json");
+    return;
+  }
+  const versionLine = /^\uFEFF?#\s*version\s*[:=]\s*([^\r\n]*)/i.exec(text);
+  if (versionLine) checkFormatVersion(versionLine[1]!.trim(), "manifest.csv");
 }
 
 /** Reads a manifest. Structural problems refuse the batch; problems of single entries are the entries' own. */
@@ -48,11 +71,17 @@ export function parseManifest(name: string, text: string): ManifestEntry[] {
     } catch (err) {
       throw manifestError(`manifest.json is not valid JSON (${(err as Error).message})`);
     }
+    if (!Array.isArray(value) && typeof value === "object" && value !== null) checkFormatVersion((value as { version?: unknown }).version, "manifest.json");
     const list = Array.isArray(value) ? value : (value as { documents?: unknown } | null)?.documents;
     if (!Array.isArray(list)) throw manifestError('manifest.json must be an array of entries or { "documents": [ … ] }');
     rows = list.map((v) => (typeof v === "object" && v !== null ? (v as Record<string, unknown>) : {}));
   } else {
-    const body = text.replace(/^\uFEFF/, "");
+    let body = text.replace(/^\uFEFF/, "");
+    const versionLine = /^#\s*version\s*[:=]\s*([^\r\n]*)\r?\n/i.exec(body);
+    if (versionLine) {
+      checkFormatVersion(versionLine[1]!.trim(), "manifest.csv");
+      body = body.slice(versionLine[0].length);
+    }
     const header = body.split(/\r?\n/, 1)[0] ?? "";
     const delimiter = header.includes("\t") ? "\t" : header.includes(";") && !header.includes(",") ? ";" : ",";
     try {
@@ -71,6 +100,8 @@ export function parseManifest(name: string, text: string): ManifestEntry[] {
     organisationId: text_(r.organisation) ?? "",
     kind: text_(r.kind),
     reference: text_(r.reference),
+    supersedes: text_(r.supersedes),
+    supersedesReference: text_(r.supersedesReference ?? r.supersedes_reference),
   }));
 }
 
@@ -157,6 +188,8 @@ export class Batches {
         if (!MANIFEST_NAMES.some((n) => zip.entries.has(n))) {
           throw new KuvertError(ErrCode.InvalidInput, 400, `The ZIP has no manifest: put ${MANIFEST_NAMES.join(" or ")} at its top level.`);
         }
+        const manifestName = MANIFEST_NAMES.find((n) => zip.entries.has(n))!;
+        checkManifestVersion(manifestName, await readAll(await zip.open(zip.entries.get(manifestName)!), 10 * 1024 * 1024));
       } finally {
         zip.close();
       }
@@ -203,7 +236,7 @@ export class Batches {
     const zip = await openZip(this.#staging.path(batchId));
     try {
       let entries = (
-        await this.#db.query<{ line: number; file: string; organisation_id: string; kind: string | null; reference: string | null; document_id: string | null; errcode: string | null }>(
+        await this.#db.query<{ line: number; file: string; organisation_id: string; kind: string | null; reference: string | null; supersedes: string | null; supersedes_reference: string | null; document_id: string | null; errcode: string | null }>(
           "SELECT * FROM batch_entries WHERE batch_id = $1 ORDER BY line",
           [batchId],
         )
@@ -240,9 +273,9 @@ export class Batches {
             if (e.file && first === undefined) seen.set(e.file, e.line);
             const errcode = error === null ? null : error.startsWith("the token") ? ErrCode.OutOfScope : ErrCode.InvalidInput;
             await tx.query(
-              `INSERT INTO batch_entries (batch_id, line, file, organisation_id, kind, reference, errcode, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-               ON CONFLICT DO NOTHING`,
-              [batchId, e.line, e.file, e.organisationId, e.kind, e.reference, errcode, error],
+              `INSERT INTO batch_entries (batch_id, line, file, organisation_id, kind, reference, errcode, error, supersedes, supersedes_reference)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
+              [batchId, e.line, e.file, e.organisationId, e.kind, e.reference, errcode, error, e.supersedes, e.supersedesReference],
             );
           }
           await tx.query("UPDATE batches SET entry_count = $2 WHERE id = $1", [batchId, manifest.length]);
@@ -262,6 +295,7 @@ export class Batches {
             batchId,
             // One key per entry: after a crash, the entry is accepted again as the same document.
             idempotency: { scope: `batch:${batchId}`, key: String(e.line) },
+            supersedes: parseSupersedes(e.supersedes, e.supersedes_reference),
             content: await zip.open(zip.entries.get(e.file)!),
           });
           await this.#db.query("UPDATE batch_entries SET document_id = $3 WHERE batch_id = $1 AND line = $2", [batchId, e.line, accepted.document.id]);

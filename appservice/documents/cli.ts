@@ -1,7 +1,7 @@
 // `kuvert batch …`: sends a bulk batch to a running Kuvert through its API and follows it with
 // progress bars, so it works beside the service on either database.
 import { createReadStream, readdirSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { basename, join, relative } from "node:path";
 import { Readable, Transform } from "node:stream";
 import cliProgress from "cli-progress";
 import yazl from "yazl";
@@ -81,4 +81,58 @@ export async function submitBatch(path: string, opts: SubmitOptions, out: NodeJS
   const summary = Object.entries(status.counts).map(([state, n]) => `${n} ${state}`).join(", ");
   out.write(`${summary}.\n`);
   return { status, ok: (status.counts.delivered ?? 0) === status.entries.length };
+}
+
+export interface SendOptions {
+  url: string;
+  token: string;
+  organisationId: string;
+  kind?: string | undefined;
+  reference?: string | undefined;
+  supersedes?: string | undefined;
+  supersedesReference?: string | undefined;
+  idempotencyKey?: string | undefined;
+}
+
+interface DocumentAnswer {
+  id?: string;
+  state?: string;
+  version?: number;
+  supersedes?: string | null;
+  errcode?: string;
+  error?: string;
+}
+
+/** `kuvert document send`: one document through the drop API (streamed), optionally as a new version of another. */
+export async function sendDocument(path: string, opts: SendOptions): Promise<DocumentAnswer & { id: string }> {
+  const base = opts.url.replace(/\/$/, "");
+  const query = new URLSearchParams({ filename: basename(path) });
+  for (const [name, value] of [["kind", opts.kind], ["reference", opts.reference], ["supersedes", opts.supersedes], ["supersedesReference", opts.supersedesReference]] as const) {
+    if (value) query.set(name, value);
+  }
+  const headers: Record<string, string> = { authorization: `Bearer ${opts.token}`, "content-type": "application/octet-stream", "content-length": String(statSync(path).size) };
+  if (opts.idempotencyKey) headers["idempotency-key"] = opts.idempotencyKey;
+  const res = await fetch(`${base}/api/v1/organisations/${encodeURIComponent(opts.organisationId)}/documents?${query}`, {
+    method: "POST",
+    headers,
+    body: Readable.toWeb(createReadStream(path)) as ReadableStream,
+    duplex: "half",
+    redirect: "error",
+  } as RequestInit);
+  const answer = (await res.json().catch(() => ({}))) as DocumentAnswer;
+  if (res.status !== 202 || !answer.id) throw new Error(`Kuvert refused the document (${res.status} ${answer.errcode ?? ""}): ${answer.error ?? "no reason given"}`);
+  return answer as DocumentAnswer & { id: string };
+}
+
+export interface VersionList {
+  current: string | null;
+  versions: { id: string; version: number; state: string; filename: string; reference: string | null; finishedAt: string | null; supersedes: string | null; supersededBy: string | null }[];
+}
+
+/** `kuvert document versions`: every version of a document, from the API. */
+export async function documentVersions(id: string, opts: { url: string; token: string }): Promise<VersionList> {
+  const res = await fetch(`${opts.url.replace(/\/$/, "")}/api/v1/documents/${encodeURIComponent(id)}/versions`, { headers: { authorization: `Bearer ${opts.token}` } });
+  const answer = (await res.json().catch(() => ({}))) as VersionList & { errcode?: string; error?: string };
+  if (!res.ok) throw new Error(`Kuvert answered ${res.status} ${answer.errcode ?? ""}: ${answer.error ?? "no reason given"}`);
+  return answer;
 }

@@ -22,6 +22,10 @@
 // (unknown organisation, bad name, empty, wrong type, too large, archived organisation)
 // is moved to `unroutable/`, never guessed elsewhere, and staff are alerted.
 //
+// A document may have a description beside it, `<name>.kuvert.json` (kind, reference, the
+// version it replaces, the format version; see description.ts). Description files are never
+// taken as documents; a description that is not usable sends the document to `unroutable/`.
+//
 // Only regular files directly inside an organisation folder are taken. Files directly in
 // `dir`, folders inside organisation folders and other special files are left alone (and
 // logged once); symbolic links are never followed but moved to `unroutable/`. Files are
@@ -38,6 +42,7 @@ import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { slugPattern } from "../organisations/model.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
+import { isDescriptionName, readDescription, DESCRIPTION_SUFFIX } from "./description.ts";
 import type { DocumentIntake } from "./intake.ts";
 
 const log = logger("drop-folder");
@@ -89,7 +94,12 @@ const germanReasons: Partial<Record<string, string>> = {
   [ErrCode.Archived]: "Die Organisation ist archiviert und erhält keine Dokumente.",
   [ErrCode.NotFound]: "Es gibt keine Organisation mit dieser Kennung.",
   [ErrCode.IdempotencyMismatch]: "Eine Datei mit demselben Namen, derselben Größe und demselben Zeitstempel, aber anderem Inhalt wurde bereits angenommen.",
-  [ErrCode.InvalidInput]: "Die Angaben zur Datei sind ungültig.",
+  [ErrCode.InvalidInput]: "Die Angaben zur Datei sind ungültig (z. B. die Beschreibungsdatei .kuvert.json).",
+  [ErrCode.FormatVersion]: "Die Beschreibungsdatei (.kuvert.json) hat eine Formatversion, die dieses Kuvert nicht kennt.",
+  [ErrCode.AlreadyReplaced]: "Das Dokument, das diese Datei ersetzen soll, wurde bereits durch eine neuere Version ersetzt.",
+  [ErrCode.NotDelivered]: "Das Dokument, das diese Datei ersetzen soll, wurde nie zugestellt; nur zugestellte Dokumente können ersetzt werden.",
+  [ErrCode.OtherOrganisation]: "Das Dokument, das diese Datei ersetzen soll, gehört zu einer anderen Organisation.",
+  [ErrCode.ReferenceAmbiguous]: "Mehrere aktuelle Dokumente haben dieses Aktenzeichen; nennen Sie das zu ersetzende Dokument mit seiner Kennung (supersedes).",
 };
 
 function refusal(err: KuvertError): Reason {
@@ -253,6 +263,7 @@ export class DropFolder {
         this.#once(`special:${path}`, () => log.warn({ organisationId: folder, kind: kindOf(entry) }, "a special file in an organisation folder is ignored"));
         continue;
       }
+      if (isDescriptionName(entry.name)) continue;
       if (isTemporaryName(entry.name)) {
         report.waiting += 1;
         continue;
@@ -339,9 +350,13 @@ export class DropFolder {
 
     let accepted;
     try {
+      const description = await readDescription(path);
       accepted = await this.#intake.accept({
         organisationId,
         filename,
+        kind: description?.kind,
+        reference: description?.reference,
+        supersedes: description?.supersedes ?? null,
         source: "folder",
         submittedBy: `folder:${organisationId}`,
         idempotency: { scope: "folder", key: dropIdempotencyKey(organisationId, filename, stat) },
@@ -370,6 +385,7 @@ export class DropFolder {
       await unlink(path).catch((err: unknown) => {
         if (errorCode(err) !== "ENOENT") throw err;
       });
+      await rm(`${path}${DESCRIPTION_SUFFIX}`, { force: true });
     } else if (now) {
       log.warn({ organisationId, documentId: accepted.document.id }, "a dropped file changed after it was accepted; the new version is left for a later pass");
     }

@@ -11,6 +11,7 @@ import { checkFilename, checkShortText, newDocumentId, type DocumentRecord } fro
 import type { Prescans } from "./prescan.ts";
 import type { Staging } from "./staging.ts";
 import * as store from "./store.ts";
+import { findReplaceable, linkVersions, type Supersedes } from "./versions.ts";
 
 export interface OutboundSubmission {
   organisationId: string;
@@ -24,6 +25,8 @@ export interface OutboundSubmission {
   batchId?: string | undefined;
   /** A retried submission with the same scope and key returns the first result. */
   idempotency?: { scope: string; key: string } | undefined;
+  /** The version this document replaces (see versions.ts). */
+  supersedes?: Supersedes | null | undefined;
   content: Readable;
 }
 
@@ -62,6 +65,10 @@ export class DocumentIntake {
     if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${s.organisationId}.`);
     if (org.state === "archived") throw new KuvertError(ErrCode.Archived, 409, `Organisation ${s.organisationId} is archived and receives no documents.`);
 
+    // A replacement that cannot be: refused before the upload is read (and again, locked, below).
+    const retried = s.idempotency ? await store.findByIdempotencyKey(this.#db, s.idempotency.scope, s.idempotency.key) : null;
+    if (s.supersedes && !retried) await findReplaceable(this.#db, org.id, s.supersedes, false);
+
     const id = newDocumentId();
     const prescan = this.#prescans?.start();
     let staged;
@@ -77,6 +84,8 @@ export class DocumentIntake {
       // The name must say what the content is; no active content unless configured.
       checkContent(filename, staged.mimetype, this.#config.documents);
       const result = await this.#db.transaction(async (tx): Promise<Accepted> => {
+        const earlier = s.idempotency ? await store.findByIdempotencyKey(tx, s.idempotency.scope, s.idempotency.key) : null;
+        const replaced = s.supersedes && !earlier ? await findReplaceable(tx, org.id, s.supersedes, true) : null;
         const inserted = await store.insertDocument(tx, {
           id,
           direction: "outbound",
@@ -92,6 +101,8 @@ export class DocumentIntake {
           idempotencyScope: s.idempotency?.scope ?? null,
           idempotencyKey: s.idempotency?.key ?? null,
           batchId: s.batchId ?? null,
+          supersedes: replaced?.id ?? null,
+          version: replaced ? replaced.version + 1 : 1,
         });
         if (!inserted) {
           const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);
@@ -100,13 +111,14 @@ export class DocumentIntake {
           }
           return { document: store.toRecord(first), replayed: true };
         }
+        if (replaced) await linkVersions(tx, replaced.id, id);
         await audit(tx, {
           actor: s.submittedBy,
           action: "document.received",
           organisationId: org.id,
           object: id,
           outcome: "ok",
-          details: { filename, kind, reference, size: staged.size, mimetype: staged.mimetype, sha256: staged.sha256, source: s.source },
+          details: { filename, kind, reference, size: staged.size, mimetype: staged.mimetype, sha256: staged.sha256, source: s.source, ...(replaced ? { supersedes: replaced.id, version: replaced.version + 1 } : {}) },
         });
         return { document: store.toRecord((await store.findDocument(tx, id))!), replayed: false };
       });

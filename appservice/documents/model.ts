@@ -26,6 +26,11 @@ export interface DocumentRecord {
   createdAt: string;
   scannedAt: string | null;
   finishedAt: string | null;
+  /** 1 for a first version; each correction one more than the version it replaces. */
+  version: number;
+  /** The version this one replaces, and the one that replaces it (null: none, or deleted by retention). */
+  supersedes: string | null;
+  supersededBy: string | null;
 }
 
 export function newDocumentId(): string {

@@ -27,6 +27,7 @@ import { scanDuration } from "../metrics.ts";
 import { documentTexts } from "./texts.ts";
 import type { Staging } from "./staging.ts";
 import * as store from "./store.ts";
+import { unlinkRejected } from "./versions.ts";
 
 const log = logger("documents");
 
@@ -154,13 +155,14 @@ export class DocumentPipeline {
         await this.#staging.destroy(doc.id);
         await this.#db.transaction(async (tx) => {
           await store.setState(tx, doc.id, "rejected", { reason, signature, errcode: refusal.errcode, scanned: true, finished: true });
+          await unlinkRejected(tx, doc);
           await audit(tx, {
             actor: "kuvert",
             action: "document.rejected",
             organisationId: doc.organisation_id,
             object: doc.id,
             outcome: "refused",
-            details: { reason: refusal.audit, errcode: refusal.errcode, signature, ...refusal.details, filename: doc.filename },
+            details: { reason: refusal.audit, errcode: refusal.errcode, signature, ...refusal.details, filename: doc.filename, ...(doc.supersedes ? { supersedes: doc.supersedes } : {}) },
           });
           await this.#staffRoom.alertByMail(tx, { key: `rejected:${doc.id}`, mail: t.rejectedMail(doc.id, doc.organisation_id, reason) }, doc.organisation_id);
         });
@@ -185,18 +187,30 @@ export class DocumentPipeline {
       await store.setMedia(this.#db, doc.id, mxc, true);
     }
     if (!mxc) throw new Error(`document ${doc.id} is marked as uploaded but has no media URI`);
-    // Two events, each with a transaction id of its own derived from the document: the short text, then the file.
-    await this.#hs.send(org.roomId, "m.room.message", notice(t.announcement(doc)), `document:${doc.id}:text`);
+    // Each event with a transaction id of its own derived from the document: the short text, then
+    // the file (and for a new version, the edit of the earlier announcement), so a rerun repeats none.
+    const replaced = doc.supersedes ? await store.findDocument(this.#db, doc.supersedes) : null;
+    const text = replaced?.event_id
+      ? { ...notice(t.versionAnnouncement(doc, replaced)), "m.relates_to": { "m.in_reply_to": { event_id: replaced.event_id } } }
+      : notice(t.announcement(doc));
+    const announcementEventId = await this.#hs.send(org.roomId, "m.room.message", text, `document:${doc.id}:text`);
     const eventId = await this.#hs.send(
       org.roomId,
       "m.room.message",
       { msgtype: "m.file", body: doc.filename, filename: doc.filename, url: mxc, info: { mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) } },
       `document:${doc.id}:file`,
     );
+    if (replaced) await this.#markReplaced(org.roomId, replaced, doc, eventId);
     await this.#db.transaction(async (tx) => {
-      await store.setState(tx, doc.id, "delivered", { eventId, finished: true });
-      await audit(tx, { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { roomId: org.roomId, eventId } });
-      await this.#notifyClerks(tx, org, doc.id, { title: doc.kind ?? documentTexts(mailLanguage(this.#config)).untitled, ...(doc.reference ? { reference: doc.reference } : {}) });
+      await store.setState(tx, doc.id, "delivered", { eventId, announcementEventId, finished: true });
+      const versionDetails = replaced ? { supersedes: replaced.id, version: doc.version } : {};
+      await audit(tx, { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { roomId: org.roomId, eventId, ...versionDetails } });
+      if (replaced) {
+        await audit(tx, { actor: "kuvert", action: "document.superseded", organisationId: doc.organisation_id, object: replaced.id, outcome: "ok", details: { supersededBy: doc.id, version: replaced.version, newVersion: doc.version } });
+      }
+      const mailTexts = documentTexts(mailLanguage(this.#config));
+      const title = replaced ? mailTexts.newVersionTitle(doc.kind, doc.version) : (doc.kind ?? mailTexts.untitled);
+      await this.#notifyClerks(tx, org, doc.id, { title, ...(doc.reference ? { reference: doc.reference } : {}) });
     });
     await this.#staging.destroy(doc.id);
     await this.queue.complete(row);
@@ -241,6 +255,29 @@ export class DocumentPipeline {
     });
     await this.#staffRoom.post({ key: `held:${doc.id}`, body: t.heldAlert(doc.id, doc.organisation_id, reason) });
     await this.queue.complete(row);
+  }
+
+  /**
+   * Edits the earlier version's announcement (`m.replace`) to say it was replaced and by which.
+   * Announcements from before versions were recorded have no event to edit: the reply says it.
+   */
+  async #markReplaced(roomId: string, replaced: store.DocumentRow, doc: store.DocumentRow, newEventId: string): Promise<void> {
+    if (!replaced.announcement_event_id) {
+      log.info({ document: doc.id, replaced: replaced.id }, "the replaced version's announcement is not known; it is not edited");
+      return;
+    }
+    const t = documentTexts(this.#config.organisations.language);
+    const link = `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(newEventId)}`;
+    const edited = notice(t.replacedAnnouncement(replaced, doc, link));
+    // CS API §"Event replacements": the fallback body starts with "*", m.new_content is what clients show.
+    const content = {
+      ...edited,
+      body: `* ${String(edited.body)}`,
+      ...(edited.formatted_body ? { formatted_body: `* ${String(edited.formatted_body)}` } : {}),
+      "m.new_content": edited,
+      "m.relates_to": { rel_type: "m.replace", event_id: replaced.announcement_event_id },
+    };
+    await this.#hs.send(roomId, "m.room.message", content, `document:${doc.id}:replaces`);
   }
 
   /** After a rejection is recorded: the staff room hears of it (once), the work is done. */

@@ -31,6 +31,10 @@ export interface DocumentRow {
   created_at: Date;
   scanned_at: Date | null;
   finished_at: Date | null;
+  supersedes: string | null;
+  superseded_by: string | null;
+  version: number;
+  announcement_event_id: string | null;
 }
 
 export function toRecord(r: DocumentRow): DocumentRecord {
@@ -54,6 +58,9 @@ export function toRecord(r: DocumentRow): DocumentRecord {
     createdAt: r.created_at.toISOString(),
     scannedAt: r.scanned_at?.toISOString() ?? null,
     finishedAt: r.finished_at?.toISOString() ?? null,
+    version: r.version,
+    supersedes: r.supersedes,
+    supersededBy: r.superseded_by,
   };
 }
 
@@ -83,14 +90,17 @@ export interface NewDocument {
   sourceMxc?: string | null;
   media?: MediaReference[] | null;
   batchId?: string | null;
+  /** The version this one replaces, and this one's number (1 for a first version). */
+  supersedes?: string | null;
+  version?: number;
 }
 
 /** Inserts the document and its work item; answers false when the idempotency key or event was taken. */
 export async function insertDocument(q: Queryable, d: NewDocument): Promise<boolean> {
   const res = await q.query(
     `INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
-                            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
      ON CONFLICT DO NOTHING`,
     [
       d.id,
@@ -110,6 +120,8 @@ export async function insertDocument(q: Queryable, d: NewDocument): Promise<bool
       d.sourceMxc ?? null,
       d.batchId ?? null,
       d.media ? JSON.stringify(d.media) : null,
+      d.supersedes ?? null,
+      d.version ?? 1,
     ],
   );
   if (res.rowCount === 0) return false;
@@ -121,7 +133,7 @@ export async function setState(
   q: Queryable,
   id: string,
   state: DocumentState,
-  fields: { reason?: string | null; signature?: string | null; errcode?: string | null; eventId?: string | null; scanned?: boolean; finished?: boolean } = {},
+  fields: { reason?: string | null; signature?: string | null; errcode?: string | null; eventId?: string | null; announcementEventId?: string | null; scanned?: boolean; finished?: boolean } = {},
 ): Promise<void> {
   await q.query(
     `UPDATE documents SET state = $2,
@@ -130,7 +142,8 @@ export async function setState(
         event_id = COALESCE($7, event_id),
         scanned_at = CASE WHEN $8 THEN now() ELSE scanned_at END,
         finished_at = CASE WHEN $9 THEN now() ELSE finished_at END,
-        errcode = CASE WHEN $10 THEN $11 ELSE errcode END
+        errcode = CASE WHEN $10 THEN $11 ELSE errcode END,
+        announcement_event_id = COALESCE($12, announcement_event_id)
       WHERE id = $1`,
     [
       id,
@@ -144,6 +157,7 @@ export async function setState(
       fields.finished === true,
       fields.errcode !== undefined,
       fields.errcode ?? null,
+      fields.announcementEventId ?? null,
     ],
   );
 }

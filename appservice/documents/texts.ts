@@ -36,6 +36,28 @@ function sender(submittedBy: string): string {
   return submittedBy.startsWith("token:") ? submittedBy.slice("token:".length) : submittedBy;
 }
 
+/** The day a version was delivered, as people write it (Europe/Berlin, the operating body's time). */
+function day(iso: string | Date | null, language: Language): string {
+  if (!iso) return "?";
+  return new Date(iso).toLocaleDateString(language === "en" ? "en-GB" : "de-DE", { day: "numeric", month: "long", year: "numeric", timeZone: "Europe/Berlin" });
+}
+
+/** What a version is called in a text: its kind, else its file name. */
+function title(d: { kind: string | null; filename: string }): string {
+  return d.kind ?? d.filename;
+}
+
+interface Versioned extends Announced {
+  version: number;
+}
+
+interface Replaced {
+  filename: string;
+  kind: string | null;
+  version: number;
+  finished_at: string | Date | null;
+}
+
 function mib(bytes: number): string {
   return `${Math.floor(bytes / (1024 * 1024))} MiB`;
 }
@@ -68,6 +90,20 @@ const de = {
       "too-many-media": "Die Nachricht verweist auf mehr Dateien, als Kuvert je Nachricht prüft; ungeprüft bleibt nichts im Raum.",
     })[why],
   mediaInMessage: "Bild in einer Nachricht",
+  /** The short text of a new version, posted as a reply to the file it replaces. */
+  versionAnnouncement: (d: Versioned, replaced: Replaced) => {
+    const parts = [`Version ${d.version} von ${title(d)}`, d.reference ? `Aktenzeichen ${d.reference}` : null, `von ${sender(d.submitted_by)}`].filter(Boolean);
+    const tail = `ersetzt die Fassung vom ${day(replaced.finished_at, "de")} – geprüft auf Viren.`;
+    return { body: `${parts.join(" · ")}, ${tail}`, html: `${parts.map((p) => escapeHtml(p!)).join(" · ")}, ${escapeHtml(tail)}` };
+  },
+  /** The earlier announcement, edited once a new version is there. */
+  replacedAnnouncement: (old: Announced & { version: number }, by: { version: number; filename: string }, link: string) => {
+    const head = `Ersetzt: ${title(old)} (Version ${old.version})${old.reference ? ` · Aktenzeichen ${old.reference}` : ""} gilt nicht mehr.`;
+    const tail = `Gültig ist Version ${by.version}: „${by.filename}“.`;
+    return { body: `${head} ${tail}`, html: `<del>${escapeHtml(head)}</del> ${escapeHtml(tail)} <a href="${escapeHtml(link)}">Zur neuen Version</a>` };
+  },
+  /** The line in the clerks' e-mail about a new version. */
+  newVersionTitle: (kind: string | null, version: number) => `${kind ?? "Dokument"} – eine neue Fassung (Version ${version})`,
   checkedReaction: "✅ geprüft",
   removedReason: "Schadsoftware gefunden",
   removedInRoom: (filename: string, reason: string) => `Die Datei „${filename}“ wurde entfernt: ${reason} Bitte senden Sie eine saubere Fassung.`,
@@ -102,6 +138,17 @@ const en: typeof de = {
       "too-many-media": "The message refers to more files than Kuvert checks per message; nothing unchecked stays in the room.",
     })[why],
   mediaInMessage: "image in a message",
+  versionAnnouncement: (d: Versioned, replaced: Replaced) => {
+    const parts = [`Version ${d.version} of ${title(d)}`, d.reference ? `reference ${d.reference}` : null, `from ${sender(d.submitted_by)}`].filter(Boolean);
+    const tail = `replaces the version of ${day(replaced.finished_at, "en")} – scanned for viruses.`;
+    return { body: `${parts.join(" · ")}, ${tail}`, html: `${parts.map((p) => escapeHtml(p!)).join(" · ")}, ${escapeHtml(tail)}` };
+  },
+  replacedAnnouncement: (old: Announced & { version: number }, by: { version: number; filename: string }, link: string) => {
+    const head = `Replaced: ${title(old)} (version ${old.version})${old.reference ? ` · reference ${old.reference}` : ""} is no longer valid.`;
+    const tail = `Version ${by.version} is the valid one: "${by.filename}".`;
+    return { body: `${head} ${tail}`, html: `<del>${escapeHtml(head)}</del> ${escapeHtml(tail)} <a href="${escapeHtml(link)}">Go to the new version</a>` };
+  },
+  newVersionTitle: (kind: string | null, version: number) => `${kind ?? "Document"} – a new version (version ${version})`,
   checkedReaction: "✅ checked",
   removedReason: "Malware found",
   removedInRoom: (filename: string, reason: string) => `The file "${filename}" was removed: ${reason} Please send a clean copy.`,

@@ -2,11 +2,13 @@
 // validate them, so the document cannot promise what the code refuses.
 import { z } from "zod";
 import { ErrCode } from "../errors.ts";
+import { apiVersion, version } from "../version.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
 import { callPaths, callSchemas } from "../calls/openapi.ts";
 import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
 import { consolePaths, consoleSecurityScheme } from "../console/openapi.ts";
 import { circularPaths, circularSchemas } from "../circulars/openapi.ts";
+import { documentPaths, documentSchemas } from "../documents/openapi.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -37,7 +39,8 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
   const json = (ref: string) => ({ content: { "application/json": { schema: { $ref: `#/components/schemas/${ref}` } } } });
   return {
     openapi: "3.1.0",
-    info: { title: "Kuvert admin API", version: "1" },
+    // info.version: the API version (README "API versions"); x-kuvert-version: the program that answered.
+    info: { title: "Kuvert admin API", version: apiVersion, "x-kuvert-version": version },
     servers: [{ url: `${baseUrl.replace(/\/$/, "")}/api/v1` }],
     security: [{ bearer: [] }],
     components: {
@@ -53,6 +56,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         ...callSchemas,
         ...accountSchemas(schema),
         ...circularSchemas,
+        ...documentSchemas,
         Organisation: {
           type: "object",
           properties: {
@@ -152,6 +156,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
       ...accountPaths(errors),
       ...consolePaths,
       ...circularPaths,
+      ...documentPaths,
     },
   };
 }

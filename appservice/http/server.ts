@@ -19,6 +19,7 @@ import { consoleApiRoutes, consoleSessionLookup, consolePages, type ConsoleDeps 
 import { CONSOLE_HEADER, type ConsoleSession } from "../console/sessions.ts";
 import { readJson, requestLineCheck } from "./input.ts";
 import { openApiDocument } from "./openapi.ts";
+import { version } from "../version.ts";
 
 const log = logger("public-api");
 
@@ -152,6 +153,11 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   app.get("/readyz", async (_req, res) => {
     const result = await deps.readiness.check();
     res.status(result.ready ? 200 : 503).json({ status: result.ready ? "ready" : "not ready" });
+  });
+
+  // Public: the program version only; the commit and schema version are for the internal listener.
+  app.get("/version", (_req, res) => {
+    res.json({ version });
   });
 
   app.get("/api/v1/openapi.json", (_req, res) => {

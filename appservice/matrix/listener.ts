@@ -7,6 +7,7 @@ import { isMatrixEvent, type MatrixEvent } from "./events.ts";
 import type { Inbox } from "./inbox.ts";
 import type { Readiness } from "../http/server.ts";
 import { transactionsReceived } from "../metrics.ts";
+import { buildInfo } from "../version.ts";
 
 const log = logger("appservice-api");
 
@@ -104,6 +105,10 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
   app.get("/readyz", async (_req, res) => {
     const result = await opts.readiness.check();
     res.status(result.ready ? 200 : 503).json({ status: result.ready ? "ready" : "not ready", checks: result.checks });
+  });
+  // Which Kuvert this is, for operators on the internal network: version, commit, schema and API version.
+  app.get("/version", (_req, res) => {
+    res.json(buildInfo());
   });
   for (const routes of opts.routes ?? []) app.use(routes);
   app.use((_req: Request, res: Response) => matrixError(res, 404, "M_UNRECOGNIZED", "Unrecognised request."));

@@ -11,6 +11,7 @@ import { openDatabase } from "../../appservice/db/database.ts";
 import { EICAR } from "../support/clamd.ts";
 import { chromiumOptions, createAccount, ensureConsoleBuilt, focusIsVisible, plannedAccount, screenshotAndCheck, type Account } from "../support/console.ts";
 import { startStack, waitFor, type Stack, testServerName } from "../support/harness.ts";
+import { version } from "../../appservice/version.ts";
 
 
 describe("the staff console in a browser", () => {
@@ -214,6 +215,29 @@ describe("the staff console in a browser", () => {
     assert.equal(clean?.submittedBy, admin.userId);
     assert.equal(docs.find((d) => d.filename === "eicar.txt")?.state, "rejected");
     await waitFor("the clerk's e-mail", () => stack.smtp.messages.some((m) => JSON.stringify(m.to).includes("clara@schule.example")));
+    await page.context().close();
+  });
+
+  it("sends a new version of a document by its reference, and names Kuvert's version in the footer", async () => {
+    const page = await open();
+    await signIn(page, admin);
+    assert.equal((await page.getByTestId("version").innerText()).trim(), `Kuvert ${version}`);
+    await page.getByRole("link", { name: "Dokumente senden" }).click();
+    await page.getByRole("checkbox", { name: /Schule am See/ }).check();
+    const newVersion = page.getByRole("checkbox", { name: /Neue Fassung/ });
+    assert.equal(await newVersion.isDisabled(), true, "without a reference there is nothing to replace");
+    await page.getByLabel("Art des Dokuments").fill("Bescheid");
+    await page.getByLabel("Aktenzeichen").fill("AZ-2026-17");
+    await newVersion.check();
+    await page.locator("#doc-files").setInputFiles({ name: "bescheid-korrigiert.txt", mimeType: "text/plain", buffer: Buffer.from("Ihr korrigierter Bescheid für 2026.\n".repeat(2000)) });
+    await page.getByRole("button", { name: "Senden" }).click();
+    const row = page.locator('tr[data-file="bescheid-korrigiert.txt"]');
+    await row.and(page.locator('[data-state="notified"]')).waitFor({ timeout: 45_000 });
+    assert.match(await row.innerText(), /\(Version 2\)/);
+    const docs = (await stack.api<{ documents: { id: string; filename: string; version: number; supersedes: string | null; supersededBy: string | null }[] }>("GET", `/api/v1/organisations/${orgId}/documents`)).body.documents;
+    const first = docs.find((d) => d.filename === "bescheid.txt")!;
+    const second = docs.find((d) => d.filename === "bescheid-korrigiert.txt")!;
+    assert.deepEqual([second.version, second.supersedes, first.supersededBy], [2, first.id, second.id]);
     await page.context().close();
   });
 

@@ -74,13 +74,14 @@ export async function api<T>(method: string, path: string, body?: unknown, conte
 export function uploadDocument(
   organisationId: string,
   file: File,
-  fields: { kind: string; reference: string },
+  fields: { kind: string; reference: string; supersedesReference?: string },
   onProgress: (fraction: number) => void,
-): Promise<{ id: string; state: string }> {
+): Promise<{ id: string; state: string; version: number }> {
   return new Promise((resolve, reject) => {
     const q = new URLSearchParams({ filename: file.name });
     if (fields.kind) q.set("kind", fields.kind);
     if (fields.reference) q.set("reference", fields.reference);
+    if (fields.supersedesReference) q.set("supersedesReference", fields.supersedesReference);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/api/v1/organisations/${encodeURIComponent(organisationId)}/documents?${q}`);
     xhr.setRequestHeader(CONSOLE_HEADER, "1");
@@ -91,7 +92,7 @@ export function uploadDocument(
     };
     xhr.onerror = () => reject(new ApiError(0, "NETWORK", "Kuvert is not reachable."));
     xhr.onload = () => {
-      let body: { id?: string; state?: string; errcode?: string; error?: string } = {};
+      let body: { id?: string; state?: string; version?: number; errcode?: string; error?: string } = {};
       try {
         body = JSON.parse(xhr.responseText);
       } catch {
@@ -99,7 +100,7 @@ export function uploadDocument(
       }
       if (xhr.status === 202 && body.id) {
         onProgress(1);
-        resolve({ id: body.id, state: body.state ?? "received" });
+        resolve({ id: body.id, state: body.state ?? "received", version: body.version ?? 1 });
       } else reject(new ApiError(xhr.status, body.errcode ?? `HTTP_${xhr.status}`, body.error ?? `HTTP ${xhr.status}`));
     };
     xhr.send(file);

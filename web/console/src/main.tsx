@@ -239,7 +239,16 @@ function App() {
     );
   }
   else body = <Shell session={session} signOut={signOut} lang={lang} setLang={setLang} />;
-  return <I18n.Provider value={{ lang, t }}>{body}</I18n.Provider>;
+  return (
+    <I18n.Provider value={{ lang, t }}>
+      {body}
+      {settings && (
+        <footer class="site" data-testid="version">
+          Kuvert {settings.version}
+        </footer>
+      )}
+    </I18n.Provider>
+  );
 }
 
 render(<App />, document.getElementById("app")!);

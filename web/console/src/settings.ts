@@ -1,9 +1,11 @@
-// What the console needs to know about its Kuvert: the homeserver to sign in at, and the
-// language to fall back on when the browser prefers none the console speaks.
+// What the console needs to know about its Kuvert: the homeserver to sign in at, the language
+// to fall back on when the browser prefers none the console speaks, and which Kuvert it is.
 export interface Settings {
   homeserverUrl: string;
   serverName: string;
   language?: "de" | "en";
+  /** Kuvert's program version, shown in the footer. */
+  version: string;
 }
 
 export async function loadSettings(): Promise<Settings> {

@@ -28,6 +28,8 @@ interface Item {
   organisation: string;
   progress: number;
   documentId?: string;
+  /** Above 1 for a new version of an earlier document. */
+  version?: number;
   state: string;
   detail?: string;
 }
@@ -62,6 +64,7 @@ function Documents() {
   const [files, setFiles] = useState<File[]>([]);
   const [kind, setKind] = useState("");
   const [reference, setReference] = useState("");
+  const [newVersion, setNewVersion] = useState(false);
   const [items, setItems] = useState<Item[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [dragging, setDragging] = useState(false);
@@ -113,8 +116,9 @@ function Documents() {
         const { org, f } = work[i]!;
         const key = batch[i]!.key;
         try {
-          const accepted = await uploadDocument(org, f, { kind, reference }, (p) => update(key, { progress: p }));
-          update(key, { documentId: accepted.id, state: accepted.state, progress: 1 });
+          const supersedesReference = newVersion && reference ? reference : undefined;
+          const accepted = await uploadDocument(org, f, { kind, reference, supersedesReference }, (p) => update(key, { progress: p }));
+          update(key, { documentId: accepted.id, version: accepted.version, state: accepted.state, progress: 1 });
           poll(key, accepted.id);
         } catch (err) {
           update(key, { state: "failed", detail: message(err) });
@@ -174,6 +178,16 @@ function Documents() {
           <label for="doc-reference">{t("reference")}</label>
           <input id="doc-reference" value={reference} maxLength={200} onInput={(e) => setReference(e.currentTarget.value)} />
         </div>
+        <p>
+          <label>
+            <input type="checkbox" id="doc-new-version" checked={newVersion && reference !== ""} disabled={reference === ""} aria-describedby="doc-new-version-hint" onChange={(e) => setNewVersion(e.currentTarget.checked)} />{" "}
+            {t("newVersion")}
+          </label>
+          <br />
+          <span id="doc-new-version-hint" class="hint">
+            {t("newVersionHint")}
+          </span>
+        </p>
         <div
           class={`dropzone${dragging ? " dragging" : ""}`}
           data-testid="dropzone"
@@ -213,7 +227,10 @@ function Documents() {
             <tbody>
               {items.map((i) => (
                 <tr key={i.key} data-state={i.state} data-file={i.file}>
-                  <td>{i.file}</td>
+                  <td>
+                    {i.file}
+                    {i.version && i.version > 1 ? <span class="hint"> ({t("versionNo", { n: i.version })})</span> : null}
+                  </td>
                   <td>{choices.find((c) => c.id === i.organisation)?.name ?? i.organisation}</td>
                   <td>
                     <progress max={1} value={i.progress} aria-label={`${t("progress")} ${i.file}`}>

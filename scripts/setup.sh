@@ -46,6 +46,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Jitsi's Prosody with its real token modules, for test/e2e/prosody.test.ts: the kit in
+# ../shared/jitsi-prosody installs it from Debian (the suite skips where the kit is absent).
+kit="$(pwd)/../shared/jitsi-prosody"
+if [ -f "$kit/setup.sh" ] && ! command -v prosody >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    say "Installing Prosody for the Jitsi suite ($kit/setup.sh)"
+    bash "$kit/setup.sh" >&2
+  else
+    echo "Please run as root: bash $kit/setup.sh (Prosody for test/e2e/prosody.test.ts)." >&2
+    exit 1
+  fi
+fi
+
 say "Installing npm dependencies"
 npm_config_nodedir= npm ci --no-audit --no-fund >&2
 say "Building the staff console (web/console → web/console/dist)"

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodeJwt, jwtVerify } from "jose";
 import { signGuestLinkToken } from "../../appservice/calls/guest-token.ts";
+import { VERIFY_REFUSALS_PER_MINUTE, verifications } from "../../appservice/calls/verify.ts";
 import type { MatrixEvent } from "matrix-js-sdk";
 import { openDatabase } from "../../appservice/db/database.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
@@ -186,9 +187,9 @@ describe("video consultations", () => {
     assert.equal(missing.status, 400);
     assert.equal(missing.body.errcode, "KUVERT_INVALID_INPUT");
     assert.match(String(missing.body.error), /room_id/);
-    const refusals = await auditRows("call.verify");
-    assert.ok(refusals.length >= 4 && refusals.every((r) => r.outcome === "refused"));
-    assert.ok(!JSON.stringify(refusals).includes(clerkToken), "no token in the audit log");
+    assert.equal((await auditRows("call.verify")).length, 0, "refusals are counted, not audited one row each");
+    const counted = (await verifications.get()).values.filter((v) => v.labels.outcome !== "admitted").reduce((n, v) => n + v.value, 0);
+    assert.ok(counted >= 4, `refusals counted in kuvert_call_verifications_total: ${counted}`);
   });
 
   it("tells someone without the widget power level what is missing, and changes nothing", async () => {
@@ -405,6 +406,21 @@ describe("video consultations", () => {
     }
     assert.ok(doc.body.paths["/organisations/{id}/call"]!.post, "starting a call is documented");
   });
+  it("answers 429 to an address after too many refusals a minute, and counts them; no audit row grows", async () => {
+    const before = (await stack.kuvert!.db.query("SELECT count(*)::int AS n FROM audit_log")).rows[0] as { n: number };
+    let status = 0;
+    for (let i = 0; i <= VERIFY_REFUSALS_PER_MINUTE && status !== 429; i++) {
+      status = (await verify("/verify/user_in_room", { token: `made-up-${i}`, room_id: roomId })).status;
+    }
+    assert.equal(status, 429);
+    const limited = await verify("/verify/user", { token: "made-up" });
+    assert.equal(limited.status, 429);
+    assert.equal(limited.body.errcode, "KUVERT_RATE_LIMITED");
+    const rateLimited = (await verifications.get()).values.filter((v) => v.labels.outcome === "rate_limited").reduce((n, v) => n + v.value, 0);
+    assert.ok(rateLimited >= 2);
+    const afterwards = (await stack.kuvert!.db.query("SELECT count(*)::int AS n FROM audit_log")).rows[0] as { n: number };
+    assert.equal(afterwards.n, before.n, "refused verifications write no audit rows");
+  });
 });
 
 describe("video consultations switched off (modules.calls: false)", () => {
@@ -461,6 +477,7 @@ describe("video consultations without a Jitsi server configured", () => {
     assert.deepEqual(listed.body.calls, [], "nothing was recorded");
     assert.equal((await fetch(`${stack.publicUrl}/call/`)).status, 404);
   });
+
 });
 
 function widgetsIn(user: TestUser, roomId: string): number {

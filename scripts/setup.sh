@@ -76,6 +76,29 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# The real services some suites run against, from the kits in ../shared when this checkout has
+# them (CI does; a clone of its own does not, and those suites say so and skip):
+#   ../shared/jitsi-prosody  Prosody with Jitsi's token modules (test/e2e/prosody.test.ts)
+#   ../shared/synapse        Synapse 1.67 (npm test's second pass, every e2e suite on Synapse)
+if [ "$tests" = 1 ]; then
+  kit="$(pwd)/../shared/jitsi-prosody"
+  if [ -f "$kit/setup.sh" ] && ! command -v prosody >/dev/null 2>&1; then
+    if is_root; then
+      say "Installing Prosody for the Jitsi suite ($kit/setup.sh)"
+      bash "$kit/setup.sh" >&2
+    else
+      echo "Please run as root: bash $kit/setup.sh (Prosody for test/e2e/prosody.test.ts), then scripts/setup.sh --tests again." >&2
+      exit 1
+    fi
+  fi
+  kit="$(pwd)/../shared/synapse"
+  if [ -f "$kit/setup.sh" ]; then
+    say "Synapse for the tests ($kit/setup.sh)"
+    say "Synapse is in $(bash "$kit/setup.sh")"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 # npm dependencies and the console: rebuilt only when package-lock.json or the console's sources
 # changed since the last time (a stamp with their checksum beside the result).
 checksum() { sha256sum "$@" | sha256sum | cut -c1-64; }

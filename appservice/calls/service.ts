@@ -3,6 +3,7 @@
 // widget is posted at once when possible, else by the worker; it is removed when the call
 // ends or at its expiry, by the worker, so neither a crash nor a restart leaves a widget behind.
 import { randomUUID } from "node:crypto";
+import { isDeepStrictEqual } from "node:util";
 import { z } from "zod";
 import { audit } from "../audit/audit.ts";
 import { roomStaff, type KuvertConfig } from "../config/schema.ts";
@@ -14,7 +15,7 @@ import { enqueueNotification } from "../mail/outbox.ts";
 import type { Homeserver } from "../matrix/homeserver.ts";
 import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
-import { jitsiRoomName, signGuestToken, verifyGuestToken } from "./guest-token.ts";
+import { JOIN_TOKEN_SECONDS, jitsiRoomName, signGuestLinkToken, signGuestToken, verifyGuestLinkToken } from "./guest-token.ts";
 import { callTexts } from "./texts.ts";
 import {
   conferenceIdFor,
@@ -370,13 +371,24 @@ export class Calls {
     }
   }
 
-  /** Puts the widget and its layout into the room (the same state again if it is there). */
+  /**
+   * Puts the widget into the room, and its entry into the room's layout, unless they are there
+   * already. Element keeps each person's own arrangement of widgets only while the room's layout
+   * event is the one it was made for, so a layout event goes out only when Kuvert's widget is
+   * added (and, in #remove, removed), never again for a call that is already shown.
+   */
   async #post(row: CallRow): Promise<void> {
     const content = widgetContent({ elementBaseUrl: this.#config.calls.widgetBaseUrl, domain: this.#domain, conferenceId: row.conference_id, roomName: row.room_name, auth: row.auth === OPENID_AUTH ? OPENID_AUTH : null });
-    const eventId = await this.#hs.sendState(row.room_id, WIDGET_EVENT, row.widget_id, content);
+    const current = await this.#hs.stateEvent(row.room_id, WIDGET_EVENT, row.widget_id);
+    const present = current !== null && isDeepStrictEqual(current, content);
+    if (!present || row.widget_event_id === null) {
+      const eventId = await this.#hs.sendState(row.room_id, WIDGET_EVENT, row.widget_id, content);
+      await this.#db.query("UPDATE calls SET widget_event_id = $2 WHERE id = $1", [row.id, eventId]);
+    }
     const layout = await this.#hs.stateEvent(row.room_id, LAYOUT_EVENT, "");
-    await this.#hs.sendState(row.room_id, LAYOUT_EVENT, "", layoutWithCall(layout, row.widget_id));
-    await this.#db.query("UPDATE calls SET widget_event_id = $2 WHERE id = $1", [row.id, eventId]);
+    if (!(layout?.widgets as Record<string, unknown> | undefined)?.[row.widget_id]) {
+      await this.#hs.sendState(row.room_id, LAYOUT_EVENT, "", layoutWithCall(layout, row.widget_id));
+    }
   }
 
   /** Removes the widget (empty content, as Element does) and its layout entry, if they are still there. */
@@ -460,7 +472,7 @@ export class Calls {
         now,
         expiresAt,
       ]);
-      const token = await signGuestToken(secret, { linkId: id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
+      const token = await signGuestLinkToken(secret, { linkId: id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
       const url = `${this.#config.publicApi.baseUrl.replace(/\/$/, "")}/call/#${token}`;
       await enqueueNotification(tx, {
         kind: "guest-link",
@@ -509,7 +521,7 @@ export class Calls {
       throw new KuvertError(ErrCode.InvalidInput, 400, "token: missing, expected the guest link's token", [{ path: "token", message: "missing, expected a string" }]);
     }
     const calls = this.#config.calls;
-    const check = await verifyGuestToken(secret, calls.appId, this.#domain, token);
+    const check = await verifyGuestLinkToken(secret, calls.appId, this.#domain, token);
     if (!check.ok && check.reason === "expired") throw new KuvertError(ErrCode.GuestLinkExpired, 410, "This guest link has expired.");
     if (!check.ok) throw new KuvertError(ErrCode.GuestLinkInvalid, 401, "This guest link is not valid (it was changed or is not from Kuvert).");
     const link = (await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1", [check.payload.jti])).rows[0];
@@ -519,11 +531,16 @@ export class Calls {
     const call = await this.#get(link.call_id);
     if (call.ended_at !== null || call.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, 410, "The video consultation has ended.");
     const org = await findOrganisation(this.#db, call.organisation_id);
+    // A fresh join token for Prosody, valid a few minutes and never beyond the link: a revoked
+    // link gets none, and the one handed out here is kept nowhere.
+    const now = new Date();
+    const joinUntil = new Date(Math.min(link.expires_at.getTime(), now.getTime() + JOIN_TOKEN_SECONDS * 1000));
+    const jwt = await signGuestToken(secret, { linkId: link.id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: link.guest_name, notBefore: now, expiresAt: joinUntil });
     return {
       domain: this.#domain,
       scriptUrl: `${this.jitsiUrl}/external_api.js`,
       roomName: jitsiRoomName(call.conference_id),
-      jwt: token,
+      jwt,
       displayName: link.guest_name,
       organisationName: org?.name ?? "",
       expiresAt: link.expires_at.toISOString(),

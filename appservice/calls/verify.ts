@@ -14,19 +14,36 @@
 // is checked with the homeserver's GET /_matrix/federation/v1/openid/userinfo (Server-Server
 // API §"OpenID"); membership is the current m.room.member state (joined), and only the rooms of
 // active organisations that Kuvert manages pass.
+//
+// Refusals are not audited one row each (anyone who reaches /verify could grow the audit log at
+// will): they are counted in kuvert_call_verifications_total and logged, and one client address
+// may be refused at most calls.verifyRefusalsPerMinute times a minute before it gets 429.
 import { timingSafeEqual } from "node:crypto";
 import express, { type NextFunction, type Request, type Response } from "express";
-import { audit } from "../audit/audit.ts";
+import { rateLimit } from "express-rate-limit";
+import { Counter } from "prom-client";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { readJson } from "../http/input.ts";
 import { logger, pseudonym } from "../log.ts";
+import { registry } from "../metrics.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { findOrganisationByRoom } from "../organisations/store.ts";
 import { userLevel, type PowerLevels } from "./widget.ts";
 
 const log = logger("calls-verify");
+
+/** Prosody's questions to /verify, by endpoint and outcome (admitted or the refusal's reason). */
+export const verifications = new Counter({
+  name: "kuvert_call_verifications_total",
+  help: "User verification requests (/verify, from Jitsi's Prosody), by endpoint and outcome (admitted, token, not_member, room_not_managed, bearer, rate_limited).",
+  labelNames: ["endpoint", "outcome"] as const,
+  registers: [registry],
+});
+
+/** Refusals one client address may get per minute before it is answered 429. */
+export const VERIFY_REFUSALS_PER_MINUTE = 30;
 
 function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
@@ -70,8 +87,8 @@ export class UserVerification {
     return typeof body.sub === "string" && body.sub.startsWith("@") ? body.sub : null;
   }
 
-  async #refused(action: string, reason: string, details: Record<string, unknown>, organisationId?: string): Promise<void> {
-    await this.#db.transaction((tx) => audit(tx, { actor: "jitsi", action, organisationId: organisationId ?? null, outcome: "refused", details: { reason, ...details } }));
+  #refused(endpoint: "user" | "user_in_room", outcome: string): void {
+    verifications.inc({ endpoint, outcome });
   }
 
   async verifyUser(body: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -79,9 +96,10 @@ export class UserVerification {
     field(body, "matrix_server_name", false);
     const userId = await this.userOf(token);
     if (!userId) {
-      await this.#refused("call.verify_user", "token", {});
+      this.#refused("user", "token");
       return { results: { user: false }, user_id: null, errcode: ErrCode.OpenIdTokenInvalid, error: "The OpenID token is unknown to the homeserver or expired." };
     }
+    verifications.inc({ endpoint: "user", outcome: "admitted" });
     return { results: { user: true }, user_id: userId };
   }
 
@@ -91,7 +109,7 @@ export class UserVerification {
     field(body, "matrix_server_name", false);
     const userId = await this.userOf(token);
     if (!userId) {
-      await this.#refused("call.verify", "token", { room: roomId });
+      this.#refused("user_in_room", "token");
       return {
         results: { user: false, room_membership: null },
         user_id: null,
@@ -100,8 +118,8 @@ export class UserVerification {
         error: "The OpenID token is unknown to the homeserver or expired.",
       };
     }
-    const refuse = async (errcode: string, error: string, organisationId?: string) => {
-      await this.#refused("call.verify", errcode, { room: roomId, user: pseudonym(userId) }, organisationId);
+    const refuse = async (errcode: string, error: string, _organisationId?: string) => {
+      this.#refused("user_in_room", errcode === ErrCode.NotRoomMember ? "not_member" : "room_not_managed");
       log.info({ room: roomId, user: pseudonym(userId), errcode }, "Jitsi verification refused");
       return { results: { user: true, room_membership: false }, user_id: userId, power_levels: null, errcode, error };
     };
@@ -118,6 +136,7 @@ export class UserVerification {
     }
     if (member?.membership !== "join") return refuse(ErrCode.NotRoomMember, "The user is not a joined member of the room.", org.id);
     const { users: _users, ...room } = (pl ?? {}) as Record<string, unknown>;
+    verifications.inc({ endpoint: "user_in_room", outcome: "admitted" });
     return { results: { user: true, room_membership: true }, user_id: userId, power_levels: { room, user: userLevel(pl, userId) } };
   }
 }
@@ -132,6 +151,7 @@ export function verifyRoutes(verification: UserVerification, config: KuvertConfi
     const header = req.headers.authorization ?? "";
     if (!header.startsWith("Bearer ") || !sameSecret(header.slice(7).trim(), expected)) {
       log.warn({ path: req.path, ip: req.ip }, "verification request without the right bearer token");
+      verifications.inc({ endpoint: req.path.endsWith("user_in_room") ? "user_in_room" : "user", outcome: "bearer" });
       return next(new KuvertError(ErrCode.Forbidden, 403, "A valid bearer token is required (calls.verifyToken)."));
     }
     next();
@@ -141,11 +161,30 @@ export function verifyRoutes(verification: UserVerification, config: KuvertConfi
     if (typeof req.body !== "object" || req.body === null || Array.isArray(req.body)) throw new KuvertError(ErrCode.InvalidInput, 400, "Invalid request: no JSON content found in body.");
     return req.body as Record<string, unknown>;
   };
-  r.post("/verify/user", bearer, ...readJson("16kb"), async (req, res) => {
-    res.json(await verification.verifyUser(body(req)));
+  // Counts the refusals of one address (a wrong bearer token, an unknown token, no membership):
+  // a member's admitted requests never count.
+  const refusals = rateLimit({
+    windowMs: 60_000,
+    limit: VERIFY_REFUSALS_PER_MINUTE,
+    standardHeaders: "draft-7",
+    legacyHeaders: false,
+    requestWasSuccessful: (_req, res) => res.statusCode === 200 && res.locals.admitted === true,
+    skipSuccessfulRequests: true,
+    handler: (req, _res, next) => {
+      verifications.inc({ endpoint: req.path.endsWith("user_in_room") ? "user_in_room" : "user", outcome: "rate_limited" });
+      next(new KuvertError(ErrCode.RateLimited, 429, "Too many refused verification requests from this address; try again in a minute."));
+    },
   });
-  r.post("/verify/user_in_room", bearer, ...readJson("16kb"), async (req, res) => {
-    res.json(await verification.verifyUserInRoom(body(req)));
+  const answer = (res: Response, result: Record<string, unknown>) => {
+    const results = result.results as { user?: boolean; room_membership?: boolean | null };
+    res.locals.admitted = results.user === true && results.room_membership !== false && results.room_membership !== null;
+    res.json(result);
+  };
+  r.post("/verify/user", refusals, bearer, ...readJson("16kb"), async (req, res) => {
+    answer(res, await verification.verifyUser(body(req)));
+  });
+  r.post("/verify/user_in_room", refusals, bearer, ...readJson("16kb"), async (req, res) => {
+    answer(res, await verification.verifyUserInRoom(body(req)));
   });
   return r;
 }

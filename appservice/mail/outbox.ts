@@ -132,6 +132,18 @@ function senderDomain(config: KuvertConfig): string {
   return match?.[1] ?? config.homeserver.domain.replace(/:\d+$/, "");
 }
 
+/**
+ * A guest link is a credential: once its e-mail went out (or was given up), the row keeps the
+ * item's title but not its link, so the database holds no guest token after sending.
+ */
+async function forgetGuestLinks(tx: Queryable, ids: readonly (string | number)[]): Promise<void> {
+  await tx.query(
+    `UPDATE mail_outbox SET items = (SELECT jsonb_agg(i - 'link') FROM jsonb_array_elements(items) AS i)
+      WHERE id = ANY ($1) AND kind = 'guest-link'`,
+    [ids],
+  );
+}
+
 export class MailOutbox {
   readonly queue: WorkQueue<OutboxRow>;
   /**
@@ -315,6 +327,7 @@ export class MailOutbox {
           [head.id, messageId, batch.map((r) => r.id)],
         );
       }
+      await forgetGuestLinks(tx, [head.id, ...batch.map((r) => r.id)]);
       if (sent.rowCount === 0) {
         // Another worker took the row over (our lease had expired) and finished first.
         log.warn({ mail: head.id }, "e-mail sent, but its row was already finished: it may have gone out twice");
@@ -349,6 +362,7 @@ export class MailOutbox {
       );
       const row = rows[0];
       if (!row) return undefined;
+      await forgetGuestLinks(tx, [head.id, ...batch.map((r) => r.id)]);
       if (batch.length > 0) {
         await tx.query(
           "UPDATE mail_outbox SET state = 'dead', combined_into = $1, lease_until = NULL, last_error = $2 WHERE id = ANY ($3) AND state = 'pending'",

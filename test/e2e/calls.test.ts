@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { jwtVerify, SignJWT } from "jose";
+import { decodeJwt, jwtVerify } from "jose";
+import { signGuestLinkToken } from "../../appservice/calls/guest-token.ts";
+import { VERIFY_REFUSALS_PER_MINUTE, verifications } from "../../appservice/calls/verify.ts";
 import type { MatrixEvent } from "matrix-js-sdk";
 import { openDatabase } from "../../appservice/db/database.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
@@ -185,9 +187,9 @@ describe("video consultations", () => {
     assert.equal(missing.status, 400);
     assert.equal(missing.body.errcode, "KUVERT_INVALID_INPUT");
     assert.match(String(missing.body.error), /room_id/);
-    const refusals = await auditRows("call.verify");
-    assert.ok(refusals.length >= 4 && refusals.every((r) => r.outcome === "refused"));
-    assert.ok(!JSON.stringify(refusals).includes(clerkToken), "no token in the audit log");
+    assert.equal((await auditRows("call.verify")).length, 0, "refusals are counted, not audited one row each");
+    const counted = (await verifications.get()).values.filter((v) => v.labels.outcome !== "admitted").reduce((n, v) => n + v.value, 0);
+    assert.ok(counted >= 4, `refusals counted in kuvert_call_verifications_total: ${counted}`);
   });
 
   it("tells someone without the widget power level what is missing, and changes nothing", async () => {
@@ -229,7 +231,7 @@ describe("video consultations", () => {
     assert.deepEqual(none.body.calls, []);
   });
 
-  it("issues a guest link: a Jitsi JWT with the claims, e-mailed to the guest; revocable", async () => {
+  it("issues a guest link that only Kuvert's guest page takes, which hands out a short Jitsi JWT with the claims; e-mailed, revocable", async () => {
     const bad = await stack.api("POST", `/api/v1/calls/${callId}/guest-links`, { email: "guest@example.net" }, { token: staffToken });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.errcode, "KUVERT_INVALID_INPUT");
@@ -241,7 +243,17 @@ describe("video consultations", () => {
     const url = new URL(issued.body.url);
     assert.equal(url.pathname, "/call/");
     const token = url.hash.slice(1);
-    const { payload, protectedHeader } = await jwtVerify(token, new TextEncoder().encode(SECRET), { algorithms: ["HS256"] });
+    // The link's token is no Jitsi token: its audience is not one Prosody accepts, and the app secret does not verify it.
+    const linkClaims = decodeJwt(token);
+    assert.equal(linkClaims.aud, "kuvert-guest-link");
+    assert.equal(linkClaims.jti, issued.body.id);
+    const now = Date.now() / 1000;
+    assert.ok(linkClaims.nbf! <= now + 1 && linkClaims.exp! > now + 29 * 60 && linkClaims.exp! <= now + 30 * 60 + 1, "valid for calls.guestLinkMinutes");
+    await assert.rejects(jwtVerify(token, new TextEncoder().encode(SECRET)), "Jitsi's app secret does not verify a link token");
+
+    const session = await stack.api<{ jwt: string; roomName: string; domain: string; displayName: string; scriptUrl: string }>("POST", "/api/v1/guest/session", { token }, { token: null });
+    assert.equal(session.status, 200);
+    const { payload, protectedHeader } = await jwtVerify(session.body.jwt, new TextEncoder().encode(SECRET), { algorithms: ["HS256"] });
     assert.equal(protectedHeader.alg, "HS256");
     assert.equal(payload.iss, "kuvert-test");
     assert.equal(payload.aud, "kuvert-test");
@@ -250,13 +262,8 @@ describe("video consultations", () => {
     assert.equal(payload.moderator, false);
     assert.deepEqual(payload.context, { user: { name: "Gerda Gast" } });
     assert.equal(payload.jti, issued.body.id);
-    const now = Date.now() / 1000;
-    assert.ok(payload.nbf! <= now + 1 && payload.exp! > now + 29 * 60 && payload.exp! <= now + 30 * 60 + 1, "valid for calls.guestLinkMinutes");
-    await assert.rejects(jwtVerify(token, new TextEncoder().encode("another-secret-another-secret!!")), "not valid with another secret");
-
-    const session = await stack.api<{ jwt: string; roomName: string; domain: string; displayName: string; scriptUrl: string }>("POST", "/api/v1/guest/session", { token }, { token: null });
-    assert.equal(session.status, 200);
-    assert.equal(session.body.jwt, token);
+    assert.ok(payload.nbf! <= now + 2 && payload.exp! > now + 4 * 60 && payload.exp! <= now + 5 * 60 + 2, "a join token is good for five minutes");
+    await assert.rejects(jwtVerify(session.body.jwt, new TextEncoder().encode("another-secret-another-secret!!")), "not valid with another secret");
     assert.equal(session.body.roomName, base32(roomId).toLowerCase());
     assert.equal(session.body.domain, DOMAIN);
     assert.equal(session.body.scriptUrl, `https://${DOMAIN}/external_api.js`);
@@ -268,21 +275,25 @@ describe("video consultations", () => {
     assert.match(mail.subject ?? "", /Einladung zur Videoberatung mit Gemeinde Musterstadt/);
     assert.ok((mail.text ?? "").includes(issued.body.url), "the link is in the e-mail");
     assert.ok(!(mail.text ?? "").includes("matrix.to"), "no link into the room for a guest");
+    await waitFor("the outbox row to be finished", async () => (await stack.kuvert!.db.query("SELECT 1 FROM mail_outbox WHERE kind = 'guest-link' AND state = 'pending'")).rows.length === 0);
+    const outbox = await stack.kuvert!.db.query<{ items: unknown }>("SELECT items FROM mail_outbox WHERE kind = 'guest-link'");
+    assert.equal(outbox.rows.length, 1);
+    assert.ok(!JSON.stringify(outbox.rows).includes(token) && !JSON.stringify(outbox.rows).includes("/call/"), "the outbox keeps no guest token once the e-mail went out");
 
     const tampered = token.slice(0, token.indexOf(".") + 5) + (token[token.indexOf(".") + 5] === "A" ? "B" : "A") + token.slice(token.indexOf(".") + 6);
     const refusedTampered = await stack.api("POST", "/api/v1/guest/session", { token: tampered }, { token: null });
     assert.equal(refusedTampered.status, 401);
     assert.equal(refusedTampered.body.errcode, "KUVERT_GUEST_LINK_INVALID");
 
-    const expired = await new SignJWT({ room: payload.room, moderator: false, context: payload.context })
-      .setProtectedHeader({ alg: "HS256" })
-      .setIssuer("kuvert-test")
-      .setAudience("kuvert-test")
-      .setSubject(DOMAIN)
-      .setJti(issued.body.id)
-      .setNotBefore(Math.floor(now) - 7200)
-      .setExpirationTime(Math.floor(now) - 60)
-      .sign(new TextEncoder().encode(SECRET));
+    const expired = await signGuestLinkToken(SECRET, {
+      linkId: issued.body.id,
+      appId: "kuvert-test",
+      domain: DOMAIN,
+      conferenceId: base32(roomId),
+      guestName: "Gerda Gast",
+      notBefore: new Date((now - 7200) * 1000),
+      expiresAt: new Date((now - 60) * 1000),
+    });
     const refusedExpired = await stack.api("POST", "/api/v1/guest/session", { token: expired }, { token: null });
     assert.equal(refusedExpired.status, 410);
     assert.equal(refusedExpired.body.errcode, "KUVERT_GUEST_LINK_EXPIRED");
@@ -395,6 +406,21 @@ describe("video consultations", () => {
     }
     assert.ok(doc.body.paths["/organisations/{id}/call"]!.post, "starting a call is documented");
   });
+  it("answers 429 to an address after too many refusals a minute, and counts them; no audit row grows", async () => {
+    const before = (await stack.kuvert!.db.query("SELECT count(*)::int AS n FROM audit_log")).rows[0] as { n: number };
+    let status = 0;
+    for (let i = 0; i <= VERIFY_REFUSALS_PER_MINUTE && status !== 429; i++) {
+      status = (await verify("/verify/user_in_room", { token: `made-up-${i}`, room_id: roomId })).status;
+    }
+    assert.equal(status, 429);
+    const limited = await verify("/verify/user", { token: "made-up" });
+    assert.equal(limited.status, 429);
+    assert.equal(limited.body.errcode, "KUVERT_RATE_LIMITED");
+    const rateLimited = (await verifications.get()).values.filter((v) => v.labels.outcome === "rate_limited").reduce((n, v) => n + v.value, 0);
+    assert.ok(rateLimited >= 2);
+    const afterwards = (await stack.kuvert!.db.query("SELECT count(*)::int AS n FROM audit_log")).rows[0] as { n: number };
+    assert.equal(afterwards.n, before.n, "refused verifications write no audit rows");
+  });
 });
 
 describe("video consultations switched off (modules.calls: false)", () => {
@@ -451,6 +477,7 @@ describe("video consultations without a Jitsi server configured", () => {
     assert.deepEqual(listed.body.calls, [], "nothing was recorded");
     assert.equal((await fetch(`${stack.publicUrl}/call/`)).status, 404);
   });
+
 });
 
 function widgetsIn(user: TestUser, roomId: string): number {

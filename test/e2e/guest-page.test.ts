@@ -8,8 +8,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { SignJWT } from "jose";
+import { decodeJwt } from "jose";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { signGuestLinkToken } from "../../appservice/calls/guest-token.ts";
 import { artifactsDir, startStack, type Stack } from "../support/harness.ts";
 
 const SECRET = "guest-page-secret-0123456789abcdef";
@@ -103,7 +104,9 @@ describe("the guest page", () => {
     const calls = (await page.evaluate("window.__jitsi")) as { domain: string; options: { roomName: string; jwt: string; userInfo: { displayName: string }; lang: string }; parentId: string }[];
     assert.equal(calls.length, 1);
     assert.equal(calls[0]!.domain, jitsiHost);
-    assert.equal(calls[0]!.options.jwt, token);
+    const joinToken = calls[0]!.options.jwt;
+    assert.notEqual(joinToken, token, "Jitsi gets a join token from Kuvert, never the link's own token");
+    assert.equal(decodeJwt(joinToken).jti, decodeJwt(token).jti, "the join token belongs to the link");
     assert.equal(calls[0]!.options.userInfo.displayName, "Gerda Gast");
     assert.equal(calls[0]!.options.lang, "de");
     assert.equal(calls[0]!.parentId, "conference");
@@ -113,7 +116,7 @@ describe("the guest page", () => {
     const frameRequest = () => requests.find((r) => r.startsWith(`/${room}?`));
     for (let i = 0; i < 50 && !frameRequest(); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(requests.includes("/external_api.js"), "the IFrame API came from the configured Jitsi server");
-    assert.equal(new URLSearchParams(frameRequest()!.split("?")[1]).get("jwt"), token, "the conference frame connects with the JWT");
+    assert.equal(new URLSearchParams(frameRequest()!.split("?")[1]).get("jwt"), joinToken, "the conference frame connects with the join token");
     assert.match(await page.title(), /Videoberatung mit Gemeinde Musterstadt/);
     await page.screenshot({ path: join(shots, "guest-joining.png") });
 
@@ -129,15 +132,15 @@ describe("the guest page", () => {
   it("shows the expired message for an expired link, without a spinner", async () => {
     const { id } = await link("Expired Guest");
     const now = Math.floor(Date.now() / 1000);
-    const expired = await new SignJWT({ room: "x", moderator: false, context: { user: { name: "Expired Guest" } } })
-      .setProtectedHeader({ alg: "HS256" })
-      .setIssuer("kuvert")
-      .setAudience("kuvert")
-      .setSubject(jitsiHost)
-      .setJti(id)
-      .setNotBefore(now - 3600)
-      .setExpirationTime(now - 60)
-      .sign(new TextEncoder().encode(SECRET));
+    const expired = await signGuestLinkToken(SECRET, {
+      linkId: id,
+      appId: "kuvert",
+      domain: jitsiHost,
+      conferenceId: "x",
+      guestName: "Expired Guest",
+      notBefore: new Date((now - 3600) * 1000),
+      expiresAt: new Date((now - 60) * 1000),
+    });
     const before = requests.length;
     const page = await open(expired);
     await page.waitForSelector("body[data-state=expired]", { timeout: 15_000 });

@@ -2,7 +2,8 @@
 // power-level decision, guest tokens.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { jitsiRoomName, signGuestToken, verifyGuestToken } from "../../appservice/calls/guest-token.ts";
+import { jwtVerify } from "jose";
+import { GUEST_LINK_AUDIENCE, jitsiRoomName, signGuestLinkToken, signGuestToken, verifyGuestLinkToken } from "../../appservice/calls/guest-token.ts";
 import {
   base32,
   base32Decode,
@@ -86,19 +87,29 @@ describe("guest tokens", () => {
   const secret = "unit-test-secret-0123456789";
   const claims = (expiresAt: Date) => ({ linkId: "link-1", appId: "kuvert", domain: "meet.example.org", conferenceId: "MZXW6YTBOI", guestName: "Gerda", notBefore: new Date(Date.now() - 1000), expiresAt });
 
-  it("verifies with the secret and refuses another secret, another domain and expiry with reasons", async () => {
-    const token = await signGuestToken(secret, claims(new Date(Date.now() + 60_000)));
-    const ok = await verifyGuestToken(secret, "kuvert", "meet.example.org", token);
+  it("verifies a link token with the secret and refuses another secret, another domain and expiry with reasons", async () => {
+    const token = await signGuestLinkToken(secret, claims(new Date(Date.now() + 60_000)));
+    const ok = await verifyGuestLinkToken(secret, "kuvert", "meet.example.org", token);
     assert.ok(ok.ok);
     assert.equal(ok.payload.room, jitsiRoomName("MZXW6YTBOI"));
     assert.equal(ok.payload.room, "mzxw6ytboi");
-    assert.deepEqual(await verifyGuestToken("another-secret-0123456789", "kuvert", "meet.example.org", token), { ok: false, reason: "invalid" });
-    assert.deepEqual(await verifyGuestToken(secret, "kuvert", "other.example.org", token), { ok: false, reason: "invalid" });
-    const expired = await signGuestToken(secret, { ...claims(new Date(Date.now() - 1000)), notBefore: new Date(Date.now() - 60_000) });
-    assert.deepEqual(await verifyGuestToken(secret, "kuvert", "meet.example.org", expired), { ok: false, reason: "expired", linkId: "link-1" });
+    assert.equal(ok.payload.aud, GUEST_LINK_AUDIENCE);
+    assert.deepEqual(await verifyGuestLinkToken("another-secret-0123456789", "kuvert", "meet.example.org", token), { ok: false, reason: "invalid" });
+    assert.deepEqual(await verifyGuestLinkToken(secret, "kuvert", "other.example.org", token), { ok: false, reason: "invalid" });
+    const expired = await signGuestLinkToken(secret, { ...claims(new Date(Date.now() - 1000)), notBefore: new Date(Date.now() - 60_000) });
+    assert.deepEqual(await verifyGuestLinkToken(secret, "kuvert", "meet.example.org", expired), { ok: false, reason: "expired", linkId: "link-1" });
     const [header, , signature] = token.split(".");
     const none = `${Buffer.from(JSON.stringify({ alg: "none" })).toString("base64url")}.${token.split(".")[1]}.`;
-    assert.equal((await verifyGuestToken(secret, "kuvert", "meet.example.org", none)).ok, false, "alg none is refused");
-    assert.equal((await verifyGuestToken(secret, "kuvert", "meet.example.org", `${header}.e30.${signature}`)).ok, false);
+    assert.equal((await verifyGuestLinkToken(secret, "kuvert", "meet.example.org", none)).ok, false, "alg none is refused");
+    assert.equal((await verifyGuestLinkToken(secret, "kuvert", "meet.example.org", `${header}.e30.${signature}`)).ok, false);
+  });
+
+  it("keeps the two kinds apart: a join token is no link token, and a link token does not check with the app secret", async () => {
+    const join = await signGuestToken(secret, claims(new Date(Date.now() + 60_000)));
+    assert.deepEqual(await verifyGuestLinkToken(secret, "kuvert", "meet.example.org", join), { ok: false, reason: "invalid" });
+    const { payload } = await jwtVerify(join, new TextEncoder().encode(secret), { algorithms: ["HS256"], audience: "kuvert", issuer: "kuvert" });
+    assert.equal(payload.room, "mzxw6ytboi");
+    const link = await signGuestLinkToken(secret, claims(new Date(Date.now() + 60_000)));
+    await assert.rejects(jwtVerify(link, new TextEncoder().encode(secret)), "Prosody, holding the app secret, cannot verify a link token");
   });
 });

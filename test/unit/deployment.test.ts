@@ -10,176 +10,33 @@ import { after, describe, it } from "node:test";
 import { parse, parseDocument } from "yaml";
 import { loadConfig } from "../../appservice/config/load.ts";
 import type { KuvertConfig } from "../../appservice/config/schema.ts";
+import { GUEST_LINK_AUDIENCE } from "../../appservice/calls/guest-token.ts";
 import { buildRegistration } from "../../appservice/matrix/registration.ts";
 import { tempDir } from "../support/tmp.ts";
+import {
+  environmentOf,
+  exposedPorts,
+  hostAndPort,
+  interpolate,
+  interpolateDeep,
+  isObject,
+  mountsOf,
+  networksOf,
+  parseEnvFile,
+  portsOf,
+  referencedVariables,
+  resolveInContainer,
+  strings,
+  type Env,
+  type Json,
+  type Mount,
+} from "../support/compose.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const setupScript = join(root, "deploy", "setup.sh");
 const read = (rel: string): string => readFileSync(join(root, rel), "utf8");
 
-type Env = Record<string, string>;
-type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 const secretName = /PASSWORD|SECRET|TOKEN|_KEY$|^KEY$|PASSPHRASE/i;
-
-// ---------------------------------------------------------------------------------------------
-// .env and Compose's variable interpolation
-
-/** Reads KEY=value lines as Docker Compose and deploy/setup.sh do. */
-function parseEnvFile(text: string): Env {
-  const env: Env = {};
-  for (const [i, raw] of text.split("\n").entries()) {
-    const line = raw.replace(/\r$/, "");
-    if (/^\s*(#|$)/.test(line)) continue;
-    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    assert.ok(m, `env file line ${i + 1} is not VARIABLE=value: ${line}`);
-    let value = m[2]!;
-    const quoted = /^"(.*)"$/.exec(value) ?? /^'(.*)'$/.exec(value);
-    if (quoted) value = quoted[1]!;
-    env[m[1]!] = value;
-  }
-  return env;
-}
-
-const reference = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g;
-
-/** Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
-function interpolate(text: string, env: Env, where: string): string {
-  return text.replace(reference, (match, name: string | undefined, op: string | undefined, arg: string | undefined, bare: string | undefined) => {
-    if (match === "$$") return "$";
-    if (bare) throw new Error(`${where}: $${bare} without braces; write \${${bare}}`);
-    const value = env[name!];
-    switch (op) {
-      case undefined:
-        if (value === undefined) throw new Error(`${where}: \${${name}} is not set`);
-        return value;
-      case ":-":
-        return value === undefined || value === "" ? arg! : value;
-      case "-":
-        return value === undefined ? arg! : value;
-      case ":?":
-        if (value === undefined || value === "") throw new Error(`${where}: ${arg}`);
-        return value;
-      default:
-        if (value === undefined) throw new Error(`${where}: ${arg}`);
-        return value;
-    }
-  });
-}
-
-function interpolateDeep(node: unknown, env: Env, where: string): unknown {
-  if (typeof node === "string") return interpolate(node, env, where);
-  if (Array.isArray(node)) return node.map((v, i) => interpolateDeep(v, env, `${where}[${i}]`));
-  if (isObject(node)) return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, interpolateDeep(v, env, `${where}.${k}`)]));
-  return node;
-}
-
-function strings(node: unknown): string[] {
-  if (typeof node === "string") return [node];
-  if (Array.isArray(node)) return node.flatMap(strings);
-  if (isObject(node)) return Object.values(node).flatMap(strings);
-  return [];
-}
-
-function referencedVariables(texts: string[]): { all: Set<string>; mandatory: Set<string> } {
-  const all = new Set<string>();
-  const mandatory = new Set<string>();
-  for (const text of texts) {
-    for (const m of text.matchAll(reference)) {
-      if (!m[1]) continue;
-      all.add(m[1]);
-      if (m[2]?.endsWith("?")) mandatory.add(m[1]);
-    }
-  }
-  return { all, mandatory };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The compose file's service definitions, normalised
-
-interface Mount {
-  kind: "bind" | "volume";
-  source: string;
-  target: string;
-  readOnly: boolean;
-}
-
-interface Port {
-  hostIp: string | undefined;
-  published: string | undefined;
-  target: number;
-  protocol: string;
-}
-
-function mountsOf(service: Json): Mount[] {
-  const volumes = (service.volumes ?? []) as unknown[];
-  return volumes.map((v): Mount => {
-    if (typeof v === "string") {
-      const [source, target, mode] = v.split(":");
-      assert.ok(source && target, `volume entry ${v} is not source:target`);
-      return { kind: /^[./~]/.test(source) ? "bind" : "volume", source, target, readOnly: (mode ?? "").split(",").includes("ro") };
-    }
-    assert.ok(isObject(v), "a volume entry is neither a string nor a mapping");
-    assert.ok(v.type === "bind" || v.type === "volume", `volume type ${String(v.type)} is neither bind nor volume`);
-    return { kind: v.type as Mount["kind"], source: String(v.source), target: String(v.target), readOnly: v.read_only === true };
-  });
-}
-
-function portsOf(service: Json): Port[] {
-  const ports = (service.ports ?? []) as unknown[];
-  return ports.map((p): Port => {
-    if (isObject(p)) {
-      return { hostIp: p.host_ip as string | undefined, published: p.published === undefined ? undefined : String(p.published), target: Number(p.target), protocol: String(p.protocol ?? "tcp") };
-    }
-    const [spec, protocol = "tcp"] = String(p).split("/");
-    const parts = spec!.split(":");
-    const target = Number(parts.pop());
-    const published = parts.pop();
-    const hostIp = parts.pop();
-    assert.equal(parts.length, 0, `port ${String(p)} has too many parts`);
-    return { hostIp, published, target, protocol };
-  });
-}
-
-function networksOf(service: Json): string[] {
-  const n = service.networks;
-  if (n === undefined) return ["default"];
-  return Array.isArray(n) ? n.map(String) : Object.keys(n as Json);
-}
-
-function exposedPorts(service: Json): number[] {
-  return ((service.expose ?? []) as unknown[]).map((p) => Number(String(p).split("/")[0]));
-}
-
-function environmentOf(service: Json): Env {
-  const e = service.environment;
-  if (e === undefined) return {};
-  if (Array.isArray(e)) {
-    return Object.fromEntries(e.map((entry) => {
-      const [k, ...rest] = String(entry).split("=");
-      return [k!, rest.join("=")];
-    }));
-  }
-  return Object.fromEntries(Object.entries(e as Json).map(([k, v]) => [k, v === null ? "" : String(v)]));
-}
-
-/** The mount that holds a path inside a container, and the path below its mount point. */
-function resolveInContainer(service: Json, path: string): { mount: Mount; rest: string } | undefined {
-  let best: { mount: Mount; rest: string } | undefined;
-  for (const mount of mountsOf(service)) {
-    const target = mount.target.replace(/\/$/, "");
-    if (path !== target && !path.startsWith(`${target}/`)) continue;
-    if (best && best.mount.target.length >= target.length) continue;
-    best = { mount, rest: path.slice(target.length).replace(/^\//, "") };
-  }
-  return best;
-}
-
-function hostAndPort(url: string): { host: string; port: number } {
-  const u = new URL(url);
-  return { host: u.hostname, port: Number(u.port || (u.protocol === "https:" ? 443 : 80)) };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Dockerfile
@@ -584,8 +441,10 @@ describe("Element and Jitsi", () => {
     assert.ok(networksOf(service("jitsi-prosody")).some((n) => networksOf(service("kuvert")).includes(n)), "Prosody cannot reach Kuvert");
     assert.equal(environmentOf(service("jitsi-jicofo")).AUTH_TYPE, "hybrid_matrix_token");
     assert.equal(environmentOf(service("jitsi-web")).ENABLE_GUESTS, "0");
-    const wellKnown = mountsOf(service("jitsi-web")).find((m) => m.target === "/usr/share/jitsi-meet/.well-known/element/jitsi");
+    // The rootless web image links /usr/share/jitsi-meet/.well-known to /run/web/.well-known, on the /run tmpfs.
+    const wellKnown = mountsOf(service("jitsi-web")).find((m) => m.target === "/run/web/.well-known/element/jitsi");
     assert.ok(wellKnown, "Jitsi does not serve /.well-known/element/jitsi");
+    assert.ok(((service("jitsi-web").tmpfs ?? []) as string[]).some((t) => t.split(":")[0] === "/run"), "/run/web lives on the /run tmpfs");
     assert.deepEqual(JSON.parse(read(posix.normalize(wellKnown.source))), { auth: "openidtoken-jwt" });
     for (const name of ["jitsi-jicofo", "jitsi-jvb"]) {
       assert.equal(environmentOf(service(name)).XMPP_SERVER, "xmpp.meet.jitsi");
@@ -605,8 +464,6 @@ describe("Kuvert's video consultations in the stack", () => {
     assert.equal(calls.jitsiDomain, envExample.JITSI_DOMAIN);
     assert.equal(new URL(calls.jitsiUrl!).hostname, new URL(prosody.PUBLIC_URL!).hostname, "the guest page loads external_api.js from the stack's Jitsi");
     assert.equal(calls.appId, prosody.JWT_APP_ID);
-    assert.equal(prosody.JWT_ACCEPTED_ISSUERS, calls.appId);
-    assert.equal(prosody.JWT_ACCEPTED_AUDIENCES, calls.appId);
     assert.equal(calls.appSecret, prosody.JWT_APP_SECRET);
     assert.equal(calls.membershipCheck, true, "members are checked by Prosody through /verify");
     assert.equal(new URL(calls.widgetBaseUrl).origin, envExample.ELEMENT_PUBLIC_URL, "the widget opens the stack's Element's jitsi.html");
@@ -624,6 +481,40 @@ describe("Kuvert's video consultations in the stack", () => {
     assert.match(raw, /JWT_APP_SECRET: \$\{JITSI_JWT_APP_SECRET:\?/);
     assert.match(raw, /KUVERT_JITSI_VERIFY_TOKEN: \$\{JITSI_UVS_AUTH_TOKEN:\?/);
     assert.match(raw, /MATRIX_UVS_AUTH_TOKEN: \$\{JITSI_UVS_AUTH_TOKEN:\?/);
+  });
+});
+
+describe("the tokens Prosody accepts", () => {
+  // Jitsi's token library (token/util.lib.lua, luajwtjitsi.lib.lua's verify_claim) compares "aud"
+  // and "iss" with exact string matches against asap_accepted_audiences / asap_accepted_issuers,
+  // which docker-jitsi-meet renders from these comma-separated variables; hybrid_matrix_token
+  // replaces the issuers with {app_id, uvs_issuer}.
+  const list = (value: string | undefined): string[] => (value ?? "").split(",").map((v) => v.trim()).filter((v) => v !== "");
+  const prosody = () => environmentOf(service("jitsi-prosody"));
+  const accepted = () => {
+    const p = prosody();
+    const audiences = list(p.JWT_ACCEPTED_AUDIENCES);
+    const issuers = p.AUTH_TYPE === "hybrid_matrix_token" ? [p.JWT_APP_ID!, p.MATRIX_UVS_ISSUER ?? "*"] : list(p.JWT_ACCEPTED_ISSUERS);
+    return { audiences, issuers, admits: (t: { iss: string; aud: string }) => (audiences.length === 0 || audiences.includes(t.aud)) && (issuers.includes("*") || issuers.includes(t.iss)) };
+  };
+
+  it("admits Element's wrapper JWT (iss = the Jitsi domain, aud = https://<domain>) and Kuvert's guest join tokens, and nothing else", () => {
+    const calls = kuvertConfig().calls;
+    const domain = calls.jitsiDomain!;
+    const { audiences, issuers, admits } = accepted();
+    assert.deepEqual([...audiences].sort(), [calls.appId, `https://${domain}`].sort(), "exactly Kuvert's app id and Element's audience");
+    assert.deepEqual([...issuers].sort(), [calls.appId, domain].sort(), "exactly Kuvert's app id and Element's issuer; no wildcard");
+    assert.ok(admits({ iss: domain, aud: `https://${domain}` }), "Element's createJWTToken");
+    assert.ok(admits({ iss: calls.appId, aud: calls.appId }), "Kuvert's join token for guests");
+    assert.ok(!admits({ iss: calls.appId, aud: GUEST_LINK_AUDIENCE }), "a guest link's own token never opens the conference");
+    assert.ok(!admits({ iss: "someone-else", aud: calls.appId }));
+    assert.ok(!admits({ iss: domain, aud: "https://other.example.org" }));
+    assert.ok(!issuers.includes("*") && !audiences.includes("*"));
+  });
+
+  it("renders the issuer list the hybrid module computes anyway, so the setting reads true", () => {
+    const p = prosody();
+    assert.deepEqual(list(p.JWT_ACCEPTED_ISSUERS), [p.JWT_APP_ID, p.MATRIX_UVS_ISSUER]);
   });
 });
 

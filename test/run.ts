@@ -1,10 +1,15 @@
-// `npm test`: starts what the suites need that is not given (PostgreSQL), runs every suite
-// with Node's test runner, and stops what it started.
-//   npm test                      all suites
-//   npm test -- test/e2e/x.test.ts  some suites
-// Environment: KUVERT_TEST_DATABASE_URL uses an existing PostgreSQL (superuser URL) instead of
-// starting one; KUVERT_TEST_HOMESERVER_URL and friends run against a real homeserver (README).
-import { spawn } from "node:child_process";
+// `npm test`: starts what the suites need that is not given (PostgreSQL), runs the suites with
+// Node's test runner, and stops what it started. Two passes:
+//   1. every suite, on the test homeserver under test/ (it can fail on demand);
+//   2. every end-to-end suite again, each on a fresh real Synapse, when there is one: the
+//      installation KUVERT_TEST_SYNAPSE names, or ../shared/synapse beside this checkout.
+//      Tests named "(test homeserver: …)" need the fixture's faults or forms; they run in pass 1 only.
+//   npm test                        both passes
+//   npm test -- test/e2e/x.test.ts  some suites (both passes)
+// Environment: KUVERT_TEST_HOMESERVER=fixture or =synapse runs one pass only;
+// KUVERT_TEST_DATABASE_URL uses an existing PostgreSQL (superuser URL) instead of starting one;
+// KUVERT_TEST_HOMESERVER_URL and friends run pass 2 against a homeserver already running (README).
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, globSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,9 +47,43 @@ const stopServices = () => {
 process.on("exit", stopServices);
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
 
-// --test-force-exit: matrix-js-sdk leaves a long timer behind for each /sync it made.
-const args = ["--test", "--test-reporter=spec", "--test-timeout=600000", "--test-force-exit", ...files];
-const child = spawn(process.execPath, args, { stdio: "inherit", env });
-const code = await new Promise<number>((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+/** The Synapse installation for pass 2: KUVERT_TEST_SYNAPSE, or the kit beside this checkout (set up on first use). */
+function findSynapse(): string | undefined {
+  if (env.KUVERT_TEST_SYNAPSE) return env.KUVERT_TEST_SYNAPSE;
+  const kit = join(root, "..", "shared", "synapse", "setup.sh");
+  if (!existsSync(kit)) return undefined;
+  return execFileSync("bash", [kit], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+}
+
+// Suites that start a Synapse of their own (with modules of Kuvert's) need no second pass.
+const ownSynapse = new Set(["test/e2e/synapse-upload-check.test.ts"]);
+const only = env.KUVERT_TEST_HOMESERVER;
+const ownHomeserver = Boolean(env.KUVERT_TEST_HOMESERVER_URL);
+const synapse = only === "fixture" || ownHomeserver ? env.KUVERT_TEST_SYNAPSE : findSynapse();
+if (synapse) env.KUVERT_TEST_SYNAPSE = synapse;
+
+async function pass(title: string, suites: string[], extra: NodeJS.ProcessEnv, testArgs: string[] = []): Promise<number> {
+  process.stdout.write(`\n== ${title}: ${suites.length} suite${suites.length === 1 ? "" : "s"}\n`);
+  // --test-force-exit: matrix-js-sdk leaves a long timer behind for each /sync it made.
+  const args = ["--test", "--test-reporter=spec", "--test-timeout=600000", "--test-force-exit", ...testArgs, ...suites];
+  const child = spawn(process.execPath, args, { stdio: "inherit", env: { ...env, ...extra } });
+  return new Promise<number>((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+}
+
+const realOnly = ["--test-skip-pattern=\\(test homeserver:"];
+const e2e = files.filter((f) => f.startsWith("test/e2e/") && !ownSynapse.has(f));
+const codes: number[] = [];
+if (ownHomeserver) {
+  codes.push(await pass(`On the homeserver at ${env.KUVERT_TEST_HOMESERVER_URL}`, e2e, {}, realOnly));
+} else {
+  if (only !== "synapse") codes.push(await pass("Pass 1, on the test homeserver", files, { KUVERT_TEST_HOMESERVER: "fixture" }));
+  if (only !== "fixture") {
+    if (synapse) {
+      if (e2e.length > 0) codes.push(await pass(`Pass 2, each end-to-end suite on a fresh Synapse (${synapse})`, e2e, { KUVERT_TEST_HOMESERVER: "synapse" }, realOnly));
+    } else {
+      process.stdout.write("\nPass 2 (the end-to-end suites on a real Synapse) skipped: no KUVERT_TEST_SYNAPSE and no ../shared/synapse; README, \"Tests against a real homeserver\".\n");
+    }
+  }
+}
 stopServices();
-process.exit(code);
+process.exit(codes.find((c) => c !== 0) ?? 0);

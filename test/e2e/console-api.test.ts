@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openDatabase, type Database } from "../../appservice/db/database.ts";
+import { version } from "../../appservice/version.ts";
 import { consoleRequest, createAccount, openIdToken, plannedAccount, signIn, type Account } from "../support/console.ts";
 import { startStack, testServerName, testServerPattern, waitFor, type Stack } from "../support/harness.ts";
 
@@ -290,7 +291,7 @@ describe("console sessions and API", () => {
     assert.equal(redirect.status, 301);
     assert.equal(redirect.headers.get("location"), "/console/");
     const settings = (await (await fetch(`${stack.publicUrl}/console/settings.json`)).json()) as { homeserverUrl: string; serverName: string };
-    assert.deepEqual(settings, { homeserverUrl: stack.access.url, serverName });
+    assert.deepEqual(settings, { homeserverUrl: stack.access.url, serverName, language: stack.config.organisations.language, version });
   });
 
   it("describes the console's endpoints in the OpenAPI document", async () => {

@@ -1,6 +1,6 @@
-// Kuvert's media uploads (appservice/matrix/media.ts) against the test homeserver: files by path
-// and streams, reserved media ids, and the homeserver's refusals, which must come back as its
-// answer and never hang.
+// Kuvert's media uploads (appservice/matrix/media.ts): files by path and streams, reserved media
+// ids (where the homeserver has async upload), and the homeserver's refusals, which must come
+// back as its answer and never hang. Each upload is checked by downloading it again.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
@@ -56,7 +56,7 @@ describe("media uploads", () => {
     await stack.stop();
   });
 
-  it("uploads a file by path to a reserved media id, whole, and takes a repeated upload as done", async () => {
+  it("uploads a file by path to a reserved media id, whole, and takes a repeated upload as done (test homeserver: async upload, as Synapse 1.111 and later)", async () => {
     const path = join(dir, "bescheid.pdf");
     const size = 5 * MiB + 123;
     const digest = await makeFile(path, size);
@@ -65,22 +65,32 @@ describe("media uploads", () => {
     const info = { filename: "Bescheid.pdf", mimetype: "application/pdf", size };
     assert.equal(await uploadMedia(hs, { path }, info, reserved), reserved);
     assert.equal(await uploadMedia(hs, { path }, info, reserved), reserved, "M_CANNOT_OVERWRITE_MEDIA means an earlier attempt got through");
-    const stored = stack.hs!.mediaInfo(reserved!);
-    assert.equal(stored?.size, size);
-    assert.equal(stored?.filename, "Bescheid.pdf");
+    assert.equal(stack.fixture.mediaInfo(reserved!)?.filename, "Bescheid.pdf");
     const download = await downloadMedia(hs, reserved!);
+    assert.equal(download.size, size);
+    assert.equal(await sha256Of(download.stream), digest);
+  });
+
+  it("uploads a file by path without a reserved id, whole", async () => {
+    const path = join(dir, "anlage.pdf");
+    const size = 3 * MiB + 7;
+    const digest = await makeFile(path, size);
+    const mxc = await uploadMedia(hs, { path }, { filename: "Anlage.pdf", mimetype: "application/pdf", size }, null);
+    const download = await downloadMedia(hs, mxc);
     assert.equal(download.size, size);
     assert.equal(await sha256Of(download.stream), digest);
   });
 
   it("uploads a stream without a reserved id", async () => {
     const mxc = await uploadMedia(hs, Readable.from([Buffer.from("Hallo "), Buffer.from("Welt")]), { filename: "gruss.txt", mimetype: "text/plain", size: 10 }, null);
-    assert.equal(stack.hs!.mediaInfo(mxc)?.size, 10);
+    const download = await downloadMedia(hs, mxc);
+    assert.equal(download.size, 10);
+    assert.equal(Buffer.concat(await download.stream.toArray()).toString(), "Hallo Welt");
   });
 
   it("gives the homeserver's refusal of a file over its upload limit as its answer", async () => {
     const path = join(dir, "too-large.bin");
-    const size = 51 * MiB; // the test homeserver's max_upload_size is 50 MiB, like Synapse's default
+    const size = 51 * MiB; // max_upload_size is Synapse's default 50 MiB, in the test homeserver and the suites' Synapse
     await makeFile(path, size);
     const err = await uploadMedia(hs, { path }, { filename: "too-large.bin", mimetype: "application/octet-stream", size }, null).then(
       () => assert.fail("the upload should be refused"),

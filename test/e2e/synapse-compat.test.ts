@@ -2,7 +2,7 @@
 // `synapse: "1.67"`; a real Synapse 1.67 behaves the same): transactions on the legacy routes
 // with the token in the query, no appservice ping, no authenticated media, no async upload.
 // Observed as a Matrix client and through Kuvert's API; tests that need what only the test
-// homeserver can do (hold or fail a request, count requests) say "fixture" in their names.
+// homeserver can do (hold or fail a request, count requests) say "(test homeserver: …)" in their names.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -148,8 +148,8 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     await clerk.waitForEvent(roomId, "the checked mark", (e) => e.getType() === "m.reaction" && e.getContent()["m.relates_to"]?.event_id === sent.event_id, 30_000);
   });
 
-  it("fixture: asks the homeserver about async upload and authenticated media once, not per document", async () => {
-    const hs = stack.hs!;
+  it("asks the homeserver about async upload and authenticated media once, not per document (test homeserver: counts requests)", async () => {
+    const hs = stack.fixture;
     const creates = since(hs, "POST", /^\/_matrix\/media\/v1\/create$/);
     const authenticated = since(hs, "GET", /^\/_matrix\/client\/v1\/media\/download\//);
     const puts = since(hs, "PUT", /^\/_matrix\/media\/v3\/upload\//);
@@ -166,8 +166,8 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     assert.equal(puts(), 0, "no PUT upload");
   });
 
-  it("fixture: fails a document the homeserver refuses for good (413 M_TOO_LARGE) at once, with the reason for staff", async () => {
-    const hs = stack.hs!;
+  it("fails a document the homeserver refuses for good (413 M_TOO_LARGE) at once, with the reason for staff (test homeserver: 413 on demand)", async () => {
+    const hs = stack.fixture;
     const uploads = since(hs, "POST", /^\/_matrix\/media\/v3\/upload$/);
     hs.faults.failNext("POST", /^\/_matrix\/media\/v3\/upload$/, 1, 413, { errcode: "M_TOO_LARGE", error: "Cannot upload files larger than 50M" });
     const doc = await drop(stack, "altstadt", "Riesig.pdf", pdf("Riesig"));
@@ -287,8 +287,8 @@ describe("Synapse 1.67: a crash between the plain upload and the room event", ()
   });
   after(() => stack.stop());
 
-  it("fixture: SIGKILL after the upload resumes with exactly one event and one e-mail, and never uploads again", async () => {
-    const hs = stack.hs!;
+  it("SIGKILL after the upload resumes with exactly one event and one e-mail, and never uploads again (test homeserver: the room event held)", async () => {
+    const hs = stack.fixture;
     const { clerk, roomId } = await organisationWithClerk(stack, "neustadt", "nina@neustadt.example");
     const uploads = since(hs, "POST", /^\/_matrix\/media\/v3\/upload$/);
     const puts = since(hs, "PUT", /^\/_matrix\/media\/v3\/upload\//);

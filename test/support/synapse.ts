@@ -73,7 +73,7 @@ export async function startSynapse(opts: SynapseOptions): Promise<Synapse> {
     listeners: [{ port, type: "http", tls: false, x_forwarded: false, bind_addresses: ["127.0.0.1"], resources: [{ names: ["client", "openid"], compress: false }] }],
     database: { name: "sqlite3", args: { database: join(dir, "homeserver.db") } },
     media_store_path: join(dir, "media"),
-    max_upload_size: "2048M",
+    max_upload_size: "50M", // Synapse's default, as in the test homeserver
     signing_key_path: join(dir, "signing.key"),
     registration_shared_secret: sharedSecret,
     enable_registration: false,

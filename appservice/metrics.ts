@@ -52,6 +52,14 @@ export const queues: Record<string, string> = {
   circular_deliveries: "circular_deliveries",
 };
 
+/** Prosody's questions to /verify, by endpoint and outcome (admitted or the refusal's reason). */
+export const verifications = new Counter({
+  name: "kuvert_call_verifications_total",
+  help: "User verification requests (/verify, from Jitsi's Prosody), by endpoint and outcome (admitted, token, not_member, room_not_managed, bearer, rate_limited).",
+  labelNames: ["endpoint", "outcome"] as const,
+  registers: [registry],
+});
+
 new Gauge({
   name: "kuvert_build_info",
   help: "Always 1; its labels say which Kuvert is running: version, commit, schema_version (the database schema it knows), api_version.",

@@ -10,7 +10,7 @@
 // KUVERT_TEST_DATABASE_URL uses an existing PostgreSQL (superuser URL) instead of starting one;
 // KUVERT_TEST_HOMESERVER_URL and friends run pass 2 against a homeserver already running (README).
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, globSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, globSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPostgres, type PostgresCluster } from "./support/postgres.ts";
@@ -26,6 +26,8 @@ mkdirSync(join(root, "test-artifacts", "logs"), { recursive: true });
 // The suites' temporary files go into a folder of this run's own, removed at the end; what a suite
 // did not clean up itself is named, so that it gets fixed (test/support/tmp.ts cleans up).
 const runTmp = mkdtempSync(join(tmpdir(), "kuvert-test-run-"));
+// Others may pass through (not list): a suite's own PostgreSQL runs as the postgres user when root.
+chmodSync(runTmp, 0o711);
 
 let cluster: PostgresCluster | undefined;
 // matrix-appservice-bridge's dependencies still call util._extend; the warning is noise here.

@@ -21,26 +21,17 @@
 import { timingSafeEqual } from "node:crypto";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { rateLimit } from "express-rate-limit";
-import { Counter } from "prom-client";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { readJson } from "../http/input.ts";
 import { logger, pseudonym } from "../log.ts";
-import { registry } from "../metrics.ts";
+import { verifications } from "../metrics.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { findOrganisationByRoom } from "../organisations/store.ts";
 import { userLevel, type PowerLevels } from "./widget.ts";
 
 const log = logger("calls-verify");
-
-/** Prosody's questions to /verify, by endpoint and outcome (admitted or the refusal's reason). */
-export const verifications = new Counter({
-  name: "kuvert_call_verifications_total",
-  help: "User verification requests (/verify, from Jitsi's Prosody), by endpoint and outcome (admitted, token, not_member, room_not_managed, bearer, rate_limited).",
-  labelNames: ["endpoint", "outcome"] as const,
-  registers: [registry],
-});
 
 /** Refusals one client address may get per minute before it is answered 429. */
 export const VERIFY_REFUSALS_PER_MINUTE = 30;

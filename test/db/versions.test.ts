@@ -2,8 +2,7 @@
 // each document version is a document of its own for retention and the data-subject report.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
@@ -18,6 +17,7 @@ import { configureLogging, logger } from "../../appservice/log.ts";
 import { Organisations } from "../../appservice/organisations/service.ts";
 import { runRetention } from "../../appservice/retention/retention.ts";
 import { schemaVersion, version } from "../../appservice/version.ts";
+import { tempDir } from "../support/tmp.ts";
 import { freshDatabaseUrl } from "../support/database.ts";
 import { repoRoot } from "../support/harness.ts";
 
@@ -68,7 +68,7 @@ describe("versions in the database", () => {
     } finally {
       await other.close();
     }
-    const dir = mkdtempSync(join(tmpdir(), "kuvert-schema-"));
+    const dir = tempDir("kuvert-schema-");
     writeFileSync(join(dir, "config.yaml"), stringify({ database: { url: newer } }));
     const run = promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "config.yaml"), "migrate"], { cwd: dir });
     await assert.rejects(run, (err: { code: number; stderr: string }) => {
@@ -93,7 +93,7 @@ describe("versions in the database", () => {
     const sent = report.sections.find((s) => s.name === "documentsSent")!.rows;
     assert.deepEqual(sent.map((r) => [r.id, r.version, r.supersedes]), [["doc_v1", 1, null], ["doc_v2", 2, "doc_v1"]], "each version is a document of its own");
 
-    const staging = mkdtempSync(join(tmpdir(), "kuvert-staging-"));
+    const staging = tempDir("kuvert-staging-");
     const counts = await runRetention(db, parseConfig({ documents: { stagingDir: staging }, retention: { documentDays: 90 } }));
     assert.equal(counts?.documents, 1);
     const left = (await db.query<{ id: string; supersedes: string | null; version: number }>("SELECT id, supersedes, version FROM documents WHERE id LIKE 'doc_v%'")).rows;

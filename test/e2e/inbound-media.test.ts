@@ -20,8 +20,8 @@ describe("inbound media: every reference an event carries is scanned", () => {
 
   const upload = async (bytes: Buffer, name: string, type = "application/octet-stream") => (await clerk.client.uploadContent(new Uint8Array(bytes), { name, type })).content_uri;
   const send = async (type: string, content: Record<string, unknown>) => (await clerk.client.sendEvent(roomId, type as never, content as never)).event_id;
-  const mediaStatus = async (mxc: string) =>
-    (await fetch(clerk.client.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true)!, { headers: { authorization: `Bearer ${clerk.client.getAccessToken()}` } })).status;
+  // Downloaded as the clerk's client would: authenticated media where the homeserver has it.
+  const mediaStatus = async (mxc: string) => (await clerk.download(mxc)).status;
 
   /** The event is redacted, the room told why (matching `why`), and none of `media` can be downloaded any more. */
   const expectRemoved = async (eventId: string, media: string[], why: RegExp) => {

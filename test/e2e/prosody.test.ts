@@ -6,8 +6,7 @@
 // Jitsi Meet does; the focus account creates the conference rooms, as Jicofo would.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
@@ -15,6 +14,7 @@ import { SignJWT } from "jose";
 import { parse } from "yaml";
 import { signGuestToken } from "../../appservice/calls/guest-token.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
+import { tempDir } from "../support/tmp.ts";
 import { environmentOf, interpolateDeep, parseEnvFile, type Json } from "../support/compose.ts";
 import { startStack, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
@@ -88,7 +88,7 @@ if (!existsSync(join(kit, "start.sh"))) {
           raw.calls = { jitsiDomain: domain, widgetBaseUrl: "https://element.example.org/", appSecret: SECRET, appId: stackEnv.JWT_APP_ID, verifyToken: UVS_TOKEN, callMinutes: 60 };
         },
       });
-      runDir = mkdtempSync(join(tmpdir(), "kuvert-prosody-"));
+      runDir = tempDir("kuvert-prosody-");
       const keys = ["AUTH_TYPE", "XMPP_DOMAIN", "XMPP_AUTH_DOMAIN", "XMPP_MUC_DOMAIN", "JWT_APP_ID", "JWT_ACCEPTED_ISSUERS", "JWT_ACCEPTED_AUDIENCES", "JWT_ALLOW_EMPTY", "JWT_ENABLE_DOMAIN_VERIFICATION", "MATRIX_UVS_ISSUER", "MATRIX_UVS_SYNC_POWER_LEVELS", "XMPP_CONFIGURATION"];
       const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", LOG_LEVEL: "info" };
       for (const k of keys) if (stackEnv[k] !== undefined) env[k] = stackEnv[k];

@@ -4,8 +4,7 @@
 // them, and what cannot be replaced is a clear 409.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -13,6 +12,7 @@ import type { MatrixEvent } from "matrix-js-sdk";
 import yazl from "yazl";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import { apiVersion, commit, schemaVersion, version } from "../../appservice/version.ts";
+import { tempDir } from "../support/tmp.ts";
 import { EICAR } from "../support/clamd.ts";
 import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
@@ -50,7 +50,7 @@ describe("document versions", () => {
   let token: string;
   const first: { id?: string; fileEvent?: string; announcement?: string } = {};
   let second: DocumentStatus;
-  const dropDir = mkdtempSync(join(tmpdir(), "kuvert-versions-drop-"));
+  const dropDir = tempDir("kuvert-versions-drop-");
 
   const drop = (org: string, body: Buffer, query: Record<string, string>, headers: Record<string, string> = {}) =>
     fetch(`${stack.publicUrl}/api/v1/organisations/${org}/documents?${new URLSearchParams(query)}`, {
@@ -154,7 +154,7 @@ describe("document versions", () => {
     assert.equal(other.status, 409);
     assert.equal(other.body.errcode, "KUVERT_DOCUMENT_OF_ANOTHER_ORGANISATION");
 
-    const infected = await drop("musterstadt", EICAR, { filename: "eicar.pdf" });
+    const infected = await drop("musterstadt", EICAR, { filename: "eicar.txt" });
     await until(infected.body.id, ["rejected"]);
     const never = await drop("musterstadt", pdf("ersetzt nie Zugestelltes"), { filename: "z.pdf", supersedes: infected.body.id });
     assert.equal(never.status, 409);
@@ -169,7 +169,7 @@ describe("document versions", () => {
 
   it("replaces by reference; a rejected correction replaces nothing; a rerun after a crash posts nothing twice", async () => {
     // A correction the scanner rejects leaves the current version current.
-    const bad = await drop("musterstadt", EICAR, { filename: "v3.pdf", supersedesReference: "AZ-7" });
+    const bad = await drop("musterstadt", EICAR, { filename: "v3.txt", supersedesReference: "AZ-7" });
     assert.equal(bad.status, 202, JSON.stringify(bad.body));
     await until(bad.body.id, ["rejected"]);
     assert.equal((await stack.api<DocumentStatus>("GET", `/api/v1/documents/${second.id}`)).body.supersededBy, null);
@@ -248,7 +248,7 @@ describe("document versions", () => {
   });
 
   it("sends a new version and lists the versions from the command line", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kuvert-versions-cli-"));
+    const dir = tempDir("kuvert-versions-cli-");
     writeFileSync(join(dir, "Bescheid 6.pdf"), pdf("Bescheid 6 über die Kommandozeile"));
     const kuvert = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), ...args, "--url", stack.publicUrl, "--token", token], { cwd: dir });
     const sent = await kuvert("document", "send", join(dir, "Bescheid 6.pdf"), "--org", "musterstadt", "--kind", "Beitragsbescheid", "--reference", "AZ-7", "--supersedes-reference", "AZ-7");

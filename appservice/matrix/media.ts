@@ -39,10 +39,13 @@ async function call(url: string, init: RequestInit): Promise<Response> {
  * | | Synapse 1.67 (< 1.111 / < 1.120) | current Synapse |
  * | async upload (create + PUT) | create: 404 (HTML), PUT: 400 M_UNRECOGNIZED | yes (1.111+) |
  * | authenticated media | 400 M_UNRECOGNIZED | yes (1.120+); /_matrix/media/v3/download may be frozen (404) |
+ * | upload limit (m.upload.size) | GET /_matrix/media/v3/config | GET /_matrix/client/v1/media/config |
  */
 export interface MediaCapabilities {
   asyncUpload: boolean | undefined;
   authenticatedMedia: boolean | undefined;
+  /** The largest upload the homeserver takes, in bytes; null: it names none. */
+  uploadLimit: number | null | undefined;
 }
 
 const relearnAfterMs = 3600_000;
@@ -52,7 +55,7 @@ const learnt = new WeakMap<Homeserver, { caps: MediaCapabilities; at: number }>(
 export function mediaCapabilities(hs: Homeserver): MediaCapabilities {
   let entry = learnt.get(hs);
   if (!entry || Date.now() - entry.at > relearnAfterMs) {
-    entry = { caps: { asyncUpload: undefined, authenticatedMedia: undefined }, at: Date.now() };
+    entry = { caps: { asyncUpload: undefined, authenticatedMedia: undefined, uploadLimit: undefined }, at: Date.now() };
     learnt.set(hs, entry);
   }
   return entry.caps;
@@ -80,11 +83,41 @@ export async function createMedia(hs: Homeserver): Promise<string | null> {
 }
 
 /**
+ * The homeserver's upload limit (CS API §"GET /_matrix/client/v1/media/config", Matrix 1.11, or
+ * §"GET /_matrix/media/v3/config" before it), learnt once. A file over it is refused before a
+ * byte is sent: Synapse aborts the connection of an upload over its limit rather than answer
+ * 413, which would look like a homeserver that cannot be reached and be retried. Unknown (the
+ * homeserver does not answer) means no check, and is asked again next time.
+ */
+async function uploadLimit(hs: Homeserver): Promise<number | null> {
+  const caps = mediaCapabilities(hs);
+  if (caps.uploadLimit !== undefined) return caps.uploadLimit;
+  const paths = caps.authenticatedMedia === false ? ["/_matrix/media/v3/config"] : ["/_matrix/client/v1/media/config", "/_matrix/media/v3/config"];
+  for (const path of paths) {
+    const res = await call(`${hs.url}${path}`, { headers: { authorization: hs.authorization } }).catch(() => undefined);
+    if (!res) return null;
+    if (res.ok) {
+      const size = ((await res.json().catch(() => ({}))) as { "m.upload.size"?: unknown })["m.upload.size"];
+      caps.uploadLimit = typeof size === "number" && Number.isSafeInteger(size) && size > 0 ? size : null;
+      return caps.uploadLimit;
+    }
+    if (!lacksEndpoint(await errorOf(res))) return null;
+  }
+  caps.uploadLimit = null;
+  return null;
+}
+
+/**
  * Uploads a file (by path) or a stream. With `mxc` (reserved by createMedia): CS API §"PUT /_matrix/media/v3/upload/{serverName}/{mediaId}",
  * where M_CANNOT_OVERWRITE_MEDIA means an earlier attempt got through. Without: §"POST /_matrix/media/v3/upload".
  * The caller records the answer as uploaded and never uploads it again.
  */
 export async function uploadMedia(hs: Homeserver, body: Readable | { path: string }, info: MediaInfo, mxc: string | null): Promise<string> {
+  const limit = await uploadLimit(hs);
+  if (limit !== null && info.size > limit) {
+    if (body instanceof Readable) body.destroy();
+    throw new HomeserverError(413, "M_TOO_LARGE", `the file has ${info.size} bytes, more than the ${limit} the homeserver accepts (its m.upload.size)`);
+  }
   const headers = { authorization: hs.authorization, "content-type": info.mimetype, "content-length": String(info.size) };
   const query = `filename=${encodeURIComponent(info.filename)}`;
   if (mxc) {

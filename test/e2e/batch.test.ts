@@ -7,23 +7,10 @@ import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import yazl from "yazl";
 import { repoRoot } from "../support/harness.ts";
 import { startStack, waitFor, type RoomEvent, type Stack } from "../support/harness.ts";
 import { tempDir } from "../support/tmp.ts";
-
-function pdf(text: string): Buffer {
-  return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
-}
-
-async function zip(files: Record<string, Buffer | string>): Promise<Buffer> {
-  const z = new yazl.ZipFile();
-  for (const [name, content] of Object.entries(files)) z.addBuffer(Buffer.isBuffer(content) ? content : Buffer.from(content), name);
-  z.end();
-  const chunks: Buffer[] = [];
-  for await (const chunk of z.outputStream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
+import { pdf, zip } from "../support/files.ts";
 
 interface BatchStatus {
   state: string;

@@ -17,10 +17,7 @@ import { EICAR } from "../support/clamd.ts";
 import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 import { tempDir } from "../support/tmp.ts";
-
-function pdf(text: string): Buffer {
-  return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
-}
+import { pdf } from "../support/files.ts";
 
 interface Summary {
   pending: number;

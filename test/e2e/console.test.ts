@@ -247,7 +247,7 @@ describe("the staff console in a browser", () => {
     await page.getByRole("link", { name: "Status" }).click();
     await page.getByRole("heading", { name: "Zustand der Dienste" }).waitFor();
     await page.getByRole("cell", { name: "documents" }).waitFor();
-    for (const check of ["database", "homeserver", "scanner", "mail"]) assert.ok(await page.locator("ul.checks").getByText(check).isVisible(), `${check} is not shown`);
+    for (const check of ["database", "homeserver", "scanner", "mail"]) assert.ok(await page.locator("ul.checks").getByText(check, { exact: true }).isVisible(), `${check} is not shown`);
     assert.ok(await page.getByText("Keine aufgegebenen E-Mails.").isVisible());
     // An e-mail the outbox gave up on appears (the page looks again by itself) and can be sent again.
     const db = await openDatabase({ url: stack.config.database.url, embeddedDir: "", poolSize: 1 });

@@ -10,11 +10,9 @@ import { createToken } from "../../appservice/tokens/tokens.ts";
 import { EICAR, zipContaining } from "../support/clamd.ts";
 import { artifactsDir, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
+import { pdf } from "../support/files.ts";
 
 /** A small, valid PDF (so content sniffing says application/pdf). */
-function pdf(text: string): Buffer {
-  return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
-}
 
 interface DocumentStatus {
   id: string;

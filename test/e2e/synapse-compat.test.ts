@@ -10,10 +10,7 @@ import { after, before, describe, it } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
 import { artifactsDir, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
-
-function pdf(text: string): Buffer {
-  return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
-}
+import { pdf } from "../support/files.ts";
 
 interface DocumentStatus {
   id: string;

@@ -9,26 +9,13 @@ import { promisify } from "node:util";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
-import yazl from "yazl";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import { apiVersion, commit, schemaVersion, version } from "../../appservice/version.ts";
 import { tempDir } from "../support/tmp.ts";
 import { EICAR } from "../support/clamd.ts";
 import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
-
-function pdf(text: string): Buffer {
-  return Buffer.from(`%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n% ${text}\ntrailer<</Root 1 0 R>>\n%%EOF\n`, "latin1");
-}
-
-async function zip(files: Record<string, Buffer | string>): Promise<Buffer> {
-  const z = new yazl.ZipFile();
-  for (const [name, content] of Object.entries(files)) z.addBuffer(Buffer.isBuffer(content) ? content : Buffer.from(content), name);
-  z.end();
-  const chunks: Buffer[] = [];
-  for await (const chunk of z.outputStream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
+import { pdf, zip } from "../support/files.ts";
 
 interface DocumentStatus {
   id: string;

@@ -11,7 +11,7 @@ import { openDatabase, type Database } from "./db/database.ts";
 import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
 import { buildInfo } from "./version.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
-import { publicApp } from "./http/server.ts";
+import { publicApp, type Readiness } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
 import { readiness } from "./health.ts";
 import { scheduleRetention } from "./retention/retention.ts";
@@ -145,6 +145,9 @@ export class Kuvert {
     }
     const lock = config.database.url ? undefined : acquireEmbeddedLock(config.database.embeddedDir);
     let db: Database | undefined;
+    // Set once listening: a start that fails later stops what it started, so no half-started process lingers.
+    let started: Kuvert | undefined;
+    let ready = false;
     try {
       db = await openDatabase(config.database);
       const applied = await migrate(db);
@@ -214,7 +217,7 @@ export class Kuvert {
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
       const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, calls, accounts, circulars };
 
-      const readinessChecks = readiness(
+      const checks = readiness(
         {
           database: async () => {
             await database.query("SELECT 1");
@@ -226,6 +229,14 @@ export class Kuvert {
         },
         new Set(["homeserver", "scanner", "mail"]),
       );
+      // Not ready until the start is through (bot, staff room, workers, staff sync): an orchestrator
+      // sends no traffic to, and a test does not pause the database under, a half-started Kuvert.
+      const readinessChecks: Readiness = {
+        async check() {
+          const result = await checks.check();
+          return ready ? result : { ready: false, checks: { ...result.checks, startup: { ok: false, detail: "starting" } } };
+        },
+      };
 
       const asServer = await listen(
         appserviceApp({
@@ -282,6 +293,7 @@ export class Kuvert {
         servers.push(await listen(metricsApp, config.metrics.listener.bindAddress, config.metrics.listener.port));
       }
       const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers, lock });
+      started = kuvert;
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
       // clamd gets its canaries at start; the first scan waits for the answer.
@@ -290,10 +302,15 @@ export class Kuvert {
       await dropFolder.start();
       kuvert.#retention = scheduleRetention(db, config);
       if (opts.syncStaff !== false) await organisations.syncStaff(config.staff);
+      ready = true;
       return kuvert;
     } catch (err) {
-      await db?.close().catch(() => undefined);
-      lock?.release();
+      if (started) {
+        await started.stop().catch(() => undefined);
+      } else {
+        await db?.close().catch(() => undefined);
+        lock?.release();
+      }
       throw err;
     }
   }

@@ -40,6 +40,8 @@ export const ErrCode = {
   GuestLinkExpired: "KUVERT_GUEST_LINK_EXPIRED",
   GuestLinkRevoked: "KUVERT_GUEST_LINK_REVOKED",
   OpenIdTokenInvalid: "KUVERT_OPENID_TOKEN_INVALID",
+  OpenIdTokenUsed: "KUVERT_OPENID_TOKEN_USED",
+  OpenIdTokenPurpose: "KUVERT_OPENID_TOKEN_WRONG_PURPOSE",
   NotRoomMember: "KUVERT_NOT_ROOM_MEMBER",
   RoomNotManaged: "KUVERT_ROOM_NOT_MANAGED",
   UsernameTaken: "KUVERT_USERNAME_TAKEN",

@@ -49,6 +49,8 @@ import { callRoutes, guestRoutes } from "./calls/api.ts";
 import { videoCommand } from "./calls/command.ts";
 import { Calls } from "./calls/service.ts";
 import { UserVerification, verifyRoutes } from "./calls/verify.ts";
+import { MemberLinks, memberLinkRoutes } from "./calls/member-link.ts";
+import { OpenIdTokenPurposes } from "./tokens/openid-purpose.ts";
 import { requireScope } from "./http/server.ts";
 
 const log = logger("kuvert");
@@ -203,6 +205,10 @@ export class Kuvert {
         await homeserver.send(roomId, "m.room.message", notice({ body: documentTexts(config.organisations.language).notChecked }), `not-checked:${eventId}`);
       };
       const calls = config.modules.calls ? new Calls(db, homeserver, config) : null;
+      // One record of OpenID tokens and their purposes for /verify, the console and the call link page.
+      const openIdPurposes = new OpenIdTokenPurposes(db);
+      const verification = calls ? new UserVerification(db, homeserver, config, openIdPurposes) : null;
+      const memberLinks = calls && verification && config.modules.console && config.calls.appSecret ? new MemberLinks(db, calls, verification, openIdPurposes, config) : null;
       const callWorker = calls?.worker();
       if (calls && callWorker) calls.onWork = () => callWorker.wake();
       const router = new RoomEventRouter(db, [
@@ -264,12 +270,13 @@ export class Kuvert {
           moduleRoutes: [
             express.Router().use("/api/v1", callRoutes(calls, requireScope(db, "staff", "admin"))),
             guestRoutes(calls),
-            ...(calls ? [verifyRoutes(new UserVerification(db, homeserver, config), config)] : []),
+            ...(verification ? [verifyRoutes(verification, config)] : []),
+            memberLinkRoutes(memberLinks, config),
           ],
           accounts,
           console: {
             enabled: config.modules.console,
-            sessions: new ConsoleSessions(db, config),
+            sessions: new ConsoleSessions(db, config, openIdPurposes),
             staticDir: config.console.staticDir ? resolve(config.console.staticDir) : defaultConsoleDir,
             homeserverUrl: config.homeserver.publicUrl ?? config.homeserver.url,
             serverName: config.homeserver.domain,

@@ -55,7 +55,7 @@ export const queues: Record<string, string> = {
 /** Prosody's questions to /verify, by endpoint and outcome (admitted or the refusal's reason). */
 export const verifications = new Counter({
   name: "kuvert_call_verifications_total",
-  help: "User verification requests (/verify, from Jitsi's Prosody), by endpoint and outcome (admitted, token, not_member, room_not_managed, bearer, rate_limited).",
+  help: "User verification requests (/verify, from Jitsi's Prosody), by endpoint and outcome (admitted, token, purpose, not_member, room_not_managed, bearer, rate_limited).",
   labelNames: ["endpoint", "outcome"] as const,
   registers: [registry],
 });

@@ -25,7 +25,8 @@ export function videoCommand(calls: Calls, config: KuvertConfig): Command {
           const { call, reused } = await calls.start(org.id, event.sender, { sender: event.sender, announce: false });
           const until = new Date(call.expiresAt);
           if (!call.widgetPosted) return { body: t.pending };
-          return reused ? t.reused(until) : t.started(until);
+          const link = calls.memberLinkUrl(call.id);
+          return reused ? t.reused(until, link) : t.started(until, link);
         }
         if (sub === "end" || sub === "ende" || sub === "stop") {
           await calls.end(org.id, event.sender, { announce: false });

@@ -12,6 +12,9 @@
 //    refuses it (its accepted audiences are the app id and Element's https://<domain>, and the
 //    signature does not check with the app secret): a link only opens the conference through
 //    Kuvert's guest page, which sees revocations. jti = the guest link's id.
+//
+// A room member who joins through the call link page (member-link.ts) gets a join token of the
+// first kind too: their name, their Matrix ID as context.user.id, moderator for staff.
 import { createHmac } from "node:crypto";
 import { errors, jwtVerify, SignJWT, type JWTPayload } from "jose";
 
@@ -28,12 +31,16 @@ export interface GuestClaims {
   guestName: string;
   notBefore: Date;
   expiresAt: Date;
+  /** A room member's Matrix ID (member join tokens only). */
+  userId?: string;
+  /** Jitsi moderator rights (members with power level 50 and more); guests never. */
+  moderator?: boolean;
 }
 
 export interface GuestPayload extends JWTPayload {
   room: string;
   moderator: boolean;
-  context: { user: { name: string } };
+  context: { user: { name: string; id?: string } };
 }
 
 function key(secret: string): Uint8Array {
@@ -51,7 +58,8 @@ export function jitsiRoomName(conferenceId: string): string {
 }
 
 function claims(c: GuestClaims, audience: string): SignJWT {
-  return new SignJWT({ room: jitsiRoomName(c.conferenceId), moderator: false, context: { user: { name: c.guestName } } })
+  const user = c.userId ? { name: c.guestName, id: c.userId } : { name: c.guestName };
+  return new SignJWT({ room: jitsiRoomName(c.conferenceId), moderator: c.moderator ?? false, context: { user } })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setIssuer(c.appId)
     .setAudience(audience)

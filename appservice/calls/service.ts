@@ -217,6 +217,16 @@ export class Calls {
     return (this.#config.calls.jitsiUrl ?? `https://${this.#domain}`).replace(/\/$/, "");
   }
 
+  /**
+   * The browser link for members (Element X has no Jitsi widgets): the console's call link page,
+   * where a member signs in and Kuvert checks the membership. Null when it cannot work here (no
+   * console, or no calls.appSecret to sign join tokens with).
+   */
+  memberLinkUrl(callId: string): string | null {
+    if (!this.#config.modules.console || !this.#config.calls.appSecret) return null;
+    return `${this.#config.publicApi.baseUrl.replace(/\/$/, "")}/console/join.html?call=${callId}`;
+  }
+
   worker(): Worker<CallRow> {
     return new Worker<CallRow>({
       name: "calls",
@@ -296,7 +306,7 @@ export class Calls {
       await this.#post(row);
       await this.#db.query("UPDATE calls SET phase = 'remove', run_after = expires_at, attempts = 0, last_error = NULL WHERE id = $1 AND phase = 'post' AND lease_until IS NULL", [row.id]);
       log.info({ call: row.id, organisation: organisationId }, "call started");
-      if (opts.announce) await this.#say(row, `call-started:${row.id}`, this.#texts.started(row.expires_at).body);
+      if (opts.announce) await this.#say(row, `call-started:${row.id}`, this.#texts.started(row.expires_at, this.memberLinkUrl(row.id)).body);
     } catch (err) {
       log.warn({ call: row.id, err }, "posting the call's widget failed; the worker tries again");
       await this.#db.query("UPDATE calls SET last_error = $2 WHERE id = $1", [row.id, (err as Error).message.slice(0, 2000)]);
@@ -512,6 +522,41 @@ export class Calls {
       await audit(tx, { actor, action: "call.guest_link.revoked", organisationId: call?.organisation_id ?? null, object: id, outcome: "ok", details: { call: link.call_id } });
       return { outcome: "revoked" as const, link: presentLink(updated) };
     });
+  }
+
+  /** The running call with this id, for someone about to join it; a clear refusal otherwise. */
+  async runningCall(callId: string): Promise<CallRow> {
+    const row = /^[0-9a-f-]{36}$/.test(callId) ? (await this.#db.query<CallRow>("SELECT * FROM calls WHERE id = $1", [callId])).rows[0] : undefined;
+    if (!row) throw new KuvertError(ErrCode.NoCall, 404, "There is no such video consultation; open the link from the room again.");
+    if (row.ended_at !== null || row.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, 410, "The video consultation has ended.");
+    return row;
+  }
+
+  /** A join token for a room member (the caller checked the membership), like a guest's; staff become moderators. */
+  async memberSession(call: CallRow, member: { userId: string; displayName: string; moderator: boolean; organisationName: string }): Promise<GuestSession> {
+    const secret = this.#secret();
+    const now = new Date();
+    const expiresAt = new Date(Math.min(call.expires_at.getTime(), now.getTime() + JOIN_TOKEN_SECONDS * 1000));
+    const jwt = await signGuestToken(secret, {
+      linkId: randomUUID(),
+      appId: this.#config.calls.appId,
+      domain: this.#domain,
+      conferenceId: call.conference_id,
+      guestName: member.displayName,
+      userId: member.userId,
+      moderator: member.moderator,
+      notBefore: now,
+      expiresAt,
+    });
+    return {
+      domain: this.#domain,
+      scriptUrl: `${this.jitsiUrl}/external_api.js`,
+      roomName: jitsiRoomName(call.conference_id),
+      jwt,
+      displayName: member.displayName,
+      organisationName: member.organisationName,
+      expiresAt: call.expires_at.toISOString(),
+    };
   }
 
   /** What the guest page needs to join, if the link is still good; a clear refusal otherwise. */

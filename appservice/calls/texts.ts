@@ -6,14 +6,22 @@ function time(date: Date, language: Language): string {
   return date.toLocaleString(language === "en" ? "en-GB" : "de-DE", { timeZone: process.env.TZ || "UTC", dateStyle: "medium", timeStyle: "short" });
 }
 
+/** The member link line: for Element X (no Jitsi widgets) and anyone who prefers the browser. */
+function browserLink(language: Language, link: string | null): string {
+  if (!link) return "";
+  return language === "en"
+    ? `\n\nIn Element X, or in the browser: ${link} (sign in with your Matrix account; only members of this room get in).`
+    : `\n\nIn Element X oder im Browser: ${link} (mit Ihrem Matrix-Konto anmelden; nur Mitglieder dieses Raums kommen hinein).`;
+}
+
 const de = {
   helpVideo: "startet eine Videoberatung in diesem Raum (oder zeigt die laufende)",
   helpVideoEnd: "beendet die Videoberatung",
-  started: (until: Date) => ({
-    body: `Die Videoberatung ist gestartet: Oben im Raum erscheint „Jitsi“, dort treten Sie bei. Nur Mitglieder dieses Raums kommen hinein. Sie endet spätestens ${time(until, "de")}; „!video end“ beendet sie früher.`,
+  started: (until: Date, link: string | null = null) => ({
+    body: `Die Videoberatung ist gestartet: Oben im Raum erscheint „Jitsi“, dort treten Sie bei. Nur Mitglieder dieses Raums kommen hinein. Sie endet spätestens ${time(until, "de")}; „!video end“ beendet sie früher.${browserLink("de", link)}`,
   }),
-  reused: (until: Date) => ({
-    body: `Hier läuft schon eine Videoberatung: Treten Sie oben im Raum bei „Jitsi“ bei. Sie endet spätestens ${time(until, "de")}; „!video end“ beendet sie.`,
+  reused: (until: Date, link: string | null = null) => ({
+    body: `Hier läuft schon eine Videoberatung: Treten Sie oben im Raum bei „Jitsi“ bei. Sie endet spätestens ${time(until, "de")}; „!video end“ beendet sie.${browserLink("de", link)}`,
   }),
   ended: "Die Videoberatung ist beendet; Kuvert hat sie aus dem Raum entfernt.",
   expired: "Die Videoberatung ist abgelaufen; Kuvert hat sie aus dem Raum entfernt.",
@@ -39,11 +47,11 @@ const de = {
 const en: typeof de = {
   helpVideo: "starts a video consultation in this room (or shows the one running)",
   helpVideoEnd: "ends the video consultation",
-  started: (until: Date) => ({
-    body: `The video consultation has started: "Jitsi" appears at the top of the room; join there. Only members of this room get in. It ends at ${time(until, "en")} at the latest; "!video end" ends it earlier.`,
+  started: (until: Date, link: string | null = null) => ({
+    body: `The video consultation has started: "Jitsi" appears at the top of the room; join there. Only members of this room get in. It ends at ${time(until, "en")} at the latest; "!video end" ends it earlier.${browserLink("en", link)}`,
   }),
-  reused: (until: Date) => ({
-    body: `A video consultation is already running here: join "Jitsi" at the top of the room. It ends at ${time(until, "en")} at the latest; "!video end" ends it.`,
+  reused: (until: Date, link: string | null = null) => ({
+    body: `A video consultation is already running here: join "Jitsi" at the top of the room. It ends at ${time(until, "en")} at the latest; "!video end" ends it.${browserLink("en", link)}`,
   }),
   ended: "The video consultation has ended; Kuvert removed it from the room.",
   expired: "The video consultation has expired; Kuvert removed it from the room.",

@@ -15,6 +15,11 @@
 // API §"OpenID"); membership is the current m.room.member state (joined), and only the rooms of
 // active organisations that Kuvert manages pass.
 //
+// A token is bound to this purpose the first time /verify accepts it (tokens/openid-purpose.ts):
+// Prosody may ask again with it, but a token first presented for a console sign-in or on the
+// call link page is refused here (errcode KUVERT_OPENID_TOKEN_WRONG_PURPOSE), and one presented
+// here never opens a console session.
+//
 // Refusals are not audited one row each (anyone who reaches /verify could grow the audit log at
 // will): they are counted in kuvert_call_verifications_total and logged, and one client address
 // may be refused at most calls.verifyRefusalsPerMinute times a minute before it gets 429.
@@ -28,7 +33,8 @@ import { readJson } from "../http/input.ts";
 import { logger, pseudonym } from "../log.ts";
 import { verifications } from "../metrics.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
-import { findOrganisationByRoom } from "../organisations/store.ts";
+import { findOrganisationByRoom, type StoredOrganisation } from "../organisations/store.ts";
+import type { OpenIdTokenPurposes } from "../tokens/openid-purpose.ts";
 import { userLevel, type PowerLevels } from "./widget.ts";
 
 const log = logger("calls-verify");
@@ -52,15 +58,56 @@ function field(body: Record<string, unknown>, name: string, required: boolean): 
   return value;
 }
 
+/** Whether a person is joined to an active organisation's room, and with which power level. */
+export type RoomMembership =
+  | { member: true; organisation: StoredOrganisation; level: number; displayName: string | null; room: Record<string, unknown> }
+  | { member: false; errcode: typeof ErrCode.NotRoomMember | typeof ErrCode.RoomNotManaged; error: string; organisation: StoredOrganisation | null };
+
 export class UserVerification {
   readonly #db: Database;
   readonly #hs: Homeserver;
   readonly #config: KuvertConfig;
+  readonly #purposes: OpenIdTokenPurposes;
 
-  constructor(db: Database, hs: Homeserver, config: KuvertConfig) {
+  constructor(db: Database, hs: Homeserver, config: KuvertConfig, purposes: OpenIdTokenPurposes) {
     this.#db = db;
     this.#hs = hs;
     this.#config = config;
+    this.#purposes = purposes;
+  }
+
+  /** The user of a token presented to /verify, or null: unknown to the homeserver, or bound to another purpose. */
+  async #verifyTokenUser(token: string): Promise<{ userId: string } | { userId: null; errcode: string; error: string }> {
+    const userId = await this.userOf(token);
+    if (!userId) return { userId: null, errcode: ErrCode.OpenIdTokenInvalid, error: "The OpenID token is unknown to the homeserver or expired." };
+    const claim = await this.#purposes.claim(token, "verify");
+    if (!claim.ok) {
+      log.warn({ user: pseudonym(userId) }, "an OpenID token bound to another purpose was presented to /verify");
+      return { userId: null, errcode: ErrCode.OpenIdTokenPurpose, error: "The OpenID token was first presented for another purpose (a console sign-in or the call link page); it cannot be used for calls." };
+    }
+    return { userId };
+  }
+
+  /**
+   * Whether the user is joined to the room now, the room being an active organisation's room
+   * that Kuvert manages; with the room's power levels (without the users map) and the user's.
+   */
+  async roomMembership(roomId: string, userId: string): Promise<RoomMembership> {
+    const org = roomId.startsWith("!") ? await findOrganisationByRoom(this.#db, roomId) : null;
+    if (!org || org.state !== "active") return { member: false, errcode: ErrCode.RoomNotManaged, error: "The room is not the room of an active organisation that Kuvert manages.", organisation: org };
+    let member: Record<string, unknown> | null;
+    let pl: PowerLevels | null;
+    try {
+      member = await this.#hs.stateEvent(roomId, "m.room.member", userId);
+      pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
+    } catch (err) {
+      if (err instanceof HomeserverError && !err.transient) return { member: false, errcode: ErrCode.RoomNotManaged, error: `Kuvert cannot read the room's state (${err.errcode}).`, organisation: org };
+      throw new KuvertError(ErrCode.Unavailable, 503, "The homeserver could not be asked about the room.");
+    }
+    if (member?.membership !== "join") return { member: false, errcode: ErrCode.NotRoomMember, error: "The user is not a joined member of the room.", organisation: org };
+    const { users: _users, ...room } = (pl ?? {}) as Record<string, unknown>;
+    const displayName = typeof member.displayname === "string" && member.displayname.trim() !== "" ? member.displayname.trim() : null;
+    return { member: true, organisation: org, level: userLevel(pl, userId), displayName, room };
   }
 
   /** The Matrix user an OpenID token belongs to, or null if the homeserver does not know it. */
@@ -85,50 +132,33 @@ export class UserVerification {
   async verifyUser(body: Record<string, unknown>): Promise<Record<string, unknown>> {
     const token = field(body, "token", true)!;
     field(body, "matrix_server_name", false);
-    const userId = await this.userOf(token);
-    if (!userId) {
-      this.#refused("user", "token");
-      return { results: { user: false }, user_id: null, errcode: ErrCode.OpenIdTokenInvalid, error: "The OpenID token is unknown to the homeserver or expired." };
+    const checked = await this.#verifyTokenUser(token);
+    if (checked.userId === null) {
+      this.#refused("user", checked.errcode === ErrCode.OpenIdTokenPurpose ? "purpose" : "token");
+      return { results: { user: false }, user_id: null, errcode: checked.errcode, error: checked.error };
     }
     verifications.inc({ endpoint: "user", outcome: "admitted" });
-    return { results: { user: true }, user_id: userId };
+    return { results: { user: true }, user_id: checked.userId };
   }
 
   async verifyUserInRoom(body: Record<string, unknown>): Promise<Record<string, unknown>> {
     const token = field(body, "token", true)!;
     const roomId = field(body, "room_id", true)!;
     field(body, "matrix_server_name", false);
-    const userId = await this.userOf(token);
-    if (!userId) {
-      this.#refused("user_in_room", "token");
-      return {
-        results: { user: false, room_membership: null },
-        user_id: null,
-        power_levels: null,
-        errcode: ErrCode.OpenIdTokenInvalid,
-        error: "The OpenID token is unknown to the homeserver or expired.",
-      };
+    const checked = await this.#verifyTokenUser(token);
+    if (checked.userId === null) {
+      this.#refused("user_in_room", checked.errcode === ErrCode.OpenIdTokenPurpose ? "purpose" : "token");
+      return { results: { user: false, room_membership: null }, user_id: null, power_levels: null, errcode: checked.errcode, error: checked.error };
     }
-    const refuse = async (errcode: string, error: string, _organisationId?: string) => {
-      this.#refused("user_in_room", errcode === ErrCode.NotRoomMember ? "not_member" : "room_not_managed");
-      log.info({ room: roomId, user: pseudonym(userId), errcode }, "Jitsi verification refused");
-      return { results: { user: true, room_membership: false }, user_id: userId, power_levels: null, errcode, error };
-    };
-    const org = roomId.startsWith("!") ? await findOrganisationByRoom(this.#db, roomId) : null;
-    if (!org || org.state !== "active") return refuse(ErrCode.RoomNotManaged, "The room is not the room of an active organisation that Kuvert manages.", org?.id);
-    let member: Record<string, unknown> | null;
-    let pl: PowerLevels | null;
-    try {
-      member = await this.#hs.stateEvent(roomId, "m.room.member", userId);
-      pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
-    } catch (err) {
-      if (err instanceof HomeserverError && !err.transient) return refuse(ErrCode.RoomNotManaged, `Kuvert cannot read the room's state (${err.errcode}).`, org.id);
-      throw new KuvertError(ErrCode.Unavailable, 503, "The homeserver could not be asked about the room.");
+    const userId = checked.userId;
+    const membership = await this.roomMembership(roomId, userId);
+    if (!membership.member) {
+      this.#refused("user_in_room", membership.errcode === ErrCode.NotRoomMember ? "not_member" : "room_not_managed");
+      log.info({ room: roomId, user: pseudonym(userId), errcode: membership.errcode }, "Jitsi verification refused");
+      return { results: { user: true, room_membership: false }, user_id: userId, power_levels: null, errcode: membership.errcode, error: membership.error };
     }
-    if (member?.membership !== "join") return refuse(ErrCode.NotRoomMember, "The user is not a joined member of the room.", org.id);
-    const { users: _users, ...room } = (pl ?? {}) as Record<string, unknown>;
     verifications.inc({ endpoint: "user_in_room", outcome: "admitted" });
-    return { results: { user: true, room_membership: true }, user_id: userId, power_levels: { room, user: userLevel(pl, userId) } };
+    return { results: { user: true, room_membership: true }, user_id: userId, power_levels: { room: membership.room, user: membership.level } };
   }
 }
 

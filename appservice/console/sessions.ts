@@ -2,13 +2,15 @@
 // token and hand that to Kuvert; Kuvert asks the homeserver whose token it is
 // (GET /_matrix/federation/v1/openid/userinfo) and, if that person holds a role in the
 // configuration, starts a short session. The browser keeps the session id in an HttpOnly,
-// Secure, SameSite=Strict cookie; the database keeps only its SHA-256.
+// Secure, SameSite=Strict cookie; the database keeps only its SHA-256. A token signs in once,
+// and never if it was presented to /verify (tokens/openid-purpose.ts).
 import { createHash, randomBytes } from "node:crypto";
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig, Role } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { logger, pseudonym } from "../log.ts";
+import type { OpenIdTokenPurposes } from "../tokens/openid-purpose.ts";
 import type { Scope } from "../tokens/tokens.ts";
 
 const log = logger("console-sessions");
@@ -86,10 +88,12 @@ export type SessionLookup = { session: ConsoleSession } | { ended: true } | null
 export class ConsoleSessions {
   readonly #db: Database;
   readonly #config: KuvertConfig;
+  readonly #purposes: OpenIdTokenPurposes;
 
-  constructor(db: Database, config: KuvertConfig) {
+  constructor(db: Database, config: KuvertConfig, purposes: OpenIdTokenPurposes) {
     this.#db = db;
     this.#config = config;
+    this.#purposes = purposes;
   }
 
   get idleMinutes(): number {
@@ -117,6 +121,18 @@ export class ConsoleSessions {
       throw new KuvertError(ErrCode.Unavailable, 503, `The homeserver could not confirm the sign-in (HTTP ${res.status}); try again in a moment.`);
     }
     if (!body.sub.endsWith(`:${domain}`)) throw new KuvertError(ErrCode.SignInFailed, 401, `The homeserver names ${body.sub}, not an account of ${domain}.`);
+    // Confirmed by the homeserver: now it must be a token that was made for this sign-in.
+    const claim = await this.#purposes.claim(req.accessToken, "console");
+    if (!claim.ok && claim.reason === "used") {
+      throw new KuvertError(ErrCode.OpenIdTokenUsed, 401, "This OpenID token has already been used to sign in; a token signs in once. Sign in again.");
+    }
+    if (!claim.ok) {
+      throw new KuvertError(
+        ErrCode.OpenIdTokenPurpose,
+        401,
+        `This OpenID token was already presented ${claim.boundTo === "verify" ? "to join a video consultation" : "on a call link page"}; it cannot open a console session. Sign in with the console.`,
+      );
+    }
     return body.sub;
   }
 
@@ -126,11 +142,11 @@ export class ConsoleSessions {
     try {
       userId = await this.#verifyOpenId(req);
     } catch (err) {
-      if (err instanceof KuvertError && err.errcode === ErrCode.SignInFailed) {
+      if (err instanceof KuvertError && (err.errcode === ErrCode.SignInFailed || err.errcode === ErrCode.OpenIdTokenUsed || err.errcode === ErrCode.OpenIdTokenPurpose)) {
         await this.#db.transaction((tx) =>
-          audit(tx, { actor: "anonymous", action: "console.sign-in", outcome: "failed", details: { reason: err.message, address: client.address ?? null } }),
+          audit(tx, { actor: "anonymous", action: "console.sign-in", outcome: "failed", details: { reason: err.message, errcode: err.errcode, address: client.address ?? null } }),
         );
-        log.warn({ address: client.address }, "console sign-in failed: the OpenID token was not confirmed");
+        log.warn({ address: client.address, errcode: err.errcode }, "console sign-in failed: the OpenID token was not confirmed or not made for the console");
       }
       throw err;
     }

@@ -7,6 +7,7 @@ import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { logger } from "../log.ts";
+import { forgetExpiredOpenIdTokens } from "../tokens/openid-purpose.ts";
 
 const log = logger("retention");
 const RETENTION_LOCK = 7_410_003;
@@ -25,6 +26,8 @@ export interface RetentionCounts {
   guestLinks: number;
   /** Calls that ended more than documentDays ago. */
   calls: number;
+  /** Remembered OpenID tokens (keyed hashes) past their expiry. */
+  openIdTokens: number;
 }
 
 async function deleted(q: Queryable, sql: string, params: unknown[]): Promise<number> {
@@ -87,6 +90,9 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
       [documentsCutoff],
     );
 
+    // OpenID tokens are remembered (as keyed hashes) only until long after they stopped working.
+    const openIdTokens = await forgetExpiredOpenIdTokens(tx, now);
+
     const opsCutoff = before(r.operationalDays);
     const inboundEvents = await deleted(tx, "DELETE FROM inbound_events WHERE state IN ('done', 'failed') AND received_at < $1", [opsCutoff]);
     const transactions = await deleted(tx, "DELETE FROM appservice_transactions WHERE received_at < $1", [opsCutoff]);
@@ -116,7 +122,7 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
         [last.seq, last.hash],
       );
     }
-    return { documents, batches, mail, inboundEvents, transactions, workItems, auditRows, stagingFiles: 0, guestLinks, calls };
+    return { documents, batches, mail, inboundEvents, transactions, workItems, auditRows, stagingFiles: 0, guestLinks, calls, openIdTokens };
   });
   if (!counts) {
     log.info("another Kuvert process is running retention");

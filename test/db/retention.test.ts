@@ -74,6 +74,8 @@ describe("retention", () => {
     await guestLink("link-recent", "call-old-recent-link", 10);
     await call("call-running", null);
     await guestLink("link-valid", "call-running", -0.5);
+    // Remembered OpenID tokens: one past its expiry (goes), one still remembered (stays).
+    await db.query("INSERT INTO openid_tokens_seen (token_hash, purpose, expires_at) VALUES ('h-old', 'verify', $1), ('h-live', 'console', $2)", [daysAgo(1), new Date(now.getTime() + DAY)]);
     for (const [name, hoursOld] of [["doc-held", 100], ["doc-gone", 100], ["doc-fresh", 1], ["batch_x.part", 48]] as const) {
       writeFileSync(join(staging, name), "x");
       const t = new Date(now.getTime() - hoursOld * 60 * 60 * 1000);
@@ -84,7 +86,7 @@ describe("retention", () => {
 
   it("deletes exactly what is due and audits the counts", async () => {
     const counts = await runRetention(db, config, now);
-    assert.deepEqual(counts, { documents: 2, batches: 0, mail: 3, inboundEvents: 1, transactions: 1, workItems: 2, auditRows: 3, stagingFiles: 2, guestLinks: 1, calls: 1 });
+    assert.deepEqual(counts, { documents: 2, batches: 0, mail: 3, inboundEvents: 1, transactions: 1, workItems: 2, auditRows: 3, stagingFiles: 2, guestLinks: 1, calls: 1, openIdTokens: 1 });
     assert.deepEqual((await db.query<{ id: string }>("SELECT id FROM calls ORDER BY id")).rows.map((r) => r.id), ["call-old-recent-link", "call-running"]);
     assert.deepEqual((await db.query<{ id: string }>("SELECT id FROM guest_links ORDER BY id")).rows.map((r) => r.id), ["link-recent", "link-valid"]);
     const ids = (await db.query<{ id: string }>("SELECT id FROM documents ORDER BY id")).rows.map((r) => r.id);
@@ -102,7 +104,7 @@ describe("retention", () => {
     assert.equal(verified.ok, true, JSON.stringify(verified.brokenAt));
     assert.equal((await db.query("SELECT 1 FROM audit_log WHERE action = 'old'")).rowCount, 0);
     const again = await runRetention(db, config, now);
-    assert.deepEqual(again, { documents: 0, batches: 0, mail: 0, inboundEvents: 0, transactions: 0, workItems: 0, auditRows: 0, stagingFiles: 0, guestLinks: 0, calls: 0 });
+    assert.deepEqual(again, { documents: 0, batches: 0, mail: 0, inboundEvents: 0, transactions: 0, workItems: 0, auditRows: 0, stagingFiles: 0, guestLinks: 0, calls: 0, openIdTokens: 0 });
     assert.equal((await verifyAuditLog(db)).ok, true);
   });
 

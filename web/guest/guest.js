@@ -4,6 +4,10 @@
 // deployment's own Jitsi server (https://<jitsi>/external_api.js, so client and server versions
 // match) and joins the conference with the signed guest token. Every failure ends in a sentence,
 // never in an endless spinner.
+//
+// Members come here from the call link page (/console/join.html, for Element X users): it signed
+// them in, Kuvert checked their membership, and it left the join details for this tab in
+// session storage before opening /call/#member. They are used once and removed.
 
 const texts = {
   de: {
@@ -20,6 +24,8 @@ const texts = {
     jitsiDown: ["Der Videodienst ist nicht erreichbar", "Der Server für die Videoberatung antwortet nicht. Bitte versuchen Sie es in einigen Minuten noch einmal."],
     retry: "Noch einmal versuchen",
     until: (t) => `Der Link gilt bis ${t}.`,
+    memberAgain: ["Bitte öffnen Sie den Link aus dem Raum noch einmal", "Die Anmeldung für diese Videoberatung ist nicht mehr da (zum Beispiel nach dem Neuladen der Seite). Öffnen Sie den Link aus dem Raum erneut und melden Sie sich an."],
+    memberUntil: (t) => `Die Videoberatung endet spätestens ${t}.`,
   },
   en: {
     title: "Video consultation",
@@ -35,6 +41,8 @@ const texts = {
     jitsiDown: ["The video service cannot be reached", "The video consultation server does not answer. Please try again in a few minutes."],
     retry: "Try again",
     until: (t) => `The link is valid until ${t}.`,
+    memberAgain: ["Please open the link from the room again", "The sign-in for this video consultation is gone (for example after reloading the page). Open the link from the room again and sign in."],
+    memberUntil: (t) => `The video consultation ends at ${t} at the latest.`,
   },
 };
 
@@ -98,8 +106,25 @@ async function session(token) {
   return { ok: res.ok, body };
 }
 
+/** The join details the call link page left for this tab (members), taken once. */
+function memberSession() {
+  const raw = sessionStorage.getItem("kuvert.memberJoin");
+  sessionStorage.removeItem("kuvert.memberJoin");
+  try {
+    const s = raw ? JSON.parse(raw) : null;
+    return s && typeof s.jwt === "string" && typeof s.roomName === "string" ? s : null;
+  } catch {
+    return null;
+  }
+}
+
 async function main() {
   setLanguageLink();
+  if (location.hash === "#member") {
+    const s = memberSession();
+    if (!s) return show("member-again", t.memberAgain);
+    return join(s, t.memberUntil);
+  }
   $("message-title").textContent = t.checking;
   const token = decodeURIComponent(location.hash.slice(1)).trim();
   if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) return show("invalid", t.invalid);
@@ -114,15 +139,18 @@ async function main() {
     const state = refusals[answer.body.errcode];
     return state ? show(state, t[state]) : show("error", t.error, true);
   }
+  return join(answer.body, t.until);
+}
 
-  const s = answer.body;
+/** Joins the conference with what Kuvert answered (a guest's link session, or a member's). */
+async function join(s, untilText) {
   if (s.organisationName) {
     document.title = t.titleWith(s.organisationName);
     $("title").textContent = t.titleWith(s.organisationName);
   }
   const until = new Date(s.expiresAt).toLocaleString(language === "en" ? "en-GB" : "de-DE", { dateStyle: "medium", timeStyle: "short" });
   $("message-title").textContent = t.joining;
-  $("message-text").textContent = t.until(until);
+  $("message-text").textContent = untilText(until);
 
   try {
     await loadScript(s.scriptUrl);

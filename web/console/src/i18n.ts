@@ -246,6 +246,18 @@ const de = {
   correctionIntro: "Die Korrektur ersetzt den Text in genau den Räumen, die das Rundschreiben erhalten haben; Element zeigt ihn als „bearbeitet“.",
   correctionText: "Korrigierter Text",
   correctionSent: "Korrektur an {n} Räume unterwegs.",
+  // the call link page (join.html)
+  joinTitle: "Videoberatung: als Mitglied beitreten",
+  joinIntro: "Melden Sie sich mit Ihrem Matrix-Konto an (dem Konto, mit dem Sie Element nutzen). Kuvert prüft, ob Sie Mitglied im Raum Ihrer Organisation sind, und öffnet dann die Videoberatung im Browser.",
+  joinChecking: "Ihre Mitgliedschaft wird geprüft …",
+  joinNoCall: "Dem Link fehlt die Videoberatung. Öffnen Sie ihn genau so, wie er im Raum steht.",
+  joinNotMemberTitle: "Kein Zutritt: Sie sind nicht Mitglied dieses Raums",
+  joinNotMember: "Kuvert hat nachgesehen: {user} ist nicht Mitglied im Raum dieser Organisation. In diese Videoberatung kommen nur Mitglieder des Raums. Wenn Sie teilnehmen sollen, bitten Sie die Mitarbeitenden um einen Gastlink.",
+  joinEndedTitle: "Die Videoberatung ist beendet",
+  joinEnded: "Diese Videoberatung läuft nicht mehr. Mit „!video“ im Raum beginnt eine neue.",
+  joinRefusedTitle: "Die Videoberatung kann nicht geöffnet werden",
+  joinOther: "Mit einem anderen Konto anmelden",
+  joinButton: "Anmelden und beitreten",
 };
 
 type Texts = typeof de;
@@ -488,6 +500,17 @@ const en: Texts = {
   correctionIntro: "The correction replaces the text in exactly the rooms that got the circular; Element shows it as “edited”.",
   correctionText: "Corrected text",
   correctionSent: "Correction on its way to {n} rooms.",
+  joinTitle: "Video consultation: join as a member",
+  joinIntro: "Sign in with your Matrix account (the one you use in Element). Kuvert checks that you are a member of your organisation's room, then opens the video consultation in the browser.",
+  joinChecking: "Checking your membership …",
+  joinNoCall: "The link does not name a video consultation. Open it exactly as it appears in the room.",
+  joinNotMemberTitle: "No entry: you are not a member of this room",
+  joinNotMember: "Kuvert checked: {user} is not a member of this organisation's room. Only members of the room join this video consultation. If you should take part, ask staff for a guest link.",
+  joinEndedTitle: "The video consultation has ended",
+  joinEnded: "This video consultation is no longer running. \"!video\" in the room starts a new one.",
+  joinRefusedTitle: "The video consultation cannot be opened",
+  joinOther: "Sign in with another account",
+  joinButton: "Sign in and join",
 };
 
 export type Lang = "de" | "en";

@@ -1,7 +1,8 @@
 // Signing in: the browser logs in to the homeserver with matrix-js-sdk, asks it for an OpenID
-// token, hands that to Kuvert for a session, and logs the Matrix device out again. Loaded only
-// when someone signs in: matrix-js-sdk is most of the console's code.
-import { createClient } from "matrix-js-sdk";
+// token, hands that to Kuvert (for a console session, or on the call link page to join a
+// call), and logs the Matrix device out again. Loaded only when someone signs in: matrix-js-sdk
+// is most of the console's code.
+import { createClient, type IOpenIDToken } from "matrix-js-sdk";
 import { api, ApiError, type Session } from "./api.ts";
 
 /** Kuvert refused the account: it holds no role (a clerk, for example). */
@@ -16,13 +17,15 @@ export class NotStaff extends Error {
 
 import type { Settings } from "./settings.ts";
 
-/** Whether the homeserver offers single sign-on, and the link that starts it. */
-export async function ssoLink(settings: Settings): Promise<string | null> {
+/**
+ * Whether the homeserver offers single sign-on, and the link that starts it. The homeserver
+ * sends the browser back to `back` (this page by default) with a login token added.
+ */
+export async function ssoLink(settings: Settings, back = `${location.origin}${location.pathname}`): Promise<string | null> {
   const client = createClient({ baseUrl: settings.homeserverUrl });
   try {
     const { flows } = await client.loginFlows();
     if (!flows.some((f) => f.type === "m.login.sso")) return null;
-    const back = `${location.origin}${location.pathname}`;
     return client.getSsoLoginUrl(back, "sso");
   } catch {
     return null;
@@ -33,29 +36,47 @@ function identifierFor(user: string): { type: "m.id.user"; user: string } {
   return { type: "m.id.user", user: user.trim() };
 }
 
-async function exchange(settings: Settings, login: { access_token: string; user_id: string; device_id: string }): Promise<Session> {
+export interface MatrixLogin {
+  access_token: string;
+  user_id: string;
+  device_id: string;
+}
+
+/** Asks the homeserver for an OpenID token, lets `use` hand it to Kuvert, and logs the Matrix device out in any case. */
+export async function withOpenIdToken<T>(settings: Settings, login: MatrixLogin, use: (openid: IOpenIDToken) => Promise<T>): Promise<T> {
   const client = createClient({ baseUrl: settings.homeserverUrl, accessToken: login.access_token, userId: login.user_id, deviceId: login.device_id });
   try {
-    const openid = await client.getOpenIdToken();
-    const res = await api<{ session: Session }>("POST", "/api/v1/session", openid);
-    return res.session;
-  } catch (err) {
-    if (err instanceof ApiError && err.errcode === "KUVERT_NOT_STAFF") throw new NotStaff(login.user_id);
-    throw err;
+    return await use(await client.getOpenIdToken());
   } finally {
     // The Matrix login was only needed for the OpenID token.
     await client.logout(true).catch(() => undefined);
   }
 }
 
-export async function signInWithPassword(settings: Settings, user: string, password: string): Promise<Session> {
+export async function loginWithPassword(settings: Settings, user: string, password: string, deviceName = "Kuvert-Konsole"): Promise<MatrixLogin> {
   const client = createClient({ baseUrl: settings.homeserverUrl });
-  const login = await client.loginRequest({ type: "m.login.password", identifier: identifierFor(user), password, initial_device_display_name: "Kuvert-Konsole" });
-  return exchange(settings, login);
+  return client.loginRequest({ type: "m.login.password", identifier: identifierFor(user), password, initial_device_display_name: deviceName });
+}
+
+export async function loginWithToken(settings: Settings, token: string, deviceName = "Kuvert-Konsole"): Promise<MatrixLogin> {
+  const client = createClient({ baseUrl: settings.homeserverUrl });
+  return client.loginRequest({ type: "m.login.token", token, initial_device_display_name: deviceName });
+}
+
+/** A console session for the OpenID token of this login. */
+async function exchange(settings: Settings, login: MatrixLogin): Promise<Session> {
+  try {
+    return await withOpenIdToken(settings, login, async (openid) => (await api<{ session: Session }>("POST", "/api/v1/session", openid)).session);
+  } catch (err) {
+    if (err instanceof ApiError && err.errcode === "KUVERT_NOT_STAFF") throw new NotStaff(login.user_id);
+    throw err;
+  }
+}
+
+export async function signInWithPassword(settings: Settings, user: string, password: string): Promise<Session> {
+  return exchange(settings, await loginWithPassword(settings, user, password));
 }
 
 export async function signInWithLoginToken(settings: Settings, token: string): Promise<Session> {
-  const client = createClient({ baseUrl: settings.homeserverUrl });
-  const login = await client.loginRequest({ type: "m.login.token", token, initial_device_display_name: "Kuvert-Konsole" });
-  return exchange(settings, login);
+  return exchange(settings, await loginWithToken(settings, token));
 }

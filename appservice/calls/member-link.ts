@@ -26,7 +26,7 @@ const log = logger("calls-member-link");
 /** Staff's level in organisation rooms: they become Jitsi moderators, as through Element. */
 const MODERATOR_LEVEL = 50;
 
-const memberSessionInput = z
+export const memberSessionInput = z
   .object({
     callId: z.string().min(1).max(100),
     access_token: z.string().min(1).max(2000),

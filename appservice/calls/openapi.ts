@@ -1,5 +1,6 @@
 // The calls part of the OpenAPI document (merged in by http/openapi.ts).
 import { z } from "zod";
+import { memberSessionInput } from "./member-link.ts";
 import { guestLinkInput } from "./service.ts";
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -27,6 +28,19 @@ export const callSchemas = {
       endedAt: { type: ["string", "null"], format: "date-time" },
       endedBy: { type: ["string", "null"] },
       endReason: { type: ["string", "null"], enum: ["ended", "expired", null] },
+    },
+  },
+  GuestSession: {
+    type: "object",
+    description: "Where and with which token a guest or member joins the conference.",
+    properties: {
+      domain: { type: "string" },
+      scriptUrl: { type: "string", description: "The Jitsi deployment's external_api.js." },
+      roomName: { type: "string" },
+      jwt: { type: "string" },
+      displayName: { type: "string" },
+      organisationName: { type: "string" },
+      expiresAt: { type: "string", format: "date-time" },
     },
   },
   GuestLinkInput: z.toJSONSchema(guestLinkInput, { io: "input", unrepresentable: "any" }),
@@ -123,20 +137,24 @@ export function callPaths(baseUrl: string): Record<string, unknown> {
         security: [],
         requestBody: { required: true, ...json({ type: "object", required: ["token"], properties: { token: { type: "string" } } }) },
         responses: {
-          "200": json({
-            type: "object",
-            properties: {
-              domain: { type: "string" },
-              scriptUrl: { type: "string", description: "The Jitsi deployment's external_api.js." },
-              roomName: { type: "string" },
-              jwt: { type: "string" },
-              displayName: { type: "string" },
-              organisationName: { type: "string" },
-              expiresAt: { type: "string", format: "date-time" },
-            },
-          }),
+          "200": json(ref("GuestSession")),
           "401": error("Not a valid guest link (KUVERT_GUEST_LINK_INVALID)."),
           "410": error("Expired (KUVERT_GUEST_LINK_EXPIRED), revoked (KUVERT_GUEST_LINK_REVOKED), or the call ended (KUVERT_CALL_ENDED)."),
+        },
+      },
+    },
+    "/member-link/session": {
+      post: {
+        summary: "The members' call page (Element X, a browser): a room member proves membership with an OpenID token made for this page, and gets join details",
+        security: [],
+        requestBody: { required: true, ...json(z.toJSONSchema(memberSessionInput, { io: "input", unrepresentable: "any" })) },
+        responses: {
+          "200": json(ref("GuestSession")),
+          "401": error("Not an OpenID token of this homeserver, used already (KUVERT_OPENID_TOKEN_USED) or made for something else (KUVERT_OPENID_TOKEN_WRONG_PURPOSE)."),
+          "403": error("Not joined to the organisation's room (KUVERT_NOT_ROOM_MEMBER), or the room is no longer an active organisation's."),
+          "404": error("Unknown call, or the members' link is not offered here (KUVERT_MODULE_DISABLED)."),
+          "410": error("The call ended (KUVERT_CALL_ENDED)."),
+          "429": error("Too many failed attempts from this address."),
         },
       },
     },

@@ -1,5 +1,7 @@
 // Small shared pieces of the pages.
 import type { ComponentChildren } from "preact";
+import { ApiError } from "./api.ts";
+import { useT, type T } from "./i18n.ts";
 
 export function ErrorText(props: { error: string | null }) {
   if (!props.error) return null;
@@ -28,7 +30,44 @@ export function Section(props: { title: string; children: ComponentChildren; id?
   );
 }
 
-export const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+/**
+ * What went wrong, for a person. Kuvert's refusals (4xx) say what to change in their own words;
+ * an outage or an internal error is said in the console's language, with the code for support.
+ */
+export function message(err: unknown, t: T): string {
+  if (err instanceof ApiError) {
+    if (err.status === 0) return t("unreachable");
+    if (err.status === 503 || err.errcode === "KUVERT_UNAVAILABLE") return `${t("unavailable")} (${err.errcode})`;
+    if (err.status >= 500) return `${t("serverError", { status: err.status })} (${err.errcode})`;
+    if (err.status === 429) return t("rateLimited");
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A page's data on its way: a status whose name says what is being loaded. */
+export function Loading(props: { text: string }) {
+  return (
+    <p class="loading" role="status" aria-label={props.text}>
+      {props.text}
+    </p>
+  );
+}
+
+/** A page's data could not be loaded: what and why, and a button to try again. */
+export function LoadError(props: { error: string | null; retry: () => void }) {
+  const t = useT();
+  if (!props.error) return null;
+  return (
+    <div class="load-error">
+      <p class="error" role="alert">
+        {props.error}
+      </p>
+      <button type="button" class="secondary" onClick={props.retry}>
+        {t("tryAgain")}
+      </button>
+    </div>
+  );
+}
 
 /**
  * A table's column headings. `hidden` names a last column of buttons whose heading only screen

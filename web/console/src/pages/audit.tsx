@@ -3,7 +3,7 @@ import { useContext, useEffect, useState } from "preact/hooks";
 import { api } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, TableHead, message } from "../ui.tsx";
+import { ErrorText, LoadError, Loading, TableHead, message } from "../ui.tsx";
 
 interface Entry {
   seq: string;
@@ -48,20 +48,24 @@ function Audit() {
   const empty: Filters = { from: "", to: "", actor: "", organisation: "", action: "" };
   const [form, setForm] = useState<Filters>(empty);
   const [applied, setApplied] = useState<Filters>(empty);
-  const [entries, setEntries] = useState<Entry[]>([]);
+  const [entries, setEntries] = useState<Entry[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
   const [verify, setVerify] = useState<Verify | null>(null);
   const [verifying, setVerifying] = useState(false);
 
   const load = async (f: Filters, before?: string) => {
     setError(null);
+    setLoadError(null);
+    // A new filter starts from nothing: its loading is shown, not the entries of the last one.
+    if (!before) setEntries(null);
     try {
       const res = await api<{ entries: Entry[]; next: string | null }>("GET", `/api/v1/audit?${query(f, before ? { before } : {})}`);
-      setEntries((list) => (before ? [...list, ...res.entries] : res.entries));
+      setEntries((list) => (before ? [...(list ?? []), ...res.entries] : res.entries));
       setNext(res.next);
     } catch (err) {
-      setError(message(err));
+      setLoadError(`${t("failAudit")} ${message(err, t)}`);
     }
   };
   useEffect(() => {
@@ -90,7 +94,7 @@ function Audit() {
     try {
       setVerify(await api<Verify>("POST", "/api/v1/audit/verify"));
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     } finally {
       setVerifying(false);
     }
@@ -132,7 +136,10 @@ function Audit() {
         )}
       </div>
       <ErrorText error={error} />
-      {entries.length === 0 ? (
+      <LoadError error={loadError} retry={() => void load(applied)} />
+      {entries === null ? (
+        !loadError && <Loading text={t("loadingAudit")} />
+      ) : entries.length === 0 ? (
         <p>{t("noEntries")}</p>
       ) : (
         <table class="audit">

@@ -5,7 +5,7 @@ import { useContext, useEffect, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
+import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Choice {
   id: string;
@@ -64,7 +64,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
       const r = await (background ? poll<{ guestLinks: GuestLink[] }>(path) : api<{ guestLinks: GuestLink[] }>("GET", path));
       setLinks(r.guestLinks);
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
   useEffect(() => {
@@ -89,7 +89,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
       setMinutes("");
       await load();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     } finally {
       setBusy(false);
     }
@@ -115,7 +115,7 @@ function GuestLinks(props: { call: Call; organisation: string }) {
       setNotice({ key: "revoked", vars: { name: link.name } });
       await load();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
 
@@ -197,6 +197,7 @@ function Calls() {
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<Said | null>(null);
   const [busy, setBusy] = useState(false);
+  const [loadError, setLoadError] = useState<string | null>(null);
 
   const nameOf = (id: string) => choices.find((c) => c.id === id)?.name ?? id;
 
@@ -205,14 +206,17 @@ function Calls() {
       const path = "/api/v1/calls?state=running";
       const r = await (background ? poll<{ calls: Call[] }>(path) : api<{ calls: Call[] }>("GET", path));
       setCalls(r.calls);
+      setLoadError(null);
     } catch (err) {
-      setError(message(err));
+      setLoadError(`${t("failCalls")} ${message(err, t)}`);
     }
   };
-  useEffect(() => {
+  const loadChoices = () =>
     api<{ organisations: Choice[] }>("GET", "/api/v1/console/organisations")
       .then((r) => setChoices(r.organisations.filter((o) => o.state === "active")))
-      .catch((e) => setError(message(e)));
+      .catch((e) => setError(`${t("failOrganisations")} ${message(e, t)}`));
+  useEffect(() => {
+    void loadChoices();
     void load();
     // The widget is posted in the background and calls expire: look again now and then.
     const timer = setInterval(() => void load(true), 5000);
@@ -231,7 +235,7 @@ function Calls() {
       setSelected(r.call.id);
       await load();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     } finally {
       setBusy(false);
     }
@@ -247,7 +251,7 @@ function Calls() {
       if (selected === call.id) setSelected(null);
       await load();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
 
@@ -273,8 +277,9 @@ function Calls() {
       <ErrorText error={error} />
       <Notice text={notice && t(notice.key, notice.vars)} />
       <Section title={t("runningCalls")} id="running-calls">
+        <LoadError error={loadError} retry={() => void load()} />
         {calls === null ? (
-          <p role="status">{t("loading")}</p>
+          !loadError && <Loading text={t("loadingCalls")} />
         ) : calls.length === 0 ? (
           <p>{t("noCalls")}</p>
         ) : (

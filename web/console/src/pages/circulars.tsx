@@ -6,7 +6,7 @@ import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
+import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Choice {
   id: string;
@@ -162,7 +162,7 @@ function Compose(props: { choices: Choice[]; onCreated: (c: Circular) => void })
       setPicked(new Set());
       props.onCreated(created);
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     } finally {
       setBusy(false);
     }
@@ -294,7 +294,7 @@ function Detail(props: { id: string; choices: Choice[]; onChanged: () => void })
     try {
       setC(await (background ? poll<Circular>(path) : api<Circular>("GET", path)));
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
   // Live while anything moves: every 2 s until the circular and its corrections are done.
@@ -315,7 +315,7 @@ function Detail(props: { id: string; choices: Choice[]; onChanged: () => void })
       setNotice({ key: "cancelledNotice", vars: {} });
       props.onChanged();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
 
@@ -330,7 +330,7 @@ function Detail(props: { id: string; choices: Choice[]; onChanged: () => void })
       setCorrection("");
       setNotice({ key: "correctionSent", vars: { n: String(r.rooms) } });
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     } finally {
       setBusy(false);
     }
@@ -448,20 +448,24 @@ function Circulars() {
   const [selected, setSelected] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<Said | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
   const targetsText = useTargetsText(choices);
 
   const load = async (background = false) => {
     try {
       const r = await (background ? poll<{ circulars: Circular[] }>("/api/v1/circulars?limit=50") : api<{ circulars: Circular[] }>("GET", "/api/v1/circulars?limit=50"));
       setList(r.circulars);
+      setLoadError(null);
     } catch (err) {
-      setError(message(err));
+      setLoadError(`${t("failCirculars")} ${message(err, t)}`);
     }
   };
-  useEffect(() => {
+  const loadChoices = () =>
     api<{ organisations: Choice[] }>("GET", "/api/v1/console/organisations")
       .then((r) => setChoices(r.organisations.filter((o) => o.state === "active")))
-      .catch((e) => setError(message(e)));
+      .catch((e) => setError(`${t("failOrganisations")} ${message(e, t)}`));
+  useEffect(() => {
+    void loadChoices();
     void load();
     const timer = setInterval(() => void load(true), 5000);
     return () => clearInterval(timer);
@@ -481,8 +485,9 @@ function Circulars() {
       <Notice text={notice && t(notice.key, notice.vars)} />
       {selected && <Detail key={selected} id={selected} choices={choices} onChanged={() => void load()} />}
       <Section title={t("circularList")} id="circular-list">
+        <LoadError error={loadError} retry={() => void load()} />
         {list === null ? (
-          <p role="status">{t("loading")}</p>
+          !loadError && <Loading text={t("loadingCirculars")} />
         ) : list.length === 0 ? (
           <p>{t("noCirculars")}</p>
         ) : (

@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, poll as pollApi, uploadDocument } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Section, TableHead, message } from "../ui.tsx";
+import { ErrorText, LoadError, Loading, Section, TableHead, message } from "../ui.tsx";
 
 interface Choice {
   id: string;
@@ -58,7 +58,8 @@ const stateKey: Record<string, TextKey> = {
 
 function Documents() {
   const t = useT();
-  const [choices, setChoices] = useState<Choice[]>([]);
+  const [choices, setChoices] = useState<Choice[] | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
   const [filter, setFilter] = useState("");
   const [picked, setPicked] = useState<Set<string>>(new Set());
   const [files, setFiles] = useState<File[]>([]);
@@ -71,10 +72,15 @@ function Documents() {
   const fileInput = useRef<HTMLInputElement>(null);
   const polling = useRef(new Set<string>());
 
-  useEffect(() => {
+  const loadChoices = () =>
     api<{ organisations: Choice[] }>("GET", "/api/v1/console/organisations")
-      .then((r) => setChoices(r.organisations.filter((o) => o.state === "active")))
-      .catch((e) => setError(message(e)));
+      .then((r) => {
+        setChoices(r.organisations.filter((o) => o.state === "active"));
+        setLoadError(null);
+      })
+      .catch((e) => setLoadError(`${t("failOrganisations")} ${message(e, t)}`));
+  useEffect(() => {
+    void loadChoices();
   }, []);
 
   const update = (key: string, change: Partial<Item>) => setItems((list) => list.map((i) => (i.key === key ? { ...i, ...change } : i)));
@@ -121,7 +127,7 @@ function Documents() {
           update(key, { documentId: accepted.id, version: accepted.version, state: accepted.state, progress: 1 });
           poll(key, accepted.id);
         } catch (err) {
-          update(key, { state: "failed", detail: message(err) });
+          update(key, { state: "failed", detail: message(err, t) });
         }
       }
     };
@@ -131,9 +137,10 @@ function Documents() {
   const addFiles = (list: FileList | null | undefined) => {
     if (list) setFiles((f) => [...f, ...Array.from(list)]);
   };
-  const visible = choices.filter((c) => !filter || `${c.id} ${c.name} ${c.tags.join(" ")}`.toLowerCase().includes(filter.toLowerCase()));
-  const tags = [...new Set(choices.flatMap((c) => c.tags))].sort();
-  const pickTag = (tag: string) => setPicked((p) => new Set([...p, ...choices.filter((c) => c.tags.includes(tag)).map((c) => c.id)]));
+  const all = choices ?? [];
+  const visible = all.filter((c) => !filter || `${c.id} ${c.name} ${c.tags.join(" ")}`.toLowerCase().includes(filter.toLowerCase()));
+  const tags = [...new Set(all.flatMap((c) => c.tags))].sort();
+  const pickTag = (tag: string) => setPicked((p) => new Set([...p, ...all.filter((c) => c.tags.includes(tag)).map((c) => c.id)]));
   const toggle = (id: string) =>
     setPicked((p) => {
       const n = new Set(p);
@@ -162,6 +169,9 @@ function Documents() {
               ))}
             </p>
           )}
+          <LoadError error={loadError} retry={() => void loadChoices()} />
+          {choices === null && !loadError && <Loading text={t("loadingOrganisations")} />}
+          {choices && choices.length === 0 && <p>{t("noOrganisations")}</p>}
           <ul class="choices">
             {visible.map((c) => (
               <li key={c.id}>
@@ -231,7 +241,7 @@ function Documents() {
                     {i.file}
                     {i.version && i.version > 1 ? <span class="hint"> ({t("versionNo", { n: i.version })})</span> : null}
                   </td>
-                  <td>{choices.find((c) => c.id === i.organisation)?.name ?? i.organisation}</td>
+                  <td>{all.find((c) => c.id === i.organisation)?.name ?? i.organisation}</td>
                   <td>
                     <progress max={1} value={i.progress} aria-label={`${t("progress")} ${i.file}`}>
                       {Math.round(i.progress * 100)} %

@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
+import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Clerk {
   matrixId: string | null;
@@ -90,7 +90,7 @@ function OrganisationForm(props: { org?: Organisation; onSaved: (o: Organisation
         setClerks("");
       }
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
   return (
@@ -139,7 +139,7 @@ function Details(props: { id: string; onChanged: () => void }) {
         if (lastRoomState.current !== null && lastRoomState.current !== o.roomState) props.onChanged();
         lastRoomState.current = o.roomState;
       })
-      .catch((e) => setError(message(e)));
+      .catch((e) => setError(message(e, t)));
   useEffect(() => {
     lastRoomState.current = null;
     void load();
@@ -155,7 +155,7 @@ function Details(props: { id: string; onChanged: () => void }) {
       setOrg(res.organisation);
       props.onChanged();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
   return (
@@ -234,7 +234,7 @@ function Import(props: { onDone: () => void }) {
       const res = await api<{ rows: PreviewRow[] }>("POST", "/api/v1/organisations/import?dryRun=true", text, "text/csv");
       setPreview(res.rows);
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
   const apply = async () => {
@@ -244,7 +244,7 @@ function Import(props: { onDone: () => void }) {
       setPreview(null);
       props.onDone();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
   const rows = result ?? preview;
@@ -289,8 +289,11 @@ function Organisations() {
   const [notice, setNotice] = useState<string | null>(null);
   const load = (q = search) =>
     api<{ organisations: Organisation[] }>("GET", `/api/v1/organisations?limit=500${q ? `&search=${encodeURIComponent(q)}` : ""}`)
-      .then((r) => setList(r.organisations))
-      .catch((e) => setError(message(e)));
+      .then((r) => {
+        setList(r.organisations);
+        setError(null);
+      })
+      .catch((e) => setError(`${t("failOrganisations")} ${message(e, t)}`));
   useEffect(() => {
     void load("");
   }, []);
@@ -309,7 +312,8 @@ function Organisations() {
         <input id="org-search" type="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} />
         <button type="submit">{t("search")}</button>
       </form>
-      <ErrorText error={error} />
+      <LoadError error={error} retry={() => void load()} />
+      {list === null && !error && <Loading text={t("loadingOrganisations")} />}
       {list && list.length === 0 && <p>{t("noOrganisations")}</p>}
       {list && list.length > 0 && (
         <table>

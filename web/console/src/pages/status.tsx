@@ -4,7 +4,7 @@ import { useContext, useEffect, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
 import type { Page } from "../pages.ts";
-import { ErrorText, Notice, Section, TableHead, message } from "../ui.tsx";
+import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface StatusBody {
   ready: boolean;
@@ -27,8 +27,9 @@ function Status() {
   const t = useT();
   const { lang } = useContext(I18n);
   const [status, setStatus] = useState<StatusBody | null>(null);
-  const [dead, setDead] = useState<DeadMail[]>([]);
+  const [dead, setDead] = useState<DeadMail[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const load = async (background = false) => {
     const get = <T,>(path: string) => (background ? poll<T>(path) : api<T>("GET", path));
@@ -36,9 +37,9 @@ function Status() {
       const [s, d] = await Promise.all([get<StatusBody>("/api/v1/status"), get<{ mails: DeadMail[] }>("/api/v1/mail/dead")]);
       setStatus(s);
       setDead(d.mails);
-      setError(null);
+      setLoadError(null);
     } catch (err) {
-      setError(message(err));
+      setLoadError(`${t("failStatus")} ${message(err, t)}`);
     }
   };
   useEffect(() => {
@@ -52,7 +53,7 @@ function Status() {
       setNotice(t("retried", { id }));
       await load();
     } catch (err) {
-      setError(message(err));
+      setError(message(err, t));
     }
   };
   return (
@@ -64,8 +65,10 @@ function Status() {
         </button>
       </div>
       <ErrorText error={error} />
+      <LoadError error={loadError} retry={() => void load()} />
       <Notice text={notice} />
-      {status && (
+      {status === null && !loadError && <Loading text={t("loadingStatus")} />}
+      {status && dead && (
         <>
           <Section title={t("health")} id="health">
             <p class={status.ready ? "ok" : "error"}>
@@ -96,31 +99,33 @@ function Status() {
           </Section>
         </>
       )}
-      <Section title={t("deadMail")} id="dead-mail">
-        {dead.length === 0 ? (
-          <p>{t("noDeadMail")}</p>
-        ) : (
-          <table>
-            <TableHead columns={["#", t("recipient"), t("organisation"), t("attempts"), t("lastError")]} hidden={t("retry")} />
-            <tbody>
-              {dead.map((m) => (
-                <tr key={m.id}>
-                  <td>{m.id}</td>
-                  <td>{m.recipient}</td>
-                  <td>{m.organisationId ?? "–"}</td>
-                  <td>{m.attempts}</td>
-                  <td>{m.lastError ?? "–"}</td>
-                  <td>
-                    <button type="button" onClick={() => void retry(m.id)} aria-label={`${t("retry")}: ${m.recipient}`}>
-                      {t("retry")}
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </Section>
+      {dead && (
+        <Section title={t("deadMail")} id="dead-mail">
+          {dead.length === 0 ? (
+            <p>{t("noDeadMail")}</p>
+          ) : (
+            <table>
+              <TableHead columns={["#", t("recipient"), t("organisation"), t("attempts"), t("lastError")]} hidden={t("retry")} />
+              <tbody>
+                {dead.map((m) => (
+                  <tr key={m.id}>
+                    <td>{m.id}</td>
+                    <td>{m.recipient}</td>
+                    <td>{m.organisationId ?? "–"}</td>
+                    <td>{m.attempts}</td>
+                    <td>{m.lastError ?? "–"}</td>
+                    <td>
+                      <button type="button" onClick={() => void retry(m.id)} aria-label={`${t("retry")}: ${m.recipient}`}>
+                        {t("retry")}
+                      </button>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </Section>
+      )}
     </>
   );
 }

@@ -251,7 +251,10 @@ describe("clerk accounts", () => {
     const kept = await stack.api("DELETE", `/api/v1/organisations/schule-am-see/clerks/${encodeURIComponent(anna)}?keepAccount=true`);
     assert.equal(kept.status, 200, JSON.stringify(kept.body));
     assert.equal((await account(anna, "letter_issued")).organisations.length, 0, "the account stays, outside any organisation");
-    await waitFor("Anna's removal to reach the room", async () => (await db.query("SELECT 1 FROM clerks WHERE matrix_id = $1 AND membership = 'leave'", [anna])).rows.length > 0);
+    // Erasure waits for the room to be in line: Anna's leave seen and the room's sync through (on Synapse the leave event can arrive before the sync job records itself done).
+    await waitFor("Anna's removal to reach the room", async () =>
+      (await db.query("SELECT 1 FROM clerks WHERE matrix_id = $1 AND membership = 'leave'", [anna])).rows.length > 0 &&
+      (await db.query("SELECT 1 FROM room_sync WHERE organisation_id = 'schule-am-see' AND state = 'pending'")).rows.length === 0);
     await assert.rejects(eraseSubject(db, "anna@see.example", "test", pseudonym), (err: unknown) => err instanceof KuvertError && /still active: deactivate it first/.test(err.message));
   });
 

@@ -296,7 +296,8 @@ function logFile(name: string): NodeJS.WritableStream {
   return createWriteStream(join(artifactsDir, "logs", `${name}.log`), { flags: "a" });
 }
 
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000, intervalMs = 100): Promise<void> {
+/** Polls `check` until it holds; `what` (or what it returns, for progress) names it in the timeout. */
+export async function waitFor(what: string | (() => string), check: () => Promise<boolean> | boolean, timeoutMs = 20_000, intervalMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -305,7 +306,7 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "function" ? what() : what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

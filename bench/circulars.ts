@@ -276,8 +276,6 @@ async function main(): Promise<void> {
     configure: (raw) => {
       (raw.publicApi as Record<string, unknown>).rateLimitPerMinute = 1_000_000;
       raw.circulars = { concurrency: CONCURRENCY };
-      // A free port: another Kuvert (another benchmark) may hold the default 9464.
-      raw.metrics = { listener: { bindAddress: "127.0.0.1", port: 0 } };
     },
   });
   let db: Database | undefined;

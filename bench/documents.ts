@@ -23,7 +23,7 @@ import { notice } from "../appservice/i18n.ts";
 import { transactionId } from "../appservice/matrix/homeserver.ts";
 import { pipeline } from "node:stream/promises";
 import { documentStream, documentWebStream, mixedSet, type PlannedDocument } from "./content.ts";
-import { CpuMeter, cpuSecondsOf, MemorySampler, mib, sum, type MemoryReport } from "./measure.ts";
+import { CpuMeter, cpuSecondsOf, homeserverRequestStats, MemorySampler, mib, processStartEpochMs, requestStatsSince, sum, type MemoryReport, type RequestStats } from "./measure.ts";
 import { benchResultsDir, clamdPid, homeserverChoice, postgresCpuSeconds, startBenchStack, type BenchStack } from "./stack.ts";
 
 const GiB = 1024 ** 3;
@@ -257,6 +257,10 @@ interface RawRun {
   /** First upload started → last file event answered. */
   seconds: number;
   cpu: Record<string, number>;
+  /** The bare client's requests: media uploads and room sends, how many and their seconds in all. */
+  requests: RequestStats;
+  /** Per document, upload start → file event answered: median and 95th percentile, seconds. */
+  latency: { p50: number; p95: number };
 }
 
 /** One keep-alive connection pool for the bare client, as Kuvert's node:http uploads use Node's global agent. */
@@ -292,7 +296,17 @@ async function rawRequest(url: string, method: string, headers: Record<string, s
  * after the other, into the organisation's room. The same bytes (made as a stream) and the same
  * texts Kuvert sends; transaction ids of their own.
  */
-async function rawDocument(env: Env, doc: PlannedDocument, label: string, asyncUpload: boolean): Promise<void> {
+async function rawDocument(env: Env, doc: PlannedDocument, label: string, asyncUpload: boolean, requests: RequestStats): Promise<void> {
+  const timed = async <T>(kind: string, call: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await call();
+    } finally {
+      const entry = (requests[kind] ??= { count: 0, seconds: 0 });
+      entry.count++;
+      entry.seconds += (performance.now() - started) / 1000;
+    }
+  };
   const base = env.bench.access.url;
   const auth = `Bearer ${env.bench.stack.registration.as_token}`;
   const roomId = env.rooms.get(doc.organisation);
@@ -301,24 +315,28 @@ async function rawDocument(env: Env, doc: PlannedDocument, label: string, asyncU
   const uploadHeaders = { authorization: auth, "content-type": "application/pdf", "content-length": String(doc.size) };
   let mxc: string;
   if (asyncUpload) {
-    const created = await rawRequest(`${base}/_matrix/media/v1/create`, "POST", { authorization: auth });
+    const created = await timed("create", () => rawRequest(`${base}/_matrix/media/v1/create`, "POST", { authorization: auth }));
     mxc = String(created.json.content_uri);
     const [server, mediaId] = mxc.slice("mxc://".length).split("/");
-    const put = await rawRequest(`${base}/_matrix/media/v3/upload/${encodeURIComponent(server!)}/${encodeURIComponent(mediaId!)}?filename=${encodeURIComponent(filename)}`, "PUT", uploadHeaders, () => documentStream(doc.name, doc.size));
+    const put = await timed("upload", () =>
+      rawRequest(`${base}/_matrix/media/v3/upload/${encodeURIComponent(server!)}/${encodeURIComponent(mediaId!)}?filename=${encodeURIComponent(filename)}`, "PUT", uploadHeaders, () => documentStream(doc.name, doc.size)),
+    );
     if (put.status !== 200) throw new Error(`bare client upload: ${put.status} ${JSON.stringify(put.json)}`);
   } else {
-    const posted = await rawRequest(`${base}/_matrix/media/v3/upload?filename=${encodeURIComponent(filename)}`, "POST", uploadHeaders, () => documentStream(doc.name, doc.size));
+    const posted = await timed("upload", () => rawRequest(`${base}/_matrix/media/v3/upload?filename=${encodeURIComponent(filename)}`, "POST", uploadHeaders, () => documentStream(doc.name, doc.size)));
     if (posted.status !== 200) throw new Error(`bare client upload: ${posted.status} ${JSON.stringify(posted.json)}`);
     mxc = String(posted.json.content_uri);
   }
   const text = notice(documentTexts(env.bench.stack.config.organisations.language).announcement({ filename, kind: "Benchmark", reference: doc.name, submitted_by: "token:bench-drop" }));
   const file = { msgtype: "m.file", body: filename, filename, url: mxc, info: { mimetype: "application/pdf", size: doc.size } };
   for (const [part, content] of [["text", text], ["file", file]] as const) {
-    const res = await rawRequest(
-      `${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionId(`raw:${label}:${doc.index}:${part}`)}`,
-      "PUT",
-      { authorization: auth, "content-type": "application/json" },
-      () => Buffer.from(JSON.stringify(content)),
+    const res = await timed("send", () =>
+      rawRequest(
+        `${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionId(`raw:${label}:${doc.index}:${part}`)}`,
+        "PUT",
+        { authorization: auth, "content-type": "application/json" },
+        () => Buffer.from(JSON.stringify(content)),
+      ),
     );
     if (res.status !== 200) throw new Error(`bare client send: ${res.status} ${JSON.stringify(res.json)}`);
   }
@@ -336,17 +354,30 @@ async function rawBaseline(env: Env, docs: PlannedDocument[], concurrency: numbe
   const cpu = cpuMeter(env);
   let done = 0;
   const progress = setInterval(() => log(`  bare client ${label}: ${done}/${docs.length} documents`), 15_000);
+  const requests: RequestStats = {};
+  const latencies: number[] = [];
   const started = performance.now();
   try {
     await pool(docs, concurrency, async (doc) => {
-      await rawDocument(env, doc, label, asyncUpload);
+      const t = performance.now();
+      await rawDocument(env, doc, label, asyncUpload, requests);
+      latencies.push((performance.now() - t) / 1000);
       done++;
     });
   } finally {
     clearInterval(progress);
   }
   const seconds = (performance.now() - started) / 1000;
-  return { label, concurrency, documents: docs.length, bytes: sum(docs.map((d) => d.size)), seconds, cpu: cpu.stop() };
+  return {
+    label,
+    concurrency,
+    documents: docs.length,
+    bytes: sum(docs.map((d) => d.size)),
+    seconds,
+    cpu: cpu.stop(),
+    requests,
+    latency: { p50: percentile(latencies, 50), p95: percentile(latencies, 95) },
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -365,6 +396,11 @@ interface ScenarioResult {
   seconds: number;
   /** First upload started → last upload answered. */
   uploadSeconds: number;
+  /** When the scenario started and when its end was seen (epoch ms). */
+  startedAt: number;
+  endedAt: number;
+  /** With --profile: the scenario's window in seconds since Kuvert's process started. */
+  profileWindow?: { from: number; to: number };
   memory: MemoryReport;
   cpu: Record<string, number>;
   /** The wall time the CPU figures cover (the scenario, until its end was seen). */
@@ -373,6 +409,8 @@ interface ScenarioResult {
   baseline: Baseline;
   /** The bare client on the same homeserver, before and after Kuvert (scenario A). */
   raw: RawRun[];
+  /** Kuvert's requests to the homeserver during the scenario (from its metrics). */
+  homeserverRequests: RequestStats;
 }
 
 function cpuMeter(env: Env): CpuMeter {
@@ -388,6 +426,7 @@ function cpuMeter(env: Env): CpuMeter {
 
 async function runScenario(env: Env, name: string, docs: PlannedDocument[], uploadConcurrency: number, baseline: Baseline): Promise<ScenarioResult> {
   await sleep(1000); // let Kuvert settle (GC, mail outbox) so the scenario starts from idle
+  const requestsBefore = await homeserverRequestStats(env.bench.metricsUrl);
   const memory = new MemorySampler(env.kuvertPid, 100);
   const cpu = cpuMeter(env);
   const t0 = Date.now();
@@ -408,9 +447,11 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
   log(`  ${name}: ${accepted.length}/${docs.length} accepted in ${((uploadsDone - t0) / 1000).toFixed(1)} s; waiting for delivery`);
   const finished = await settle(env, accepted.map((u) => u.id!));
   const cpuUsed = cpu.stop();
-  const cpuWallSeconds = (Date.now() - t0) / 1000;
+  const endedAt = Date.now();
+  const cpuWallSeconds = (endedAt - t0) / 1000;
   const mem = memory.stop();
   const lastFinished = finished.length ? Math.max(...finished.map((f) => f.finishedAt ?? 0)) : NaN;
+  const homeserverRequests = requestStatsSince(requestsBefore, await homeserverRequestStats(env.bench.metricsUrl));
   const apiStates = await statesByApi(env, accepted.map((u) => u.id!));
   return {
     name,
@@ -423,12 +464,15 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
     apiStates,
     seconds: (lastFinished - t0) / 1000,
     uploadSeconds: (uploadsDone - t0) / 1000,
+    startedAt: t0,
+    endedAt,
     memory: mem,
     cpu: cpuUsed,
     cpuWallSeconds,
     finished,
     baseline,
     raw: [],
+    homeserverRequests,
   };
 }
 
@@ -478,6 +522,20 @@ function cpuPerDocument(cpu: Record<string, number>, documents: number): string 
     .filter((k) => cpu[k] !== undefined)
     .map((k) => `${k} ${Math.round((1000 * cpu[k]!) / documents)} ms`)
     .join(", ");
+}
+
+/** Requests per document by kind or method, with their mean duration. */
+function requestsLine(stats: RequestStats, documents: number): string {
+  return Object.entries(stats)
+    .sort((x, y) => y[1].count - x[1].count)
+    .map(([k, v]) => `${k} ${f2(v.count / documents)}/document, mean ${Math.round((1000 * v.seconds) / v.count)} ms`)
+    .join("; ");
+}
+
+/** How much of the machine other processes took meanwhile (a disturbed run is slower than it would be). */
+function otherShare(cpu: Record<string, number>, seconds: number): string {
+  const share = (cpu.other ?? 0) / (os.cpus().length * seconds);
+  return `other processes ${Math.round(100 * share)} % of the machine${share > 0.05 ? " ⚠" : ""}`;
 }
 
 /** The bare client's runs at one concurrency: their documents/s, and the mean rate. */
@@ -545,6 +603,18 @@ function report(
     lines.push(`| | Kuvert end to end ÷ clamd alone | ${f2(kuvertMBps / rawMBps)} | — |`);
     lines.push(`| | CPU seconds used during the scenario | ${cpuLine(a)} | — |`);
     lines.push(`| | CPU per document | ${cpuPerDocument(a.cpu, a.documents)} | — |`);
+    const uploadsDone = a.startedAt + a.uploadSeconds * 1000;
+    const delivered = a.finished.filter((f) => f.finishedAt !== null);
+    const afterUploads = delivered.filter((f) => f.finishedAt! > uploadsDone);
+    const lastFinished = Math.max(...delivered.map((f) => f.finishedAt!));
+    if (afterUploads.length > 1) {
+      lines.push(
+        `| | delivery once all uploads were answered (the workers alone) | ${afterUploads.length} documents in ${f1((lastFinished - uploadsDone) / 1000)} s: ${f1(afterUploads.length / ((lastFinished - uploadsDone) / 1000))} documents/s; before that ${delivered.length - afterUploads.length} in ${f1(a.uploadSeconds)} s | — |`,
+      );
+    }
+    const homeserverPhase = delivered.filter((f) => f.scannedAt !== null).map((f) => (f.finishedAt! - f.scannedAt!) / 1000);
+    lines.push(`| | per document, clean verdict → delivered (media upload, two events, the delivery transaction) | p50 ${f2(percentile(homeserverPhase, 50))} s, p95 ${f2(percentile(homeserverPhase, 95))} s | — |`);
+    lines.push(`| | Kuvert's homeserver requests per document (all of them: Kuvert's metrics) | ${requestsLine(a.homeserverRequests, a.documents)} | — |`);
     const warn = disturbance(a);
     if (warn) lines.push(warn);
     if (a.raw.length) {
@@ -554,10 +624,13 @@ function report(
         const at = rawAt(a.raw, c);
         const runs = at.runs.map((r) => `${f1(r.seconds)} s ${r.label.startsWith("before") ? "before" : "after"}`).join(" · ");
         lines.push(`| | bare client on the same homeserver, ${c} documents at a time (media upload, notice, file event) | ${runs}: **${f1(at.perSecond)} documents/s**, ${f1(at.MBps)} MB/s (mean) | — |`);
+        for (const r of at.runs) {
+          lines.push(`| | bare client ${c} at a time (${r.label.startsWith("before") ? "before" : "after"}): per document, upload start → file event; requests | p50 ${f2(r.latency.p50)} s, p95 ${f2(r.latency.p95)} s; ${requestsLine(r.requests, r.documents)} | — |`);
+        }
         const target = c === scanConcurrency ? "≥ 0.8" : "—";
         const why = c === scanConcurrency ? "at Kuvert's concurrency toward the homeserver" : `at ${c}`;
         lines.push(`| | Kuvert end to end ÷ bare client ${why} | **${f2(kuvertRate / at.perSecond)}** | ${target} |`);
-        for (const r of at.runs) lines.push(`| | CPU per document, bare client ${c} at a time (${r.label.startsWith("before") ? "before" : "after"}) | ${cpuPerDocument(r.cpu, r.documents)} | — |`);
+        for (const r of at.runs) lines.push(`| | CPU per document, bare client ${c} at a time (${r.label.startsWith("before") ? "before" : "after"}) | ${cpuPerDocument(r.cpu, r.documents)}; ${otherShare(r.cpu, r.seconds)} | — |`);
       }
       if (concurrencies.length > 1) {
         const low = rawAt(a.raw, concurrencies[0]!);
@@ -600,6 +673,15 @@ function report(
 }
 
 // ---------------------------------------------------------------------------------------
+
+/** With --profile: the scenario's seconds within Kuvert's profile (which starts with its process), for bench/cpuprofile.ts. */
+function profileWindow(env: Env, r: ScenarioResult): void {
+  if (!profile) return;
+  const start = processStartEpochMs(env.kuvertPid);
+  const window = { from: (r.startedAt - start) / 1000, to: (r.endedAt - start) / 1000 };
+  r.profileWindow = window;
+  log(`  ${r.name} in Kuvert's CPU profile: node bench/cpuprofile.ts <file> --from=${window.from.toFixed(1)} --to=${window.to.toFixed(1)} (${r.documents} documents)`);
+}
 
 async function main(): Promise<void> {
   const facts = machineFacts();
@@ -684,12 +766,13 @@ async function main(): Promise<void> {
       const bare = async (when: "before" | "after", c: number) => {
         log(`bare client on ${bench.homeserverLabel}, ${c} documents at a time (${when} Kuvert; ${asyncUpload ? "create + PUT" : "POST"} uploads)`);
         const r = await rawBaseline(env, docs, c, `${when}-${c}`, asyncUpload);
-        log(`  ${f1(r.seconds)} s: ${f1(r.documents / r.seconds)} documents/s, ${mbps(r.bytes, r.seconds)} MB/s; CPU per document ${cpuPerDocument(r.cpu, r.documents)}`);
+        log(`  ${f1(r.seconds)} s: ${f1(r.documents / r.seconds)} documents/s, ${mbps(r.bytes, r.seconds)} MB/s; CPU per document ${cpuPerDocument(r.cpu, r.documents)}; ${otherShare(r.cpu, r.seconds)}`);
         raw.push(r);
       };
       for (const c of concurrencies) await bare("before", c);
       log("Kuvert, the same documents through the drop API");
       a = await runScenario(env, "A", docs, plan.uploadConcurrency, baseline);
+      profileWindow(env, a);
       log(`  A: ${a.delivered}/${a.documents} delivered in ${f1(a.seconds)} s: ${f1(a.documents / a.seconds)} documents/s, ${mbps(a.bytes, a.seconds)} MB/s; Kuvert peak RSS ${mib(a.memory.hwmBytes)} MiB; CPU per document ${cpuPerDocument(a.cpu, a.documents)}`);
       for (const c of [...concurrencies].reverse()) await bare("after", c);
       a.raw = raw;
@@ -699,10 +782,17 @@ async function main(): Promise<void> {
     if (only !== "a") {
       const big: PlannedDocument = { index: 0, name: `big-${plan.bigBytes}`, size: plan.bigBytes, organisation: orgs.ids[0]!, bucket: "large" };
       log(`scenario B: one document of ${mib(big.size)} MiB; clamd baseline first`);
-      const baseline = await clamdBaseline(env, [big], 1, 3);
-      log(`  clamd alone: ${f1(baseline.seconds)} s (runs ${baseline.runs.map(f1).join(", ")} s), ${mbps(baseline.bytes, baseline.seconds)} MB/s`);
-      b = await runScenario(env, "B", [big], 1, baseline);
-      log(`  B: delivered in ${f1(b.seconds)} s: ${mbps(b.bytes, b.seconds)} MB/s; Kuvert peak RSS ${mib(b.memory.hwmBytes)} MiB`);
+      try {
+        const baseline = await clamdBaseline(env, [big], 1, 3);
+        log(`  clamd alone: ${f1(baseline.seconds)} s (runs ${baseline.runs.map(f1).join(", ")} s), ${mbps(baseline.bytes, baseline.seconds)} MB/s`);
+        b = await runScenario(env, "B", [big], 1, baseline);
+        profileWindow(env, b);
+        log(`  B: delivered in ${f1(b.seconds)} s: ${mbps(b.bytes, b.seconds)} MB/s; Kuvert peak RSS ${mib(b.memory.hwmBytes)} MiB`);
+      } catch (err) {
+        // A's figures are still written.
+        if (!a) throw err;
+        log(`  B failed, A's figures are still reported: ${(err as Error).message}`);
+      }
     }
 
     const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency, bench.homeserverLabel);

@@ -64,7 +64,7 @@ export function homeserverChoice(argv: string[]): { kind: HomeserverKind; rest: 
 
 export interface BenchStackOptions {
   name: string;
-  /** clamd's StreamMaxLength (and MaxFileSize, MaxScanSize), e.g. "1200M". */
+  /** clamd's StreamMaxLength and MaxFileSize in MiB, e.g. "1200M" (MaxScanSize: three times that). */
   clamdStreamMaxLength: string;
   /** The homeserver's max_upload_size in bytes. */
   homeserverMaxUploadBytes: number;
@@ -86,6 +86,8 @@ export interface BenchStack {
   access: HomeserverAccess;
   /** The PID of the Synapse process (undefined with the test homeserver, which runs in this process). */
   synapsePid: number | undefined;
+  /** Kuvert's Prometheus metrics (homeserver request durations, for the reports). */
+  metricsUrl: string;
   clamd: Clamd;
   /** The PostgreSQL cluster when this benchmark started one (undefined: KUVERT_TEST_DATABASE_URL). */
   cluster: PostgresCluster | undefined;
@@ -111,7 +113,10 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
   };
   try {
     const databaseUrl = await freshDatabaseUrl("postgres");
-    const clamd = await startClamd({ streamMaxLength: opts.clamdStreamMaxLength });
+    // MaxScanSize three times the stream limit: it counts what clamd finds embedded in a file
+    // too, and with the deployment's AlertExceedsMax a 1 GiB document of random bytes otherwise
+    // comes back as Heuristics.Limits.Exceeded.MaxScanSize instead of being scanned.
+    const clamd = await startClamd({ streamMaxLength: opts.clamdStreamMaxLength, settings: { MaxScanSize: `${3 * Number(opts.clamdStreamMaxLength.replace(/M$/, ""))}M` } });
     started.push(clamd);
     // clamd remembers the hashes of files it found clean and answers a repeat from that cache:
     // the benchmark scans the same bytes twice (clamd alone, then through Kuvert), so the cache
@@ -131,6 +136,8 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       homeserver: { url: "http://127.0.0.1:1", domain: serverName },
       appservice: { url: `http://127.0.0.1:${asPort}`, registrationFile, listener: { bindAddress: "127.0.0.1", port: asPort } },
       publicApi: { listener: { bindAddress: "127.0.0.1", port: await freePort() } },
+      // A port of its own: another Kuvert (another benchmark, a test) may hold the default 9464.
+      metrics: { listener: { bindAddress: "127.0.0.1", port: await freePort() } },
       database: { url: databaseUrl },
       // Kuvert's own defaults for workers (concurrency 4, lease 60 s, poll 1 s): not the test suite's.
       workers: {},
@@ -195,6 +202,7 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       homeserverLabel,
       access,
       synapsePid: synapse ? pidByCommandLine(join(synapse.dir, "homeserver.yaml")) : undefined,
+      metricsUrl: `http://127.0.0.1:${config.metrics.listener.port}/metrics`,
       clamd,
       cluster,
       async stop() {

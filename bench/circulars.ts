@@ -76,10 +76,13 @@ async function createOrganisations(bench: BenchStack, count: number): Promise<{ 
   const { stack } = bench;
   const ids = Array.from({ length: count }, (_, i) => `circ-org-${String(i + 1).padStart(4, "0")}`);
   const started = performance.now();
+  let created = 0;
+  const progress = setInterval(() => log(`  ${created}/${ids.length} organisations created`), 15_000);
   await pool(ids, 8, async (id) => {
     const res = await stack.api("POST", "/api/v1/organisations", { id, name: `Organisation ${id.slice(9)}`, tags: ["bench"], clerks: [{ email: `clerk@${id}.example` }] });
     if (res.status !== 201 && res.status !== 200) throw new Error(`creating ${id}: ${res.status} ${JSON.stringify(res.body)}`);
-  });
+    created++;
+  }).finally(() => clearInterval(progress));
   const deadline = Date.now() + 30 * 60_000;
   const rooms = new Map<string, string>();
   let reported = Date.now();

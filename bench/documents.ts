@@ -95,10 +95,13 @@ async function createOrganisations(env: Env, count: number): Promise<{ ids: stri
   const { stack } = env.bench;
   const ids = Array.from({ length: count }, (_, i) => `bench-org-${String(i + 1).padStart(3, "0")}`);
   const started = performance.now();
+  let created = 0;
+  const progress = setInterval(() => log(`  ${created}/${ids.length} organisations created`), 15_000);
   await pool(ids, 4, async (id) => {
     const res = await stack.api("POST", "/api/v1/organisations", { id, name: `Bench organisation ${id.slice(10)}`, clerks: [{ email: `clerk@${id}.example` }] });
     if (res.status !== 201 && res.status !== 200) throw new Error(`creating ${id}: ${res.status} ${JSON.stringify(res.body)}`);
-  });
+    created++;
+  }).finally(() => clearInterval(progress));
   const deadline = Date.now() + 15 * 60_000;
   let reported = Date.now();
   for (;;) {

@@ -1,29 +1,45 @@
 // Outbound documents, measured: throughput end to end (drop API → staging → clamd →
 // homeserver media → room event) and the memory of the Kuvert process, next to clamd's raw
-// INSTREAM throughput on the same bytes. See bench/README.md.
+// INSTREAM throughput on the same bytes and to a bare client doing Kuvert's homeserver work
+// for the same documents (media upload, the notice, the file event). See bench/README.md.
 //
 //   node bench/documents.ts            the full benchmark (1,000 mixed documents, one 1 GiB document)
 //   node bench/documents.ts --quick    a smoke check (50 documents, one 100 MiB document)
-// Options: --only=a|b (one scenario), --profile (Kuvert writes a V8 CPU profile to
+// Options: --homeserver=synapse|test (default: Synapse when KUVERT_TEST_SYNAPSE is set),
+// --only=a|b (one scenario), --profile (Kuvert writes a V8 CPU profile to
 // bench/results/profiles/ when it stops), --memory-probe (Kuvert
 // writes its heap and buffer figures to bench/results/memory-probe-*.jsonl, see bench/memory-probe.ts),
 // --kuvert-node-options="…" (extra Node options for the Kuvert process, e.g. V8 flags).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { openDatabase, type Database } from "../appservice/db/database.ts";
 import { ClamdScanner } from "../appservice/scanning/scanner.ts";
 import { createToken } from "../appservice/tokens/tokens.ts";
+import { documentTexts } from "../appservice/documents/texts.ts";
+import { notice } from "../appservice/i18n.ts";
+import { transactionId } from "../appservice/matrix/homeserver.ts";
+import { pipeline } from "node:stream/promises";
 import { documentStream, documentWebStream, mixedSet, type PlannedDocument } from "./content.ts";
-import { CpuMeter, cpuSecondsOf, MemorySampler, mib, sum, type MemoryReport } from "./measure.ts";
-import { benchResultsDir, clamdPid, postgresPids, startBenchStack, type BenchStack } from "./stack.ts";
+import { CpuMeter, cpuSecondsOf, homeserverRequestStats, MemorySampler, mib, processStartEpochMs, requestStatsSince, sum, type MemoryReport, type RequestStats } from "./measure.ts";
+import { benchResultsDir, clamdPid, homeserverChoice, postgresCpuSeconds, startBenchStack, type BenchStack } from "./stack.ts";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const MB = 1e6;
 
-const args = new Set(process.argv.slice(2));
+const choice = (() => {
+  try {
+    return homeserverChoice(process.argv.slice(2));
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+})();
+const homeserver = choice.kind;
+const args = new Set(choice.rest);
 const quick = args.has("--quick");
 const profile = args.has("--profile");
 const memoryProbe = args.has("--memory-probe");
@@ -31,7 +47,7 @@ const kuvertNodeOptions = [...args].find((a) => a.startsWith("--kuvert-node-opti
 const only = [...args].find((a) => a.startsWith("--only="))?.slice("--only=".length);
 for (const a of args) {
   if (!["--quick", "--profile", "--memory-probe"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=")) {
-    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--only=a|b] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
+    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
     process.exit(2);
   }
 }
@@ -41,7 +57,7 @@ const plan = quick
   : { label: "full", documents: 1000, organisations: 200, uploadConcurrency: 8, bigBytes: 1 * GiB };
 /** Kuvert's documents.maxBytes and scanning.maxStreamBytes: 1.1 GiB. */
 /** Names this run in the report and the file names: quick or full, and any experiment or partial run. */
-const variant = [plan.label, ...(only ? [`only-${only}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
+const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
 const kuvertLimitBytes = Math.round(1.1 * GiB);
 const clamdStreamMaxLength = "1200M";
 const noProgressLimitMs = 5 * 60_000;
@@ -68,6 +84,8 @@ interface Env {
   clampid: number | undefined;
   scanner: ClamdScanner;
   scanConcurrency: number;
+  /** Organisation id → its room. */
+  rooms: Map<string, string>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -77,17 +95,26 @@ async function createOrganisations(env: Env, count: number): Promise<{ ids: stri
   const { stack } = env.bench;
   const ids = Array.from({ length: count }, (_, i) => `bench-org-${String(i + 1).padStart(3, "0")}`);
   const started = performance.now();
+  let created = 0;
+  const progress = setInterval(() => log(`  ${created}/${ids.length} organisations created`), 15_000);
   await pool(ids, 4, async (id) => {
     const res = await stack.api("POST", "/api/v1/organisations", { id, name: `Bench organisation ${id.slice(10)}`, clerks: [{ email: `clerk@${id}.example` }] });
     if (res.status !== 201 && res.status !== 200) throw new Error(`creating ${id}: ${res.status} ${JSON.stringify(res.body)}`);
-  });
+    created++;
+  }).finally(() => clearInterval(progress));
   const deadline = Date.now() + 15 * 60_000;
+  let reported = Date.now();
   for (;;) {
     const res = await stack.api<{ organisations: { id: string; roomState: string; roomId: string | null }[] }>("GET", "/api/v1/organisations?limit=5000");
     const wanted = new Set(ids);
-    const ready = res.body.organisations.filter((o) => wanted.has(o.id) && o.roomState === "ready" && o.roomId).length;
+    for (const o of res.body.organisations) if (wanted.has(o.id) && o.roomState === "ready" && o.roomId) env.rooms.set(o.id, o.roomId);
+    const ready = env.rooms.size;
     if (ready === ids.length) break;
     if (Date.now() > deadline) throw new Error(`only ${ready} of ${ids.length} organisation rooms became ready`);
+    if (Date.now() - reported > 15_000) {
+      log(`  ${ready}/${ids.length} rooms ready`);
+      reported = Date.now();
+    }
     await sleep(500);
   }
   return { ids, seconds: (performance.now() - started) / 1000 };
@@ -223,6 +250,140 @@ async function clamdBaseline(env: Env, docs: PlannedDocument[], concurrency: num
 }
 
 // ---------------------------------------------------------------------------------------
+// Baseline: a bare client doing Kuvert's homeserver work
+
+interface RawRun {
+  label: string;
+  concurrency: number;
+  documents: number;
+  bytes: number;
+  /** First upload started → last file event answered. */
+  seconds: number;
+  cpu: Record<string, number>;
+  /** The bare client's requests: media uploads and room sends, how many and their seconds in all. */
+  requests: RequestStats;
+  /** Per document, upload start → file event answered: median and 95th percentile, seconds. */
+  latency: { p50: number; p95: number };
+}
+
+/** One keep-alive connection pool for the bare client, as Kuvert's node:http uploads use Node's global agent. */
+const rawAgent = new Agent({ keepAlive: true });
+
+/** A request with node:http; the body streamed from `body` (or none). Answers status and parsed JSON. */
+async function rawRequest(url: string, method: string, headers: Record<string, string>, body?: () => NodeJS.ReadableStream | Buffer): Promise<{ status: number; json: Record<string, unknown> }> {
+  const req = httpRequest(url, { method, headers, agent: rawAgent });
+  const answer = new Promise<IncomingMessage>((resolve, reject) => {
+    req.once("response", resolve);
+    req.once("error", reject);
+  });
+  const content = body?.();
+  if (content === undefined) req.end();
+  else if (Buffer.isBuffer(content)) req.end(content);
+  else await pipeline(content, req);
+  const res = await answer;
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
+  } catch {
+    // not JSON
+  }
+  return { status: res.statusCode ?? 0, json };
+}
+
+/**
+ * Exactly Kuvert's homeserver work for one document, as a bare client (Kuvert's bot, its
+ * as_token): the media upload (POST /_matrix/media/v3/upload, with Content-Length, or where the
+ * homeserver has async upload: create, then PUT), the short m.notice, the m.file event, one
+ * after the other, into the organisation's room. The same bytes (made as a stream) and the same
+ * texts Kuvert sends; transaction ids of their own.
+ */
+async function rawDocument(env: Env, doc: PlannedDocument, label: string, asyncUpload: boolean, requests: RequestStats): Promise<void> {
+  const timed = async <T>(kind: string, call: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await call();
+    } finally {
+      const entry = (requests[kind] ??= { count: 0, seconds: 0 });
+      entry.count++;
+      entry.seconds += (performance.now() - started) / 1000;
+    }
+  };
+  const base = env.bench.access.url;
+  const auth = `Bearer ${env.bench.stack.registration.as_token}`;
+  const roomId = env.rooms.get(doc.organisation);
+  if (!roomId) throw new Error(`no room for ${doc.organisation}`);
+  const filename = `${doc.name}.pdf`;
+  const uploadHeaders = { authorization: auth, "content-type": "application/pdf", "content-length": String(doc.size) };
+  let mxc: string;
+  if (asyncUpload) {
+    const created = await timed("create", () => rawRequest(`${base}/_matrix/media/v1/create`, "POST", { authorization: auth }));
+    mxc = String(created.json.content_uri);
+    const [server, mediaId] = mxc.slice("mxc://".length).split("/");
+    const put = await timed("upload", () =>
+      rawRequest(`${base}/_matrix/media/v3/upload/${encodeURIComponent(server!)}/${encodeURIComponent(mediaId!)}?filename=${encodeURIComponent(filename)}`, "PUT", uploadHeaders, () => documentStream(doc.name, doc.size)),
+    );
+    if (put.status !== 200) throw new Error(`bare client upload: ${put.status} ${JSON.stringify(put.json)}`);
+  } else {
+    const posted = await timed("upload", () => rawRequest(`${base}/_matrix/media/v3/upload?filename=${encodeURIComponent(filename)}`, "POST", uploadHeaders, () => documentStream(doc.name, doc.size)));
+    if (posted.status !== 200) throw new Error(`bare client upload: ${posted.status} ${JSON.stringify(posted.json)}`);
+    mxc = String(posted.json.content_uri);
+  }
+  const text = notice(documentTexts(env.bench.stack.config.organisations.language).announcement({ filename, kind: "Benchmark", reference: doc.name, submitted_by: "token:bench-drop" }));
+  const file = { msgtype: "m.file", body: filename, filename, url: mxc, info: { mimetype: "application/pdf", size: doc.size } };
+  for (const [part, content] of [["text", text], ["file", file]] as const) {
+    const res = await timed("send", () =>
+      rawRequest(
+        `${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionId(`raw:${label}:${doc.index}:${part}`)}`,
+        "PUT",
+        { authorization: auth, "content-type": "application/json" },
+        () => Buffer.from(JSON.stringify(content)),
+      ),
+    );
+    if (res.status !== 200) throw new Error(`bare client send: ${res.status} ${JSON.stringify(res.json)}`);
+  }
+}
+
+/** Whether the homeserver has async upload (POST /_matrix/media/v1/create), as Kuvert learns it. */
+async function hasAsyncUpload(env: Env): Promise<boolean> {
+  const res = await rawRequest(`${env.bench.access.url}/_matrix/media/v1/create`, "POST", { authorization: `Bearer ${env.bench.stack.registration.as_token}` });
+  return res.status === 200;
+}
+
+/** The bare client over the whole set, `concurrency` documents at a time. */
+async function rawBaseline(env: Env, docs: PlannedDocument[], concurrency: number, label: string, asyncUpload: boolean): Promise<RawRun> {
+  await sleep(1000);
+  const cpu = cpuMeter(env);
+  let done = 0;
+  const progress = setInterval(() => log(`  bare client ${label}: ${done}/${docs.length} documents`), 15_000);
+  const requests: RequestStats = {};
+  const latencies: number[] = [];
+  const started = performance.now();
+  try {
+    await pool(docs, concurrency, async (doc) => {
+      const t = performance.now();
+      await rawDocument(env, doc, label, asyncUpload, requests);
+      latencies.push((performance.now() - t) / 1000);
+      done++;
+    });
+  } finally {
+    clearInterval(progress);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    label,
+    concurrency,
+    documents: docs.length,
+    bytes: sum(docs.map((d) => d.size)),
+    seconds,
+    cpu: cpu.stop(),
+    requests,
+    latency: { p50: percentile(latencies, 50), p95: percentile(latencies, 95) },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // The scenarios
 
 interface ScenarioResult {
@@ -238,32 +399,37 @@ interface ScenarioResult {
   seconds: number;
   /** First upload started → last upload answered. */
   uploadSeconds: number;
+  /** When the scenario started and when its end was seen (epoch ms). */
+  startedAt: number;
+  endedAt: number;
+  /** With --profile: the scenario's window in seconds since Kuvert's process started. */
+  profileWindow?: { from: number; to: number };
   memory: MemoryReport;
   cpu: Record<string, number>;
   /** The wall time the CPU figures cover (the scenario, until its end was seen). */
   cpuWallSeconds: number;
   finished: Finished[];
   baseline: Baseline;
+  /** The bare client on the same homeserver, before and after Kuvert (scenario A). */
+  raw: RawRun[];
+  /** Kuvert's requests to the homeserver during the scenario (from its metrics). */
+  homeserverRequests: RequestStats;
 }
 
 function cpuMeter(env: Env): CpuMeter {
   const cluster = env.bench.cluster;
+  const synapsePid = env.bench.synapsePid;
   return new CpuMeter({
     kuvert: () => cpuSecondsOf(env.kuvertPid),
+    ...(synapsePid ? { synapse: () => cpuSecondsOf(synapsePid) } : {}),
     clamd: () => (env.clampid ? cpuSecondsOf(env.clampid) : 0),
-    ...(cluster
-      ? {
-          postgres: () => {
-            const [postmaster, ...children] = postgresPids(cluster);
-            return postmaster === undefined ? 0 : cpuSecondsOf(postmaster, true) + sum(children.map((p) => cpuSecondsOf(p)));
-          },
-        }
-      : {}),
+    ...(cluster ? { postgres: () => postgresCpuSeconds(cluster) } : {}),
   });
 }
 
 async function runScenario(env: Env, name: string, docs: PlannedDocument[], uploadConcurrency: number, baseline: Baseline): Promise<ScenarioResult> {
   await sleep(1000); // let Kuvert settle (GC, mail outbox) so the scenario starts from idle
+  const requestsBefore = await homeserverRequestStats(env.bench.metricsUrl);
   const memory = new MemorySampler(env.kuvertPid, 100);
   const cpu = cpuMeter(env);
   const t0 = Date.now();
@@ -284,9 +450,11 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
   log(`  ${name}: ${accepted.length}/${docs.length} accepted in ${((uploadsDone - t0) / 1000).toFixed(1)} s; waiting for delivery`);
   const finished = await settle(env, accepted.map((u) => u.id!));
   const cpuUsed = cpu.stop();
-  const cpuWallSeconds = (Date.now() - t0) / 1000;
+  const endedAt = Date.now();
+  const cpuWallSeconds = (endedAt - t0) / 1000;
   const mem = memory.stop();
   const lastFinished = finished.length ? Math.max(...finished.map((f) => f.finishedAt ?? 0)) : NaN;
+  const homeserverRequests = requestStatsSince(requestsBefore, await homeserverRequestStats(env.bench.metricsUrl));
   const apiStates = await statesByApi(env, accepted.map((u) => u.id!));
   return {
     name,
@@ -299,11 +467,15 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
     apiStates,
     seconds: (lastFinished - t0) / 1000,
     uploadSeconds: (uploadsDone - t0) / 1000,
+    startedAt: t0,
+    endedAt,
     memory: mem,
     cpu: cpuUsed,
     cpuWallSeconds,
     finished,
     baseline,
+    raw: [],
+    homeserverRequests,
   };
 }
 
@@ -341,9 +513,43 @@ function memoryLine(m: MemoryReport): string {
   return `${mib(m.hwmBytes)} MiB${m.hwmReset ? "" : " (VmHWM not reset: process peak)"} (sampled max ${mib(m.sampledPeakRssBytes)} MiB; ${mib(m.startRssBytes)} MiB at start)`;
 }
 
-const cpuNames: Record<string, string> = { bench: "bench+test homeserver", kernel: "kernel (interrupts, kernel threads)", other: "other processes" };
+const cpuNames: Record<string, string> = {
+  bench: homeserver === "synapse" ? "bench (driver)" : "bench+test homeserver",
+  kernel: "kernel (interrupts, kernel threads)",
+  other: "other processes",
+};
 
-function cpuLine(r: ScenarioResult): string {
+/** Milliseconds of CPU per document for each process that does the work. */
+function cpuPerDocument(cpu: Record<string, number>, documents: number): string {
+  return ["kuvert", "synapse", "postgres", "clamd"]
+    .filter((k) => cpu[k] !== undefined)
+    .map((k) => `${k} ${Math.round((1000 * cpu[k]!) / documents)} ms`)
+    .join(", ");
+}
+
+/** Requests per document by kind or method, with their mean duration. */
+function requestsLine(stats: RequestStats, documents: number): string {
+  return Object.entries(stats)
+    .sort((x, y) => y[1].count - x[1].count)
+    .map(([k, v]) => `${k} ${f2(v.count / documents)}/document, mean ${Math.round((1000 * v.seconds) / v.count)} ms`)
+    .join("; ");
+}
+
+/** How much of the machine other processes took meanwhile (a disturbed run is slower than it would be). */
+function otherShare(cpu: Record<string, number>, seconds: number): string {
+  const share = (cpu.other ?? 0) / (os.cpus().length * seconds);
+  return `other processes ${Math.round(100 * share)} % of the machine${share > 0.05 ? " ⚠" : ""}`;
+}
+
+/** The bare client's runs at one concurrency: their documents/s, and the mean rate. */
+function rawAt(runs: RawRun[], concurrency: number): { runs: RawRun[]; perSecond: number; MBps: number } {
+  const at = runs.filter((r) => r.concurrency === concurrency);
+  const perSecond = sum(at.map((r) => r.documents / r.seconds)) / at.length;
+  const MBps = sum(at.map((r) => r.bytes / MB / r.seconds)) / at.length;
+  return { runs: at, perSecond, MBps };
+}
+
+function cpuLine(r: { cpu: Record<string, number>; cpuWallSeconds: number }): string {
   const capacity = os.cpus().length * r.cpuWallSeconds;
   const used = sum(Object.values(r.cpu));
   return (
@@ -354,22 +560,32 @@ function cpuLine(r: ScenarioResult): string {
 }
 
 /** A warning when processes outside the stack used more than 5 % of the machine. */
-function disturbance(r: ScenarioResult): string | undefined {
+function disturbance(r: { cpu: Record<string, number>; cpuWallSeconds: number }): string | undefined {
   const capacity = os.cpus().length * r.cpuWallSeconds;
   const other = r.cpu.other ?? 0;
   if (!(other > 0.05 * capacity)) return undefined;
   return `| | ⚠ disturbed | processes outside the stack used ${f1(other)} CPU-s (${Math.round((100 * other) / capacity)} % of the machine) during this scenario: figures are lower than on a quiet machine | quiet |`;
 }
 
-function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, setup: { organisations: number; seconds: number }, facts: Record<string, string>, scanConcurrency: number): string {
+function report(
+  a: ScenarioResult | undefined,
+  b: ScenarioResult | undefined,
+  setup: { organisations: number; seconds: number },
+  facts: Record<string, string>,
+  scanConcurrency: number,
+  homeserverLabel: string,
+): string {
   const date = new Date().toISOString();
   const lines: string[] = [];
   lines.push(`### Outbound documents (${variant}), ${date.slice(0, 10)}`, "");
   if (kuvertNodeOptions) lines.push(`**Experiment, not Kuvert as it is:** Kuvert ran with the Node options \`${kuvertNodeOptions}\`.`, "");
   lines.push(`Machine: ${facts.cores}; ${facts.memory} memory; Node ${facts.node}; ${facts.kernel}; ${facts.clamd}.`);
   lines.push(
-    `Stack: Kuvert as a child process (workers.concurrency 4), PostgreSQL, real clamd (StreamMaxLength ${clamdStreamMaxLength}, test signatures only), ` +
-      `the in-memory test homeserver and this driver in one process. MB = 10⁶ bytes; MiB = 2²⁰ bytes.`,
+    `Stack: Kuvert as a child process (workers.concurrency ${scanConcurrency}), PostgreSQL, real clamd (StreamMaxLength ${clamdStreamMaxLength}, test signatures only), ` +
+      (homeserver === "synapse"
+        ? `**${homeserverLabel}**, a fresh one for this run with Kuvert's registration, as a process of its own, and this driver. `
+        : `the in-memory test homeserver and this driver in one process. `) +
+      `MB = 10⁶ bytes; MiB = 2²⁰ bytes.`,
     "",
   );
   lines.push("| Scenario | Figure | Value | Target |", "| --- | --- | --- | --- |");
@@ -389,8 +605,42 @@ function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, se
     lines.push(`| | clamd alone (INSTREAM, same bytes, ${a.baseline.concurrency} at a time; median of ${a.baseline.runs.length}) | ${f1(a.baseline.seconds)} s: ${f1(a.baseline.documents / a.baseline.seconds)} documents/s, ${f1(rawMBps)} MB/s | — |`);
     lines.push(`| | Kuvert end to end ÷ clamd alone | ${f2(kuvertMBps / rawMBps)} | — |`);
     lines.push(`| | CPU seconds used during the scenario | ${cpuLine(a)} | — |`);
+    lines.push(`| | CPU per document | ${cpuPerDocument(a.cpu, a.documents)} | — |`);
+    const uploadsDone = a.startedAt + a.uploadSeconds * 1000;
+    const delivered = a.finished.filter((f) => f.finishedAt !== null);
+    const afterUploads = delivered.filter((f) => f.finishedAt! > uploadsDone);
+    const lastFinished = Math.max(...delivered.map((f) => f.finishedAt!));
+    if (afterUploads.length > 1) {
+      lines.push(
+        `| | delivery once all uploads were answered (the workers alone) | ${afterUploads.length} documents in ${f1((lastFinished - uploadsDone) / 1000)} s: ${f1(afterUploads.length / ((lastFinished - uploadsDone) / 1000))} documents/s; before that ${delivered.length - afterUploads.length} in ${f1(a.uploadSeconds)} s | — |`,
+      );
+    }
+    const homeserverPhase = delivered.filter((f) => f.scannedAt !== null).map((f) => (f.finishedAt! - f.scannedAt!) / 1000);
+    lines.push(`| | per document, clean verdict → delivered (media upload, two events, the delivery transaction) | p50 ${f2(percentile(homeserverPhase, 50))} s, p95 ${f2(percentile(homeserverPhase, 95))} s | — |`);
+    lines.push(`| | Kuvert's homeserver requests per document (all of them: Kuvert's metrics) | ${requestsLine(a.homeserverRequests, a.documents)} | — |`);
     const warn = disturbance(a);
     if (warn) lines.push(warn);
+    if (a.raw.length) {
+      const kuvertRate = a.documents / a.seconds;
+      const concurrencies = [...new Set(a.raw.map((r) => r.concurrency))].sort((x, y) => x - y);
+      for (const c of concurrencies) {
+        const at = rawAt(a.raw, c);
+        const runs = at.runs.map((r) => `${f1(r.seconds)} s ${r.label.startsWith("before") ? "before" : "after"}`).join(" · ");
+        lines.push(`| | bare client on the same homeserver, ${c} documents at a time (media upload, notice, file event) | ${runs}: **${f1(at.perSecond)} documents/s**, ${f1(at.MBps)} MB/s (mean) | — |`);
+        for (const r of at.runs) {
+          lines.push(`| | bare client ${c} at a time (${r.label.startsWith("before") ? "before" : "after"}): per document, upload start → file event; requests | p50 ${f2(r.latency.p50)} s, p95 ${f2(r.latency.p95)} s; ${requestsLine(r.requests, r.documents)} | — |`);
+        }
+        const target = c === scanConcurrency ? "≥ 0.8" : "—";
+        const why = c === scanConcurrency ? "at Kuvert's concurrency toward the homeserver" : `at ${c}`;
+        lines.push(`| | Kuvert end to end ÷ bare client ${why} | **${f2(kuvertRate / at.perSecond)}** | ${target} |`);
+        for (const r of at.runs) lines.push(`| | CPU per document, bare client ${c} at a time (${r.label.startsWith("before") ? "before" : "after"}) | ${cpuPerDocument(r.cpu, r.documents)}; ${otherShare(r.cpu, r.seconds)} | — |`);
+      }
+      if (concurrencies.length > 1) {
+        const low = rawAt(a.raw, concurrencies[0]!);
+        const high = rawAt(a.raw, concurrencies.at(-1)!);
+        lines.push(`| | the homeserver's own gain, bare client ${concurrencies.at(-1)} ÷ ${concurrencies[0]} at a time | ${f2(high.perSecond / low.perSecond)}× | — |`);
+      }
+    }
   }
   if (b) {
     const d = b.finished[0];
@@ -427,9 +677,18 @@ function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, se
 
 // ---------------------------------------------------------------------------------------
 
+/** With --profile: the scenario's seconds within Kuvert's profile (which starts with its process), for bench/cpuprofile.ts. */
+function profileWindow(env: Env, r: ScenarioResult): void {
+  if (!profile) return;
+  const start = processStartEpochMs(env.kuvertPid);
+  const window = { from: (r.startedAt - start) / 1000, to: (r.endedAt - start) / 1000 };
+  r.profileWindow = window;
+  log(`  ${r.name} in Kuvert's CPU profile: node bench/cpuprofile.ts <file> --from=${window.from.toFixed(1)} --to=${window.to.toFixed(1)} (${r.documents} documents)`);
+}
+
 async function main(): Promise<void> {
   const facts = machineFacts();
-  log(`Kuvert documents benchmark (${plan.label}): ${JSON.stringify(facts)}`);
+  log(`Kuvert documents benchmark (${plan.label}) against ${homeserver === "synapse" ? `Synapse (KUVERT_TEST_SYNAPSE=${process.env.KUVERT_TEST_SYNAPSE})` : "the test homeserver"}: ${JSON.stringify(facts)}`);
   // Only the Kuvert child reads NODE_OPTIONS from here on: this process has started already.
   const nodeOptions = process.env.NODE_OPTIONS;
   const childOptions: string[] = nodeOptions ? [nodeOptions] : [];
@@ -451,11 +710,12 @@ async function main(): Promise<void> {
     log(`experiment: Kuvert runs with the Node options ${kuvertNodeOptions}`);
   }
   if (childOptions.length) process.env.NODE_OPTIONS = childOptions.join(" ");
-  log("starting PostgreSQL, clamd, SMTP, the test homeserver and Kuvert");
+  log(`starting PostgreSQL, clamd, SMTP, ${homeserver === "synapse" ? "a fresh Synapse" : "the test homeserver"} and Kuvert`);
   const bench = await startBenchStack({
-    name: `bench-documents-${plan.label}`,
+    name: `bench-documents-${variant}`,
     clamdStreamMaxLength,
     homeserverMaxUploadBytes: Math.round(1.2 * GiB),
+    homeserver,
     configure: (raw) => {
       // One driver on 127.0.0.1 makes thousands of requests a minute: the per-address rate
       // limit (default 1,200/min) is for the internet, not for the back office being measured.
@@ -482,7 +742,9 @@ async function main(): Promise<void> {
       clampid: clamdPid(bench.clamd),
       scanner: new ClamdScanner(stack.config.scanning),
       scanConcurrency: stack.config.workers.concurrency,
+      rooms: new Map(),
     };
+    log(`homeserver: ${bench.homeserverLabel} at ${bench.access.url}${bench.synapsePid ? ` (pid ${bench.synapsePid})` : ""}`);
     log(`Kuvert pid ${kuvertPid}, clamd pid ${env.clampid ?? "?"}; creating ${plan.organisations} organisations`);
     const orgs = await createOrganisations(env, plan.organisations);
     log(`  ${orgs.ids.length} rooms ready in ${f1(orgs.seconds)} s`);
@@ -499,26 +761,51 @@ async function main(): Promise<void> {
       log(`scenario A: ${docs.length} documents, ${f1(sum(docs.map((d) => d.size)) / MB)} MB; clamd baseline first`);
       const baseline = await clamdBaseline(env, docs, env.scanConcurrency, 3);
       log(`  clamd alone: ${f1(baseline.seconds)} s (runs ${baseline.runs.map(f1).join(", ")} s), ${mbps(baseline.bytes, baseline.seconds)} MB/s (${baseline.clean} clean)`);
+      // The bare client at Kuvert's concurrency toward the homeserver and at 8, before Kuvert and
+      // after it in the reverse order, so that drift (rooms growing, the machine's load) evens out.
+      const asyncUpload = await hasAsyncUpload(env);
+      const concurrencies = [...new Set([env.scanConcurrency, 8])];
+      const raw: RawRun[] = [];
+      const bare = async (when: "before" | "after", c: number) => {
+        log(`bare client on ${bench.homeserverLabel}, ${c} documents at a time (${when} Kuvert; ${asyncUpload ? "create + PUT" : "POST"} uploads)`);
+        const r = await rawBaseline(env, docs, c, `${when}-${c}`, asyncUpload);
+        log(`  ${f1(r.seconds)} s: ${f1(r.documents / r.seconds)} documents/s, ${mbps(r.bytes, r.seconds)} MB/s; CPU per document ${cpuPerDocument(r.cpu, r.documents)}; ${otherShare(r.cpu, r.seconds)}`);
+        raw.push(r);
+      };
+      for (const c of concurrencies) await bare("before", c);
+      log("Kuvert, the same documents through the drop API");
       a = await runScenario(env, "A", docs, plan.uploadConcurrency, baseline);
-      log(`  A: ${a.delivered}/${a.documents} delivered in ${f1(a.seconds)} s: ${f1(a.documents / a.seconds)} documents/s, ${mbps(a.bytes, a.seconds)} MB/s; Kuvert peak RSS ${mib(a.memory.hwmBytes)} MiB`);
+      profileWindow(env, a);
+      log(`  A: ${a.delivered}/${a.documents} delivered in ${f1(a.seconds)} s: ${f1(a.documents / a.seconds)} documents/s, ${mbps(a.bytes, a.seconds)} MB/s; Kuvert peak RSS ${mib(a.memory.hwmBytes)} MiB; CPU per document ${cpuPerDocument(a.cpu, a.documents)}`);
+      for (const c of [...concurrencies].reverse()) await bare("after", c);
+      a.raw = raw;
+      const atKuvert = rawAt(raw, env.scanConcurrency);
+      log(`  Kuvert ÷ bare client at ${env.scanConcurrency}: ${f2(a.documents / a.seconds / atKuvert.perSecond)}`);
     }
     if (only !== "a") {
       const big: PlannedDocument = { index: 0, name: `big-${plan.bigBytes}`, size: plan.bigBytes, organisation: orgs.ids[0]!, bucket: "large" };
       log(`scenario B: one document of ${mib(big.size)} MiB; clamd baseline first`);
-      const baseline = await clamdBaseline(env, [big], 1, 3);
-      log(`  clamd alone: ${f1(baseline.seconds)} s (runs ${baseline.runs.map(f1).join(", ")} s), ${mbps(baseline.bytes, baseline.seconds)} MB/s`);
-      b = await runScenario(env, "B", [big], 1, baseline);
-      log(`  B: delivered in ${f1(b.seconds)} s: ${mbps(b.bytes, b.seconds)} MB/s; Kuvert peak RSS ${mib(b.memory.hwmBytes)} MiB`);
+      try {
+        const baseline = await clamdBaseline(env, [big], 1, 3);
+        log(`  clamd alone: ${f1(baseline.seconds)} s (runs ${baseline.runs.map(f1).join(", ")} s), ${mbps(baseline.bytes, baseline.seconds)} MB/s`);
+        b = await runScenario(env, "B", [big], 1, baseline);
+        profileWindow(env, b);
+        log(`  B: delivered in ${f1(b.seconds)} s: ${mbps(b.bytes, b.seconds)} MB/s; Kuvert peak RSS ${mib(b.memory.hwmBytes)} MiB`);
+      } catch (err) {
+        // A's figures are still written.
+        if (!a) throw err;
+        log(`  B failed, A's figures are still reported: ${(err as Error).message}`);
+      }
     }
 
-    const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency);
+    const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency, bench.homeserverLabel);
     const dir = benchResultsDir;
     mkdirSync(dir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
     const suffix = variant === "full" ? "" : `-${variant}`;
     const file = join(dir, `documents-${stamp.slice(0, 10)}${suffix}.md`);
     writeFileSync(file, markdown);
-    const raw = { plan, facts, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b };
+    const raw = { plan, facts, homeserver: bench.homeserverLabel, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b };
     writeFileSync(join(dir, `documents-${stamp}${suffix}.json`), JSON.stringify(raw, null, 1));
     console.log("\n" + markdown);
     log(`written to ${file}`);

@@ -40,6 +40,21 @@ export function cpuSecondsOf(pid: number, reapedChildren = false): number {
 }
 
 /**
+ * When the process started, in epoch milliseconds (to 10 ms): its start time in clock ticks since
+ * boot (/proc/<pid>/stat, field 22) after the boot time (/proc/stat, btime). NaN when unknown.
+ */
+export function processStartEpochMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "latin1"))?.[1] ?? NaN);
+    return btime * 1000 + (startTicks / clockTicks) * 1000;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
  * Resets VmHWM to the current RSS (`echo 5 > /proc/<pid>/clear_refs`, Linux ≥ 4.0), so a
  * scenario's peak is its own and not the peak of an earlier one. Answers whether it worked;
  * if not, the sampled maximum of VmRSS is the only peak per scenario.
@@ -164,4 +179,42 @@ export function sum(xs: number[]): number {
 
 export function mib(bytes: number): string {
   return (bytes / MiB).toFixed(1);
+}
+
+/** Kuvert's requests to the homeserver so far, by method: how many, and their seconds in all. */
+export type RequestStats = Record<string, { count: number; seconds: number }>;
+
+/**
+ * Reads kuvert_homeserver_request_duration_seconds (_count and _sum, all outcomes) from Kuvert's
+ * Prometheus metrics. Empty when the metrics cannot be read.
+ */
+export async function homeserverRequestStats(metricsUrl: string): Promise<RequestStats> {
+  const stats: RequestStats = {};
+  let text: string;
+  try {
+    const res = await fetch(metricsUrl);
+    if (!res.ok) return stats;
+    text = await res.text();
+  } catch {
+    return stats;
+  }
+  for (const line of text.split("\n")) {
+    const m = /^kuvert_homeserver_request_duration_seconds_(count|sum)\{([^}]*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const method = /method="([^"]+)"/.exec(m[2]!)?.[1] ?? "?";
+    const entry = (stats[method] ??= { count: 0, seconds: 0 });
+    if (m[1] === "count") entry.count += Number(m[3]);
+    else entry.seconds += Number(m[3]);
+  }
+  return stats;
+}
+
+/** What happened between two readings of homeserverRequestStats. */
+export function requestStatsSince(before: RequestStats, after: RequestStats): RequestStats {
+  const out: RequestStats = {};
+  for (const [method, a] of Object.entries(after)) {
+    const b = before[method] ?? { count: 0, seconds: 0 };
+    if (a.count - b.count > 0) out[method] = { count: a.count - b.count, seconds: a.seconds - b.seconds };
+  }
+  return out;
 }

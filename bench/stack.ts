@@ -3,14 +3,16 @@
 // test/support/harness.ts's startStack in what a benchmark needs and startStack cannot set:
 //   - clamd's StreamMaxLength (startStack starts clamd with its 100M default), and clamd's
 //     clean-file cache off (see below),
-//   - the test homeserver's max_upload_size (startStack keeps its 50 MiB default),
+//   - the homeserver's max_upload_size (startStack keeps its 50 MiB default),
 //   - Kuvert's own worker defaults instead of the test suite's short leases and fast polling,
 //   - Kuvert always runs as a child process, so that its memory and CPU are its own.
-// Only the in-memory test homeserver is used: it keeps every uploaded file in memory, in
-// the benchmark's process, which is why Kuvert must run in a process of its own.
+// The homeserver is either the in-memory test homeserver (it keeps every uploaded file in
+// memory, in the benchmark's process, which is why Kuvert must run in a process of its own) or
+// a fresh real Synapse (test/support/synapse.ts), a process of its own too.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { parseConfig } from "../appservice/config/load.ts";
@@ -22,10 +24,12 @@ import { TestHomeserver } from "../test/homeserver/index.ts";
 import { startClamd, type Clamd } from "../test/support/clamd.ts";
 import { freshDatabaseUrl } from "../test/support/database.ts";
 import { repoRoot, Stack, waitFor } from "../test/support/harness.ts";
-import { TestUser } from "../test/support/matrix.ts";
+import { TestUser, type HomeserverAccess } from "../test/support/matrix.ts";
 import { freePort } from "../test/support/ports.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 import { startSmtp, type SmtpServer } from "../test/support/smtp.ts";
+import { startSynapse, synapsePython, type Synapse } from "../test/support/synapse.ts";
+import { cpuSecondsOf } from "./measure.ts";
 
 /**
  * Where a benchmark run keeps its files (staging, config, Kuvert's log): bench/results/ (ignored
@@ -33,19 +37,57 @@ import { startSmtp, type SmtpServer } from "../test/support/smtp.ts";
  */
 export const benchResultsDir = join(repoRoot, "bench", "results");
 
+export type HomeserverKind = "test" | "synapse";
+
+/** Where setup.sh of the shared Synapse kit installs it when not told otherwise. */
+const defaultSynapseHome = join(homedir(), ".cache", "synapse-1.67.0");
+
+/**
+ * Which homeserver a benchmark runs against: `--homeserver=synapse|test` among `argv`, else
+ * Synapse when KUVERT_TEST_SYNAPSE names one, else the test homeserver. `--homeserver=synapse`
+ * without KUVERT_TEST_SYNAPSE takes the shared kit's default place (~/.cache/synapse-1.67.0).
+ * Answers the kind and the arguments left over.
+ */
+export function homeserverChoice(argv: string[]): { kind: HomeserverKind; rest: string[] } {
+  const flag = argv.find((a) => a.startsWith("--homeserver="))?.slice("--homeserver=".length);
+  const rest = argv.filter((a) => !a.startsWith("--homeserver="));
+  if (flag !== undefined && flag !== "synapse" && flag !== "test") throw new Error(`--homeserver=${flag}: use --homeserver=synapse or --homeserver=test`);
+  if (flag === "synapse" && !process.env.KUVERT_TEST_SYNAPSE) {
+    if (!existsSync(join(defaultSynapseHome, "venv", "bin", "python"))) {
+      throw new Error(`--homeserver=synapse: set KUVERT_TEST_SYNAPSE to a Synapse installation (none at ${defaultSynapseHome}; see ../shared/synapse/README.md)`);
+    }
+    process.env.KUVERT_TEST_SYNAPSE = defaultSynapseHome;
+  }
+  const kind: HomeserverKind = flag ?? (synapsePython() ? "synapse" : "test");
+  return { kind, rest };
+}
+
 export interface BenchStackOptions {
   name: string;
-  /** clamd's StreamMaxLength (and MaxFileSize, MaxScanSize), e.g. "1200M". */
+  /** clamd's StreamMaxLength and MaxFileSize in MiB, e.g. "1200M" (MaxScanSize: three times that). */
   clamdStreamMaxLength: string;
-  /** The test homeserver's max_upload_size in bytes. */
+  /** The homeserver's max_upload_size in bytes. */
   homeserverMaxUploadBytes: number;
+  /** The test homeserver (default) or a fresh Synapse (KUVERT_TEST_SYNAPSE). */
+  homeserver?: HomeserverKind;
   /** Changes to Kuvert's configuration, after the defaults below. */
   configure?: (config: Record<string, unknown>) => void;
 }
 
 export interface BenchStack {
   stack: Stack;
-  hs: TestHomeserver;
+  /** The test homeserver, when the benchmark runs against it. */
+  hs: TestHomeserver | undefined;
+  /** The Synapse, when the benchmark runs against one. */
+  synapse: Synapse | undefined;
+  /** Which homeserver, for the report: "test homeserver" or "Synapse 1.67.0 (SQLite)". */
+  homeserverLabel: string;
+  /** The homeserver's client-server URL and an admin's token. */
+  access: HomeserverAccess;
+  /** The PID of the Synapse process (undefined with the test homeserver, which runs in this process). */
+  synapsePid: number | undefined;
+  /** Kuvert's Prometheus metrics (homeserver request durations, for the reports). */
+  metricsUrl: string;
   clamd: Clamd;
   /** The PostgreSQL cluster when this benchmark started one (undefined: KUVERT_TEST_DATABASE_URL). */
   cluster: PostgresCluster | undefined;
@@ -71,7 +113,10 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
   };
   try {
     const databaseUrl = await freshDatabaseUrl("postgres");
-    const clamd = await startClamd({ streamMaxLength: opts.clamdStreamMaxLength });
+    // MaxScanSize three times the stream limit: it counts what clamd finds embedded in a file
+    // too, and with the deployment's AlertExceedsMax a 1 GiB document of random bytes otherwise
+    // comes back as Heuristics.Limits.Exceeded.MaxScanSize instead of being scanned.
+    const clamd = await startClamd({ streamMaxLength: opts.clamdStreamMaxLength, settings: { MaxScanSize: `${3 * Number(opts.clamdStreamMaxLength.replace(/M$/, ""))}M` } });
     started.push(clamd);
     // clamd remembers the hashes of files it found clean and answers a repeat from that cache:
     // the benchmark scans the same bytes twice (clamd alone, then through Kuvert), so the cache
@@ -82,14 +127,17 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
     const smtp: SmtpServer = await startSmtp();
     started.push(smtp);
 
-    const serverName = "kuvert.test";
+    const kind = opts.homeserver ?? "test";
+    // Synapse's server name is "localhost" (test/support/synapse.ts); the registration names it.
+    const serverName = kind === "synapse" ? "localhost" : "kuvert.test";
     const asPort = await freePort();
-    const adminToken = `admin-${randomBytes(16).toString("hex")}`;
     const registrationFile = join(workDir, "registration.yaml");
     const raw: Record<string, unknown> = {
       homeserver: { url: "http://127.0.0.1:1", domain: serverName },
       appservice: { url: `http://127.0.0.1:${asPort}`, registrationFile, listener: { bindAddress: "127.0.0.1", port: asPort } },
       publicApi: { listener: { bindAddress: "127.0.0.1", port: await freePort() } },
+      // A port of its own: another Kuvert (another benchmark, a test) may hold the default 9464.
+      metrics: { listener: { bindAddress: "127.0.0.1", port: await freePort() } },
       database: { url: databaseUrl },
       // Kuvert's own defaults for workers (concurrency 4, lease 60 s, poll 1 s): not the test suite's.
       workers: {},
@@ -100,17 +148,37 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
     };
     const registration = buildRegistration(parseConfig(raw));
     writeFileSync(registrationFile, stringify(registration));
-    const hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, maxUploadBytes: opts.homeserverMaxUploadBytes });
-    await hs.start();
-    started.push(hs);
-    (raw.homeserver as Record<string, unknown>).url = hs.url;
-    (raw.homeserver as Record<string, unknown>).adminToken = adminToken;
-    const access = { url: hs.url, serverName, adminToken };
+    let hs: TestHomeserver | undefined;
+    let synapse: Synapse | undefined;
+    let access: HomeserverAccess;
+    let homeserverLabel: string;
+    if (kind === "synapse") {
+      // Its log outlives the work directory (which goes with the stack), next to the results.
+      mkdirSync(join(benchResultsDir, "logs"), { recursive: true });
+      synapse = await startSynapse({
+        dir: join(workDir, "synapse"),
+        registrations: [registration],
+        extra: { max_upload_size: `${Math.ceil(opts.homeserverMaxUploadBytes / 1024 / 1024)}M` },
+        logFile: join(benchResultsDir, "logs", `${opts.name}.synapse.log`),
+      });
+      started.push(synapse);
+      access = { url: synapse.url, serverName: synapse.serverName, adminToken: synapse.adminToken };
+      homeserverLabel = `Synapse ${synapse.version} (SQLite)`;
+    } else {
+      const adminToken = `admin-${randomBytes(16).toString("hex")}`;
+      hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, maxUploadBytes: opts.homeserverMaxUploadBytes });
+      await hs.start();
+      started.push(hs);
+      access = { url: hs.url, serverName, adminToken };
+      homeserverLabel = "test homeserver";
+    }
+    (raw.homeserver as Record<string, unknown>).url = access.url;
+    (raw.homeserver as Record<string, unknown>).adminToken = access.adminToken;
     const staff = await TestUser.create(access, "staff", "Staff Member");
     raw.staff = [{ userId: staff.userId, roles: ["admin"] }];
     opts.configure?.(raw);
     const config = parseConfig(raw);
-    const stack = new Stack({ name: opts.name, hs, access, registration, config, rawConfig: raw, workDir, clamd, smtp });
+    const stack = new Stack({ name: opts.name, hs, synapse, access, registration, config, rawConfig: raw, workDir, clamd, smtp });
     stack.staff = staff;
     const db = await openDatabase({ url: databaseUrl, embeddedDir: "", poolSize: 2 });
     try {
@@ -119,7 +187,7 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
     } finally {
       await db.close();
     }
-    started.length = 0; // from here on, stack.stop() stops homeserver, clamd and SMTP server
+    started.length = 0; // from here on, stack.stop() stops the homeserver, clamd and SMTP server
     try {
       await startKuvertChild(stack, join(workDir, "kuvert.log"));
     } catch (err) {
@@ -130,6 +198,11 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
     return {
       stack,
       hs,
+      synapse,
+      homeserverLabel,
+      access,
+      synapsePid: synapse ? pidByCommandLine(join(synapse.dir, "homeserver.yaml")) : undefined,
+      metricsUrl: `http://127.0.0.1:${config.metrics.listener.port}/metrics`,
       clamd,
       cluster,
       async stop() {
@@ -171,17 +244,30 @@ export async function startKuvertChild(stack: Stack, logPath: string): Promise<v
 
 /** The PID of the clamd started for `clamd` (found by its configuration file), or undefined. */
 export function clamdPid(clamd: Clamd): number | undefined {
-  const conf = join(clamd.dir, "clamd.conf");
+  return pidByCommandLine(`--config-file=${join(clamd.dir, "clamd.conf")}`);
+}
+
+/** The PID of the process whose command line contains `fragment` (a path only it has), or undefined. */
+function pidByCommandLine(fragment: string): number | undefined {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, "latin1");
-      if (cmdline.includes(`--config-file=${conf}`)) return Number(entry);
+      if (cmdline.includes(fragment)) return Number(entry);
     } catch {
       // gone meanwhile
     }
   }
   return undefined;
+}
+
+/**
+ * CPU seconds a PostgreSQL cluster started by this benchmark used so far: the postmaster with its
+ * children that ended (backends come and go), and the children alive now.
+ */
+export function postgresCpuSeconds(cluster: PostgresCluster | undefined): number {
+  const [postmaster, ...children] = postgresPids(cluster);
+  return postmaster === undefined ? 0 : cpuSecondsOf(postmaster, true) + children.reduce((total, pid) => total + cpuSecondsOf(pid), 0);
 }
 
 /** The PIDs of a PostgreSQL cluster started by this benchmark: the postmaster and its children. */

@@ -100,7 +100,7 @@ export class ConsoleSessions {
   async #verifyOpenId(req: SignInRequest): Promise<string> {
     const domain = this.#config.homeserver.domain;
     if (req.matrixServerName !== domain) {
-      throw new KuvertError(ErrCode.SignInFailed, 401, `The token was issued by ${req.matrixServerName}; only accounts of ${domain} can sign in.`);
+      throw new KuvertError(ErrCode.SignInFailed, `The token was issued by ${req.matrixServerName}; only accounts of ${domain} can sign in.`);
     }
     const url = new URL("/_matrix/federation/v1/openid/userinfo", this.#config.homeserver.url);
     url.searchParams.set("access_token", req.accessToken);
@@ -109,14 +109,14 @@ export class ConsoleSessions {
       res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
     } catch (err) {
       log.warn({ err: (err as Error).message }, "the homeserver could not be asked about an OpenID token");
-      throw new KuvertError(ErrCode.Unavailable, 503, "The homeserver cannot be reached to confirm the sign-in; try again in a moment.");
+      throw new KuvertError(ErrCode.Unavailable, "The homeserver cannot be reached to confirm the sign-in; try again in a moment.");
     }
     const body = (await res.json().catch(() => ({}))) as { sub?: unknown };
-    if (res.status === 401 || res.status === 403) throw new KuvertError(ErrCode.SignInFailed, 401, "The homeserver does not know this OpenID token (it is wrong or has expired); sign in again.");
+    if (res.status === 401 || res.status === 403) throw new KuvertError(ErrCode.SignInFailed, "The homeserver does not know this OpenID token (it is wrong or has expired); sign in again.");
     if (!res.ok || typeof body.sub !== "string") {
-      throw new KuvertError(ErrCode.Unavailable, 503, `The homeserver could not confirm the sign-in (HTTP ${res.status}); try again in a moment.`);
+      throw new KuvertError(ErrCode.Unavailable, `The homeserver could not confirm the sign-in (HTTP ${res.status}); try again in a moment.`);
     }
-    if (!body.sub.endsWith(`:${domain}`)) throw new KuvertError(ErrCode.SignInFailed, 401, `The homeserver names ${body.sub}, not an account of ${domain}.`);
+    if (!body.sub.endsWith(`:${domain}`)) throw new KuvertError(ErrCode.SignInFailed, `The homeserver names ${body.sub}, not an account of ${domain}.`);
     return body.sub;
   }
 
@@ -142,7 +142,6 @@ export class ConsoleSessions {
       log.warn({ user: pseudonym(userId) }, "console sign-in refused: no role");
       throw new KuvertError(
         ErrCode.NotStaff,
-        403,
         `${userId} holds no role in Kuvert (admin, staff or dpo). The console is for the body's staff; clerks work in their organisation's room in Element.`,
       );
     }

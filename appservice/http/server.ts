@@ -86,11 +86,11 @@ export function requireScope(db: Database, ...allowed: Scope[]) {
       const token = await findToken(db, header.slice(7).trim());
       if (!token) {
         log.warn({ path: req.path, ip: req.ip }, "request with an unknown or revoked API token");
-        return next(new KuvertError(ErrCode.Unauthorized, 401, "The API token is unknown or revoked."));
+        return next(new KuvertError(ErrCode.Unauthorized, "The API token is unknown or revoked."));
       }
       if (!allowed.some((s) => token.scopes.includes(s))) {
         log.warn({ path: req.path, token: token.name }, "request with a token lacking the scope");
-        return next(new KuvertError(ErrCode.Forbidden, 403, `The token ${token.name} lacks the scope ${allowed.join(" or ")}.`));
+        return next(new KuvertError(ErrCode.Forbidden, `The token ${token.name} lacks the scope ${allowed.join(" or ")}.`));
       }
       req.apiToken = token;
       req.caller = { actor: `token:${token.name}`, name: token.name, kind: "token", scopes: token.scopes, organisations: token.organisations };
@@ -98,15 +98,15 @@ export function requireScope(db: Database, ...allowed: Scope[]) {
     }
     const session = req.consoleSession;
     if (!session) {
-      if (req.consoleSessionEnded) return next(new KuvertError(ErrCode.SessionExpired, 401, "Your console session has ended (idle too long, or signed out); sign in again."));
-      return next(new KuvertError(ErrCode.Unauthorized, 401, "An API token is required: send it as 'Authorization: Bearer <token>' (or sign in to the console)."));
+      if (req.consoleSessionEnded) return next(new KuvertError(ErrCode.SessionExpired, "Your console session has ended (idle too long, or signed out); sign in again."));
+      return next(new KuvertError(ErrCode.Unauthorized, "An API token is required: send it as 'Authorization: Bearer <token>' (or sign in to the console)."));
     }
     if (!safeMethods.has(req.method) && req.get(CONSOLE_HEADER) !== "1") {
-      return next(new KuvertError(ErrCode.ConsoleHeaderMissing, 403, `Requests that change something must carry the header ${CONSOLE_HEADER}: 1.`));
+      return next(new KuvertError(ErrCode.ConsoleHeaderMissing, `Requests that change something must carry the header ${CONSOLE_HEADER}: 1.`));
     }
     if (!allowed.some((s) => session.scopes.includes(s))) {
       log.warn({ path: req.path, roles: session.roles }, "console request without the role for it");
-      return next(new KuvertError(ErrCode.Forbidden, 403, `Your roles (${session.roles.join(", ")}) do not allow this; it needs ${allowed.join(" or ")}.`));
+      return next(new KuvertError(ErrCode.Forbidden, `Your roles (${session.roles.join(", ")}) do not allow this; it needs ${allowed.join(" or ")}.`));
     }
     req.caller = { actor: session.userId, name: session.userId, kind: "session", scopes: session.scopes, organisations: null };
     next();
@@ -130,7 +130,7 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   app.use(helmet());
   // Before any route: no NUL characters in the address, no broken percent-escapes in the path.
   app.use(requestLineCheck);
-  const tooMany = (message: string) => (_req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.RateLimited, 429, message));
+  const tooMany = (message: string) => (_req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.RateLimited, message));
   app.use(rateLimit({ windowMs: 60_000, limit: deps.rateLimitPerMinute, standardHeaders: "draft-7", legacyHeaders: false, handler: tooMany("Too many requests from this address; try again in a minute.") }));
   // Wrong and missing tokens count separately and much lower: guessing tokens is slow.
   app.use(
@@ -187,24 +187,32 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   admin.use(organisationRoutes(deps.db, deps.organisations));
   app.use("/api/v1", admin);
 
-  app.use((req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.NotFound, 404, `No such endpoint: ${req.method} ${req.path}`)));
+  app.use((req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.NotFound, `No such endpoint: ${req.method} ${req.path}`)));
   app.use(errorHandler);
   return app;
 }
+
+/** The code for a client error that express or a body parser raised with a bare HTTP status. */
+const clientErrorCodes: Partial<Record<number, ErrCode>> = {
+  403: ErrCode.Forbidden,
+  404: ErrCode.NotFound,
+  413: ErrCode.TooLarge,
+  415: ErrCode.UnsupportedMediaType,
+};
 
 export function errorHandler(err: unknown, req: Request, res: Response, _next: NextFunction): void {
   let error: KuvertError;
   const e = err as { type?: string; status?: number; message?: string };
   if (err instanceof KuvertError) error = err;
-  else if (e?.type === "entity.parse.failed") error = new KuvertError(ErrCode.BadJson, 400, `The body is not valid JSON: ${e.message ?? "parse error"}`);
-  else if (e?.type === "entity.too.large") error = new KuvertError(ErrCode.TooLarge, 413, "The body is too large.");
-  else if (e?.type === "charset.unsupported" || e?.type === "encoding.unsupported") error = new KuvertError(ErrCode.UnsupportedMediaType, 415, e.message ?? "unsupported encoding");
-  else if (e?.type === "request.aborted" || e?.type === "request.size.invalid") error = new KuvertError(ErrCode.BodyIncomplete, 400, "The request body ended before its announced length; send it again in full.");
-  else if (err instanceof URIError) error = new KuvertError(ErrCode.InvalidInput, 400, "The address contains a broken percent-escape (e.g. %ZZ or a lone %); encode '%' as %25.");
-  else if (typeof e?.status === "number" && e.status >= 400 && e.status < 500) error = new KuvertError(ErrCode.InvalidInput, e.status, e.message ?? "The request cannot be read.");
+  else if (e?.type === "entity.parse.failed") error = new KuvertError(ErrCode.BadJson, `The body is not valid JSON: ${e.message ?? "parse error"}`);
+  else if (e?.type === "entity.too.large") error = new KuvertError(ErrCode.TooLarge, "The body is too large.");
+  else if (e?.type === "charset.unsupported" || e?.type === "encoding.unsupported") error = new KuvertError(ErrCode.UnsupportedMediaType, e.message ?? "unsupported encoding");
+  else if (e?.type === "request.aborted" || e?.type === "request.size.invalid") error = new KuvertError(ErrCode.BodyIncomplete, "The request body ended before its announced length; send it again in full.");
+  else if (err instanceof URIError) error = new KuvertError(ErrCode.InvalidInput, "The address contains a broken percent-escape (e.g. %ZZ or a lone %); encode '%' as %25.");
+  else if (typeof e?.status === "number" && e.status >= 400 && e.status < 500) error = new KuvertError(clientErrorCodes[e.status] ?? ErrCode.InvalidInput, e.message ?? "The request cannot be read.");
   else {
     log.error({ err, path: req.path }, "request failed");
-    error = new KuvertError(ErrCode.Internal, 500, "Internal error; the log has the details.");
+    error = new KuvertError(ErrCode.Internal, "Internal error; the log has the details.");
   }
   res.status(error.status).json(error.toJSON());
 }

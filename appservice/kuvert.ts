@@ -41,6 +41,7 @@ import { DocumentScanner } from "./scanning/policy.ts";
 import type { Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
 import { Accounts } from "./accounts/service.ts";
+import { accountMailRenderer } from "./accounts/mail.ts";
 import { Circulars, circularStagingDir } from "./circulars/service.ts";
 import { CircularFanout } from "./circulars/fanout.ts";
 import { circularCommand, StaffRoomFiles } from "./circulars/commands.ts";
@@ -49,7 +50,7 @@ import { callRoutes, guestRoutes } from "./calls/api.ts";
 import { videoCommand } from "./calls/command.ts";
 import { Calls } from "./calls/service.ts";
 import { UserVerification, verifyRoutes } from "./calls/verify.ts";
-import { requireScope } from "./http/server.ts";
+import { requireScope } from "./http/auth.ts";
 
 const log = logger("kuvert");
 
@@ -183,6 +184,7 @@ export class Kuvert {
       const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());
       const batchWorker = batches.worker();
       const outbox = new MailOutbox(db, config);
+      outbox.renderWith("account", accountMailRenderer(config));
       outbox.onDead = async (row) => {
         const body = texts(config.organisations.language).mailDead(row.id, row.attempts, row.last_error ?? "?");
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });

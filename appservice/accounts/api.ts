@@ -2,7 +2,7 @@
 import express, { type NextFunction, type Request, type Response } from "express";
 import { z } from "zod";
 import { ErrCode, KuvertError, parseInput } from "../errors.ts";
-import { actorOf } from "../http/server.ts";
+import { actorOf } from "../http/auth.ts";
 import type { Language } from "../i18n.ts";
 import { slugPattern, userIdPattern } from "../organisations/model.ts";
 import type { Organisations } from "../organisations/service.ts";

@@ -5,7 +5,7 @@ import express, { type Request, type RequestHandler } from "express";
 import helmet from "helmet";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { readJson } from "../http/input.ts";
-import { actorOf } from "../http/server.ts";
+import { actorOf } from "../http/auth.ts";
 import { jsonBody, organisationId } from "../organisations/api.ts";
 import type { Calls } from "./service.ts";
 

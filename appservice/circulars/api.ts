@@ -7,7 +7,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { ErrCode, KuvertError } from "../errors.ts";
 import { refuseNul } from "../http/input.ts";
 import { feedBusboy } from "../http/multipart.ts";
-import { actorOf } from "../http/server.ts";
+import { actorOf } from "../http/auth.ts";
 import type { StagedFile } from "../documents/staging.ts";
 import { attachmentStagingId, type AttachmentInput, type Circulars } from "./service.ts";
 import { newCircularId } from "./model.ts";

@@ -11,10 +11,11 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError, parseInput } from "../errors.ts";
 import type { Language } from "../i18n.ts";
 import { readJson } from "../http/input.ts";
-import { actorOf, callerOf, type Readiness } from "../http/server.ts";
+import { actorOf, callerOf, CONSOLE_HEADER } from "../http/auth.ts";
+import type { Readiness } from "../health.ts";
 import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
-import { BACKGROUND_HEADER, CONSOLE_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
+import { BACKGROUND_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
 import { version } from "../version.ts";
 
 export interface ConsoleDeps {

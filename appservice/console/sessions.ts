@@ -14,8 +14,6 @@ import type { Scope } from "../tokens/tokens.ts";
 const log = logger("console-sessions");
 
 export const SESSION_COOKIE = "kuvert_session";
-/** State-changing requests with a session must carry this header (value 1): a cross-site form cannot set it. */
-export const CONSOLE_HEADER = "x-kuvert-console";
 /** Sent (value 1) by the console's own polling: such requests do not count as activity. */
 export const BACKGROUND_HEADER = "x-kuvert-background";
 

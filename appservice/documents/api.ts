@@ -6,7 +6,7 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { slugPattern } from "../organisations/model.ts";
 import { feedBusboy, uploadError, type BodyFeed } from "../http/multipart.ts";
-import { actorOf, callerOf } from "../http/server.ts";
+import { actorOf, callerOf } from "../http/auth.ts";
 import { tokenCovers } from "../tokens/tokens.ts";
 import type { Batches } from "./batch.ts";
 import type { DocumentIntake, OutboundSubmission } from "./intake.ts";

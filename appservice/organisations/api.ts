@@ -2,7 +2,7 @@
 import express, { type Request } from "express";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
-import { actorOf } from "../http/server.ts";
+import { actorOf } from "../http/auth.ts";
 import { importOrganisations, parseOrganisationsCsv } from "./csv.ts";
 import { previewImport } from "./preview.ts";
 import { slugPattern, type Organisation } from "./model.ts";

@@ -11,7 +11,7 @@ import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { acquireEmbeddedLock } from "./db/lock.ts";
 import { migrate } from "./db/migrate.ts";
-import { KuvertError } from "./errors.ts";
+import { ErrCode, KuvertError } from "./errors.ts";
 import { configureLogging } from "./log.ts";
 import { apiVersion, commit, schemaVersion, version } from "./version.ts";
 import { buildRegistration, RegistrationError, sampleRegistration, writeRegistration } from "./matrix/registration.ts";
@@ -289,7 +289,7 @@ export function program(): Command {
     .action(async function (this: Command, path: string, opts: { url?: string; token?: string; idempotencyKey?: string; follow: boolean }) {
       const cfg = config(this);
       const token = opts.token ?? process.env.KUVERT_TOKEN;
-      if (!token) throw new KuvertError("KUVERT_UNAUTHORIZED", 401, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
+      if (!token) throw new KuvertError(ErrCode.Unauthorized, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
       const result = await submitBatch(path, { url: opts.url ?? cfg.publicApi.baseUrl, token, idempotencyKey: opts.idempotencyKey, follow: opts.follow });
       if (!result.ok) process.exitCode = 2;
     });
@@ -297,7 +297,7 @@ export function program(): Command {
   const document = cli.command("document").description("single documents and their versions, through a running Kuvert's API");
   const apiAccess = (cfg: KuvertConfig, opts: { url?: string; token?: string }) => {
     const token = opts.token ?? process.env.KUVERT_TOKEN;
-    if (!token) throw new KuvertError("KUVERT_UNAUTHORIZED", 401, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
+    if (!token) throw new KuvertError(ErrCode.Unauthorized, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
     return { url: opts.url ?? cfg.publicApi.baseUrl, token };
   };
   document
@@ -409,7 +409,7 @@ export function program(): Command {
       const time = (name: string, value: string | undefined) => {
         if (value === undefined) return undefined;
         const date = new Date(value);
-        if (Number.isNaN(date.getTime())) throw new KuvertError("KUVERT_INVALID_INPUT", 400, `--${name}: found ${JSON.stringify(value)}, expected a time like 2026-01-01 or 2026-01-01T08:00:00Z`);
+        if (Number.isNaN(date.getTime())) throw new KuvertError(ErrCode.InvalidInput, `--${name}: found ${JSON.stringify(value)}, expected a time like 2026-01-01 or 2026-01-01T08:00:00Z`);
         return date;
       };
       const range = { from: time("from", opts.from), to: time("to", opts.to) };

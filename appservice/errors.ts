@@ -21,6 +21,8 @@ export const ErrCode = {
   RateLimited: "KUVERT_RATE_LIMITED",
   Unavailable: "KUVERT_UNAVAILABLE",
   ModuleDisabled: "KUVERT_MODULE_DISABLED",
+  ModuleNotLoaded: "KUVERT_MODULE_NOT_LOADED",
+  ModuleRequired: "KUVERT_MODULE_REQUIRED",
   SessionExpired: "KUVERT_SESSION_EXPIRED",
   ConsoleHeaderMissing: "KUVERT_CONSOLE_HEADER_MISSING",
   NotStaff: "KUVERT_NOT_STAFF",
@@ -34,6 +36,7 @@ export const ErrCode = {
   NoCall: "KUVERT_NO_CALL",
   PowerLevelMissing: "KUVERT_POWER_LEVEL_MISSING",
   CallEnded: "KUVERT_CALL_ENDED",
+  CallNotRunning: "KUVERT_CALL_NOT_RUNNING",
   RoomNotReady: "KUVERT_ROOM_NOT_READY",
   NotConfigured: "KUVERT_NOT_CONFIGURED",
   GuestLinkInvalid: "KUVERT_GUEST_LINK_INVALID",
@@ -60,8 +63,88 @@ export const ErrCode = {
   ReferenceAmbiguous: "KUVERT_REFERENCE_AMBIGUOUS",
   FormatVersion: "KUVERT_FORMAT_VERSION_UNKNOWN",
   SchemaTooNew: "KUVERT_SCHEMA_TOO_NEW",
+  SubjectStillActive: "KUVERT_SUBJECT_STILL_ACTIVE",
+  TokenNameTaken: "KUVERT_TOKEN_NAME_TAKEN",
+  UploadCheckOff: "KUVERT_UPLOAD_CHECK_OFF",
 } as const;
 export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
+
+/**
+ * The one HTTP status of each code: a throw site names the code, never the status, so a code
+ * cannot answer with two statuses. A situation that needs another status needs another code.
+ * Codes reported only inside an answer (a scan verdict, a Jitsi verification result, a rejected
+ * document's record) carry the status they would have as a refusal of their own.
+ */
+export const errorStatus = {
+  [ErrCode.BadJson]: 400,
+  [ErrCode.InvalidInput]: 400,
+  [ErrCode.UnknownField]: 400,
+  [ErrCode.NotFound]: 404,
+  [ErrCode.Archived]: 409,
+  [ErrCode.Unauthorized]: 401,
+  [ErrCode.Forbidden]: 403,
+  [ErrCode.UnsupportedMediaType]: 415,
+  [ErrCode.TooLarge]: 413,
+  [ErrCode.Infected]: 403,
+  [ErrCode.Unscannable]: 422,
+  [ErrCode.EmptyFile]: 400,
+  [ErrCode.InvalidFilename]: 400,
+  [ErrCode.TypeNotAllowed]: 415,
+  [ErrCode.IdempotencyMismatch]: 422,
+  [ErrCode.OutOfScope]: 403,
+  [ErrCode.RateLimited]: 429,
+  [ErrCode.Unavailable]: 503,
+  // A switched-off module refuses what is asked of it (403); one whose endpoints are not there at all
+  // answers as an unknown endpoint would (404); a request that needs one conflicts with the configuration (409).
+  [ErrCode.ModuleDisabled]: 403,
+  [ErrCode.ModuleNotLoaded]: 404,
+  [ErrCode.ModuleRequired]: 409,
+  [ErrCode.SessionExpired]: 401,
+  [ErrCode.ConsoleHeaderMissing]: 403,
+  [ErrCode.NotStaff]: 403,
+  [ErrCode.SignInFailed]: 401,
+  [ErrCode.CircularEmpty]: 400,
+  [ErrCode.UnknownTag]: 400,
+  [ErrCode.UnknownOrganisations]: 400,
+  [ErrCode.ScheduleInPast]: 400,
+  [ErrCode.CircularState]: 409,
+  [ErrCode.Internal]: 500,
+  [ErrCode.NoCall]: 404,
+  [ErrCode.PowerLevelMissing]: 403,
+  // Gone for the guest who holds a link; a conflict for staff who ask for a new link.
+  [ErrCode.CallEnded]: 410,
+  [ErrCode.CallNotRunning]: 409,
+  [ErrCode.RoomNotReady]: 409,
+  [ErrCode.NotConfigured]: 503,
+  [ErrCode.GuestLinkInvalid]: 401,
+  [ErrCode.GuestLinkExpired]: 410,
+  [ErrCode.GuestLinkRevoked]: 410,
+  [ErrCode.OpenIdTokenInvalid]: 401,
+  [ErrCode.OpenIdTokenUsed]: 401,
+  [ErrCode.OpenIdTokenPurpose]: 401,
+  [ErrCode.NotRoomMember]: 403,
+  [ErrCode.RoomNotManaged]: 403,
+  [ErrCode.UsernameTaken]: 409,
+  [ErrCode.UsernameInvalid]: 400,
+  [ErrCode.HomeserverAdmin]: 503,
+  [ErrCode.HomeserverFailed]: 502,
+  [ErrCode.AccountNotReady]: 409,
+  [ErrCode.LetterAlreadyIssued]: 409,
+  [ErrCode.ConfirmationRequired]: 409,
+  [ErrCode.BodyIncomplete]: 400,
+  [ErrCode.TypeMismatch]: 415,
+  [ErrCode.ActiveContent]: 415,
+  [ErrCode.AlreadyReplaced]: 409,
+  [ErrCode.NotDelivered]: 409,
+  [ErrCode.OtherOrganisation]: 409,
+  [ErrCode.ReferenceAmbiguous]: 409,
+  [ErrCode.FormatVersion]: 400,
+  [ErrCode.SchemaTooNew]: 500,
+  [ErrCode.SubjectStillActive]: 409,
+  [ErrCode.TokenNameTaken]: 409,
+  // The upload check's endpoint is not there until appservice.uploadCheckToken switches it on.
+  [ErrCode.UploadCheckOff]: 404,
+} as const satisfies Record<ErrCode, number>;
 
 export interface ErrorDetail {
   path: string;
@@ -70,13 +153,14 @@ export interface ErrorDetail {
 
 export class KuvertError extends Error {
   readonly errcode: ErrCode;
+  /** The HTTP status of the code, from `errorStatus`. */
   readonly status: number;
   readonly details: ErrorDetail[] | undefined;
-  constructor(errcode: ErrCode, status: number, message: string, details?: ErrorDetail[]) {
+  constructor(errcode: ErrCode, message: string, details?: ErrorDetail[]) {
     super(message);
     this.name = "KuvertError";
     this.errcode = errcode;
-    this.status = status;
+    this.status = errorStatus[errcode];
     this.details = details;
   }
 
@@ -113,7 +197,7 @@ export function inputError(issues: z.core.$ZodIssue[], prefix = ""): KuvertError
   });
   const unknownOnly = issues.every((i) => i.code === "unrecognized_keys");
   const summary = details.map((d) => `${d.path}: ${d.message}`).join("; ");
-  return new KuvertError(unknownOnly ? ErrCode.UnknownField : ErrCode.InvalidInput, 400, summary, details);
+  return new KuvertError(unknownOnly ? ErrCode.UnknownField : ErrCode.InvalidInput, summary, details);
 }
 
 export function parseInput<T>(schema: z.ZodType<T>, value: unknown, prefix = ""): T {

@@ -1,6 +1,9 @@
 // Readiness: can Kuvert do its work right now? Database, homeserver, scanner, mail. Checks of
 // other services are cached for a few seconds, so that probing /readyz stays cheap.
-import type { Readiness } from "./http/server.ts";
+
+export interface Readiness {
+  check(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; detail: string }> }>;
+}
 
 export type Check = () => Promise<{ ok: boolean; detail: string }>;
 

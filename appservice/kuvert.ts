@@ -11,9 +11,9 @@ import { openDatabase, type Database } from "./db/database.ts";
 import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
 import { buildInfo } from "./version.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
-import { publicApp, type Readiness } from "./http/server.ts";
+import { publicApp } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
-import { readiness } from "./health.ts";
+import { readiness, type Readiness } from "./health.ts";
 import { scheduleRetention } from "./retention/retention.ts";
 import { bindDatabase, registry } from "./metrics.ts";
 import express from "express";
@@ -41,6 +41,7 @@ import { DocumentScanner } from "./scanning/policy.ts";
 import type { Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
 import { Accounts } from "./accounts/service.ts";
+import { accountMailRenderer } from "./accounts/mail.ts";
 import { Circulars, circularStagingDir } from "./circulars/service.ts";
 import { CircularFanout } from "./circulars/fanout.ts";
 import { circularCommand, StaffRoomFiles } from "./circulars/commands.ts";
@@ -51,7 +52,7 @@ import { Calls } from "./calls/service.ts";
 import { UserVerification, verifyRoutes } from "./calls/verify.ts";
 import { MemberLinks, memberLinkRoutes } from "./calls/member-link.ts";
 import { OpenIdTokenPurposes } from "./tokens/openid-purpose.ts";
-import { requireScope } from "./http/server.ts";
+import { requireScope } from "./http/auth.ts";
 
 const log = logger("kuvert");
 
@@ -188,6 +189,7 @@ export class Kuvert {
       const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());
       const batchWorker = batches.worker();
       const outbox = new MailOutbox(db, config);
+      outbox.renderWith("account", accountMailRenderer(config));
       outbox.onDead = async (row) => {
         const body = texts(config.organisations.language).mailDead(row.id, row.attempts, row.last_error ?? "?");
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });

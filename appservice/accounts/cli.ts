@@ -26,7 +26,7 @@ export function organisationsWithAccounts(db: Database, cfg: KuvertConfig): Orga
 async function clerkMatrixId(organisations: Organisations, organisationId: string, ref: string): Promise<string> {
   const org = await organisations.get(organisationId);
   const clerk = org.clerks.find((c) => c.status === "active" && (c.matrixId === ref || c.email?.toLowerCase() === ref.toLowerCase()));
-  if (!clerk?.matrixId) throw new KuvertError(ErrCode.NotFound, 404, `${ref} is not a clerk with an account in organisation ${organisationId}.`);
+  if (!clerk?.matrixId) throw new KuvertError(ErrCode.NotFound, `${ref} is not a clerk with an account in organisation ${organisationId}.`);
   return clerk.matrixId;
 }
 
@@ -38,12 +38,12 @@ export function accountCommands(cli: Command, ctx: CliContext): void {
     .option("--language <de|en>", "language of the letters (default: letters.language, by default organisations.language)")
     .action(async function (this: Command, organisationId: string, clerks: string[], opts: { output: string; language?: string }) {
       const cfg = ctx.config(this);
-      if (opts.language !== undefined && opts.language !== "de" && opts.language !== "en") throw new KuvertError(ErrCode.InvalidInput, 400, "--language: expected de or en");
+      if (opts.language !== undefined && opts.language !== "de" && opts.language !== "en") throw new KuvertError(ErrCode.InvalidInput, "--language: expected de or en");
       await ctx.withDatabase(cfg, async (db) => {
         const organisations = organisationsWithAccounts(db, cfg);
         const accounts = organisations.accounts as Accounts;
         const ids = clerks.length ? await Promise.all(clerks.map((c) => clerkMatrixId(organisations, organisationId, c))) : await accounts.dueLetters([organisationId]);
-        if (ids.length === 0) throw new KuvertError(ErrCode.AccountNotReady, 409, `No letter is due in organisation ${organisationId}.`);
+        if (ids.length === 0) throw new KuvertError(ErrCode.AccountNotReady, `No letter is due in organisation ${organisationId}.`);
         const { pdf, count } = await accounts.issueLetters(ids, ctx.actor, opts.language as Language | undefined);
         writeFileSync(opts.output, pdf, { mode: 0o600 });
         console.log(`Wrote ${count} letter(s) to ${opts.output}. Each password is in this file only: print it, then delete the file.`);
@@ -88,8 +88,8 @@ export function accountCommands(cli: Command, ctx: CliContext): void {
         const accounts = organisations.accounts as Accounts;
         const matrixId = await clerkMatrixId(organisations, organisationId, clerk);
         const plan = await accounts.deactivationPlan(organisationId, matrixId);
-        if (!plan) throw new KuvertError(ErrCode.NotFound, 404, `Kuvert made no active account ${matrixId}; remove the clerk with the admin API or an import.`);
-        if (plan.otherOrganisations.length > 0) throw new KuvertError(ErrCode.ConfirmationRequired, 409, `${matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first.`);
+        if (!plan) throw new KuvertError(ErrCode.NotFound, `Kuvert made no active account ${matrixId}; remove the clerk with the admin API or an import.`);
+        if (plan.otherOrganisations.length > 0) throw new KuvertError(ErrCode.ConfirmationRequired, `${matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first.`);
         if (!opts.yes) {
           console.log(`This would remove ${matrixId} from ${organisationId} (kicked from the room) and deactivate the account on the homeserver: they could no longer sign in, and the username is never given out again. Add --yes to do it.`);
           process.exitCode = 3;

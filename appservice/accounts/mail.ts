@@ -1,9 +1,8 @@
 // The account e-mail: the sign-in link and the username, never the password (that goes by letter).
 import type { KuvertConfig } from "../config/schema.ts";
-import { escapeHtml, type Language } from "../i18n.ts";
-import type { MailContent } from "../mail/templates.ts";
-import { oneLine } from "../mail/templates.ts";
-import type { NotificationItem } from "../mail/outbox.ts";
+import { escapeHtml, letterLanguage, type Language } from "../i18n.ts";
+import type { MailRenderer } from "../mail/outbox.ts";
+import { oneLine, type MailContent, type NotificationItem } from "../mail/templates.ts";
 import { accountMailTexts } from "./texts.ts";
 
 /** Where clerks sign in: accounts.signInUrl, else the homeserver's public URL, else its URL. */
@@ -29,4 +28,9 @@ export function renderAccountMail(input: { language: Language; organisationName?
     "</body></html>",
   ].join("\n");
   return { subject: t.subject(kind), text: `${text}\n`, html };
+}
+
+/** How the outbox words "account" e-mails (MailOutbox.renderWith): in the letters' language unless the row names one. */
+export function accountMailRenderer(config: KuvertConfig): MailRenderer {
+  return (mail) => renderAccountMail({ language: mail.language ?? letterLanguage(config), organisationName: mail.organisationName, signInUrl: signInUrl(config), items: mail.items });
 }

@@ -96,7 +96,7 @@ export class Accounts {
   async prepare(clerks: ClerkInput[]): Promise<ClerkInput[]> {
     if (!clerks.some((c) => c.createAccount)) return clerks;
     if (!this.#config.modules.accounts) {
-      throw new KuvertError(ErrCode.ModuleDisabled, 409, "Creating accounts is switched off (modules.accounts); give the clerk's Matrix ID instead.");
+      throw new KuvertError(ErrCode.ModuleRequired, "Creating accounts is switched off (modules.accounts); give the clerk's Matrix ID instead.");
     }
     this.admin.requireToken();
     const prefix = this.#config.appservice.userPrefix;
@@ -119,10 +119,10 @@ export class Accounts {
         matrixId = `@${localpart}:${this.#domain()}`;
         const existing = await store.byMatrixId(this.#db, matrixId);
         if (existing?.state === "deactivated") {
-          throw new KuvertError(ErrCode.UsernameTaken, 409, `${label}: the username ${localpart} belonged to an account that was deactivated; the homeserver never gives a name out again. Choose another.`);
+          throw new KuvertError(ErrCode.UsernameTaken, `${label}: the username ${localpart} belonged to an account that was deactivated; the homeserver never gives a name out again. Choose another.`);
         }
         if (existing && existing.email.toLowerCase() !== email.toLowerCase()) {
-          throw new KuvertError(ErrCode.UsernameTaken, 409, `${label}: the username ${localpart} is the account of another clerk.`);
+          throw new KuvertError(ErrCode.UsernameTaken, `${label}: the username ${localpart} is the account of another clerk.`);
         }
         if (!existing) await this.#available(localpart, label);
       }
@@ -140,9 +140,9 @@ export class Accounts {
           matrixId = id;
           break;
         }
-        if (!matrixId) throw new KuvertError(ErrCode.UsernameTaken, 409, `${label}: no free username could be derived from the name; give one (username).`);
+        if (!matrixId) throw new KuvertError(ErrCode.UsernameTaken, `${label}: no free username could be derived from the name; give one (username).`);
       }
-      if (chosen.has(matrixId)) throw new KuvertError(ErrCode.InvalidInput, 400, `${label}: ${matrixId} is listed twice.`);
+      if (chosen.has(matrixId)) throw new KuvertError(ErrCode.InvalidInput, `${label}: ${matrixId} is listed twice.`);
       chosen.add(matrixId);
       out.push({ matrixId, email, name: c.name!, createAccount: true });
     }
@@ -271,11 +271,11 @@ export class Accounts {
    * already issued, or an account not (yet) on the homeserver, refuses the whole request.
    */
   async issueLetters(matrixIds: string[], actor: string, language: Language = letterLanguage(this.#config)): Promise<{ pdf: Buffer; count: number }> {
-    if (matrixIds.length === 0) throw new KuvertError(ErrCode.AccountNotReady, 409, "There is no account whose letter is due.");
+    if (matrixIds.length === 0) throw new KuvertError(ErrCode.AccountNotReady, "There is no account whose letter is due.");
     return this.#db.transaction(async (tx) => {
       const { rows } = await tx.query<store.AccountRow>("SELECT * FROM clerk_accounts WHERE matrix_id = ANY ($1) ORDER BY display_name, id FOR UPDATE", [matrixIds]);
       for (const id of matrixIds) {
-        if (!rows.some((r) => r.matrix_id === id)) throw new KuvertError(ErrCode.NotFound, 404, `Kuvert made no account ${id}.`);
+        if (!rows.some((r) => r.matrix_id === id)) throw new KuvertError(ErrCode.NotFound, `Kuvert made no account ${id}.`);
       }
       for (const r of rows) this.#requireLetterReady(r);
       this.admin.requireToken();
@@ -314,15 +314,14 @@ export class Accounts {
       case "letter_issued":
         throw new KuvertError(
           ErrCode.LetterAlreadyIssued,
-          409,
           `The letter for ${r.matrix_id} was already produced (${r.letter_issued_at?.toISOString() ?? "earlier"}); a password is shown only once. Reset the password (POST …/password-reset) for a new letter.`,
         );
       case "requested":
-        throw new KuvertError(ErrCode.AccountNotReady, 409, `The account ${r.matrix_id} is still being created on the homeserver; try again shortly.`);
+        throw new KuvertError(ErrCode.AccountNotReady, `The account ${r.matrix_id} is still being created on the homeserver; try again shortly.`);
       case "failed":
-        throw new KuvertError(ErrCode.AccountNotReady, 409, `The account ${r.matrix_id} could not be created: ${r.failure ?? "unknown reason"}.`);
+        throw new KuvertError(ErrCode.AccountNotReady, `The account ${r.matrix_id} could not be created: ${r.failure ?? "unknown reason"}.`);
       case "deactivated":
-        throw new KuvertError(ErrCode.AccountNotReady, 409, `The account ${r.matrix_id} is deactivated.`);
+        throw new KuvertError(ErrCode.AccountNotReady, `The account ${r.matrix_id} is deactivated.`);
     }
   }
 
@@ -343,9 +342,9 @@ export class Accounts {
   async resetPassword(matrixId: string, actor: string): Promise<store.Account> {
     const row = await this.#db.transaction(async (tx) => {
       const r = await store.byMatrixId(tx, matrixId, true);
-      if (!r) throw new KuvertError(ErrCode.NotFound, 404, `Kuvert made no account ${matrixId}.`);
+      if (!r) throw new KuvertError(ErrCode.NotFound, `Kuvert made no account ${matrixId}.`);
       if (r.state === "letter_ready") {
-        throw new KuvertError(ErrCode.AccountNotReady, 409, `No letter was produced for ${matrixId} since the account was made or last reset: produce the letter instead.`);
+        throw new KuvertError(ErrCode.AccountNotReady, `No letter was produced for ${matrixId} since the account was made or last reset: produce the letter instead.`);
       }
       if (r.state !== "letter_issued") this.#requireLetterReady(r);
       this.admin.requireToken();
@@ -367,7 +366,7 @@ export class Accounts {
 
   async get(matrixId: string): Promise<store.Account> {
     const r = await store.byMatrixId(this.#db, matrixId);
-    if (!r) throw new KuvertError(ErrCode.NotFound, 404, `Kuvert made no account ${matrixId}.`);
+    if (!r) throw new KuvertError(ErrCode.NotFound, `Kuvert made no account ${matrixId}.`);
     const orgs = (await store.organisationsOf(this.#db, [matrixId])).get(matrixId) ?? [];
     return store.present(r, orgs.map((o) => o.id));
   }

@@ -46,12 +46,12 @@ export function preferredLocalpart(preferred: string, domain: string, reservedPr
   if (localpart.startsWith("@")) {
     const colon = localpart.indexOf(":");
     if (colon < 0 || localpart.slice(colon + 1) !== domain) {
-      throw new KuvertError(ErrCode.UsernameInvalid, 400, `The username ${preferred} is not on this homeserver (${domain}); give a name like anna.beispiel.`);
+      throw new KuvertError(ErrCode.UsernameInvalid, `The username ${preferred} is not on this homeserver (${domain}); give a name like anna.beispiel.`);
     }
     localpart = localpart.slice(1, colon);
   }
   const problem = localpartProblem(localpart, reservedPrefix);
-  if (problem) throw new KuvertError(ErrCode.UsernameInvalid, 400, `The username ${preferred} cannot be used: ${problem}.`);
+  if (problem) throw new KuvertError(ErrCode.UsernameInvalid, `The username ${preferred} cannot be used: ${problem}.`);
   return localpart;
 }
 

@@ -58,7 +58,7 @@ export function parseSubject(raw: string): { subject: string; kind: SubjectKind 
   const value = raw.trim();
   if (matrixIdPattern.test(value)) return { subject: value, kind: "matrix-id" };
   if (emailPattern.test(value)) return { subject: value.toLowerCase(), kind: "email" };
-  throw new KuvertError(ErrCode.InvalidInput, 400, `"${raw}" is neither a Matrix ID like @anna:example.org nor an e-mail address like anna@example.org.`, [
+  throw new KuvertError(ErrCode.InvalidInput, `"${raw}" is neither a Matrix ID like @anna:example.org nor an e-mail address like anna@example.org.`, [
     { path: "subject", message: "expected a Matrix ID or an e-mail address" },
   ]);
 }
@@ -265,8 +265,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     if (active.length > 0) {
       const archived = orgs.filter((o) => o.state === "archived" && active.includes(o.id)).map((o) => o.id);
       throw new KuvertError(
-        ErrCode.InvalidInput,
-        409,
+        ErrCode.SubjectStillActive,
         `${subject} is still an active clerk of ${list(active)}: remove the clerk from ${active.length > 1 ? "these organisations" : "that organisation"} first, ` +
           `so that Kuvert takes them out of the room, then erase.` +
           (archived.length ? ` ${list(archived)} ${archived.length > 1 ? "are" : "is"} archived, and an archived organisation's clerks cannot be removed.` : ""),
@@ -275,8 +274,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     const stillInRoom = clerkRows.filter((c) => c.sync_pending || c.membership === "join" || c.membership === "invite" || c.membership === "knock").map((c) => c.organisation_id);
     if (stillInRoom.length > 0) {
       throw new KuvertError(
-        ErrCode.InvalidInput,
-        409,
+        ErrCode.SubjectStillActive,
         `${subject} was removed, but Kuvert has not yet taken them out of the room of ${list([...new Set(stillInRoom)])}: try again once the room is in line (see \`kuvert org show\`).`,
       );
     }
@@ -285,10 +283,10 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     if (isMatrix) {
       const staff = (await tx.query<{ status: string }>("SELECT status FROM staff_members WHERE matrix_id = $1 FOR UPDATE", [subject])).rows[0];
       if (staff?.status === "active") {
-        throw new KuvertError(ErrCode.InvalidInput, 409, `${subject} is configured as staff: take them out of the staff configuration first, then erase.`);
+        throw new KuvertError(ErrCode.SubjectStillActive, `${subject} is configured as staff: take them out of the staff configuration first, then erase.`);
       }
       if (staff && (await count("SELECT count(*) AS n FROM room_sync WHERE state = 'pending'", [])) > 0) {
-        throw new KuvertError(ErrCode.InvalidInput, 409, `${subject} was taken out of the staff, but Kuvert is still taking them out of the rooms: try again once the rooms are in line.`);
+        throw new KuvertError(ErrCode.SubjectStillActive, `${subject} was taken out of the staff, but Kuvert is still taking them out of the rooms: try again once the rooms are in line.`);
       }
       staffDeleted = await changed("DELETE FROM staff_members WHERE matrix_id = $1", [subject]);
       sessionsDeleted = await changed("DELETE FROM console_sessions WHERE user_id = $1", [subject]);
@@ -299,8 +297,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     const liveAccounts = (await tx.query<{ matrix_id: string }>(`SELECT matrix_id FROM clerk_accounts WHERE ${accountMatch} AND state <> 'deactivated' AND state <> 'failed' FOR UPDATE`, [subject])).rows;
     if (liveAccounts.length > 0) {
       throw new KuvertError(
-        ErrCode.InvalidInput,
-        409,
+        ErrCode.SubjectStillActive,
         `Kuvert created the account ${liveAccounts.map((a) => a.matrix_id).join(", ")} on the homeserver for ${subject} and it is still active: deactivate it first (DELETE …/clerks/{clerk}?confirm=true or \`kuvert account deactivate\`), then erase.`,
       );
     }

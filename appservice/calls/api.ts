@@ -5,7 +5,7 @@ import express, { type Request, type RequestHandler } from "express";
 import helmet from "helmet";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { readJson } from "../http/input.ts";
-import { actorOf } from "../http/server.ts";
+import { actorOf } from "../http/auth.ts";
 import { jsonBody, organisationId } from "../organisations/api.ts";
 import type { Calls } from "./service.ts";
 
@@ -16,7 +16,7 @@ export function callRoutes(calls: Calls | null, auth: RequestHandler): express.R
   const r = express.Router();
   const paths = ["/organisations/:id/call", "/calls", "/calls/:callId/guest-links", "/guest-links/:linkId"];
   r.use(paths, auth, ...readJson("64kb"), (_req, _res, next) => {
-    next(calls ? undefined : new KuvertError(ErrCode.ModuleDisabled, 404, "Video consultations are switched off (modules.calls)."));
+    next(calls ? undefined : new KuvertError(ErrCode.ModuleNotLoaded, "Video consultations are switched off (modules.calls)."));
   });
   if (!calls) return r;
 
@@ -26,7 +26,7 @@ export function callRoutes(calls: Calls | null, auth: RequestHandler): express.R
   });
   r.get("/organisations/:id/call", async (req, res) => {
     const call = await calls.current(organisationId(req));
-    if (!call) throw new KuvertError(ErrCode.NoCall, 404, `No call is running in the room of ${String(req.params.id)}.`);
+    if (!call) throw new KuvertError(ErrCode.NoCall, `No call is running in the room of ${String(req.params.id)}.`);
     res.json(call);
   });
   r.delete("/organisations/:id/call", async (req, res) => {
@@ -35,10 +35,10 @@ export function callRoutes(calls: Calls | null, auth: RequestHandler): express.R
   r.get("/calls", async (req, res) => {
     const state = typeof req.query.state === "string" ? req.query.state : undefined;
     if (state !== undefined && state !== "running" && state !== "ended") {
-      throw new KuvertError(ErrCode.InvalidInput, 400, "state: expected running or ended", [{ path: "state", message: "expected running or ended" }]);
+      throw new KuvertError(ErrCode.InvalidInput, "state: expected running or ended", [{ path: "state", message: "expected running or ended" }]);
     }
     const limit = Number(typeof req.query.limit === "string" ? req.query.limit : 100);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KuvertError(ErrCode.InvalidInput, 400, "limit: expected a whole number from 1 to 1000");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KuvertError(ErrCode.InvalidInput, "limit: expected a whole number from 1 to 1000");
     const organisation = typeof req.query.organisation === "string" && req.query.organisation !== "" ? req.query.organisation : undefined;
     res.json({ calls: await calls.list({ running: state === undefined ? undefined : state === "running", organisationId: organisation, limit }) });
   });
@@ -62,7 +62,7 @@ export function callRoutes(calls: Calls | null, auth: RequestHandler): express.R
 export function guestRoutes(calls: Calls | null): express.Router {
   const r = express.Router();
   r.post("/api/v1/guest/session", ...readJson("16kb"), async (req, res) => {
-    if (!calls) throw new KuvertError(ErrCode.ModuleDisabled, 404, "Video consultations are switched off (modules.calls).");
+    if (!calls) throw new KuvertError(ErrCode.ModuleNotLoaded, "Video consultations are switched off (modules.calls).");
     const body = jsonBody(req) as { token?: unknown } | null;
     res.set("Cache-Control", "no-store").json(await calls.guestSession(body?.token));
   });

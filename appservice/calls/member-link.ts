@@ -54,12 +54,12 @@ export class MemberLinks {
   /** The account an OpenID token made for this page belongs to; refuses other servers, unknown, used and re-purposed tokens. */
   async #member(accessToken: string, serverName: string): Promise<string> {
     const domain = this.#config.homeserver.domain;
-    if (serverName !== domain) throw new KuvertError(ErrCode.SignInFailed, 401, `The token was issued by ${serverName}; only accounts of ${domain} can join here.`);
+    if (serverName !== domain) throw new KuvertError(ErrCode.SignInFailed, `The token was issued by ${serverName}; only accounts of ${domain} can join here.`);
     const userId = await this.#verification.userOf(accessToken);
-    if (!userId) throw new KuvertError(ErrCode.SignInFailed, 401, "The homeserver does not know this OpenID token (it is wrong or has expired); sign in again.");
+    if (!userId) throw new KuvertError(ErrCode.SignInFailed, "The homeserver does not know this OpenID token (it is wrong or has expired); sign in again.");
     const claim = await this.#purposes.claim(accessToken, "member-link");
-    if (!claim.ok && claim.reason === "used") throw new KuvertError(ErrCode.OpenIdTokenUsed, 401, "This OpenID token has already been used; sign in again.");
-    if (!claim.ok) throw new KuvertError(ErrCode.OpenIdTokenPurpose, 401, "This OpenID token was made for something else; sign in on this page.");
+    if (!claim.ok && claim.reason === "used") throw new KuvertError(ErrCode.OpenIdTokenUsed, "This OpenID token has already been used; sign in again.");
+    if (!claim.ok) throw new KuvertError(ErrCode.OpenIdTokenPurpose, "This OpenID token was made for something else; sign in on this page.");
     return userId;
   }
 
@@ -86,11 +86,11 @@ export class MemberLinks {
       const org = membership.organisation;
       if (membership.errcode === ErrCode.NotRoomMember) {
         return refuse(
-          new KuvertError(ErrCode.NotRoomMember, 403, `${userId} is not a member of the room of ${org?.name ?? "this organisation"}; only its members join this video consultation. Ask staff for a guest link if you should take part.`),
+          new KuvertError(ErrCode.NotRoomMember, `${userId} is not a member of the room of ${org?.name ?? "this organisation"}; only its members join this video consultation. Ask staff for a guest link if you should take part.`),
           org?.id ?? call.organisation_id,
         );
       }
-      return refuse(new KuvertError(ErrCode.RoomNotManaged, 403, `The video consultation's room is no longer an active organisation's room (${membership.error})`), org?.id ?? call.organisation_id);
+      return refuse(new KuvertError(ErrCode.RoomNotManaged, `The video consultation's room is no longer an active organisation's room (${membership.error})`), org?.id ?? call.organisation_id);
     }
     const moderator = membership.level >= MODERATOR_LEVEL;
     const session = await this.#calls.memberSession(call, { userId, displayName: membership.displayName ?? userId, moderator, organisationName: membership.organisation.name });
@@ -112,11 +112,11 @@ export function memberLinkRoutes(links: MemberLinks | null, config: KuvertConfig
     legacyHeaders: false,
     skipSuccessfulRequests: true,
     requestWasSuccessful: (_req, res) => res.statusCode < 400,
-    handler: (_req, _res, next) => next(new KuvertError(ErrCode.RateLimited, 429, "Too many failed attempts from this address; try again in a minute.")),
+    handler: (_req, _res, next) => next(new KuvertError(ErrCode.RateLimited, "Too many failed attempts from this address; try again in a minute.")),
   });
   r.post("/api/v1/member-link/session", limit, ...readJson("16kb"), async (req, res) => {
-    if (!links) throw new KuvertError(ErrCode.ModuleDisabled, 404, "The call link for members is not offered here (it needs modules.calls, modules.console and calls.appSecret).");
-    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the OpenID token as application/json.");
+    if (!links) throw new KuvertError(ErrCode.ModuleNotLoaded, "The call link for members is not offered here (it needs modules.calls, modules.console and calls.appSecret).");
+    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the OpenID token as application/json.");
     res.set("Cache-Control", "no-store").json(await links.join(req.body));
   });
   return r;

@@ -135,7 +135,7 @@ function presentLink(r: GuestLinkRow, now = new Date()): GuestLink {
 }
 
 function notConfigured(): KuvertError {
-  return new KuvertError(ErrCode.NotConfigured, 503, "Video consultations need calls.jitsiDomain, the Jitsi server that Element and the guest page use.");
+  return new KuvertError(ErrCode.NotConfigured, "Video consultations need calls.jitsiDomain, the Jitsi server that Element and the guest page use.");
 }
 
 /** Refused because someone lacks a power level; `problems` say who and what. */
@@ -144,7 +144,6 @@ export class PowerLevelRefusal extends KuvertError {
   constructor(problems: PermissionProblem[]) {
     super(
       ErrCode.PowerLevelMissing,
-      403,
       problems.map((p) => `${p.who === "bot" ? "Kuvert's bot" : "the sender"} needs power level ${p.required} for ${p.type} but has ${p.has}`).join("; "),
       problems.map((p) => ({ path: p.who, message: `needs power level ${p.required} for ${p.type}, has ${p.has}` })),
     );
@@ -248,9 +247,9 @@ export class Calls {
 
   async #organisation(q: Queryable, id: string, forUpdate = false): Promise<StoredOrganisation> {
     const org = await findOrganisation(q, id, forUpdate);
-    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id}.`);
-    if (org.state === "archived") throw new KuvertError(ErrCode.Archived, 409, `The organisation ${id} is archived; calls are no longer possible in its room.`);
-    if (!org.roomId || org.roomState !== "ready") throw new KuvertError(ErrCode.RoomNotReady, 409, `The room of ${id} is not ready (${org.roomState}${org.roomProblem ? `: ${org.roomProblem}` : ""}).`);
+    if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${id}.`);
+    if (org.state === "archived") throw new KuvertError(ErrCode.Archived, `The organisation ${id} is archived; calls are no longer possible in its room.`);
+    if (!org.roomId || org.roomState !== "ready") throw new KuvertError(ErrCode.RoomNotReady, `The room of ${id} is not ready (${org.roomState}${org.roomProblem ? `: ${org.roomProblem}` : ""}).`);
     return org;
   }
 
@@ -318,14 +317,14 @@ export class Calls {
   /** Ends the running call of the organisation; its widget is removed. */
   async end(organisationId: string, actor: string, opts: { announce: boolean }): Promise<Call> {
     const org = await findOrganisation(this.#db, organisationId);
-    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${organisationId}.`);
+    if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${organisationId}.`);
     const row = await this.#db.transaction(async (tx) => {
       const open = (await tx.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL FOR UPDATE", [organisationId])).rows[0];
-      if (!open) throw new KuvertError(ErrCode.NoCall, 404, `No call is running in the room of ${organisationId}.`);
+      if (!open) throw new KuvertError(ErrCode.NoCall, `No call is running in the room of ${organisationId}.`);
       if (open.expires_at <= new Date()) {
         // Its time is up: the worker removes it (and records the expiry) at once.
         this.#wake();
-        throw new KuvertError(ErrCode.NoCall, 404, `No call is running in the room of ${organisationId}: it expired at ${open.expires_at.toISOString()}.`);
+        throw new KuvertError(ErrCode.NoCall, `No call is running in the room of ${organisationId}: it expired at ${open.expires_at.toISOString()}.`);
       }
       const updated = await tx.query<CallRow>(
         `UPDATE calls SET ended_at = now(), ended_by = $2, end_reason = 'ended', phase = 'remove', state = 'pending', run_after = now(), attempts = 0
@@ -417,19 +416,19 @@ export class Calls {
 
   async #get(id: string): Promise<CallRow> {
     const row = (await this.#db.query<CallRow>("SELECT * FROM calls WHERE id = $1", [id])).rows[0];
-    if (!row) throw new KuvertError(ErrCode.NotFound, 404, `There is no call with the id ${id}.`);
+    if (!row) throw new KuvertError(ErrCode.NotFound, `There is no call with the id ${id}.`);
     return row;
   }
 
   async get(id: string): Promise<Call> {
-    if (!/^[0-9a-f-]{36}$/.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no call with the id ${id}.`);
+    if (!/^[0-9a-f-]{36}$/.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no call with the id ${id}.`);
     return presentCall(await this.#get(id));
   }
 
   /** The running call of an organisation, or null. */
   async current(organisationId: string): Promise<Call | null> {
     const org = await findOrganisation(this.#db, organisationId);
-    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${organisationId}.`);
+    if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${organisationId}.`);
     const row = (await this.#db.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL AND expires_at > now()", [organisationId])).rows[0];
     return row ? presentCall(row) : null;
   }
@@ -450,7 +449,7 @@ export class Calls {
 
   #secret(): string {
     const secret = this.#config.calls.appSecret;
-    if (!secret) throw new KuvertError(ErrCode.NotConfigured, 503, "Guest links need calls.appSecret (KUVERT_JITSI_APP_SECRET), the secret shared with Jitsi's token authentication.");
+    if (!secret) throw new KuvertError(ErrCode.NotConfigured, "Guest links need calls.appSecret (KUVERT_JITSI_APP_SECRET), the secret shared with Jitsi's token authentication.");
     return secret;
   }
 
@@ -460,14 +459,14 @@ export class Calls {
     const input = parseInput(guestLinkInput, body);
     const calls = this.#config.calls;
     if (input.validMinutes !== undefined && input.validMinutes > calls.maxGuestLinkMinutes) {
-      throw new KuvertError(ErrCode.InvalidInput, 400, `validMinutes: expected at most ${calls.maxGuestLinkMinutes}`, [{ path: "validMinutes", message: `expected at most ${calls.maxGuestLinkMinutes}` }]);
+      throw new KuvertError(ErrCode.InvalidInput, `validMinutes: expected at most ${calls.maxGuestLinkMinutes}`, [{ path: "validMinutes", message: `expected at most ${calls.maxGuestLinkMinutes}` }]);
     }
     await this.get(callId);
     return this.#db.transaction(async (tx) => {
       const call = (await tx.query<CallRow>("SELECT * FROM calls WHERE id = $1 FOR UPDATE", [callId])).rows[0]!;
       const now = new Date();
       if (call.ended_at !== null || call.expires_at <= now) {
-        throw new KuvertError(ErrCode.CallEnded, 409, `The call ${callId} has ended (${call.end_reason ?? "expired"}); guest links are only for running calls.`);
+        throw new KuvertError(ErrCode.CallNotRunning, `The call ${callId} has ended (${call.end_reason ?? "expired"}); guest links are only for running calls.`);
       }
       const org = (await findOrganisation(tx, call.organisation_id))!;
       const wanted = new Date(now.getTime() + (input.validMinutes ?? calls.guestLinkMinutes) * 60_000);
@@ -512,10 +511,10 @@ export class Calls {
   }
 
   async revokeGuestLink(id: string, actor: string): Promise<{ outcome: "revoked" | "unchanged"; link: GuestLink }> {
-    if (!/^[0-9a-f-]{36}$/.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no guest link with the id ${id}.`);
+    if (!/^[0-9a-f-]{36}$/.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no guest link with the id ${id}.`);
     return this.#db.transaction(async (tx) => {
       const link = (await tx.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1 FOR UPDATE", [id])).rows[0];
-      if (!link) throw new KuvertError(ErrCode.NotFound, 404, `There is no guest link with the id ${id}.`);
+      if (!link) throw new KuvertError(ErrCode.NotFound, `There is no guest link with the id ${id}.`);
       if (link.revoked_at) return { outcome: "unchanged" as const, link: presentLink(link) };
       const updated = (await tx.query<GuestLinkRow>("UPDATE guest_links SET revoked_at = now(), revoked_by = $2 WHERE id = $1 RETURNING *", [id, actor])).rows[0]!;
       const call = (await tx.query<{ organisation_id: string }>("SELECT organisation_id FROM calls WHERE id = $1", [link.call_id])).rows[0];
@@ -527,8 +526,8 @@ export class Calls {
   /** The running call with this id, for someone about to join it; a clear refusal otherwise. */
   async runningCall(callId: string): Promise<CallRow> {
     const row = /^[0-9a-f-]{36}$/.test(callId) ? (await this.#db.query<CallRow>("SELECT * FROM calls WHERE id = $1", [callId])).rows[0] : undefined;
-    if (!row) throw new KuvertError(ErrCode.NoCall, 404, "There is no such video consultation; open the link from the room again.");
-    if (row.ended_at !== null || row.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, 410, "The video consultation has ended.");
+    if (!row) throw new KuvertError(ErrCode.NoCall, "There is no such video consultation; open the link from the room again.");
+    if (row.ended_at !== null || row.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, "The video consultation has ended.");
     return row;
   }
 
@@ -563,18 +562,18 @@ export class Calls {
   async guestSession(token: unknown): Promise<GuestSession> {
     const secret = this.#secret();
     if (typeof token !== "string" || token.length === 0 || token.length > 8192) {
-      throw new KuvertError(ErrCode.InvalidInput, 400, "token: missing, expected the guest link's token", [{ path: "token", message: "missing, expected a string" }]);
+      throw new KuvertError(ErrCode.InvalidInput, "token: missing, expected the guest link's token", [{ path: "token", message: "missing, expected a string" }]);
     }
     const calls = this.#config.calls;
     const check = await verifyGuestLinkToken(secret, calls.appId, this.#domain, token);
-    if (!check.ok && check.reason === "expired") throw new KuvertError(ErrCode.GuestLinkExpired, 410, "This guest link has expired.");
-    if (!check.ok) throw new KuvertError(ErrCode.GuestLinkInvalid, 401, "This guest link is not valid (it was changed or is not from Kuvert).");
+    if (!check.ok && check.reason === "expired") throw new KuvertError(ErrCode.GuestLinkExpired, "This guest link has expired.");
+    if (!check.ok) throw new KuvertError(ErrCode.GuestLinkInvalid, "This guest link is not valid (it was changed or is not from Kuvert).");
     const link = (await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1", [check.payload.jti])).rows[0];
-    if (!link) throw new KuvertError(ErrCode.GuestLinkInvalid, 401, "This guest link is not valid (unknown link).");
-    if (link.revoked_at) throw new KuvertError(ErrCode.GuestLinkRevoked, 410, "This guest link was withdrawn.");
-    if (link.expires_at <= new Date()) throw new KuvertError(ErrCode.GuestLinkExpired, 410, "This guest link has expired.");
+    if (!link) throw new KuvertError(ErrCode.GuestLinkInvalid, "This guest link is not valid (unknown link).");
+    if (link.revoked_at) throw new KuvertError(ErrCode.GuestLinkRevoked, "This guest link was withdrawn.");
+    if (link.expires_at <= new Date()) throw new KuvertError(ErrCode.GuestLinkExpired, "This guest link has expired.");
     const call = await this.#get(link.call_id);
-    if (call.ended_at !== null || call.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, 410, "The video consultation has ended.");
+    if (call.ended_at !== null || call.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, "The video consultation has ended.");
     const org = await findOrganisation(this.#db, call.organisation_id);
     // A fresh join token for Prosody, valid a few minutes and never beyond the link: a revoked
     // link gets none, and the one handed out here is kept nowhere.

@@ -51,10 +51,10 @@ function sameSecret(given: string, expected: string): boolean {
 function field(body: Record<string, unknown>, name: string, required: boolean): string | undefined {
   const value = body[name];
   if (value === undefined || value === null || value === "") {
-    if (required) throw new KuvertError(ErrCode.InvalidInput, 400, `Invalid request: ${name} not found or with empty value in the JSON payload.`, [{ path: name, message: "missing, expected a string" }]);
+    if (required) throw new KuvertError(ErrCode.InvalidInput, `Invalid request: ${name} not found or with empty value in the JSON payload.`, [{ path: name, message: "missing, expected a string" }]);
     return undefined;
   }
-  if (typeof value !== "string") throw new KuvertError(ErrCode.InvalidInput, 400, `${name}: expected a string`, [{ path: name, message: "expected a string" }]);
+  if (typeof value !== "string") throw new KuvertError(ErrCode.InvalidInput, `${name}: expected a string`, [{ path: name, message: "expected a string" }]);
   return value;
 }
 
@@ -102,7 +102,7 @@ export class UserVerification {
       pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
     } catch (err) {
       if (err instanceof HomeserverError && !err.transient) return { member: false, errcode: ErrCode.RoomNotManaged, error: `Kuvert cannot read the room's state (${err.errcode}).`, organisation: org };
-      throw new KuvertError(ErrCode.Unavailable, 503, "The homeserver could not be asked about the room.");
+      throw new KuvertError(ErrCode.Unavailable, "The homeserver could not be asked about the room.");
     }
     if (member?.membership !== "join") return { member: false, errcode: ErrCode.NotRoomMember, error: "The user is not a joined member of the room.", organisation: org };
     const { users: _users, ...room } = (pl ?? {}) as Record<string, unknown>;
@@ -117,10 +117,10 @@ export class UserVerification {
     try {
       res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
     } catch (err) {
-      throw new KuvertError(ErrCode.Unavailable, 503, `The homeserver could not be asked about the token: ${(err as Error).message}`);
+      throw new KuvertError(ErrCode.Unavailable, `The homeserver could not be asked about the token: ${(err as Error).message}`);
     }
     if (res.status === 401 || res.status === 403 || res.status === 404) return null;
-    if (!res.ok) throw new KuvertError(ErrCode.Unavailable, 503, `The homeserver answered ${res.status} when asked about the token.`);
+    if (!res.ok) throw new KuvertError(ErrCode.Unavailable, `The homeserver answered ${res.status} when asked about the token.`);
     const body = (await res.json().catch(() => ({}))) as { sub?: unknown };
     return typeof body.sub === "string" && body.sub.startsWith("@") ? body.sub : null;
   }
@@ -173,13 +173,13 @@ export function verifyRoutes(verification: UserVerification, config: KuvertConfi
     if (!header.startsWith("Bearer ") || !sameSecret(header.slice(7).trim(), expected)) {
       log.warn({ path: req.path, ip: req.ip }, "verification request without the right bearer token");
       verifications.inc({ endpoint: req.path.endsWith("user_in_room") ? "user_in_room" : "user", outcome: "bearer" });
-      return next(new KuvertError(ErrCode.Forbidden, 403, "A valid bearer token is required (calls.verifyToken)."));
+      return next(new KuvertError(ErrCode.Forbidden, "A valid bearer token is required (calls.verifyToken)."));
     }
     next();
   };
   const body = (req: Request): Record<string, unknown> => {
-    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the body as application/json.");
-    if (typeof req.body !== "object" || req.body === null || Array.isArray(req.body)) throw new KuvertError(ErrCode.InvalidInput, 400, "Invalid request: no JSON content found in body.");
+    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the body as application/json.");
+    if (typeof req.body !== "object" || req.body === null || Array.isArray(req.body)) throw new KuvertError(ErrCode.InvalidInput, "Invalid request: no JSON content found in body.");
     return req.body as Record<string, unknown>;
   };
   // Counts the refusals of one address (a wrong bearer token, an unknown token, no membership):
@@ -193,7 +193,7 @@ export function verifyRoutes(verification: UserVerification, config: KuvertConfi
     skipSuccessfulRequests: true,
     handler: (req, _res, next) => {
       verifications.inc({ endpoint: req.path.endsWith("user_in_room") ? "user_in_room" : "user", outcome: "rate_limited" });
-      next(new KuvertError(ErrCode.RateLimited, 429, "Too many refused verification requests from this address; try again in a minute."));
+      next(new KuvertError(ErrCode.RateLimited, "Too many refused verification requests from this address; try again in a minute."));
     },
   });
   const answer = (res: Response, result: Record<string, unknown>) => {

@@ -7,7 +7,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { ErrCode, KuvertError } from "../errors.ts";
 import { refuseNul } from "../http/input.ts";
 import { feedBusboy } from "../http/multipart.ts";
-import { actorOf } from "../http/server.ts";
+import { actorOf } from "../http/auth.ts";
 import type { StagedFile } from "../documents/staging.ts";
 import { attachmentStagingId, type AttachmentInput, type Circulars } from "./service.ts";
 import { newCircularId } from "./model.ts";
@@ -16,7 +16,7 @@ const idPattern = /^circ_[A-Za-z0-9_-]{1,40}$/;
 
 function circularId(req: Request): string {
   const id = String(req.params.id);
-  if (!idPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no circular ${id}.`);
+  if (!idPattern.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no circular ${id}.`);
   return id;
 }
 
@@ -33,7 +33,7 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
       // preservePath: attachment names are checked as sent, never cut to their last part; UTF-8 as browsers send them.
       bb = busboy({ headers: req.headers, preservePath: true, defParamCharset: "utf8", limits: { files: maxFiles + 1, fields: 10, fieldSize: 256 * 1024, fileSize: circulars.limitBytes + 1 } });
     } catch (err) {
-      return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
+      return reject(new KuvertError(ErrCode.InvalidInput, `The multipart body cannot be read: ${(err as Error).message}`));
     }
     const feed = feedBusboy(req, bb);
     const fields: Record<string, string> = {};
@@ -47,7 +47,7 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
     bb.on("file", (name, stream, info) => {
       if (name !== "attachment") {
         stream.resume();
-        files.push({ filename: info.filename, staged: null, error: new KuvertError(ErrCode.InvalidInput, 400, `Unexpected file field ${name}; send files as "attachment".`) });
+        files.push({ filename: info.filename, staged: null, error: new KuvertError(ErrCode.InvalidInput, `Unexpected file field ${name}; send files as "attachment".`) });
         return;
       }
       const entry: MultipartCircular["files"][number] = { filename: info.filename, staged: null, error: null };
@@ -65,7 +65,7 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
     bb.on("close", () => {
       void Promise.all(writes).then(() => {
         if (feed.failure) reject(feed.failure);
-        else if (truncatedField) reject(new KuvertError(ErrCode.TooLarge, 413, "A field of the multipart body is too large."));
+        else if (truncatedField) reject(new KuvertError(ErrCode.TooLarge, "A field of the multipart body is too large."));
         else resolve({ fields, files });
       });
     });
@@ -75,7 +75,7 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
 export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabled: boolean, maxAttachments: number): express.Router {
   const r = express.Router();
   const on = (_req: Request, _res: Response, next: NextFunction) =>
-    next(enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, 403, "Circulars are switched off in this Kuvert (modules.circulars)."));
+    next(enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "Circulars are switched off in this Kuvert (modules.circulars)."));
   const json = express.json({ limit: "1mb" });
 
   r.post("/circulars", auth, on, async (req: Request, res: Response, next: NextFunction) => {
@@ -89,10 +89,10 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
         try {
           targets = body.fields.targets === undefined ? undefined : JSON.parse(body.fields.targets);
         } catch {
-          throw new KuvertError(ErrCode.BadJson, 400, "The field targets is not valid JSON (e.g. {\"tag\":\"schools\"}).", [{ path: "targets", message: "not JSON" }]);
+          throw new KuvertError(ErrCode.BadJson, "The field targets is not valid JSON (e.g. {\"tag\":\"schools\"}).", [{ path: "targets", message: "not JSON" }]);
         }
         const unknownField = Object.keys(body.fields).find((k) => !["text", "targets", "scheduledAt"].includes(k));
-        if (unknownField) throw new KuvertError(ErrCode.UnknownField, 400, `Unknown field ${unknownField}.`, [{ path: unknownField, message: "unknown field" }]);
+        if (unknownField) throw new KuvertError(ErrCode.UnknownField, `Unknown field ${unknownField}.`, [{ path: unknownField, message: "unknown field" }]);
         const attachments: AttachmentInput[] = body.files.map((f) => ({ filename: f.filename ?? "", mimetype: f.staged!.mimetype, size: f.staged!.size, sha256: f.staged!.sha256, staged: true }));
         const input = { text: body.fields.text ?? "", targets, ...(body.fields.scheduledAt ? { scheduledAt: body.fields.scheduledAt } : {}) };
         const { circular } = await circulars.create(input, { author: actorOf(req), source: "api" }, attachments, id);
@@ -108,7 +108,7 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
       try {
         if (err) throw err;
         refuseNul(req.body);
-        if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the circular as application/json, or as multipart/form-data with attachments.");
+        if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the circular as application/json, or as multipart/form-data with attachments.");
         const { circular } = await circulars.create(req.body, { author: actorOf(req), source: "api" });
         res.status(201).json(circular);
       } catch (e) {
@@ -119,14 +119,14 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
 
   r.get("/circulars", auth, on, async (req: Request, res: Response) => {
     const limit = Number(req.query.limit ?? 100);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KuvertError(ErrCode.InvalidInput, 400, "limit: expected a whole number from 1 to 1000");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KuvertError(ErrCode.InvalidInput, "limit: expected a whole number from 1 to 1000");
     const before = typeof req.query.before === "string" && idPattern.test(req.query.before) ? req.query.before : undefined;
     res.json({ circulars: await circulars.list(limit, before) });
   });
 
   r.get("/circulars/:id", auth, on, async (req: Request, res: Response) => {
     const c = await circulars.status(circularId(req));
-    if (!c) throw new KuvertError(ErrCode.NotFound, 404, `There is no circular ${String(req.params.id)}.`);
+    if (!c) throw new KuvertError(ErrCode.NotFound, `There is no circular ${String(req.params.id)}.`);
     res.json(c);
   });
 
@@ -135,7 +135,7 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
   });
 
   r.post("/circulars/:id/corrections", auth, on, json, async (req: Request, res: Response) => {
-    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the correction as application/json: {\"text\": \"…\"}.");
+    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the correction as application/json: {\"text\": \"…\"}.");
     const out = await circulars.correct(circularId(req), req.body, actorOf(req));
     res.status(201).json({ revision: out.revision, rooms: out.rooms, circular: out.circular });
   });

@@ -125,7 +125,7 @@ export function circularCommand(db: Database, config: KuvertConfig, circulars: C
           case "status": {
             if (parsed.id) {
               const c = await circulars.status(parsed.id);
-              if (!c) throw new KuvertError(ErrCode.NotFound, 404, `There is no circular ${parsed.id}.`);
+              if (!c) throw new KuvertError(ErrCode.NotFound, `There is no circular ${parsed.id}.`);
               return statusReply(c);
             }
             const latest = await circulars.list(5);

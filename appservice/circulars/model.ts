@@ -42,7 +42,7 @@ export function checkCircular(raw: unknown, now = new Date()): { text: string; t
     scheduledAt = new Date(input.scheduledAt);
     // A minute's grace for clocks and typing; earlier than that is a mistake, not "now".
     if (scheduledAt.getTime() < now.getTime() - 60_000) {
-      throw new KuvertError(ErrCode.ScheduleInPast, 400, `The time ${input.scheduledAt} is in the past; leave scheduledAt out to send now.`, [
+      throw new KuvertError(ErrCode.ScheduleInPast, `The time ${input.scheduledAt} is in the past; leave scheduledAt out to send now.`, [
         { path: "scheduledAt", message: "in the past" },
       ]);
     }
@@ -52,7 +52,7 @@ export function checkCircular(raw: unknown, now = new Date()): { text: string; t
 
 export function checkText(text: string): string {
   const trimmed = text.replace(/\r\n?/g, "\n").trim();
-  if (trimmed === "") throw new KuvertError(ErrCode.CircularEmpty, 400, "The circular has no text; write what it says.", [{ path: "text", message: "empty" }]);
+  if (trimmed === "") throw new KuvertError(ErrCode.CircularEmpty, "The circular has no text; write what it says.", [{ path: "text", message: "empty" }]);
   return trimmed;
 }
 

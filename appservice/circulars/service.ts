@@ -77,10 +77,10 @@ export class Circulars {
   checkAttachment(a: { filename: string | undefined; mimetype: string; size: number }, position: number): string {
     const filename = checkFilename(a.filename);
     if (position >= this.#config.circulars.maxAttachments) {
-      throw new KuvertError(ErrCode.InvalidInput, 400, `A circular takes at most ${this.#config.circulars.maxAttachments} attachments.`, [{ path: "attachment", message: "too many" }]);
+      throw new KuvertError(ErrCode.InvalidInput, `A circular takes at most ${this.#config.circulars.maxAttachments} attachments.`, [{ path: "attachment", message: "too many" }]);
     }
-    if (a.size === 0) throw new KuvertError(ErrCode.EmptyFile, 400, `The attachment ${filename} is empty.`);
-    if (a.size > this.limitBytes) throw new KuvertError(ErrCode.TooLarge, 413, `The attachment ${filename} is larger than the ${this.limitBytes} bytes Kuvert scans and accepts.`);
+    if (a.size === 0) throw new KuvertError(ErrCode.EmptyFile, `The attachment ${filename} is empty.`);
+    if (a.size > this.limitBytes) throw new KuvertError(ErrCode.TooLarge, `The attachment ${filename} is larger than the ${this.limitBytes} bytes Kuvert scans and accepts.`);
     // The same rules as documents: name and content agree, no active content unless configured.
     checkContent(filename, a.mimetype, this.#config.documents);
     return filename;
@@ -90,17 +90,17 @@ export class Circulars {
   async resolveTargets(q: Queryable, targets: Targets): Promise<string[]> {
     if ("all" in targets) {
       const { rows } = await q.query<{ id: string }>("SELECT id FROM organisations WHERE state = 'active' ORDER BY id");
-      if (rows.length === 0) throw new KuvertError(ErrCode.InvalidInput, 400, "There are no active organisations to send to.", [{ path: "targets", message: "no organisations" }]);
+      if (rows.length === 0) throw new KuvertError(ErrCode.InvalidInput, "There are no active organisations to send to.", [{ path: "targets", message: "no organisations" }]);
       return rows.map((r) => r.id);
     }
     if ("tag" in targets) {
       const { rows } = await q.query<{ id: string; state: string }>("SELECT id, state FROM organisations WHERE $1 = ANY (tags) ORDER BY id", [targets.tag]);
       if (rows.length === 0) {
-        throw new KuvertError(ErrCode.UnknownTag, 400, `No organisation has the tag ${targets.tag}.`, [{ path: "targets.tag", message: "no organisation has this tag" }]);
+        throw new KuvertError(ErrCode.UnknownTag, `No organisation has the tag ${targets.tag}.`, [{ path: "targets.tag", message: "no organisation has this tag" }]);
       }
       const active = rows.filter((r) => r.state === "active").map((r) => r.id);
       if (active.length === 0) {
-        throw new KuvertError(ErrCode.UnknownTag, 400, `Every organisation with the tag ${targets.tag} is archived.`, [{ path: "targets.tag", message: "only archived organisations" }]);
+        throw new KuvertError(ErrCode.UnknownTag, `Every organisation with the tag ${targets.tag} is archived.`, [{ path: "targets.tag", message: "only archived organisations" }]);
       }
       return active;
     }
@@ -111,13 +111,12 @@ export class Circulars {
     if (unknown.length > 0) {
       throw new KuvertError(
         ErrCode.UnknownOrganisations,
-        400,
         `Unknown organisation${unknown.length === 1 ? "" : "s"}: ${unknown.slice(0, 20).join(", ")}${unknown.length > 20 ? ` and ${unknown.length - 20} more` : ""}.`,
         unknown.map((id) => ({ path: `targets.organisations.${targets.organisations.indexOf(id)}`, message: `unknown organisation ${id}` })),
       );
     }
     const archived = wanted.filter((id) => known.get(id) === "archived");
-    if (archived.length > 0) throw new KuvertError(ErrCode.Archived, 409, `Archived organisations receive no circulars: ${archived.join(", ")}.`);
+    if (archived.length > 0) throw new KuvertError(ErrCode.Archived, `Archived organisations receive no circulars: ${archived.join(", ")}.`);
     return wanted.sort();
   }
 
@@ -176,10 +175,10 @@ export class Circulars {
   async cancel(id: string, actor: string): Promise<CircularStatus> {
     await this.#db.transaction(async (tx) => {
       const c = await store.findCircular(tx, id, true);
-      if (!c) throw new KuvertError(ErrCode.NotFound, 404, `There is no circular ${id}.`);
+      if (!c) throw new KuvertError(ErrCode.NotFound, `There is no circular ${id}.`);
       if (c.state === "cancelled") return;
       if (c.state !== "scheduled" && c.state !== "scanning") {
-        throw new KuvertError(ErrCode.CircularState, 409, `Circular ${id} is ${c.state}; only a circular that has not started sending can be cancelled.`);
+        throw new KuvertError(ErrCode.CircularState, `Circular ${id} is ${c.state}; only a circular that has not started sending can be cancelled.`);
       }
       await store.setState(tx, id, "cancelled", { finished: true, reason: `cancelled by ${actor}` });
       await store.failPending(tx, id, "cancelled");
@@ -200,9 +199,9 @@ export class Circulars {
     const rendered = renderMarkdown(text);
     const out = await this.#db.transaction(async (tx) => {
       const c = await store.findCircular(tx, id, true);
-      if (!c) throw new KuvertError(ErrCode.NotFound, 404, `There is no circular ${id}.`);
+      if (!c) throw new KuvertError(ErrCode.NotFound, `There is no circular ${id}.`);
       if (c.state !== "sent") {
-        throw new KuvertError(ErrCode.CircularState, 409, `Circular ${id} is ${c.state}; a correction can be sent once the circular is sent (cancel and send anew before that).`);
+        throw new KuvertError(ErrCode.CircularState, `Circular ${id} is ${c.state}; a correction can be sent once the circular is sent (cancel and send anew before that).`);
       }
       const next = await tx.query<{ n: number }>("SELECT coalesce(max(revision), 0) + 1 AS n FROM circular_revisions WHERE circular_id = $1", [id]);
       const revision = Number(next.rows[0]!.n);

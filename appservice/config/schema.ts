@@ -180,11 +180,11 @@ export const configSchema = z
       .object({
         inboundScanning: z.boolean().default(true).describe("Scan files that people post in organisation rooms. Off: such files are not checked, and Kuvert says so in the room."),
         batches: z.boolean().default(true).describe("Accept bulk batches (POST /api/v1/batches). Off: the API answers KUVERT_MODULE_DISABLED."),
-        calls: z.boolean().default(true).describe("Video consultations: !video, the calls API, guest links and the Jitsi user verification (/verify). Off: !video is unknown and the API answers KUVERT_MODULE_DISABLED."),
+        calls: z.boolean().default(true).describe("Video consultations: !video, the calls API, guest links and the Jitsi user verification (/verify). Off: !video is unknown and the API answers KUVERT_MODULE_NOT_LOADED."),
         accounts: z
           .boolean()
           .default(true)
-          .describe("Create homeserver accounts for clerks who have none (needs homeserver.adminToken), with password letters. Off: `createAccount` answers KUVERT_MODULE_DISABLED."),
+          .describe("Create homeserver accounts for clerks who have none (needs homeserver.adminToken), with password letters. Off: `createAccount` answers KUVERT_MODULE_REQUIRED."),
         console: z.boolean().default(true).describe("Serve the staff console at /console/ and let staff sign in to it. Off: /console/ says so and sign-in answers KUVERT_MODULE_DISABLED."),
         circulars: z.boolean().default(true).describe("Circulars from the API and the staff room (!circular). Off: the API answers KUVERT_MODULE_DISABLED and the command says so."),
       })

@@ -11,10 +11,11 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError, parseInput } from "../errors.ts";
 import type { Language } from "../i18n.ts";
 import { readJson } from "../http/input.ts";
-import { actorOf, callerOf, type Readiness } from "../http/server.ts";
+import { actorOf, callerOf, CONSOLE_HEADER } from "../http/auth.ts";
+import type { Readiness } from "../health.ts";
 import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
-import { BACKGROUND_HEADER, CONSOLE_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
+import { BACKGROUND_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
 import { version } from "../version.ts";
 
 export interface ConsoleDeps {
@@ -127,7 +128,7 @@ const signInInput = z
 const isoTime = (name: string, value: unknown): Date | undefined => {
   if (value === undefined || value === "") return undefined;
   const d = typeof value === "string" ? new Date(value) : new Date(NaN);
-  if (Number.isNaN(d.getTime())) throw new KuvertError(ErrCode.InvalidInput, 400, `${name}: expected a time like 2026-11-23 or 2026-11-23T10:00:00Z`, [{ path: name, message: "expected an ISO 8601 time" }]);
+  if (Number.isNaN(d.getTime())) throw new KuvertError(ErrCode.InvalidInput, `${name}: expected a time like 2026-11-23 or 2026-11-23T10:00:00Z`, [{ path: name, message: "expected an ISO 8601 time" }]);
   return d;
 };
 
@@ -165,9 +166,9 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   const r = express.Router();
   const json = readJson("16kb");
   const enabled = (_req: Request, _res: Response, next: NextFunction) =>
-    next(deps.enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, 403, "The staff console is switched off in this Kuvert (modules.console)."));
+    next(deps.enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "The staff console is switched off in this Kuvert (modules.console)."));
   const withHeader = (req: Request, _res: Response, next: NextFunction) =>
-    next(req.get(CONSOLE_HEADER) === "1" ? undefined : new KuvertError(ErrCode.ConsoleHeaderMissing, 403, `This request must carry the header ${CONSOLE_HEADER}: 1.`));
+    next(req.get(CONSOLE_HEADER) === "1" ? undefined : new KuvertError(ErrCode.ConsoleHeaderMissing, `This request must carry the header ${CONSOLE_HEADER}: 1.`));
   // Failed sign-ins count per address; successful ones do not.
   const signInLimit = rateLimit({
     windowMs: 60_000,
@@ -176,7 +177,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
     legacyHeaders: false,
     skipSuccessfulRequests: true,
     requestWasSuccessful: (_req, res) => res.statusCode < 400,
-    handler: (_req, _res, next) => next(new KuvertError(ErrCode.RateLimited, 429, "Too many failed sign-ins from this address; try again in a minute.")),
+    handler: (_req, _res, next) => next(new KuvertError(ErrCode.RateLimited, "Too many failed sign-ins from this address; try again in a minute.")),
   });
 
   // --- sessions ---
@@ -187,7 +188,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   });
 
   r.post("/session", enabled, withHeader, signInLimit, ...json, async (req, res) => {
-    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the OpenID token as application/json.");
+    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the OpenID token as application/json.");
     const input = parseInput(signInInput, req.body);
     const { id, session } = await deps.sessions.signIn(
       { accessToken: input.access_token, matrixServerName: input.matrix_server_name },
@@ -225,9 +226,9 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
     const from = isoTime("from", req.query.from);
     const to = isoTime("to", req.query.to);
     const before = text(req, "before");
-    if (before !== undefined && !/^\d{1,18}$/.test(before)) throw new KuvertError(ErrCode.InvalidInput, 400, "before: expected a row number (seq)");
+    if (before !== undefined && !/^\d{1,18}$/.test(before)) throw new KuvertError(ErrCode.InvalidInput, "before: expected a row number (seq)");
     const limit = Number(text(req, "limit") ?? 100);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new KuvertError(ErrCode.InvalidInput, 400, "limit: expected a whole number from 1 to 500");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new KuvertError(ErrCode.InvalidInput, "limit: expected a whole number from 1 to 500");
     const action = text(req, "action");
     // "organisation.*" matches every action that starts with "organisation.".
     const actionPrefix = action?.endsWith("*") ? action.slice(0, -1) : null;
@@ -247,7 +248,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
 
   r.get("/audit/export", auditReaders, async (req, res) => {
     const format = (text(req, "format") ?? "csv") as ExportFormat;
-    if (format !== "csv" && format !== "jsonl") throw new KuvertError(ErrCode.InvalidInput, 400, "format: expected csv or jsonl");
+    if (format !== "csv" && format !== "jsonl") throw new KuvertError(ErrCode.InvalidInput, "format: expected csv or jsonl");
     const from = isoTime("from", req.query.from);
     const to = isoTime("to", req.query.to);
     // Handing the log out is recorded before it is handed out.
@@ -315,10 +316,10 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
 
   r.post("/mail/:id/retry", admins, async (req, res) => {
     const id = String(req.params.id);
-    if (!/^\d{1,18}$/.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no dead e-mail ${id}.`);
+    if (!/^\d{1,18}$/.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no dead e-mail ${id}.`);
     const count = await db.transaction(async (tx) => {
       const head = await tx.query("SELECT 1 FROM mail_outbox WHERE id = $1 AND state = 'dead' AND combined_into IS NULL FOR UPDATE", [id]);
-      if (head.rowCount === 0) throw new KuvertError(ErrCode.NotFound, 404, `There is no dead e-mail ${id} (it may have been retried already).`);
+      if (head.rowCount === 0) throw new KuvertError(ErrCode.NotFound, `There is no dead e-mail ${id} (it may have been retried already).`);
       // The e-mail and the notifications it combined are pending again, from attempt one.
       const { rowCount } = await tx.query(
         `UPDATE mail_outbox SET state = 'pending', attempts = 0, run_after = now(), lease_until = NULL, leased_by = NULL, last_error = NULL, combined_into = NULL

@@ -16,8 +16,6 @@ import type { Scope } from "../tokens/tokens.ts";
 const log = logger("console-sessions");
 
 export const SESSION_COOKIE = "kuvert_session";
-/** State-changing requests with a session must carry this header (value 1): a cross-site form cannot set it. */
-export const CONSOLE_HEADER = "x-kuvert-console";
 /** Sent (value 1) by the console's own polling: such requests do not count as activity. */
 export const BACKGROUND_HEADER = "x-kuvert-background";
 
@@ -104,7 +102,7 @@ export class ConsoleSessions {
   async #verifyOpenId(req: SignInRequest): Promise<string> {
     const domain = this.#config.homeserver.domain;
     if (req.matrixServerName !== domain) {
-      throw new KuvertError(ErrCode.SignInFailed, 401, `The token was issued by ${req.matrixServerName}; only accounts of ${domain} can sign in.`);
+      throw new KuvertError(ErrCode.SignInFailed, `The token was issued by ${req.matrixServerName}; only accounts of ${domain} can sign in.`);
     }
     const url = new URL("/_matrix/federation/v1/openid/userinfo", this.#config.homeserver.url);
     url.searchParams.set("access_token", req.accessToken);
@@ -113,23 +111,22 @@ export class ConsoleSessions {
       res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
     } catch (err) {
       log.warn({ err: (err as Error).message }, "the homeserver could not be asked about an OpenID token");
-      throw new KuvertError(ErrCode.Unavailable, 503, "The homeserver cannot be reached to confirm the sign-in; try again in a moment.");
+      throw new KuvertError(ErrCode.Unavailable, "The homeserver cannot be reached to confirm the sign-in; try again in a moment.");
     }
     const body = (await res.json().catch(() => ({}))) as { sub?: unknown };
-    if (res.status === 401 || res.status === 403) throw new KuvertError(ErrCode.SignInFailed, 401, "The homeserver does not know this OpenID token (it is wrong or has expired); sign in again.");
+    if (res.status === 401 || res.status === 403) throw new KuvertError(ErrCode.SignInFailed, "The homeserver does not know this OpenID token (it is wrong or has expired); sign in again.");
     if (!res.ok || typeof body.sub !== "string") {
-      throw new KuvertError(ErrCode.Unavailable, 503, `The homeserver could not confirm the sign-in (HTTP ${res.status}); try again in a moment.`);
+      throw new KuvertError(ErrCode.Unavailable, `The homeserver could not confirm the sign-in (HTTP ${res.status}); try again in a moment.`);
     }
-    if (!body.sub.endsWith(`:${domain}`)) throw new KuvertError(ErrCode.SignInFailed, 401, `The homeserver names ${body.sub}, not an account of ${domain}.`);
+    if (!body.sub.endsWith(`:${domain}`)) throw new KuvertError(ErrCode.SignInFailed, `The homeserver names ${body.sub}, not an account of ${domain}.`);
     // Confirmed by the homeserver: now it must be a token that was made for this sign-in.
     const claim = await this.#purposes.claim(req.accessToken, "console");
     if (!claim.ok && claim.reason === "used") {
-      throw new KuvertError(ErrCode.OpenIdTokenUsed, 401, "This OpenID token has already been used to sign in; a token signs in once. Sign in again.");
+      throw new KuvertError(ErrCode.OpenIdTokenUsed, "This OpenID token has already been used to sign in; a token signs in once. Sign in again.");
     }
     if (!claim.ok) {
       throw new KuvertError(
         ErrCode.OpenIdTokenPurpose,
-        401,
         `This OpenID token was already presented ${claim.boundTo === "verify" ? "to join a video consultation" : "on a call link page"}; it cannot open a console session. Sign in with the console.`,
       );
     }
@@ -158,7 +155,6 @@ export class ConsoleSessions {
       log.warn({ user: pseudonym(userId) }, "console sign-in refused: no role");
       throw new KuvertError(
         ErrCode.NotStaff,
-        403,
         `${userId} holds no role in Kuvert (admin, staff or dpo). The console is for the body's staff; clerks work in their organisation's room in Element.`,
       );
     }

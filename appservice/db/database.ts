@@ -34,7 +34,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
  */
 function checkParams(params: readonly unknown[]): unknown[] {
   for (const p of params) {
-    if (typeof p === "string" && p.includes("\0")) throw new KuvertError(ErrCode.InvalidInput, 400, "The input contains a NUL character, which Kuvert does not accept in text.");
+    if (typeof p === "string" && p.includes("\0")) throw new KuvertError(ErrCode.InvalidInput, "The input contains a NUL character, which Kuvert does not accept in text.");
   }
   return params as unknown[];
 }

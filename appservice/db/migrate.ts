@@ -34,7 +34,6 @@ export async function migrate(db: Database, migrations = listMigrations()): Prom
       const newest = Math.max(0, ...known);
       throw new KuvertError(
         ErrCode.SchemaTooNew,
-        500,
         `The database schema is at version ${Math.max(...done)}, newer than this Kuvert knows (up to ${newest}; it lacks migrations ${unknown.sort((a, b) => a - b).join(", ")}): a newer Kuvert upgraded it. ` +
           "Run that newer Kuvert (or a later one), or restore the backup taken before the upgrade; this Kuvert does not start on a schema it does not know.",
       );

@@ -6,7 +6,7 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { slugPattern } from "../organisations/model.ts";
 import { feedBusboy, uploadError, type BodyFeed } from "../http/multipart.ts";
-import { actorOf, callerOf } from "../http/server.ts";
+import { actorOf, callerOf } from "../http/auth.ts";
 import { tokenCovers } from "../tokens/tokens.ts";
 import type { Batches } from "./batch.ts";
 import type { DocumentIntake, OutboundSubmission } from "./intake.ts";
@@ -15,10 +15,10 @@ import { parseSupersedes, versionChain } from "./versions.ts";
 
 function requireOrganisation(req: Request): string {
   const id = String(req.params.id);
-  if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id} (not a valid id).`);
+  if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${id} (not a valid id).`);
   const caller = callerOf(req);
   if (!tokenCovers(caller, id)) {
-    throw new KuvertError(ErrCode.OutOfScope, 403, `The token ${caller.name} may not deliver to organisation ${id}.`);
+    throw new KuvertError(ErrCode.OutOfScope, `The token ${caller.name} may not deliver to organisation ${id}.`);
   }
   return id;
 }
@@ -27,7 +27,7 @@ function idempotencyKey(req: Request): string | undefined {
   const key = req.header("idempotency-key");
   if (key === undefined) return undefined;
   if (key.length < 1 || key.length > 200 || !/^[\x21-\x7e]+$/.test(key)) {
-    throw new KuvertError(ErrCode.InvalidInput, 400, "Idempotency-Key: expected 1–200 visible ASCII characters", [{ path: "Idempotency-Key", message: "1–200 visible ASCII characters" }]);
+    throw new KuvertError(ErrCode.InvalidInput, "Idempotency-Key: expected 1–200 visible ASCII characters", [{ path: "Idempotency-Key", message: "1–200 visible ASCII characters" }]);
   }
   return key;
 }
@@ -41,7 +41,7 @@ function multipartFile(req: Request, limitBytes: number): Promise<{ fields: Reco
       // names are UTF-8 as browsers send them, not busboy's default Latin-1.
       bb = busboy({ headers: req.headers, preservePath: true, defParamCharset: "utf8", limits: { files: 1, fields: 10, fieldSize: 1000, fileSize: limitBytes + 1 } });
     } catch (err) {
-      return reject(new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${(err as Error).message}`));
+      return reject(new KuvertError(ErrCode.InvalidInput, `The multipart body cannot be read: ${(err as Error).message}`));
     }
     // First: its error listener must run before the ones below, which answer with its failure.
     const feed = feedBusboy(req, bb);
@@ -57,7 +57,7 @@ function multipartFile(req: Request, limitBytes: number): Promise<{ fields: Reco
     });
     bb.on("error", () => reject(feed.failure));
     bb.on("close", () => {
-      if (!found) reject(feed.failure ?? new KuvertError(ErrCode.InvalidInput, 400, "The multipart body has no file part (send the fields kind and reference before it)."));
+      if (!found) reject(feed.failure ?? new KuvertError(ErrCode.InvalidInput, "The multipart body has no file part (send the fields kind and reference before it)."));
     });
   });
 }
@@ -70,12 +70,12 @@ function presentStatus(row: store.DocumentRow): Record<string, unknown> {
 export function documentRoutes(db: Database, intake: DocumentIntake, batches: Batches, auth: RequestHandler, batchesEnabled = true): express.Router {
   const r = express.Router();
   const batchesOn = (_req: Request, _res: Response, next: NextFunction) =>
-    next(batchesEnabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, 403, "Bulk batches are switched off in this Kuvert (modules.batches); send documents one by one."));
+    next(batchesEnabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "Bulk batches are switched off in this Kuvert (modules.batches); send documents one by one."));
 
   // A bulk batch: a ZIP with manifest.csv or manifest.json and the files it names. Streamed.
   r.post("/batches", auth, batchesOn, async (req: Request, res: Response) => {
     if (!req.is("application/zip") && !req.is("application/x-zip-compressed")) {
-      throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the batch as a ZIP file (Content-Type: application/zip) with manifest.csv or manifest.json inside.");
+      throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the batch as a ZIP file (Content-Type: application/zip) with manifest.csv or manifest.json inside.");
     }
     const key = idempotencyKey(req);
     const caller = callerOf(req);
@@ -90,7 +90,7 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
   r.get("/batches/:batchId", auth, async (req: Request, res: Response) => {
     const caller = callerOf(req);
     const status = await batches.status(String(req.params.batchId), caller.scopes.includes("admin") ? null : caller.actor);
-    if (!status) throw new KuvertError(ErrCode.NotFound, 404, `There is no batch ${String(req.params.batchId)}.`);
+    if (!status) throw new KuvertError(ErrCode.NotFound, `There is no batch ${String(req.params.batchId)}.`);
     res.json(status);
   });
 
@@ -120,7 +120,7 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
       }
       submission = { ...base, filename: part.filename, kind: part.fields.kind, reference: part.fields.reference, supersedes, content: part.stream };
     } else if (req.is("application/json") || req.is("application/x-www-form-urlencoded")) {
-      throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the document itself as the body (any binary type), or as multipart/form-data.");
+      throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the document itself as the body (any binary type), or as multipart/form-data.");
     } else {
       submission = { ...base, filename: q("filename"), kind: q("kind"), reference: q("reference"), supersedes: parseSupersedes(q("supersedes"), q("supersedesReference")), content: req };
     }
@@ -144,7 +144,7 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
   r.get("/documents/:docId", auth, async (req: Request, res: Response) => {
     const row = await store.findDocument(db, String(req.params.docId));
     // A document of an organisation outside the token's scope is as unknown as one that does not exist.
-    if (!row || !tokenCovers(callerOf(req), row.organisation_id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${String(req.params.docId)}.`);
+    if (!row || !tokenCovers(callerOf(req), row.organisation_id)) throw new KuvertError(ErrCode.NotFound, `There is no document ${String(req.params.docId)}.`);
     // The e-mails to the organisation's clerks about it: once none is pending, they are notified.
     res.json({ ...presentStatus(row), notifications: await store.notificationCounts(db, row.id) });
   });
@@ -152,7 +152,7 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
   // Every version linked to a document, oldest first; the current one is the last that is not rejected.
   r.get("/documents/:docId/versions", auth, async (req: Request, res: Response) => {
     const chain = await versionChain(db, String(req.params.docId));
-    if (chain.length === 0 || !tokenCovers(callerOf(req), chain[0]!.organisation_id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${String(req.params.docId)}.`);
+    if (chain.length === 0 || !tokenCovers(callerOf(req), chain[0]!.organisation_id)) throw new KuvertError(ErrCode.NotFound, `There is no document ${String(req.params.docId)}.`);
     const current = [...chain].reverse().find((d) => d.state === "delivered") ?? null;
     res.json({ current: current?.id ?? null, versions: chain.map(presentStatus) });
   });

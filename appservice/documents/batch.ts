@@ -42,7 +42,7 @@ export interface ManifestEntry {
 }
 
 function manifestError(message: string): KuvertError {
-  return new KuvertError(ErrCode.InvalidInput, 400, `The manifest is not usable: ${message}`);
+  return new KuvertError(ErrCode.InvalidInput, `The manifest is not usable: ${message}`);
 }
 
 /** Refuses a manifest whose version field names a format this Kuvert does not read (other problems are found later). */
@@ -118,7 +118,7 @@ interface ZipHandle {
 function openZip(path: string): Promise<ZipHandle> {
   return new Promise((resolve, reject) => {
     yauzl.open(path, { lazyEntries: true, autoClose: false, strictFileNames: false, validateEntrySizes: true }, (err, zip) => {
-      if (err || !zip) return reject(new KuvertError(ErrCode.InvalidInput, 400, `The batch is not a readable ZIP file: ${err?.message ?? "unknown error"}`));
+      if (err || !zip) return reject(new KuvertError(ErrCode.InvalidInput, `The batch is not a readable ZIP file: ${err?.message ?? "unknown error"}`));
       const entries = new Map<string, yauzl.Entry>();
       zip.on("entry", (entry: yauzl.Entry) => {
         if (!entry.fileName.endsWith("/")) entries.set(entry.fileName, entry);
@@ -131,7 +131,7 @@ function openZip(path: string): Promise<ZipHandle> {
           close: () => zip.close(),
         }),
       );
-      zip.on("error", (e: Error) => reject(new KuvertError(ErrCode.InvalidInput, 400, `The batch is not a readable ZIP file: ${e.message}`)));
+      zip.on("error", (e: Error) => reject(new KuvertError(ErrCode.InvalidInput, `The batch is not a readable ZIP file: ${e.message}`)));
       zip.readEntry();
     });
   });
@@ -186,7 +186,7 @@ export class Batches {
       const zip = await openZip(staged.path);
       try {
         if (!MANIFEST_NAMES.some((n) => zip.entries.has(n))) {
-          throw new KuvertError(ErrCode.InvalidInput, 400, `The ZIP has no manifest: put ${MANIFEST_NAMES.join(" or ")} at its top level.`);
+          throw new KuvertError(ErrCode.InvalidInput, `The ZIP has no manifest: put ${MANIFEST_NAMES.join(" or ")} at its top level.`);
         }
         const manifestName = MANIFEST_NAMES.find((n) => zip.entries.has(n))!;
         checkManifestVersion(manifestName, await readAll(await zip.open(zip.entries.get(manifestName)!), 10 * 1024 * 1024));

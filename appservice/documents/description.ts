@@ -46,13 +46,13 @@ export async function readDescription(documentPath: string): Promise<DropDescrip
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return null;
-    if (code === "ELOOP") throw new KuvertError(ErrCode.InvalidInput, 400, `The description file (${DESCRIPTION_SUFFIX}) is a symbolic link; Kuvert does not follow links.`);
+    if (code === "ELOOP") throw new KuvertError(ErrCode.InvalidInput, `The description file (${DESCRIPTION_SUFFIX}) is a symbolic link; Kuvert does not follow links.`);
     throw err;
   }
   let text: string;
   try {
     const stat = await handle.stat();
-    if (!stat.isFile() || stat.size > MAX_BYTES) throw new KuvertError(ErrCode.InvalidInput, 400, `The description file (${DESCRIPTION_SUFFIX}) must be a plain file of at most ${MAX_BYTES} bytes.`);
+    if (!stat.isFile() || stat.size > MAX_BYTES) throw new KuvertError(ErrCode.InvalidInput, `The description file (${DESCRIPTION_SUFFIX}) must be a plain file of at most ${MAX_BYTES} bytes.`);
     text = await handle.readFile({ encoding: "utf8" });
   } finally {
     await handle.close().catch(() => undefined);
@@ -61,7 +61,7 @@ export async function readDescription(documentPath: string): Promise<DropDescrip
   try {
     value = JSON.parse(text.replace(/^\uFEFF/, ""));
   } catch (err) {
-    throw new KuvertError(ErrCode.InvalidInput, 400, `The description file (${DESCRIPTION_SUFFIX}) is not valid JSON: ${(err as Error).message}`);
+    throw new KuvertError(ErrCode.InvalidInput, `The description file (${DESCRIPTION_SUFFIX}) is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof value === "object" && value !== null && !Array.isArray(value)) checkFormatVersion((value as { version?: unknown }).version, `The description file (${DESCRIPTION_SUFFIX})`);
   const d = parseInput(descriptionSchema, value, "description");

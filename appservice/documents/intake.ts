@@ -62,8 +62,8 @@ export class DocumentIntake {
     const kind = checkShortText("kind", s.kind);
     const reference = checkShortText("reference", s.reference);
     const org = await findOrganisation(this.#db, s.organisationId);
-    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${s.organisationId}.`);
-    if (org.state === "archived") throw new KuvertError(ErrCode.Archived, 409, `Organisation ${s.organisationId} is archived and receives no documents.`);
+    if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${s.organisationId}.`);
+    if (org.state === "archived") throw new KuvertError(ErrCode.Archived, `Organisation ${s.organisationId} is archived and receives no documents.`);
 
     // A replacement that cannot be: refused before the upload is read (and again, locked, below).
     const retried = s.idempotency ? await store.findByIdempotencyKey(this.#db, s.idempotency.scope, s.idempotency.key) : null;
@@ -76,7 +76,7 @@ export class DocumentIntake {
       staged = await this.#staging.write(id, s.content, this.limitBytes, prescan?.tap);
     } catch (err) {
       if (err instanceof KuvertError && err.errcode === ErrCode.TooLarge && this.#config.scanning.maxStreamBytes < this.#config.documents.maxBytes) {
-        throw new KuvertError(ErrCode.TooLarge, 413, `The document is larger than the ${this.limitBytes} bytes the virus scanner checks; Kuvert delivers nothing unscanned.`);
+        throw new KuvertError(ErrCode.TooLarge, `The document is larger than the ${this.limitBytes} bytes the virus scanner checks; Kuvert delivers nothing unscanned.`);
       }
       throw err;
     }
@@ -107,7 +107,7 @@ export class DocumentIntake {
         if (!inserted) {
           const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);
           if (!first || first.sha256 !== staged.sha256 || first.organisation_id !== org.id) {
-            throw new KuvertError(ErrCode.IdempotencyMismatch, 422, "This Idempotency-Key was used for a different document; use a new key for a new document.");
+            throw new KuvertError(ErrCode.IdempotencyMismatch, "This Idempotency-Key was used for a different document; use a new key for a new document.");
           }
           return { document: store.toRecord(first), replayed: true };
         }

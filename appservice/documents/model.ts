@@ -54,7 +54,7 @@ const windowsReserved = /^(con|prn|aux|nul|com[0-9\u00B9\u00B2\u00B3]|lpt[0-9\u0
 /** Checks a file name from outside; answers it unchanged or throws a KuvertError that says why. */
 export function checkFilename(name: string | undefined): string {
   const fail = (why: string) => {
-    throw new KuvertError(ErrCode.InvalidFilename, 400, `The file name ${JSON.stringify(name ?? "")} is not accepted: ${why}.`, [{ path: "filename", message: why }]);
+    throw new KuvertError(ErrCode.InvalidFilename, `The file name ${JSON.stringify(name ?? "")} is not accepted: ${why}.`, [{ path: "filename", message: why }]);
   };
   if (name === undefined || name.trim() === "") return fail("a file name is required");
   if (name.includes("/") || name.includes("\\")) fail("it contains a path separator");
@@ -72,7 +72,7 @@ export function checkFilename(name: string | undefined): string {
 export function checkShortText(field: "kind" | "reference", value: string | undefined, max = 200): string | null {
   if (value === undefined || value === "") return null;
   if (value.length > max || forbiddenCharacters.test(value)) {
-    throw new KuvertError(ErrCode.InvalidInput, 400, `${field}: expected at most ${max} characters without control characters`, [
+    throw new KuvertError(ErrCode.InvalidInput, `${field}: expected at most ${max} characters without control characters`, [
       { path: field, message: `at most ${max} characters without control characters` },
     ]);
   }

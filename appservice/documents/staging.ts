@@ -48,7 +48,7 @@ export class Staging {
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         size += chunk.length;
-        if (size > maxBytes) return done(new KuvertError(ErrCode.TooLarge, 413, `The document is larger than the ${maxBytes} bytes Kuvert accepts.`));
+        if (size > maxBytes) return done(new KuvertError(ErrCode.TooLarge, `The document is larger than the ${maxBytes} bytes Kuvert accepts.`));
         hash.update(chunk);
         const wait = tap?.write(chunk);
         if (wait) wait.then(() => done(null, chunk), done);
@@ -58,7 +58,7 @@ export class Staging {
     try {
       await pipeline(input, counter, createWriteStream(partial, { mode: 0o600, highWaterMark: BUFFER }));
       tap?.end();
-      if (size === 0) throw new KuvertError(ErrCode.EmptyFile, 400, "The document is empty.");
+      if (size === 0) throw new KuvertError(ErrCode.EmptyFile, "The document is empty.");
       const handle = await open(partial, "r");
       let head: Buffer;
       try {

@@ -15,10 +15,11 @@
 //   200 {"verdict": "unscannable", "errcode": "KUVERT_UNSCANNABLE", "error": "…"}
 //   503 {"errcode": "KUVERT_UNAVAILABLE", "error": "…"}: no verdict (the scanner is down); the module's fail_closed decides
 //   401/403: no or a wrong token; the module refuses whatever its fail_closed says
+//   404 {"errcode": "KUVERT_UPLOAD_CHECK_OFF", …}: appservice.uploadCheckToken is not set; the module refuses
 import express, { type Request, type Response } from "express";
 import { audit } from "../audit/audit.ts";
 import type { Database } from "../db/database.ts";
-import { ErrCode } from "../errors.ts";
+import { ErrCode, errorStatus } from "../errors.ts";
 import { logger } from "../log.ts";
 import { tokenMatches } from "../matrix/listener.ts";
 import { ScannerUnavailableError, TooLargeToScanError, type Scanner } from "../scanning/scanner.ts";
@@ -47,17 +48,17 @@ function header(req: Request, name: string, max = 300): string | null {
 export function uploadCheckRoutes(opts: UploadCheckOptions): express.Router {
   const router = express.Router();
   router.post(uploadCheckPath, async (req: Request, res: Response) => {
-    const fail = (status: number, errcode: string, error: string) => {
+    const fail = (errcode: ErrCode, error: string) => {
       // The body is not read: the connection is closed after the answer, so no unread upload lingers.
-      res.set("connection", "close").status(status).json({ errcode, error });
+      res.set("connection", "close").status(errorStatus[errcode]).json({ errcode, error });
       req.resume();
     };
-    if (!opts.token) return fail(404, ErrCode.NotConfigured, "Upload checks are not switched on: set appservice.uploadCheckToken (or KUVERT_UPLOAD_CHECK_TOKEN).");
+    if (!opts.token) return fail(ErrCode.UploadCheckOff, "Upload checks are not switched on: set appservice.uploadCheckToken (or KUVERT_UPLOAD_CHECK_TOKEN).");
     const auth = req.headers.authorization;
-    if (!auth?.startsWith("Bearer ")) return fail(401, ErrCode.Unauthorized, "No token: the Synapse module must send appservice.uploadCheckToken as a bearer token.");
+    if (!auth?.startsWith("Bearer ")) return fail(ErrCode.Unauthorized, "No token: the Synapse module must send appservice.uploadCheckToken as a bearer token.");
     if (!tokenMatches(auth.slice(7), opts.token)) {
       log.warn("upload check with a wrong token refused");
-      return fail(403, ErrCode.Forbidden, "The token is not Kuvert's appservice.uploadCheckToken; check the Synapse module's kuvert_token.");
+      return fail(ErrCode.Forbidden, "The token is not Kuvert's appservice.uploadCheckToken; check the Synapse module's kuvert_token.");
     }
     const media = header(req, "x-kuvert-media");
     const kindHeader = header(req, "x-kuvert-media-kind");
@@ -69,7 +70,7 @@ export function uploadCheckRoutes(opts: UploadCheckOptions): express.Router {
       const action = outcome === "ok" ? "upload.checked" : outcome === "refused" ? "upload.refused" : "upload.unchecked";
       await opts.db.transaction((tx) => audit(tx, { actor: "homeserver", action, object: media, outcome, details: { kind, ...details } }));
     };
-    const refuse = async (verdict: "infected" | "unscannable", errcode: string, error: string, details: Record<string, unknown>) => {
+    const refuse = async (verdict: "infected" | "unscannable", errcode: ErrCode, error: string, details: Record<string, unknown>) => {
       await record("refused", { verdict, ...details });
       log.info({ media, kind, verdict }, "upload refused");
       res.json({ verdict, errcode, error, ...(typeof details.signature === "string" ? { signature: details.signature } : {}) });
@@ -78,27 +79,27 @@ export function uploadCheckRoutes(opts: UploadCheckOptions): express.Router {
       if (length !== undefined && (!Number.isSafeInteger(length) || length > opts.maxStreamBytes)) {
         req.resume();
         res.set("connection", "close");
-        return await refuse("unscannable", "KUVERT_UNSCANNABLE", `The file is larger than the ${opts.maxStreamBytes} bytes the virus scanner checks; nothing unchecked is stored.`, { reason: "too-large-to-scan", bytes: length });
+        return await refuse("unscannable", ErrCode.Unscannable, `The file is larger than the ${opts.maxStreamBytes} bytes the virus scanner checks; nothing unchecked is stored.`, { reason: "too-large-to-scan", bytes: length });
       }
       const verdict = await opts.scanner.scan(req, length);
       if (verdict.clean) {
         await record("ok", { bytes: verdict.bytes, durationMs: verdict.durationMs });
         return void res.json({ verdict: "clean" });
       }
-      return await refuse("infected", "KUVERT_INFECTED", `The virus scanner found malware (${verdict.signature}); the upload is refused.`, { signature: verdict.signature, bytes: verdict.bytes });
+      return await refuse("infected", ErrCode.Infected, `The virus scanner found malware (${verdict.signature}); the upload is refused.`, { signature: verdict.signature, bytes: verdict.bytes });
     } catch (err) {
       if (err instanceof TooLargeToScanError) {
         res.set("connection", "close");
-        return await refuse("unscannable", "KUVERT_UNSCANNABLE", "The file is larger than the virus scanner checks; nothing unchecked is stored.", { reason: "too-large-to-scan" });
+        return await refuse("unscannable", ErrCode.Unscannable, "The file is larger than the virus scanner checks; nothing unchecked is stored.", { reason: "too-large-to-scan" });
       }
       if (err instanceof ScannerUnavailableError) {
         log.warn({ err, media }, "upload check without a verdict: scanner unavailable");
         await record("failed", { verdict: "unavailable" }).catch(() => undefined);
-        return fail(503, ErrCode.Unavailable, "The virus scanner cannot be reached; the upload cannot be checked now.");
+        return fail(ErrCode.Unavailable, "The virus scanner cannot be reached; the upload cannot be checked now.");
       }
       // The upload broke off (the homeserver went away) or something else failed: no verdict.
       log.warn({ err, media }, "upload check failed");
-      if (!res.headersSent) fail(503, ErrCode.Unavailable, "The upload could not be checked; try again.");
+      if (!res.headersSent) fail(ErrCode.Unavailable, "The upload could not be checked; try again.");
     }
   });
   return router;

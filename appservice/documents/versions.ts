@@ -20,13 +20,13 @@ export function parseSupersedes(documentId: string | null | undefined, reference
   const id = documentId?.trim() || undefined;
   const ref = reference?.trim() || undefined;
   if (id && ref) {
-    throw new KuvertError(ErrCode.InvalidInput, 400, "Name the replaced document either by its id (supersedes) or by its reference (supersedesReference), not both.", [
+    throw new KuvertError(ErrCode.InvalidInput, "Name the replaced document either by its id (supersedes) or by its reference (supersedesReference), not both.", [
       { path: "supersedesReference", message: "not together with supersedes" },
     ]);
   }
   if (id) {
     if (!documentIdPattern.test(id)) {
-      throw new KuvertError(ErrCode.InvalidInput, 400, `supersedes: expected a document id like doc_…, found ${JSON.stringify(id.slice(0, 80))}`, [{ path: "supersedes", message: "a document id like doc_…" }]);
+      throw new KuvertError(ErrCode.InvalidInput, `supersedes: expected a document id like doc_…, found ${JSON.stringify(id.slice(0, 80))}`, [{ path: "supersedes", message: "a document id like doc_…" }]);
     }
     return { documentId: id };
   }
@@ -48,7 +48,7 @@ export async function findReplaceable(q: Queryable, organisationId: string, s: S
   let row: DocumentRow | undefined;
   if ("documentId" in s) {
     row = (await q.query<DocumentRow>(`SELECT * FROM documents WHERE id = $1${forUpdate}`, [s.documentId])).rows[0];
-    if (!row) throw new KuvertError(ErrCode.NotFound, 404, `There is no document ${s.documentId} to replace.`);
+    if (!row) throw new KuvertError(ErrCode.NotFound, `There is no document ${s.documentId} to replace.`);
   } else {
     // The current version: not replaced (or being replaced) and not refused by the scanner.
     const current = (
@@ -61,37 +61,34 @@ export async function findReplaceable(q: Queryable, organisationId: string, s: S
     if (current.length > 1) {
       throw new KuvertError(
         ErrCode.ReferenceAmbiguous,
-        409,
         `Organisation ${organisationId} has ${current.length} current documents with reference ${JSON.stringify(s.reference)} (${current.map((d) => d.id).join(", ")}); name the one to replace by its id (supersedes).`,
       );
     }
     row = current[0];
     if (!row) {
       const any = await q.query("SELECT 1 FROM documents WHERE organisation_id = $1 AND reference = $2 AND direction = 'outbound' LIMIT 1", [organisationId, s.reference]);
-      if (any.rowCount === 0) throw new KuvertError(ErrCode.NotFound, 404, `Organisation ${organisationId} has no document with reference ${JSON.stringify(s.reference)} to replace.`);
+      if (any.rowCount === 0) throw new KuvertError(ErrCode.NotFound, `Organisation ${organisationId} has no document with reference ${JSON.stringify(s.reference)} to replace.`);
       throw new KuvertError(
         ErrCode.AlreadyReplaced,
-        409,
         `Every document with reference ${JSON.stringify(s.reference)} in organisation ${organisationId} was replaced already or never delivered; look up the current version (GET /api/v1/documents/{id}/versions) and name it by its id.`,
       );
     }
   }
   if (row.organisation_id !== organisationId) {
-    throw new KuvertError(ErrCode.OtherOrganisation, 409, `${describe(s)} belongs to another organisation; a new version goes to the organisation of the version it replaces.`);
+    throw new KuvertError(ErrCode.OtherOrganisation, `${describe(s)} belongs to another organisation; a new version goes to the organisation of the version it replaces.`);
   }
   if (row.direction !== "outbound") {
-    throw new KuvertError(ErrCode.NotDelivered, 409, `${describe(s)} is a file posted in the room, not a document Kuvert delivered; only delivered documents can be replaced.`);
+    throw new KuvertError(ErrCode.NotDelivered, `${describe(s)} is a file posted in the room, not a document Kuvert delivered; only delivered documents can be replaced.`);
   }
   if (row.superseded_by) {
     throw new KuvertError(
       ErrCode.AlreadyReplaced,
-      409,
       `Document ${row.id} (version ${row.version}) was replaced already by ${row.superseded_by}; a further correction replaces the newest version, ${row.superseded_by}.`,
     );
   }
   if (row.state !== "delivered") {
     const why = row.state === "rejected" ? "it was rejected and never delivered" : `it is not delivered yet (${row.state})`;
-    throw new KuvertError(ErrCode.NotDelivered, 409, `Document ${row.id} cannot be replaced: ${why}. Only a delivered document can be replaced; send this one as a new document, or wait until the first is delivered.`);
+    throw new KuvertError(ErrCode.NotDelivered, `Document ${row.id} cannot be replaced: ${why}. Only a delivered document can be replaced; send this one as a new document, or wait until the first is delivered.`);
   }
   return row;
 }

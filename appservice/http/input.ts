@@ -13,12 +13,12 @@ export function requestLineCheck(req: Request, _res: Response, next: NextFunctio
   const query = url.indexOf("?");
   const path = query === -1 ? url : url.slice(0, query);
   if (encodedNul.test(url) || url.includes("\0")) {
-    return next(new KuvertError(ErrCode.InvalidInput, 400, "The address contains a NUL character (%00); Kuvert accepts no NUL characters in paths, ids or search terms.", [{ path: query !== -1 && encodedNul.test(url.slice(query)) ? "(query)" : "(path)", message: "contains a NUL character" }]));
+    return next(new KuvertError(ErrCode.InvalidInput, "The address contains a NUL character (%00); Kuvert accepts no NUL characters in paths, ids or search terms.", [{ path: query !== -1 && encodedNul.test(url.slice(query)) ? "(query)" : "(path)", message: "contains a NUL character" }]));
   }
   try {
     decodeURIComponent(path);
   } catch {
-    return next(new KuvertError(ErrCode.InvalidInput, 400, "The address contains a broken percent-escape (e.g. %ZZ or a lone %); encode '%' as %25.", [{ path: "(path)", message: "broken percent-escape" }]));
+    return next(new KuvertError(ErrCode.InvalidInput, "The address contains a broken percent-escape (e.g. %ZZ or a lone %); encode '%' as %25.", [{ path: "(path)", message: "broken percent-escape" }]));
   }
   next();
 }
@@ -47,7 +47,7 @@ export function nulPath(value: unknown, path = ""): string | null {
 /** Throws the 400 for a text field or JSON value that carries a NUL character. */
 export function refuseNul(value: unknown, field?: string): void {
   const at = nulPath(value, field);
-  if (at !== null) throw new KuvertError(ErrCode.InvalidInput, 400, `${at}: contains a NUL character, which Kuvert does not accept in text.`, [{ path: at, message: "contains a NUL character" }]);
+  if (at !== null) throw new KuvertError(ErrCode.InvalidInput, `${at}: contains a NUL character, which Kuvert does not accept in text.`, [{ path: at, message: "contains a NUL character" }]);
 }
 
 /** express.json with `limit`, then a check that no string in the body holds a NUL character. */

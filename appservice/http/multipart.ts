@@ -12,7 +12,7 @@ export interface BodyFeed {
   failure: KuvertError | undefined;
 }
 
-const brokenOff = () => new KuvertError(ErrCode.BodyIncomplete, 400, "The upload was broken off before its end; nothing was kept. Send it again in full.");
+const brokenOff = () => new KuvertError(ErrCode.BodyIncomplete, "The upload was broken off before its end; nothing was kept. Send it again in full.");
 
 /**
  * Pipes `req` into `bb`. A file stream's own errors are always listened to (the reader may not
@@ -37,7 +37,7 @@ export function feedBusboy(req: Request, bb: busboy.Busboy): BodyFeed {
     stream.once("close", () => open.delete(stream));
   });
   bb.on("error", (err: Error) => {
-    feed.failure ??= err instanceof KuvertError ? err : new KuvertError(ErrCode.InvalidInput, 400, `The multipart body cannot be read: ${err.message}.`);
+    feed.failure ??= err instanceof KuvertError ? err : new KuvertError(ErrCode.InvalidInput, `The multipart body cannot be read: ${err.message}.`);
   });
   req.on("close", () => {
     if (!req.complete) fail(brokenOff());

@@ -14,18 +14,14 @@ import { organisationRoutes } from "../organisations/api.ts";
 import { accountRoutes } from "../accounts/api.ts";
 import type { Accounts } from "../accounts/service.ts";
 import type { Organisations } from "../organisations/service.ts";
-import { findToken, type ApiToken, type Scope } from "../tokens/tokens.ts";
 import { consoleApiRoutes, consoleSessionLookup, consolePages, type ConsoleDeps } from "../console/api.ts";
-import { CONSOLE_HEADER, type ConsoleSession } from "../console/sessions.ts";
 import { readJson, requestLineCheck } from "./input.ts";
 import { openApiDocument } from "./openapi.ts";
+import { requireScope } from "./auth.ts";
+import type { Readiness } from "../health.ts";
 import { version } from "../version.ts";
 
 const log = logger("public-api");
-
-export interface Readiness {
-  check(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; detail: string }> }>;
-}
 
 export interface PublicApiDeps {
   db: Database;
@@ -47,82 +43,6 @@ export interface PublicApiDeps {
   circulars?: { service: Circulars; enabled: boolean; maxAttachments: number };
 }
 
-declare module "express-serve-static-core" {
-  interface Request {
-    apiToken?: ApiToken;
-    /** A signed-in console user (set from the session cookie before any route). */
-    consoleSession?: ConsoleSession;
-    /** The request carried a session cookie of a session that has ended. */
-    consoleSessionEnded?: boolean;
-    /** Who is asking, with what scopes: an API token or a console session. Set by requireScope. */
-    caller?: Caller;
-  }
-}
-
-/** Who makes a request: an API token or a person signed in to the console. */
-export interface Caller {
-  /** The actor in the audit log: `token:<name>`, or the person's Matrix ID. */
-  actor: string;
-  /** The token's name or the person's Matrix ID, for messages. */
-  name: string;
-  kind: "token" | "session";
-  scopes: Scope[];
-  /** The organisations the caller may act for (null: all). */
-  organisations: string[] | null;
-}
-
-const safeMethods = new Set(["GET", "HEAD", "OPTIONS"]);
-
-/**
- * Authentication with a required scope: a bearer API token (the actor is `token:<name>`), or a
- * console session whose roles give the scope (admin → admin, staff, drop; staff → staff, drop;
- * dpo → audit; the actor is the person's Matrix ID). With a session, requests that change
- * something must carry the header X-Kuvert-Console: 1 (a cross-site form cannot send it).
- */
-export function requireScope(db: Database, ...allowed: Scope[]) {
-  return async (req: Request, _res: Response, next: NextFunction) => {
-    const header = req.headers.authorization;
-    if (header?.startsWith("Bearer ")) {
-      const token = await findToken(db, header.slice(7).trim());
-      if (!token) {
-        log.warn({ path: req.path, ip: req.ip }, "request with an unknown or revoked API token");
-        return next(new KuvertError(ErrCode.Unauthorized, 401, "The API token is unknown or revoked."));
-      }
-      if (!allowed.some((s) => token.scopes.includes(s))) {
-        log.warn({ path: req.path, token: token.name }, "request with a token lacking the scope");
-        return next(new KuvertError(ErrCode.Forbidden, 403, `The token ${token.name} lacks the scope ${allowed.join(" or ")}.`));
-      }
-      req.apiToken = token;
-      req.caller = { actor: `token:${token.name}`, name: token.name, kind: "token", scopes: token.scopes, organisations: token.organisations };
-      return next();
-    }
-    const session = req.consoleSession;
-    if (!session) {
-      if (req.consoleSessionEnded) return next(new KuvertError(ErrCode.SessionExpired, 401, "Your console session has ended (idle too long, or signed out); sign in again."));
-      return next(new KuvertError(ErrCode.Unauthorized, 401, "An API token is required: send it as 'Authorization: Bearer <token>' (or sign in to the console)."));
-    }
-    if (!safeMethods.has(req.method) && req.get(CONSOLE_HEADER) !== "1") {
-      return next(new KuvertError(ErrCode.ConsoleHeaderMissing, 403, `Requests that change something must carry the header ${CONSOLE_HEADER}: 1.`));
-    }
-    if (!allowed.some((s) => session.scopes.includes(s))) {
-      log.warn({ path: req.path, roles: session.roles }, "console request without the role for it");
-      return next(new KuvertError(ErrCode.Forbidden, 403, `Your roles (${session.roles.join(", ")}) do not allow this; it needs ${allowed.join(" or ")}.`));
-    }
-    req.caller = { actor: session.userId, name: session.userId, kind: "session", scopes: session.scopes, organisations: null };
-    next();
-  };
-}
-
-/** The caller requireScope let through. */
-export function callerOf(req: Request): Caller {
-  if (!req.caller) throw new Error("callerOf: the route is not behind requireScope");
-  return req.caller;
-}
-
-export function actorOf(req: Request): string {
-  return req.caller?.actor ?? (req.apiToken ? `token:${req.apiToken.name}` : "anonymous");
-}
-
 export function publicApp(deps: PublicApiDeps): express.Express {
   const app = express();
   app.disable("x-powered-by");
@@ -130,7 +50,7 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   app.use(helmet());
   // Before any route: no NUL characters in the address, no broken percent-escapes in the path.
   app.use(requestLineCheck);
-  const tooMany = (message: string) => (_req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.RateLimited, 429, message));
+  const tooMany = (message: string) => (_req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.RateLimited, message));
   app.use(rateLimit({ windowMs: 60_000, limit: deps.rateLimitPerMinute, standardHeaders: "draft-7", legacyHeaders: false, handler: tooMany("Too many requests from this address; try again in a minute.") }));
   // Wrong and missing tokens count separately and much lower: guessing tokens is slow.
   app.use(
@@ -187,24 +107,32 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   admin.use(organisationRoutes(deps.db, deps.organisations));
   app.use("/api/v1", admin);
 
-  app.use((req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.NotFound, 404, `No such endpoint: ${req.method} ${req.path}`)));
+  app.use((req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.NotFound, `No such endpoint: ${req.method} ${req.path}`)));
   app.use(errorHandler);
   return app;
 }
+
+/** The code for a client error that express or a body parser raised with a bare HTTP status. */
+const clientErrorCodes: Partial<Record<number, ErrCode>> = {
+  403: ErrCode.Forbidden,
+  404: ErrCode.NotFound,
+  413: ErrCode.TooLarge,
+  415: ErrCode.UnsupportedMediaType,
+};
 
 export function errorHandler(err: unknown, req: Request, res: Response, _next: NextFunction): void {
   let error: KuvertError;
   const e = err as { type?: string; status?: number; message?: string };
   if (err instanceof KuvertError) error = err;
-  else if (e?.type === "entity.parse.failed") error = new KuvertError(ErrCode.BadJson, 400, `The body is not valid JSON: ${e.message ?? "parse error"}`);
-  else if (e?.type === "entity.too.large") error = new KuvertError(ErrCode.TooLarge, 413, "The body is too large.");
-  else if (e?.type === "charset.unsupported" || e?.type === "encoding.unsupported") error = new KuvertError(ErrCode.UnsupportedMediaType, 415, e.message ?? "unsupported encoding");
-  else if (e?.type === "request.aborted" || e?.type === "request.size.invalid") error = new KuvertError(ErrCode.BodyIncomplete, 400, "The request body ended before its announced length; send it again in full.");
-  else if (err instanceof URIError) error = new KuvertError(ErrCode.InvalidInput, 400, "The address contains a broken percent-escape (e.g. %ZZ or a lone %); encode '%' as %25.");
-  else if (typeof e?.status === "number" && e.status >= 400 && e.status < 500) error = new KuvertError(ErrCode.InvalidInput, e.status, e.message ?? "The request cannot be read.");
+  else if (e?.type === "entity.parse.failed") error = new KuvertError(ErrCode.BadJson, `The body is not valid JSON: ${e.message ?? "parse error"}`);
+  else if (e?.type === "entity.too.large") error = new KuvertError(ErrCode.TooLarge, "The body is too large.");
+  else if (e?.type === "charset.unsupported" || e?.type === "encoding.unsupported") error = new KuvertError(ErrCode.UnsupportedMediaType, e.message ?? "unsupported encoding");
+  else if (e?.type === "request.aborted" || e?.type === "request.size.invalid") error = new KuvertError(ErrCode.BodyIncomplete, "The request body ended before its announced length; send it again in full.");
+  else if (err instanceof URIError) error = new KuvertError(ErrCode.InvalidInput, "The address contains a broken percent-escape (e.g. %ZZ or a lone %); encode '%' as %25.");
+  else if (typeof e?.status === "number" && e.status >= 400 && e.status < 500) error = new KuvertError(clientErrorCodes[e.status] ?? ErrCode.InvalidInput, e.message ?? "The request cannot be read.");
   else {
     log.error({ err, path: req.path }, "request failed");
-    error = new KuvertError(ErrCode.Internal, 500, "Internal error; the log has the details.");
+    error = new KuvertError(ErrCode.Internal, "Internal error; the log has the details.");
   }
   res.status(error.status).json(error.toJSON());
 }

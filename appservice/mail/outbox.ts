@@ -33,26 +33,15 @@ import nodemailer, { type Transporter } from "nodemailer";
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
-import { letterLanguage, mailLanguage, type Language } from "../i18n.ts";
+import { mailLanguage, type Language } from "../i18n.ts";
 import { logger, pseudonym } from "../log.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
-import { renderNotification, roomLink } from "./templates.ts";
-import { renderAccountMail, signInUrl } from "../accounts/mail.ts";
+import { renderNotification, roomLink, templateKinds, type MailContent, type NotificationItem, type NotificationKind } from "./templates.ts";
 
 const log = logger("mail");
 
-export type NotificationKind = "document" | "circular" | "inbound-file" | "alert" | "guest-link" | "account";
-
-export interface NotificationItem {
-  /** What is new, e.g. "Beitragsbescheid 2025": shown in the e-mail, so no personal data. */
-  title: string;
-  /** A reference the recipient acts on (Aktenzeichen). */
-  reference?: string;
-  /** Kind of document, e.g. "Rundschreiben". */
-  kind?: string;
-  /** A link the recipient opens (guest links: the guest page); shown under the title. */
-  link?: string;
-}
+/** An e-mail whose wording lives with its domain (accounts/mail.ts for "account"), made from the rows it combines. */
+export type MailRenderer = (mail: { language: Language | null; organisationName: string | null; items: NotificationItem[] }) => MailContent;
 
 export interface Notification {
   kind: NotificationKind;
@@ -157,6 +146,7 @@ export class MailOutbox {
    */
   onDead?: (row: OutboxRow) => Promise<void>;
 
+  readonly #renderers = new Map<NotificationKind, MailRenderer>();
   readonly #db: Database;
   readonly #config: KuvertConfig;
   readonly #transport: Transporter;
@@ -287,20 +277,27 @@ export class MailOutbox {
     return `<kuvert.mail.${ids[0]}.${digest}@${this.#domain}>`;
   }
 
+  /** E-mails of `kind` are worded by `render` (its domain's), not by the notification templates. */
+  renderWith(kind: NotificationKind, render: MailRenderer): void {
+    this.#renderers.set(kind, render);
+  }
+
   async #send(head: OutboxRow, rows: OutboxRow[], messageId: string): Promise<void> {
     const mail = this.#config.mail;
     const kinds = new Set(rows.map((r) => r.kind));
     const kind = kinds.size === 1 ? head.kind : kindGroup(head.kind) === "room" ? "document" : head.kind;
-    // Account e-mails (accounts/mail.ts): the sign-in link and the username, never a password.
-    const content = head.kind === "account"
-      ? renderAccountMail({ language: head.language ?? letterLanguage(this.#config), organisationName: head.organisation_name, signInUrl: signInUrl(this.#config), items: rows.flatMap((r) => r.items) })
+    const own = this.#renderers.get(head.kind);
+    // A kind neither the templates nor a registered renderer word is an error (retried, then given up with an alert), never a wrongly worded e-mail.
+    if (!own && !templateKinds.has(head.kind)) throw new Error(`no renderer for e-mails of kind ${head.kind}`);
+    const content = own
+      ? own({ language: head.language, organisationName: head.organisation_name, items: rows.flatMap((r) => r.items) })
       : renderNotification({
-      kind,
-      language: head.language ?? mailLanguage(this.#config),
-      organisationName: head.organisation_name,
-      roomLink: head.room_id ? roomLink(mail.roomLinkBase, head.room_id) : null,
-      items: rows.flatMap((r) => r.items),
-    });
+          kind,
+          language: head.language ?? mailLanguage(this.#config),
+          organisationName: head.organisation_name,
+          roomLink: head.room_id ? roomLink(mail.roomLinkBase, head.room_id) : null,
+          items: rows.flatMap((r) => r.items),
+        });
     await this.#transport.sendMail({
       from: mail.from,
       to: head.recipient,

@@ -4,7 +4,23 @@
 // caller chose to list. Every value from outside is escaped in the HTML part and flattened
 // to one line in the text part and the subject.
 import { escapeHtml, type Language } from "../i18n.ts";
-import type { NotificationItem, NotificationKind } from "./outbox.ts";
+
+/** What an e-mail is about. The templates below word all but "account" (accounts/mail.ts words those, registered with the outbox). */
+export type NotificationKind = "document" | "circular" | "inbound-file" | "alert" | "guest-link" | "account";
+
+export interface NotificationItem {
+  /** What is new, e.g. "Beitragsbescheid 2025": shown in the e-mail, so no personal data. */
+  title: string;
+  /** A reference the recipient acts on (Aktenzeichen). */
+  reference?: string;
+  /** Kind of document, e.g. "Rundschreiben". */
+  kind?: string;
+  /** A link the recipient opens (guest links: the guest page); shown under the title. */
+  link?: string;
+}
+
+/** The kinds these templates word. */
+export const templateKinds: ReadonlySet<NotificationKind> = new Set(["document", "circular", "inbound-file", "alert", "guest-link"]);
 
 export interface MailContent {
   subject: string;

@@ -5,7 +5,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { logger } from "../log.ts";
 import { isMatrixEvent, type MatrixEvent } from "./events.ts";
 import type { Inbox } from "./inbox.ts";
-import type { Readiness } from "../http/server.ts";
+import type { Readiness } from "../health.ts";
 import { transactionsReceived } from "../metrics.ts";
 import { buildInfo } from "../version.ts";
 

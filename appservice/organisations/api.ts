@@ -2,7 +2,7 @@
 import express, { type Request } from "express";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
-import { actorOf } from "../http/server.ts";
+import { actorOf } from "../http/auth.ts";
 import { importOrganisations, parseOrganisationsCsv } from "./csv.ts";
 import { previewImport } from "./preview.ts";
 import { slugPattern, type Organisation } from "./model.ts";
@@ -11,14 +11,14 @@ import type { StoredOrganisation } from "./store.ts";
 
 /** The JSON body of a request that must be JSON. */
 export function jsonBody(req: Request): unknown {
-  if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the body as application/json.");
+  if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the body as application/json.");
   return req.body;
 }
 
 /** The organisation id in the path, checked as a slug. */
 export function organisationId(req: Request): string {
   const id = String(req.params.id);
-  if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id} (not a valid id).`);
+  if (!slugPattern.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${id} (not a valid id).`);
   return id;
 }
 
@@ -39,10 +39,10 @@ export function organisationRoutes(db: Database, organisations: Organisations): 
   r.get("/organisations", async (req, res) => {
     const state = queryString(req, "state");
     if (state !== undefined && state !== "active" && state !== "archived") {
-      throw new KuvertError(ErrCode.InvalidInput, 400, "state: expected active or archived", [{ path: "state", message: "expected active or archived" }]);
+      throw new KuvertError(ErrCode.InvalidInput, "state: expected active or archived", [{ path: "state", message: "expected active or archived" }]);
     }
     const limit = Number(queryString(req, "limit") ?? 1000);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new KuvertError(ErrCode.InvalidInput, 400, "limit: expected a whole number from 1 to 5000");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new KuvertError(ErrCode.InvalidInput, "limit: expected a whole number from 1 to 5000");
     const list = await organisations.list({ tag: queryString(req, "tag"), state, search: queryString(req, "search"), after: queryString(req, "after"), limit });
     res.json({ organisations: list.map(present) });
   });
@@ -53,8 +53,8 @@ export function organisationRoutes(db: Database, organisations: Organisations): 
   });
 
   r.post("/organisations/import", async (req, res) => {
-    if (!req.is("text/csv") && !req.is("text/plain")) throw new KuvertError(ErrCode.UnsupportedMediaType, 415, "Send the CSV file as text/csv.");
-    if (typeof req.body !== "string" || req.body.trim() === "") throw new KuvertError(ErrCode.InvalidInput, 400, "The CSV file is empty.");
+    if (!req.is("text/csv") && !req.is("text/plain")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the CSV file as text/csv.");
+    if (typeof req.body !== "string" || req.body.trim() === "") throw new KuvertError(ErrCode.InvalidInput, "The CSV file is empty.");
     const rows = parseOrganisationsCsv(req.body);
     if (req.query.dryRun === "true") {
       // What each row would do, compared with what is stored; nothing is changed.

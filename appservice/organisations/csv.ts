@@ -61,15 +61,15 @@ export function parseOrganisationsCsv(text: string): ImportRow[] {
   try {
     records = parse(body, { skip_empty_lines: true, trim: true, relax_column_count: true, delimiter }) as string[][];
   } catch (err) {
-    throw new KuvertError(ErrCode.InvalidInput, 400, `The CSV file cannot be read: ${(err as Error).message}`);
+    throw new KuvertError(ErrCode.InvalidInput, `The CSV file cannot be read: ${(err as Error).message}`);
   }
   const header = (records[0] ?? []).map((h) => h.toLowerCase());
   const missing = csvColumns.filter((c) => c !== "tags" && c !== "clerks" && !header.includes(c));
   if (missing.length > 0) {
-    throw new KuvertError(ErrCode.InvalidInput, 400, `The CSV header must name the columns ${csvColumns.join(", ")} (tags and clerks optional); missing: ${missing.join(", ")}.`);
+    throw new KuvertError(ErrCode.InvalidInput, `The CSV header must name the columns ${csvColumns.join(", ")} (tags and clerks optional); missing: ${missing.join(", ")}.`);
   }
   const unknown = header.filter((h) => !(csvColumns as readonly string[]).includes(h));
-  if (unknown.length > 0) throw new KuvertError(ErrCode.UnknownField, 400, `Unknown CSV columns: ${unknown.join(", ")}. Known: ${csvColumns.join(", ")}.`);
+  if (unknown.length > 0) throw new KuvertError(ErrCode.UnknownField, `Unknown CSV columns: ${unknown.join(", ")}. Known: ${csvColumns.join(", ")}.`);
   const col = (row: string[], name: string) => row[header.indexOf(name)] ?? "";
   const firstLine = new Map<string, number>();
   return records.slice(1).map((record, i): ImportRow => {

@@ -75,7 +75,7 @@ export class Organisations {
 
   async #prepareClerks(clerks: ClerkInput[]): Promise<ClerkInput[]> {
     if (!clerks.some((c) => c.createAccount)) return clerks;
-    if (!this.accounts) throw new KuvertError(ErrCode.ModuleDisabled, 409, "This Kuvert does not create accounts; give the clerk's Matrix ID instead.");
+    if (!this.accounts) throw new KuvertError(ErrCode.ModuleRequired, "This Kuvert does not create accounts; give the clerk's Matrix ID instead.");
     return this.accounts.prepare(clerks);
   }
 
@@ -83,7 +83,7 @@ export class Organisations {
     let recorded = false;
     for (const clerk of input.clerks) {
       if (!clerk.createAccount) continue;
-      if (!this.accounts || !clerk.matrixId) throw new KuvertError(ErrCode.ModuleDisabled, 409, "This Kuvert does not create accounts; give the clerk's Matrix ID instead.");
+      if (!this.accounts || !clerk.matrixId) throw new KuvertError(ErrCode.ModuleRequired, "This Kuvert does not create accounts; give the clerk's Matrix ID instead.");
       if (await this.accounts.recordIn(tx, input.id, clerk, actor)) recorded = true;
     }
     return recorded;
@@ -119,7 +119,7 @@ export class Organisations {
       const sameDetails = before.name === input.name && before.tags.join(",") === input.tags.join(",");
       const nothingAdded = input.clerks.every((c) => before.clerks.some((b) => sameClerk(b, c)));
       if (!sameDetails || !nothingAdded) {
-        throw new KuvertError(ErrCode.Archived, 409, `Organisation ${input.id} is archived; only removing clerks is still possible.`);
+        throw new KuvertError(ErrCode.Archived, `Organisation ${input.id} is archived; only removing clerks is still possible.`);
       }
     }
     const changes: string[] = [];
@@ -192,7 +192,7 @@ export class Organisations {
     const key = clerk.startsWith("@") ? clerk : `email:${clerk.toLowerCase()}`;
     const remaining = before.clerks.filter((c) => store.clerkKey(c) !== key);
     if (remaining.length === before.clerks.length) {
-      throw new KuvertError(ErrCode.NotFound, 404, `${clerk} is not a clerk of organisation ${id}.`);
+      throw new KuvertError(ErrCode.NotFound, `${clerk} is not a clerk of organisation ${id}.`);
     }
     return this.patch(id, { clerks: remaining }, actor);
   }
@@ -221,7 +221,7 @@ export class Organisations {
 
   async #require(q: Queryable, id: string, forUpdate = false): Promise<store.StoredOrganisation> {
     const org = await store.findOrganisation(q, id, forUpdate);
-    if (!org) throw new KuvertError(ErrCode.NotFound, 404, `There is no organisation with the id ${id}.`);
+    if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${id}.`);
     return org;
   }
 

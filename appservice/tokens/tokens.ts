@@ -25,7 +25,7 @@ export function hashToken(token: string): string {
 
 export async function createToken(db: Database, name: string, tokenScopes: Scope[], actor: string, organisations: string[] | null = null): Promise<string> {
   if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(name)) {
-    throw new KuvertError(ErrCode.InvalidInput, 400, `Token name ${JSON.stringify(name)}: expected lower-case letters, digits, dots, hyphens and underscores.`);
+    throw new KuvertError(ErrCode.InvalidInput, `Token name ${JSON.stringify(name)}: expected lower-case letters, digits, dots, hyphens and underscores.`);
   }
   const token = `kvt_${randomBytes(32).toString("base64url")}`;
   await db.transaction(async (tx) => {
@@ -35,7 +35,7 @@ export async function createToken(db: Database, name: string, tokenScopes: Scope
       tokenScopes,
       organisations,
     ]);
-    if (res.rowCount === 0) throw new KuvertError(ErrCode.InvalidInput, 409, `A token named ${name} exists already; revoke it first or choose another name.`);
+    if (res.rowCount === 0) throw new KuvertError(ErrCode.TokenNameTaken, `A token named ${name} exists already; revoke it first or choose another name.`);
     await audit(tx, { actor, action: "token.created", object: name, outcome: "ok", details: { scopes: tokenScopes, organisations } });
   });
   return token;
@@ -44,7 +44,7 @@ export async function createToken(db: Database, name: string, tokenScopes: Scope
 export async function revokeToken(db: Database, name: string, actor: string): Promise<void> {
   await db.transaction(async (tx) => {
     const res = await tx.query("UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", [name]);
-    if (res.rowCount === 0) throw new KuvertError(ErrCode.NotFound, 404, `There is no active token named ${name}.`);
+    if (res.rowCount === 0) throw new KuvertError(ErrCode.NotFound, `There is no active token named ${name}.`);
     await audit(tx, { actor, action: "token.revoked", object: name, outcome: "ok" });
   });
 }

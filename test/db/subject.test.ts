@@ -148,7 +148,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       const before = await snapshot();
       await assert.rejects(eraseSubject(db, ANNA, DPO, pseudonym), (err: unknown) => {
         assert.ok(err instanceof KuvertError);
-        assert.equal(err.errcode, "KUVERT_INVALID_INPUT");
+        assert.equal(err.errcode, "KUVERT_SUBJECT_STILL_ACTIVE");
         assert.match(err.message, /active clerk of organisations org-a, org-b: remove the clerk/);
         return true;
       });

@@ -335,7 +335,7 @@ describe("video consultations", () => {
     assert.equal(none.body.errcode, "KUVERT_NO_CALL");
     const forEnded = await stack.api("POST", `/api/v1/calls/${callId}/guest-links`, { name: "Too Late", email: "too-late@example.net" }, { token: staffToken });
     assert.equal(forEnded.status, 409);
-    assert.equal(forEnded.body.errcode, "KUVERT_CALL_ENDED");
+    assert.equal(forEnded.body.errcode, "KUVERT_CALL_NOT_RUNNING");
     const lateSession = await stack.api("POST", "/api/v1/guest/session", { token: new URL(pending.body.url).hash.slice(1) }, { token: null });
     assert.equal(lateSession.status, 410);
     assert.equal(lateSession.body.errcode, "KUVERT_CALL_ENDED");
@@ -448,9 +448,9 @@ describe("video consultations switched off (modules.calls: false)", () => {
 
     const start = await stack.api("POST", "/api/v1/organisations/musterstadt/call");
     assert.equal(start.status, 404);
-    assert.equal(start.body.errcode, "KUVERT_MODULE_DISABLED");
+    assert.equal(start.body.errcode, "KUVERT_MODULE_NOT_LOADED");
     const session = await stack.api("POST", "/api/v1/guest/session", { token: "a.b.c" }, { token: null });
-    assert.equal(session.body.errcode, "KUVERT_MODULE_DISABLED");
+    assert.equal(session.body.errcode, "KUVERT_MODULE_NOT_LOADED");
     assert.equal((await fetch(`${stack.publicUrl}/call/`)).status, 404);
     const verify = await fetch(`${stack.publicUrl}/verify/user`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: "x" }) });
     assert.equal(verify.status, 404);

@@ -3,7 +3,7 @@ import { AppservicePusher } from "./as-pusher.ts";
 import { type StoredEvent, inviteRoomState, toClientEvent } from "./events.ts";
 import type { DraftEvent } from "./event-auth.ts";
 import type { Reply } from "./http.ts";
-import { MediaStore } from "./media.ts";
+import { MediaStore } from "./media-store.ts";
 import { type Room, RoomStore } from "./rooms.ts";
 import { type AppserviceRegistration, type JsonObject, type RoomEvent, asJson } from "./types.ts";
 import { UserStore } from "./users.ts";

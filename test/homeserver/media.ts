@@ -3,35 +3,7 @@ import type { Core } from "./core.ts";
 import { MatrixError, forbidden, notFound } from "./errors.ts";
 import { newMediaId } from "./ids.ts";
 import { type Reply, type Req, type Router, ok } from "./http.ts";
-
-export interface MediaItem {
-  serverName: string;
-  mediaId: string;
-  contentType: string;
-  filename: string | undefined;
-  data: Buffer | undefined;
-  uploader: string;
-  createdTs: number;
-  quarantined: boolean;
-  /** Uploaded while authenticated media was enforced ("after the freeze"): not served by the legacy endpoints. */
-  authenticatedOnly: boolean;
-}
-
-export class MediaStore {
-  readonly items = new Map<string, MediaItem>();
-
-  key(serverName: string, mediaId: string): string {
-    return `${serverName}/${mediaId}`;
-  }
-
-  get(serverName: string, mediaId: string): MediaItem | undefined {
-    return this.items.get(this.key(serverName, mediaId));
-  }
-
-  add(item: MediaItem): void {
-    this.items.set(this.key(item.serverName, item.mediaId), item);
-  }
-}
+import type { MediaItem } from "./media-store.ts";
 
 /** Synapse's INLINE_CONTENT_TYPES: everything else is served as an attachment. */
 const INLINE_CONTENT_TYPES = new Set([

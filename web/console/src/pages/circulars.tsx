@@ -5,7 +5,7 @@
 import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
-import type { Page } from "../pages.ts";
+import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Choice {

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
-import type { Page } from "../pages.ts";
+import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface Clerk {

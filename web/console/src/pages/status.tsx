@@ -3,7 +3,7 @@
 import { useContext, useEffect, useState } from "preact/hooks";
 import { api, poll } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
-import type { Page } from "../pages.ts";
+import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
 interface StatusBody {

@@ -6,6 +6,7 @@
 FROM node:22-bookworm-slim AS console
 WORKDIR /build
 COPY package.json package-lock.json ./
+COPY packages/test-homeserver/package.json ./packages/test-homeserver/
 COPY tools/ ./tools/
 RUN npm ci --no-audit --no-fund
 COPY web/ ./web/
@@ -27,8 +28,11 @@ WORKDIR /app
 # Dependencies first, so that a source change does not reinstall them. package.json's
 # "overrides" replaces @matrix-org/matrix-sdk-crypto-nodejs with ./tools/crypto-unavailable
 # (Kuvert does no end-to-end encryption, and the real package downloads a native binary at
-# install time), so tools/ must be there before `npm ci`.
+# install time), so tools/ must be there before `npm ci`. The lock names the workspace
+# packages/test-homeserver (the tests' homeserver, not in the image): `npm ci` needs its
+# package.json only, and links an otherwise empty folder.
 COPY package.json package-lock.json ./
+COPY packages/test-homeserver/package.json ./packages/test-homeserver/
 COPY tools/ ./tools/
 RUN npm ci --omit=dev --no-audit --no-fund \
     && npm cache clean --force

@@ -1,5 +1,5 @@
 // A Kuvert stack for the benchmarks, put together from the test suite's pieces
-// (test/support/*, test/homeserver) without changing them. It differs from
+// (test/support/*, @kuvert/test-homeserver) without changing them. It differs from
 // test/support/harness.ts's startStack in what a benchmark needs and startStack cannot set:
 //   - clamd's StreamMaxLength (startStack starts clamd with its 100M default), and clamd's
 //     clean-file cache off (see below),
@@ -20,7 +20,7 @@ import { openDatabase } from "../appservice/db/database.ts";
 import { migrate } from "../appservice/db/migrate.ts";
 import { buildRegistration } from "../appservice/matrix/registration.ts";
 import { createToken } from "../appservice/tokens/tokens.ts";
-import { TestHomeserver } from "../test/homeserver/index.ts";
+import { TestHomeserver } from "@kuvert/test-homeserver";
 import { startClamd, type Clamd } from "../test/support/clamd.ts";
 import { freshDatabaseUrl } from "../test/support/database.ts";
 import { repoRoot, Stack, waitFor } from "../test/support/harness.ts";

@@ -1,5 +1,5 @@
 // Runs Kuvert on this machine to try it (scripts/quickstart.sh; README, "Quick start"): the
-// embedded database (PGlite) in data/local/, the test homeserver from test/homeserver as a local
+// embedded database (PGlite) in data/local/, the test homeserver (@kuvert/test-homeserver) as a local
 // stand-in for Synapse (no Synapse can be installed without Docker), Debian's clamd with the
 // tests' tiny signature database (it knows only the EICAR test file) and an SMTP catcher that
 // prints what Kuvert sends. A real deployment uses docker-compose.yml (deploy/README.md).
@@ -16,7 +16,7 @@ import { migrate } from "../appservice/db/migrate.ts";
 import { Kuvert } from "../appservice/kuvert.ts";
 import { buildRegistration, writeRegistration } from "../appservice/matrix/registration.ts";
 import { createToken } from "../appservice/tokens/tokens.ts";
-import { TestHomeserver } from "../test/homeserver/index.ts";
+import { TestHomeserver } from "@kuvert/test-homeserver";
 import { startClamd, type Clamd } from "../test/support/clamd.ts";
 import { startSmtp, type SmtpServer } from "../test/support/smtp.ts";
 import { choosePort, PortError } from "./tour/ports.ts";

@@ -1,6 +1,7 @@
 // `npm test`: starts what the suites need that is not given (PostgreSQL), runs the suites with
 // Node's test runner, and stops what it started. Two passes:
-//   1. every suite, on the test homeserver under test/ (it can fail on demand);
+//   1. every suite (the packages' own included), on the test homeserver of
+//      packages/test-homeserver (it can fail on demand);
 //   2. every end-to-end suite again, each on a fresh real Synapse, when there is one: the
 //      installation KUVERT_TEST_SYNAPSE names, or ../shared/synapse beside this checkout.
 //      Tests named "(test homeserver: …)" need the fixture's faults or forms; they run in pass 1 only.
@@ -18,7 +19,7 @@ import { startPostgres, type PostgresCluster } from "./support/postgres.ts";
 const root = join(import.meta.dirname, "..");
 process.chdir(root);
 const requested = process.argv.slice(2);
-const files = requested.length > 0 ? requested : globSync("test/**/*.test.ts").sort();
+const files = requested.length > 0 ? requested : [...globSync("test/**/*.test.ts"), ...globSync("packages/*/test/**/*.test.ts")].sort();
 
 // Each suite clears its own logs and work folder, so runs side by side do not disturb each other.
 mkdirSync(join(root, "test-artifacts", "logs"), { recursive: true });

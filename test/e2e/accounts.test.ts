@@ -13,7 +13,7 @@ import { eraseSubject, subjectReport } from "../../appservice/audit/subject.ts";
 import { KuvertError } from "../../appservice/errors.ts";
 import { pseudonym } from "../../appservice/log.ts";
 import { SynapseAdmin } from "../../appservice/accounts/synapse.ts";
-import { TestHomeserver } from "../homeserver/index.ts";
+import { TestHomeserver } from "@kuvert/test-homeserver";
 import { artifactsDir, repoRoot, startStack, testServerPattern, waitFor, type Stack } from "../support/harness.ts";
 import { createAccount } from "../support/matrix.ts";
 import { tempDir } from "../support/tmp.ts";

@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { verifyAuditLog } from "../../appservice/audit/audit.ts";
 import { circularStagingDir } from "../../appservice/circulars/service.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
-import type { RoomEvent } from "../homeserver/index.ts";
+import type { RoomEvent } from "@kuvert/test-homeserver";
 import { EICAR } from "../support/clamd.ts";
 import { repoRoot, startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";

@@ -22,7 +22,7 @@ import { buildRegistration, readRegistration, type Registration } from "../../ap
 import { openDatabase } from "../../appservice/db/database.ts";
 import { migrate } from "../../appservice/db/migrate.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
-import { TestHomeserver, type HomeserverOptions, type RoomEvent } from "../homeserver/index.ts";
+import { TestHomeserver, type HomeserverOptions, type RoomEvent } from "@kuvert/test-homeserver";
 import { downloadAsClient, TestUser, type HomeserverAccess } from "./matrix.ts";
 import { startClamd, type Clamd } from "./clamd.ts";
 import { freshDatabaseUrl } from "./database.ts";

@@ -572,7 +572,15 @@ describe("Dockerfile", () => {
     const patterns = read(".dockerignore").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
     assert.equal(patterns[0], "*", ".dockerignore must exclude everything first");
     const admitted = patterns.filter((p) => p.startsWith("!")).map((p) => p.slice(1).replace(/\/$/, ""));
-    assert.deepEqual(new Set(admitted), new Set(["package.json", "package-lock.json", "tools", "appservice", "bin", "web", "config.sample.yaml"]));
+    // `npm ci` checks the lock against every workspace's package.json: those come in, nothing else of the workspaces.
+    const workspaces = (JSON.parse(read("package.json")) as { workspaces?: string[] }).workspaces ?? [];
+    const workspaceManifests = workspaces.map((w) => `${w}/package.json`);
+    assert.deepEqual(new Set(admitted), new Set(["package.json", "package-lock.json", ...workspaceManifests, "tools", "appservice", "bin", "web", "config.sample.yaml"]));
+    const dockerfile = read("Dockerfile");
+    for (const manifest of workspaceManifests) {
+      const copies = dockerfile.split("\n").filter((l) => l.startsWith(`COPY ${manifest} `));
+      assert.equal(copies.length, 2, `the Dockerfile must copy ${manifest} before each \`npm ci\``);
+    }
     assert.ok(patterns.includes("**/.env"), ".env files are not excluded inside admitted directories");
   });
 });

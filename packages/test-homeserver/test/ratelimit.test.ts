@@ -2,7 +2,7 @@
 // §"Rate limiting" (429, M_LIMIT_EXCEEDED, retry_after_ms, Retry-After).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { TestHomeserver } from "./index.ts";
+import { TestHomeserver } from "@kuvert/test-homeserver";
 
 describe("test homeserver: rate limiting", () => {
   const hs = new TestHomeserver();

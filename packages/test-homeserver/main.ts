@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { type AppserviceRegistration, TestHomeserver } from "./index.ts";
 
-const USAGE = "usage: node test/homeserver/main.ts --registration path/to/registration.yaml [--registration …] [--port 8008] [--host 127.0.0.1] [--server-name kuvert.test] [--admin-token TOKEN] [--synapse 1.67|current]";
+const USAGE = "usage: node packages/test-homeserver/main.ts --registration path/to/registration.yaml [--registration …] [--port 8008] [--host 127.0.0.1] [--server-name kuvert.test] [--admin-token TOKEN] [--synapse 1.67|current]";
 
 function readRegistration(path: string): AppserviceRegistration {
   const parsed: unknown = parseYaml(readFileSync(path, "utf8"));

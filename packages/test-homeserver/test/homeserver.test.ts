@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ClientEvent, type MatrixClient, type MatrixEvent, RoomEvent, RoomMemberEvent, SyncState, createClient } from "matrix-js-sdk";
 import { type Logger, logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
-import { type AppserviceRegistration, type JsonObject, TestHomeserver } from "./index.ts";
+import { type AppserviceRegistration, type JsonObject, TestHomeserver } from "@kuvert/test-homeserver";
 
 const quiet: Logger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, getChild: () => quiet };
 // Parts of the sdk (rooms, MatrixRTC) log through its global loglevel logger.

@@ -29,8 +29,8 @@ WORKDIR /app
 # "overrides" replaces @matrix-org/matrix-sdk-crypto-nodejs with ./tools/crypto-unavailable
 # (Kuvert does no end-to-end encryption, and the real package downloads a native binary at
 # install time), so tools/ must be there before `npm ci`. The lock names the workspace
-# packages/test-homeserver (the tests' homeserver, not in the image): `npm ci` needs its
-# package.json only, and links an otherwise empty folder.
+# packages/test-homeserver (the tests' homeserver, not in the image): its package.json comes
+# in so that `npm ci` finds the tree the lock describes; the folder holds nothing else.
 COPY package.json package-lock.json ./
 COPY packages/test-homeserver/package.json ./packages/test-homeserver/
 COPY tools/ ./tools/

@@ -133,7 +133,7 @@ export class Stack {
    * fixture has. `npm test` leaves those tests out of a run against a real homeserver.
    */
   get fixture(): TestHomeserver {
-    if (!this.hs) throw new Error("this test needs the test homeserver under test/; npm test runs it only in the fixture pass");
+    if (!this.hs) throw new Error("this test needs the test homeserver (@kuvert/test-homeserver); npm test runs it only in the fixture pass");
     return this.hs;
   }
 

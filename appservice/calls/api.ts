@@ -1,7 +1,7 @@
 // The calls API (scope staff or admin; described in /api/v1/openapi.json), the guest session
 // endpoint the guest page asks, and the guest page itself (web/guest/).
 import { join } from "node:path";
-import express, { type Request, type RequestHandler } from "express";
+import express, { type RequestHandler } from "express";
 import helmet from "helmet";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { readJson } from "../http/input.ts";

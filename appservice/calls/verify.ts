@@ -66,13 +66,11 @@ export type RoomMembership =
 export class UserVerification {
   readonly #db: Database;
   readonly #hs: Homeserver;
-  readonly #config: KuvertConfig;
   readonly #purposes: OpenIdTokenPurposes;
 
-  constructor(db: Database, hs: Homeserver, config: KuvertConfig, purposes: OpenIdTokenPurposes) {
+  constructor(db: Database, hs: Homeserver, _config: KuvertConfig, purposes: OpenIdTokenPurposes) {
     this.#db = db;
     this.#hs = hs;
-    this.#config = config;
     this.#purposes = purposes;
   }
 

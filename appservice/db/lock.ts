@@ -29,6 +29,7 @@ export function acquireEmbeddedLock(dir: string): EmbeddedLock {
         throw new Error(
           `The embedded database in ${dir} is in use by process ${pid} (a running Kuvert). ` +
             "Stop it first, or use the admin API while it runs; with a PostgreSQL server (database.url) commands and service can run together.",
+          { cause: err },
         );
       }
       rmSync(file, { force: true });

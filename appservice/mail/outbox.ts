@@ -350,7 +350,7 @@ export class MailOutbox {
     } catch (err) {
       await this.#release(batch);
       // Recorded by the queue's fail(); the row is given up again after the backoff.
-      throw new Error(`${lastError} (alerting staff failed: ${errorText(err)})`);
+      throw new Error(`${lastError} (alerting staff failed: ${errorText(err)})`, { cause: err });
     }
     const dead = await this.#db.transaction(async (tx) => {
       const { rows } = await tx.query<OutboxRow>(

@@ -1,6 +1,6 @@
 // Media on the homeserver, streamed both ways (never held whole in memory).
 import { open } from "node:fs/promises";
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from "node:http";
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -197,7 +197,7 @@ async function readAnswer(res: IncomingMessage, done: (labels: { outcome: string
   return { ok: false, error: new HomeserverError(status, b.errcode ?? "M_UNKNOWN", b.error ?? res.statusMessage ?? String(status), b.retry_after_ms) };
 }
 
-async function writeFile(req: import("node:http").ClientRequest, path: string): Promise<void> {
+async function writeFile(req: ClientRequest, path: string): Promise<void> {
   const file = await open(path, "r");
   // A write whose callback never comes (the connection went away) must not hang the upload.
   const broken = new Promise<never>((_resolve, reject) => {
@@ -218,7 +218,7 @@ async function writeFile(req: import("node:http").ClientRequest, path: string): 
       // Errors surface when the turn comes round again, or below.
       taken[turn]!.catch(() => undefined);
     }
-    await Promise.race([Promise.all(taken), broken]);
+    await Promise.race([Promise.all(taken.filter((t) => t !== undefined)), broken]);
     await Promise.race([new Promise<void>((resolve) => req.end(resolve)), broken]);
   } finally {
     await file.close();

@@ -1,7 +1,6 @@
 // The organisation model on both databases Kuvert runs on: PostgreSQL and the embedded PGlite.
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { verifyAuditLog } from "../../appservice/audit/audit.ts";
 import { openDatabase, type Database } from "../../appservice/db/database.ts";

@@ -2,7 +2,6 @@
 // (and nothing of another), erasure changes exactly what it says, the audit chain stays intact.
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { audit, verifyAuditLog, type AuditRow } from "../../appservice/audit/audit.ts";
 import { eraseSubject, formatReport, OTHER_PERSON, subjectReport, type ErasureResult, type SubjectReport } from "../../appservice/audit/subject.ts";

@@ -9,8 +9,7 @@ import yazl from "yazl";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import { smallZip } from "../../appservice/scanning/zipwriter.ts";
 import { EICAR } from "../support/clamd.ts";
-import { startStack, waitFor, type Stack } from "../support/harness.ts";
-import type { TestUser } from "../support/matrix.ts";
+import { startStack, waitFor } from "../support/harness.ts";
 
 interface DocumentStatus {
   id: string;

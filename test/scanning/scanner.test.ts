@@ -8,7 +8,6 @@ import { configSchema, type KuvertConfig } from "../../appservice/config/schema.
 import { ClamdScanner, clamdStreamLimitProblem, readScanReply, ScannerUnavailableError, TooLargeToScanError, type ScanVerdict } from "../../appservice/scanning/scanner.ts";
 import { EICAR, startClamd, zipContaining, type Clamd } from "../support/clamd.ts";
 import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { Prescans } from "../../appservice/documents/prescan.ts";
 import { Staging } from "../../appservice/documents/staging.ts";
 import { tempDir } from "../support/tmp.ts";

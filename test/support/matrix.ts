@@ -6,7 +6,7 @@ import {
   ClientEvent,
   createClient,
   EventType,
-  MatrixEvent,
+  type MatrixEvent,
   MsgType,
   RoomEvent,
   RoomMemberEvent,

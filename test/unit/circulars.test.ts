@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { editContent, messageContent, renderMarkdown } from "../../appservice/circulars/markdown.ts";
 import { checkCircular, parseCircularCommand } from "../../appservice/circulars/model.ts";
-import { KuvertError } from "../../appservice/errors.ts";
+import type { KuvertError } from "../../appservice/errors.ts";
 
 describe("Markdown for rooms", () => {
   it("renders Markdown to the Matrix HTML subset and keeps the source as the plain body", () => {

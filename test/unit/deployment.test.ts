@@ -17,7 +17,6 @@ import {
   environmentOf,
   exposedPorts,
   hostAndPort,
-  interpolate,
   interpolateDeep,
   isObject,
   mountsOf,
@@ -27,7 +26,6 @@ import {
   referencedVariables,
   resolveInContainer,
   strings,
-  type Env,
   type Json,
   type Mount,
 } from "../support/compose.ts";

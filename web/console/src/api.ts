@@ -15,17 +15,11 @@ export class ApiError extends Error {
   }
 }
 
-export type Role = "admin" | "staff" | "dpo";
-export type Scope = "admin" | "staff" | "drop" | "audit";
-
-export interface Session {
-  userId: string;
-  roles: Role[];
-  scopes: Scope[];
-  createdAt: string;
-  expiresAt: string;
-  idleMinutes: number;
-}
+// The server's own types (type-only imports: nothing of the server reaches the bundle).
+export type { Role } from "../../../appservice/config/schema.ts";
+export type { Scope } from "../../../appservice/tokens/tokens.ts";
+/** GET /session's session. */
+export type { ConsoleSession as Session } from "../../../appservice/console/sessions.ts";
 
 /** Called when Kuvert says the session has ended, so the app can show the sign-in again. */
 let onSessionEnded: (() => void) | undefined;

@@ -11,6 +11,7 @@ import { openDatabase, type Database } from "./db/database.ts";
 import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
 import { buildInfo } from "./version.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
+import { Leadership } from "./workers/leader.ts";
 import { publicApp } from "./http/server.ts";
 import { configureLogging, logger } from "./log.ts";
 import { readiness, type Readiness } from "./health.ts";
@@ -106,6 +107,9 @@ export class Kuvert {
   #stopping: Promise<void> | undefined;
   #botTimer: NodeJS.Timeout | undefined;
   #retention: { stop(): void } | undefined;
+  /** The drop folder is read by one process at a time: the holder of this lease. */
+  #dropFolderLeader: Leadership | undefined;
+  #dropFolderTurn: Promise<void> = Promise.resolve();
 
   private constructor(parts: {
     config: KuvertConfig;
@@ -308,7 +312,17 @@ export class Kuvert {
       // clamd gets its canaries at start; the first scan waits for the answer.
       void scanner.canaries.check().catch((err: unknown) => log.warn({ err }, "the scanner's canaries could not be sent; they are sent again before the first scan"));
       for (const w of workers) w.start();
-      await dropFolder.start();
+      if (config.documents.dropFolder.enabled) {
+        kuvert.#dropFolderLeader = new Leadership(db, "drop-folder", {
+          onChange: (held) => {
+            kuvert.#dropFolderTurn = kuvert.#dropFolderTurn
+              .then(() => (held ? dropFolder.start() : dropFolder.stop()))
+              .catch((err: unknown) => log.error({ err }, "the drop folder could not be started or stopped"));
+          },
+        });
+        await kuvert.#dropFolderLeader.start();
+        await kuvert.#dropFolderTurn;
+      }
       kuvert.#retention = scheduleRetention(db, config);
       if (opts.syncStaff !== false) await organisations.syncStaff(config.staff);
       ready = true;
@@ -345,6 +359,8 @@ export class Kuvert {
       this.#retention?.stop();
       log.info("stopping");
       await Promise.all(this.#servers.map((s) => closeServer(s)));
+      await this.#dropFolderLeader?.stop();
+      await this.#dropFolderTurn;
       await this.services.dropFolder.stop();
       await Promise.all(this.#workers.map((w) => w.stop()));
       this.services.outbox.close();

@@ -20,16 +20,9 @@ import { transactionId } from "../appservice/matrix/homeserver.ts";
 import { messageContent, renderMarkdown } from "../appservice/circulars/markdown.ts";
 import { documentChunks } from "./content.ts";
 import { CpuMeter, cpuSecondsOf } from "./measure.ts";
-import { benchResultsDir, clamdPid, homeserverChoice, postgresCpuSeconds, startBenchStack, startKuvertChild, type BenchStack } from "./stack.ts";
+import { benchResultsDir, clamdPid, homeserverChoiceOrExit, postgresCpuSeconds, startBenchStack, startKuvertChild, type BenchStack } from "./stack.ts";
 
-const choice = (() => {
-  try {
-    return homeserverChoice(process.argv.slice(2));
-  } catch (err) {
-    console.error((err as Error).message);
-    process.exit(2);
-  }
-})();
+const choice = homeserverChoiceOrExit();
 const homeserver = choice.kind;
 const args = choice.rest;
 const quick = args.includes("--quick");

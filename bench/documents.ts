@@ -24,20 +24,13 @@ import { transactionId } from "../appservice/matrix/homeserver.ts";
 import { pipeline } from "node:stream/promises";
 import { documentStream, documentWebStream, mixedSet, type PlannedDocument } from "./content.ts";
 import { CpuMeter, cpuSecondsOf, homeserverRequestStats, MemorySampler, mib, processStartEpochMs, requestStatsSince, sum, type MemoryReport, type RequestStats } from "./measure.ts";
-import { benchResultsDir, clamdPid, homeserverChoice, postgresCpuSeconds, startBenchStack, type BenchStack } from "./stack.ts";
+import { benchResultsDir, clamdPid, homeserverChoiceOrExit, postgresCpuSeconds, startBenchStack, type BenchStack } from "./stack.ts";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const MB = 1e6;
 
-const choice = (() => {
-  try {
-    return homeserverChoice(process.argv.slice(2));
-  } catch (err) {
-    console.error((err as Error).message);
-    process.exit(2);
-  }
-})();
+const choice = homeserverChoiceOrExit();
 const homeserver = choice.kind;
 const args = new Set(choice.rest);
 const quick = args.has("--quick");

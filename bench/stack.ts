@@ -62,6 +62,16 @@ export function homeserverChoice(argv: string[]): { kind: HomeserverKind; rest: 
   return { kind, rest };
 }
 
+/** `homeserverChoice` of this process's arguments; a wrong flag ends the benchmark with the sentence. */
+export function homeserverChoiceOrExit(): { kind: HomeserverKind; rest: string[] } {
+  try {
+    return homeserverChoice(process.argv.slice(2));
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+}
+
 export interface BenchStackOptions {
   name: string;
   /** clamd's StreamMaxLength and MaxFileSize in MiB, e.g. "1200M" (MaxScanSize: three times that). */

@@ -7,43 +7,32 @@
 import { render } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, ApiError } from "./api.ts";
+import type { GuestSession } from "../../../appservice/calls/service.ts";
 import { I18n, initialLang, translator, useT, type Lang } from "./i18n.ts";
 import { loadSettings, type Settings } from "./settings.ts";
 import type { MatrixLogin } from "./signin.ts";
+import { SignInForm } from "./signin-form.tsx";
 import "./style.css";
 
 const signin = () => import("./signin.ts");
 const DEVICE = "Kuvert-Videoberatung";
 
-/** What the call page needs to join (the guest page's session, POST /api/v1/member-link/session). */
-interface JoinSession {
-  domain: string;
-  scriptUrl: string;
-  roomName: string;
-  jwt: string;
-  displayName: string;
-  organisationName: string;
-  expiresAt: string;
-}
-
 const callId = new URLSearchParams(location.search).get("call") ?? "";
 
 type Outcome = { kind: "refused"; title: string; text: string } | { kind: "checking" };
 
-function handOver(session: JoinSession, lang: Lang): void {
+function handOver(session: GuestSession, lang: Lang): void {
   sessionStorage.setItem("kuvert.memberJoin", JSON.stringify(session));
   location.assign(`/call/?lang=${lang}#member`);
 }
 
-async function join(settings: Settings, login: MatrixLogin): Promise<JoinSession> {
+async function join(settings: Settings, login: MatrixLogin): Promise<GuestSession> {
   const { withOpenIdToken } = await signin();
-  return withOpenIdToken(settings, login, (openid) => api<JoinSession>("POST", "/api/v1/member-link/session", { callId, ...openid }));
+  return withOpenIdToken(settings, login, (openid) => api<GuestSession>("POST", "/api/v1/member-link/session", { callId, ...openid }));
 }
 
 function Join(props: { settings: Settings; lang: Lang }) {
   const t = useT();
-  const [user, setUser] = useState("");
-  const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [sso, setSso] = useState<string | null>(null);
@@ -84,8 +73,7 @@ function Join(props: { settings: Settings; lang: Lang }) {
     }
   }, [props.settings]);
 
-  const submit = async (ev: Event) => {
-    ev.preventDefault();
+  const submit = async (user: string, password: string) => {
     setBusy(true);
     setError(null);
     await finish(async () => (await signin()).loginWithPassword(props.settings, user, password, DEVICE));
@@ -118,25 +106,7 @@ function Join(props: { settings: Settings; lang: Lang }) {
       <h1>{t("joinTitle")}</h1>
       <p>{t("joinIntro")}</p>
       {outcome?.kind === "checking" && <p role="status">{t("joinChecking")}</p>}
-      <form onSubmit={submit}>
-        <label for="user">{t("user")}</label>
-        <input id="user" name="user" autocomplete="username" required value={user} onInput={(e) => setUser(e.currentTarget.value)} placeholder={`@name:${props.settings.serverName}`} />
-        <label for="password">{t("password")}</label>
-        <input id="password" name="password" type="password" autocomplete="current-password" required value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        <button type="submit" disabled={busy}>
-          {busy ? t("signingIn") : t("joinButton")}
-        </button>
-      </form>
-      {sso && (
-        <p>
-          <a href={sso}>{t("sso")}</a>
-        </p>
-      )}
+      <SignInForm serverName={props.settings.serverName} submitLabel={t("joinButton")} busy={busy} error={error} sso={sso} onSubmit={(user, password) => void submit(user, password)} />
     </main>
   );
 }

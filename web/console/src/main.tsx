@@ -4,6 +4,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, ApiError, whenSessionEnds, type Session } from "./api.ts";
 import { I18n, initialLang, translator, useT, type Lang } from "./i18n.ts";
 import { pages } from "./pages.ts";
+import { SignInForm } from "./signin-form.tsx";
 import { loadSettings, type Settings } from "./settings.ts";
 
 const signin = () => import("./signin.ts");
@@ -34,8 +35,6 @@ function LanguageSwitch(props: { lang: Lang; setLang: (l: Lang) => void }) {
 
 function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: (s: Session) => void; onRefused: (userId: string) => void }) {
   const t = useT();
-  const [user, setUser] = useState("");
-  const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [sso, setSso] = useState<string | null>(null);
@@ -54,8 +53,7 @@ function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: 
     else setError(e.message ?? String(err));
   };
 
-  const submit = async (ev: Event) => {
-    ev.preventDefault();
+  const submit = async (user: string, password: string) => {
     setBusy(true);
     setError(null);
     try {
@@ -77,25 +75,7 @@ function SignIn(props: { settings: Settings; notice: string | null; onSignedIn: 
           {props.notice}
         </p>
       )}
-      <form onSubmit={submit}>
-        <label for="user">{t("user")}</label>
-        <input id="user" name="user" autocomplete="username" required value={user} onInput={(e) => setUser(e.currentTarget.value)} placeholder={`@name:${props.settings.serverName}`} />
-        <label for="password">{t("password")}</label>
-        <input id="password" name="password" type="password" autocomplete="current-password" required value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        <button type="submit" disabled={busy}>
-          {busy ? t("signingIn") : t("signIn")}
-        </button>
-      </form>
-      {sso && (
-        <p>
-          <a href={sso}>{t("sso")}</a>
-        </p>
-      )}
+      <SignInForm serverName={props.settings.serverName} submitLabel={t("signIn")} busy={busy} error={error} sso={sso} onSubmit={(user, password) => void submit(user, password)} />
     </main>
   );
 }

@@ -462,7 +462,9 @@ export class DropFolder {
       "The file was not passed on. Fix the reason and drop it again into the organisation's folder.",
       "",
     ].join("\n");
-    await writeFile(`${target}${suffix}`, text, { mode: 0o660 });
+    // Written aside and renamed, so whoever sees the reason file sees all of it.
+    await writeFile(`${target}${suffix}.part`, text, { mode: 0o660 });
+    await rename(`${target}${suffix}.part`, `${target}${suffix}`);
     await rm(source, { force: true });
     this.#observed.delete(source);
     report.unroutable += 1;

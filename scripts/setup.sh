@@ -57,11 +57,14 @@ missing=()
 # The run part: clamd (the quick start's database is embedded; Kuvert calls no PostgreSQL tools).
 command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 
-# The test part (--tests): the suites start a PostgreSQL server, drive Chromium, read PDFs.
+# The test part (--tests): the suites start a PostgreSQL server, drive Chromium, read PDFs,
+# check HAProxy's configuration.
 if [ "$tests" = 1 ]; then
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
   command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+  # The deployment's balancer configuration is checked with HAProxy itself.
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

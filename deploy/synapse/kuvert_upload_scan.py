@@ -11,7 +11,7 @@
 #   modules:
 #     - module: kuvert_upload_scan.KuvertUploadScan
 #       config:
-#         kuvert_url: "http://kuvert:9993"          # Kuvert's application service listener
+#         kuvert_url: "http://kuvert-proxy:9993"          # Kuvert's application service listener
 #         # the token: from this environment variable (the default), or kuvert_token_file, or kuvert_token
 #         kuvert_token_env: KUVERT_UPLOAD_CHECK_TOKEN
 #         fail_closed: true                          # refuse uploads while Kuvert cannot answer
@@ -63,7 +63,7 @@ class KuvertUploadScan:
     def parse_config(config: Dict[str, Any]) -> KuvertUploadScanConfig:
         url = config.get("kuvert_url")
         if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError("kuvert_url: the URL of Kuvert's application service listener, e.g. http://kuvert:9993")
+            raise ConfigError("kuvert_url: the URL of Kuvert's application service listener, e.g. http://kuvert-proxy:9993")
         token = config.get("kuvert_token")
         token_file = config.get("kuvert_token_file")
         if token is None and isinstance(token_file, str):

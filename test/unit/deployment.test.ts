@@ -109,6 +109,37 @@ const kuvertConfig = once((): KuvertConfig => loadConfig(renderedFile("kuvert/co
 const synapseConfig = once(() => parse(readFileSync(renderedFile("synapse/homeserver.yaml"), "utf8")) as Json);
 const elementConfig = once(() => JSON.parse(readFileSync(renderedFile("element/config.json"), "utf8")) as Json);
 
+/** deploy/haproxy/haproxy.cfg, the balancer's configuration. */
+const haproxyConfig = once(() => read("deploy/haproxy/haproxy.cfg"));
+
+/** One section of an HAProxy configuration: its header line to the next unindented line. */
+function haproxySection(cfg: string, kind: string, name: string): string {
+  const lines = cfg.split("\n");
+  const start = lines.findIndex((l) => l.trim() === `${kind} ${name}`.trim());
+  assert.ok(start >= 0, `haproxy.cfg has no ${kind} ${name}`);
+  const end = lines.findIndex((l, i) => i > start && /^\S/.test(l));
+  return lines.slice(start, end < 0 ? undefined : end).join("\n");
+}
+
+/** Where kuvert-proxy sends what reaches it on a port: the frontend binding it, its backend's servers. */
+function balancedTo(port: number): { host: string; port: number } {
+  const cfg = haproxyConfig();
+  const frontend = [...cfg.matchAll(/^frontend (\S+)$/gm)].map((m) => haproxySection(cfg, "frontend", m[1]!)).find((f) => new RegExp(`^ +bind :${port}$`, "m").test(f));
+  assert.ok(frontend, `kuvert-proxy listens on no port ${port}`);
+  const backend = /^ +default_backend (\S+)$/m.exec(frontend)?.[1];
+  assert.ok(backend, `the frontend on ${port} names no backend`);
+  const server = /^ +server-template \S+ \d+ ([a-z0-9-]+):(\d+)$/m.exec(haproxySection(cfg, "backend", backend));
+  assert.ok(server, `backend ${backend} names no servers`);
+  return { host: server[1]!, port: Number(server[2]) };
+}
+
+/** The container path a service mounts a repository file at (read-only). */
+function renderlessMount(serviceName: string, source: string): string {
+  const mount = mountsOf(service(serviceName)).find((m) => m.kind === "bind" && posix.normalize(m.source) === source);
+  assert.ok(mount?.readOnly, `${serviceName} does not mount ${source} read-only`);
+  return mount.target;
+}
+
 /** Where a rendered file goes in a container, resolved through the compose file's bind mounts. */
 function renderedMountTarget(serviceName: string, template: string): Mount {
   const mount = mountsOf(service(serviceName)).find((m) => m.kind === "bind" && posix.normalize(m.source) === `deploy/site/${template}`);
@@ -127,7 +158,7 @@ describe("docker-compose.yml", () => {
     for (const [name, s] of Object.entries(services)) {
       assert.ok(typeof s.image === "string" || s.build !== undefined, `${name} has neither image nor build`);
     }
-    for (const name of ["postgres", "synapse", "kuvert", "clamav", "mailpit", "element", "jitsi-web", "jitsi-prosody", "jitsi-jicofo", "jitsi-jvb"]) service(name);
+    for (const name of ["postgres", "synapse", "kuvert", "kuvert-proxy", "clamav", "mailpit", "element", "jitsi-web", "jitsi-prosody", "jitsi-jicofo", "jitsi-jvb"]) service(name);
   });
 
   it("gives every service a health check", () => {
@@ -221,14 +252,14 @@ describe("docker-compose.yml", () => {
     assert.equal((networks.internal as Json).internal, true, "the network internal must be internal: true");
     assert.deepEqual(networksOf(service("postgres")), ["internal"]);
     assert.deepEqual(portsOf(service("postgres")), []);
-    for (const name of ["synapse", "kuvert", "clamav"]) assert.ok(networksOf(service(name)).includes("internal"), `${name} is not on the internal network`);
+    for (const name of ["synapse", "kuvert", "kuvert-proxy", "clamav"]) assert.ok(networksOf(service(name)).includes("internal"), `${name} is not on the internal network`);
     assert.ok(exposedPorts(service("clamav")).includes(3310), "clamd's TCP port 3310 is not exposed");
     assert.deepEqual(portsOf(service("clamav")), [], "clamd must not be published");
     assert.match(String(service("clamav").image), /^clamav\/clamav:/);
   });
 
   it("publishes the web front ends on BIND_ADDRESS and the videobridge's media port over UDP", () => {
-    for (const name of ["synapse", "kuvert", "element", "jitsi-web", "mailpit"]) {
+    for (const name of ["synapse", "kuvert-proxy", "element", "jitsi-web", "mailpit"]) {
       const ports = portsOf(service(name));
       assert.ok(ports.length > 0, `${name} publishes nothing`);
       for (const p of ports) assert.equal(p.hostIp, envExample.BIND_ADDRESS, `${name} publishes ${p.target} on ${p.hostIp ?? "all interfaces"}`);
@@ -281,22 +312,55 @@ describe("Kuvert in the stack", () => {
     assert.match(hc.join(" "), new RegExp(`localhost:${port}/health`));
   });
 
-  it("is reached by Synapse at appservice.url on the internal network, and never from the host", () => {
+  it("is reached by Synapse at appservice.url through kuvert-proxy on the internal network, and never from the host", () => {
     const { host, port } = hostAndPort(kuvertConfig().appservice.url);
-    assert.equal(host, "kuvert");
-    const kuvert = service(host);
-    assert.equal(port, kuvertConfig().appservice.listener.port);
+    assert.equal(host, "kuvert-proxy", "Synapse must reach Kuvert's replicas through the balancer");
+    assert.ok(networksOf(service(host)).includes("internal"), "kuvert-proxy is not on the internal network");
+    assert.ok(exposedPorts(service(host)).includes(port), `kuvert-proxy does not expose ${port}`);
+    assert.deepEqual(balancedTo(port), { host: "kuvert", port: kuvertConfig().appservice.listener.port });
     assert.equal(kuvertConfig().appservice.listener.bindAddress, "0.0.0.0", "the appservice listener must accept connections from other containers");
+    const kuvert = service("kuvert");
     assert.ok(networksOf(kuvert).includes("internal"), "Kuvert is not on the internal network");
-    assert.ok(exposedPorts(kuvert).includes(port), `kuvert does not expose ${port}`);
-    for (const [name, s] of Object.entries(services)) {
-      if (name === "kuvert") assert.ok(portsOf(s).every((p) => p.target !== port), `the appservice port ${port} is published on the host`);
-    }
+    assert.ok(exposedPorts(kuvert).includes(kuvertConfig().appservice.listener.port), "kuvert does not expose its appservice listener");
+    for (const name of ["kuvert", "kuvert-proxy"]) assert.ok(portsOf(service(name)).every((p) => p.target !== port), `${name} publishes the appservice port ${port} on the host`);
     const publicPort = kuvertConfig().publicApi.listener.port;
-    assert.notEqual(publicPort, port, "the two listeners share a port");
+    assert.notEqual(publicPort, kuvertConfig().appservice.listener.port, "the two listeners share a port");
     assert.equal(kuvertConfig().publicApi.listener.bindAddress, "0.0.0.0");
-    assert.ok(portsOf(kuvert).some((p) => p.target === publicPort && p.published === envExample.KUVERT_HTTP_PORT), `the public listener ${publicPort} is not published`);
+    // Replicas cannot share a host port: only the balancer publishes, and it forwards to the public listener.
+    assert.deepEqual(portsOf(kuvert), [], "a replicated service must publish nothing");
+    const published = portsOf(service("kuvert-proxy")).find((p) => p.published === envExample.KUVERT_HTTP_PORT);
+    assert.ok(published, "kuvert-proxy does not publish KUVERT_HTTP_PORT");
+    assert.deepEqual(balancedTo(published.target), { host: "kuvert", port: publicPort });
     assert.match(((kuvert.healthcheck as Json).test as string[]).join(" "), new RegExp(`fetch\\('http://127\\.0\\.0\\.1:${publicPort}/healthz'\\)`));
+    // Synapse's upload check asks the same listener, through the same balancer.
+    const uploadCheck = (synapseConfig().modules as Json[]).map((m) => (m.config as Json | undefined)?.kuvert_url).find((u) => typeof u === "string") as string | undefined;
+    assert.ok(uploadCheck, "Synapse's upload check names no kuvert_url");
+    assert.deepEqual(hostAndPort(uploadCheck), { host, port });
+  });
+
+  it("runs KUVERT_REPLICAS replicas behind a balancer that Docker's DNS tells where they are", () => {
+    assert.equal(String((service("kuvert").deploy as Json).replicas), envExample.KUVERT_REPLICAS);
+    assert.equal((service("kuvert") as Json).container_name, undefined, "a container name allows one replica only");
+    const cfg = haproxyConfig();
+    assert.match(cfg, /^resolvers docker\n {2}nameserver dns 127\.0\.0\.11:53$/m, "HAProxy asks Docker's embedded DNS for the replicas");
+    for (const backend of ["kuvert-appservice", "kuvert-public"]) {
+      const section = haproxySection(cfg, "backend", backend);
+      assert.match(section, /option httpchk GET \/health/, `${backend}: a replica that does not answer must leave the rotation`);
+      assert.match(section, /check resolvers docker init-addr none/, `${backend}: replicas found through DNS, also those started later`);
+      assert.doesNotMatch(section, /\b(stick|cookie|balance source)\b/, `${backend}: any replica can take any request; no stickiness`);
+    }
+    assert.match(haproxySection(cfg, "defaults", ""), /option redispatch/, "a request refused by a dead replica goes to another");
+    const proxy = service("kuvert-proxy");
+    assert.deepEqual((proxy.depends_on as Json).kuvert, { condition: "service_started" });
+    assert.equal(renderlessMount("kuvert-proxy", "deploy/haproxy/haproxy.cfg"), "/usr/local/etc/haproxy/haproxy.cfg");
+  });
+
+  it("hands HAProxy a configuration it accepts (haproxy -c, Debian's haproxy)", () => {
+    // Debian puts it in /usr/sbin, which is not on every user's PATH.
+    const haproxy = existsSync("/usr/sbin/haproxy") ? "/usr/sbin/haproxy" : "haproxy";
+    const res = spawnSync(haproxy, ["-c", "-f", join(root, "deploy", "haproxy", "haproxy.cfg")], { encoding: "utf8" });
+    assert.ok(!res.error, `haproxy could not be run (scripts/setup.sh --tests installs it): ${res.error?.message}`);
+    assert.equal(res.status, 0, res.stderr + res.stdout);
   });
 
   it("names the registration file that Synapse loads: the same file in the same volume", () => {
@@ -434,9 +498,9 @@ describe("Element and Jitsi", () => {
     assert.equal(prosody.JWT_APP_ID, envExample.JITSI_JWT_APP_ID);
     assert.equal(prosody.JWT_APP_SECRET, envExample.JITSI_JWT_APP_SECRET);
     const uvs = hostAndPort(prosody.MATRIX_UVS_URL!);
-    assert.equal(uvs.host, "kuvert");
-    assert.equal(uvs.port, kuvertConfig().publicApi.listener.port, "MATRIX_UVS_URL must name Kuvert's public listener");
-    assert.ok(networksOf(service("jitsi-prosody")).some((n) => networksOf(service("kuvert")).includes(n)), "Prosody cannot reach Kuvert");
+    assert.equal(uvs.host, "kuvert-proxy");
+    assert.deepEqual(balancedTo(uvs.port), { host: "kuvert", port: kuvertConfig().publicApi.listener.port }, "MATRIX_UVS_URL must reach Kuvert's public listener");
+    assert.ok(networksOf(service("jitsi-prosody")).some((n) => networksOf(service("kuvert-proxy")).includes(n)), "Prosody cannot reach Kuvert's balancer");
     assert.equal(environmentOf(service("jitsi-jicofo")).AUTH_TYPE, "hybrid_matrix_token");
     assert.equal(environmentOf(service("jitsi-web")).ENABLE_GUESTS, "0");
     // The rootless web image links /usr/share/jitsi-meet/.well-known to /run/web/.well-known, on the /run tmpfs.

@@ -19,7 +19,7 @@ import { configSchema } from "../appservice/config/schema.ts";
 import { transactionId } from "../appservice/matrix/homeserver.ts";
 import { messageContent, renderMarkdown } from "../appservice/circulars/markdown.ts";
 import { documentChunks } from "./content.ts";
-import { CpuMeter, cpuSecondsOf } from "./measure.ts";
+import { CpuMeter, cpuSecondsOf, log, pool, sleep } from "./measure.ts";
 import { benchResultsDir, clamdPid, homeserverChoiceOrExit, postgresCpuSeconds, startBenchStack, startKuvertChild, type BenchStack } from "./stack.ts";
 
 const choice = homeserverChoiceOrExit();
@@ -40,23 +40,7 @@ const ATTACHMENT_BYTES = 2 * 1000 * 1000;
 const defaultConcurrency = configSchema.parse({}).circulars.concurrency;
 const CONCURRENCY = concurrencyArg ? Number(concurrencyArg.split("=")[1]) : defaultConcurrency;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const f1 = (n: number) => n.toFixed(1);
-function log(message: string): void {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
-}
-
-async function pool<T>(items: T[], concurrency: number, work: (item: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await work(items[i]!, i);
-      }
-    }),
-  );
-}
 
 function attachment(): Buffer {
   return Buffer.concat([...documentChunks("circular-attachment", ATTACHMENT_BYTES)]);

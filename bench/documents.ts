@@ -12,19 +12,16 @@
 // --kuvert-node-options="…" (extra Node options for the Kuvert process, e.g. V8 flags).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { openDatabase, type Database } from "../appservice/db/database.ts";
 import { ClamdScanner } from "../appservice/scanning/scanner.ts";
 import { createToken } from "../appservice/tokens/tokens.ts";
-import { documentTexts } from "../appservice/documents/texts.ts";
-import { notice } from "../appservice/i18n.ts";
-import { transactionId } from "../appservice/matrix/homeserver.ts";
-import { pipeline } from "node:stream/promises";
-import { documentStream, documentWebStream, mixedSet, type PlannedDocument } from "./content.ts";
-import { CpuMeter, cpuSecondsOf, homeserverRequestStats, MemorySampler, mib, processStartEpochMs, requestStatsSince, sum, type MemoryReport, type RequestStats } from "./measure.ts";
-import { benchResultsDir, clamdPid, homeserverChoiceOrExit, postgresCpuSeconds, startBenchStack, type BenchStack } from "./stack.ts";
+import { documentStream, mixedSet, type PlannedDocument } from "./content.ts";
+import { homeserverRequestStats, log, MemorySampler, mib, percentile, pool, processStartEpochMs, requestStatsSince, sleep, sum, type MemoryReport, type RequestStats } from "./measure.ts";
+import { clamdBaseline, hasAsyncUpload, rawBaseline, type Baseline, type RawRun } from "./baselines.ts";
+import { cpuMeter, createOrganisations, drop, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
+import { benchResultsDir, clamdPid, homeserverChoiceOrExit, startBenchStack } from "./stack.ts";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -53,330 +50,7 @@ const plan = quick
 const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
 const kuvertLimitBytes = Math.round(1.1 * GiB);
 const clamdStreamMaxLength = "1200M";
-const noProgressLimitMs = 5 * 60_000;
 
-function log(message: string): void {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
-}
-
-async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const runners = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  });
-  await Promise.all(runners);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Env {
-  bench: BenchStack;
-  db: Database;
-  dropToken: string;
-  kuvertPid: number;
-  clampid: number | undefined;
-  scanner: ClamdScanner;
-  scanConcurrency: number;
-  /** Organisation id → its room. */
-  rooms: Map<string, string>;
-}
-
-// ---------------------------------------------------------------------------------------
-// Setup: organisations and their rooms
-
-async function createOrganisations(env: Env, count: number): Promise<{ ids: string[]; seconds: number }> {
-  const { stack } = env.bench;
-  const ids = Array.from({ length: count }, (_, i) => `bench-org-${String(i + 1).padStart(3, "0")}`);
-  const started = performance.now();
-  let created = 0;
-  const progress = setInterval(() => log(`  ${created}/${ids.length} organisations created`), 15_000);
-  await pool(ids, 4, async (id) => {
-    const res = await stack.api("POST", "/api/v1/organisations", { id, name: `Bench organisation ${id.slice(10)}`, clerks: [{ email: `clerk@${id}.example` }] });
-    if (res.status !== 201 && res.status !== 200) throw new Error(`creating ${id}: ${res.status} ${JSON.stringify(res.body)}`);
-    created++;
-  }).finally(() => clearInterval(progress));
-  const deadline = Date.now() + 15 * 60_000;
-  let reported = Date.now();
-  for (;;) {
-    const res = await stack.api<{ organisations: { id: string; roomState: string; roomId: string | null }[] }>("GET", "/api/v1/organisations?limit=5000");
-    const wanted = new Set(ids);
-    for (const o of res.body.organisations) if (wanted.has(o.id) && o.roomState === "ready" && o.roomId) env.rooms.set(o.id, o.roomId);
-    const ready = env.rooms.size;
-    if (ready === ids.length) break;
-    if (Date.now() > deadline) throw new Error(`only ${ready} of ${ids.length} organisation rooms became ready`);
-    if (Date.now() - reported > 15_000) {
-      log(`  ${ready}/${ids.length} rooms ready`);
-      reported = Date.now();
-    }
-    await sleep(500);
-  }
-  return { ids, seconds: (performance.now() - started) / 1000 };
-}
-
-// ---------------------------------------------------------------------------------------
-// Dropping documents and waiting for them
-
-interface Upload {
-  doc: PlannedDocument;
-  status: number;
-  id?: string;
-  error?: string;
-  startedAt: number; // epoch ms
-  answeredAt: number; // epoch ms
-}
-
-async function drop(env: Env, doc: PlannedDocument): Promise<Upload> {
-  const startedAt = Date.now();
-  try {
-    const query = new URLSearchParams({ filename: `${doc.name}.pdf`, kind: "Benchmark", reference: doc.name });
-    const res = await fetch(`${env.bench.stack.publicUrl}/api/v1/organisations/${doc.organisation}/documents?${query}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${env.dropToken}`, "content-type": "application/pdf" },
-      body: documentWebStream(doc.name, doc.size),
-      duplex: "half",
-      // Without it, fetch tees the body stream and keeps the whole upload in this process's memory.
-      redirect: "error",
-    } as RequestInit);
-    const body = (await res.json().catch(() => ({}))) as { id?: string; errcode?: string; error?: string };
-    const upload: Upload = { doc, status: res.status, startedAt, answeredAt: Date.now() };
-    if (res.status === 202 && body.id) upload.id = body.id;
-    else upload.error = `${res.status} ${body.errcode ?? ""} ${body.error ?? ""}`.trim();
-    return upload;
-  } catch (err) {
-    return { doc, status: 0, error: (err as Error).message, startedAt, answeredAt: Date.now() };
-  }
-}
-
-interface Finished {
-  id: string;
-  state: string;
-  createdAt: number;
-  scannedAt: number | null;
-  finishedAt: number | null;
-  scanMs: number | null;
-  /** The verdict was reached while the document arrived (the scan ran alongside staging). */
-  whileReceiving: boolean;
-}
-
-/**
- * Waits until every document is delivered or rejected, watching the database (one cheap query
- * per 250 ms, instead of a request per document to the process being measured). Answers
- * Kuvert's own timestamps for each document and the clamd time its scanner measured.
- */
-async function settle(env: Env, ids: string[]): Promise<Finished[]> {
-  let lastDone = -1;
-  let lastProgress = Date.now();
-  for (;;) {
-    const { rows } = await env.db.query<{ state: string; n: number }>("SELECT state, count(*)::int AS n FROM documents WHERE id = ANY($1) GROUP BY state", [ids]);
-    const counts = Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
-    const done = (counts.delivered ?? 0) + (counts.rejected ?? 0);
-    if (done === ids.length) break;
-    if (done !== lastDone) {
-      lastDone = done;
-      lastProgress = Date.now();
-    } else if (Date.now() - lastProgress > noProgressLimitMs) {
-      const { rows: stuck } = await env.db.query<{ document_id: string; attempts: number; last_error: string | null }>(
-        "SELECT document_id, attempts, last_error FROM document_work WHERE document_id = ANY($1) AND state <> 'done' LIMIT 5",
-        [ids],
-      );
-      throw new Error(`no progress for ${noProgressLimitMs / 1000} s; states ${JSON.stringify(counts)}; work: ${JSON.stringify(stuck)}`);
-    }
-    await sleep(250);
-  }
-  const { rows } = await env.db.query<{ id: string; state: string; created_ms: string; scanned_ms: string | null; finished_ms: string | null; scan_ms: string | null; while_receiving: string | null }>(
-    `SELECT d.id, d.state,
-            (extract(epoch FROM d.created_at) * 1000)::float8::text AS created_ms,
-            (extract(epoch FROM d.scanned_at) * 1000)::float8::text AS scanned_ms,
-            (extract(epoch FROM d.finished_at) * 1000)::float8::text AS finished_ms,
-            (SELECT a.details->>'durationMs' FROM audit_log a WHERE a.action = 'document.scanned' AND a.object = d.id LIMIT 1) AS scan_ms,
-            (SELECT a.details->>'whileReceiving' FROM audit_log a WHERE a.action = 'document.scanned' AND a.object = d.id LIMIT 1) AS while_receiving
-       FROM documents d WHERE d.id = ANY($1)`,
-    [ids],
-  );
-  const num = (v: string | null) => (v === null ? null : Number(v));
-  return rows.map((r) => ({ id: r.id, state: r.state, createdAt: Number(r.created_ms), scannedAt: num(r.scanned_ms), finishedAt: num(r.finished_ms), scanMs: num(r.scan_ms), whileReceiving: r.while_receiving === "true" }));
-}
-
-/** Asks Kuvert's public API for each document's state, as a back office would (after timing). */
-async function statesByApi(env: Env, ids: string[]): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  await pool(ids, 8, async (id) => {
-    const res = await env.bench.stack.api<{ state: string; eventId: string | null }>("GET", `/api/v1/documents/${id}`, undefined, { token: env.dropToken });
-    const key = res.status === 200 ? (res.body.state === "delivered" && !res.body.eventId ? "delivered-without-event" : res.body.state) : `http-${res.status}`;
-    counts[key] = (counts[key] ?? 0) + 1;
-  });
-  return counts;
-}
-
-// ---------------------------------------------------------------------------------------
-// Baseline: clamd alone
-
-interface Baseline {
-  documents: number;
-  bytes: number;
-  /** The median run. */
-  seconds: number;
-  runs: number[];
-  concurrency: number;
-  clean: number;
-}
-
-/**
- * clamd's throughput on the same bytes, through Kuvert's own ClamdScanner but without Kuvert:
- * `rounds` runs, the median counts (the runs show how steady clamd is). clamd's clean-file
- * cache is off (bench/stack.ts), so a repeat is a real scan.
- */
-async function clamdBaseline(env: Env, docs: PlannedDocument[], concurrency: number, rounds: number): Promise<Baseline> {
-  const runs: number[] = [];
-  let clean = 0;
-  for (let round = 0; round < rounds; round++) {
-    clean = 0;
-    const started = performance.now();
-    await pool(docs, concurrency, async (doc) => {
-      const verdict = await env.scanner.scan(documentStream(doc.name, doc.size), doc.size);
-      if (verdict.clean) clean++;
-    });
-    runs.push((performance.now() - started) / 1000);
-  }
-  const seconds = [...runs].sort((x, y) => x - y)[Math.floor(runs.length / 2)]!;
-  return { documents: docs.length, bytes: sum(docs.map((d) => d.size)), seconds, runs, concurrency, clean };
-}
-
-// ---------------------------------------------------------------------------------------
-// Baseline: a bare client doing Kuvert's homeserver work
-
-interface RawRun {
-  label: string;
-  concurrency: number;
-  documents: number;
-  bytes: number;
-  /** First upload started → last file event answered. */
-  seconds: number;
-  cpu: Record<string, number>;
-  /** The bare client's requests: media uploads and room sends, how many and their seconds in all. */
-  requests: RequestStats;
-  /** Per document, upload start → file event answered: median and 95th percentile, seconds. */
-  latency: { p50: number; p95: number };
-}
-
-/** One keep-alive connection pool for the bare client, as Kuvert's node:http uploads use Node's global agent. */
-const rawAgent = new Agent({ keepAlive: true });
-
-/** A request with node:http; the body streamed from `body` (or none). Answers status and parsed JSON. */
-async function rawRequest(url: string, method: string, headers: Record<string, string>, body?: () => NodeJS.ReadableStream | Buffer): Promise<{ status: number; json: Record<string, unknown> }> {
-  const req = httpRequest(url, { method, headers, agent: rawAgent });
-  const answer = new Promise<IncomingMessage>((resolve, reject) => {
-    req.once("response", resolve);
-    req.once("error", reject);
-  });
-  const content = body?.();
-  if (content === undefined) req.end();
-  else if (Buffer.isBuffer(content)) req.end(content);
-  else await pipeline(content, req);
-  const res = await answer;
-  const chunks: Buffer[] = [];
-  for await (const chunk of res) chunks.push(chunk as Buffer);
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
-  } catch {
-    // not JSON
-  }
-  return { status: res.statusCode ?? 0, json };
-}
-
-/**
- * Exactly Kuvert's homeserver work for one document, as a bare client (Kuvert's bot, its
- * as_token): the media upload (POST /_matrix/media/v3/upload, with Content-Length, or where the
- * homeserver has async upload: create, then PUT), the short m.notice, the m.file event, one
- * after the other, into the organisation's room. The same bytes (made as a stream) and the same
- * texts Kuvert sends; transaction ids of their own.
- */
-async function rawDocument(env: Env, doc: PlannedDocument, label: string, asyncUpload: boolean, requests: RequestStats): Promise<void> {
-  const timed = async <T>(kind: string, call: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    try {
-      return await call();
-    } finally {
-      const entry = (requests[kind] ??= { count: 0, seconds: 0 });
-      entry.count++;
-      entry.seconds += (performance.now() - started) / 1000;
-    }
-  };
-  const base = env.bench.access.url;
-  const auth = `Bearer ${env.bench.stack.registration.as_token}`;
-  const roomId = env.rooms.get(doc.organisation);
-  if (!roomId) throw new Error(`no room for ${doc.organisation}`);
-  const filename = `${doc.name}.pdf`;
-  const uploadHeaders = { authorization: auth, "content-type": "application/pdf", "content-length": String(doc.size) };
-  let mxc: string;
-  if (asyncUpload) {
-    const created = await timed("create", () => rawRequest(`${base}/_matrix/media/v1/create`, "POST", { authorization: auth }));
-    mxc = String(created.json.content_uri);
-    const [server, mediaId] = mxc.slice("mxc://".length).split("/");
-    const put = await timed("upload", () =>
-      rawRequest(`${base}/_matrix/media/v3/upload/${encodeURIComponent(server!)}/${encodeURIComponent(mediaId!)}?filename=${encodeURIComponent(filename)}`, "PUT", uploadHeaders, () => documentStream(doc.name, doc.size)),
-    );
-    if (put.status !== 200) throw new Error(`bare client upload: ${put.status} ${JSON.stringify(put.json)}`);
-  } else {
-    const posted = await timed("upload", () => rawRequest(`${base}/_matrix/media/v3/upload?filename=${encodeURIComponent(filename)}`, "POST", uploadHeaders, () => documentStream(doc.name, doc.size)));
-    if (posted.status !== 200) throw new Error(`bare client upload: ${posted.status} ${JSON.stringify(posted.json)}`);
-    mxc = String(posted.json.content_uri);
-  }
-  const text = notice(documentTexts(env.bench.stack.config.organisations.language).announcement({ filename, kind: "Benchmark", reference: doc.name, submitted_by: "token:bench-drop" }));
-  const file = { msgtype: "m.file", body: filename, filename, url: mxc, info: { mimetype: "application/pdf", size: doc.size } };
-  for (const [part, content] of [["text", text], ["file", file]] as const) {
-    const res = await timed("send", () =>
-      rawRequest(
-        `${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionId(`raw:${label}:${doc.index}:${part}`)}`,
-        "PUT",
-        { authorization: auth, "content-type": "application/json" },
-        () => Buffer.from(JSON.stringify(content)),
-      ),
-    );
-    if (res.status !== 200) throw new Error(`bare client send: ${res.status} ${JSON.stringify(res.json)}`);
-  }
-}
-
-/** Whether the homeserver has async upload (POST /_matrix/media/v1/create), as Kuvert learns it. */
-async function hasAsyncUpload(env: Env): Promise<boolean> {
-  const res = await rawRequest(`${env.bench.access.url}/_matrix/media/v1/create`, "POST", { authorization: `Bearer ${env.bench.stack.registration.as_token}` });
-  return res.status === 200;
-}
-
-/** The bare client over the whole set, `concurrency` documents at a time. */
-async function rawBaseline(env: Env, docs: PlannedDocument[], concurrency: number, label: string, asyncUpload: boolean): Promise<RawRun> {
-  await sleep(1000);
-  const cpu = cpuMeter(env);
-  let done = 0;
-  const progress = setInterval(() => log(`  bare client ${label}: ${done}/${docs.length} documents`), 15_000);
-  const requests: RequestStats = {};
-  const latencies: number[] = [];
-  const started = performance.now();
-  try {
-    await pool(docs, concurrency, async (doc) => {
-      const t = performance.now();
-      await rawDocument(env, doc, label, asyncUpload, requests);
-      latencies.push((performance.now() - t) / 1000);
-      done++;
-    });
-  } finally {
-    clearInterval(progress);
-  }
-  const seconds = (performance.now() - started) / 1000;
-  return {
-    label,
-    concurrency,
-    documents: docs.length,
-    bytes: sum(docs.map((d) => d.size)),
-    seconds,
-    cpu: cpu.stop(),
-    requests,
-    latency: { p50: percentile(latencies, 50), p95: percentile(latencies, 95) },
-  };
-}
-
-// ---------------------------------------------------------------------------------------
 // The scenarios
 
 interface ScenarioResult {
@@ -409,16 +83,6 @@ interface ScenarioResult {
   homeserverRequests: RequestStats;
 }
 
-function cpuMeter(env: Env): CpuMeter {
-  const cluster = env.bench.cluster;
-  const synapsePid = env.bench.synapsePid;
-  return new CpuMeter({
-    kuvert: () => cpuSecondsOf(env.kuvertPid),
-    ...(synapsePid ? { synapse: () => cpuSecondsOf(synapsePid) } : {}),
-    clamd: () => (env.clampid ? cpuSecondsOf(env.clampid) : 0),
-    ...(cluster ? { postgres: () => postgresCpuSeconds(cluster) } : {}),
-  });
-}
 
 async function runScenario(env: Env, name: string, docs: PlannedDocument[], uploadConcurrency: number, baseline: Baseline): Promise<ScenarioResult> {
   await sleep(1000); // let Kuvert settle (GC, mail outbox) so the scenario starts from idle
@@ -497,10 +161,6 @@ const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
 const mbps = (bytes: number, seconds: number) => f1(bytes / MB / seconds);
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-}
 
 function memoryLine(m: MemoryReport): string {
   return `${mib(m.hwmBytes)} MiB${m.hwmReset ? "" : " (VmHWM not reset: process peak)"} (sampled max ${mib(m.sampledPeakRssBytes)} MiB; ${mib(m.startRssBytes)} MiB at start)`;

@@ -218,3 +218,32 @@ export function requestStatsSince(before: RequestStats, after: RequestStats): Re
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------------------
+// The benchmarks' small shared helpers
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** One line of progress with the time of day. */
+export function log(message: string): void {
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
+
+/** Runs `work` over `items`, at most `concurrency` at a time, in order of the items. */
+export async function pool<T>(items: T[], concurrency: number, work: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await work(items[i]!, i);
+      }
+    }),
+  );
+}
+
+/** The p-th percentile of xs (nearest rank); NaN for none. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}

@@ -9,7 +9,9 @@
 // --only=a|b (one scenario), --profile (Kuvert writes a V8 CPU profile to
 // bench/results/profiles/ when it stops), --memory-probe (Kuvert
 // writes its heap and buffer figures to bench/results/memory-probe-*.jsonl, see bench/memory-probe.ts),
-// --kuvert-node-options="…" (extra Node options for the Kuvert process, e.g. V8 flags).
+// --kuvert-node-options="…" (extra Node options for the Kuvert process, e.g. V8 flags),
+// --processes=1,2,3 (instead of scenarios A and B: the mixed set through 1, then 2, then 3 Kuvert
+// processes on the same database, staging, homeserver and clamd; see bench/processes.ts).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -21,6 +23,7 @@ import { documentStream, mixedSet, type PlannedDocument } from "./content.ts";
 import { homeserverRequestStats, log, MemorySampler, mib, percentile, pool, processStartEpochMs, requestStatsSince, sleep, sum, type MemoryReport, type RequestStats } from "./measure.ts";
 import { clamdBaseline, hasAsyncUpload, rawBaseline, type Baseline, type RawRun } from "./baselines.ts";
 import { cpuMeter, createOrganisations, drop, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
+import { scaleOut, scaleReport } from "./processes.ts";
 import { benchResultsDir, clamdPid, homeserverChoiceOrExit, startBenchStack } from "./stack.ts";
 
 const GiB = 1024 ** 3;
@@ -35,9 +38,10 @@ const profile = args.has("--profile");
 const memoryProbe = args.has("--memory-probe");
 const kuvertNodeOptions = [...args].find((a) => a.startsWith("--kuvert-node-options="))?.slice("--kuvert-node-options=".length);
 const only = [...args].find((a) => a.startsWith("--only="))?.slice("--only=".length);
+const processCounts = [...args].find((a) => a.startsWith("--processes="))?.slice("--processes=".length).split(",").map(Number);
 for (const a of args) {
-  if (!["--quick", "--profile", "--memory-probe"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=")) {
-    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
+  if (!["--quick", "--profile", "--memory-probe"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=") && !/^--processes=[1-9](,[1-9])*$/.test(a)) {
+    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--processes=1,2,3] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
     process.exit(2);
   }
 }
@@ -47,7 +51,7 @@ const plan = quick
   : { label: "full", documents: 1000, organisations: 200, uploadConcurrency: 8, bigBytes: 1 * GiB };
 /** Kuvert's documents.maxBytes and scanning.maxStreamBytes: 1.1 GiB. */
 /** Names this run in the report and the file names: quick or full, and any experiment or partial run. */
-const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
+const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(processCounts ? [`processes-${processCounts.join("")}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
 const kuvertLimitBytes = Math.round(1.1 * GiB);
 const clamdStreamMaxLength = "1200M";
 
@@ -339,6 +343,18 @@ function profileWindow(env: Env, r: ScenarioResult): void {
   log(`  ${r.name} in Kuvert's CPU profile: node bench/cpuprofile.ts <file> --from=${window.from.toFixed(1)} --to=${window.to.toFixed(1)} (${r.documents} documents)`);
 }
 
+/** Writes the report (Markdown, one per day and variant) and the raw figures (JSON, one per run) to bench/results/. */
+function writeResults(markdown: string, raw: unknown): void {
+  mkdirSync(benchResultsDir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
+  const suffix = variant === "full" ? "" : `-${variant}`;
+  const file = join(benchResultsDir, `documents-${stamp.slice(0, 10)}${suffix}.md`);
+  writeFileSync(file, markdown);
+  writeFileSync(join(benchResultsDir, `documents-${stamp}${suffix}.json`), JSON.stringify(raw, null, 1));
+  console.log("\n" + markdown);
+  log(`written to ${file}`);
+}
+
 async function main(): Promise<void> {
   const facts = machineFacts();
   log(`Kuvert documents benchmark (${plan.label}) against ${homeserver === "synapse" ? `Synapse (KUVERT_TEST_SYNAPSE=${process.env.KUVERT_TEST_SYNAPSE})` : "the test homeserver"}: ${JSON.stringify(facts)}`);
@@ -409,6 +425,16 @@ async function main(): Promise<void> {
     if (!w.id) throw new Error(`the warm-up document was refused: ${w.error}`);
     await settle(env, [w.id]);
 
+    if (processCounts) {
+      const docs = mixedSet(plan.documents, orgs.ids);
+      log(`bare client on ${bench.homeserverLabel}, 8 documents at a time: the homeserver's ceiling`);
+      const bare = await rawBaseline(env, docs, 8, "before-8", await hasAsyncUpload(env));
+      log(`  ${f1(bare.documents / bare.seconds)} documents/s`);
+      const steps = await scaleOut(env, docs, [...new Set(processCounts)].sort((x, y) => x - y), plan.uploadConcurrency);
+      const markdown = [`# Documents through several Kuvert processes (${plan.label}), ${new Date().toISOString().slice(0, 10)}`, "", `Homeserver: ${bench.homeserverLabel}. Machine: ${JSON.stringify(facts)}`, ...scaleReport(steps, bare.documents / bare.seconds)].join("\n") + "\n";
+      writeResults(markdown, { plan, facts, homeserver: bench.homeserverLabel, bare: { ...bare, uploads: undefined }, steps });
+      return;
+    }
     if (only !== "b") {
       const docs = mixedSet(plan.documents, orgs.ids);
       log(`scenario A: ${docs.length} documents, ${f1(sum(docs.map((d) => d.size)) / MB)} MB; clamd baseline first`);
@@ -452,16 +478,7 @@ async function main(): Promise<void> {
     }
 
     const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency, bench.homeserverLabel);
-    const dir = benchResultsDir;
-    mkdirSync(dir, { recursive: true });
-    const stamp = new Date().toISOString().replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
-    const suffix = variant === "full" ? "" : `-${variant}`;
-    const file = join(dir, `documents-${stamp.slice(0, 10)}${suffix}.md`);
-    writeFileSync(file, markdown);
-    const raw = { plan, facts, homeserver: bench.homeserverLabel, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b };
-    writeFileSync(join(dir, `documents-${stamp}${suffix}.json`), JSON.stringify(raw, null, 1));
-    console.log("\n" + markdown);
-    log(`written to ${file}`);
+    writeResults(markdown, { plan, facts, homeserver: bench.homeserverLabel, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b });
   } finally {
     await db?.close().catch(() => undefined);
     log("stopping the stack");

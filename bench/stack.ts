@@ -9,7 +9,7 @@
 // The homeserver is either the in-memory test homeserver (it keeps every uploaded file in
 // memory, in the benchmark's process, which is why Kuvert must run in a process of its own) or
 // a fresh real Synapse (test/support/synapse.ts), a process of its own too.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -236,20 +236,64 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
 export async function startKuvertChild(stack: Stack, logPath: string): Promise<void> {
   const configFile = join(stack.workDir, "config.yaml");
   writeFileSync(configFile, stringify(stack.rawConfig));
+  stack.child = await spawnKuvert(configFile, stack.publicUrl, logPath);
+}
+
+/** Starts `bin/kuvert.js start` with a configuration file and waits until its public listener answers /healthz. */
+async function spawnKuvert(configFile: string, publicUrl: string, logPath: string): Promise<ChildProcess> {
   const log = createWriteStream(logPath, { flags: "a" });
   const child = spawn(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", configFile, "start"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
-  stack.child = child;
   await waitFor(
     "Kuvert to answer /healthz",
     async () => {
       if (child.exitCode !== null) throw new Error(`Kuvert exited with ${child.exitCode}; see ${logPath}`);
-      const res = await fetch(`${stack.publicUrl}/healthz`).catch(() => undefined);
+      const res = await fetch(`${publicUrl}/healthz`).catch(() => undefined);
       return res?.ok === true;
     },
     60_000,
   );
+  return child;
+}
+
+/** One more Kuvert process beside the stack's: the same configuration, listeners of its own. */
+export interface ExtraKuvert {
+  pid: number;
+  publicUrl: string;
+  /** SIGTERM, and waits until it exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts another Kuvert process on the stack's database, staging directories, homeserver and
+ * clamd, as a deployment with several processes runs them. The homeserver still pushes its
+ * transactions to the first process (the registration's url); this one takes work from the
+ * database and requests on its own public listener.
+ */
+export async function startExtraKuvert(stack: Stack, name: string): Promise<ExtraKuvert> {
+  const raw = structuredClone(stack.rawConfig) as Record<string, Record<string, unknown> | undefined>;
+  const publicPort = await freePort();
+  raw.appservice = { ...raw.appservice, listener: { bindAddress: "127.0.0.1", port: await freePort() } };
+  raw.publicApi = { ...raw.publicApi, listener: { bindAddress: "127.0.0.1", port: publicPort } };
+  raw.metrics = { ...raw.metrics, listener: { bindAddress: "127.0.0.1", port: await freePort() } };
+  const configFile = join(stack.workDir, `${name}.yaml`);
+  writeFileSync(configFile, stringify(raw));
+  const publicUrl = `http://127.0.0.1:${publicPort}`;
+  const child = await spawnKuvert(configFile, publicUrl, join(stack.workDir, `${name}.log`));
+  // Ready means its start is through, clamd's canaries included (with a 1.1 GiB scanning limit
+  // the over-limit canary alone keeps clamd busy for seconds): none of that in the figures.
+  await waitFor(`${name} to be ready`, async () => (await fetch(`${publicUrl}/readyz`).catch(() => undefined))?.ok === true, 180_000, 500);
+  return {
+    pid: child.pid!,
+    publicUrl,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
 }
 
 /** The PID of the clamd started for `clamd` (found by its configuration file), or undefined. */

@@ -4,7 +4,7 @@
 // by deploy/setup.sh itself, with the values of deploy/env.example.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import { after, describe, it } from "node:test";
 import { parse, parseDocument } from "yaml";
@@ -12,6 +12,7 @@ import { loadConfig } from "../../appservice/config/load.ts";
 import type { KuvertConfig } from "../../appservice/config/schema.ts";
 import { GUEST_LINK_AUDIENCE } from "../../appservice/calls/guest-token.ts";
 import { buildRegistration } from "../../appservice/matrix/registration.ts";
+import { balancerConfig, deployedHaproxyCfg } from "../support/haproxy.ts";
 import { tempDir } from "../support/tmp.ts";
 import {
   environmentOf,
@@ -355,12 +356,26 @@ describe("Kuvert in the stack", () => {
     assert.equal(renderlessMount("kuvert-proxy", "deploy/haproxy/haproxy.cfg"), "/usr/local/etc/haproxy/haproxy.cfg");
   });
 
-  it("hands HAProxy a configuration it accepts (haproxy -c, Debian's haproxy)", () => {
+  it("hands HAProxy a configuration it accepts (haproxy -c, Debian's haproxy), as deployed and as the tests run it", () => {
     // Debian puts it in /usr/sbin, which is not on every user's PATH.
     const haproxy = existsSync("/usr/sbin/haproxy") ? "/usr/sbin/haproxy" : "haproxy";
-    const res = spawnSync(haproxy, ["-c", "-f", join(root, "deploy", "haproxy", "haproxy.cfg")], { encoding: "utf8" });
-    assert.ok(!res.error, `haproxy could not be run (scripts/setup.sh --tests installs it): ${res.error?.message}`);
-    assert.equal(res.status, 0, res.stderr + res.stdout);
+    const check = (file: string) => {
+      const res = spawnSync(haproxy, ["-c", "-f", file], { encoding: "utf8" });
+      assert.ok(!res.error, `haproxy could not be run (scripts/setup.sh --tests installs it): ${res.error?.message}`);
+      assert.equal(res.status, 0, res.stderr + res.stdout);
+    };
+    check(deployedHaproxyCfg);
+    // The multi-process suites put the same file in front of their Kuvert processes (test/support/haproxy.ts).
+    const dir = tempDir("kuvert-haproxy-");
+    try {
+      const forTests = balancerConfig(haproxyConfig(), { appservice: 19993, public: 18080 }, [{ appservice: 29993, public: 28080 }, { appservice: 39993, public: 38080 }]);
+      assert.match(forTests, /^ {2}server kuvert-2 127\.0\.0\.1:38080$/m);
+      assert.doesNotMatch(forTests, /resolvers|server-template/);
+      writeFileSync(join(dir, "haproxy.cfg"), forTests);
+      check(join(dir, "haproxy.cfg"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("names the registration file that Synapse loads: the same file in the same volume", () => {

@@ -17,6 +17,7 @@ import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
 import { BACKGROUND_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
 import { version } from "../version.ts";
+import type { AuditEntryView, DeadMail, OrganisationChoice, QueueDepth, StatusView } from "./views.ts";
 
 export interface ConsoleDeps {
   enabled: boolean;
@@ -137,7 +138,7 @@ const text = (req: Request, name: string): string | undefined => {
   return typeof v === "string" && v !== "" ? v : undefined;
 };
 
-function presentAudit(row: AuditRow): Record<string, unknown> {
+function presentAudit(row: AuditRow): AuditEntryView {
   return {
     seq: row.seq,
     at: row.at.toISOString(),
@@ -217,7 +218,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
         ORDER BY display_name, id LIMIT 5000`,
       [search ?? null, caller.scopes.includes("admin") ? null : caller.organisations],
     );
-    res.json({ organisations: rows.map((o) => ({ id: o.id, name: o.display_name, tags: o.tags, state: o.state, roomState: o.room_state })) });
+    res.json({ organisations: rows.map((o): OrganisationChoice => ({ id: o.id, name: o.display_name, tags: o.tags, state: o.state, roomState: o.room_state })) });
   });
 
   // --- audit log (dpo, admin) ---
@@ -284,11 +285,11 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
              FROM ${table}`,
         );
         const row = rows[0]!;
-        return { queue, table, pending: Number(row.pending), failed: Number(row.failed), oldestPendingSince: row.oldest?.toISOString() ?? null };
+        return { queue, table, pending: Number(row.pending), failed: Number(row.failed), oldestPendingSince: row.oldest?.toISOString() ?? null } satisfies QueueDepth;
       }),
     );
     res.setHeader("Cache-Control", "no-store");
-    res.json({ ready: health.ready, checks: health.checks, queues: depths });
+    res.json({ ready: health.ready, checks: health.checks, queues: depths } satisfies StatusView);
   });
 
   r.get("/mail/dead", admins, async (_req, res) => {
@@ -300,7 +301,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
     );
     res.setHeader("Cache-Control", "no-store");
     res.json({
-      mails: rows.map((m) => ({
+      mails: rows.map((m): DeadMail => ({
         id: m.id,
         kind: m.kind,
         recipient: m.recipient,

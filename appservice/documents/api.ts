@@ -10,6 +10,7 @@ import { actorOf, callerOf } from "../http/auth.ts";
 import { tokenCovers } from "../tokens/tokens.ts";
 import type { Batches } from "./batch.ts";
 import type { DocumentIntake, OutboundSubmission } from "./intake.ts";
+import type { DocumentStatus } from "./model.ts";
 import * as store from "./store.ts";
 import { parseSupersedes, versionChain } from "./versions.ts";
 
@@ -62,7 +63,7 @@ function multipartFile(req: Request, limitBytes: number): Promise<{ fields: Reco
   });
 }
 
-function presentStatus(row: store.DocumentRow): Record<string, unknown> {
+function presentStatus(row: store.DocumentRow): DocumentStatus {
   const record = store.toRecord(row);
   return { ...record, statusUrl: `/api/v1/documents/${record.id}` };
 }
@@ -146,7 +147,7 @@ export function documentRoutes(db: Database, intake: DocumentIntake, batches: Ba
     // A document of an organisation outside the token's scope is as unknown as one that does not exist.
     if (!row || !tokenCovers(callerOf(req), row.organisation_id)) throw new KuvertError(ErrCode.NotFound, `There is no document ${String(req.params.docId)}.`);
     // The e-mails to the organisation's clerks about it: once none is pending, they are notified.
-    res.json({ ...presentStatus(row), notifications: await store.notificationCounts(db, row.id) });
+    res.json({ ...presentStatus(row), notifications: await store.notificationCounts(db, row.id) } satisfies DocumentStatus);
   });
 
   // Every version linked to a document, oldest first; the current one is the last that is not rejected.

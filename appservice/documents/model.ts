@@ -33,6 +33,12 @@ export interface DocumentRecord {
   supersededBy: string | null;
 }
 
+/** A document as the API shows it; GET /api/v1/documents/{id} adds the e-mails to its clerks by state. */
+export interface DocumentStatus extends DocumentRecord {
+  statusUrl: string;
+  notifications?: { pending: number; sent: number; dead: number };
+}
+
 export function newDocumentId(): string {
   return `doc_${randomBytes(12).toString("base64url")}`;
 }

@@ -15,11 +15,19 @@ export class ApiError extends Error {
   }
 }
 
-// The server's own types (type-only imports: nothing of the server reaches the bundle).
+// The server's own types for what it answers (type-only imports: nothing of the server reaches
+// the bundle). The pages take them from here; none declares a shape of the server's by hand.
 export type { Role } from "../../../appservice/config/schema.ts";
 export type { Scope } from "../../../appservice/tokens/tokens.ts";
 /** GET /session's session. */
 export type { ConsoleSession as Session } from "../../../appservice/console/sessions.ts";
+export type { AuditEntryView, DeadMail, OrganisationChoice, StatusView } from "../../../appservice/console/views.ts";
+export type { VerifyResult } from "../../../appservice/audit/audit.ts";
+export type { Call, GuestLink } from "../../../appservice/calls/service.ts";
+export type { CircularStatus } from "../../../appservice/circulars/service.ts";
+export type { DocumentStatus } from "../../../appservice/documents/model.ts";
+export type { Clerk, Organisation } from "../../../appservice/organisations/model.ts";
+export type { PreviewRow } from "../../../appservice/organisations/preview.ts";
 
 /** Called when Kuvert says the session has ended, so the app can show the sign-in again. */
 let onSessionEnded: (() => void) | undefined;

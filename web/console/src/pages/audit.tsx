@@ -1,26 +1,9 @@
 // The audit log (dpo and admin): filter, page back, export as CSV, verify the hash chain.
 import { useContext, useEffect, useState } from "preact/hooks";
-import { api } from "../api.ts";
+import { api, type AuditEntryView as Entry, type VerifyResult as Verify } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, TableHead, message } from "../ui.tsx";
-
-interface Entry {
-  seq: string;
-  at: string;
-  actor: string;
-  action: string;
-  organisationId: string | null;
-  object: string | null;
-  outcome: string;
-  details: Record<string, unknown>;
-}
-
-interface Verify {
-  ok: boolean;
-  rows: number;
-  brokenAt?: { seq: string; reason: string };
-}
 
 interface Filters {
   from: string;

@@ -2,37 +2,10 @@
 // running one is reused, and the page says so), ending it, and guest links for one call: issue
 // (the link is shown once, with a copy button; the guest also gets it by e-mail), list, revoke.
 import { useContext, useEffect, useRef, useState } from "preact/hooks";
-import { api, poll } from "../api.ts";
+import { api, poll, type Call, type GuestLink, type OrganisationChoice as Choice } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
-
-interface Choice {
-  id: string;
-  name: string;
-  state: string;
-}
-
-interface Call {
-  id: string;
-  organisationId: string;
-  roomId: string;
-  startedBy: string;
-  startedAt: string;
-  expiresAt: string;
-  running: boolean;
-  widgetPosted: boolean;
-}
-
-interface GuestLink {
-  id: string;
-  name: string;
-  email: string;
-  createdBy: string;
-  createdAt: string;
-  expiresAt: string;
-  state: "valid" | "expired" | "revoked";
-}
 
 /** A notice kept as its text key, so that it follows a change of language. */
 interface Said {

@@ -3,42 +3,13 @@
 // tag, or by hand), attach files, send now or at a time; then watch the delivery per organisation
 // as it moves, cancel a scheduled circular, or correct a sent one.
 import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, poll } from "../api.ts";
+import { api, poll, type CircularStatus as Circular, type OrganisationChoice as Choice } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
 
-interface Choice {
-  id: string;
-  name: string;
-  tags: string[];
-  state: string;
-}
-
 type Targets = { all: true } | { tag: string } | { organisations: string[] };
 type CircularState = "scheduled" | "scanning" | "sending" | "sent" | "cancelled" | "stopped";
-interface Summary {
-  pending: number;
-  delivered: number;
-  failed: number;
-}
-
-interface Circular {
-  id: string;
-  state: CircularState;
-  reason: string | null;
-  text: string;
-  targets: Targets;
-  author: string;
-  scheduledAt: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  attachments: { filename: string; mimetype: string; size: number; verdict: string | null; signature: string | null }[];
-  summary: Summary;
-  corrections: { revision: number; text: string; author: string; createdAt: string; summary: Summary }[];
-  deliveries?: { organisationId: string; state: "pending" | "delivered" | "failed"; reason: string | null; deliveredAt: string | null }[];
-}
 
 /** A notice kept as its text key, so that it follows a change of language. */
 interface Said {

@@ -2,25 +2,10 @@
 // clerks' e-mail: uploading (with progress), scanning, held, rejected (with the finding),
 // delivered, notified.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, poll as pollApi, uploadDocument } from "../api.ts";
+import { api, poll as pollApi, uploadDocument, type DocumentStatus as Status, type OrganisationChoice as Choice } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Section, TableHead, message } from "../ui.tsx";
-
-interface Choice {
-  id: string;
-  name: string;
-  tags: string[];
-  state: string;
-}
-
-interface Status {
-  id: string;
-  state: string;
-  reason: string | null;
-  signature: string | null;
-  notifications?: { pending: number; sent: number; dead: number };
-}
 
 interface Item {
   key: string;

@@ -1,36 +1,10 @@
 // Organisations: search, create, edit, archive; clerks with their invitation state; CSV import
 // with a preview of what will change and a result per row.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, poll } from "../api.ts";
+import { api, poll, type Clerk, type Organisation, type PreviewRow } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
-
-interface Clerk {
-  matrixId: string | null;
-  email: string | null;
-  name: string | null;
-  status: "active" | "removed";
-  membership: string | null;
-}
-
-interface Organisation {
-  id: string;
-  name: string;
-  tags: string[];
-  state: "active" | "archived";
-  roomState: "pending" | "ready" | "lost";
-  roomProblem: string | null;
-  clerks: Clerk[];
-}
-
-interface PreviewRow {
-  line: number;
-  id: string;
-  outcome: "created" | "updated" | "unchanged" | "error";
-  changes?: Record<string, unknown>;
-  error?: string;
-}
 
 const roomKey: Record<string, TextKey> = { pending: "roomPending", ready: "roomReady", lost: "roomLost" };
 const changeLabel: Record<string, TextKey> = {

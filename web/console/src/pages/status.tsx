@@ -1,27 +1,10 @@
 // Status (admin): health of database, scanner, homeserver and mail; queue depths; e-mails
 // given up, each with a button to send it again.
 import { useContext, useEffect, useState } from "preact/hooks";
-import { api, poll } from "../api.ts";
+import { api, poll, type DeadMail, type StatusView as StatusBody } from "../api.ts";
 import { I18n, formatTime, useT } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
-
-interface StatusBody {
-  ready: boolean;
-  checks: Record<string, { ok: boolean; detail: string }>;
-  queues: { queue: string; pending: number; failed: number; oldestPendingSince: string | null }[];
-}
-
-interface DeadMail {
-  id: string;
-  kind: string;
-  recipient: string;
-  organisationId: string | null;
-  attempts: number;
-  lastError: string | null;
-  createdAt: string;
-  notifications: number;
-}
 
 function Status() {
   const t = useT();

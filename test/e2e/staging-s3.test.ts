@@ -1,6 +1,6 @@
 // Staging on S3-compatible object storage, end to end: Kuvert (a child process, so it can be
 // killed) stages in a bucket of a real S3-compatible store (Swift with s3api, test/support/s3.ts),
-// scans with a real clamd and delivers. Documents and batches are delivered from the bucket,
+// scans with a real clamd and delivers. Documents, batches and a circular's attachment are delivered from the bucket,
 // EICAR is refused, an oversized upload leaves no object and no unfinished upload, a document
 // waiting in the bucket survives a restart, and retention sweeps what a crash left there.
 import assert from "node:assert/strict";
@@ -156,6 +156,25 @@ if (missing) {
       assert.ok((await filenames(roomA)).includes("a.pdf"));
       assert.deepEqual((await filenames(roomB)).filter((f) => f !== "wartet.pdf").sort(), ["b.pdf", "c.pdf"]);
       assert.deepEqual(await s3.keys(PREFIX), [], "neither the batch nor its documents are left in the bucket");
+      assert.deepEqual(localCopies(), []);
+    });
+
+    it("stages a circular's attachment under the circulars' prefix, delivers it to every room, and deletes it", async () => {
+      const form = new FormData();
+      form.append("text", "Rundschreiben mit Anlage aus dem Bucket");
+      form.append("targets", JSON.stringify({ all: true }));
+      form.append("attachment", new Blob([new Uint8Array(pdf("Anlage im Bucket"))], { type: "application/pdf" }), "Anlage.pdf");
+      const res = await fetch(`${stack.publicUrl}/api/v1/circulars`, { method: "POST", headers: { authorization: `Bearer ${stack.adminToken}` }, body: form });
+      const created = (await res.json()) as { id: string };
+      assert.equal(res.status, 201, JSON.stringify(created));
+      let circular: { state: string; attachments: { verdict: string | null; mxcUri: string | null }[] } | undefined;
+      await waitFor(() => `the circular to be sent (last: ${circular?.state})`, async () => (circular = (await stack.api<NonNullable<typeof circular>>("GET", `/api/v1/circulars/${created.id}`)).body).state === "sent", 60_000, 200);
+      assert.equal(circular!.attachments[0]!.verdict, "clean");
+      assert.deepEqual(await stack.download(circular!.attachments[0]!.mxcUri!), pdf("Anlage im Bucket"), "read back from the bucket as it was sent");
+      for (const roomId of [roomA, roomB]) {
+        assert.ok((await stack.timeline(roomId)).some((e) => e.content.msgtype === "m.file" && e.content.url === circular!.attachments[0]!.mxcUri), "each room has the attachment");
+      }
+      assert.deepEqual(await s3.keys(`${PREFIX}circulars/`), [], "the staged attachment is deleted once uploaded");
       assert.deepEqual(localCopies(), []);
     });
 

@@ -7,7 +7,7 @@
 // What needs a local file (clamd's archive policy, a ZIP's random access, an upload to the
 // homeserver that may be retried) gets one through `local`: the object is streamed into this
 // process's cache file, which is removed as soon as `use` is done. A crash can leave a cache file
-// behind; retention's orphan sweep removes those (`cacheEntries`).
+// behind; retention's orphan sweep removes those (`removeStaleCopies`).
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
@@ -130,13 +130,17 @@ export class S3Staging implements Staging {
     await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: `${this.#prefix}${name}` }));
   }
 
-  /** Local copies left by a crash (a copy is removed right after use otherwise). */
-  async *cacheEntries(): AsyncIterable<{ path: string; modified: Date }> {
-    const names = await readdir(this.#cacheDir).catch(() => [] as string[]);
-    for (const name of names) {
-      const info = await stat(join(this.#cacheDir, name)).catch(() => null);
-      if (info?.isFile()) yield { path: join(this.#cacheDir, name), modified: info.mtime };
+  /** Removes local copies older than `olderThan` (a crash left them: a copy is removed right after use otherwise); returns how many. */
+  async removeStaleCopies(olderThan: Date): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(this.#cacheDir).catch(() => [] as string[])) {
+      const path = join(this.#cacheDir, name);
+      const info = await stat(path).catch(() => null);
+      if (!info?.isFile() || info.mtime >= olderThan) continue;
+      await rm(path, { force: true });
+      removed++;
     }
+    return removed;
   }
 
   async close(): Promise<void> {

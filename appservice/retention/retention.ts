@@ -1,7 +1,6 @@
 // Retention: Kuvert keeps what it stores only as long as configured. One run deletes what is
 // due in each category and writes one audit row with the counts. Several Kuvert processes may
 // share a database: an advisory lock lets one of them run at a time.
-import { rm } from "node:fs/promises";
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
@@ -61,12 +60,7 @@ async function sweepStaging(db: Queryable, config: KuvertConfig, olderThan: Date
     for (const name of stale) await documents.remove(name);
     let count = stale.length;
     for (const store of [documents, circulars]) {
-      if (!(store instanceof S3Staging)) continue;
-      for await (const copy of store.cacheEntries()) {
-        if (copy.modified >= olderThan) continue;
-        await rm(copy.path, { force: true });
-        count++;
-      }
+      if (store instanceof S3Staging) count += await store.removeStaleCopies(olderThan);
     }
     return count;
   } finally {

@@ -4,7 +4,7 @@
 // EICAR is refused, an oversized upload leaves no object and no unfinished upload, a document
 // waiting in the bucket survives a restart, and retention sweeps what a crash left there.
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { KuvertConfig } from "../../appservice/config/schema.ts";
@@ -180,6 +180,8 @@ if (missing) {
 
     it("sweeps what a crash left in the bucket with retention, once it is older than the limit", async () => {
       await s3.put(`${DOCUMENTS}doc_left-by-a-crash`, pdf("orphan"));
+      // And a local copy a process left when it died mid-scan.
+      writeFileSync(join(stack.config.documents.stagingDir, ".s3-cache-documents", "doc_left-by-a-crash.0123456789ab"), pdf("orphan"));
       const config: KuvertConfig = {
         ...stack.config,
         documents: { ...stack.config.documents, stagingS3: { ...stack.config.documents.stagingS3!, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } },
@@ -189,9 +191,11 @@ if (missing) {
         const early = await runRetention(db, config);
         assert.equal(early?.stagingFiles, 0, "a fresh object is left alone (it may belong to an upload being answered)");
         assert.deepEqual(await s3.keys(DOCUMENTS), [`${DOCUMENTS}doc_left-by-a-crash`]);
+        assert.equal(localCopies().length, 1);
         const later = await runRetention(db, config, new Date(Date.now() + (stack.config.retention.stagingOrphanHours + 1) * 60 * 60 * 1000));
-        assert.equal(later?.stagingFiles, 1);
+        assert.equal(later?.stagingFiles, 2, "the object and the local copy");
         assert.deepEqual(await s3.keys(DOCUMENTS), []);
+        assert.deepEqual(localCopies(), []);
       } finally {
         await db.close();
       }

@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { freePort } from "./ports.ts";
 
 const programs = {
@@ -159,10 +159,15 @@ export async function startS3(): Promise<S3Store> {
     const bucket = "kuvert-test";
     const client = new S3Client({ endpoint, region, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 });
     const deadline = Date.now() + 60_000;
-    // Ready when the bucket can be made: the proxy, tempauth, memcached and all three rings answer.
+    // Ready when the bucket can be made and an object stored and deleted in it: then the proxy,
+    // tempauth, memcached and the account, container and object servers all answer.
+    let made = false;
     for (;;) {
       try {
-        await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        if (!made) await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        made = true;
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: "ready", Body: "ready" }));
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: "ready" }));
         break;
       } catch (err) {
         if (Date.now() > deadline) {

@@ -132,12 +132,16 @@ if (missing) {
       assert.deepEqual(localCopies(), []);
     });
 
-    it("refuses an oversized upload while it streams: no object, no unfinished multipart upload", async () => {
+    it("refuses an oversized upload while it streams, and an empty one: no object, no unfinished multipart upload", async () => {
       const res = await drop("org-a", pdf("y".repeat(MAX_BYTES + 1024)), "zu-gross.pdf");
       assert.equal(res.status, 413, JSON.stringify(res.body));
       assert.equal(res.body.errcode, "KUVERT_TOO_LARGE");
       assert.deepEqual(await s3.keys(DOCUMENTS), []);
       assert.deepEqual(await s3.unfinishedUploads(PREFIX), [], "the multipart upload was aborted");
+      const empty = await drop("org-a", Buffer.alloc(0), "leer.pdf");
+      assert.equal(empty.status, 400, JSON.stringify(empty.body));
+      assert.equal(empty.body.errcode, "KUVERT_EMPTY_FILE");
+      assert.deepEqual(await s3.keys(DOCUMENTS), [], "an empty upload leaves no object either");
     });
 
     it("delivers a batch staged in the bucket, entry by entry, and deletes the batch after", async () => {

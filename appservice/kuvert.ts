@@ -36,14 +36,14 @@ import { InboundFiles } from "./documents/inbound.ts";
 import { uploadCheckRoutes } from "./documents/upload-check.ts";
 import { DocumentPipeline } from "./documents/pipeline.ts";
 import { Prescans } from "./documents/prescan.ts";
-import { Staging } from "./documents/staging.ts";
+import { openStaging } from "./documents/staging-store.ts";
 import { MailOutbox } from "./mail/outbox.ts";
 import { DocumentScanner } from "./scanning/policy.ts";
 import type { Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
 import { Accounts } from "./accounts/service.ts";
 import { accountMailRenderer } from "./accounts/mail.ts";
-import { Circulars, circularStagingDir } from "./circulars/service.ts";
+import { Circulars } from "./circulars/service.ts";
 import { CircularFanout } from "./circulars/fanout.ts";
 import { circularCommand, StaffRoomFiles } from "./circulars/commands.ts";
 import type { Worker, QueueRow } from "./workers/queue.ts";
@@ -176,8 +176,7 @@ export class Kuvert {
       const accountWorker = accounts.worker();
       organisations.accounts = accounts;
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
-      const staging = new Staging(config.documents.stagingDir);
-      await staging.init();
+      const staging = await openStaging(config, "documents");
       const scanner = new DocumentScanner(config.scanning, config.documents.stagingDir);
       // Staff hear once (per problem and day) that clamd would let malware through and documents wait.
       scanner.canaries.onUnsafe = async ({ key, problem }) => {
@@ -199,9 +198,8 @@ export class Kuvert {
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });
       };
       const mailWorker = outbox.worker();
-      // Circular attachments wait in a staging folder of their own, which document retention leaves alone.
-      const circularStaging = new Staging(circularStagingDir(config));
-      await circularStaging.init();
+      // Circular attachments wait in a staging area of their own (folder or key prefix), which document retention leaves alone.
+      const circularStaging = await openStaging(config, "circulars");
       const fanout = new CircularFanout(db, homeserver, scanner, circularStaging, staffRoom, config);
       const circularWorkers = fanout.workers();
       const circulars = new Circulars(db, config, circularStaging, () => fanout.wake());

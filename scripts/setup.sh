@@ -4,7 +4,8 @@
 #   scripts/setup.sh           to run Kuvert (the quick start): a supported Node.js, ClamAV's clamd,
 #                              the npm dependencies and the staff console
 #   scripts/setup.sh --tests   the same, and what the test suites start or call: a PostgreSQL
-#                              server, Chromium (browser tests), poppler-utils (PDF letters)
+#                              server, Chromium (browser tests), poppler-utils (PDF letters),
+#                              Swift and memcached (an S3-compatible store for S3 staging)
 #
 # The supported Node.js versions are those of package.json's engines.node (bin/node-range.cjs).
 # Changes outside this checkout (Debian packages, /usr/local/bin/node) are announced before they
@@ -16,7 +17,7 @@ tests=0
 for arg in "$@"; do
   case "$arg" in
     --tests) tests=1 ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "scripts/setup.sh: unknown option $arg (known: --tests)" >&2; exit 2 ;;
   esac
 done
@@ -58,13 +59,18 @@ missing=()
 command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 
 # The test part (--tests): the suites start a PostgreSQL server, drive Chromium, read PDFs,
-# check HAProxy's configuration.
+# check HAProxy's configuration and stage in an S3-compatible store.
 if [ "$tests" = 1 ]; then
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
   command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
   # The deployment's balancer configuration is checked with HAProxy itself.
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  # An S3-compatible store for the S3 staging suite: Swift with its s3api, and memcached for its auth.
+  for program in swift-proxy swift-object swift-container swift-account; do
+    [ -x "/usr/bin/$program-server" ] || missing+=("$program")
+  done
+  [ -x /usr/bin/memcached ] || missing+=(memcached)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

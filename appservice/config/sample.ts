@@ -36,8 +36,13 @@ function render(schema: JsonSchema, indent: string, lines: string[]): void {
     const choices = prop.enum ?? prop.items?.enum;
     comment(lines, indent, prop.description + (choices ? ` One of: ${choices.join(", ")}.` : ""));
     if (prop.type === "object" && prop.properties) {
-      lines.push(`${indent}${key}:`);
-      render(prop, `${indent}  `, lines);
+      const section: string[] = [];
+      render(prop, "  ", section);
+      // A section that is off unless given (no default), or that sets nothing: shown commented out,
+      // since its keys without defaults would make the sample invalid, and an empty key is null.
+      const off = prop.default === undefined || section.every((line) => line.trimStart().startsWith("#"));
+      lines.push(off ? `${indent}# ${key}:` : `${indent}${key}:`);
+      for (const line of section) lines.push(off ? `${indent}# ${line}` : `${indent}${line}`);
     } else if (prop.type === "array") {
       if (prop.items?.type === "object" && prop.items.properties) {
         lines.push(`${indent}${key}: ${JSON.stringify(prop.default ?? [])}`);

@@ -17,6 +17,19 @@ const listener = (defaults: { bindAddress: string; port: number }, what: string)
     .prefault({})
     .describe(`Where the ${what} listens.`);
 
+const s3Staging = z
+  .object({
+    endpoint: z.url().optional().describe("The store's URL, e.g. https://s3.example.org. Unset: AWS S3 of the region."),
+    bucket: z.string().min(1).describe("The bucket (it must exist). Kuvert writes only under prefix."),
+    region: z.string().min(1).default("us-east-1").describe("The region the store expects in signatures."),
+    prefix: z.string().default("kuvert/").describe("Key prefix of Kuvert's objects: documents under <prefix>documents/, circular attachments under <prefix>circulars/."),
+    forcePathStyle: z.boolean().default(false).describe("Address the bucket in the path (https://host/bucket/key), as most self-hosted stores need, instead of as a host name."),
+    accessKeyId: z.string().optional().describe("Access key. Prefer KUVERT_S3_ACCESS_KEY_ID. Unset: the AWS SDK's usual sources (AWS_ACCESS_KEY_ID, instance roles)."),
+    secretAccessKey: z.string().optional().describe("Secret key. Prefer KUVERT_S3_SECRET_ACCESS_KEY."),
+  })
+  .strict();
+export type S3StagingConfig = z.infer<typeof s3Staging>;
+
 export const roles = ["admin", "staff", "dpo"] as const;
 export type Role = (typeof roles)[number];
 
@@ -125,7 +138,17 @@ export const configSchema = z
       .describe("Organisation rooms."),
     documents: z
       .object({
-        stagingDir: z.string().default("data/staging").describe("Where documents wait between arrival and delivery. Kuvert deletes each file after delivery or rejection."),
+        stagingDir: z
+          .string()
+          .default("data/staging")
+          .describe(
+            "Where documents wait between arrival and delivery; every Kuvert process must reach the same one. Kuvert deletes each file after delivery or rejection. With documents.stagingS3 set, only this host's short-lived local copies are kept here.",
+          ),
+        stagingS3: s3Staging
+          .optional()
+          .describe(
+            "Staging on an S3-compatible object store (documents and circular attachments) instead of documents.stagingDir, which then holds only local copies while a file is scanned or uploaded. Unset: the directory.",
+          ),
         maxBytes: z
           .number()
           .int()
@@ -449,6 +472,8 @@ export const environmentKeys = {
   KUVERT_JITSI_APP_SECRET: ["calls", "appSecret"],
   KUVERT_JITSI_VERIFY_TOKEN: ["calls", "verifyToken"],
   KUVERT_UPLOAD_CHECK_TOKEN: ["appservice", "uploadCheckToken"],
+  KUVERT_S3_ACCESS_KEY_ID: ["documents", "stagingS3", "accessKeyId"],
+  KUVERT_S3_SECRET_ACCESS_KEY: ["documents", "stagingS3", "secretAccessKey"],
 } as const satisfies Record<string, readonly string[]>;
 
 /** The configured people holding any of these roles; admin includes staff. */

@@ -183,16 +183,18 @@ export class Batches {
     const id = `batch_${randomBytes(12).toString("base64url")}`;
     const staged = await this.#staging.write(id, content, BATCH_MAX_BYTES);
     try {
-      const zip = await openZip(staged.path);
-      try {
-        if (!MANIFEST_NAMES.some((n) => zip.entries.has(n))) {
-          throw new KuvertError(ErrCode.InvalidInput, `The ZIP has no manifest: put ${MANIFEST_NAMES.join(" or ")} at its top level.`);
+      await this.#staging.local(id, async (path) => {
+        const zip = await openZip(path);
+        try {
+          if (!MANIFEST_NAMES.some((n) => zip.entries.has(n))) {
+            throw new KuvertError(ErrCode.InvalidInput, `The ZIP has no manifest: put ${MANIFEST_NAMES.join(" or ")} at its top level.`);
+          }
+          const manifestName = MANIFEST_NAMES.find((n) => zip.entries.has(n))!;
+          checkManifestVersion(manifestName, await readAll(await zip.open(zip.entries.get(manifestName)!), 10 * 1024 * 1024));
+        } finally {
+          zip.close();
         }
-        const manifestName = MANIFEST_NAMES.find((n) => zip.entries.has(n))!;
-        checkManifestVersion(manifestName, await readAll(await zip.open(zip.entries.get(manifestName)!), 10 * 1024 * 1024));
-      } finally {
-        zip.close();
-      }
+      });
       const result = await this.#db.transaction(async (tx) => {
         const inserted = await tx.query(
           `INSERT INTO batches (id, submitted_by, size, organisations, idempotency_scope, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6)
@@ -233,7 +235,12 @@ export class Batches {
   async #expand(batchId: string): Promise<void> {
     const batch = (await this.#db.query<{ state: string; organisations: string[] | null; submitted_by: string }>("SELECT state, organisations, submitted_by FROM batches WHERE id = $1", [batchId])).rows[0];
     if (!batch || batch.state !== "received") return;
-    const zip = await openZip(this.#staging.path(batchId));
+    // The ZIP is read at random places: from a local path (the staged file or a local copy of it).
+    await this.#staging.local(batchId, (path) => this.#expandZip(batchId, batch, path));
+  }
+
+  async #expandZip(batchId: string, batch: { state: string; organisations: string[] | null; submitted_by: string }, path: string): Promise<void> {
+    const zip = await openZip(path);
     try {
       let entries = (
         await this.#db.query<{ line: number; file: string; organisation_id: string; kind: string | null; reference: string | null; supersedes: string | null; supersedes_reference: string | null; document_id: string | null; errcode: string | null }>(

@@ -143,7 +143,7 @@ export class DocumentPipeline {
     const t = documentTexts(this.#config.organisations.language);
     if (doc.state === "rejected") return this.#finishRejection(row, doc);
     if (!doc.scanned_at) {
-      const verdict = await this.#scan(row, doc, (early) => this.#scanner.scanFile(this.#staging.path(doc.id), Number(doc.size), early));
+      const verdict = await this.#scan(row, doc, (early) => this.#staging.local(doc.id, (path) => this.#scanner.scanFile(path, Number(doc.size), early)));
       if (verdict === null) return;
       if (verdict !== "too-large" && !verdict.clean && verdict.unscannable && this.#config.scanning.archives.unscannable === "hold") {
         return this.#holdForStaff(row, doc, { ...verdict, clean: false, unscannable: verdict.unscannable });
@@ -183,7 +183,10 @@ export class DocumentPipeline {
         mxc = await createMedia(this.#hs);
         if (mxc) await store.setMedia(this.#db, doc.id, mxc, false);
       }
-      mxc = await uploadMedia(this.#hs, { path: this.#staging.path(doc.id) }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, mxc);
+      const reserved = mxc;
+      mxc = await this.#staging.local(doc.id, (path) =>
+        uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved),
+      );
       await store.setMedia(this.#db, doc.id, mxc, true);
     }
     if (!mxc) throw new Error(`document ${doc.id} is marked as uploaded but has no media URI`);

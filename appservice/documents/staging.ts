@@ -1,28 +1,90 @@
-// The staging area: documents wait here, by id, between arrival and delivery. A file is
-// written in full, hashed, flushed to disk and only then renamed into place.
+// The staging area: documents wait here, by id, between arrival and delivery. Every Kuvert process
+// that shares the database must reach the same staging store, so any process can finish any work:
+// a directory they all mount (DirectoryStaging, the default) or a bucket of an S3-compatible object
+// store (S3Staging in staging-s3.ts). Both stream: nothing is held whole in memory.
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileTypeFromBuffer } from "file-type";
-
-// Large buffers for staged files: the default 16/64 KiB make a 1 GiB document thousands of small
-// writes and reads (measured 1.4–2.4× slower, bench/README.md).
-const BUFFER = 1024 * 1024;
 import { ErrCode, KuvertError } from "../errors.ts";
 import { contentType } from "./content.ts";
 import type { ChunkTap } from "./prescan.ts";
 
+// Large buffers for staged files: the default 16/64 KiB make a 1 GiB document thousands of small
+// writes and reads (measured 1.4–2.4× slower, bench/README.md).
+export const BUFFER = 1024 * 1024;
+/** How many first bytes decide a file's type (sniff). */
+const HEAD_BYTES = 8192;
+
 export interface StagedFile {
-  path: string;
   size: number;
   sha256: string;
   mimetype: string;
 }
 
-export class Staging {
+/** A file in the staging store, as retention's orphan sweep sees it. */
+export interface StagingEntry {
+  name: string;
+  modified: Date;
+}
+
+export interface Staging {
+  init(): Promise<void>;
+  /**
+   * Streams `input` into staging as document `id`, refusing more than `maxBytes` and empty files.
+   * Every chunk also goes to `tap` (the scan while receiving), which is ended when all bytes are
+   * written and aborted when staging fails. Resolves once the file is durably stored.
+   */
+  write(id: string, input: Readable, maxBytes: number, tap?: ChunkTap): Promise<StagedFile>;
+  /** The staged file as a stream. */
+  read(id: string): Readable;
+  /**
+   * Runs `use` with a local path of the staged file, for what needs one: clamd's archive policy,
+   * a ZIP's random access, an upload that may be retried. The path is valid only during `use`.
+   */
+  local<T>(id: string, use: (path: string) => Promise<T>): Promise<T>;
+  /** Deletes the staged file (not moved aside: gone). */
+  destroy(id: string): Promise<void>;
+  /** Everything in the store, for retention's orphan sweep; `remove` takes a name it listed. */
+  entries(): AsyncIterable<StagingEntry>;
+  remove(name: string): Promise<void>;
+  /** Lets go of connections; the store's files stay. */
+  close(): Promise<void>;
+}
+
+/**
+ * A stream stage that counts, hashes and keeps the first bytes of what passes, refuses more than
+ * `maxBytes`, and hands every chunk to `tap` (waiting when the tap asks to). Both stores use it,
+ * so limits and hashes mean the same whichever store is configured.
+ */
+export function countingStage(maxBytes: number, tap?: ChunkTap): { stage: Transform; result(): { size: number; sha256: string; head: Buffer } } {
+  const hash = createHash("sha256");
+  const head: Buffer[] = [];
+  let headLength = 0;
+  let size = 0;
+  const stage = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      size += chunk.length;
+      if (size > maxBytes) return done(new KuvertError(ErrCode.TooLarge, `The document is larger than the ${maxBytes} bytes Kuvert accepts.`));
+      hash.update(chunk);
+      if (headLength < HEAD_BYTES) {
+        const part = chunk.subarray(0, HEAD_BYTES - headLength);
+        head.push(Buffer.from(part));
+        headLength += part.length;
+      }
+      const wait = tap?.write(chunk);
+      if (wait) wait.then(() => done(null, chunk), done);
+      else done(null, chunk);
+    },
+  });
+  return { stage, result: () => ({ size, sha256: hash.digest("hex"), head: Buffer.concat(head) }) };
+}
+
+/** Staging in a directory: a file is written in full, hashed, flushed to disk and only then renamed into place. */
+export class DirectoryStaging implements Staging {
   readonly dir: string;
   constructor(dir: string) {
     this.dir = dir;
@@ -36,42 +98,24 @@ export class Staging {
     return join(this.dir, id);
   }
 
-  /**
-   * Streams `input` into staging as document `id`, refusing more than `maxBytes` and empty files.
-   * Every chunk also goes to `tap` (the scan while receiving), which is ended when all bytes are
-   * written and aborted when staging fails.
-   */
   async write(id: string, input: Readable, maxBytes: number, tap?: ChunkTap): Promise<StagedFile> {
     const partial = `${this.path(id)}.part`;
-    const hash = createHash("sha256");
-    let size = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        size += chunk.length;
-        if (size > maxBytes) return done(new KuvertError(ErrCode.TooLarge, `The document is larger than the ${maxBytes} bytes Kuvert accepts.`));
-        hash.update(chunk);
-        const wait = tap?.write(chunk);
-        if (wait) wait.then(() => done(null, chunk), done);
-        else done(null, chunk);
-      },
-    });
+    const counting = countingStage(maxBytes, tap);
     try {
-      await pipeline(input, counter, createWriteStream(partial, { mode: 0o600, highWaterMark: BUFFER }));
+      await pipeline(input, counting.stage, createWriteStream(partial, { mode: 0o600, highWaterMark: BUFFER }));
       tap?.end();
+      const { size, sha256, head } = counting.result();
       if (size === 0) throw new KuvertError(ErrCode.EmptyFile, "The document is empty.");
       const handle = await open(partial, "r");
-      let head: Buffer;
       try {
         // Flushed before it counts as accepted: a crash after the answer must not lose it.
         await handle.sync();
-        head = Buffer.alloc(Math.min(size, 8192));
-        await handle.read(head, 0, head.length, 0);
       } finally {
         await handle.close();
       }
       const mimetype = await sniff(head, size);
       await rename(partial, this.path(id));
-      return { path: this.path(id), size, sha256: hash.digest("hex"), mimetype };
+      return { size, sha256, mimetype };
     } catch (err) {
       tap?.abort();
       input.resume();
@@ -84,11 +128,33 @@ export class Staging {
     return createReadStream(this.path(id), { highWaterMark: BUFFER });
   }
 
-  /** Deletes the staged file (not moved aside: gone). */
+  local<T>(id: string, use: (path: string) => Promise<T>): Promise<T> {
+    return use(this.path(id));
+  }
+
   async destroy(id: string): Promise<void> {
     await rm(this.path(id), { force: true });
     await rm(`${this.path(id)}.part`, { force: true });
   }
+
+  async *entries(): AsyncIterable<StagingEntry> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const info = await stat(join(this.dir, name)).catch(() => null);
+      if (info?.isFile()) yield { name, modified: info.mtime };
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    await rm(join(this.dir, name), { force: true });
+  }
+
+  async close(): Promise<void> {}
 }
 
 /**

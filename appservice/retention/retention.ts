@@ -1,11 +1,12 @@
 // Retention: Kuvert keeps what it stores only as long as configured. One run deletes what is
 // due in each category and writes one audit row with the counts. Several Kuvert processes may
 // share a database: an advisory lock lets one of them run at a time.
-import { readdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
+import type { Staging } from "../documents/staging.ts";
+import { S3Staging } from "../documents/staging-s3.ts";
+import { stagingStore } from "../documents/staging-store.ts";
 import { logger } from "../log.ts";
 import { forgetExpiredOpenIdTokens } from "../tokens/openid-purpose.ts";
 
@@ -35,17 +36,10 @@ async function deleted(q: Queryable, sql: string, params: unknown[]): Promise<nu
 }
 
 /** Staging files that no waiting document or batch needs any more (left by a crash), older than the limit. */
-async function staleStagingFiles(db: Queryable, dir: string, olderThan: Date): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
+async function staleStagingFiles(db: Queryable, staging: Staging, olderThan: Date): Promise<string[]> {
   const stale: string[] = [];
-  for (const name of names) {
-    const info = await stat(join(dir, name)).catch(() => null);
-    if (!info?.isFile() || info.mtime >= olderThan) continue;
+  for await (const { name, modified } of staging.entries()) {
+    if (modified >= olderThan) continue;
     const id = name.replace(/\.part$/, "");
     const waiting = await db.query(
       `SELECT 1 FROM documents WHERE id = $1 AND state IN ('received', 'scanning', 'held')
@@ -55,6 +49,24 @@ async function staleStagingFiles(db: Queryable, dir: string, olderThan: Date): P
     if (waiting.rowCount === 0 || name.endsWith(".part")) stale.push(name);
   }
   return stale;
+}
+
+/** Removes what retention finds stale in the documents' staging store, and (with S3) local copies a crash left. */
+async function sweepStaging(db: Queryable, config: KuvertConfig, olderThan: Date): Promise<number> {
+  const documents = stagingStore(config, "documents");
+  const circulars = stagingStore(config, "circulars");
+  try {
+    const stale = await staleStagingFiles(db, documents, olderThan);
+    for (const name of stale) await documents.remove(name);
+    let count = stale.length;
+    for (const store of [documents, circulars]) {
+      if (store instanceof S3Staging) count += await store.removeStaleCopies(olderThan);
+    }
+    return count;
+  } finally {
+    await documents.close();
+    await circulars.close();
+  }
 }
 
 export async function runRetention(db: Database, config: KuvertConfig, now: Date = new Date()): Promise<RetentionCounts | null> {
@@ -128,9 +140,7 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
     log.info("another Kuvert process is running retention");
     return null;
   }
-  const stale = await staleStagingFiles(db, config.documents.stagingDir, new Date(now.getTime() - r.stagingOrphanHours * 60 * 60 * 1000));
-  for (const name of stale) await rm(join(config.documents.stagingDir, name), { force: true });
-  counts.stagingFiles = stale.length;
+  counts.stagingFiles = await sweepStaging(db, config, new Date(now.getTime() - r.stagingOrphanHours * 60 * 60 * 1000));
   await db.transaction((tx) => audit(tx, { actor: "kuvert", action: "retention.run", outcome: "ok", details: { ...counts } }));
   log.info({ ...counts }, "retention run");
   return counts;

@@ -9,7 +9,7 @@ import { ClamdScanner, clamdStreamLimitProblem, readScanReply, ScannerUnavailabl
 import { EICAR, startClamd, zipContaining, type Clamd } from "../support/clamd.ts";
 import { readFile, rm } from "node:fs/promises";
 import { Prescans } from "../../appservice/documents/prescan.ts";
-import { Staging } from "../../appservice/documents/staging.ts";
+import { DirectoryStaging } from "../../appservice/documents/staging.ts";
 import { tempDir } from "../support/tmp.ts";
 
 const MiB = 1024 * 1024;
@@ -293,10 +293,10 @@ describe("virus scanning with clamd", () => {
 
   describe("scanning while a document is staged", () => {
     let dir: string;
-    let staging: Staging;
+    let staging: DirectoryStaging;
     before(async () => {
       dir = tempDir("kuvert-prescan-");
-      staging = new Staging(dir);
+      staging = new DirectoryStaging(dir);
       await staging.init();
     });
     after(async () => {

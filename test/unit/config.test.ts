@@ -64,4 +64,19 @@ describe("configuration", () => {
     assert.equal(config.database.url, "postgres://env/db");
     assert.equal(config.homeserver.adminToken, "secret");
   });
+
+  it("stages on S3 only when documents.stagingS3 is given, with its keys from the environment", () => {
+    assert.equal(parseConfig({}).documents.stagingS3, undefined, "the directory by default");
+    assert.match(sampleConfig(), /^ {2}# stagingS3:$/m, "the sample shows the section commented out");
+    assert.match(sampleConfig(), /^ {2}# {3}region: us-east-1$/m, "with its defaults commented out too");
+    const config = loadConfig(configFile("documents:\n  stagingS3:\n    endpoint: http://127.0.0.1:9000\n    bucket: kuvert\n    forcePathStyle: true\n"), {
+      KUVERT_S3_ACCESS_KEY_ID: "access",
+      KUVERT_S3_SECRET_ACCESS_KEY: "secret",
+    });
+    assert.deepEqual(config.documents.stagingS3, { endpoint: "http://127.0.0.1:9000", bucket: "kuvert", region: "us-east-1", prefix: "kuvert/", forcePathStyle: true, accessKeyId: "access", secretAccessKey: "secret" });
+    assert.deepEqual(
+      problemsOf(() => loadConfig(configFile("documents:\n  stagingS3:\n    endpoint: http://127.0.0.1:9000\n"), {})),
+      ["documents.stagingS3.bucket: found nothing, expected a string"],
+    );
+  });
 });

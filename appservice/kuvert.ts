@@ -59,9 +59,11 @@ const log = logger("kuvert");
 
 /** What Kuvert records about its configuration when it starts: a digest, never the secrets. */
 function configDigest(config: KuvertConfig): string {
-  const { homeserver, database, logging, calls, ...rest } = config;
+  const { homeserver, database, logging, calls, documents, ...rest } = config;
+  const s3 = documents.stagingS3;
   const shown = {
     ...rest,
+    documents: { ...documents, stagingS3: s3 && { ...s3, secretAccessKey: s3.secretAccessKey ? "set" : "unset" } },
     homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" },
     appservice: { ...rest.appservice, uploadCheckToken: rest.appservice.uploadCheckToken ? "set" : "unset" },
     database: { ...database, url: database.url ? "set" : "unset" },

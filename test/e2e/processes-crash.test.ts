@@ -30,7 +30,6 @@ const clerkMail = (i: number) => `clerk${i}@org${i}.example`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Upload {
-  clerk: number;
   roomId: string;
   filename: string;
   infected: boolean;
@@ -117,12 +116,16 @@ describe("three Kuvert processes killed at random while they work", () => {
           const bytes = infected ? EICAR : pdf(`clerk ${c} upload ${k}`);
           const mxc = (await clerk.client.uploadContent(new Uint8Array(bytes), { name: filename, type: infected ? "text/plain" : "application/pdf" })).content_uri;
           const sent = await clerk.client.sendEvent(roomId, "m.room.message" as never, { msgtype: "m.file", body: filename, url: mxc, info: { size: bytes.length } } as never);
-          uploads.push({ clerk: c, roomId, filename, infected, mxc, eventId: sent.event_id });
+          uploads.push({ roomId, filename, infected, mxc, eventId: sent.event_id });
         }
       }),
     );
     let uploadsSent = false;
-    void uploading.then(() => (uploadsSent = true));
+    // Awaited after the kills; a failed upload fails the test there.
+    uploading.then(
+      () => (uploadsSent = true),
+      () => (uploadsSent = true),
+    );
 
     const workloadDone = async (): Promise<boolean> => {
       if (!uploadsSent) return false;
@@ -171,7 +174,10 @@ describe("three Kuvert processes killed at random while they work", () => {
     let left: { what: string; n: string }[] = [];
     await waitFor(() => `the work to drain (${JSON.stringify(left)})`, async () => (left = await pending()).length === 0, 90_000, 500);
 
-    // Every document in its room exactly once, the circular in every room exactly once.
+    // What the status API says, then what the rooms show: every document in its room exactly
+    // once, the circular in every room exactly once.
+    assert.deepEqual((await stack.api<{ counts: Record<string, number> }>("GET", `/api/v1/batches/${batch.body.id}`)).body.counts, { delivered: DOCS });
+    assert.deepEqual((await stack.api<{ summary: Record<string, number> }>("GET", `/api/v1/circulars/${circular.body.id}`)).body.summary, { pending: 0, delivered: ORGS, failed: 0 });
     const timelines = new Map<string, RoomEvent[]>();
     for (const roomId of rooms.values()) timelines.set(roomId, await stack.timeline(roomId));
     for (let i = 0; i < ORGS; i++) {
@@ -237,6 +243,11 @@ describe("three Kuvert processes killed at random while they work", () => {
     // The dpo's check: the audit chain, written by three processes that died again and again, holds.
     const verified = await verifyAuditLog(db);
     assert.ok(verified.ok, `the audit chain verifies (${JSON.stringify(verified.brokenAt)})`);
-    appendFileSync(killLog, `${new Date().toISOString()} checked after ${Math.round((Date.now() - started) / 1000)} s; audit rows ${verified.rows}; ${testServerName()}\n`);
+    const answered = (b: Balancer, port: (p: KuvertProcess) => number) => processes.map((p) => `${p.name} ${b.answered.get(port(p)) ?? 0}`).join(", ");
+    appendFileSync(
+      killLog,
+      `${new Date().toISOString()} checked after ${Math.round((Date.now() - started) / 1000)} s on ${testServerName()}; audit rows ${verified.rows}; ` +
+        `transactions answered: ${answered(balancers[0]!, (p) => p.asPort)}; API requests answered: ${answered(balancers[1]!, (p) => p.publicPort)}\n`,
+    );
   });
 });

@@ -3,15 +3,11 @@
 // stored transaction, one stored event, one reply in the room. And the drop folder is read by
 // exactly one of them.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
-import { stringify } from "yaml";
 import { startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
-import { freePort } from "../support/ports.ts";
+import { KuvertProcess } from "../support/processes.ts";
 
 const repliesTo = (eventId: string) => (e: MatrixEvent) =>
   (e.getContent()["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === eventId;
@@ -20,8 +16,7 @@ describe("transactions to two Kuvert processes on one database", () => {
   let stack: Stack;
   let clerk: TestUser;
   let roomId: string;
-  let second: ChildProcess | undefined;
-  let secondAsPort: number;
+  let second: KuvertProcess | undefined;
 
   before(async () => {
     stack = await startStack({ name: "processes-transactions", configure: (raw) => {
@@ -36,30 +31,11 @@ describe("transactions to two Kuvert processes on one database", () => {
     await clerk.join(roomId);
 
     // A second process: the same configuration, listeners of its own.
-    secondAsPort = await freePort();
-    const raw = structuredClone(stack.rawConfig) as Record<string, Record<string, unknown>>;
-    raw.appservice!.listener = { bindAddress: "127.0.0.1", port: secondAsPort };
-    raw.publicApi!.listener = { bindAddress: "127.0.0.1", port: await freePort() };
-    raw.metrics!.listener = { bindAddress: "127.0.0.1", port: await freePort() };
-    const configFile = join(stack.workDir, "second.yaml");
-    writeFileSync(configFile, stringify(raw));
-    const log = createWriteStream(join("test-artifacts", "logs", "processes-transactions.second.log"), { flags: "a" });
-    const child = spawn(process.execPath, [join(import.meta.dirname, "../../bin/kuvert.js"), "--config", configFile, "start"], { stdio: ["ignore", "pipe", "pipe"] });
-    child.stdout.pipe(log);
-    child.stderr.pipe(log);
-    second = child;
-    await waitFor("the second Kuvert to answer", async () => {
-      if (child.exitCode !== null) throw new Error(`the second Kuvert exited with ${child.exitCode}; see test-artifacts/logs/processes-transactions.second.log`);
-      const res = await fetch(`http://127.0.0.1:${secondAsPort}/version`).catch(() => undefined);
-      return res?.ok === true;
-    }, 60_000);
+    second = await KuvertProcess.of(stack, "second");
+    await second.start();
   });
   after(async () => {
-    if (second && second.exitCode === null) {
-      const exited = new Promise((r) => second!.once("exit", r));
-      second.kill("SIGTERM");
-      await exited;
-    }
+    await second?.stop();
     await stack.stop();
   });
 
@@ -75,6 +51,7 @@ describe("transactions to two Kuvert processes on one database", () => {
 
   it("the same transaction to both at once, and again to each, has one set of effects", async () => {
     const firstPort = stack.config.appservice.listener.port;
+    const secondPort = second!.asPort;
     const events = [0, 1, 2].map((i) => ({
       event_id: `$two-processes-${i}-${Date.now()}`,
       room_id: roomId,
@@ -84,9 +61,9 @@ describe("transactions to two Kuvert processes on one database", () => {
       content: { msgtype: "m.text", body: "!help" },
     }));
     const txnId = `both-${Date.now()}`;
-    const statuses = await Promise.all([push(firstPort, txnId, events), push(secondAsPort, txnId, events), push(secondAsPort, txnId, events), push(firstPort, txnId, events)]);
+    const statuses = await Promise.all([push(firstPort, txnId, events), push(secondPort, txnId, events), push(secondPort, txnId, events), push(firstPort, txnId, events)]);
     assert.deepEqual(statuses, [200, 200, 200, 200]);
-    assert.equal(await push(secondAsPort, txnId, events), 200);
+    assert.equal(await push(secondPort, txnId, events), 200);
     assert.equal(await push(firstPort, txnId, events), 200);
 
     for (const e of events) await clerk.waitForEvent(roomId, `the reply to ${e.event_id}`, repliesTo(e.event_id));

@@ -219,8 +219,10 @@ export class Stack {
       await this.kuvert.stop();
       this.kuvert = undefined;
     }
-    if (this.child && this.child.exitCode === null) {
-      const child = this.child;
+    // A child that already ended (a signal ends it without an exit code) emits no second "exit": waiting for one would hang.
+    const child = this.child;
+    this.child = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
       child.kill("SIGTERM");
       await exited;

@@ -1,0 +1,83 @@
+// Several Kuvert processes of one stack: the stack's configuration (database, staging,
+// registration), each process with listeners of its own, each a child process that can be
+// killed (SIGKILL, as in a crash) and started again on the same ports.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { artifactsDir, repoRoot, waitFor, type Stack } from "./harness.ts";
+import { freePort } from "./ports.ts";
+
+export class KuvertProcess {
+  readonly name: string;
+  readonly asPort: number;
+  readonly publicPort: number;
+  readonly #configFile: string;
+  #child: ChildProcess | undefined;
+  #ready = false;
+
+  private constructor(name: string, asPort: number, publicPort: number, configFile: string) {
+    this.name = name;
+    this.asPort = asPort;
+    this.publicPort = publicPort;
+    this.#configFile = configFile;
+  }
+
+  /** A process with the stack's configuration and listeners of its own (not started). */
+  static async of(stack: Stack, name: string): Promise<KuvertProcess> {
+    const [asPort, publicPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    const raw = structuredClone(stack.rawConfig) as Record<string, Record<string, unknown>>;
+    raw.appservice!.listener = { bindAddress: "127.0.0.1", port: asPort };
+    raw.publicApi!.listener = { bindAddress: "127.0.0.1", port: publicPort };
+    raw.metrics!.listener = { bindAddress: "127.0.0.1", port: metricsPort };
+    const configFile = join(stack.workDir, `${name}.yaml`);
+    writeFileSync(configFile, stringify(raw));
+    return new KuvertProcess(`${stack.name}.${name}`, asPort, publicPort, configFile);
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  /** Started and answering: not dead, not still starting. */
+  get ready(): boolean {
+    return this.running && this.#ready;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Starts the process and waits until it answers /healthz. */
+  async start(): Promise<void> {
+    const log = createWriteStream(join(artifactsDir, "logs", `${this.name}.log`), { flags: "a" });
+    const child = spawn(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", this.#configFile, "start"], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.pipe(log);
+    child.stderr.pipe(log);
+    this.#child = child;
+    this.#ready = false;
+    await waitFor(`${this.name} to answer /healthz`, async () => {
+      if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.log`);
+      const res = await fetch(`http://127.0.0.1:${this.publicPort}/healthz`).catch(() => undefined);
+      return res?.ok === true;
+    }, 60_000);
+    this.#ready = true;
+  }
+
+  /** SIGKILL: no cleanup, leases left behind, as in a crash. */
+  async kill(): Promise<void> {
+    await this.#end("SIGKILL");
+  }
+
+  async stop(): Promise<void> {
+    await this.#end("SIGTERM");
+  }
+
+  async #end(signal: NodeJS.Signals): Promise<void> {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill(signal);
+    await exited;
+  }
+}

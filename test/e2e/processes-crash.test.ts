@@ -1,5 +1,6 @@
-// Three Kuvert processes on one PostgreSQL and one staging store, behind one load balancer for
-// the homeserver's transactions and one for the public API, work through a 300-document bulk
+// Three Kuvert processes on one PostgreSQL and one staging store, behind the deployment's own
+// balancer (HAProxy with deploy/haproxy/haproxy.cfg, test/support/haproxy.ts) for the
+// homeserver's transactions and the public API, work through a 300-document bulk
 // batch, a circular to 200 organisations and clerks' uploads (some EICAR) while a driver kills
 // one of them at random (SIGKILL) every few seconds and starts it again. Then all three run
 // until the work drains, and what a clerk, the staff mailbox and the dpo see shows that nothing
@@ -12,11 +13,11 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { verifyAuditLog } from "../../appservice/audit/audit.ts";
 import { openDatabase, type Database } from "../../appservice/db/database.ts";
-import { startBalancer, type Balancer } from "../support/balancer.ts";
 import { EICAR } from "../support/clamd.ts";
 import { pdf, zip } from "../support/files.ts";
 import { artifactsDir, startStack, testServerName, waitFor, type RoomEvent, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
+import { startBalancer, type Balancer } from "../support/haproxy.ts";
 import { KuvertProcess } from "../support/processes.ts";
 
 const ORGS = 200;
@@ -41,7 +42,7 @@ describe("three Kuvert processes killed at random while they work", () => {
   let stack: Stack;
   let db: Database;
   const processes: KuvertProcess[] = [];
-  const balancers: Balancer[] = [];
+  let balancer: Balancer | undefined;
   const clerks: TestUser[] = [];
   const rooms = new Map<string, string>();
   const killLog = join(artifactsDir, "logs", "processes-crash.kills.log");
@@ -52,9 +53,14 @@ describe("three Kuvert processes killed at random while they work", () => {
     // registration and the suite use become the balancers'.
     await stack.stopKuvert();
     for (const name of ["p1", "p2", "p3"]) processes.push(await KuvertProcess.of(stack, name));
-    balancers.push(await startBalancer({ port: stack.config.appservice.listener.port, backends: processes.map((p) => p.asPort) }));
-    balancers.push(await startBalancer({ port: stack.config.publicApi.listener.port, backends: processes.map((p) => p.publicPort) }));
     await Promise.all(processes.map((p) => p.start()));
+    balancer = await startBalancer({
+      workDir: stack.workDir,
+      backends: processes.map((p) => ({ appservice: p.asPort, public: p.publicPort })),
+      logPath: join(artifactsDir, "logs", "processes-crash.haproxy.log"),
+      ports: { appservice: stack.config.appservice.listener.port, public: stack.config.publicApi.listener.port },
+    });
+    await balancer.allUp();
     db = await openDatabase({ url: stack.config.database.url, embeddedDir: join(stack.workDir, "db"), poolSize: 2 });
 
     // 200 organisations, each clerk with an e-mail address; the first few clerks also have a
@@ -81,7 +87,7 @@ describe("three Kuvert processes killed at random while they work", () => {
 
   after(async () => {
     await Promise.all(processes.map((p) => p.stop()));
-    for (const b of balancers) await b.stop();
+    await balancer?.stop();
     await db?.close();
     await stack?.stop();
   });
@@ -243,11 +249,12 @@ describe("three Kuvert processes killed at random while they work", () => {
     // The dpo's check: the audit chain, written by three processes that died again and again, holds.
     const verified = await verifyAuditLog(db);
     assert.ok(verified.ok, `the audit chain verifies (${JSON.stringify(verified.brokenAt)})`);
-    const answered = (b: Balancer, port: (p: KuvertProcess) => number) => processes.map((p) => `${p.name} ${b.answered.get(port(p)) ?? 0}`).join(", ");
+    const counts = balancer!.answered();
+    const answered = (frontend: string) => processes.map((p, i) => `${p.name} ${counts.get(`${frontend} kuvert-${i + 1}`) ?? 0}`).join(", ");
     appendFileSync(
       killLog,
       `${new Date().toISOString()} checked after ${Math.round((Date.now() - started) / 1000)} s on ${testServerName()}; audit rows ${verified.rows}; ` +
-        `transactions answered: ${answered(balancers[0]!, (p) => p.asPort)}; API requests answered: ${answered(balancers[1]!, (p) => p.publicPort)}\n`,
+        `appservice requests answered: ${answered("appservice")}; API requests answered: ${answered("public")}\n`,
     );
   });
 });

@@ -162,7 +162,7 @@ interface DeadMailRow {
   notifications: string;
 }
 
-export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Readiness, requireScope: (db: Database, ...s: Scope[]) => RequestHandler): express.Router {
+export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Readiness, requireScope: (...s: Scope[]) => RequestHandler): express.Router {
   const r = express.Router();
   const json = readJson("16kb");
   const enabled = (_req: Request, _res: Response, next: NextFunction) =>
@@ -207,7 +207,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   });
 
   // --- organisations to pick from (staff deliver documents too, without the admin API) ---
-  r.get("/console/organisations", requireScope(db, "admin", "staff", "drop"), async (req, res) => {
+  r.get("/console/organisations", requireScope("admin", "staff", "drop"), async (req, res) => {
     const caller = callerOf(req);
     const search = text(req, "search");
     const { rows } = await db.query<{ id: string; display_name: string; tags: string[]; state: string; room_state: string }>(
@@ -221,7 +221,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   });
 
   // --- audit log (dpo, admin) ---
-  const auditReaders = requireScope(db, "audit", "admin");
+  const auditReaders = requireScope("audit", "admin");
   r.get("/audit", auditReaders, async (req, res) => {
     const from = isoTime("from", req.query.from);
     const to = isoTime("to", req.query.to);
@@ -272,7 +272,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   });
 
   // --- status (admin) ---
-  const admins = requireScope(db, "admin");
+  const admins = requireScope("admin");
   r.get("/status", admins, async (_req, res) => {
     const health = await readiness.check();
     const depths = await Promise.all(

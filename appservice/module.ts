@@ -1,0 +1,124 @@
+// The contract between Kuvert's core and a domain (calls, circulars, …). A domain is one folder
+// with a module.ts that exports a KuvertModule; appservice/modules.ts lists them in order. The core
+// (kuvert.ts, the HTTP server, retention) goes through that list and names no domain. A plain typed
+// object, like Synapse's module API: what a domain adds is data the core reads, nothing is patched
+// in afterwards.
+//
+// A domain's SQL migrations live in its own `migrations/` folder; db/migrate.ts finds them there
+// (every migration applies, module on or off), so they are not part of this object.
+import type express from "express";
+import type { KuvertConfig } from "./config/schema.ts";
+import type { Database, Queryable } from "./db/database.ts";
+import type { Command } from "./commands/commands.ts";
+import type { Check, Readiness } from "./health.ts";
+import type { MailOutbox, MailRenderer } from "./mail/outbox.ts";
+import type { NotificationKind } from "./mail/templates.ts";
+import type { RoomEventHandler } from "./matrix/events.ts";
+import type { Homeserver } from "./matrix/homeserver.ts";
+import type { RoomContext } from "./rooms.ts";
+import type { DocumentScanner } from "./scanning/policy.ts";
+import type { StaffRoom } from "./staff/staffroom.ts";
+import type { OpenIdTokenPurposes } from "./tokens/openid-purpose.ts";
+import type { Scope } from "./tokens/tokens.ts";
+
+/**
+ * The public services of the loaded modules, by module name. Each domain adds its own entry from
+ * its module.ts (`declare module "../module.ts" { interface ModuleServices { calls: Calls } }`),
+ * so that `ctx.service("calls")` is typed without the core naming the domain.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in by each domain's module.ts
+export interface ModuleServices {}
+
+/** What a module receives when Kuvert starts it: the shared infrastructure and the modules before it. */
+export interface ModuleContext {
+  config: KuvertConfig;
+  db: Database;
+  homeserver: Homeserver;
+  staffRoom: StaffRoom;
+  scanner: DocumentScanner;
+  outbox: MailOutbox;
+  /** One record of OpenID tokens and their purposes, shared by everything that accepts them. */
+  openIdPurposes: OpenIdTokenPurposes;
+  /** Middleware that admits API tokens (or a console session) with one of these scopes. */
+  requireScope(...scopes: Scope[]): express.RequestHandler;
+  /** Kuvert's readiness (the core's checks and every module's), for a status page. */
+  readiness: Readiness;
+  /** Wakes the mail worker after an e-mail was queued outside a work item. */
+  wakeMail(): void;
+  /** Wakes the room worker (room changes, power levels). */
+  wakeRooms(): void;
+  /** The public service of a module listed before this one; null when that module is switched off. */
+  service<K extends keyof ModuleServices>(name: K): ModuleServices[K] | null;
+}
+
+/** A background worker as the core drives it (workers/queue.ts's Worker is one). */
+export interface BackgroundWorker {
+  start(): void;
+  /** Stops claiming work and lets claimed work finish. */
+  stop(): Promise<void>;
+}
+
+/** What a started module adds to the running Kuvert; every part is optional. */
+export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServices> {
+  /** Its public service, offered to the modules after it under the module's name. */
+  service?: ModuleServices[K];
+  /** Routers on the public listener, mounted at the root before the admin API, in module order. */
+  publicRoutes?: express.Router[];
+  /** Routers inside the admin API (scope admin, JSON bodies already read), before the organisations' routes. */
+  adminRoutes?: express.Router[];
+  /** Routers on the appservice listener (the homeserver's side). */
+  appserviceRoutes?: express.Router[];
+  /** Handlers of room events, called in module order after the core's. */
+  roomHandlers?: RoomEventHandler<RoomContext>[];
+  /** Commands typed into rooms (`!name`). */
+  commands?: Command[];
+  /** Background workers: started after the listeners, stopped before the database closes. */
+  workers?: BackgroundWorker[];
+  /** Readiness checks shown on the internal /readyz, by name. */
+  readiness?: Record<string, Check>;
+  /** How the mail outbox renders this module's kinds of e-mail. */
+  mailRenderers?: Partial<Record<NotificationKind, MailRenderer>>;
+  /** Runs once the listeners are up (e.g. a singleton job's lease). */
+  start?(): Promise<void>;
+  /** Runs at stop, after the listeners closed and before the workers stop. */
+  stop?(): Promise<void>;
+}
+
+/** One category that retention deletes: run inside the retention transaction, returns the rows deleted. */
+export interface RetentionRule {
+  /** The name of its count in the retention run's audit row and result. */
+  count: string;
+  run(q: Queryable, cutoffs: RetentionCutoffs): Promise<number>;
+}
+
+/** The cut-offs of one retention run, from `retention.*`. */
+export interface RetentionCutoffs {
+  now: Date;
+  /** documentDays back: finished documents, ended calls. */
+  documents: Date;
+  /** mailDays back: e-mails and what names an address (guest links). */
+  mail: Date;
+  /** operationalDays back: handled events and finished work items. */
+  operational: Date;
+}
+
+export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServices> {
+  /** The module's name: its folder, its entry in ModuleServices. */
+  readonly name: K;
+  /** Whether the configuration switches it on (`modules.*`); a module switched off is not started. */
+  enabled(config: KuvertConfig): boolean;
+  /** Starts the module; runs in list order, after the core's infrastructure is up. */
+  start(ctx: ModuleContext): Promise<ModuleParts<K>> | ModuleParts<K>;
+  /**
+   * What stands in for the module while it is switched off: routes and commands that say so
+   * (KUVERT_MODULE_NOT_LOADED, a sentence in the room) rather than "no such endpoint".
+   */
+  whenOff?(ctx: ModuleContext): ModuleParts<K> | Promise<ModuleParts<K>>;
+  /** What retention deletes of its tables; runs whether or not the module is switched on (its tables exist either way). */
+  readonly retention?: readonly RetentionRule[];
+}
+
+/** Declares a module with its name's service type checked (a plain object; this only infers K). */
+export function defineModule<K extends keyof ModuleServices>(module: KuvertModule<K>): KuvertModule<K> {
+  return module;
+}

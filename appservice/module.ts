@@ -102,6 +102,16 @@ export interface RetentionCutoffs {
   operational: Date;
 }
 
+/** The module's part of the admin API's OpenAPI document (documented whether or not it is switched on). */
+export interface OpenApiPart {
+  /** Entries of components.schemas. */
+  schemas?: Record<string, unknown>;
+  /** Entries of components.securitySchemes. */
+  securitySchemes?: Record<string, unknown>;
+  /** Entries of paths, relative to /api/v1. */
+  paths?(baseUrl: string): Record<string, unknown>;
+}
+
 export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServices> {
   /** The module's name: its folder, its entry in ModuleServices. */
   readonly name: K;
@@ -114,6 +124,8 @@ export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServi
    * (KUVERT_MODULE_NOT_LOADED, a sentence in the room) rather than "no such endpoint".
    */
   whenOff?(ctx: ModuleContext): ModuleParts<K> | Promise<ModuleParts<K>>;
+  /** Its endpoints in the OpenAPI document. */
+  readonly openApi?: OpenApiPart;
   /** What retention deletes of its tables; runs whether or not the module is switched on (its tables exist either way). */
   readonly retention?: readonly RetentionRule[];
 }

@@ -2,6 +2,7 @@
 // the guest page, Jitsi's /verify and the members' call link; retention of ended calls and guest links.
 import express from "express";
 import { defineModule, type ModuleContext } from "../module.ts";
+import { callPaths, callSchemas } from "./openapi.ts";
 import { callRoutes, guestRoutes } from "./api.ts";
 import { videoCommand } from "./command.ts";
 import { MemberLinks, memberLinkRoutes } from "./member-link.ts";
@@ -22,6 +23,7 @@ function staffApi(ctx: ModuleContext, calls: Calls | null): express.Router {
 export const callsModule = defineModule({
   name: "calls",
   enabled: (config) => config.modules.calls,
+  openApi: { schemas: callSchemas, paths: callPaths },
   start(ctx) {
     const { db, homeserver, config } = ctx;
     const calls: Calls = new Calls(db, homeserver, config, () => worker.wake());

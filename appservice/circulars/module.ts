@@ -3,6 +3,7 @@
 import express from "express";
 import { Staging } from "../documents/staging.ts";
 import { defineModule, type ModuleContext } from "../module.ts";
+import { circularPaths, circularSchemas } from "./openapi.ts";
 import { circularRoutes } from "./api.ts";
 import { circularCommand, StaffRoomFiles } from "./commands.ts";
 import { CircularFanout } from "./fanout.ts";
@@ -17,6 +18,7 @@ declare module "../module.ts" {
 export const circularsModule = defineModule({
   name: "circulars",
   enabled: (config) => config.modules.circulars,
+  openApi: { schemas: circularSchemas, paths: () => circularPaths },
   async start(ctx) {
     const { db, homeserver, config } = ctx;
     // Circular attachments wait in a staging folder of their own, which document retention leaves alone.

@@ -4,6 +4,7 @@
 import { resolve } from "node:path";
 import express from "express";
 import { defineModule, type ModuleContext, type ModuleParts } from "../module.ts";
+import { consolePaths, consoleSecurityScheme } from "./openapi.ts";
 import { consoleApiRoutes, consoleSessionLookup, consolePages, defaultConsoleDir } from "./api.ts";
 import { ConsoleSessions } from "./sessions.ts";
 
@@ -40,6 +41,7 @@ function consoleParts(ctx: ModuleContext, enabled: boolean): ModuleParts<"consol
 export const consoleModule = defineModule({
   name: "console",
   enabled: (config) => config.modules.console,
+  openApi: { securitySchemes: { session: consoleSecurityScheme }, paths: () => consolePaths },
   start: (ctx) => consoleParts(ctx, true),
   whenOff: (ctx) => consoleParts(ctx, false),
 });

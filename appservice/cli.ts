@@ -21,7 +21,8 @@ import type { StoredOrganisation } from "./organisations/store.ts";
 import { createToken, revokeToken, scopes, type Scope } from "./tokens/tokens.ts";
 import { present } from "./organisations/api.ts";
 import { documentVersions, sendDocument, submitBatch } from "./documents/cli.ts";
-import { accountCommands, organisationsWithAccounts } from "./accounts/cli.ts";
+import { organisationsWithAccounts } from "./accounts/cli.ts";
+import { modules } from "./modules.ts";
 
 const actor = `cli:${userInfo().username}`;
 
@@ -421,7 +422,8 @@ export function program(): Command {
       process.stderr.write(`${count} audit row(s) exported.\n`);
     });
 
-  accountCommands(cli, { actor, config, withDatabase });
+  // The modules' commands (`kuvert account …`, …), switched on or not.
+  for (const m of modules) m.cli?.(cli, { actor, config, withDatabase });
   return cli;
 }
 

@@ -10,6 +10,7 @@ import { buildInfo } from "./version.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
 import { Leadership } from "./workers/leader.ts";
 import { publicApp } from "./http/server.ts";
+import { ErrCode, KuvertError } from "./errors.ts";
 import { configureLogging, logger } from "./log.ts";
 import { readiness, type Readiness } from "./health.ts";
 import { scheduleRetention } from "./retention/retention.ts";
@@ -20,7 +21,7 @@ import { Inbox } from "./matrix/inbox.ts";
 import { appserviceApp, boundPort, closeServer, listen } from "./matrix/listener.ts";
 import { readRegistration, registrationMismatches, RegistrationError, type Registration } from "./matrix/registration.ts";
 import { MembershipObserver, PowerLevelsObserver } from "./organisations/membership.ts";
-import { Organisations } from "./organisations/service.ts";
+import { Organisations, type ClerkAccountHooks } from "./organisations/service.ts";
 import { RoomSync } from "./organisations/sync.ts";
 import { RoomEventRouter } from "./rooms.ts";
 import { findOrganisation } from "./organisations/store.ts";
@@ -39,8 +40,6 @@ import type { NotificationKind } from "./mail/templates.ts";
 import { DocumentScanner } from "./scanning/policy.ts";
 import type { Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
-import { Accounts } from "./accounts/service.ts";
-import { accountMailRenderer } from "./accounts/mail.ts";
 import { OpenIdTokenPurposes } from "./tokens/openid-purpose.ts";
 import { requireScope } from "./http/auth.ts";
 import type { BackgroundWorker, ModuleContext, ModuleParts, ModuleServices } from "./module.ts";
@@ -81,14 +80,19 @@ export interface Services {
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
-  accounts: Accounts;
 }
+
+/**
+ * The core's services and, under each module's name, its service. Asking for the service of a
+ * module that is switched off throws KUVERT_MODULE_NOT_LOADED; `Kuvert.service(name)` says null instead.
+ */
+export type ServicesView = Services & ModuleServices;
 
 export class Kuvert {
   readonly config: KuvertConfig;
   readonly db: Database;
   readonly homeserver: Homeserver;
-  readonly services: Services;
+  readonly services: ServicesView;
   readonly #moduleServices: ReadonlyMap<string, unknown>;
   readonly #moduleParts: readonly ModuleParts[];
   readonly #workers: BackgroundWorker[];
@@ -105,7 +109,7 @@ export class Kuvert {
     config: KuvertConfig;
     db: Database;
     homeserver: Homeserver;
-    services: Services;
+    services: ServicesView;
     moduleServices: ReadonlyMap<string, unknown>;
     moduleParts: readonly ModuleParts[];
     workers: BackgroundWorker[];
@@ -171,10 +175,9 @@ export class Kuvert {
       const staffRoom = new StaffRoom(db, homeserver, config);
       const roomSync = new RoomSync(db, homeserver, config, staffRoom);
       const roomWorker = roomSync.worker();
-      const organisations = new Organisations(db, () => roomWorker.wake());
-      const accounts = new Accounts(db, config, () => roomWorker.wake());
-      const accountWorker = accounts.worker();
-      organisations.accounts = accounts;
+      // The module that creates clerk accounts (if any) starts below, after the organisations.
+      const clerkAccounts: { from?: ClerkAccountHooks } = {};
+      const organisations = new Organisations(db, () => roomWorker.wake(), () => clerkAccounts.from);
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
       const staging = new Staging(config.documents.stagingDir);
       await staging.init();
@@ -187,13 +190,11 @@ export class Kuvert {
       // The scan while receiving judges the whole file only; the pipeline applies the archive policy after it.
       const prescans = new Prescans(scanner.clamd);
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
-      accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, { key: alert.key, mail: alert.body }, org), post: (alert) => staffRoom.post(alert) };
       const documentWorker = pipeline.worker();
       const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans);
       const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());
       const batchWorker = batches.worker();
       const outbox = new MailOutbox(db, config);
-      outbox.renderWith("account", accountMailRenderer(config));
       outbox.onDead = async (row) => {
         const body = texts(config.organisations.language).mailDead(row.id, row.attempts, row.last_error ?? "?");
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });
@@ -213,6 +214,7 @@ export class Kuvert {
         staffRoom,
         scanner,
         outbox,
+        organisations,
         openIdPurposes,
         requireScope: (...scopes) => requireScope(database, ...scopes),
         wakeMail: () => mailWorker.wake(),
@@ -220,6 +222,7 @@ export class Kuvert {
         // The checks below include the modules' own, so they are made after the modules started.
         readiness: { check: () => readinessChecks.check() },
       });
+      clerkAccounts.from = moduleParts.find((p) => p.clerkAccounts)?.clerkAccounts;
       const fromModules = <T>(part: (p: ModuleParts) => T[] | undefined): T[] => moduleParts.flatMap((p) => part(p) ?? []);
       for (const p of moduleParts) for (const [kind, render] of Object.entries(p.mailRenderers ?? {})) if (render) outbox.renderWith(kind as NotificationKind, render);
       const router = new RoomEventRouter(db, [
@@ -230,9 +233,9 @@ export class Kuvert {
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, accountWorker, ...fromModules((p) => p.workers));
+      workers.push(inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, ...fromModules((p) => p.workers));
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, accounts };
+      const services = servicesView({ organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox }, moduleServices);
 
       const checks = readiness(
         {
@@ -282,7 +285,6 @@ export class Kuvert {
           batchesEnabled: config.modules.batches,
           moduleRoutes: fromModules((p) => p.publicRoutes),
           moduleAdminRoutes: fromModules((p) => p.adminRoutes),
-          accounts,
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,
@@ -379,4 +381,20 @@ async function startModules(shared: Omit<ModuleContext, "service">): Promise<{ p
     log.debug({ module: m.name, on }, "module started");
   }
   return { parts, services };
+}
+
+/** The core's services with each module's under its name (a getter: a module switched off has none to give). */
+function servicesView(core: Services, moduleServices: ReadonlyMap<string, unknown>): ServicesView {
+  const getters: PropertyDescriptorMap = {};
+  for (const m of modules) {
+    getters[m.name] = {
+      enumerable: true,
+      get: () => {
+        if (!moduleServices.has(m.name)) throw new KuvertError(ErrCode.ModuleNotLoaded, `The module ${m.name} is switched off in this Kuvert (modules.${m.name}).`);
+        return moduleServices.get(m.name);
+      },
+    };
+  }
+  // Every module in the list has its getter; each returns the service its own start gave (typed by defineModule).
+  return Object.defineProperties({ ...core }, getters) as ServicesView;
 }

@@ -6,7 +6,9 @@
 //
 // A domain's SQL migrations live in its own `migrations/` folder; db/migrate.ts finds them there
 // (every migration applies, module on or off), so they are not part of this object.
+import type { Command as CliCommand } from "commander";
 import type express from "express";
+import type { z } from "zod";
 import type { KuvertConfig } from "./config/schema.ts";
 import type { Database, Queryable } from "./db/database.ts";
 import type { Command } from "./commands/commands.ts";
@@ -15,6 +17,7 @@ import type { MailOutbox, MailRenderer } from "./mail/outbox.ts";
 import type { NotificationKind } from "./mail/templates.ts";
 import type { RoomEventHandler } from "./matrix/events.ts";
 import type { Homeserver } from "./matrix/homeserver.ts";
+import type { ClerkAccountHooks, Organisations } from "./organisations/service.ts";
 import type { RoomContext } from "./rooms.ts";
 import type { DocumentScanner } from "./scanning/policy.ts";
 import type { StaffRoom } from "./staff/staffroom.ts";
@@ -37,6 +40,8 @@ export interface ModuleContext {
   staffRoom: StaffRoom;
   scanner: DocumentScanner;
   outbox: MailOutbox;
+  /** The organisations and their clerks (the core's). */
+  organisations: Organisations;
   /** One record of OpenID tokens and their purposes, shared by everything that accepts them. */
   openIdPurposes: OpenIdTokenPurposes;
   /** Middleware that admits API tokens (or a console session) with one of these scopes. */
@@ -78,6 +83,8 @@ export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServic
   readiness?: Record<string, Check>;
   /** How the mail outbox renders this module's kinds of e-mail. */
   mailRenderers?: Partial<Record<NotificationKind, MailRenderer>>;
+  /** Creates homeserver accounts for clerks marked `createAccount` (one module at most provides them). */
+  clerkAccounts?: ClerkAccountHooks;
   /** Runs once the listeners are up (e.g. a singleton job's lease). */
   start?(): Promise<void>;
   /** Runs at stop, after the listeners closed and before the workers stop. */
@@ -102,14 +109,33 @@ export interface RetentionCutoffs {
   operational: Date;
 }
 
+/** What the OpenAPI document's parts are written with (http/openapi.ts). */
+export interface OpenApiTools {
+  baseUrl: string;
+  /** A zod schema as JSON Schema, as the request is validated. */
+  schema(s: z.ZodType): unknown;
+  /** The responses every endpoint can give (400, 401, 403). */
+  errors: Record<string, unknown>;
+}
+
 /** The module's part of the admin API's OpenAPI document (documented whether or not it is switched on). */
 export interface OpenApiPart {
   /** Entries of components.schemas. */
-  schemas?: Record<string, unknown>;
+  schemas?(tools: OpenApiTools): Record<string, unknown>;
   /** Entries of components.securitySchemes. */
   securitySchemes?: Record<string, unknown>;
   /** Entries of paths, relative to /api/v1. */
-  paths?(baseUrl: string): Record<string, unknown>;
+  paths?(tools: OpenApiTools): Record<string, unknown>;
+}
+
+/** What a module's commands on the command line get from `kuvert` (cli.ts). */
+export interface CliContext {
+  /** Who runs the command, for the audit log (`cli:<user>`). */
+  actor: string;
+  /** The configuration the command names (--config). */
+  config(cmd: CliCommand): KuvertConfig;
+  /** Opens the database for the command (refused while a running Kuvert holds the embedded one) and closes it after. */
+  withDatabase<T>(cfg: KuvertConfig, fn: (db: Database) => Promise<T>): Promise<T>;
 }
 
 export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServices> {
@@ -124,6 +150,8 @@ export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServi
    * (KUVERT_MODULE_NOT_LOADED, a sentence in the room) rather than "no such endpoint".
    */
   whenOff?(ctx: ModuleContext): ModuleParts<K> | Promise<ModuleParts<K>>;
+  /** Adds its commands to `kuvert` (whether or not it is switched on; a command says so where that matters). */
+  cli?(program: CliCommand, ctx: CliContext): void;
   /** Its endpoints in the OpenAPI document. */
   readonly openApi?: OpenApiPart;
   /** What retention deletes of its tables; runs whether or not the module is switched on (its tables exist either way). */

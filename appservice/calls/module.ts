@@ -23,7 +23,7 @@ function staffApi(ctx: ModuleContext, calls: Calls | null): express.Router {
 export const callsModule = defineModule({
   name: "calls",
   enabled: (config) => config.modules.calls,
-  openApi: { schemas: callSchemas, paths: callPaths },
+  openApi: { schemas: () => callSchemas, paths: (t) => callPaths(t.baseUrl) },
   start(ctx) {
     const { db, homeserver, config } = ctx;
     const calls: Calls = new Calls(db, homeserver, config, () => worker.wake());

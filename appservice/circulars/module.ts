@@ -18,7 +18,7 @@ declare module "../module.ts" {
 export const circularsModule = defineModule({
   name: "circulars",
   enabled: (config) => config.modules.circulars,
-  openApi: { schemas: circularSchemas, paths: () => circularPaths },
+  openApi: { schemas: () => circularSchemas, paths: () => circularPaths },
   async start(ctx) {
     const { db, homeserver, config } = ctx;
     // Circular attachments wait in a staging folder of their own, which document retention leaves alone.

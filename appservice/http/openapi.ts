@@ -4,7 +4,7 @@ import { z } from "zod";
 import { ErrCode } from "../errors.ts";
 import { apiVersion, version } from "../version.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
-import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
+import { removalParameters } from "../accounts/openapi.ts";
 import { documentPaths, documentSchemas } from "../documents/openapi.ts";
 import { modules } from "../modules.ts";
 
@@ -35,6 +35,7 @@ const idParam = { name: "id", in: "path", required: true, schema: { type: "strin
 
 export function openApiDocument(baseUrl: string): Record<string, unknown> {
   const parts = modules.map((m) => m.openApi ?? {});
+  const tools = { baseUrl, schema, errors };
   const json = (ref: string) => ({ content: { "application/json": { schema: { $ref: `#/components/schemas/${ref}` } } } });
   return {
     openapi: "3.1.0",
@@ -52,8 +53,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         OrganisationInput: schema(organisationInput),
         OrganisationPatch: schema(organisationPatch),
         ClerkInput: schema(clerkInput),
-        ...Object.assign({}, ...parts.map((p) => p.schemas ?? {})),
-        ...accountSchemas(schema),
+        ...Object.assign({}, ...parts.map((p) => p.schemas?.(tools) ?? {})),
         ...documentSchemas,
         Organisation: {
           type: "object",
@@ -150,8 +150,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         parameters: [idParam, { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." }],
         delete: { summary: "Remove a clerk (kicked from the room)", parameters: removalParameters, responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors } },
       },
-      ...Object.assign({}, ...parts.map((p) => p.paths?.(baseUrl) ?? {})),
-      ...accountPaths(errors),
+      ...Object.assign({}, ...parts.map((p) => p.paths?.(tools) ?? {})),
       ...documentPaths,
     },
   };

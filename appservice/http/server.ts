@@ -9,8 +9,6 @@ import { documentRoutes } from "../documents/api.ts";
 import type { Batches } from "../documents/batch.ts";
 import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
-import { accountRoutes } from "../accounts/api.ts";
-import type { Accounts } from "../accounts/service.ts";
 import type { Organisations } from "../organisations/service.ts";
 import { readJson, requestLineCheck } from "./input.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -35,8 +33,6 @@ export interface PublicApiDeps {
   moduleRoutes?: express.Router[];
   /** The modules' routers inside the admin API (scope admin, bodies read), before the organisations' routes. */
   moduleAdminRoutes?: express.Router[];
-  /** Clerk accounts and password letters, where Kuvert creates accounts. */
-  accounts?: Accounts;
 }
 
 export function publicApp(deps: PublicApiDeps): express.Express {
@@ -92,8 +88,7 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   admin.use(requireScope(deps.db, "admin"));
   admin.use(readJson("1mb"));
   admin.use(express.text({ type: ["text/csv", "text/plain"], limit: "20mb" }));
-  // Accounts first: removing a clerk with a Kuvert account needs a confirmation before the plain removal.
-  if (deps.accounts) admin.use(accountRoutes(deps.organisations, deps.accounts));
+  // The modules' first: accounts must ask for a confirmation before a clerk with a Kuvert account is removed.
   for (const router of deps.moduleAdminRoutes ?? []) admin.use(router);
   admin.use(organisationRoutes(deps.db, deps.organisations));
   app.use("/api/v1", admin);

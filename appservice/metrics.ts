@@ -52,14 +52,6 @@ export const queues: Record<string, string> = {
   circular_deliveries: "circular_deliveries",
 };
 
-/** Prosody's questions to /verify, by endpoint and outcome (admitted or the refusal's reason). */
-export const verifications = new Counter({
-  name: "kuvert_call_verifications_total",
-  help: "User verification requests (/verify, from Jitsi's Prosody), by endpoint and outcome (admitted, token, purpose, not_member, room_not_managed, bearer, rate_limited).",
-  labelNames: ["endpoint", "outcome"] as const,
-  registers: [registry],
-});
-
 new Gauge({
   name: "kuvert_build_info",
   help: "Always 1; its labels say which Kuvert is running: version, commit, schema_version (the database schema it knows), api_version.",
@@ -76,6 +68,29 @@ let database: Database | undefined;
 /** Metrics read from the database when Prometheus scrapes (cheap: partial indexes on pending rows). */
 export function bindDatabase(db: Database): void {
   database = db;
+}
+
+/**
+ * A gauge of counts read from the database when Prometheus scrapes, for a domain's own table:
+ * `sql` gives one row per label set, with the label columns and the count as `n`.
+ */
+export function countsGauge<L extends string>(opts: { name: string; help: string; labelNames: readonly L[]; sql: string }): Gauge<L> {
+  return new Gauge<L>({
+    name: opts.name,
+    help: opts.help,
+    labelNames: opts.labelNames,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (!database) return;
+      const { rows } = await database.query<Record<L, string> & { n: string }>(opts.sql);
+      for (const r of rows) {
+        const labels = {} as Record<L, string>;
+        for (const l of opts.labelNames) labels[l] = r[l];
+        this.set(labels, Number(r.n));
+      }
+    },
+  });
 }
 
 new Gauge({
@@ -102,19 +117,6 @@ new Gauge({
       const { rows } = await database.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE state = 'pending'`);
       this.set({ queue: label }, Number(rows[0]!.n));
     }
-  },
-});
-
-new Gauge({
-  name: "kuvert_clerk_accounts",
-  help: "Homeserver accounts Kuvert created for clerks, by state (requested, letter_ready, letter_issued, failed, deactivated).",
-  labelNames: ["state"] as const,
-  registers: [registry],
-  async collect() {
-    this.reset();
-    if (!database) return;
-    const { rows } = await database.query<{ state: string; n: string }>("SELECT state, count(*) AS n FROM clerk_accounts GROUP BY state");
-    for (const r of rows) this.set({ state: r.state }, Number(r.n));
   },
 });
 

@@ -138,6 +138,38 @@ export interface CliContext {
   withDatabase<T>(cfg: KuvertConfig, fn: (db: Database) => Promise<T>): Promise<T>;
 }
 
+/** What a data-subject request names: a Matrix ID, or an e-mail address. */
+export type SubjectKind = "matrix-id" | "email";
+
+/** A section of the data-subject report that the module's tables give. */
+export interface SubjectSection {
+  /** A stable key (the report's section name). */
+  name: string;
+  /** The core's section it follows in the report (clerks, staff, documentsSent, organisationDocuments, mail, roomEvents, roomProblems). */
+  after: string;
+  /** Its rows for one subject: $1 is the Matrix ID as given or the e-mail address in lower case. Null: nothing for this kind. */
+  sql(kind: SubjectKind): string | null;
+  /** Its title and description (the English one goes into the report itself), and words for its fields, by language. */
+  texts: Record<"de" | "en", { title: string; description: string; labels?: Record<string, string> }>;
+}
+
+/** What the module erased of one person, one line each (`key` is the count's name in the `subject.erased` audit row). */
+export interface ErasedPart {
+  key: string;
+  what: string;
+  count: number;
+}
+
+/** The module's part of a data-subject request; used whether or not it is switched on (its tables exist either way). */
+export interface SubjectPart {
+  sections?: SubjectSection[];
+  /**
+   * Erases the person from its tables, inside the erasure's transaction, after the core's own
+   * checks. May refuse (KUVERT_SUBJECT_STILL_ACTIVE): the whole erasure is then rolled back.
+   */
+  erase?(tx: Queryable, person: { subject: string; kind: SubjectKind; pseudonym: string; actor: string }): Promise<ErasedPart[]>;
+}
+
 export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServices> {
   /** The module's name: its folder, its entry in ModuleServices. */
   readonly name: K;
@@ -152,6 +184,8 @@ export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServi
   whenOff?(ctx: ModuleContext): ModuleParts<K> | Promise<ModuleParts<K>>;
   /** Adds its commands to `kuvert` (whether or not it is switched on; a command says so where that matters). */
   cli?(program: CliCommand, ctx: CliContext): void;
+  /** Its part of data-subject reports and erasure. */
+  readonly subject?: SubjectPart;
   /** Its endpoints in the OpenAPI document. */
   readonly openApi?: OpenApiPart;
   /** What retention deletes of its tables; runs whether or not the module is switched on (its tables exist either way). */

@@ -5,8 +5,11 @@ import { defineModule } from "../module.ts";
 import { accountRoutes } from "./api.ts";
 import { accountCommands } from "./cli.ts";
 import { accountMailRenderer } from "./mail.ts";
+// Registers the accounts' metric with Kuvert's registry.
+import "./metrics.ts";
 import { accountPaths, accountSchemas } from "./openapi.ts";
 import { Accounts } from "./service.ts";
+import { accountsSubject } from "./subject.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -19,6 +22,7 @@ export const accountsModule = defineModule({
   // Always loaded: modules.accounts switches off creating new accounts (the service refuses them,
   // KUVERT_MODULE_REQUIRED), while accounts created earlier still need letters and deactivation.
   enabled: () => true,
+  subject: accountsSubject,
   start(ctx) {
     const { db, config, staffRoom } = ctx;
     // Staff hear of an account that could not be created: by mail in the transaction that records it, then in the staff room.

@@ -8,6 +8,7 @@ import { videoCommand } from "./command.ts";
 import { MemberLinks, memberLinkRoutes } from "./member-link.ts";
 import { Calls } from "./service.ts";
 import { UserVerification, verifyRoutes } from "./verify.ts";
+import { callsSubject } from "./subject.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -23,6 +24,7 @@ function staffApi(ctx: ModuleContext, calls: Calls | null): express.Router {
 export const callsModule = defineModule({
   name: "calls",
   enabled: (config) => config.modules.calls,
+  subject: callsSubject,
   openApi: { schemas: () => callSchemas, paths: (t) => callPaths(t.baseUrl) },
   start(ctx) {
     const { db, homeserver, config } = ctx;

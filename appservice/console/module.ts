@@ -7,6 +7,7 @@ import { defineModule, type ModuleContext, type ModuleParts } from "../module.ts
 import { consolePaths, consoleSecurityScheme } from "./openapi.ts";
 import { consoleApiRoutes, consoleSessionLookup, consolePages, defaultConsoleDir } from "./api.ts";
 import { ConsoleSessions } from "./sessions.ts";
+import { consoleSubject } from "./subject.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -41,6 +42,7 @@ function consoleParts(ctx: ModuleContext, enabled: boolean): ModuleParts<"consol
 export const consoleModule = defineModule({
   name: "console",
   enabled: (config) => config.modules.console,
+  subject: consoleSubject,
   openApi: { securitySchemes: { session: consoleSecurityScheme }, paths: () => consolePaths },
   start: (ctx) => consoleParts(ctx, true),
   whenOff: (ctx) => consoleParts(ctx, false),

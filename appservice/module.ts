@@ -1,6 +1,7 @@
 // The contract between Kuvert's core and a domain (calls, circulars, …). A domain is one folder
 // with a module.ts that exports a KuvertModule; appservice/modules.ts lists them in order. The core
-// (kuvert.ts, the HTTP server, retention) goes through that list and names no domain. A plain typed
+// (kuvert.ts, the HTTP server, retention, data-subject requests, the OpenAPI document, the command
+// line) goes through that list and names no module. A plain typed
 // object, like Synapse's module API: what a domain adds is data the core reads, nothing is patched
 // in afterwards.
 //
@@ -73,7 +74,7 @@ export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServic
   adminRoutes?: express.Router[];
   /** Routers on the appservice listener (the homeserver's side). */
   appserviceRoutes?: express.Router[];
-  /** Handlers of room events, called in module order after the core's. */
+  /** Handlers of room events, in module order: after the core's membership and power-level observers, before commands and inbound files. */
   roomHandlers?: RoomEventHandler<RoomContext>[];
   /** Commands typed into rooms (`!name`). */
   commands?: Command[];

@@ -377,6 +377,8 @@ export function program(): Command {
     .command("metrics")
     .description("list the Prometheus metrics Kuvert serves (a Markdown table, as in the README)")
     .action(async () => {
+      // The queue depth gauge counts the modules' queues too.
+      await import("./queues.ts");
       const { metricList } = await import("./metrics.ts");
       console.log("| metric | type | meaning |\n| --- | --- | --- |");
       for (const m of await metricList()) console.log(`| \`${m.name}\` | ${m.type} | ${m.help} |`);

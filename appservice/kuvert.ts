@@ -44,6 +44,7 @@ import { OpenIdTokenPurposes } from "./tokens/openid-purpose.ts";
 import { requireScope } from "./http/auth.ts";
 import type { BackgroundWorker, ModuleContext, ModuleParts, ModuleServices } from "./module.ts";
 import { modules } from "./modules.ts";
+import { queues } from "./queues.ts";
 
 const log = logger("kuvert");
 
@@ -216,6 +217,7 @@ export class Kuvert {
         outbox,
         organisations,
         openIdPurposes,
+        queues,
         requireScope: (...scopes) => requireScope(database, ...scopes),
         wakeMail: () => mailWorker.wake(),
         wakeRooms: () => roomWorker.wake(),

@@ -40,18 +40,6 @@ export function requestOutcome(status: number): string {
   return "ok";
 }
 
-/** The work queues by name, each a table with the queue columns (the status page shows them too). */
-export const queues: Record<string, string> = {
-  inbound_events: "inbound_events",
-  room_sync: "room_sync",
-  documents: "document_work",
-  batches: "batch_work",
-  mail: "mail_outbox",
-  accounts: "account_creation",
-  calls: "calls",
-  circular_deliveries: "circular_deliveries",
-};
-
 new Gauge({
   name: "kuvert_build_info",
   help: "Always 1; its labels say which Kuvert is running: version, commit, schema_version (the database schema it knows), api_version.",
@@ -68,6 +56,11 @@ let database: Database | undefined;
 /** Metrics read from the database when Prometheus scrapes (cheap: partial indexes on pending rows). */
 export function bindDatabase(db: Database): void {
   database = db;
+}
+
+/** The database metrics are read from, once Kuvert has started (none for `kuvert metrics`). */
+export function boundDatabase(): Database | undefined {
+  return database;
 }
 
 /**
@@ -103,20 +96,6 @@ new Gauge({
     if (!database) return;
     const { rows } = await database.query<{ direction: string; state: string; n: string }>("SELECT direction, state, count(*) AS n FROM documents GROUP BY direction, state");
     for (const r of rows) this.set({ direction: r.direction, state: r.state }, Number(r.n));
-  },
-});
-
-new Gauge({
-  name: "kuvert_queue_depth",
-  help: `Work items waiting, by queue (${Object.keys(queues).join(", ")}).`,
-  labelNames: ["queue"] as const,
-  registers: [registry],
-  async collect() {
-    if (!database) return;
-    for (const [label, table] of Object.entries(queues)) {
-      const { rows } = await database.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE state = 'pending'`);
-      this.set({ queue: label }, Number(rows[0]!.n));
-    }
   },
 });
 

@@ -47,6 +47,8 @@ export interface ModuleContext {
   openIdPurposes: OpenIdTokenPurposes;
   /** Middleware that admits API tokens (or a console session) with one of these scopes. */
   requireScope(...scopes: Scope[]): express.RequestHandler;
+  /** Kuvert's work queues by name (the core's and every module's): table names, for a status page. */
+  queues: Readonly<Record<string, string>>;
   /** Kuvert's readiness (the core's checks and every module's), for a status page. */
   readiness: Readiness;
   /** Wakes the mail worker after an e-mail was queued outside a work item. */
@@ -185,6 +187,8 @@ export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServi
   whenOff?(ctx: ModuleContext): ModuleParts<K> | Promise<ModuleParts<K>>;
   /** Adds its commands to `kuvert` (whether or not it is switched on; a command says so where that matters). */
   cli?(program: CliCommand, ctx: CliContext): void;
+  /** Its work queues by name, each a table with the queue columns (counted in kuvert_queue_depth and on the status page). */
+  readonly queues?: Readonly<Record<string, string>>;
   /** Its part of data-subject reports and erasure. */
   readonly subject?: SubjectPart;
   /** Its endpoints in the OpenAPI document. */

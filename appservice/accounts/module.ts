@@ -23,6 +23,7 @@ export const accountsModule = defineModule({
   // KUVERT_MODULE_REQUIRED), while accounts created earlier still need letters and deactivation.
   enabled: () => true,
   subject: accountsSubject,
+  queues: { accounts: "account_creation" },
   start(ctx) {
     const { db, config, staffRoom } = ctx;
     // Staff hear of an account that could not be created: by mail in the transaction that records it, then in the staff room.

@@ -25,6 +25,7 @@ export const callsModule = defineModule({
   name: "calls",
   enabled: (config) => config.modules.calls,
   subject: callsSubject,
+  queues: { calls: "calls" },
   openApi: { schemas: () => callSchemas, paths: (t) => callPaths(t.baseUrl) },
   start(ctx) {
     const { db, homeserver, config } = ctx;

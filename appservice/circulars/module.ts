@@ -18,6 +18,7 @@ declare module "../module.ts" {
 export const circularsModule = defineModule({
   name: "circulars",
   enabled: (config) => config.modules.circulars,
+  queues: { circular_deliveries: "circular_deliveries" },
   openApi: { schemas: () => circularSchemas, paths: () => circularPaths },
   async start(ctx) {
     const { db, homeserver, config } = ctx;

@@ -14,7 +14,6 @@ import { readJson } from "../http/input.ts";
 import { actorOf, callerOf, CONSOLE_HEADER } from "../http/auth.ts";
 import type { Readiness } from "../health.ts";
 import { deadMails, retryDeadMail } from "../mail/store.ts";
-import { queues } from "../metrics.ts";
 import type { Scope } from "../tokens/tokens.ts";
 import { BACKGROUND_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
 import { version } from "../version.ts";
@@ -32,6 +31,8 @@ export interface ConsoleDeps {
   language: Language;
   maxHours: number;
   signInAttemptsPerMinute: number;
+  /** The work queues the status page shows, by name (their tables). */
+  queues: Readonly<Record<string, string>>;
   /** Wakes the mail worker after an e-mail was set to be tried again. */
   wakeMail: () => void;
 }
@@ -260,7 +261,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   r.get("/status", admins, async (_req, res) => {
     const health = await readiness.check();
     const depths = await Promise.all(
-      Object.entries(queues).map(async ([queue, table]) => {
+      Object.entries(deps.queues).map(async ([queue, table]) => {
         const { rows } = await db.query<{ pending: string; failed: string; oldest: Date | null }>(
           `SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
                   count(*) FILTER (WHERE state IN ('failed', 'dead')) AS failed,

@@ -30,6 +30,7 @@ function consoleParts(ctx: ModuleContext, enabled: boolean): ModuleParts<"consol
     language: config.organisations.language,
     maxHours: config.console.maxHours,
     signInAttemptsPerMinute: config.console.signInAttemptsPerMinute,
+    queues: ctx.queues,
     wakeMail: ctx.wakeMail,
   };
   const routes = express.Router();

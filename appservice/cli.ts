@@ -21,7 +21,8 @@ import type { StoredOrganisation } from "./organisations/store.ts";
 import { createToken, revokeToken, scopes, type Scope } from "./tokens/tokens.ts";
 import { present } from "./organisations/api.ts";
 import { documentVersions, sendDocument, submitBatch } from "./documents/cli.ts";
-import { accountCommands, organisationsWithAccounts } from "./accounts/cli.ts";
+import { organisationsWithAccounts } from "./accounts/cli.ts";
+import { modules } from "./modules.ts";
 
 const actor = `cli:${userInfo().username}`;
 
@@ -376,6 +377,8 @@ export function program(): Command {
     .command("metrics")
     .description("list the Prometheus metrics Kuvert serves (a Markdown table, as in the README)")
     .action(async () => {
+      // The queue depth gauge counts the modules' queues too.
+      await import("./queues.ts");
       const { metricList } = await import("./metrics.ts");
       console.log("| metric | type | meaning |\n| --- | --- | --- |");
       for (const m of await metricList()) console.log(`| \`${m.name}\` | ${m.type} | ${m.help} |`);
@@ -421,7 +424,8 @@ export function program(): Command {
       process.stderr.write(`${count} audit row(s) exported.\n`);
     });
 
-  accountCommands(cli, { actor, config, withDatabase });
+  // The modules' commands (`kuvert account …`, …), switched on or not.
+  for (const m of modules) m.cli?.(cli, { actor, config, withDatabase });
   return cli;
 }
 

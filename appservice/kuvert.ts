@@ -1,11 +1,8 @@
 // Kuvert as one running service: database, homeserver side, the two listeners, the workers.
 import { createHash } from "node:crypto";
-import { resolve } from "node:path";
 import type { Server } from "node:http";
 import { audit } from "./audit/audit.ts";
 import { CommandHandler } from "./commands/commands.ts";
-import { defaultConsoleDir } from "./console/api.ts";
-import { ConsoleSessions } from "./console/sessions.ts";
 import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
@@ -13,6 +10,7 @@ import { buildInfo } from "./version.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
 import { Leadership } from "./workers/leader.ts";
 import { publicApp } from "./http/server.ts";
+import { ErrCode, KuvertError } from "./errors.ts";
 import { configureLogging, logger } from "./log.ts";
 import { readiness, type Readiness } from "./health.ts";
 import { scheduleRetention } from "./retention/retention.ts";
@@ -23,7 +21,7 @@ import { Inbox } from "./matrix/inbox.ts";
 import { appserviceApp, boundPort, closeServer, listen } from "./matrix/listener.ts";
 import { readRegistration, registrationMismatches, RegistrationError, type Registration } from "./matrix/registration.ts";
 import { MembershipObserver, PowerLevelsObserver } from "./organisations/membership.ts";
-import { Organisations } from "./organisations/service.ts";
+import { Organisations, type ClerkAccountHooks } from "./organisations/service.ts";
 import { RoomSync } from "./organisations/sync.ts";
 import { RoomEventRouter } from "./rooms.ts";
 import { findOrganisation } from "./organisations/store.ts";
@@ -38,22 +36,15 @@ import { DocumentPipeline } from "./documents/pipeline.ts";
 import { Prescans } from "./documents/prescan.ts";
 import { openStaging } from "./documents/staging-store.ts";
 import { MailOutbox } from "./mail/outbox.ts";
+import type { NotificationKind } from "./mail/templates.ts";
 import { DocumentScanner } from "./scanning/policy.ts";
 import type { Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
-import { Accounts } from "./accounts/service.ts";
-import { accountMailRenderer } from "./accounts/mail.ts";
-import { Circulars } from "./circulars/service.ts";
-import { CircularFanout } from "./circulars/fanout.ts";
-import { circularCommand, StaffRoomFiles } from "./circulars/commands.ts";
-import type { Worker, QueueRow } from "./workers/queue.ts";
-import { callRoutes, guestRoutes } from "./calls/api.ts";
-import { videoCommand } from "./calls/command.ts";
-import { Calls } from "./calls/service.ts";
-import { UserVerification, verifyRoutes } from "./calls/verify.ts";
-import { MemberLinks, memberLinkRoutes } from "./calls/member-link.ts";
 import { OpenIdTokenPurposes } from "./tokens/openid-purpose.ts";
 import { requireScope } from "./http/auth.ts";
+import type { BackgroundWorker, ModuleContext, ModuleParts, ModuleServices } from "./module.ts";
+import { modules } from "./modules.ts";
+import { queues } from "./queues.ts";
 
 const log = logger("kuvert");
 
@@ -92,18 +83,22 @@ export interface Services {
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
-  /** Video consultations; null when modules.calls is off. */
-  calls: Calls | null;
-  accounts: Accounts;
-  circulars: Circulars;
 }
+
+/**
+ * The core's services and, under each module's name, its service. Asking for the service of a
+ * module that is switched off throws KUVERT_MODULE_NOT_LOADED; `Kuvert.service(name)` says null instead.
+ */
+export type ServicesView = Services & ModuleServices;
 
 export class Kuvert {
   readonly config: KuvertConfig;
   readonly db: Database;
   readonly homeserver: Homeserver;
-  readonly services: Services;
-  readonly #workers: Worker<QueueRow>[];
+  readonly services: ServicesView;
+  readonly #moduleServices: ReadonlyMap<string, unknown>;
+  readonly #moduleParts: readonly ModuleParts[];
+  readonly #workers: BackgroundWorker[];
   readonly #servers: Server[];
   readonly #lock: EmbeddedLock | undefined;
   #stopping: Promise<void> | undefined;
@@ -117,8 +112,10 @@ export class Kuvert {
     config: KuvertConfig;
     db: Database;
     homeserver: Homeserver;
-    services: Services;
-    workers: Worker<QueueRow>[];
+    services: ServicesView;
+    moduleServices: ReadonlyMap<string, unknown>;
+    moduleParts: readonly ModuleParts[];
+    workers: BackgroundWorker[];
     servers: Server[];
     lock: EmbeddedLock | undefined;
   }) {
@@ -126,9 +123,17 @@ export class Kuvert {
     this.db = parts.db;
     this.homeserver = parts.homeserver;
     this.services = parts.services;
+    this.#moduleServices = parts.moduleServices;
+    this.#moduleParts = parts.moduleParts;
     this.#workers = parts.workers;
     this.#servers = parts.servers;
     this.#lock = parts.lock;
+  }
+
+  /** A module's public service, or null when that module is switched off. */
+  service<K extends keyof ModuleServices>(name: K): ModuleServices[K] | null {
+    // The map holds under each module's name the service its start returned (typed by defineModule).
+    return (this.#moduleServices.get(name) ?? null) as ModuleServices[K] | null;
   }
 
   get appservicePort(): number {
@@ -169,14 +174,13 @@ export class Kuvert {
       const database = db;
       const homeserver = new Homeserver(config, registration);
       await homeserver.start();
-      const workers: Worker<QueueRow>[] = [];
+      const workers: BackgroundWorker[] = [];
       const staffRoom = new StaffRoom(db, homeserver, config);
       const roomSync = new RoomSync(db, homeserver, config, staffRoom);
       const roomWorker = roomSync.worker();
-      const organisations = new Organisations(db, () => roomWorker.wake());
-      const accounts = new Accounts(db, config, () => roomWorker.wake());
-      const accountWorker = accounts.worker();
-      organisations.accounts = accounts;
+      // The module that creates clerk accounts (if any) starts below, after the organisations.
+      const clerkAccounts: { from?: ClerkAccountHooks } = {};
+      const organisations = new Organisations(db, () => roomWorker.wake(), () => clerkAccounts.from);
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
       const staging = await openStaging(config, "documents");
       const scanner = new DocumentScanner(config.scanning, config.documents.stagingDir);
@@ -188,46 +192,53 @@ export class Kuvert {
       // The scan while receiving judges the whole file only; the pipeline applies the archive policy after it.
       const prescans = new Prescans(scanner.clamd);
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
-      accounts.alerts = { inTransaction: (tx, alert, org) => staffRoom.alertByMail(tx, { key: alert.key, mail: alert.body }, org), post: (alert) => staffRoom.post(alert) };
       const documentWorker = pipeline.worker();
       const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans);
       const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());
       const batchWorker = batches.worker();
       const outbox = new MailOutbox(db, config);
-      outbox.renderWith("account", accountMailRenderer(config));
       outbox.onDead = async (row) => {
         const body = texts(config.organisations.language).mailDead(row.id, row.attempts, row.last_error ?? "?");
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });
       };
       const mailWorker = outbox.worker();
-      // Circular attachments wait in a staging area of their own (folder or key prefix), which document retention leaves alone.
-      const circularStaging = await openStaging(config, "circulars");
-      const fanout = new CircularFanout(db, homeserver, scanner, circularStaging, staffRoom, config);
-      const circularWorkers = fanout.workers();
-      const circulars = new Circulars(db, config, circularStaging, () => fanout.wake());
       const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
       // With inbound scanning switched off, a posted file gets a note instead of a check.
       const sayNotChecked = async (roomId: string, eventId: string) => {
         await homeserver.send(roomId, "m.room.message", notice({ body: documentTexts(config.organisations.language).notChecked }), `not-checked:${eventId}`);
       };
-      const calls = config.modules.calls ? new Calls(db, homeserver, config) : null;
       // One record of OpenID tokens and their purposes for /verify, the console and the call link page.
       const openIdPurposes = new OpenIdTokenPurposes(db);
-      const verification = calls ? new UserVerification(db, homeserver, config, openIdPurposes) : null;
-      const memberLinks = calls && verification && config.modules.console && config.calls.appSecret ? new MemberLinks(db, calls, verification, openIdPurposes, config) : null;
-      const callWorker = calls?.worker();
-      if (calls && callWorker) calls.onWork = () => callWorker.wake();
+      const { parts: moduleParts, services: moduleServices } = await startModules({
+        config,
+        db,
+        homeserver,
+        staffRoom,
+        scanner,
+        outbox,
+        organisations,
+        openIdPurposes,
+        queues,
+        requireScope: (...scopes) => requireScope(database, ...scopes),
+        wakeMail: () => mailWorker.wake(),
+        wakeRooms: () => roomWorker.wake(),
+        // The checks below include the modules' own, so they are made after the modules started.
+        readiness: { check: () => readinessChecks.check() },
+      });
+      clerkAccounts.from = moduleParts.find((p) => p.clerkAccounts)?.clerkAccounts;
+      const fromModules = <T>(part: (p: ModuleParts) => T[] | undefined): T[] => moduleParts.flatMap((p) => part(p) ?? []);
+      for (const p of moduleParts) for (const [kind, render] of Object.entries(p.mailRenderers ?? {})) if (render) outbox.renderWith(kind as NotificationKind, render);
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
         new PowerLevelsObserver(db, homeserver.botUserId, () => roomWorker.wake()),
-        new StaffRoomFiles(db, config),
-        new CommandHandler(homeserver, config, [circularCommand(db, config, circulars), ...(calls ? [videoCommand(calls, config)] : [])]),
+        ...fromModules((p) => p.roomHandlers),
+        new CommandHandler(homeserver, config, fromModules((p) => p.commands)),
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(...([inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, accountWorker, ...circularWorkers, ...(callWorker ? [callWorker] : [])] as unknown as Worker<QueueRow>[]));
+      workers.push(inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, ...fromModules((p) => p.workers));
       const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services: Services = { organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox, calls, accounts, circulars };
+      const services = servicesView({ organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox }, moduleServices);
 
       const checks = readiness(
         {
@@ -238,8 +249,10 @@ export class Kuvert {
           homeserver: () => homeserver.ping(),
           scanner: () => scanner.ping(),
           mail: () => outbox.ping(),
+          ...Object.assign({}, ...moduleParts.map((p) => p.readiness ?? {})),
         },
-        new Set(["homeserver", "scanner", "mail"]),
+        // Checks of other services (and every module's) are cached.
+        new Set(["homeserver", "scanner", "mail", ...moduleParts.flatMap((p) => Object.keys(p.readiness ?? {}))]),
       );
       // Not ready until the start is through (bot, staff room, workers, staff sync): an orchestrator
       // sends no traffic to, and a test does not pause the database under, a half-started Kuvert.
@@ -256,7 +269,7 @@ export class Kuvert {
           inbox,
           onStored: () => inboxWorker.wake(),
           readiness: readinessChecks,
-          routes: [uploadCheckRoutes({ token: config.appservice.uploadCheckToken, scanner, db: database, maxStreamBytes: config.scanning.maxStreamBytes })],
+          routes: [uploadCheckRoutes({ token: config.appservice.uploadCheckToken, scanner, db: database, maxStreamBytes: config.scanning.maxStreamBytes }), ...fromModules((p) => p.appserviceRoutes)],
         }),
         config.appservice.listener.bindAddress,
         config.appservice.listener.port,
@@ -273,25 +286,8 @@ export class Kuvert {
           rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
           failedAuthPerMinute: config.publicApi.failedAuthPerMinute,
           batchesEnabled: config.modules.batches,
-          moduleRoutes: [
-            express.Router().use("/api/v1", callRoutes(calls, requireScope(db, "staff", "admin"))),
-            guestRoutes(calls),
-            ...(verification ? [verifyRoutes(verification, config)] : []),
-            memberLinkRoutes(memberLinks, config),
-          ],
-          accounts,
-          console: {
-            enabled: config.modules.console,
-            sessions: new ConsoleSessions(db, config, openIdPurposes),
-            staticDir: config.console.staticDir ? resolve(config.console.staticDir) : defaultConsoleDir,
-            homeserverUrl: config.homeserver.publicUrl ?? config.homeserver.url,
-            serverName: config.homeserver.domain,
-            language: config.organisations.language,
-            maxHours: config.console.maxHours,
-            signInAttemptsPerMinute: config.console.signInAttemptsPerMinute,
-            wakeMail: () => mailWorker.wake(),
-          },
-          circulars: { service: circulars, enabled: config.modules.circulars, maxAttachments: config.circulars.maxAttachments },
+          moduleRoutes: fromModules((p) => p.publicRoutes),
+          moduleAdminRoutes: fromModules((p) => p.adminRoutes),
         }),
         config.publicApi.listener.bindAddress,
         config.publicApi.listener.port,
@@ -305,13 +301,14 @@ export class Kuvert {
         });
         servers.push(await listen(metricsApp, config.metrics.listener.bindAddress, config.metrics.listener.port));
       }
-      const kuvert = new Kuvert({ config, db, homeserver, services, workers, servers, lock });
+      const kuvert = new Kuvert({ config, db, homeserver, services, moduleServices, moduleParts, workers, servers, lock });
       started = kuvert;
       log.info({ appservicePort: kuvert.appservicePort, publicPort: kuvert.publicPort, database: db.kind }, "Kuvert listening");
       await kuvert.#prepareBot();
       // clamd gets its canaries at start; the first scan waits for the answer.
       void scanner.canaries.check().catch((err: unknown) => log.warn({ err }, "the scanner's canaries could not be sent; they are sent again before the first scan"));
       for (const w of workers) w.start();
+      for (const p of moduleParts) await p.start?.();
       if (config.documents.dropFolder.enabled) {
         kuvert.#dropFolderLeader = new Leadership(db, "drop-folder", {
           onChange: (held) => {
@@ -362,6 +359,7 @@ export class Kuvert {
       await this.#dropFolderLeader?.stop();
       await this.#dropFolderTurn;
       await this.services.dropFolder.stop();
+      for (const p of this.#moduleParts) await p.stop?.();
       await Promise.all(this.#workers.map((w) => w.stop()));
       this.services.outbox.close();
       await this.db.close();
@@ -370,4 +368,36 @@ export class Kuvert {
     })();
     return this.#stopping;
   }
+}
+
+/** Starts the modules switched on, in list order (each sees the services of those before it), and the stand-ins of those switched off. */
+async function startModules(shared: Omit<ModuleContext, "service">): Promise<{ parts: ModuleParts[]; services: Map<string, unknown> }> {
+  const services = new Map<string, unknown>();
+  // Each module's service is stored under its own name, as its defineModule typed it.
+  const ctx: ModuleContext = { ...shared, service: (name) => (services.get(name) ?? null) as ModuleServices[typeof name] | null };
+  const parts: ModuleParts[] = [];
+  for (const m of modules) {
+    const on = m.enabled(shared.config);
+    const p = on ? await m.start(ctx) : ((await m.whenOff?.(ctx)) ?? {});
+    if (on && p.service !== undefined) services.set(m.name, p.service);
+    parts.push(p);
+    log.debug({ module: m.name, on }, "module started");
+  }
+  return { parts, services };
+}
+
+/** The core's services with each module's under its name (a getter: a module switched off has none to give). */
+function servicesView(core: Services, moduleServices: ReadonlyMap<string, unknown>): ServicesView {
+  const getters: PropertyDescriptorMap = {};
+  for (const m of modules) {
+    getters[m.name] = {
+      enumerable: true,
+      get: () => {
+        if (!moduleServices.has(m.name)) throw new KuvertError(ErrCode.ModuleNotLoaded, `The module ${m.name} is switched off in this Kuvert (modules.${m.name}).`);
+        return moduleServices.get(m.name);
+      },
+    };
+  }
+  // Every module in the list has its getter; each returns the service its own start gave (typed by defineModule).
+  return Object.defineProperties({ ...core }, getters) as ServicesView;
 }

@@ -40,26 +40,6 @@ export function requestOutcome(status: number): string {
   return "ok";
 }
 
-/** The work queues by name, each a table with the queue columns (the status page shows them too). */
-export const queues: Record<string, string> = {
-  inbound_events: "inbound_events",
-  room_sync: "room_sync",
-  documents: "document_work",
-  batches: "batch_work",
-  mail: "mail_outbox",
-  accounts: "account_creation",
-  calls: "calls",
-  circular_deliveries: "circular_deliveries",
-};
-
-/** Prosody's questions to /verify, by endpoint and outcome (admitted or the refusal's reason). */
-export const verifications = new Counter({
-  name: "kuvert_call_verifications_total",
-  help: "User verification requests (/verify, from Jitsi's Prosody), by endpoint and outcome (admitted, token, purpose, not_member, room_not_managed, bearer, rate_limited).",
-  labelNames: ["endpoint", "outcome"] as const,
-  registers: [registry],
-});
-
 new Gauge({
   name: "kuvert_build_info",
   help: "Always 1; its labels say which Kuvert is running: version, commit, schema_version (the database schema it knows), api_version.",
@@ -78,6 +58,34 @@ export function bindDatabase(db: Database): void {
   database = db;
 }
 
+/** The database metrics are read from, once Kuvert has started (none for `kuvert metrics`). */
+export function boundDatabase(): Database | undefined {
+  return database;
+}
+
+/**
+ * A gauge of counts read from the database when Prometheus scrapes, for a domain's own table:
+ * `sql` gives one row per label set, with the label columns and the count as `n`.
+ */
+export function countsGauge<L extends string>(opts: { name: string; help: string; labelNames: readonly L[]; sql: string }): Gauge<L> {
+  return new Gauge<L>({
+    name: opts.name,
+    help: opts.help,
+    labelNames: opts.labelNames,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (!database) return;
+      const { rows } = await database.query<Record<L, string> & { n: string }>(opts.sql);
+      for (const r of rows) {
+        const labels = {} as Record<L, string>;
+        for (const l of opts.labelNames) labels[l] = r[l];
+        this.set(labels, Number(r.n));
+      }
+    },
+  });
+}
+
 new Gauge({
   name: "kuvert_documents",
   help: "Documents Kuvert knows, by direction and state (received, scanning, held, rejected, delivered, checked, removed).",
@@ -88,33 +96,6 @@ new Gauge({
     if (!database) return;
     const { rows } = await database.query<{ direction: string; state: string; n: string }>("SELECT direction, state, count(*) AS n FROM documents GROUP BY direction, state");
     for (const r of rows) this.set({ direction: r.direction, state: r.state }, Number(r.n));
-  },
-});
-
-new Gauge({
-  name: "kuvert_queue_depth",
-  help: `Work items waiting, by queue (${Object.keys(queues).join(", ")}).`,
-  labelNames: ["queue"] as const,
-  registers: [registry],
-  async collect() {
-    if (!database) return;
-    for (const [label, table] of Object.entries(queues)) {
-      const { rows } = await database.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE state = 'pending'`);
-      this.set({ queue: label }, Number(rows[0]!.n));
-    }
-  },
-});
-
-new Gauge({
-  name: "kuvert_clerk_accounts",
-  help: "Homeserver accounts Kuvert created for clerks, by state (requested, letter_ready, letter_issued, failed, deactivated).",
-  labelNames: ["state"] as const,
-  registers: [registry],
-  async collect() {
-    this.reset();
-    if (!database) return;
-    const { rows } = await database.query<{ state: string; n: string }>("SELECT state, count(*) AS n FROM clerk_accounts GROUP BY state");
-    for (const r of rows) this.set({ state: r.state }, Number(r.n));
   },
 });
 

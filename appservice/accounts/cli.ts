@@ -7,19 +7,13 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import type { Language } from "../i18n.ts";
 import { Organisations } from "../organisations/service.ts";
+import type { CliContext } from "../module.ts";
 import { Accounts } from "./service.ts";
-
-export interface CliContext {
-  actor: string;
-  config(cmd: Command): KuvertConfig;
-  withDatabase<T>(cfg: KuvertConfig, fn: (db: Database) => Promise<T>): Promise<T>;
-}
 
 /** Organisations that can create clerk accounts (`createAccount`, `[account]` in CSV). */
 export function organisationsWithAccounts(db: Database, cfg: KuvertConfig): Organisations {
-  const organisations = new Organisations(db);
-  organisations.accounts = new Accounts(db, cfg);
-  return organisations;
+  const accounts = new Accounts(db, cfg);
+  return new Organisations(db, undefined, () => accounts);
 }
 
 /** The Matrix ID a clerk reference (Matrix ID or e-mail) of an organisation names. */

@@ -35,7 +35,7 @@ export interface DeactivationPlan {
   otherOrganisations: string[];
 }
 
-/** Where staff hear of accounts that could not be created (the staff room and mailbox; kuvert.ts). */
+/** Where staff hear of accounts that could not be created (the staff room and mailbox; accounts/module.ts). */
 export interface AccountAlerts {
   /** Written in the transaction that marks the account failed (the staff mailbox). */
   inTransaction(tx: Queryable, alert: { key: string; body: string }, organisationId: string): Promise<void>;
@@ -45,7 +45,8 @@ export interface AccountAlerts {
 
 export class Accounts {
   readonly queue: WorkQueue<CreationRow>;
-  alerts: AccountAlerts | undefined;
+  /** Absent (the command line, tests): a failed account is logged and shown in its record only. */
+  readonly alerts: AccountAlerts | undefined;
   readonly admin: SynapseAdmin;
   readonly #db: Database;
   readonly #config: KuvertConfig;
@@ -53,8 +54,9 @@ export class Accounts {
   readonly #onCreated: () => void;
   #worker: Worker<CreationRow> | undefined;
 
-  constructor(db: Database, config: KuvertConfig, onCreated: () => void = () => undefined, admin = new SynapseAdmin(config)) {
+  constructor(db: Database, config: KuvertConfig, onCreated: () => void = () => undefined, admin = new SynapseAdmin(config), alerts?: AccountAlerts) {
     this.#db = db;
+    this.alerts = alerts;
     this.#config = config;
     this.#onCreated = onCreated;
     this.admin = admin;

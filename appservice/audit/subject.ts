@@ -19,11 +19,13 @@ import { audit } from "./audit.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { pseudonym } from "../log.ts";
+import type { ErasedPart, SubjectKind, SubjectSection } from "../module.ts";
+import { modules } from "../modules.ts";
 
-export type SubjectKind = "matrix-id" | "email";
+export type { SubjectKind } from "../module.ts";
 
 export interface ReportSection {
-  /** A stable key: clerks, accounts, staff, documentsSent, organisationDocuments, mail, guestLinks, roomEvents, roomProblems, audit. */
+  /** A stable key: the core's clerks, staff, documentsSent, organisationDocuments, mail, roomEvents, roomProblems, audit, and the modules' (accounts, consoleSessions, guestLinks, …). */
   name: string;
   /** What the rows are, in plain words (English; formatReport() has German too). */
   description: string;
@@ -101,16 +103,12 @@ function redactOthers(value: unknown, subject: string, kind: SubjectKind): unkno
 const descriptions: Record<string, string> = {
   clerks:
     "Records of the person as a clerk of a member organisation: organisation, name, e-mail address, Matrix ID, whether they are still a clerk, and their room membership as the homeserver last told Kuvert.",
-  accounts:
-    "Accounts Kuvert created for the person on the homeserver: username (Matrix ID), name, e-mail address, state, and when password letters were produced. Kuvert never keeps the password.",
   staff: "The person's roles as staff of the operating body, as configured.",
-  consoleSessions: "The person's sessions in the staff console: when they signed in, were last active and the session ends, and the browser. Ended sessions are deleted.",
   documentsSent:
     "Documents the person sent (uploaded in a room or in the web console): metadata only, since Kuvert keeps no document content after delivery.",
   organisationDocuments:
     "Documents delivered into the room of an organisation while the person was one of its clerks: metadata only. They are the organisation's records and do not name the person.",
   mail: "Notification e-mails to the person's address: what they were about, and when they were written and sent. They never contain documents.",
-  guestLinks: "Links to video consultations the person was invited to as a guest: the name and address staff gave, when the link was issued, until when it was valid, and whether it was withdrawn.",
   roomEvents:
     "Room events from the homeserver that the person sent (or that are about their membership), stored so Kuvert can handle them in order and deleted on the retention schedule: how many, and when.",
   roomProblems: "Notes on an organisation's room that name the person, e.g. an invitation the homeserver refused.",
@@ -118,10 +116,13 @@ const descriptions: Record<string, string> = {
     "Rows of the audit log that name the person as the one who acted, as the one acted on, or in the details. The audit log is append-only and kept for the legal retention period.",
 };
 
-async function section(q: Queryable, name: string, sql: string, params: unknown[]): Promise<ReportSection> {
+async function section(q: Queryable, name: string, description: string, sql: string, params: unknown[]): Promise<ReportSection> {
   const { rows } = await q.query<Record<string, unknown>>(sql, params);
-  return { name, description: descriptions[name]!, rows: rows.map(plain) };
+  return { name, description, rows: rows.map(plain) };
 }
+
+/** The modules' report sections (each module's, switched on or not: its tables exist either way). */
+const moduleSections = (): SubjectSection[] => modules.flatMap((m) => m.subject?.sections ?? []);
 
 /** The rows the report and the erasure look at, for one subject. */
 function queries(kind: SubjectKind) {
@@ -133,14 +134,7 @@ function queries(kind: SubjectKind) {
                     c.matrix_id AS "matrixId", c.status, c.membership, c.created_at AS "addedAt", c.removed_at AS "removedAt"
                FROM clerks c JOIN organisations o ON o.id = c.organisation_id
               WHERE ${clerkMatch("c")} ORDER BY c.organisation_id, c.id`,
-    accounts: `SELECT matrix_id AS "matrixId", display_name AS name, email, organisation_id AS organisation, state, failure,
-                      created_at AS "requestedAt", account_created_at AS "createdAt", letters_issued AS "letters",
-                      letter_issued_at AS "letterAt", password_resets AS "passwordResets", deactivated_at AS "deactivatedAt"
-                 FROM clerk_accounts WHERE ${isMatrix ? "matrix_id = $1" : "lower(email) = $1"} ORDER BY id`,
     staff: isMatrix ? `SELECT roles, status, updated_at AS "updatedAt" FROM staff_members WHERE matrix_id = $1` : null,
-    consoleSessions: isMatrix
-      ? `SELECT created_at AS "signedInAt", last_seen_at AS "lastSeenAt", expires_at AS "endsAt", user_agent AS "browser" FROM console_sessions WHERE user_id = $1 ORDER BY created_at`
-      : null,
     documentsSent: isMatrix
       ? `SELECT id, direction, organisation_id AS organisation, filename, kind, reference, state, version, supersedes,
                 created_at AS "receivedAt", finished_at AS "finishedAt"
@@ -159,10 +153,6 @@ function queries(kind: SubjectKind) {
       : `SELECT id, kind, organisation_id AS organisation, organisation_name AS "organisationName", items, state,
                 created_at AS "writtenAt", sent_at AS "sentAt"
            FROM mail_outbox WHERE lower(recipient) = $1 ORDER BY id`,
-    guestLinks: isMatrix
-      ? null
-      : `SELECT id, call_id AS "call", guest_name AS name, email, created_at AS "issuedAt", expires_at AS "validUntil", revoked_at AS "revokedAt"
-           FROM guest_links WHERE lower(email) = $1 ORDER BY created_at, id`,
     eventMatch: "(event->>'sender' = $1 OR event->>'state_key' = $1)",
     roomEvents: isMatrix
       ? `SELECT state, count(*)::int AS count, min(received_at) AS "firstReceivedAt", max(received_at) AS "lastReceivedAt",
@@ -180,28 +170,36 @@ function queries(kind: SubjectKind) {
 async function collect(q: Queryable, subject: string, kind: SubjectKind): Promise<ReportSection[]> {
   const s = queries(kind);
   const redacted = (sec: ReportSection): ReportSection => ({ ...sec, rows: sec.rows.map((r) => redactOthers(r, subject, kind) as Record<string, unknown>) });
-  const empty = (name: string): ReportSection => ({ name, description: descriptions[name]!, rows: [] });
-  const one = (name: string, sql: string | null) => (sql ? section(q, name, sql, [subject]) : Promise.resolve(empty(name)));
-  return [
-    await one("clerks", s.clerks),
-    await one("accounts", s.accounts),
-    await one("staff", s.staff),
-    await one("consoleSessions", s.consoleSessions),
-    await one("documentsSent", s.documentsSent),
-    await one("organisationDocuments", s.organisationDocuments),
-    await one("mail", s.mail),
-    await one("guestLinks", s.guestLinks),
-    await one("roomEvents", s.roomEvents),
-    redacted(await one("roomProblems", s.roomProblems)),
+  const one = async (name: string, description: string, sql: string | null) => (sql ? section(q, name, description, sql, [subject]) : { name, description, rows: [] });
+  const core: [string, string | null][] = [
+    ["clerks", s.clerks],
+    ["staff", s.staff],
+    ["documentsSent", s.documentsSent],
+    ["organisationDocuments", s.organisationDocuments],
+    ["mail", s.mail],
+    ["roomEvents", s.roomEvents],
+    ["roomProblems", s.roomProblems],
+  ];
+  const fromModules = moduleSections();
+  const sections: ReportSection[] = [];
+  for (const [name, sql] of core) {
+    // Room notes may name other people: those are replaced.
+    const found = await one(name, descriptions[name]!, sql);
+    sections.push(name === "roomProblems" ? redacted(found) : found);
+    for (const m of fromModules.filter((m) => m.after === name)) sections.push(await one(m.name, m.texts.en.description, m.sql(kind)));
+  }
+  sections.push(
     redacted(
       await section(
         q,
         "audit",
+        descriptions.audit!,
         `SELECT seq, at, actor, action, organisation_id AS organisation, object, outcome, details FROM audit_log WHERE ${s.auditWhere} ORDER BY seq`,
         [subject, jsonStringPattern(subject)],
       ),
     ),
-  ];
+  );
+  return sections;
 }
 
 function inTransaction<T>(db: Queryable | Database, fn: (tx: Queryable) => Promise<T>): Promise<T> {
@@ -279,7 +277,6 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       );
     }
     let staffDeleted = 0;
-    let sessionsDeleted = 0;
     if (isMatrix) {
       const staff = (await tx.query<{ status: string }>("SELECT status FROM staff_members WHERE matrix_id = $1 FOR UPDATE", [subject])).rows[0];
       if (staff?.status === "active") {
@@ -289,19 +286,11 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         throw new KuvertError(ErrCode.SubjectStillActive, `${subject} was taken out of the staff, but Kuvert is still taking them out of the rooms: try again once the rooms are in line.`);
       }
       staffDeleted = await changed("DELETE FROM staff_members WHERE matrix_id = $1", [subject]);
-      sessionsDeleted = await changed("DELETE FROM console_sessions WHERE user_id = $1", [subject]);
     }
 
-    // Accounts Kuvert created: the homeserver account must be deactivated first (Kuvert keeps track of it until then).
-    const accountMatch = isMatrix ? "matrix_id = $1" : "lower(email) = $1";
-    const liveAccounts = (await tx.query<{ matrix_id: string }>(`SELECT matrix_id FROM clerk_accounts WHERE ${accountMatch} AND state <> 'deactivated' AND state <> 'failed' FOR UPDATE`, [subject])).rows;
-    if (liveAccounts.length > 0) {
-      throw new KuvertError(
-        ErrCode.SubjectStillActive,
-        `Kuvert created the account ${liveAccounts.map((a) => a.matrix_id).join(", ")} on the homeserver for ${subject} and it is still active: deactivate it first (DELETE …/clerks/{clerk}?confirm=true or \`kuvert account deactivate\`), then erase.`,
-      );
-    }
-    const accounts = await changed(`UPDATE clerk_accounts SET matrix_id = $2 || '#' || id, email = $2, display_name = $2, failure = CASE WHEN failure IS NULL THEN NULL ELSE $2 END WHERE ${accountMatch}`);
+    // The modules' tables (accounts, console sessions, guest links, …); a module may still refuse.
+    const fromModules: ErasedPart[] = [];
+    for (const m of modules) if (m.subject?.erase) fromModules.push(...(await m.subject.erase(tx, { subject, kind, pseudonym: p, actor })));
 
     // Counted before the clerk records lose the link to them.
     const organisationDocuments = await count(`SELECT count(*) AS n FROM (${s.organisationDocuments}) d`);
@@ -336,24 +325,17 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         (await changed("DELETE FROM mail_outbox WHERE lower(recipient) = $1", [subject]));
       mailSent = deleted - mailPending;
     }
-    // A guest's links keep no name or address, and one still valid is withdrawn.
-    const guestLinks = isMatrix
-      ? 0
-      : await changed("UPDATE guest_links SET guest_name = $2, email = $2, revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $3) WHERE lower(email) = $1", [subject, p, actor]);
-
     const auditRows = await count(`SELECT count(*) AS n FROM audit_log WHERE ${s.auditWhere}`, [subject, jsonStringPattern(subject)]);
 
     const erased = {
       clerks,
-      accounts,
       staff: staffDeleted,
-      consoleSessions: sessionsDeleted,
       documentsSent,
       mailSent,
       mailPending,
-      guestLinks,
       roomEvents: eventsStubbed,
       roomProblems,
+      ...Object.fromEntries(fromModules.map((e) => [e.key, e.count])),
     };
     const kept = { documentMetadata: documentsSent, documentsInProgress, organisationDocuments, roomEventsPending: eventsPending, auditRows };
     await audit(tx, { actor, action: "subject.erased", object: p, outcome: "ok", details: { kind, erased, kept } });
@@ -361,15 +343,13 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     return {
       erased: [
         { what: "clerk records: e-mail address, name and Matrix ID replaced by the pseudonym (the organisation keeps a removed clerk, but no person)", count: clerks },
-        { what: "records of homeserver accounts Kuvert created (deactivated): Matrix ID, e-mail address and name replaced by the pseudonym", count: accounts },
         { what: "staff record deleted", count: staffDeleted },
-        { what: "staff console sessions deleted", count: sessionsDeleted },
         { what: "documents the person sent: the sender replaced by the pseudonym", count: documentsSent },
         { what: "notification e-mails to the address that were sent or given up: deleted", count: mailSent },
         { what: "notification e-mails to the address not yet sent: deleted, they will not be sent", count: mailPending },
-        { what: "guest links to video consultations: name and address replaced by the pseudonym, links still valid withdrawn", count: guestLinks },
         { what: "stored room events they sent or that were about them, already handled: content replaced by a stub", count: eventsStubbed },
         { what: "room notes naming them: the name replaced by the pseudonym", count: roomProblems },
+        ...fromModules.map(({ what, count }) => ({ what, count })),
       ],
       kept: [
         {
@@ -436,16 +416,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
         description:
           "Einträge der Person als Sachbearbeiterin oder Sachbearbeiter einer Organisation: Organisation, Name, E-Mail-Adresse, Matrix-ID, ob sie noch dabei ist, und ihre Raummitgliedschaft, wie der Homeserver sie Kuvert zuletzt gemeldet hat.",
       },
-      accounts: {
-        title: "Konten auf dem Homeserver",
-        description:
-          "Konten, die Kuvert für die Person auf dem Homeserver angelegt hat: Benutzername (Matrix-ID), Name, E-Mail-Adresse, Zustand und wann Passwortbriefe erstellt wurden. Das Passwort speichert Kuvert nie.",
-      },
       staff: { title: "Mitarbeitende der Stelle", description: "Die Rollen der Person als Mitarbeitende der betreibenden Stelle, wie konfiguriert." },
-      consoleSessions: {
-        title: "Sitzungen in der Konsole",
-        description: "Die Sitzungen der Person in der Konsole der Stelle: wann sie sich angemeldet hat, zuletzt aktiv war und die Sitzung endet, und der Browser. Beendete Sitzungen werden gelöscht.",
-      },
       documentsSent: {
         title: "Von der Person gesendete Dokumente",
         description: "Dokumente, die die Person in einem Raum oder in der Webkonsole hochgeladen hat: nur Metadaten, denn Kuvert behält nach der Zustellung keine Inhalte.",
@@ -458,11 +429,6 @@ const texts: Record<"de" | "en", ReportTexts> = {
       mail: {
         title: "E-Mails an die Person",
         description: "Benachrichtigungen an die Adresse der Person: worum es ging, wann sie geschrieben und versandt wurden. Sie enthalten nie Dokumente.",
-      },
-      guestLinks: {
-        title: "Einladungen zu Videoberatungen",
-        description:
-          "Links zu Videoberatungen, zu denen die Person als Gast eingeladen wurde: Name und Adresse, die die Mitarbeitenden angegeben haben, wann der Link ausgestellt wurde, bis wann er galt und ob er zurückgezogen wurde.",
       },
       roomEvents: {
         title: "Gespeicherte Raumereignisse",
@@ -484,21 +450,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       matrixId: "Matrix-ID",
       status: "Status",
       membership: "Raummitgliedschaft",
-      failure: "Fehler",
-      requestedAt: "beantragt",
-      createdAt: "angelegt",
-      letters: "Passwortbriefe",
-      letterAt: "letzter Brief",
-      passwordResets: "Passwort zurückgesetzt",
-      deactivatedAt: "deaktiviert",
       addedAt: "hinzugefügt",
       removedAt: "entfernt",
       roles: "Rollen",
       updatedAt: "geändert",
-      signedInAt: "angemeldet",
-      lastSeenAt: "zuletzt aktiv",
-      endsAt: "endet spätestens",
-      browser: "Browser",
       id: "Kennung",
       direction: "Richtung",
       filename: "Dateiname",
@@ -511,10 +466,6 @@ const texts: Record<"de" | "en", ReportTexts> = {
       items: "Inhalt der Benachrichtigung",
       writtenAt: "geschrieben",
       sentAt: "versandt",
-      call: "Videoberatung",
-      issuedAt: "ausgestellt",
-      validUntil: "gültig bis",
-      revokedAt: "zurückgezogen",
       count: "Anzahl",
       firstReceivedAt: "erstes",
       lastReceivedAt: "letztes",
@@ -547,13 +498,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
         {
           title: {
             clerks: "Clerk of member organisations",
-            accounts: "Accounts on the homeserver",
             staff: "Staff of the operating body",
-            consoleSessions: "Staff console sessions",
             documentsSent: "Documents the person sent",
             organisationDocuments: "Documents for the person's organisations",
             mail: "E-mails to the person",
-            guestLinks: "Invitations to video consultations",
             roomEvents: "Stored room events",
             roomProblems: "Notes on rooms",
             audit: "Audit log rows",
@@ -570,21 +518,10 @@ const texts: Record<"de" | "en", ReportTexts> = {
       matrixId: "Matrix ID",
       status: "status",
       membership: "room membership",
-      failure: "failure",
-      requestedAt: "requested",
-      createdAt: "created",
-      letters: "password letters",
-      letterAt: "last letter",
-      passwordResets: "password resets",
-      deactivatedAt: "deactivated",
       addedAt: "added",
       removedAt: "removed",
       roles: "roles",
       updatedAt: "changed",
-      signedInAt: "signed in",
-      lastSeenAt: "last active",
-      endsAt: "ends at the latest",
-      browser: "browser",
       id: "id",
       direction: "direction",
       filename: "filename",
@@ -597,10 +534,6 @@ const texts: Record<"de" | "en", ReportTexts> = {
       items: "what it listed",
       writtenAt: "written",
       sentAt: "sent",
-      call: "video consultation",
-      issuedAt: "issued",
-      validUntil: "valid until",
-      revokedAt: "withdrawn",
       count: "count",
       firstReceivedAt: "first",
       lastReceivedAt: "last",
@@ -636,15 +569,17 @@ function formatValue(value: unknown): string {
 /** A readable text report for the dpo, in German or English. */
 export function formatReport(report: SubjectReport, language: "de" | "en"): string {
   const t = texts[language];
+  const fromModules = new Map(moduleSections().map((m) => [m.name, m.texts[language]]));
+  const labels: Record<string, string> = { ...Object.assign({}, ...[...fromModules.values()].map((m) => m.labels ?? {})), ...t.labels };
   const lines: string[] = [t.title, "=".repeat(t.title.length), "", `${t.subject}: ${report.subject} (${t.kinds[report.kind]})`, `${t.generated}: ${report.generatedAt}`];
   for (const s of report.sections) {
-    const { title, description } = t.sections[s.name] ?? { title: s.name, description: s.description };
+    const { title, description } = t.sections[s.name] ?? fromModules.get(s.name) ?? { title: s.name, description: s.description };
     const heading = `${title} (${s.name === "roomEvents" ? s.rows.reduce((n, r) => n + Number(r.count), 0) : s.rows.length})`;
     lines.push("", heading, "-".repeat(heading.length), description, "");
     if (s.rows.length === 0) lines.push(`  ${t.none}`);
     for (const row of s.rows) {
       const fields = Object.entries(row);
-      fields.forEach(([key, value], i) => lines.push(`${i === 0 ? "  - " : "    "}${t.labels[key] ?? key}: ${formatValue(value)}`));
+      fields.forEach(([key, value], i) => lines.push(`${i === 0 ? "  - " : "    "}${labels[key] ?? key}: ${formatValue(value)}`));
     }
   }
   const clerks = report.sections.find((s) => s.name === "clerks")?.rows ?? [];

@@ -187,11 +187,14 @@ export class Calls {
   readonly #db: Database;
   readonly #hs: Homeserver;
   readonly #config: KuvertConfig;
+  /** Wakes the calls' worker when a call starts or ends. */
+  readonly #wake: () => void;
 
-  constructor(db: Database, hs: Homeserver, config: KuvertConfig) {
+  constructor(db: Database, hs: Homeserver, config: KuvertConfig, onWork: () => void) {
     this.#db = db;
     this.#hs = hs;
     this.#config = config;
+    this.#wake = onWork;
     this.queue = new WorkQueue<CallRow>(db, { table: "calls", key: "id", order: "q.run_after", maxAttempts: 20 }, config.workers.leaseSeconds);
   }
 
@@ -237,12 +240,6 @@ export class Calls {
         log.error({ call: row.id, phase: row.phase, err }, "the call's widget could not be changed; given up");
       },
     });
-  }
-
-  #wake: () => void = () => undefined;
-  /** Lets the service wake its worker (set by the composition root). */
-  set onWork(wake: () => void) {
-    this.#wake = wake;
   }
 
   async #organisation(q: Queryable, id: string, forUpdate = false): Promise<StoredOrganisation> {

@@ -31,7 +31,7 @@ import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { readJson } from "../http/input.ts";
 import { logger, pseudonym } from "../log.ts";
-import { verifications } from "../metrics.ts";
+import { verifications } from "./metrics.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { findOrganisationByRoom, type StoredOrganisation } from "../organisations/store.ts";
 import type { OpenIdTokenPurposes } from "../tokens/openid-purpose.ts";

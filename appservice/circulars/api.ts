@@ -72,13 +72,23 @@ function readMultipart(req: Request, circulars: Circulars, id: string, maxFiles:
   });
 }
 
-export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabled: boolean, maxAttachments: number): express.Router {
+/** An error before the body was read: let the client finish sending, then answer. */
+function drainOnError(err: unknown, req: Request, _res: Response, next: NextFunction): void {
+  if (!req.complete) req.resume();
+  next(err);
+}
+
+/** The circulars API; with `circulars` null (modules.circulars off) every endpoint says it is switched off, after the token check. */
+export function circularRoutes(circulars: Circulars | null, auth: RequestHandler, maxAttachments: number): express.Router {
   const r = express.Router();
-  const on = (_req: Request, _res: Response, next: NextFunction) =>
-    next(enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "Circulars are switched off in this Kuvert (modules.circulars)."));
+  if (!circulars) {
+    r.use("/circulars", auth, (_req: Request, _res: Response, next: NextFunction) => next(new KuvertError(ErrCode.ModuleDisabled, "Circulars are switched off in this Kuvert (modules.circulars).")));
+    r.use(drainOnError);
+    return r;
+  }
   const json = express.json({ limit: "1mb" });
 
-  r.post("/circulars", auth, on, async (req: Request, res: Response, next: NextFunction) => {
+  r.post("/circulars", auth, async (req: Request, res: Response, next: NextFunction) => {
     if (req.is("multipart/form-data")) {
       const id = newCircularId();
       try {
@@ -117,32 +127,29 @@ export function circularRoutes(circulars: Circulars, auth: RequestHandler, enabl
     });
   });
 
-  r.get("/circulars", auth, on, async (req: Request, res: Response) => {
+  r.get("/circulars", auth, async (req: Request, res: Response) => {
     const limit = Number(req.query.limit ?? 100);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KuvertError(ErrCode.InvalidInput, "limit: expected a whole number from 1 to 1000");
     const before = typeof req.query.before === "string" && idPattern.test(req.query.before) ? req.query.before : undefined;
     res.json({ circulars: await circulars.list(limit, before) });
   });
 
-  r.get("/circulars/:id", auth, on, async (req: Request, res: Response) => {
+  r.get("/circulars/:id", auth, async (req: Request, res: Response) => {
     const c = await circulars.status(circularId(req));
     if (!c) throw new KuvertError(ErrCode.NotFound, `There is no circular ${String(req.params.id)}.`);
     res.json(c);
   });
 
-  r.post("/circulars/:id/cancel", auth, on, async (req: Request, res: Response) => {
+  r.post("/circulars/:id/cancel", auth, async (req: Request, res: Response) => {
     res.json(await circulars.cancel(circularId(req), actorOf(req)));
   });
 
-  r.post("/circulars/:id/corrections", auth, on, json, async (req: Request, res: Response) => {
+  r.post("/circulars/:id/corrections", auth, json, async (req: Request, res: Response) => {
     if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the correction as application/json: {\"text\": \"…\"}.");
     const out = await circulars.correct(circularId(req), req.body, actorOf(req));
     res.status(201).json({ revision: out.revision, rooms: out.rooms, circular: out.circular });
   });
 
-  r.use((err: unknown, req: Request, _res: Response, next: NextFunction) => {
-    if (!req.complete) req.resume();
-    next(err);
-  });
+  r.use(drainOnError);
   return r;
 }

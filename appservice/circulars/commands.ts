@@ -65,7 +65,8 @@ interface StaffFileRow {
   size: string;
 }
 
-export function circularCommand(db: Database, config: KuvertConfig, circulars: Circulars): Command {
+/** `!circular` in the staff room; with `circulars` null (modules.circulars off) it says it is switched off. */
+export function circularCommand(db: Database, config: KuvertConfig, circulars: Circulars | null): Command {
   const language = config.organisations.language;
   const t = circularTexts(language);
 
@@ -111,7 +112,7 @@ export function circularCommand(db: Database, config: KuvertConfig, circulars: C
     roles: ["staff"],
     help: (lang) => circularTexts(lang).help,
     run: async (_args, event: MatrixEvent) => {
-      if (!config.modules.circulars) return { body: t.moduleOff };
+      if (!circulars) return { body: t.moduleOff };
       const parsed = parseCircularCommand(String(event.content.body));
       const actor = event.sender;
       try {

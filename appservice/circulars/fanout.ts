@@ -33,6 +33,7 @@ import { attachmentStagingId } from "./service.ts";
 import * as store from "./store.ts";
 import { circularTexts, progressMessage } from "./texts.ts";
 import { mailLanguage, notice } from "../i18n.ts";
+import { organisationRecipients, type OrganisationRecipients } from "../organisations/store.ts";
 
 const log = logger("circulars");
 
@@ -54,15 +55,7 @@ class DeliveryRefused extends Error {
 }
 
 /** What a delivery needs of its organisation, in one query. */
-interface TargetOrganisation {
-  id: string;
-  name: string;
-  state: string;
-  room_id: string | null;
-  room_state: string;
-  room_problem: string | null;
-  emails: string[];
-}
+type TargetOrganisation = OrganisationRecipients;
 
 /** A delivery whose events are in the room, waiting to be recorded. */
 interface Completion {
@@ -384,15 +377,8 @@ export class CircularFanout {
     else await this.#deliverCorrection(row);
   }
 
-  async #organisation(id: string): Promise<TargetOrganisation | null> {
-    const { rows } = await this.#db.query<TargetOrganisation>(
-      `SELECT o.id, o.display_name AS name, o.state, o.room_id, o.room_state, o.room_problem,
-              coalesce(array_agg(DISTINCT lower(c.email)) FILTER (WHERE c.status = 'active' AND c.email IS NOT NULL), '{}') AS emails
-         FROM organisations o LEFT JOIN clerks c ON c.organisation_id = o.id
-        WHERE o.id = $1 GROUP BY o.id`,
-      [id],
-    );
-    return rows[0] ?? null;
+  #organisation(id: string): Promise<TargetOrganisation | null> {
+    return organisationRecipients(this.#db, id);
   }
 
   async #deliverOriginal(row: DeliveryWorkRow): Promise<void> {

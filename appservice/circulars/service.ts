@@ -10,6 +10,7 @@ import type { Staging } from "../documents/staging.ts";
 import { renderMarkdown } from "./markdown.ts";
 import { checkCircular, checkText, correctionInput, describeTargets, newCircularId, type CircularState, type DeliveryState, type Targets } from "./model.ts";
 import * as store from "./store.ts";
+import { organisationStates } from "../organisations/store.ts";
 
 /** An attachment that arrives with the circular: staged by Kuvert (API) or a file posted in the staff room. */
 export type AttachmentInput =
@@ -89,12 +90,12 @@ export class Circulars {
   /** The organisations a circular goes to; throws when the targets name nothing or something unknown. */
   async resolveTargets(q: Queryable, targets: Targets): Promise<string[]> {
     if ("all" in targets) {
-      const { rows } = await q.query<{ id: string }>("SELECT id FROM organisations WHERE state = 'active' ORDER BY id");
+      const rows = await organisationStates(q, { active: true });
       if (rows.length === 0) throw new KuvertError(ErrCode.InvalidInput, "There are no active organisations to send to.", [{ path: "targets", message: "no organisations" }]);
       return rows.map((r) => r.id);
     }
     if ("tag" in targets) {
-      const { rows } = await q.query<{ id: string; state: string }>("SELECT id, state FROM organisations WHERE $1 = ANY (tags) ORDER BY id", [targets.tag]);
+      const rows = await organisationStates(q, { tag: targets.tag });
       if (rows.length === 0) {
         throw new KuvertError(ErrCode.UnknownTag, `No organisation has the tag ${targets.tag}.`, [{ path: "targets.tag", message: "no organisation has this tag" }]);
       }
@@ -105,7 +106,7 @@ export class Circulars {
       return active;
     }
     const wanted = [...new Set(targets.organisations)];
-    const { rows } = await q.query<{ id: string; state: string }>("SELECT id, state FROM organisations WHERE id = ANY ($1)", [wanted]);
+    const rows = await organisationStates(q, { ids: wanted });
     const known = new Map(rows.map((r) => [r.id, r.state]));
     const unknown = wanted.filter((id) => !known.has(id));
     if (unknown.length > 0) {

@@ -13,10 +13,11 @@ import type { Language } from "../i18n.ts";
 import { readJson } from "../http/input.ts";
 import { actorOf, callerOf, CONSOLE_HEADER } from "../http/auth.ts";
 import type { Readiness } from "../health.ts";
-import { queues } from "../metrics.ts";
+import { deadMails, retryDeadMail } from "../mail/store.ts";
 import type { Scope } from "../tokens/tokens.ts";
 import { BACKGROUND_HEADER, clearedSessionCookie, sessionCookie, sessionIdFromCookie, type ConsoleSessions } from "./sessions.ts";
 import { version } from "../version.ts";
+import { pickableOrganisations } from "../organisations/store.ts";
 import type { AuditEntryView, DeadMail, OrganisationChoice, QueueDepth, StatusView } from "./views.ts";
 
 export interface ConsoleDeps {
@@ -31,6 +32,8 @@ export interface ConsoleDeps {
   language: Language;
   maxHours: number;
   signInAttemptsPerMinute: number;
+  /** The work queues the status page shows, by name (their tables). */
+  queues: Readonly<Record<string, string>>;
   /** Wakes the mail worker after an e-mail was set to be tried again. */
   wakeMail: () => void;
 }
@@ -151,19 +154,7 @@ function presentAudit(row: AuditRow): AuditEntryView {
   };
 }
 
-interface DeadMailRow {
-  id: string;
-  kind: string;
-  recipient: string;
-  organisation_id: string | null;
-  organisation_name: string | null;
-  attempts: number;
-  last_error: string | null;
-  created_at: Date;
-  notifications: string;
-}
-
-export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Readiness, requireScope: (db: Database, ...s: Scope[]) => RequestHandler): express.Router {
+export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Readiness, requireScope: (...s: Scope[]) => RequestHandler): express.Router {
   const r = express.Router();
   const json = readJson("16kb");
   const enabled = (_req: Request, _res: Response, next: NextFunction) =>
@@ -208,21 +199,15 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   });
 
   // --- organisations to pick from (staff deliver documents too, without the admin API) ---
-  r.get("/console/organisations", requireScope(db, "admin", "staff", "drop"), async (req, res) => {
+  r.get("/console/organisations", requireScope("admin", "staff", "drop"), async (req, res) => {
     const caller = callerOf(req);
     const search = text(req, "search");
-    const { rows } = await db.query<{ id: string; display_name: string; tags: string[]; state: string; room_state: string }>(
-      `SELECT id, display_name, tags, state, room_state FROM organisations
-        WHERE ($1::text IS NULL OR strpos(lower(id), lower($1)) > 0 OR strpos(lower(display_name), lower($1)) > 0)
-          AND ($2::text[] IS NULL OR id = ANY ($2))
-        ORDER BY display_name, id LIMIT 5000`,
-      [search ?? null, caller.scopes.includes("admin") ? null : caller.organisations],
-    );
+    const rows = await pickableOrganisations(db, search ?? null, caller.scopes.includes("admin") ? null : caller.organisations);
     res.json({ organisations: rows.map((o): OrganisationChoice => ({ id: o.id, name: o.display_name, tags: o.tags, state: o.state, roomState: o.room_state })) });
   });
 
   // --- audit log (dpo, admin) ---
-  const auditReaders = requireScope(db, "audit", "admin");
+  const auditReaders = requireScope("audit", "admin");
   r.get("/audit", auditReaders, async (req, res) => {
     const from = isoTime("from", req.query.from);
     const to = isoTime("to", req.query.to);
@@ -273,11 +258,11 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   });
 
   // --- status (admin) ---
-  const admins = requireScope(db, "admin");
+  const admins = requireScope("admin");
   r.get("/status", admins, async (_req, res) => {
     const health = await readiness.check();
     const depths = await Promise.all(
-      Object.entries(queues).map(async ([queue, table]) => {
+      Object.entries(deps.queues).map(async ([queue, table]) => {
         const { rows } = await db.query<{ pending: string; failed: string; oldest: Date | null }>(
           `SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
                   count(*) FILTER (WHERE state IN ('failed', 'dead')) AS failed,
@@ -293,12 +278,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   });
 
   r.get("/mail/dead", admins, async (_req, res) => {
-    // The e-mails given up (each with the notifications it combined): what a retry would send again.
-    const { rows } = await db.query<DeadMailRow>(
-      `SELECT m.id, m.kind, m.recipient, m.organisation_id, m.organisation_name, m.attempts, m.last_error, m.created_at,
-              1 + (SELECT count(*) FROM mail_outbox c WHERE c.combined_into = m.id AND c.state = 'dead') AS notifications
-         FROM mail_outbox m WHERE m.state = 'dead' AND m.combined_into IS NULL ORDER BY m.id DESC LIMIT 500`,
-    );
+    const rows = await deadMails(db);
     res.setHeader("Cache-Control", "no-store");
     res.json({
       mails: rows.map((m): DeadMail => ({
@@ -319,16 +299,11 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
     const id = String(req.params.id);
     if (!/^\d{1,18}$/.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no dead e-mail ${id}.`);
     const count = await db.transaction(async (tx) => {
-      const head = await tx.query("SELECT 1 FROM mail_outbox WHERE id = $1 AND state = 'dead' AND combined_into IS NULL FOR UPDATE", [id]);
-      if (head.rowCount === 0) throw new KuvertError(ErrCode.NotFound, `There is no dead e-mail ${id} (it may have been retried already).`);
       // The e-mail and the notifications it combined are pending again, from attempt one.
-      const { rowCount } = await tx.query(
-        `UPDATE mail_outbox SET state = 'pending', attempts = 0, run_after = now(), lease_until = NULL, leased_by = NULL, last_error = NULL, combined_into = NULL
-          WHERE (id = $1 OR combined_into = $1) AND state = 'dead'`,
-        [id],
-      );
-      await audit(tx, { actor: actorOf(req), action: "mail.retried", object: id, outcome: "ok", details: { notifications: rowCount } });
-      return rowCount ?? 0;
+      const retried = await retryDeadMail(tx, id);
+      if (retried === null) throw new KuvertError(ErrCode.NotFound, `There is no dead e-mail ${id} (it may have been retried already).`);
+      await audit(tx, { actor: actorOf(req), action: "mail.retried", object: id, outcome: "ok", details: { notifications: retried } });
+      return retried;
     });
     deps.wakeMail();
     res.json({ id, state: "pending", notifications: count });

@@ -1,9 +1,16 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ErrCode, KuvertError } from "../errors.ts";
 import type { Database } from "./database.ts";
 
-const migrationsDir = join(import.meta.dirname, "migrations");
+// Each domain keeps its SQL beside its code: appservice/<domain>/migrations/NNN_name.sql, the
+// core's (audit, rooms, tokens, leases) in appservice/db/migrations. They are found by that folder
+// name, not through the module list, so that the schema version is known without starting anything
+// (version.ts, `kuvert migrate`). Every migration always applies, whether or not its module is
+// switched on: a module switched on later finds its tables, and retention and subject requests can
+// read them either way. One global order by version number; the number and name of a file are what
+// schema_migrations records, so moving a file between folders changes nothing for a database.
+const appserviceDir = join(import.meta.dirname, "..");
 // Any constant: several Kuvert processes starting at once apply migrations one after another.
 const MIGRATION_LOCK = 7_410_001;
 
@@ -13,11 +20,27 @@ export interface Migration {
   sql: string;
 }
 
-export function listMigrations(dir = migrationsDir): Migration[] {
-  return readdirSync(dir)
-    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
-    .sort()
-    .map((file) => ({ version: Number(file.slice(0, 3)), name: file.slice(4, -4), sql: readFileSync(join(dir, file), "utf8") }));
+/** The migrations folders: the core's and each domain's that has one. */
+export function migrationDirs(root = appserviceDir): string[] {
+  return readdirSync(root, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(root, d.name, "migrations")))
+    .map((d) => join(root, d.name, "migrations"))
+    .sort();
+}
+
+export function listMigrations(dirs = migrationDirs()): Migration[] {
+  const found = dirs.flatMap((dir) =>
+    readdirSync(dir)
+      .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
+      .map((file) => ({ version: Number(file.slice(0, 3)), name: file.slice(4, -4), sql: readFileSync(join(dir, file), "utf8"), file: join(dir, file) })),
+  );
+  found.sort((a, b) => a.version - b.version);
+  for (let i = 1; i < found.length; i++) {
+    if (found[i]!.version === found[i - 1]!.version) {
+      throw new KuvertError(ErrCode.Internal, `Two migrations have the version ${found[i]!.version}: ${found[i - 1]!.file} and ${found[i]!.file}; each version number is used once across all domains.`);
+    }
+  }
+  return found.map(({ version, name, sql }) => ({ version, name, sql }));
 }
 
 /** Applies the migrations not yet applied, each in its own transaction. Returns the versions applied. */

@@ -2,6 +2,7 @@
 import type { Queryable } from "../db/database.ts";
 import type { MediaReference } from "../matrix/references.ts";
 import type { DocumentRecord, DocumentState } from "./model.ts";
+import { notificationStates } from "../mail/store.ts";
 
 export interface DocumentRow {
   id: string;
@@ -193,15 +194,11 @@ export interface NotificationCounts {
 /** The e-mails to clerks about an outbound document (dedupe key `document:<id>:<address>`), by state. */
 export async function notificationCounts(q: Queryable, documentId: string): Promise<NotificationCounts> {
   const prefix = `document:${documentId}:`;
-  const { rows } = await q.query<{ state: string; n: string }>(
-    "SELECT state, count(*) AS n FROM mail_outbox WHERE left(dedupe_key, length($1)) = $1 GROUP BY state",
-    [prefix],
-  );
   const counts: NotificationCounts = { pending: 0, sent: 0, dead: 0 };
-  for (const r of rows) {
-    if (r.state === "pending") counts.pending += Number(r.n);
-    else if (r.state === "dead") counts.dead += Number(r.n);
-    else counts.sent += Number(r.n);
+  for (const r of await notificationStates(q, prefix)) {
+    if (r.state === "pending") counts.pending += r.n;
+    else if (r.state === "dead") counts.dead += r.n;
+    else counts.sent += r.n;
   }
   return counts;
 }

@@ -4,11 +4,9 @@ import { z } from "zod";
 import { ErrCode } from "../errors.ts";
 import { apiVersion, version } from "../version.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
-import { callPaths, callSchemas } from "../calls/openapi.ts";
-import { accountPaths, accountSchemas, removalParameters } from "../accounts/openapi.ts";
-import { consolePaths, consoleSecurityScheme } from "../console/openapi.ts";
-import { circularPaths, circularSchemas } from "../circulars/openapi.ts";
+import { removalParameters } from "../accounts/openapi.ts";
 import { documentPaths, documentSchemas } from "../documents/openapi.ts";
+import { modules } from "../modules.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -36,6 +34,8 @@ const organisationResult = {
 const idParam = { name: "id", in: "path", required: true, schema: { type: "string" }, description: "The organisation's slug id." };
 
 export function openApiDocument(baseUrl: string): Record<string, unknown> {
+  const parts = modules.map((m) => m.openApi ?? {});
+  const tools = { baseUrl, schema, errors };
   const json = (ref: string) => ({ content: { "application/json": { schema: { $ref: `#/components/schemas/${ref}` } } } });
   return {
     openapi: "3.1.0",
@@ -46,16 +46,14 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
     components: {
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "An API token with the admin scope (`kuvert token create NAME --scope admin`)." },
-        session: consoleSecurityScheme,
+        ...Object.assign({}, ...parts.map((p) => p.securitySchemes ?? {})),
       },
       schemas: {
         Error: error,
         OrganisationInput: schema(organisationInput),
         OrganisationPatch: schema(organisationPatch),
         ClerkInput: schema(clerkInput),
-        ...callSchemas,
-        ...accountSchemas(schema),
-        ...circularSchemas,
+        ...Object.assign({}, ...parts.map((p) => p.schemas?.(tools) ?? {})),
         ...documentSchemas,
         Organisation: {
           type: "object",
@@ -152,10 +150,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         parameters: [idParam, { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." }],
         delete: { summary: "Remove a clerk (kicked from the room)", parameters: removalParameters, responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors } },
       },
-      ...callPaths(baseUrl),
-      ...accountPaths(errors),
-      ...consolePaths,
-      ...circularPaths,
+      ...Object.assign({}, ...parts.map((p) => p.paths?.(tools) ?? {})),
       ...documentPaths,
     },
   };

@@ -7,14 +7,9 @@ import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { documentRoutes } from "../documents/api.ts";
 import type { Batches } from "../documents/batch.ts";
-import { circularRoutes } from "../circulars/api.ts";
-import type { Circulars } from "../circulars/service.ts";
 import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
-import { accountRoutes } from "../accounts/api.ts";
-import type { Accounts } from "../accounts/service.ts";
 import type { Organisations } from "../organisations/service.ts";
-import { consoleApiRoutes, consoleSessionLookup, consolePages, type ConsoleDeps } from "../console/api.ts";
 import { readJson, requestLineCheck } from "./input.ts";
 import { openApiDocument } from "./openapi.ts";
 import { requireScope } from "./auth.ts";
@@ -34,13 +29,10 @@ export interface PublicApiDeps {
   rateLimitPerMinute: number;
   failedAuthPerMinute: number;
   batchesEnabled: boolean;
-  /** Routers of modules with their own authentication (calls: staff API, guest page, /verify), mounted at the root before the admin API. */
+  /** The modules' routers, each with its own authentication, mounted at the root before the admin API (module order). */
   moduleRoutes?: express.Router[];
-  /** Clerk accounts and password letters, where Kuvert creates accounts. */
-  accounts?: Accounts;
-  console: ConsoleDeps;
-  /** Circulars (scope staff or admin); absent: no circular routes. */
-  circulars?: { service: Circulars; enabled: boolean; maxAttachments: number };
+  /** The modules' routers inside the admin API (scope admin, bodies read), before the organisations' routes. */
+  moduleAdminRoutes?: express.Router[];
 }
 
 export function publicApp(deps: PublicApiDeps): express.Express {
@@ -84,26 +76,20 @@ export function publicApp(deps: PublicApiDeps): express.Express {
     res.json(openApiDocument(deps.baseUrl));
   });
 
-  // The staff console: its pages, the session cookie read before any API route, its own endpoints.
-  app.use("/console", consolePages(deps.console));
-  app.use("/api", consoleSessionLookup(deps.console));
-  app.use("/api/v1", consoleApiRoutes(deps.db, deps.console, deps.readiness, requireScope));
+  // Before the admin router, which reads JSON bodies and admits only admin tokens: module routes
+  // admit their own scopes (staff tokens for calls and circulars) and stream their bodies. The
+  // console comes first: it reads the session cookie that the routes after it accept.
   for (const router of deps.moduleRoutes ?? []) app.use(router);
 
-  // Documents first: their bodies are streamed, never parsed into memory.
+  // Documents' bodies are streamed, never parsed into memory.
   app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin"), deps.batchesEnabled));
-
-  // Circulars before the admin router: staff tokens may use them. Multipart bodies are streamed.
-  if (deps.circulars) {
-    app.use("/api/v1", circularRoutes(deps.circulars.service, requireScope(deps.db, "staff", "admin"), deps.circulars.enabled, deps.circulars.maxAttachments));
-  }
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));
   admin.use(readJson("1mb"));
   admin.use(express.text({ type: ["text/csv", "text/plain"], limit: "20mb" }));
-  // Accounts first: removing a clerk with a Kuvert account needs a confirmation before the plain removal.
-  if (deps.accounts) admin.use(accountRoutes(deps.organisations, deps.accounts));
+  // The modules' first: accounts must ask for a confirmation before a clerk with a Kuvert account is removed.
+  for (const router of deps.moduleAdminRoutes ?? []) admin.use(router);
   admin.use(organisationRoutes(deps.db, deps.organisations));
   app.use("/api/v1", admin);
 

@@ -52,12 +52,18 @@ export class Organisations {
   readonly #db: Database;
   /** Called after a commit that asked for room work, to wake the room worker. */
   readonly #onRoomWork: () => void;
-  /** Set where Kuvert creates clerk accounts (kuvert.ts, cli.ts). */
-  accounts: ClerkAccountHooks | undefined;
+  /** Where Kuvert creates clerk accounts, the module that does (accounts); none: `createAccount` is refused. */
+  readonly #accounts: () => ClerkAccountHooks | undefined;
 
-  constructor(db: Database, onRoomWork: () => void = () => undefined) {
+  /** `accounts` is looked up when a clerk asks for an account: the module that provides them starts after the organisations. */
+  constructor(db: Database, onRoomWork: () => void = () => undefined, accounts: () => ClerkAccountHooks | undefined = () => undefined) {
     this.#db = db;
     this.#onRoomWork = onRoomWork;
+    this.#accounts = accounts;
+  }
+
+  get accounts(): ClerkAccountHooks | undefined {
+    return this.#accounts();
   }
 
   /** Creates the organisation or brings it to the given state. Idempotent: the same input twice changes nothing. */

@@ -207,3 +207,44 @@ export async function upsertStaff(q: Queryable, matrixId: string, roles: string[
     [matrixId, roles, status],
   );
 }
+
+/** Ids and states of organisations: every active one, those with a tag, or those with these ids (in id order). */
+export async function organisationStates(q: Queryable, which: { active: true } | { tag: string } | { ids: string[] }): Promise<{ id: string; state: string }[]> {
+  if ("active" in which) return (await q.query<{ id: string; state: string }>("SELECT id, state FROM organisations WHERE state = 'active' ORDER BY id")).rows;
+  if ("tag" in which) return (await q.query<{ id: string; state: string }>("SELECT id, state FROM organisations WHERE $1 = ANY (tags) ORDER BY id", [which.tag])).rows;
+  return (await q.query<{ id: string; state: string }>("SELECT id, state FROM organisations WHERE id = ANY ($1) ORDER BY id", [which.ids])).rows;
+}
+
+/** An organisation with its room and its active clerks' e-mail addresses (lower case): where a message for it goes. */
+export interface OrganisationRecipients {
+  id: string;
+  name: string;
+  state: string;
+  room_id: string | null;
+  room_state: string;
+  room_problem: string | null;
+  emails: string[];
+}
+
+export async function organisationRecipients(q: Queryable, id: string): Promise<OrganisationRecipients | null> {
+  const { rows } = await q.query<OrganisationRecipients>(
+    `SELECT o.id, o.display_name AS name, o.state, o.room_id, o.room_state, o.room_problem,
+            coalesce(array_agg(DISTINCT lower(c.email)) FILTER (WHERE c.status = 'active' AND c.email IS NOT NULL), '{}') AS emails
+       FROM organisations o LEFT JOIN clerks c ON c.organisation_id = o.id
+      WHERE o.id = $1 GROUP BY o.id`,
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+/** Organisations to pick from in the console: by part of id or name, limited to `only` when given (a caller's own). */
+export async function pickableOrganisations(q: Queryable, search: string | null, only: string[] | null): Promise<{ id: string; display_name: string; tags: string[]; state: string; room_state: string }[]> {
+  const { rows } = await q.query<{ id: string; display_name: string; tags: string[]; state: string; room_state: string }>(
+    `SELECT id, display_name, tags, state, room_state FROM organisations
+      WHERE ($1::text IS NULL OR strpos(lower(id), lower($1)) > 0 OR strpos(lower(display_name), lower($1)) > 0)
+        AND ($2::text[] IS NULL OR id = ANY ($2))
+      ORDER BY display_name, id LIMIT 5000`,
+    [search, only],
+  );
+  return rows;
+}

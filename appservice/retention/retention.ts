@@ -8,6 +8,8 @@ import type { Staging } from "../documents/staging.ts";
 import { S3Staging } from "../documents/staging-s3.ts";
 import { stagingStore } from "../documents/staging-store.ts";
 import { logger } from "../log.ts";
+import type { RetentionCutoffs } from "../module.ts";
+import { modules } from "../modules.ts";
 import { forgetExpiredOpenIdTokens } from "../tokens/openid-purpose.ts";
 
 const log = logger("retention");
@@ -23,12 +25,14 @@ export interface RetentionCounts {
   workItems: number;
   auditRows: number;
   stagingFiles: number;
-  /** Guest links (a guest's name and address) expired more than mailDays ago. */
-  guestLinks: number;
-  /** Calls that ended more than documentDays ago. */
-  calls: number;
   /** Remembered OpenID tokens (keyed hashes) past their expiry. */
   openIdTokens: number;
+  /**
+   * The modules' counts, by the names their retention rules give (calls: guestLinks, guest links
+   * expired more than mailDays ago; calls, calls ended more than documentDays ago). A rule that
+   * counts workItems adds to the core's.
+   */
+  [moduleCount: string]: number;
 }
 
 async function deleted(q: Queryable, sql: string, params: unknown[]): Promise<number> {
@@ -94,14 +98,6 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
       [mailCutoff],
     );
 
-    // Guest links hold a guest's name and address: kept as long as e-mails. Calls, like documents.
-    const guestLinks = await deleted(tx, "DELETE FROM guest_links WHERE expires_at < $1", [mailCutoff]);
-    const calls = await deleted(
-      tx,
-      "DELETE FROM calls c WHERE state IN ('done', 'failed') AND ended_at < $1 AND NOT EXISTS (SELECT 1 FROM guest_links g WHERE g.call_id = c.id)",
-      [documentsCutoff],
-    );
-
     // OpenID tokens are remembered (as keyed hashes) only until long after they stopped working.
     const openIdTokens = await forgetExpiredOpenIdTokens(tx, now);
 
@@ -109,9 +105,13 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
     const inboundEvents = await deleted(tx, "DELETE FROM inbound_events WHERE state IN ('done', 'failed') AND received_at < $1", [opsCutoff]);
     const transactions = await deleted(tx, "DELETE FROM appservice_transactions WHERE received_at < $1", [opsCutoff]);
     workItems += await deleted(tx, "DELETE FROM room_sync WHERE state = 'done' AND requested_at < $1", [opsCutoff]);
-    // Circulars: their finished work items, and staff-room files no circular took.
-    workItems += await deleted(tx, "DELETE FROM circular_work WHERE state IN ('done', 'failed') AND run_after < $1", [opsCutoff]);
-    workItems += await deleted(tx, "DELETE FROM circular_staff_files WHERE circular_id IS NULL AND posted_at < $1", [opsCutoff]);
+
+    // Each module's rules, in list order, switched on or not: its tables exist either way.
+    const cutoffs: RetentionCutoffs = { now, documents: documentsCutoff, mail: mailCutoff, operational: opsCutoff };
+    const fromModules: Record<string, number> = {};
+    for (const rule of modules.flatMap((m) => m.retention ?? [])) fromModules[rule.count] = (fromModules[rule.count] ?? 0) + (await rule.run(tx, cutoffs));
+    workItems += fromModules.workItems ?? 0;
+    delete fromModules.workItems;
 
     // The audit log: only a prefix of the chain, only rows older than the legal period.
     const auditCutoff = new Date(now.getTime() - r.auditYears * 365.25 * DAY);
@@ -134,7 +134,7 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
         [last.seq, last.hash],
       );
     }
-    return { documents, batches, mail, inboundEvents, transactions, workItems, auditRows, stagingFiles: 0, guestLinks, calls, openIdTokens };
+    return { ...fromModules, documents, batches, mail, inboundEvents, transactions, workItems, auditRows, stagingFiles: 0, openIdTokens };
   });
   if (!counts) {
     log.info("another Kuvert process is running retention");

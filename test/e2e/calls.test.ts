@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { decodeJwt, jwtVerify } from "jose";
 import { signGuestLinkToken } from "../../appservice/calls/guest-token.ts";
 import { VERIFY_REFUSALS_PER_MINUTE } from "../../appservice/calls/verify.ts";
-import { verifications } from "../../appservice/metrics.ts";
+import { verifications } from "../../appservice/calls/metrics.ts";
 import type { MatrixEvent } from "matrix-js-sdk";
 import { openDatabase } from "../../appservice/db/database.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";

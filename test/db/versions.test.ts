@@ -2,8 +2,8 @@
 // each document version is a document of its own for retention and the data-subject report.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { globSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
@@ -35,8 +35,9 @@ describe("versions in the database", () => {
   });
   after(() => db.close());
 
-  it("knows its schema version: the highest migration file", async () => {
-    const files = readdirSync(join(repoRoot, "appservice", "db", "migrations")).filter((f) => /^\d{3}_/.test(f));
+  it("knows its schema version: the highest migration file, in whichever domain's folder", async () => {
+    const files = globSync("appservice/*/migrations/[0-9][0-9][0-9]_*.sql", { cwd: repoRoot }).map((f) => basename(f));
+    assert.ok(files.length >= 15, "the migrations are found");
     assert.equal(schemaVersion, Math.max(...files.map((f) => Number(f.slice(0, 3)))));
     assert.equal(await databaseSchemaVersion(db), schemaVersion);
     assert.match(version, /^\d+\.\d+\.\d+/);

@@ -229,7 +229,9 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     assert.equal(powerLevelsNow(clerk, roomId).events_default, 0);
     const doc = await drop(stack, "altstadt", "Danach.pdf", pdf("Danach"));
     await until(stack, doc.id, ["delivered"]);
-    const again = { ...powerLevelsNow(clerk, roomId), events_default: 50 };
+    // Built on the state as the server has it now: the clerk's client may not have synced the
+    // staff member's 100 yet, and an edit that lowered it would be refused (as it was for Kuvert).
+    const again = { ...(await powerLevelsOnServer(stack, roomId)), events_default: 50 };
     const againId = (await boss.client.sendStateEvent(roomId, "m.room.power_levels" as never, again as never, "")).event_id;
     await clerk.until("the second edit set back", () => {
       const events = clerk.timeline(roomId).filter((e) => e.getType() === "m.room.power_levels");
@@ -247,7 +249,7 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
       await stack.staff.waitForInvite(roomId);
       await stack.staff.join(roomId);
     }
-    const fixed = { ...powerLevelsNow(clerk, roomId) };
+    const fixed = { ...(await powerLevelsOnServer(stack, roomId)) };
     fixed.users = { ...(fixed.users as object), [stack.staff.userId]: 50 };
     await stack.staff.client.sendStateEvent(roomId, "m.room.power_levels" as never, fixed as never, "");
     await waitFor("the problem to clear", async () => (await stack.api<OrganisationView>("GET", "/api/v1/organisations/altstadt")).body.powerLevelsProblem === null, 20_000);
@@ -267,6 +269,13 @@ async function asBot(stack: Stack, method: string, path: string, body: unknown):
 
 function powerLevelsNow(user: TestUser, roomId: string): Record<string, unknown> {
   return (user.room(roomId)?.currentState.getStateEvents("m.room.power_levels", "")?.getContent() ?? {}) as Record<string, unknown>;
+}
+
+/** The room's power levels as the homeserver has them now (its current state, not a client's view). */
+async function powerLevelsOnServer(stack: Stack, roomId: string): Promise<Record<string, unknown>> {
+  const event = (await stack.roomState(roomId)).find((e) => e.type === "m.room.power_levels" && e.state_key === "");
+  assert.ok(event, "the room has power levels");
+  return event.content;
 }
 
 async function powerLevels(user: TestUser, roomId: string): Promise<Record<string, unknown>> {

@@ -239,10 +239,7 @@ export function program(): Command {
         return;
       }
       await withDatabase(cfg, async (db) => {
-        const bar = new cliProgress.SingleBar(
-          { format: "Importing [{bar}] {value}/{total} organisations", stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, hideCursor: true },
-          cliProgress.Presets.shades_classic,
-        );
+        const bar = new cliProgress.SingleBar({ format: "Importing [{bar}] {value}/{total} organisations", stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, hideCursor: true }, cliProgress.Presets.shades_classic);
         bar.start(rows.length, 0);
         const report = await importOrganisations(db, organisationsWithAccounts(db, cfg), rows, actor, (done) => bar.update(done));
         bar.stop();
@@ -370,7 +367,12 @@ export function program(): Command {
       const { runRetention } = await import("./retention/retention.ts");
       const counts = await withDatabase(cfg, (db) => runRetention(db, cfg));
       if (!counts) console.log("Another Kuvert process is running retention right now; nothing done.");
-      else console.log(Object.entries(counts).map(([what, n]) => `${what}: ${n}`).join("\n"));
+      else
+        console.log(
+          Object.entries(counts)
+            .map(([what, n]) => `${what}: ${n}`)
+            .join("\n"),
+        );
     });
 
   cli
@@ -417,9 +419,7 @@ export function program(): Command {
       };
       const range = { from: time("from", opts.from), to: time("to", opts.to) };
       const out = opts.output ? createWriteStream(opts.output, { mode: 0o600 }) : process.stdout;
-      const count = await withDatabase(cfg, (db) =>
-        exportAuditLog(db, { ...range, format: opts.format }, (chunk) => new Promise<void>((resolve) => (out.write(chunk) ? resolve() : out.once("drain", () => resolve())))),
-      );
+      const count = await withDatabase(cfg, (db) => exportAuditLog(db, { ...range, format: opts.format }, (chunk) => new Promise<void>((resolve) => (out.write(chunk) ? resolve() : out.once("drain", () => resolve())))));
       if (opts.output) await new Promise<void>((resolve) => (out as ReturnType<typeof createWriteStream>).end(resolve));
       process.stderr.write(`${count} audit row(s) exported.\n`);
     });

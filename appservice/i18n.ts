@@ -39,8 +39,7 @@ const de: RoomTexts = {
   archived: () => "Diese Organisation wurde archiviert. Der Raum bleibt lesbar, neue Nachrichten sind nicht mehr möglich.",
   removedReason: "In Kuvert aus der Organisation entfernt",
   mailDead: (id, attempts, error) => `E-Mail ${id} konnte nach ${attempts} Versuchen nicht zugestellt werden: ${error}`,
-  powerLevelsRefused: (org, problem) =>
-    `Im Raum von ${org} wurden die Berechtigungen von Hand geändert, und Kuvert kann sie nicht zurücksetzen. Der Raum funktioniert sonst weiter. Bitte in Element die Berechtigungen prüfen. (${problem})`,
+  powerLevelsRefused: (org, problem) => `Im Raum von ${org} wurden die Berechtigungen von Hand geändert, und Kuvert kann sie nicht zurücksetzen. Der Raum funktioniert sonst weiter. Bitte in Element die Berechtigungen prüfen. (${problem})`,
   unknownCommand: (c) => `Den Befehl „${c}“ kenne ich nicht. „!help“ zeigt die verfügbaren Befehle.`,
 };
 
@@ -66,8 +65,7 @@ const en: RoomTexts = {
   archived: () => "This organisation has been archived. The room stays readable; new messages are no longer possible.",
   removedReason: "Removed from the organisation in Kuvert",
   mailDead: (id, attempts, error) => `E-mail ${id} could not be delivered after ${attempts} attempts: ${error}`,
-  powerLevelsRefused: (org, problem) =>
-    `The permissions in the room of ${org} were changed by hand and Kuvert cannot set them back. The room otherwise keeps working. Please check its permissions in Element. (${problem})`,
+  powerLevelsRefused: (org, problem) => `The permissions in the room of ${org} were changed by hand and Kuvert cannot set them back. The room otherwise keeps working. Please check its permissions in Element. (${problem})`,
   unknownCommand: (c) => `I don't know the command "${c}". "!help" shows the available commands.`,
 };
 
@@ -97,7 +95,5 @@ export function texts(language: Language): RoomTexts {
 
 /** A notice with a plain body and HTML (CS API §"m.notice", §"Rich replies"/formatted bodies). */
 export function notice(message: { body: string; html?: string }): Record<string, unknown> {
-  return message.html
-    ? { msgtype: "m.notice", body: message.body, format: "org.matrix.custom.html", formatted_body: message.html }
-    : { msgtype: "m.notice", body: message.body };
+  return message.html ? { msgtype: "m.notice", body: message.body, format: "org.matrix.custom.html", formatted_body: message.html } : { msgtype: "m.notice", body: message.body };
 }

@@ -149,7 +149,6 @@ export class Kuvert {
     return this.#servers[2] ? boundPort(this.#servers[2]) : null;
   }
 
-
   static async start(config: KuvertConfig, opts: StartOptions = {}): Promise<Kuvert> {
     configureLogging({ level: config.logging.level, pseudonymKey: config.logging.pseudonymKey, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
     const registration = opts.registration ?? readRegistration(config.appservice.registrationFile);
@@ -167,9 +166,7 @@ export class Kuvert {
       const applied = await migrate(db);
       if (applied.length) log.info({ applied }, "database migrated");
       log.info({ ...buildInfo(), databaseSchemaVersion: await databaseSchemaVersion(db) }, "Kuvert starting");
-      await db.transaction((tx) =>
-        audit(tx, { actor: "kuvert", action: "configuration.loaded", outcome: "ok", details: { digest: configDigest(config), database: db!.kind, version: buildInfo().version, commit: buildInfo().commit } }),
-      );
+      await db.transaction((tx) => audit(tx, { actor: "kuvert", action: "configuration.loaded", outcome: "ok", details: { digest: configDigest(config), database: db!.kind, version: buildInfo().version, commit: buildInfo().commit } }));
 
       const database = db;
       const homeserver = new Homeserver(config, registration);
@@ -180,7 +177,11 @@ export class Kuvert {
       const roomWorker = roomSync.worker();
       // The module that creates clerk accounts (if any) starts below, after the organisations.
       const clerkAccounts: { from?: ClerkAccountHooks } = {};
-      const organisations = new Organisations(db, () => roomWorker.wake(), () => clerkAccounts.from);
+      const organisations = new Organisations(
+        db,
+        () => roomWorker.wake(),
+        () => clerkAccounts.from,
+      );
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
       const staging = await openStaging(config, "documents");
       const scanner = new DocumentScanner(config.scanning, config.documents.stagingDir);
@@ -232,7 +233,11 @@ export class Kuvert {
         new MembershipObserver(db, homeserver.botUserId, roomSync),
         new PowerLevelsObserver(db, homeserver.botUserId, () => roomWorker.wake()),
         ...fromModules((p) => p.roomHandlers),
-        new CommandHandler(homeserver, config, fromModules((p) => p.commands)),
+        new CommandHandler(
+          homeserver,
+          config,
+          fromModules((p) => p.commands),
+        ),
         new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
@@ -312,9 +317,7 @@ export class Kuvert {
       if (config.documents.dropFolder.enabled) {
         kuvert.#dropFolderLeader = new Leadership(db, "drop-folder", {
           onChange: (held) => {
-            kuvert.#dropFolderTurn = kuvert.#dropFolderTurn
-              .then(() => (held ? dropFolder.start() : dropFolder.stop()))
-              .catch((err: unknown) => log.error({ err }, "the drop folder could not be started or stopped"));
+            kuvert.#dropFolderTurn = kuvert.#dropFolderTurn.then(() => (held ? dropFolder.start() : dropFolder.stop())).catch((err: unknown) => log.error({ err }, "the drop folder could not be started or stopped"));
           },
         });
         await kuvert.#dropFolderLeader.start();
@@ -347,7 +350,6 @@ export class Kuvert {
       this.#botTimer = setTimeout(() => void this.#prepareBot(attempt + 1), delay);
     }
   }
-
 
   /** Stops taking work, lets claimed work finish, closes listeners and the database. */
   stop(): Promise<void> {

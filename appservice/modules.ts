@@ -7,9 +7,4 @@ import { circularsModule } from "./circulars/module.ts";
 import { consoleModule } from "./console/module.ts";
 import type { KuvertModule } from "./module.ts";
 
-export const modules: readonly KuvertModule[] = [
-  consoleModule,
-  accountsModule,
-  circularsModule,
-  callsModule,
-];
+export const modules: readonly KuvertModule[] = [consoleModule, accountsModule, circularsModule, callsModule];

@@ -25,7 +25,10 @@ export function commit(): string {
   const fromEnv = process.env.KUVERT_COMMIT?.trim();
   if (fromEnv) return (knownCommit = fromEnv);
   try {
-    knownCommit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: root, stdio: ["ignore", "pipe", "ignore"], timeout: 2000 }).toString().trim() || "unknown";
+    knownCommit =
+      execFileSync("git", ["rev-parse", "HEAD"], { cwd: root, stdio: ["ignore", "pipe", "ignore"], timeout: 2000 })
+        .toString()
+        .trim() || "unknown";
   } catch {
     knownCommit = "unknown";
   }

@@ -116,9 +116,7 @@ async function rawDocument(env: Env, doc: PlannedDocument, label: string, asyncU
     const created = await timed("create", () => rawRequest(`${base}/_matrix/media/v1/create`, "POST", { authorization: auth }));
     mxc = String(created.json.content_uri);
     const [server, mediaId] = mxc.slice("mxc://".length).split("/");
-    const put = await timed("upload", () =>
-      rawRequest(`${base}/_matrix/media/v3/upload/${encodeURIComponent(server!)}/${encodeURIComponent(mediaId!)}?filename=${encodeURIComponent(filename)}`, "PUT", uploadHeaders, () => documentStream(doc.name, doc.size)),
-    );
+    const put = await timed("upload", () => rawRequest(`${base}/_matrix/media/v3/upload/${encodeURIComponent(server!)}/${encodeURIComponent(mediaId!)}?filename=${encodeURIComponent(filename)}`, "PUT", uploadHeaders, () => documentStream(doc.name, doc.size)));
     if (put.status !== 200) throw new Error(`bare client upload: ${put.status} ${JSON.stringify(put.json)}`);
   } else {
     const posted = await timed("upload", () => rawRequest(`${base}/_matrix/media/v3/upload?filename=${encodeURIComponent(filename)}`, "POST", uploadHeaders, () => documentStream(doc.name, doc.size)));
@@ -127,14 +125,12 @@ async function rawDocument(env: Env, doc: PlannedDocument, label: string, asyncU
   }
   const text = notice(documentTexts(env.bench.stack.config.organisations.language).announcement({ filename, kind: "Benchmark", reference: doc.name, submitted_by: "token:bench-drop" }));
   const file = { msgtype: "m.file", body: filename, filename, url: mxc, info: { mimetype: "application/pdf", size: doc.size } };
-  for (const [part, content] of [["text", text], ["file", file]] as const) {
+  for (const [part, content] of [
+    ["text", text],
+    ["file", file],
+  ] as const) {
     const res = await timed("send", () =>
-      rawRequest(
-        `${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionId(`raw:${label}:${doc.index}:${part}`)}`,
-        "PUT",
-        { authorization: auth, "content-type": "application/json" },
-        () => Buffer.from(JSON.stringify(content)),
-      ),
+      rawRequest(`${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionId(`raw:${label}:${doc.index}:${part}`)}`, "PUT", { authorization: auth, "content-type": "application/json" }, () => Buffer.from(JSON.stringify(content))),
     );
     if (res.status !== 200) throw new Error(`bare client send: ${res.status} ${JSON.stringify(res.json)}`);
   }

@@ -113,7 +113,10 @@ async function rawSends(bench: BenchStack, rooms: string[], concurrency: number,
     const file = { msgtype: "m.file", body: ATTACHMENT_NAME, filename: ATTACHMENT_NAME, url: mxc, info: { mimetype: "application/pdf", size: ATTACHMENT_BYTES } };
     const sendsStarted = performance.now();
     await pool(rooms, concurrency, async (roomId, i) => {
-      for (const [part, content] of [["text", text], ["file", file]] as const) {
+      for (const [part, content] of [
+        ["text", text],
+        ["file", file],
+      ] as const) {
         const res = await fetch(`${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionId(`raw:${label}:${i}:${part}`)}`, {
           method: "PUT",
           headers: { authorization: auth, "content-type": "application/json" },
@@ -177,10 +180,7 @@ async function kuvertCircular(bench: BenchStack, db: Database, rooms: number, co
   let last = "";
   let lastLogged = Date.now();
   for (;;) {
-    const { rows } = await db.query<{ state: string; finished_at: Date | null; pending: string }>(
-      "SELECT c.state, c.finished_at, (SELECT count(*) FROM circular_deliveries d WHERE d.circular_id = c.id AND d.state = 'pending') AS pending FROM circulars c WHERE c.id = $1",
-      [id],
-    );
+    const { rows } = await db.query<{ state: string; finished_at: Date | null; pending: string }>("SELECT c.state, c.finished_at, (SELECT count(*) FROM circular_deliveries d WHERE d.circular_id = c.id AND d.state = 'pending') AS pending FROM circulars c WHERE c.id = $1", [id]);
     const r = rows[0]!;
     const line = `${r.state}, ${r.pending} pending`;
     if (line !== last && (Number(r.pending) % 100 === 0 || Date.now() - lastLogged > 10_000)) {
@@ -233,7 +233,9 @@ async function restartKuvert(bench: BenchStack, concurrency: number): Promise<vo
 }
 
 function cpuLine(cpu: Record<string, number>): string {
-  return Object.entries(cpu).map(([k, v]) => `${k} ${f1(v)}`).join(" · ");
+  return Object.entries(cpu)
+    .map(([k, v]) => `${k} ${f1(v)}`)
+    .join(" · ");
 }
 
 const f2 = (n: number) => n.toFixed(2);
@@ -318,7 +320,11 @@ async function main(): Promise<void> {
     const serialVsRaw = serial.perSecond / rawSerial;
     const homeserverGain = raw / rawSerial;
     const perRoom = (cpu: Record<string, number>, k: string) => (cpu[k] === undefined ? "" : `${k} ${f1((1000 * cpu[k]!) / ROOMS)} ms`);
-    const perRoomLine = (cpu: Record<string, number>) => ["kuvert", "synapse", "postgres", "clamd"].map((k) => perRoom(cpu, k)).filter(Boolean).join(", ");
+    const perRoomLine = (cpu: Record<string, number>) =>
+      ["kuvert", "synapse", "postgres", "clamd"]
+        .map((k) => perRoom(cpu, k))
+        .filter(Boolean)
+        .join(", ");
     const met = (ok: boolean) => (ok ? "met" : "not met");
     const date = new Date().toISOString().slice(0, 10);
     const md = [
@@ -361,7 +367,12 @@ async function main(): Promise<void> {
     // The work directory goes with the stack: show the end of Kuvert's log first.
     try {
       const lines = readFileSync(join(bench.stack.workDir, "kuvert.log"), "utf8").trim().split("\n");
-      console.error(lines.slice(-12).map((l) => l.slice(0, 400)).join("\n"));
+      console.error(
+        lines
+          .slice(-12)
+          .map((l) => l.slice(0, 400))
+          .join("\n"),
+      );
     } catch {
       // no log
     }

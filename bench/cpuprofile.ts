@@ -39,7 +39,12 @@ function packageOf(url: string, name: string): string {
   if (!url) return name.startsWith("(") ? name : "(native)";
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (nm) return nm[1]!;
-  if (url.startsWith("node:")) return url.replace(/^node:internal\/(deps\/)?/, "node:").split("/").slice(0, 2).join("/");
+  if (url.startsWith("node:"))
+    return url
+      .replace(/^node:internal\/(deps\/)?/, "node:")
+      .split("/")
+      .slice(0, 2)
+      .join("/");
   const own = /\/(appservice|test|bench)\/(.*)$/.exec(url);
   if (own) return `${own[1]}/${own[2]!.split("/")[0]}`;
   return url;

@@ -38,7 +38,11 @@ const profile = args.has("--profile");
 const memoryProbe = args.has("--memory-probe");
 const kuvertNodeOptions = [...args].find((a) => a.startsWith("--kuvert-node-options="))?.slice("--kuvert-node-options=".length);
 const only = [...args].find((a) => a.startsWith("--only="))?.slice("--only=".length);
-const processCounts = [...args].find((a) => a.startsWith("--processes="))?.slice("--processes=".length).split(",").map(Number);
+const processCounts = [...args]
+  .find((a) => a.startsWith("--processes="))
+  ?.slice("--processes=".length)
+  .split(",")
+  .map(Number);
 for (const a of args) {
   if (!["--quick", "--profile", "--memory-probe"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=") && !/^--processes=[1-9](,[1-9])*$/.test(a)) {
     console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--processes=1,2,3] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
@@ -46,9 +50,7 @@ for (const a of args) {
   }
 }
 
-const plan = quick
-  ? { label: "quick", documents: 50, organisations: 10, uploadConcurrency: 8, bigBytes: 100 * MiB }
-  : { label: "full", documents: 1000, organisations: 200, uploadConcurrency: 8, bigBytes: 1 * GiB };
+const plan = quick ? { label: "quick", documents: 50, organisations: 10, uploadConcurrency: 8, bigBytes: 100 * MiB } : { label: "full", documents: 1000, organisations: 200, uploadConcurrency: 8, bigBytes: 1 * GiB };
 /** Kuvert's documents.maxBytes and scanning.maxStreamBytes: 1.1 GiB. */
 /** Names this run in the report and the file names: quick or full, and any experiment or partial run. */
 const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(processCounts ? [`processes-${processCounts.join("")}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
@@ -87,7 +89,6 @@ interface ScenarioResult {
   homeserverRequests: RequestStats;
 }
 
-
 async function runScenario(env: Env, name: string, docs: PlannedDocument[], uploadConcurrency: number, baseline: Baseline): Promise<ScenarioResult> {
   await sleep(1000); // let Kuvert settle (GC, mail outbox) so the scenario starts from idle
   const requestsBefore = await homeserverRequestStats(env.bench.metricsUrl);
@@ -109,14 +110,20 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
   const accepted = uploads.filter((u) => u.id);
   for (const u of uploads.filter((x) => !x.id).slice(0, 5)) log(`  upload of ${u.doc.name} (${u.doc.size} bytes) refused: ${u.error}`);
   log(`  ${name}: ${accepted.length}/${docs.length} accepted in ${((uploadsDone - t0) / 1000).toFixed(1)} s; waiting for delivery`);
-  const finished = await settle(env, accepted.map((u) => u.id!));
+  const finished = await settle(
+    env,
+    accepted.map((u) => u.id!),
+  );
   const cpuUsed = cpu.stop();
   const endedAt = Date.now();
   const cpuWallSeconds = (endedAt - t0) / 1000;
   const mem = memory.stop();
   const lastFinished = finished.length ? Math.max(...finished.map((f) => f.finishedAt ?? 0)) : NaN;
   const homeserverRequests = requestStatsSince(requestsBefore, await homeserverRequestStats(env.bench.metricsUrl));
-  const apiStates = await statesByApi(env, accepted.map((u) => u.id!));
+  const apiStates = await statesByApi(
+    env,
+    accepted.map((u) => u.id!),
+  );
   return {
     name,
     documents: docs.length,
@@ -164,7 +171,6 @@ function machineFacts(): Record<string, string> {
 const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
 const mbps = (bytes: number, seconds: number) => f1(bytes / MB / seconds);
-
 
 function memoryLine(m: MemoryReport): string {
   return `${mib(m.hwmBytes)} MiB${m.hwmReset ? "" : " (VmHWM not reset: process peak)"} (sampled max ${mib(m.sampledPeakRssBytes)} MiB; ${mib(m.startRssBytes)} MiB at start)`;
@@ -224,14 +230,7 @@ function disturbance(r: { cpu: Record<string, number>; cpuWallSeconds: number })
   return `| | ⚠ disturbed | processes outside the stack used ${f1(other)} CPU-s (${Math.round((100 * other) / capacity)} % of the machine) during this scenario: figures are lower than on a quiet machine | quiet |`;
 }
 
-function report(
-  a: ScenarioResult | undefined,
-  b: ScenarioResult | undefined,
-  setup: { organisations: number; seconds: number },
-  facts: Record<string, string>,
-  scanConcurrency: number,
-  homeserverLabel: string,
-): string {
+function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, setup: { organisations: number; seconds: number }, facts: Record<string, string>, scanConcurrency: number, homeserverLabel: string): string {
   const date = new Date().toISOString();
   const lines: string[] = [];
   lines.push(`### Outbound documents (${variant}), ${date.slice(0, 10)}`, "");
@@ -239,24 +238,28 @@ function report(
   lines.push(`Machine: ${facts.cores}; ${facts.memory} memory; Node ${facts.node}; ${facts.kernel}; ${facts.clamd}.`);
   lines.push(
     `Stack: Kuvert as a child process (workers.concurrency ${scanConcurrency}), PostgreSQL, real clamd (StreamMaxLength ${clamdStreamMaxLength}, test signatures only), ` +
-      (homeserver === "synapse"
-        ? `**${homeserverLabel}**, a fresh one for this run with Kuvert's registration, as a process of its own, and this driver. `
-        : `the in-memory test homeserver and this driver in one process. `) +
+      (homeserver === "synapse" ? `**${homeserverLabel}**, a fresh one for this run with Kuvert's registration, as a process of its own, and this driver. ` : `the in-memory test homeserver and this driver in one process. `) +
       `MB = 10⁶ bytes; MiB = 2²⁰ bytes.`,
     "",
   );
   lines.push("| Scenario | Figure | Value | Target |", "| --- | --- | --- | --- |");
   if (a) {
     const label = `A: ${a.documents} mixed documents (${f1(a.bytes / MB)} MB) to ${setup.organisations} organisations, ${plan.uploadConcurrency} uploads at a time`;
-    const latencies = a.finished.filter((f) => f.finishedAt).map((f) => {
-      const u = a.uploads.find((x) => x.id === f.id)!;
-      return (f.finishedAt! - u.startedAt) / 1000;
-    });
+    const latencies = a.finished
+      .filter((f) => f.finishedAt)
+      .map((f) => {
+        const u = a.uploads.find((x) => x.id === f.id)!;
+        return (f.finishedAt! - u.startedAt) / 1000;
+      });
     const kuvertMBps = a.bytes / MB / a.seconds;
     const rawMBps = a.baseline.bytes / MB / a.baseline.seconds;
     lines.push(`| ${label} | end to end (first upload → last delivered) | ${f1(a.seconds)} s: **${f1(a.documents / a.seconds)} documents/s, ${f1(kuvertMBps)} MB/s** | — |`);
     lines.push(`| | uploads accepted (HTTP 202) | ${a.accepted}/${a.documents} (${f1((100 * a.accepted) / a.documents)} %) in ${f1(a.uploadSeconds)} s (${mbps(a.bytes, a.uploadSeconds)} MB/s) | 100 % |`);
-    lines.push(`| | delivered | ${a.delivered}/${a.accepted} (API says: ${Object.entries(a.apiStates).map(([k, v]) => `${v} ${k}`).join(", ")}) | all |`);
+    lines.push(
+      `| | delivered | ${a.delivered}/${a.accepted} (API says: ${Object.entries(a.apiStates)
+        .map(([k, v]) => `${v} ${k}`)
+        .join(", ")}) | all |`,
+    );
     lines.push(`| | per document, upload start → delivered | p50 ${f1(percentile(latencies, 50))} s, p95 ${f1(percentile(latencies, 95))} s, max ${f1(Math.max(...latencies))} s | — |`);
     lines.push(`| | peak RSS of the Kuvert process (VmHWM) | ${memoryLine(a.memory)} | — |`);
     lines.push(`| | clamd alone (INSTREAM, same bytes, ${a.baseline.concurrency} at a time; median of ${a.baseline.runs.length}) | ${f1(a.baseline.seconds)} s: ${f1(a.baseline.documents / a.baseline.seconds)} documents/s, ${f1(rawMBps)} MB/s | — |`);
@@ -346,7 +349,10 @@ function profileWindow(env: Env, r: ScenarioResult): void {
 /** Writes the report (Markdown, one per day and variant) and the raw figures (JSON, one per run) to bench/results/. */
 function writeResults(markdown: string, raw: unknown): void {
   mkdirSync(benchResultsDir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
   const suffix = variant === "full" ? "" : `-${variant}`;
   const file = join(benchResultsDir, `documents-${stamp.slice(0, 10)}${suffix}.md`);
   writeFileSync(file, markdown);
@@ -430,8 +436,14 @@ async function main(): Promise<void> {
       log(`bare client on ${bench.homeserverLabel}, 8 documents at a time: the homeserver's ceiling`);
       const bare = await rawBaseline(env, docs, 8, "before-8", await hasAsyncUpload(env));
       log(`  ${f1(bare.documents / bare.seconds)} documents/s`);
-      const steps = await scaleOut(env, docs, [...new Set(processCounts)].sort((x, y) => x - y), plan.uploadConcurrency);
-      const markdown = [`# Documents through several Kuvert processes (${plan.label}), ${new Date().toISOString().slice(0, 10)}`, "", `Homeserver: ${bench.homeserverLabel}. Machine: ${JSON.stringify(facts)}`, ...scaleReport(steps, bare.documents / bare.seconds)].join("\n") + "\n";
+      const steps = await scaleOut(
+        env,
+        docs,
+        [...new Set(processCounts)].sort((x, y) => x - y),
+        plan.uploadConcurrency,
+      );
+      const markdown =
+        [`# Documents through several Kuvert processes (${plan.label}), ${new Date().toISOString().slice(0, 10)}`, "", `Homeserver: ${bench.homeserverLabel}. Machine: ${JSON.stringify(facts)}`, ...scaleReport(steps, bare.documents / bare.seconds)].join("\n") + "\n";
       writeResults(markdown, { plan, facts, homeserver: bench.homeserverLabel, bare: { ...bare, uploads: undefined }, steps });
       return;
     }

@@ -134,10 +134,7 @@ export async function settle(env: Env, ids: string[]): Promise<Finished[]> {
       lastDone = done;
       lastProgress = Date.now();
     } else if (Date.now() - lastProgress > noProgressLimitMs) {
-      const { rows: stuck } = await env.db.query<{ document_id: string; attempts: number; last_error: string | null }>(
-        "SELECT document_id, attempts, last_error FROM document_work WHERE document_id = ANY($1) AND state <> 'done' LIMIT 5",
-        [ids],
-      );
+      const { rows: stuck } = await env.db.query<{ document_id: string; attempts: number; last_error: string | null }>("SELECT document_id, attempts, last_error FROM document_work WHERE document_id = ANY($1) AND state <> 'done' LIMIT 5", [ids]);
       throw new Error(`no progress for ${noProgressLimitMs / 1000} s; states ${JSON.stringify(counts)}; work: ${JSON.stringify(stuck)}`);
     }
     await sleep(250);

@@ -15,7 +15,9 @@ const requests = arg("requests", 2000);
 const concurrency = arg("concurrency", 20);
 
 const cluster = await ensurePostgres();
-const stack = await startStack({ name: "bench-verify", configure: (raw) => {
+const stack = await startStack({
+  name: "bench-verify",
+  configure: (raw) => {
     raw.calls = { jitsiDomain: "meet.bench.test" };
     // All requests come from one address, as Prosody's do; the default per-address limit (1200 a minute) would cut the run short.
     raw.publicApi = { ...(raw.publicApi as object), rateLimitPerMinute: 1_000_000 };

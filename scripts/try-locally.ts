@@ -84,24 +84,9 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   const note = (line: string) => notes.push(line);
   const publicPort = await choosePort({ what: "public API and staff console", option: "--port", env: "KUVERT_TRY_PORT", fallback: 8080 }, args.port, [], note);
-  const hsPort = await choosePort(
-    { what: "stand-in homeserver", option: "--homeserver-port", env: "KUVERT_TRY_HOMESERVER_PORT", fallback: 8448 },
-    args["homeserver-port"],
-    [publicPort],
-    note,
-  );
-  const asPort = await choosePort(
-    { what: "application service listener", option: "--appservice-port", env: "KUVERT_TRY_APPSERVICE_PORT", fallback: 9993 },
-    args["appservice-port"],
-    [publicPort, hsPort],
-    note,
-  );
-  const metricsPort = await choosePort(
-    { what: "Prometheus metrics", option: "--metrics-port", env: "KUVERT_TRY_METRICS_PORT", fallback: 9464 },
-    args["metrics-port"],
-    [publicPort, hsPort, asPort],
-    note,
-  );
+  const hsPort = await choosePort({ what: "stand-in homeserver", option: "--homeserver-port", env: "KUVERT_TRY_HOMESERVER_PORT", fallback: 8448 }, args["homeserver-port"], [publicPort], note);
+  const asPort = await choosePort({ what: "application service listener", option: "--appservice-port", env: "KUVERT_TRY_APPSERVICE_PORT", fallback: 9993 }, args["appservice-port"], [publicPort, hsPort], note);
+  const metricsPort = await choosePort({ what: "Prometheus metrics", option: "--metrics-port", env: "KUVERT_TRY_METRICS_PORT", fallback: 9464 }, args["metrics-port"], [publicPort, hsPort, asPort], note);
 
   // Settings to try live in data/local/config.yaml (written once, then yours to edit); the ports,
   // the scanner and the mail catcher are set at each start, so the options above always apply.
@@ -223,11 +208,7 @@ try {
   } else {
     const e = err as NodeJS.ErrnoException & { port?: number };
     // A listener that lost a race for its port after the check above.
-    process.stderr.write(
-      e.code === "EADDRINUSE"
-        ? `A port Kuvert needs was taken meanwhile (${e.message}); start again, or choose ports with --port, --homeserver-port, --appservice-port, --metrics-port.\n`
-        : `The quick start failed: ${e.stack ?? e.message}\n`,
-    );
+    process.stderr.write(e.code === "EADDRINUSE" ? `A port Kuvert needs was taken meanwhile (${e.message}); start again, or choose ports with --port, --homeserver-port, --appservice-port, --metrics-port.\n` : `The quick start failed: ${e.stack ?? e.message}\n`);
   }
   process.exit(1);
 }

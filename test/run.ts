@@ -84,7 +84,7 @@ if (ownHomeserver) {
     if (synapse) {
       if (e2e.length > 0) codes.push(await pass(`Pass 2, each end-to-end suite on a fresh Synapse (${synapse})`, e2e, { KUVERT_TEST_HOMESERVER: "synapse" }, realOnly));
     } else {
-      process.stdout.write("\nPass 2 (the end-to-end suites on a real Synapse) skipped: no KUVERT_TEST_SYNAPSE and no ../shared/synapse; README, \"Tests against a real homeserver\".\n");
+      process.stdout.write('\nPass 2 (the end-to-end suites on a real Synapse) skipped: no KUVERT_TEST_SYNAPSE and no ../shared/synapse; README, "Tests against a real homeserver".\n');
     }
   }
 }

@@ -96,10 +96,7 @@ export function accountRoutes(organisations: Organisations, accounts: Accounts):
       return;
     }
     if (plan.otherOrganisations.length > 0) {
-      throw new KuvertError(
-        ErrCode.ConfirmationRequired,
-        `${plan.matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first, or add ?keepAccount=true to remove them only here and keep the account.`,
-      );
+      throw new KuvertError(ErrCode.ConfirmationRequired, `${plan.matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first, or add ?keepAccount=true to remove them only here and keep the account.`);
     }
     if (req.query.confirm !== "true") {
       throw new KuvertError(

@@ -64,20 +64,34 @@ export function renderLetters(letters: Letter[], opts: LetterOptions): Promise<B
   letters.forEach((letter, index) => {
     doc.addPage();
     // Letterhead: the operating body, top right.
-    doc.font("bold").fontSize(13).fillColor("#000").text(opts.sender.name, mm(110), mm(15), { width: mm(80), align: "right" });
+    doc
+      .font("bold")
+      .fontSize(13)
+      .fillColor("#000")
+      .text(opts.sender.name, mm(110), mm(15), { width: mm(80), align: "right" });
     doc.font("regular").fontSize(8.5).fillColor("#333");
     for (const line of opts.sender.address) doc.text(line, { width: mm(80), align: "right" });
     if (opts.sender.contact) doc.text(opts.sender.contact, { width: mm(80), align: "right" });
 
     // Address field (form B): return line, then the recipient.
     const returnLine = [opts.sender.name, ...opts.sender.address].join(" · ");
-    doc.font("regular").fontSize(7).fillColor("#444").text(returnLine, mm(20), mm(50), { width: mm(85), lineBreak: false, ellipsis: true });
+    doc
+      .font("regular")
+      .fontSize(7)
+      .fillColor("#444")
+      .text(returnLine, mm(20), mm(50), { width: mm(85), lineBreak: false, ellipsis: true });
     doc.moveTo(mm(20), mm(53.5)).lineTo(mm(105), mm(53.5)).lineWidth(0.3).strokeColor("#999").stroke();
     doc.font("bold").fontSize(8).fillColor("#000").text(t.confidential, mm(20), mm(56));
-    doc.font("regular").fontSize(11).text(letter.clerkName, mm(20), mm(62), { width: mm(85) });
+    doc
+      .font("regular")
+      .fontSize(11)
+      .text(letter.clerkName, mm(20), mm(62), { width: mm(85) });
     for (const org of letter.organisations) doc.text(org, { width: mm(85) });
 
-    doc.font("regular").fontSize(10).text(t.date(date), mm(125), mm(95), { width: mm(65), align: "right" });
+    doc
+      .font("regular")
+      .fontSize(10)
+      .text(t.date(date), mm(125), mm(95), { width: mm(65), align: "right" });
 
     // Subject and body.
     doc.font("bold").fontSize(12).text(t.subject, left, mm(104), { width: textWidth });
@@ -97,8 +111,16 @@ export function renderLetters(letters: Letter[], opts: LetterOptions): Promise<B
     ];
     let y = boxTop + mm(4);
     for (const [label, value, face] of rows) {
-      doc.font("regular").fontSize(10).fillColor("#333").text(label, left + mm(5), y + 1.5, { width: labelWidth });
-      doc.font(face).fontSize(face === "mono" ? 13 : 11).fillColor("#000").text(value, left + mm(5) + labelWidth, y, { width: textWidth - labelWidth - mm(10) });
+      doc
+        .font("regular")
+        .fontSize(10)
+        .fillColor("#333")
+        .text(label, left + mm(5), y + 1.5, { width: labelWidth });
+      doc
+        .font(face)
+        .fontSize(face === "mono" ? 13 : 11)
+        .fillColor("#000")
+        .text(value, left + mm(5) + labelWidth, y, { width: textWidth - labelWidth - mm(10) });
       y = Math.max(doc.y, y + mm(6)) + mm(2.5);
     }
     const boxHeight = y - boxTop + mm(1.5);
@@ -128,7 +150,11 @@ export function renderLetters(letters: Letter[], opts: LetterOptions): Promise<B
     // (Written inside the bottom margin: lifted for this line, so pdfkit does not start a page.)
     const bottom = doc.page.margins.bottom;
     doc.page.margins.bottom = 0;
-    doc.font("regular").fontSize(7.5).fillColor("#666").text(t.page(index + 1, letters.length), left, mm(297) - mm(10), { width: textWidth, align: "center", lineBreak: false });
+    doc
+      .font("regular")
+      .fontSize(7.5)
+      .fillColor("#666")
+      .text(t.page(index + 1, letters.length), left, mm(297) - mm(10), { width: textWidth, align: "center", lineBreak: false });
     doc.page.margins.bottom = bottom;
   });
   doc.end();

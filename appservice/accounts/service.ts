@@ -163,10 +163,7 @@ export class Accounts {
   async recordIn(tx: Queryable, organisationId: string, clerk: ClerkInput, actor: string): Promise<boolean> {
     if (!clerk.createAccount || !clerk.matrixId) return false;
     if (await store.byMatrixId(tx, clerk.matrixId)) return false;
-    const { rows } = await tx.query<{ id: string }>(
-      "INSERT INTO clerk_accounts (matrix_id, email, display_name, organisation_id, marker) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-      [clerk.matrixId, clerk.email!.toLowerCase(), clerk.name!, organisationId, randomUUID()],
-    );
+    const { rows } = await tx.query<{ id: string }>("INSERT INTO clerk_accounts (matrix_id, email, display_name, organisation_id, marker) VALUES ($1, $2, $3, $4, $5) RETURNING id", [clerk.matrixId, clerk.email!.toLowerCase(), clerk.name!, organisationId, randomUUID()]);
     await tx.query("INSERT INTO account_creation (account_id) VALUES ($1)", [rows[0]!.id]);
     await audit(tx, { actor, action: "account.requested", organisationId, object: clerk.matrixId, outcome: "ok" });
     return true;
@@ -281,7 +278,10 @@ export class Accounts {
       }
       for (const r of rows) this.#requireLetterReady(r);
       this.admin.requireToken();
-      const orgs = await store.organisationsOf(tx, rows.map((r) => r.matrix_id));
+      const orgs = await store.organisationsOf(
+        tx,
+        rows.map((r) => r.matrix_id),
+      );
       const letters: Letter[] = [];
       for (const r of rows) {
         const password = generatePassword(this.#config.accounts.password);
@@ -314,10 +314,7 @@ export class Accounts {
       case "letter_ready":
         return;
       case "letter_issued":
-        throw new KuvertError(
-          ErrCode.LetterAlreadyIssued,
-          `The letter for ${r.matrix_id} was already produced (${r.letter_issued_at?.toISOString() ?? "earlier"}); a password is shown only once. Reset the password (POST …/password-reset) for a new letter.`,
-        );
+        throw new KuvertError(ErrCode.LetterAlreadyIssued, `The letter for ${r.matrix_id} was already produced (${r.letter_issued_at?.toISOString() ?? "earlier"}); a password is shown only once. Reset the password (POST …/password-reset) for a new letter.`);
       case "requested":
         throw new KuvertError(ErrCode.AccountNotReady, `The account ${r.matrix_id} is still being created on the homeserver; try again shortly.`);
       case "failed":
@@ -370,13 +367,24 @@ export class Accounts {
     const r = await store.byMatrixId(this.#db, matrixId);
     if (!r) throw new KuvertError(ErrCode.NotFound, `Kuvert made no account ${matrixId}.`);
     const orgs = (await store.organisationsOf(this.#db, [matrixId])).get(matrixId) ?? [];
-    return store.present(r, orgs.map((o) => o.id));
+    return store.present(
+      r,
+      orgs.map((o) => o.id),
+    );
   }
 
   async list(filter: { organisationId?: string | undefined; state?: store.AccountState | undefined } = {}): Promise<store.Account[]> {
     const rows = await store.list(this.#db, filter);
-    const orgs = await store.organisationsOf(this.#db, rows.map((r) => r.matrix_id));
-    return rows.map((r) => store.present(r, (orgs.get(r.matrix_id) ?? []).map((o) => o.id)));
+    const orgs = await store.organisationsOf(
+      this.#db,
+      rows.map((r) => r.matrix_id),
+    );
+    return rows.map((r) =>
+      store.present(
+        r,
+        (orgs.get(r.matrix_id) ?? []).map((o) => o.id),
+      ),
+    );
   }
 
   /** What removing this clerk of this organisation would do to a Kuvert account, or null when there is none. */

@@ -16,14 +16,12 @@ export const accountsSubject: SubjectPart = {
       texts: {
         de: {
           title: "Konten auf dem Homeserver",
-          description:
-            "Konten, die Kuvert für die Person auf dem Homeserver angelegt hat: Benutzername (Matrix-ID), Name, E-Mail-Adresse, Zustand und wann Passwortbriefe erstellt wurden. Das Passwort speichert Kuvert nie.",
+          description: "Konten, die Kuvert für die Person auf dem Homeserver angelegt hat: Benutzername (Matrix-ID), Name, E-Mail-Adresse, Zustand und wann Passwortbriefe erstellt wurden. Das Passwort speichert Kuvert nie.",
           labels: { failure: "Fehler", requestedAt: "beantragt", createdAt: "angelegt", letters: "Passwortbriefe", letterAt: "letzter Brief", passwordResets: "Passwort zurückgesetzt", deactivatedAt: "deaktiviert" },
         },
         en: {
           title: "Accounts on the homeserver",
-          description:
-            "Accounts Kuvert created for the person on the homeserver: username (Matrix ID), name, e-mail address, state, and when password letters were produced. Kuvert never keeps the password.",
+          description: "Accounts Kuvert created for the person on the homeserver: username (Matrix ID), name, e-mail address, state, and when password letters were produced. Kuvert never keeps the password.",
           labels: { failure: "failure", requestedAt: "requested", createdAt: "created", letters: "password letters", letterAt: "last letter", passwordResets: "password resets", deactivatedAt: "deactivated" },
         },
       },
@@ -38,10 +36,7 @@ export const accountsSubject: SubjectPart = {
         `Kuvert created the account ${live.map((a) => a.matrix_id).join(", ")} on the homeserver for ${subject} and it is still active: deactivate it first (DELETE …/clerks/{clerk}?confirm=true or \`kuvert account deactivate\`), then erase.`,
       );
     }
-    const { rowCount } = await tx.query(
-      `UPDATE clerk_accounts SET matrix_id = $2 || '#' || id, email = $2, display_name = $2, failure = CASE WHEN failure IS NULL THEN NULL ELSE $2 END WHERE ${match(kind)}`,
-      [subject, pseudonym],
-    );
+    const { rowCount } = await tx.query(`UPDATE clerk_accounts SET matrix_id = $2 || '#' || id, email = $2, display_name = $2, failure = CASE WHEN failure IS NULL THEN NULL ELSE $2 END WHERE ${match(kind)}`, [subject, pseudonym]);
     return [{ key: "accounts", what: "records of homeserver accounts Kuvert created (deactivated): Matrix ID, e-mail address and name replaced by the pseudonym", count: rowCount }];
   },
 };

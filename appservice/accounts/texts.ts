@@ -33,10 +33,8 @@ const deLetter: LetterTexts = {
   confidential: "Persönlich – vertraulich",
   subject: "Ihr Zugang zum Kuvert-Raum Ihrer Organisation",
   greeting: (name) => `Guten Tag ${name},`,
-  intro: (sender, orgs) =>
-    `${sender} hat für Sie ein Konto eingerichtet, mit dem Sie im Raum von ${orgs} Dokumente empfangen, Fragen stellen und Dokumente für uns hochladen. Sie melden sich mit den folgenden Zugangsdaten an:`,
-  introReset: (sender, orgs) =>
-    `${sender} hat das Passwort Ihres Kontos für den Raum von ${orgs} zurückgesetzt; das bisherige Passwort gilt nicht mehr. Sie melden sich jetzt mit diesen Zugangsdaten an:`,
+  intro: (sender, orgs) => `${sender} hat für Sie ein Konto eingerichtet, mit dem Sie im Raum von ${orgs} Dokumente empfangen, Fragen stellen und Dokumente für uns hochladen. Sie melden sich mit den folgenden Zugangsdaten an:`,
+  introReset: (sender, orgs) => `${sender} hat das Passwort Ihres Kontos für den Raum von ${orgs} zurückgesetzt; das bisherige Passwort gilt nicht mehr. Sie melden sich jetzt mit diesen Zugangsdaten an:`,
   username: "Benutzername",
   password: "Anfangspasswort",
   signInAt: "Anmeldung unter",
@@ -58,10 +56,8 @@ const enLetter: LetterTexts = {
   confidential: "Personal – confidential",
   subject: "Your access to your organisation's Kuvert room",
   greeting: (name) => `Dear ${name},`,
-  intro: (sender, orgs) =>
-    `${sender} has set up an account for you, with which you receive documents, ask questions and upload documents for us in the room of ${orgs}. You sign in with the following details:`,
-  introReset: (sender, orgs) =>
-    `${sender} has reset the password of your account for the room of ${orgs}; the previous password no longer works. You now sign in with these details:`,
+  intro: (sender, orgs) => `${sender} has set up an account for you, with which you receive documents, ask questions and upload documents for us in the room of ${orgs}. You sign in with the following details:`,
+  introReset: (sender, orgs) => `${sender} has reset the password of your account for the room of ${orgs}; the previous password no longer works. You now sign in with these details:`,
   username: "Username",
   password: "Initial password",
   signInAt: "Sign in at",
@@ -71,7 +67,7 @@ const enLetter: LetterTexts = {
     `Open ${url} in your browser (or the Element app) and sign in with the username and initial password.`,
     "Change the password at once: Settings → Security & Privacy (or Account) → Change password. Choose a password you use nowhere else.",
     ...(keyBackup ? ["Set up key backup when Element asks you to (Settings → Security & Privacy → Secure Backup), and keep the recovery key safe."] : []),
-    "Accept the invitation to your organisation's room. You find everything else there; \"!help\" shows what Kuvert can do.",
+    'Accept the invitation to your organisation\'s room. You find everything else there; "!help" shows what Kuvert can do.',
   ],
   separateChannels: "You also received the sign-in link and your username by e-mail. For security, the password is sent only with this letter, never by e-mail.",
   closing: "Kind regards",
@@ -82,10 +78,7 @@ const enLetter: LetterTexts = {
 const deMail: AccountMailTexts = {
   subject: (kind) => (kind === "reset" ? "Ihr Kuvert-Passwort wurde zurückgesetzt" : "Ihr Zugang zu Kuvert ist eingerichtet"),
   greeting: "Guten Tag,",
-  body: (kind, org) =>
-    kind === "reset"
-      ? "das Passwort Ihres Kuvert-Kontos wurde zurückgesetzt. Das bisherige Passwort gilt nicht mehr."
-      : `für Sie wurde ein Konto eingerichtet, mit dem Sie ${org ? `im Kuvert-Raum von ${org}` : "in Ihrem Kuvert-Raum"} Dokumente austauschen.`,
+  body: (kind, org) => (kind === "reset" ? "das Passwort Ihres Kuvert-Kontos wurde zurückgesetzt. Das bisherige Passwort gilt nicht mehr." : `für Sie wurde ein Konto eingerichtet, mit dem Sie ${org ? `im Kuvert-Raum von ${org}` : "in Ihrem Kuvert-Raum"} Dokumente austauschen.`),
   username: "Ihr Benutzername",
   signIn: "Hier melden Sie sich an",
   noPassword: (kind) => `${kind === "reset" ? "Ein neues Anfangspasswort" : "Ihr Anfangspasswort"} erhalten Sie getrennt per Brief. Aus Sicherheitsgründen senden wir Passwörter nie per E-Mail.`,
@@ -95,10 +88,7 @@ const deMail: AccountMailTexts = {
 const enMail: AccountMailTexts = {
   subject: (kind) => (kind === "reset" ? "Your Kuvert password was reset" : "Your Kuvert access is set up"),
   greeting: "Hello,",
-  body: (kind, org) =>
-    kind === "reset"
-      ? "the password of your Kuvert account was reset. The previous password no longer works."
-      : `an account was set up for you, with which you exchange documents ${org ? `in the Kuvert room of ${org}` : "in your Kuvert room"}.`,
+  body: (kind, org) => (kind === "reset" ? "the password of your Kuvert account was reset. The previous password no longer works." : `an account was set up for you, with which you exchange documents ${org ? `in the Kuvert room of ${org}` : "in your Kuvert room"}.`),
   username: "Your username",
   signIn: "Sign in here",
   noPassword: (kind) => `${kind === "reset" ? "A new initial password" : "Your initial password"} comes separately by letter. For security, passwords are never sent by e-mail.`,

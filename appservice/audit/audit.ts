@@ -41,16 +41,7 @@ function canonicalJson(value: unknown): string {
 
 /** The hash of a row: SHA-256 over its canonical form and the previous row's hash. */
 export function rowHash(row: Omit<AuditRow, "hash">): string {
-  const canonical = canonicalJson([
-    String(row.seq),
-    row.at.toISOString(),
-    row.actor,
-    row.action,
-    row.organisation_id,
-    row.object,
-    row.outcome,
-    row.details,
-  ]);
+  const canonical = canonicalJson([String(row.seq), row.at.toISOString(), row.actor, row.action, row.organisation_id, row.object, row.outcome, row.details]);
   return createHash("sha256").update(row.prev_hash).update("\n").update(canonical).digest("hex");
 }
 

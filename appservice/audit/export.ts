@@ -26,10 +26,7 @@ export async function exportAuditLog(db: Queryable, opts: { from?: Date | undefi
   let after = "0";
   let count = 0;
   for (;;) {
-    const { rows } = await db.query<AuditRow>(
-      `SELECT * FROM audit_log WHERE seq > $1 AND ($2::timestamptz IS NULL OR at >= $2) AND ($3::timestamptz IS NULL OR at < $3) ORDER BY seq LIMIT 1000`,
-      [after, opts.from ?? null, opts.to ?? null],
-    );
+    const { rows } = await db.query<AuditRow>(`SELECT * FROM audit_log WHERE seq > $1 AND ($2::timestamptz IS NULL OR at >= $2) AND ($3::timestamptz IS NULL OR at < $3) ORDER BY seq LIMIT 1000`, [after, opts.from ?? null, opts.to ?? null]);
     if (rows.length === 0) return count;
     await write(rows.map((r) => `${formatRow(r, opts.format)}\n`).join(""));
     count += rows.length;

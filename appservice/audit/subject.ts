@@ -60,9 +60,7 @@ export function parseSubject(raw: string): { subject: string; kind: SubjectKind 
   const value = raw.trim();
   if (matrixIdPattern.test(value)) return { subject: value, kind: "matrix-id" };
   if (emailPattern.test(value)) return { subject: value.toLowerCase(), kind: "email" };
-  throw new KuvertError(ErrCode.InvalidInput, `"${raw}" is neither a Matrix ID like @anna:example.org nor an e-mail address like anna@example.org.`, [
-    { path: "subject", message: "expected a Matrix ID or an e-mail address" },
-  ]);
+  throw new KuvertError(ErrCode.InvalidInput, `"${raw}" is neither a Matrix ID like @anna:example.org nor an e-mail address like anna@example.org.`, [{ path: "subject", message: "expected a Matrix ID or an e-mail address" }]);
 }
 
 /** A LIKE pattern that finds the subject as a whole JSON string inside jsonb::text (same output on PostgreSQL and PGlite). */
@@ -101,19 +99,14 @@ function redactOthers(value: unknown, subject: string, kind: SubjectKind): unkno
 }
 
 const descriptions: Record<string, string> = {
-  clerks:
-    "Records of the person as a clerk of a member organisation: organisation, name, e-mail address, Matrix ID, whether they are still a clerk, and their room membership as the homeserver last told Kuvert.",
+  clerks: "Records of the person as a clerk of a member organisation: organisation, name, e-mail address, Matrix ID, whether they are still a clerk, and their room membership as the homeserver last told Kuvert.",
   staff: "The person's roles as staff of the operating body, as configured.",
-  documentsSent:
-    "Documents the person sent (uploaded in a room or in the web console): metadata only, since Kuvert keeps no document content after delivery.",
-  organisationDocuments:
-    "Documents delivered into the room of an organisation while the person was one of its clerks: metadata only. They are the organisation's records and do not name the person.",
+  documentsSent: "Documents the person sent (uploaded in a room or in the web console): metadata only, since Kuvert keeps no document content after delivery.",
+  organisationDocuments: "Documents delivered into the room of an organisation while the person was one of its clerks: metadata only. They are the organisation's records and do not name the person.",
   mail: "Notification e-mails to the person's address: what they were about, and when they were written and sent. They never contain documents.",
-  roomEvents:
-    "Room events from the homeserver that the person sent (or that are about their membership), stored so Kuvert can handle them in order and deleted on the retention schedule: how many, and when.",
+  roomEvents: "Room events from the homeserver that the person sent (or that are about their membership), stored so Kuvert can handle them in order and deleted on the retention schedule: how many, and when.",
   roomProblems: "Notes on an organisation's room that name the person, e.g. an invitation the homeserver refused.",
-  audit:
-    "Rows of the audit log that name the person as the one who acted, as the one acted on, or in the details. The audit log is append-only and kept for the legal retention period.",
+  audit: "Rows of the audit log that name the person as the one who acted, as the one acted on, or in the details. The audit log is append-only and kept for the legal retention period.",
 };
 
 async function section(q: Queryable, name: string, description: string, sql: string, params: unknown[]): Promise<ReportSection> {
@@ -160,9 +153,7 @@ function queries(kind: SubjectKind) {
            FROM inbound_events WHERE (event->>'sender' = $1 OR event->>'state_key' = $1)
           GROUP BY state ORDER BY state`
       : null,
-    roomProblems: isMatrix
-      ? `SELECT id AS organisation, room_problem AS problem FROM organisations WHERE strpos(room_problem, $1) > 0 ORDER BY id`
-      : null,
+    roomProblems: isMatrix ? `SELECT id AS organisation, room_problem AS problem FROM organisations WHERE strpos(room_problem, $1) > 0 ORDER BY id` : null,
     auditWhere: `(${same("actor", kind)} OR ${same("object", kind)} OR ${isMatrix ? "details::text" : "lower(details::text)"} LIKE $2)`,
   };
 }
@@ -188,17 +179,7 @@ async function collect(q: Queryable, subject: string, kind: SubjectKind): Promis
     sections.push(name === "roomProblems" ? redacted(found) : found);
     for (const m of fromModules.filter((m) => m.after === name)) sections.push(await one(m.name, m.texts.en.description, m.sql(kind)));
   }
-  sections.push(
-    redacted(
-      await section(
-        q,
-        "audit",
-        descriptions.audit!,
-        `SELECT seq, at, actor, action, organisation_id AS organisation, object, outcome, details FROM audit_log WHERE ${s.auditWhere} ORDER BY seq`,
-        [subject, jsonStringPattern(subject)],
-      ),
-    ),
-  );
+  sections.push(redacted(await section(q, "audit", descriptions.audit!, `SELECT seq, at, actor, action, organisation_id AS organisation, object, outcome, details FROM audit_log WHERE ${s.auditWhere} ORDER BY seq`, [subject, jsonStringPattern(subject)])));
   return sections;
 }
 
@@ -245,12 +226,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     const changed = async (sql: string, params: unknown[] = [subject, p]) => (await tx.query(sql, params)).rowCount;
 
     // Lock the person's organisations as the organisation service does, so no clerk is added or removed meanwhile.
-    const orgs = (
-      await tx.query<{ id: string; state: string }>(
-        `SELECT id, state FROM organisations WHERE id IN (SELECT c.organisation_id FROM clerks c WHERE ${s.clerkMatch("c")}) ORDER BY id FOR UPDATE`,
-        [subject],
-      )
-    ).rows;
+    const orgs = (await tx.query<{ id: string; state: string }>(`SELECT id, state FROM organisations WHERE id IN (SELECT c.organisation_id FROM clerks c WHERE ${s.clerkMatch("c")}) ORDER BY id FOR UPDATE`, [subject])).rows;
     const clerkRows = (
       await tx.query<{ organisation_id: string; status: string; membership: string | null; sync_pending: boolean }>(
         `SELECT c.organisation_id, c.status, c.membership,
@@ -271,10 +247,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     }
     const stillInRoom = clerkRows.filter((c) => c.sync_pending || c.membership === "join" || c.membership === "invite" || c.membership === "knock").map((c) => c.organisation_id);
     if (stillInRoom.length > 0) {
-      throw new KuvertError(
-        ErrCode.SubjectStillActive,
-        `${subject} was removed, but Kuvert has not yet taken them out of the room of ${list([...new Set(stillInRoom)])}: try again once the room is in line (see \`kuvert org show\`).`,
-      );
+      throw new KuvertError(ErrCode.SubjectStillActive, `${subject} was removed, but Kuvert has not yet taken them out of the room of ${list([...new Set(stillInRoom)])}: try again once the room is in line (see \`kuvert org show\`).`);
     }
     let staffDeleted = 0;
     if (isMatrix) {
@@ -320,9 +293,7 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     if (!isMatrix) {
       mailPending = await count("SELECT count(*) AS n FROM mail_outbox WHERE lower(recipient) = $1 AND state = 'pending'");
       // Rows that went out inside another row's e-mail point at it: they go first.
-      const deleted =
-        (await changed("DELETE FROM mail_outbox WHERE lower(recipient) = $1 AND combined_into IS NOT NULL", [subject])) +
-        (await changed("DELETE FROM mail_outbox WHERE lower(recipient) = $1", [subject]));
+      const deleted = (await changed("DELETE FROM mail_outbox WHERE lower(recipient) = $1 AND combined_into IS NOT NULL", [subject])) + (await changed("DELETE FROM mail_outbox WHERE lower(recipient) = $1", [subject]));
       mailSent = deleted - mailPending;
     }
     const auditRows = await count(`SELECT count(*) AS n FROM audit_log WHERE ${s.auditWhere}`, [subject, jsonStringPattern(subject)]);
@@ -413,8 +384,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
     sections: {
       clerks: {
         title: "Sachbearbeitung in Mitgliedsorganisationen",
-        description:
-          "Einträge der Person als Sachbearbeiterin oder Sachbearbeiter einer Organisation: Organisation, Name, E-Mail-Adresse, Matrix-ID, ob sie noch dabei ist, und ihre Raummitgliedschaft, wie der Homeserver sie Kuvert zuletzt gemeldet hat.",
+        description: "Einträge der Person als Sachbearbeiterin oder Sachbearbeiter einer Organisation: Organisation, Name, E-Mail-Adresse, Matrix-ID, ob sie noch dabei ist, und ihre Raummitgliedschaft, wie der Homeserver sie Kuvert zuletzt gemeldet hat.",
       },
       staff: { title: "Mitarbeitende der Stelle", description: "Die Rollen der Person als Mitarbeitende der betreibenden Stelle, wie konfiguriert." },
       documentsSent: {
@@ -423,8 +393,7 @@ const texts: Record<"de" | "en", ReportTexts> = {
       },
       organisationDocuments: {
         title: "Dokumente an Organisationen der Person",
-        description:
-          "Dokumente, die in den Raum einer Organisation zugestellt wurden, während die Person dort Sachbearbeitung war: nur Metadaten. Sie gehören zu den Unterlagen der Organisation und nennen die Person nicht.",
+        description: "Dokumente, die in den Raum einer Organisation zugestellt wurden, während die Person dort Sachbearbeitung war: nur Metadaten. Sie gehören zu den Unterlagen der Organisation und nennen die Person nicht.",
       },
       mail: {
         title: "E-Mails an die Person",
@@ -432,14 +401,12 @@ const texts: Record<"de" | "en", ReportTexts> = {
       },
       roomEvents: {
         title: "Gespeicherte Raumereignisse",
-        description:
-          "Ereignisse vom Homeserver, die die Person gesendet hat oder die ihre Mitgliedschaft betreffen; gespeichert, damit Kuvert sie der Reihe nach bearbeitet, und nach Frist gelöscht: wie viele und wann.",
+        description: "Ereignisse vom Homeserver, die die Person gesendet hat oder die ihre Mitgliedschaft betreffen; gespeichert, damit Kuvert sie der Reihe nach bearbeitet, und nach Frist gelöscht: wie viele und wann.",
       },
       roomProblems: { title: "Hinweise zu Räumen", description: "Hinweise zum Raum einer Organisation, die die Person nennen, z. B. eine vom Homeserver abgelehnte Einladung." },
       audit: {
         title: "Einträge im Prüfprotokoll",
-        description:
-          "Einträge des Prüfprotokolls, die die Person als Handelnde, als Betroffene oder in den Einzelheiten nennen. Das Prüfprotokoll kann nur ergänzt werden und wird für die gesetzliche Frist aufbewahrt.",
+        description: "Einträge des Prüfprotokolls, die die Person als Handelnde, als Betroffene oder in den Einzelheiten nennen. Das Prüfprotokoll kann nur ergänzt werden und wird für die gesetzliche Frist aufbewahrt.",
       },
     },
     labels: {
@@ -459,7 +426,9 @@ const texts: Record<"de" | "en", ReportTexts> = {
       filename: "Dateiname",
       kind: "Art",
       reference: "Aktenzeichen",
-      state: "Stand", version: "Version", supersedes: "ersetzt",
+      state: "Stand",
+      version: "Version",
+      supersedes: "ersetzt",
       receivedAt: "eingegangen",
       finishedAt: "abgeschlossen",
       deliveredAt: "zugestellt",
@@ -479,12 +448,9 @@ const texts: Record<"de" | "en", ReportTexts> = {
       outcome: "Ergebnis",
       details: "Einzelheiten",
     },
-    related: (ids) =>
-      `Die Einträge zur Sachbearbeitung nennen auch ${ids.join(", ")}. Kuvert sucht nach genau einer Kennung: Für eine vollständige Auskunft bitte auch dafür eine Auskunft erstellen.`,
-    homeserver:
-      "Nachrichten und Dateien in den Matrix-Räumen liegen auf dem Homeserver, nicht in Kuvert; Auskunft und Löschung dort richten sich nach dessen Verfahren.",
-    audit:
-      "Einträge im Prüfprotokoll können nicht geändert oder gelöscht werden: Das Protokoll ist verkettet und wird für die gesetzliche Frist aufbewahrt. Eine Löschung wird dort nur mit einem Pseudonym vermerkt.",
+    related: (ids) => `Die Einträge zur Sachbearbeitung nennen auch ${ids.join(", ")}. Kuvert sucht nach genau einer Kennung: Für eine vollständige Auskunft bitte auch dafür eine Auskunft erstellen.`,
+    homeserver: "Nachrichten und Dateien in den Matrix-Räumen liegen auf dem Homeserver, nicht in Kuvert; Auskunft und Löschung dort richten sich nach dessen Verfahren.",
+    audit: "Einträge im Prüfprotokoll können nicht geändert oder gelöscht werden: Das Protokoll ist verkettet und wird für die gesetzliche Frist aufbewahrt. Eine Löschung wird dort nur mit einem Pseudonym vermerkt.",
   },
   en: {
     title: "Data-subject report: what Kuvert holds about one person",
@@ -527,7 +493,9 @@ const texts: Record<"de" | "en", ReportTexts> = {
       filename: "filename",
       kind: "kind",
       reference: "reference",
-      state: "state", version: "version", supersedes: "replaces",
+      state: "state",
+      version: "version",
+      supersedes: "replaces",
       receivedAt: "received",
       finishedAt: "finished",
       deliveredAt: "delivered",
@@ -583,13 +551,7 @@ export function formatReport(report: SubjectReport, language: "de" | "en"): stri
     }
   }
   const clerks = report.sections.find((s) => s.name === "clerks")?.rows ?? [];
-  const related = [
-    ...new Set(
-      clerks
-        .flatMap((r) => [r.email, r.matrixId])
-        .filter((v): v is string => typeof v === "string" && !v.startsWith("p:") && v.toLowerCase() !== report.subject.toLowerCase()),
-    ),
-  ];
+  const related = [...new Set(clerks.flatMap((r) => [r.email, r.matrixId]).filter((v): v is string => typeof v === "string" && !v.startsWith("p:") && v.toLowerCase() !== report.subject.toLowerCase()))];
   lines.push("");
   if (related.length) lines.push(t.related(related));
   lines.push(t.audit, t.homeserver, "");

@@ -68,9 +68,7 @@ export class MemberLinks {
     const input = parseInput(memberSessionInput, body);
     const userId = await this.#member(input.access_token, input.matrix_server_name);
     const refuse = async (err: KuvertError, organisationId: string | null): Promise<never> => {
-      await this.#db.transaction((tx) =>
-        audit(tx, { actor: userId, action: "call.member_join", organisationId, object: input.callId, outcome: "refused", details: { reason: err.message, errcode: err.errcode } }),
-      );
+      await this.#db.transaction((tx) => audit(tx, { actor: userId, action: "call.member_join", organisationId, object: input.callId, outcome: "refused", details: { reason: err.message, errcode: err.errcode } }));
       log.info({ user: pseudonym(userId), call: input.callId, errcode: err.errcode }, "member link join refused");
       throw err;
     };
@@ -85,18 +83,13 @@ export class MemberLinks {
     if (!membership.member) {
       const org = membership.organisation;
       if (membership.errcode === ErrCode.NotRoomMember) {
-        return refuse(
-          new KuvertError(ErrCode.NotRoomMember, `${userId} is not a member of the room of ${org?.name ?? "this organisation"}; only its members join this video consultation. Ask staff for a guest link if you should take part.`),
-          org?.id ?? call.organisation_id,
-        );
+        return refuse(new KuvertError(ErrCode.NotRoomMember, `${userId} is not a member of the room of ${org?.name ?? "this organisation"}; only its members join this video consultation. Ask staff for a guest link if you should take part.`), org?.id ?? call.organisation_id);
       }
       return refuse(new KuvertError(ErrCode.RoomNotManaged, `The video consultation's room is no longer an active organisation's room (${membership.error})`), org?.id ?? call.organisation_id);
     }
     const moderator = membership.level >= MODERATOR_LEVEL;
     const session = await this.#calls.memberSession(call, { userId, displayName: membership.displayName ?? userId, moderator, organisationName: membership.organisation.name });
-    await this.#db.transaction((tx) =>
-      audit(tx, { actor: userId, action: "call.member_joined", organisationId: membership.organisation.id, object: call.id, outcome: "ok", details: { room: call.room_id, moderator } }),
-    );
+    await this.#db.transaction((tx) => audit(tx, { actor: userId, action: "call.member_joined", organisationId: membership.organisation.id, object: call.id, outcome: "ok", details: { room: call.room_id, moderator } }));
     log.info({ user: pseudonym(userId), call: call.id }, "member joined through the call link");
     return session;
   }

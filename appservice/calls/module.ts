@@ -49,8 +49,7 @@ export const callsModule = defineModule({
     // Calls, like documents; a call goes only after its guest links.
     {
       count: "calls",
-      run: async (q, cut) =>
-        (await q.query("DELETE FROM calls c WHERE state IN ('done', 'failed') AND ended_at < $1 AND NOT EXISTS (SELECT 1 FROM guest_links g WHERE g.call_id = c.id)", [cut.documents])).rowCount,
+      run: async (q, cut) => (await q.query("DELETE FROM calls c WHERE state IN ('done', 'failed') AND ended_at < $1 AND NOT EXISTS (SELECT 1 FROM guest_links g WHERE g.call_id = c.id)", [cut.documents])).rowCount,
     },
   ],
 });

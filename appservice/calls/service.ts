@@ -17,19 +17,7 @@ import { findOrganisation, type StoredOrganisation } from "../organisations/stor
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
 import { JOIN_TOKEN_SECONDS, jitsiRoomName, signGuestLinkToken, signGuestToken, verifyGuestLinkToken } from "./guest-token.ts";
 import { callTexts } from "./texts.ts";
-import {
-  conferenceIdFor,
-  LAYOUT_EVENT,
-  layoutWithCall,
-  layoutWithoutCall,
-  newWidgetId,
-  OPENID_AUTH,
-  permissionProblems,
-  widgetContent,
-  WIDGET_EVENT,
-  type PermissionProblem,
-  type PowerLevels,
-} from "./widget.ts";
+import { conferenceIdFor, LAYOUT_EVENT, layoutWithCall, layoutWithoutCall, newWidgetId, OPENID_AUTH, permissionProblems, widgetContent, WIDGET_EVENT, type PermissionProblem, type PowerLevels } from "./widget.ts";
 
 const log = logger("calls");
 
@@ -160,7 +148,12 @@ export const guestLinkInput = z
       .max(100)
       .regex(/^[^\u0000-\u001f\u007f<>]+$/, "a name without control characters or angle brackets")
       .describe("The guest's name, shown in the conference."),
-    email: z.string().trim().max(254).regex(/^[^@\s,;<>"]+@[^@\s,;<>"]+\.[^@\s,;<>"]+$/, "one e-mail address").describe("Where the link is sent."),
+    email: z
+      .string()
+      .trim()
+      .max(254)
+      .regex(/^[^@\s,;<>"]+@[^@\s,;<>"]+\.[^@\s,;<>"]+$/, "one e-mail address")
+      .describe("Where the link is sent."),
     validMinutes: z.number().int().min(5).optional().describe("How long the link is valid (default calls.guestLinkMinutes, at most calls.maxGuestLinkMinutes, never beyond the call's end)."),
   })
   .strict();
@@ -263,9 +256,7 @@ export class Calls {
     const pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
     const problems = permissionProblems(pl, this.#hs.botUserId, opts.sender, opts.sender ? this.#managed(org, opts.sender) : true);
     if (problems.length > 0) {
-      await this.#db.transaction((tx) =>
-        audit(tx, { actor, action: "call.start", organisationId, object: roomId, outcome: "refused", details: { reason: "power level", problems } }),
-      );
+      await this.#db.transaction((tx) => audit(tx, { actor, action: "call.start", organisationId, object: roomId, outcome: "refused", details: { reason: "power level", problems } }));
       throw new PowerLevelRefusal(problems);
     }
     const auth = this.#config.calls.membershipCheck ? OPENID_AUTH : null;
@@ -356,10 +347,7 @@ export class Calls {
   async #handle(row: CallRow): Promise<void> {
     if (row.phase === "post") {
       await this.#post(row);
-      await this.#db.query(
-        "UPDATE calls SET phase = 'remove', run_after = expires_at, attempts = 0, lease_until = NULL, leased_by = NULL, last_error = NULL WHERE id = $1 AND leased_by = $2 AND phase = 'post'",
-        [row.id, workerId],
-      );
+      await this.#db.query("UPDATE calls SET phase = 'remove', run_after = expires_at, attempts = 0, lease_until = NULL, leased_by = NULL, last_error = NULL WHERE id = $1 AND leased_by = $2 AND phase = 'post'", [row.id, workerId]);
       log.info({ call: row.id }, "call widget posted by the worker");
       return;
     }
@@ -469,15 +457,7 @@ export class Calls {
       const wanted = new Date(now.getTime() + (input.validMinutes ?? calls.guestLinkMinutes) * 60_000);
       const expiresAt = new Date(Math.min(wanted.getTime(), call.expires_at.getTime()));
       const id = randomUUID();
-      await tx.query("INSERT INTO guest_links (id, call_id, guest_name, email, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
-        id,
-        callId,
-        input.name,
-        input.email.toLowerCase(),
-        actor,
-        now,
-        expiresAt,
-      ]);
+      await tx.query("INSERT INTO guest_links (id, call_id, guest_name, email, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [id, callId, input.name, input.email.toLowerCase(), actor, now, expiresAt]);
       const token = await signGuestLinkToken(secret, { linkId: id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
       const url = `${this.#config.publicApi.baseUrl.replace(/\/$/, "")}/call/#${token}`;
       await enqueueNotification(tx, {

@@ -14,8 +14,7 @@ export const callsSubject: SubjectPart = {
       texts: {
         de: {
           title: "Einladungen zu Videoberatungen",
-          description:
-            "Links zu Videoberatungen, zu denen die Person als Gast eingeladen wurde: Name und Adresse, die die Mitarbeitenden angegeben haben, wann der Link ausgestellt wurde, bis wann er galt und ob er zurückgezogen wurde.",
+          description: "Links zu Videoberatungen, zu denen die Person als Gast eingeladen wurde: Name und Adresse, die die Mitarbeitenden angegeben haben, wann der Link ausgestellt wurde, bis wann er galt und ob er zurückgezogen wurde.",
           labels: { call: "Videoberatung", issuedAt: "ausgestellt", validUntil: "gültig bis", revokedAt: "zurückgezogen" },
         },
         en: {
@@ -28,10 +27,7 @@ export const callsSubject: SubjectPart = {
   ],
   // A guest's links keep no name or address, and one still valid is withdrawn.
   async erase(tx, { subject, kind, pseudonym, actor }) {
-    const count =
-      kind === "email"
-        ? (await tx.query("UPDATE guest_links SET guest_name = $2, email = $2, revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $3) WHERE lower(email) = $1", [subject, pseudonym, actor])).rowCount
-        : 0;
+    const count = kind === "email" ? (await tx.query("UPDATE guest_links SET guest_name = $2, email = $2, revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $3) WHERE lower(email) = $1", [subject, pseudonym, actor])).rowCount : 0;
     return [{ key: "guestLinks", what: "guest links to video consultations: name and address replaced by the pseudonym, links still valid withdrawn", count }];
   },
 };

@@ -9,9 +9,7 @@ function time(date: Date, language: Language): string {
 /** The member link line: for Element X (no Jitsi widgets) and anyone who prefers the browser. */
 function browserLink(language: Language, link: string | null): string {
   if (!link) return "";
-  return language === "en"
-    ? `\n\nIn Element X, or in the browser: ${link} (sign in with your Matrix account; only members of this room get in).`
-    : `\n\nIn Element X oder im Browser: ${link} (mit Ihrem Matrix-Konto anmelden; nur Mitglieder dieses Raums kommen hinein).`;
+  return language === "en" ? `\n\nIn Element X, or in the browser: ${link} (sign in with your Matrix account; only members of this room get in).` : `\n\nIn Element X oder im Browser: ${link} (mit Ihrem Matrix-Konto anmelden; nur Mitglieder dieses Raums kommen hinein).`;
 }
 
 const de = {

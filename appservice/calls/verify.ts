@@ -60,8 +60,7 @@ function field(body: Record<string, unknown>, name: string, required: boolean): 
 
 /** Whether a person is joined to an active organisation's room, and with which power level. */
 export type RoomMembership =
-  | { member: true; organisation: StoredOrganisation; level: number; displayName: string | null; room: Record<string, unknown> }
-  | { member: false; errcode: typeof ErrCode.NotRoomMember | typeof ErrCode.RoomNotManaged; error: string; organisation: StoredOrganisation | null };
+  { member: true; organisation: StoredOrganisation; level: number; displayName: string | null; room: Record<string, unknown> } | { member: false; errcode: typeof ErrCode.NotRoomMember | typeof ErrCode.RoomNotManaged; error: string; organisation: StoredOrganisation | null };
 
 export class UserVerification {
   readonly #db: Database;

@@ -161,9 +161,7 @@ export function stateLevel(pl: PowerLevels | null, type: string): number {
   return typeof own === "number" ? own : typeof pl.state_default === "number" ? pl.state_default : 50;
 }
 
-export type PermissionProblem =
-  | { who: "bot"; type: string; required: number; has: number }
-  | { who: "sender"; type: string; required: number; has: number };
+export type PermissionProblem = { who: "bot"; type: string; required: number; has: number } | { who: "sender"; type: string; required: number; has: number };
 
 /**
  * Whether a call can be started: Kuvert's bot must be allowed to send the widget and the layout

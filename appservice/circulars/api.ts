@@ -99,7 +99,7 @@ export function circularRoutes(circulars: Circulars | null, auth: RequestHandler
         try {
           targets = body.fields.targets === undefined ? undefined : JSON.parse(body.fields.targets);
         } catch {
-          throw new KuvertError(ErrCode.BadJson, "The field targets is not valid JSON (e.g. {\"tag\":\"schools\"}).", [{ path: "targets", message: "not JSON" }]);
+          throw new KuvertError(ErrCode.BadJson, 'The field targets is not valid JSON (e.g. {"tag":"schools"}).', [{ path: "targets", message: "not JSON" }]);
         }
         const unknownField = Object.keys(body.fields).find((k) => !["text", "targets", "scheduledAt"].includes(k));
         if (unknownField) throw new KuvertError(ErrCode.UnknownField, `Unknown field ${unknownField}.`, [{ path: unknownField, message: "unknown field" }]);
@@ -145,7 +145,7 @@ export function circularRoutes(circulars: Circulars | null, auth: RequestHandler
   });
 
   r.post("/circulars/:id/corrections", auth, json, async (req: Request, res: Response) => {
-    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the correction as application/json: {\"text\": \"…\"}.");
+    if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, 'Send the correction as application/json: {"text": "…"}.');
     const out = await circulars.correct(circularId(req), req.body, actorOf(req));
     res.status(201).json({ revision: out.revision, rooms: out.rooms, circular: out.circular });
   });

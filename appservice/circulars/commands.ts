@@ -25,7 +25,14 @@ const fileMessageTypes = new Set(["m.file", "m.image", "m.video", "m.audio"]);
 
 function cleanName(content: Record<string, unknown>): string {
   const raw = typeof content.filename === "string" ? content.filename : typeof content.body === "string" ? content.body : "file";
-  return raw.split(/[/\\]/).pop()!.replace(/[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "").trim().slice(0, 200) || "file";
+  return (
+    raw
+      .split(/[/\\]/)
+      .pop()!
+      .replace(/[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "")
+      .trim()
+      .slice(0, 200) || "file"
+  );
 }
 
 /** Records files staff post in the staff room, for the next !circular of the same person. */
@@ -103,7 +110,13 @@ export function circularCommand(db: Database, config: KuvertConfig, circulars: C
     const failed = (c.deliveries ?? []).filter((d) => d.state === "failed").slice(0, 20);
     for (const d of failed) lines.push(`– ${d.organisationId}: ${d.reason ?? "?"}`);
     if (c.reason) lines.push(c.reason);
-    return { body: lines.join("\n"), html: `<p><strong>${escapeHtml(lines[0]!)}</strong>${lines.slice(1).map((l) => `<br>${escapeHtml(l)}`).join("")}</p>` };
+    return {
+      body: lines.join("\n"),
+      html: `<p><strong>${escapeHtml(lines[0]!)}</strong>${lines
+        .slice(1)
+        .map((l) => `<br>${escapeHtml(l)}`)
+        .join("")}</p>`,
+    };
   };
 
   return {

@@ -203,9 +203,7 @@ export class CircularFanout {
       try {
         let source: { stream: NodeJS.ReadableStream; size: number };
         try {
-          source = a.source_mxc
-            ? await downloadMedia(this.#hs, a.source_mxc).then((m) => ({ stream: m.stream, size: m.size ?? Number(a.size) }))
-            : { stream: this.#staging.read(attachmentStagingId(c.id, a.position)), size: Number(a.size) };
+          source = a.source_mxc ? await downloadMedia(this.#hs, a.source_mxc).then((m) => ({ stream: m.stream, size: m.size ?? Number(a.size) })) : { stream: this.#staging.read(attachmentStagingId(c.id, a.position)), size: Number(a.size) };
         } catch (err) {
           // A file from the staff room the homeserver no longer gives out (removed, quarantined): the circular cannot go with it.
           if (err instanceof HomeserverError && !err.transient) throw new AttachmentUnavailable(err.message);
@@ -231,11 +229,9 @@ export class CircularFanout {
       const unavailable = typeof verdict === "object" && "unavailable" in verdict ? verdict.unavailable : null;
       const scanned = verdict === "too-large" || unavailable !== null ? null : (verdict as { clean: boolean; signature?: string });
       const clean = scanned?.clean === true;
-      const signature = scanned && !scanned.clean ? scanned.signature ?? null : null;
+      const signature = scanned && !scanned.clean ? (scanned.signature ?? null) : null;
       if (unavailable === null) {
-        await this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [
-          c.id, a.position, clean ? "clean" : verdict === "too-large" ? "too-large" : "infected", signature,
-        ]);
+        await this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [c.id, a.position, clean ? "clean" : verdict === "too-large" ? "too-large" : "infected", signature]);
       }
       if (!clean) {
         const why = unavailable !== null ? t.unavailable(unavailable) : verdict === "too-large" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : t.infected(signature ?? "?");
@@ -264,8 +260,7 @@ export class CircularFanout {
     // Every attachment is clean: each goes to the media repository once; every room gets the same mxc.
     // A reserved id (async upload) is recorded before its PUT, so a crash repeats the same PUT; a
     // finished upload is recorded as such and never sent again (see documents/pipeline.ts).
-    const setMedia = (position: number, mxc: string, uploaded: boolean) =>
-      this.#db.query("UPDATE circular_attachments SET mxc_uri = $3, media_uploaded = $4 WHERE circular_id = $1 AND position = $2", [c.id, position, mxc, uploaded]);
+    const setMedia = (position: number, mxc: string, uploaded: boolean) => this.#db.query("UPDATE circular_attachments SET mxc_uri = $3, media_uploaded = $4 WHERE circular_id = $1 AND position = $2", [c.id, position, mxc, uploaded]);
     for (const a of await store.attachments(this.#db, c.id)) {
       if (a.media_uploaded) continue;
       if (a.source_mxc) {
@@ -329,7 +324,10 @@ export class CircularFanout {
       state: c.state,
       total: s0.pending + s0.delivered + s0.failed,
       summary: s0,
-      corrections: [...sums.entries()].filter(([r]) => r > 0).sort(([a], [b]) => a - b).map(([revision, summary]) => ({ revision, summary })),
+      corrections: [...sums.entries()]
+        .filter(([r]) => r > 0)
+        .sort(([a], [b]) => a - b)
+        .map(([revision, summary]) => ({ revision, summary })),
       failures: c.state === "cancelled" ? [] : failures.rows.map((f) => ({ organisationId: f.organisation_id, reason: f.reason ?? f.last_error ?? "?" })),
     };
     const content = notice(progressMessage(this.#config.organisations.language, view));
@@ -392,12 +390,7 @@ export class CircularFanout {
     const base = `circular:${c.id}:${org.id}`;
     const eventId = await this.#hs.send(org.room_id, "m.room.message", messageContent({ body: c.body, html: c.html }), `${base}:text`);
     for (const a of attachments) {
-      await this.#hs.send(
-        org.room_id,
-        "m.room.message",
-        { msgtype: "m.file", body: a.filename, filename: a.filename, url: a.mxc_uri, info: { mimetype: a.mimetype, size: Number(a.size) } },
-        `${base}:file:${a.position}`,
-      );
+      await this.#hs.send(org.room_id, "m.room.message", { msgtype: "m.file", body: a.filename, filename: a.filename, url: a.mxc_uri, info: { mimetype: a.mimetype, size: Number(a.size) } }, `${base}:file:${a.position}`);
     }
     await this.#record({ row, roomId: org.room_id, eventId, org });
   }
@@ -411,18 +404,10 @@ export class CircularFanout {
       revision = loaded.revisions.find((r) => r.revision === row.revision);
     }
     if (!revision) throw new Error(`revision ${row.revision} of ${row.circular_id} not found`);
-    const original = await this.#db.query<{ event_id: string; room_id: string }>(
-      "SELECT event_id, room_id FROM circular_deliveries WHERE circular_id = $1 AND organisation_id = $2 AND revision = 0 AND state = 'delivered'",
-      [row.circular_id, row.organisation_id],
-    );
+    const original = await this.#db.query<{ event_id: string; room_id: string }>("SELECT event_id, room_id FROM circular_deliveries WHERE circular_id = $1 AND organisation_id = $2 AND revision = 0 AND state = 'delivered'", [row.circular_id, row.organisation_id]);
     const o = original.rows[0];
     if (!o) throw new DeliveryRefused("the original did not reach this room");
-    const eventId = await this.#hs.send(
-      o.room_id,
-      "m.room.message",
-      editContent(o.event_id, messageContent({ body: revision.body, html: revision.html })),
-      `circular:${row.circular_id}:${row.organisation_id}:rev:${row.revision}`,
-    );
+    const eventId = await this.#hs.send(o.room_id, "m.room.message", editContent(o.event_id, messageContent({ body: revision.body, html: revision.html })), `circular:${row.circular_id}:${row.organisation_id}:rev:${row.revision}`);
     await this.#record({ row, roomId: o.room_id, eventId });
   }
 

@@ -11,11 +11,7 @@ export type DeliveryState = "pending" | "delivered" | "failed";
 /** Longest circular text accepted (Matrix events are at most 64 KiB in all; HTML doubles the text). */
 export const MAX_TEXT_CHARS = 20_000;
 
-export const targetsInput = z.union([
-  z.object({ all: z.literal(true) }).strict(),
-  z.object({ tag }).strict(),
-  z.object({ organisations: z.array(organisationId).min(1, "at least one organisation").max(10_000) }).strict(),
-]);
+export const targetsInput = z.union([z.object({ all: z.literal(true) }).strict(), z.object({ tag }).strict(), z.object({ organisations: z.array(organisationId).min(1, "at least one organisation").max(10_000) }).strict()]);
 export type Targets = z.infer<typeof targetsInput>;
 
 export const circularInput = z
@@ -42,9 +38,7 @@ export function checkCircular(raw: unknown, now = new Date()): { text: string; t
     scheduledAt = new Date(input.scheduledAt);
     // A minute's grace for clocks and typing; earlier than that is a mistake, not "now".
     if (scheduledAt.getTime() < now.getTime() - 60_000) {
-      throw new KuvertError(ErrCode.ScheduleInPast, `The time ${input.scheduledAt} is in the past; leave scheduledAt out to send now.`, [
-        { path: "scheduledAt", message: "in the past" },
-      ]);
+      throw new KuvertError(ErrCode.ScheduleInPast, `The time ${input.scheduledAt} is in the past; leave scheduledAt out to send now.`, [{ path: "scheduledAt", message: "in the past" }]);
     }
   }
   return { text, targets: input.targets, scheduledAt };
@@ -70,12 +64,7 @@ export interface CircularCommand {
   text: string;
 }
 
-export type ParsedCircularCommand =
-  | CircularCommand
-  | { kind: "cancel"; id: string }
-  | { kind: "status"; id: string | undefined }
-  | { kind: "correct"; id: string; text: string }
-  | { kind: "error"; message: string };
+export type ParsedCircularCommand = CircularCommand | { kind: "cancel"; id: string } | { kind: "status"; id: string | undefined } | { kind: "correct"; id: string; text: string } | { kind: "error"; message: string };
 
 /**
  * Reads a `!circular` message: the first line holds the command and its words, the lines below

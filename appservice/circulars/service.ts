@@ -13,9 +13,7 @@ import * as store from "./store.ts";
 import { organisationStates } from "../organisations/store.ts";
 
 /** An attachment that arrives with the circular: staged by Kuvert (API) or a file posted in the staff room. */
-export type AttachmentInput =
-  | { filename: string; mimetype: string; size: number; sha256: string; staged: true }
-  | { filename: string; mimetype: string; size: number; sourceMxc: string; staffFileEventId: string };
+export type AttachmentInput = { filename: string; mimetype: string; size: number; sha256: string; staged: true } | { filename: string; mimetype: string; size: number; sourceMxc: string; staffFileEventId: string };
 
 export interface CircularMeta {
   /** token:<name> or a Matrix ID. */
@@ -141,10 +139,15 @@ export class Circulars {
         [id, input.text, rendered.body, rendered.html, JSON.stringify(input.targets), meta.author, meta.source, meta.sourceEventId ?? null, input.scheduledAt],
       );
       for (const [position, a] of attachmentsIn.entries()) {
-        await tx.query(
-          `INSERT INTO circular_attachments (circular_id, position, filename, mimetype, size, sha256, source_mxc) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-          [id, position, a.filename, a.mimetype, a.size, "sha256" in a ? a.sha256 : null, "sourceMxc" in a ? a.sourceMxc : null],
-        );
+        await tx.query(`INSERT INTO circular_attachments (circular_id, position, filename, mimetype, size, sha256, source_mxc) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+          id,
+          position,
+          a.filename,
+          a.mimetype,
+          a.size,
+          "sha256" in a ? a.sha256 : null,
+          "sourceMxc" in a ? a.sourceMxc : null,
+        ]);
         if ("staffFileEventId" in a) await tx.query("UPDATE circular_staff_files SET circular_id = $2 WHERE event_id = $1", [a.staffFileEventId, id]);
       }
       await tx.query("INSERT INTO circular_deliveries (circular_id, organisation_id) SELECT $1, unnest($2::text[])", [id, organisations]);
@@ -206,9 +209,7 @@ export class Circulars {
       }
       const next = await tx.query<{ n: number }>("SELECT coalesce(max(revision), 0) + 1 AS n FROM circular_revisions WHERE circular_id = $1", [id]);
       const revision = Number(next.rows[0]!.n);
-      await tx.query("INSERT INTO circular_revisions (circular_id, revision, markdown, body, html, author) VALUES ($1, $2, $3, $4, $5, $6)", [
-        id, revision, text, rendered.body, rendered.html, actor,
-      ]);
+      await tx.query("INSERT INTO circular_revisions (circular_id, revision, markdown, body, html, author) VALUES ($1, $2, $3, $4, $5, $6)", [id, revision, text, rendered.body, rendered.html, actor]);
       const inserted = await tx.query(
         `INSERT INTO circular_deliveries (circular_id, revision, organisation_id, room_id)
          SELECT circular_id, $2, organisation_id, room_id FROM circular_deliveries WHERE circular_id = $1 AND revision = 0 AND state = 'delivered'`,

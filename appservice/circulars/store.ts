@@ -106,10 +106,7 @@ export async function deliveries(q: Queryable, circularId: string, revision = 0)
 
 /** Counts per revision: index 0 the circular itself, n its n-th correction. */
 export async function summaries(q: Queryable, circularId: string): Promise<Map<number, Summary>> {
-  const { rows } = await q.query<{ revision: number; state: DeliveryState; n: string }>(
-    "SELECT revision, state, count(*) AS n FROM circular_deliveries WHERE circular_id = $1 GROUP BY revision, state",
-    [circularId],
-  );
+  const { rows } = await q.query<{ revision: number; state: DeliveryState; n: string }>("SELECT revision, state, count(*) AS n FROM circular_deliveries WHERE circular_id = $1 GROUP BY revision, state", [circularId]);
   const out = new Map<number, Summary>();
   for (const r of rows) {
     const s = out.get(r.revision) ?? { pending: 0, delivered: 0, failed: 0 };
@@ -137,10 +134,7 @@ export async function setState(q: Queryable, id: string, state: CircularState, o
 
 /** Ends every pending delivery of a circular that will not be sent (cancelled, stopped). */
 export async function failPending(q: Queryable, circularId: string, reason: string): Promise<number> {
-  const res = await q.query(
-    "UPDATE circular_deliveries SET state = 'failed', reason = $2, lease_until = NULL WHERE circular_id = $1 AND state = 'pending'",
-    [circularId, reason],
-  );
+  const res = await q.query("UPDATE circular_deliveries SET state = 'failed', reason = $2, lease_until = NULL WHERE circular_id = $1 AND state = 'pending'", [circularId, reason]);
   return res.rowCount;
 }
 

@@ -44,8 +44,7 @@ const de = {
   notPreparedReason: (why: string) => `angehalten: Anlagen nicht hochladbar (${why})`,
   stateName: { scheduled: "geplant", scanning: "wird geprüft", sending: "wird versandt", sent: "versandt", cancelled: "abgesagt", stopped: "angehalten" } as Record<string, string>,
   progress: (p: ProgressView) => {
-    const head = `Rundschreiben ${p.id} – ${de.stateName[p.state] ?? p.state}: ${p.summary.delivered} von ${p.total} zugestellt` +
-      (p.summary.failed ? `, ${p.summary.failed} fehlgeschlagen` : "") + (p.summary.pending ? `, ${p.summary.pending} offen` : "");
+    const head = `Rundschreiben ${p.id} – ${de.stateName[p.state] ?? p.state}: ${p.summary.delivered} von ${p.total} zugestellt` + (p.summary.failed ? `, ${p.summary.failed} fehlgeschlagen` : "") + (p.summary.pending ? `, ${p.summary.pending} offen` : "");
     const lines = [head, ...p.corrections.map((c) => `Korrektur ${c.revision}: ${c.summary.delivered} zugestellt${c.summary.failed ? `, ${c.summary.failed} fehlgeschlagen` : ""}${c.summary.pending ? `, ${c.summary.pending} offen` : ""}`)];
     for (const f of p.failures) lines.push(`– ${f.organisationId}: ${f.reason}`);
     return lines;
@@ -63,9 +62,9 @@ const en: CircularTexts = {
   ],
   mailTitle: "Circular",
   moduleOff: "Circulars are switched off in this Kuvert (modules.circulars).",
-  usage: "Like this: \"!circular tag:schools\" on the first line, the circular's text on the lines below. \"!help\" shows everything.",
+  usage: 'Like this: "!circular tag:schools" on the first line, the circular\'s text on the lines below. "!help" shows everything.',
   badWord: (w) => `I do not understand "${w}". Targets: all, tag:<tag>, org:<id>,<id>; time: at:<time>.`,
-  noId: "Which circular? Give its id, e.g. \"!circular cancel circ_…\".",
+  noId: 'Which circular? Give its id, e.g. "!circular cancel circ_…".',
   created: (id, count, attachments, scheduledAt) =>
     `Circular ${id} to ${count} organisation${count === 1 ? "" : "s"}${attachments ? ` with ${attachments} attachment${attachments === 1 ? "" : "s"}` : ""}: ` +
     (scheduledAt ? `scheduled for ${scheduledAt}. Cancel: "!circular cancel ${id}".` : "being checked and sent; progress appears here."),
@@ -83,8 +82,7 @@ const en: CircularTexts = {
   notPreparedReason: (why) => `stopped: attachments could not be uploaded (${why})`,
   stateName: { scheduled: "scheduled", scanning: "being checked", sending: "sending", sent: "sent", cancelled: "cancelled", stopped: "stopped" },
   progress: (p) => {
-    const head = `Circular ${p.id} – ${en.stateName[p.state] ?? p.state}: ${p.summary.delivered} of ${p.total} delivered` +
-      (p.summary.failed ? `, ${p.summary.failed} failed` : "") + (p.summary.pending ? `, ${p.summary.pending} pending` : "");
+    const head = `Circular ${p.id} – ${en.stateName[p.state] ?? p.state}: ${p.summary.delivered} of ${p.total} delivered` + (p.summary.failed ? `, ${p.summary.failed} failed` : "") + (p.summary.pending ? `, ${p.summary.pending} pending` : "");
     const lines = [head, ...p.corrections.map((c) => `Correction ${c.revision}: ${c.summary.delivered} delivered${c.summary.failed ? `, ${c.summary.failed} failed` : ""}${c.summary.pending ? `, ${c.summary.pending} pending` : ""}`)];
     for (const f of p.failures) lines.push(`– ${f.organisationId}: ${f.reason}`);
     return lines;
@@ -98,5 +96,11 @@ export function circularTexts(language: Language): CircularTexts {
 /** The progress message as body and HTML (first line bold). */
 export function progressMessage(language: Language, p: ProgressView): { body: string; html: string } {
   const lines = circularTexts(language).progress(p);
-  return { body: lines.join("\n"), html: `<p><strong>${escapeHtml(lines[0]!)}</strong>${lines.slice(1).map((l) => `<br>${escapeHtml(l)}`).join("")}</p>` };
+  return {
+    body: lines.join("\n"),
+    html: `<p><strong>${escapeHtml(lines[0]!)}</strong>${lines
+      .slice(1)
+      .map((l) => `<br>${escapeHtml(l)}`)
+      .join("")}</p>`,
+  };
 }

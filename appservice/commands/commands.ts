@@ -94,9 +94,7 @@ function helpCommand(config: KuvertConfig, commands: () => Command[]): Command {
       const outro = kind === "organisation" ? t.helpUpload : undefined;
       return {
         body: [intro, ...lines.map(([usage, what]) => `${usage} – ${what}`), ...(outro ? ["", outro] : [])].join("\n"),
-        html:
-          `<p>${escapeHtml(intro)}</p><ul>${lines.map(([usage, what]) => `<li><code>${escapeHtml(usage)}</code> – ${escapeHtml(what)}</li>`).join("")}</ul>` +
-          (outro ? `<p>${escapeHtml(outro)}</p>` : ""),
+        html: `<p>${escapeHtml(intro)}</p><ul>${lines.map(([usage, what]) => `<li><code>${escapeHtml(usage)}</code> – ${escapeHtml(what)}</li>`).join("")}</ul>` + (outro ? `<p>${escapeHtml(outro)}</p>` : ""),
       };
     },
   };

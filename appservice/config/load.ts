@@ -76,7 +76,11 @@ export function loadConfig(file: string | undefined, env: Env = process.env): Ku
       throw new ConfigError(file, [`cannot read the file: ${(err as Error).message}`]);
     }
     const doc = parseDocument(text);
-    if (doc.errors.length > 0) throw new ConfigError(file, doc.errors.map((e) => `YAML syntax: ${e.message}`));
+    if (doc.errors.length > 0)
+      throw new ConfigError(
+        file,
+        doc.errors.map((e) => `YAML syntax: ${e.message}`),
+      );
     const value: unknown = doc.toJS();
     if (value !== null && value !== undefined) {
       if (typeof value !== "object" || Array.isArray(value)) throw new ConfigError(file, ["(top level): expected a mapping of settings"]);

@@ -43,21 +43,19 @@ export const configSchema = z
           .regex(/^[A-Za-z0-9.\-]+(:\d+)?$/, "a server name like example.org")
           .describe("The homeserver's server name: the part after the colon in user IDs.")
           .default("example.org"),
-        publicUrl: z
-          .url()
-          .optional()
-          .describe("Homeserver URL as clerks' clients reach it; used in letters and e-mails. Defaults to homeserver.url."),
-        adminToken: z
-          .string()
-          .optional()
-          .describe("Access token of a homeserver admin, for Synapse's admin API. Prefer the environment variable KUVERT_HOMESERVER_ADMIN_TOKEN."),
+        publicUrl: z.url().optional().describe("Homeserver URL as clerks' clients reach it; used in letters and e-mails. Defaults to homeserver.url."),
+        adminToken: z.string().optional().describe("Access token of a homeserver admin, for Synapse's admin API. Prefer the environment variable KUVERT_HOMESERVER_ADMIN_TOKEN."),
       })
       .strict()
       .prefault({})
       .describe("The Matrix homeserver Kuvert serves."),
     appservice: z
       .object({
-        id: z.string().regex(/^[a-zA-Z0-9_.-]+$/).default("kuvert").describe("Application service id in the registration."),
+        id: z
+          .string()
+          .regex(/^[a-zA-Z0-9_.-]+$/)
+          .default("kuvert")
+          .describe("Application service id in the registration."),
         registrationFile: z.string().default("registration.yaml").describe("Path of the registration file the homeserver loads (made by `kuvert generate-registration`)."),
         url: z.url().default("http://localhost:9993").describe("URL at which the homeserver reaches Kuvert's application service listener."),
         botLocalpart: z
@@ -76,9 +74,7 @@ export const configSchema = z
           .string()
           .min(1)
           .optional()
-          .describe(
-            "Token of the Synapse module that has every upload scanned by Kuvert before Synapse stores it (deploy/synapse/kuvert_upload_scan.py, its kuvert_token; the module wants at least 32 characters). Unset: that endpoint is off. Prefer KUVERT_UPLOAD_CHECK_TOKEN.",
-          ),
+          .describe("Token of the Synapse module that has every upload scanned by Kuvert before Synapse stores it (deploy/synapse/kuvert_upload_scan.py, its kuvert_token; the module wants at least 32 characters). Unset: that endpoint is off. Prefer KUVERT_UPLOAD_CHECK_TOKEN."),
       })
       .strict()
       .prefault({})
@@ -104,10 +100,7 @@ export const configSchema = z
       .describe("Prometheus metrics (documents by state, scans, queues, e-mail, transaction lag, homeserver latency)."),
     database: z
       .object({
-        url: z
-          .string()
-          .optional()
-          .describe("PostgreSQL connection URL. Unset: the embedded PGlite database in database.embeddedDir. Prefer KUVERT_DATABASE_URL."),
+        url: z.string().optional().describe("PostgreSQL connection URL. Unset: the embedded PGlite database in database.embeddedDir. Prefer KUVERT_DATABASE_URL."),
         embeddedDir: z.string().default("data/db").describe("Directory of the embedded PGlite database (used when database.url is unset)."),
         poolSize: z.number().int().min(2).max(200).default(10).describe("Maximum PostgreSQL connections of one Kuvert process."),
       })
@@ -127,10 +120,7 @@ export const configSchema = z
       .describe("Staff of the operating body: invited to every organisation room with power level 50 (admin and staff)."),
     organisations: z
       .object({
-        language: z
-          .enum(["de", "en"])
-          .default("de")
-          .describe("The organisations' language: room texts (welcome, replies), the e-mails to clerks and staff, and the console's fallback when the browser asks for neither."),
+        language: z.enum(["de", "en"]).default("de").describe("The organisations' language: room texts (welcome, replies), the e-mails to clerks and staff, and the console's fallback when the browser asks for neither."),
         roomNamePrefix: z.string().default("").describe("Prefix of organisation room names, e.g. 'Kuvert: '."),
       })
       .strict()
@@ -141,14 +131,8 @@ export const configSchema = z
         stagingDir: z
           .string()
           .default("data/staging")
-          .describe(
-            "Where documents wait between arrival and delivery; every Kuvert process must reach the same one. Kuvert deletes each file after delivery or rejection. With documents.stagingS3 set, only this host's short-lived local copies are kept here.",
-          ),
-        stagingS3: s3Staging
-          .optional()
-          .describe(
-            "Staging on an S3-compatible object store (documents and circular attachments) instead of documents.stagingDir, which then holds only local copies while a file is scanned or uploaded. Unset: the directory.",
-          ),
+          .describe("Where documents wait between arrival and delivery; every Kuvert process must reach the same one. Kuvert deletes each file after delivery or rejection. With documents.stagingS3 set, only this host's short-lived local copies are kept here."),
+        stagingS3: s3Staging.optional().describe("Staging on an S3-compatible object store (documents and circular attachments) instead of documents.stagingDir, which then holds only local copies while a file is scanned or uploaded. Unset: the directory."),
         maxBytes: z
           .number()
           .int()
@@ -179,17 +163,8 @@ export const configSchema = z
         dropFolder: z
           .object({
             enabled: z.boolean().default(false).describe("Watch the drop folder and take documents from it."),
-            dir: z
-              .string()
-              .default("data/drop")
-              .describe("The drop folder: one sub-folder per organisation id (made by the operator). Write files as `.name.part` or `name.tmp` and rename them when complete."),
-            stableSeconds: z
-              .number()
-              .int()
-              .min(1)
-              .max(3600)
-              .default(5)
-              .describe("A file is taken when its size and modification time have not changed for this long."),
+            dir: z.string().default("data/drop").describe("The drop folder: one sub-folder per organisation id (made by the operator). Write files as `.name.part` or `name.tmp` and rename them when complete."),
+            stableSeconds: z.number().int().min(1).max(3600).default(5).describe("A file is taken when its size and modification time have not changed for this long."),
             pollSeconds: z.number().int().min(1).max(3600).default(2).describe("How often the drop folder is looked at (polling: file change events are unreliable on network shares)."),
           })
           .strict()
@@ -204,10 +179,7 @@ export const configSchema = z
         inboundScanning: z.boolean().default(true).describe("Scan files that people post in organisation rooms. Off: such files are not checked, and Kuvert says so in the room."),
         batches: z.boolean().default(true).describe("Accept bulk batches (POST /api/v1/batches). Off: the API answers KUVERT_MODULE_DISABLED."),
         calls: z.boolean().default(true).describe("Video consultations: !video, the calls API, guest links and the Jitsi user verification (/verify). Off: !video is unknown and the API answers KUVERT_MODULE_NOT_LOADED."),
-        accounts: z
-          .boolean()
-          .default(true)
-          .describe("Create homeserver accounts for clerks who have none (needs homeserver.adminToken), with password letters. Off: `createAccount` answers KUVERT_MODULE_REQUIRED."),
+        accounts: z.boolean().default(true).describe("Create homeserver accounts for clerks who have none (needs homeserver.adminToken), with password letters. Off: `createAccount` answers KUVERT_MODULE_REQUIRED."),
         console: z.boolean().default(true).describe("Serve the staff console at /console/ and let staff sign in to it. Off: /console/ says so and sign-in answers KUVERT_MODULE_DISABLED."),
         circulars: z.boolean().default(true).describe("Circulars from the API and the staff room (!circular). Off: the API answers KUVERT_MODULE_DISABLED and the command says so."),
       })
@@ -221,50 +193,53 @@ export const configSchema = z
           .regex(/^[A-Za-z0-9.\-]+(:\d+)?$/, "a host name like meet.example.org")
           .optional()
           .describe("The Jitsi Meet domain: the widget's data.domain, Element's jitsi.preferred_domain, and the `sub` of guest tokens. Unset: calls cannot be started (KUVERT_NOT_CONFIGURED)."),
-        jitsiUrl: z
-          .url()
-          .optional()
-          .describe("Where browsers reach that Jitsi deployment (the guest page loads its /external_api.js from here). Defaults to https://<jitsiDomain>."),
-        widgetBaseUrl: z
-          .url()
-          .default("https://app.element.io/")
-          .describe("Element Web's address: the widget URL is its jitsi.html wrapper (Element's own rule; use your Element, e.g. https://chat.example.org/)."),
+        jitsiUrl: z.url().optional().describe("Where browsers reach that Jitsi deployment (the guest page loads its /external_api.js from here). Defaults to https://<jitsiDomain>."),
+        widgetBaseUrl: z.url().default("https://app.element.io/").describe("Element Web's address: the widget URL is its jitsi.html wrapper (Element's own rule; use your Element, e.g. https://chat.example.org/)."),
         appId: z.string().min(1).default("kuvert").describe("Issuer and audience of guest tokens: Jitsi's JWT_APP_ID."),
-        appSecret: z
-          .string()
-          .min(1)
-          .optional()
-          .describe("Secret that signs guest tokens (HS256): Jitsi's JWT_APP_SECRET. Prefer KUVERT_JITSI_APP_SECRET. Unset: no guest links."),
-        membershipCheck: z
-          .boolean()
-          .default(true)
-          .describe("Jitsi lets in only members of the room (Element's auth \"openidtoken-jwt\", verified by Kuvert's /verify endpoints); the conference id is then the room id in base32. Off: an unguessable random conference id."),
-        callMinutes: z.number().int().min(5).max(24 * 60).default(120).describe("A call ends this many minutes after it started: its widget is removed from the room."),
-        guestLinkMinutes: z.number().int().min(5).max(7 * 24 * 60).default(60).describe("How long a guest link is valid when staff do not say (never beyond the call's end)."),
-        maxGuestLinkMinutes: z.number().int().min(5).max(7 * 24 * 60).default(24 * 60).describe("The longest validity staff may ask for a guest link."),
-        verifyToken: z
-          .string()
-          .min(1)
-          .optional()
-          .describe("Bearer token Prosody must send to /verify (its MATRIX_UVS_AUTH_TOKEN). Prefer KUVERT_JITSI_VERIFY_TOKEN. Unset: no token needed (keep /verify on the internal network then)."),
+        appSecret: z.string().min(1).optional().describe("Secret that signs guest tokens (HS256): Jitsi's JWT_APP_SECRET. Prefer KUVERT_JITSI_APP_SECRET. Unset: no guest links."),
+        membershipCheck: z.boolean().default(true).describe("Jitsi lets in only members of the room (Element's auth \"openidtoken-jwt\", verified by Kuvert's /verify endpoints); the conference id is then the room id in base32. Off: an unguessable random conference id."),
+        callMinutes: z
+          .number()
+          .int()
+          .min(5)
+          .max(24 * 60)
+          .default(120)
+          .describe("A call ends this many minutes after it started: its widget is removed from the room."),
+        guestLinkMinutes: z
+          .number()
+          .int()
+          .min(5)
+          .max(7 * 24 * 60)
+          .default(60)
+          .describe("How long a guest link is valid when staff do not say (never beyond the call's end)."),
+        maxGuestLinkMinutes: z
+          .number()
+          .int()
+          .min(5)
+          .max(7 * 24 * 60)
+          .default(24 * 60)
+          .describe("The longest validity staff may ask for a guest link."),
+        verifyToken: z.string().min(1).optional().describe("Bearer token Prosody must send to /verify (its MATRIX_UVS_AUTH_TOKEN). Prefer KUVERT_JITSI_VERIFY_TOKEN. Unset: no token needed (keep /verify on the internal network then)."),
       })
       .strict()
       .prefault({})
       .describe("Video consultations with Jitsi: Element's Jitsi widget in organisation rooms, member-only conferences, guest links."),
     console: z
       .object({
-        idleMinutes: z.number().min(1).max(24 * 60).default(30).describe("A console session ends after this many minutes without a request."),
-        maxHours: z.number().min(1).max(24 * 7).default(12).describe("A console session ends after this many hours, however active."),
-        signInAttemptsPerMinute: z
+        idleMinutes: z
           .number()
-          .int()
           .min(1)
-          .default(10)
-          .describe("Failed console sign-ins one client address may make per minute before it is refused for a while."),
-        staticDir: z
-          .string()
-          .optional()
-          .describe("Directory of the built console (npm run build:web). Unset: web/console/dist in Kuvert's installation."),
+          .max(24 * 60)
+          .default(30)
+          .describe("A console session ends after this many minutes without a request."),
+        maxHours: z
+          .number()
+          .min(1)
+          .max(24 * 7)
+          .default(12)
+          .describe("A console session ends after this many hours, however active."),
+        signInAttemptsPerMinute: z.number().int().min(1).default(10).describe("Failed console sign-ins one client address may make per minute before it is refused for a while."),
+        staticDir: z.string().optional().describe("Directory of the built console (npm run build:web). Unset: web/console/dist in Kuvert's installation."),
       })
       .strict()
       .prefault({})
@@ -282,10 +257,7 @@ export const configSchema = z
           .default(30)
           .describe("Files a staff member posted in the staff room within this many minutes before their !circular are its attachments."),
         maxAttachments: z.number().int().min(0).max(20).default(10).describe("Most attachments of one circular."),
-        stagingDir: z
-          .string()
-          .optional()
-          .describe("Where attachments wait until they are scanned and uploaded (deleted then). Unset: beside documents.stagingDir, with -circulars appended."),
+        stagingDir: z.string().optional().describe("Where attachments wait until they are scanned and uploaded (deleted then). Unset: beside documents.stagingDir, with -circulars appended."),
       })
       .strict()
       .prefault({})
@@ -314,24 +286,14 @@ export const configSchema = z
         archives: z
           .object({
             maxDepth: z.number().int().min(1).max(16).default(5).describe("How deep archives may nest: a ZIP is depth 1, a ZIP in it depth 2. Deeper: refused as unscannable. Keep clamd's MaxRecursion above it."),
-            maxMembers: z
-              .number()
-              .int()
-              .min(1)
-              .max(1_000_000)
-              .default(10_000)
-              .describe("Most members (files and folders, at every depth together) an archive may hold. More: refused as unscannable. Keep clamd's MaxFiles at least this."),
+            maxMembers: z.number().int().min(1).max(1_000_000).default(10_000).describe("Most members (files and folders, at every depth together) an archive may hold. More: refused as unscannable. Keep clamd's MaxFiles at least this."),
             maxTotalBytes: z
               .number()
               .int()
               .min(1024)
               .default(400 * 1024 * 1024)
               .describe("Most bytes an archive may unpack to, at every depth together. More: refused as unscannable. Keep clamd's MaxScanSize at least this."),
-            maxCompressionRatio: z
-              .number()
-              .min(2)
-              .default(100)
-              .describe("Highest ratio of unpacked to packed size of one member larger than 1 MiB unpacked (zip bombs reach 1000). Higher: refused as unscannable."),
+            maxCompressionRatio: z.number().min(2).default(100).describe("Highest ratio of unpacked to packed size of one member larger than 1 MiB unpacked (zip bombs reach 1000). Higher: refused as unscannable."),
             unscannable: z
               .enum(["reject", "hold"])
               .default("reject")
@@ -362,17 +324,8 @@ export const configSchema = z
         from: z.string().default("Kuvert <kuvert@example.org>").describe("Sender of Kuvert's e-mails."),
         staffMailbox: z.string().optional().describe("Address of the staff mailbox: uploads from clerks and alerts go there."),
         language: z.enum(["de", "en"]).optional().describe("Language of e-mails, only to differ from organisations.language (unset: organisations.language)."),
-        roomLinkBase: z
-          .string()
-          .default("https://matrix.to/#/")
-          .describe("Start of the link into a room, followed by the room id: https://matrix.to/#/ or an Element Web URL ending in #/room/."),
-        combineWindowSeconds: z
-          .number()
-          .int()
-          .min(0)
-          .max(3600)
-          .default(60)
-          .describe("Notifications to one address within this window go out as one e-mail."),
+        roomLinkBase: z.string().default("https://matrix.to/#/").describe("Start of the link into a room, followed by the room id: https://matrix.to/#/ or an Element Web URL ending in #/room/."),
+        combineWindowSeconds: z.number().int().min(0).max(3600).default(60).describe("Notifications to one address within this window go out as one e-mail."),
         maxAttempts: z.number().int().min(1).max(100).default(10).describe("Attempts to send an e-mail before it is marked dead and staff are alerted."),
       })
       .strict()
@@ -380,10 +333,7 @@ export const configSchema = z
       .describe("E-mail notifications (never the document itself)."),
     accounts: z
       .object({
-        signInUrl: z
-          .url()
-          .optional()
-          .describe("Where clerks sign in (e.g. your Element Web, https://element.example.org): named in the letter and linked in the e-mail. Defaults to homeserver.publicUrl, then homeserver.url."),
+        signInUrl: z.url().optional().describe("Where clerks sign in (e.g. your Element Web, https://element.example.org): named in the letter and linked in the e-mail. Defaults to homeserver.publicUrl, then homeserver.url."),
         password: z
           .object({
             length: z.number().int().min(12).max(64).default(16).describe("Length of initial passwords."),
@@ -405,16 +355,13 @@ export const configSchema = z
         sender: z
           .object({
             name: z.string().default("Kuvert").describe("Name of the operating body, at the top of letters and in the return address."),
-            address: z.array(z.string()).max(6).default([]).describe("Address lines of the operating body, e.g. [\"Musterstraße 1\", \"12345 Musterstadt\"]."),
-            contact: z.string().optional().describe("A line for questions, e.g. \"Fragen: 0123 456789, service@body.example\"."),
+            address: z.array(z.string()).max(6).default([]).describe('Address lines of the operating body, e.g. ["Musterstraße 1", "12345 Musterstadt"].'),
+            contact: z.string().optional().describe('A line for questions, e.g. "Fragen: 0123 456789, service@body.example".'),
           })
           .strict()
           .prefault({})
           .describe("The operating body, as it appears on letters."),
-        language: z
-          .enum(["de", "en"])
-          .optional()
-          .describe("Language of password letters and account e-mails, only to differ from organisations.language (unset: organisations.language; a request can ask for the other)."),
+        language: z.enum(["de", "en"]).optional().describe("Language of password letters and account e-mails, only to differ from organisations.language (unset: organisations.language; a request can ask for the other)."),
       })
       .strict()
       .prefault({})
@@ -422,13 +369,7 @@ export const configSchema = z
     workers: z
       .object({
         concurrency: z.number().int().min(1).max(64).default(4).describe("How many work items of one kind a Kuvert process handles at once."),
-        leaseSeconds: z
-          .number()
-          .int()
-          .min(2)
-          .max(3600)
-          .default(60)
-          .describe("How long a claimed work item stays reserved; a crashed worker's items are taken over after this."),
+        leaseSeconds: z.number().int().min(2).max(3600).default(60).describe("How long a claimed work item stays reserved; a crashed worker's items are taken over after this."),
         pollMilliseconds: z.number().int().min(50).max(60000).default(1000).describe("How often idle workers look for work written by other processes."),
       })
       .strict()
@@ -437,7 +378,12 @@ export const configSchema = z
     retention: z
       .object({
         enabled: z.boolean().default(true).describe("Delete what is due on a schedule; each run is audited with its counts."),
-        intervalHours: z.number().min(0.01).max(24 * 7).default(24).describe("Hours between retention runs (the first runs an hour after start)."),
+        intervalHours: z
+          .number()
+          .min(0.01)
+          .max(24 * 7)
+          .default(24)
+          .describe("Hours between retention runs (the first runs an hour after start)."),
         stagingOrphanHours: z.number().min(1).default(24).describe("Staging files no waiting document needs (left by a crash) are deleted after this many hours."),
         documentDays: z.number().int().min(1).default(365).describe("Metadata of finished documents (delivered, rejected, checked, removed) and of ended calls is deleted after this many days."),
         mailDays: z.number().int().min(1).default(30).describe("E-mail notifications that were sent, combined or given up, and guest links that expired, are deleted after this many days."),
@@ -450,10 +396,7 @@ export const configSchema = z
     logging: z
       .object({
         level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info").describe("Lowest level written."),
-        pseudonymKey: z
-          .string()
-          .optional()
-          .describe("Key of the keyed hash that pseudonymises people in logs. Prefer KUVERT_PSEUDONYM_KEY. Unset: a random key per start."),
+        pseudonymKey: z.string().optional().describe("Key of the keyed hash that pseudonymises people in logs. Prefer KUVERT_PSEUDONYM_KEY. Unset: a random key per start."),
       })
       .strict()
       .prefault({})

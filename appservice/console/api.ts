@@ -48,17 +48,7 @@ function page(title: string, text: string): string {
 /** Content security policy of the console: its own scripts and styles only; it talks to Kuvert and the homeserver. */
 function contentSecurityPolicy(homeserverUrl: string): string {
   const hs = new URL(homeserverUrl).origin;
-  return [
-    "default-src 'self'",
-    `connect-src 'self' ${hs}`,
-    "img-src 'self' data:",
-    "style-src 'self'",
-    "script-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-  ].join("; ");
+  return ["default-src 'self'", `connect-src 'self' ${hs}`, "img-src 'self' data:", "style-src 'self'", "script-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"].join("; ");
 }
 
 /** /console/: the built pages, settings.json for the browser, or a clear page when there is nothing to serve. */
@@ -157,10 +147,8 @@ function presentAudit(row: AuditRow): AuditEntryView {
 export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Readiness, requireScope: (...s: Scope[]) => RequestHandler): express.Router {
   const r = express.Router();
   const json = readJson("16kb");
-  const enabled = (_req: Request, _res: Response, next: NextFunction) =>
-    next(deps.enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "The staff console is switched off in this Kuvert (modules.console)."));
-  const withHeader = (req: Request, _res: Response, next: NextFunction) =>
-    next(req.get(CONSOLE_HEADER) === "1" ? undefined : new KuvertError(ErrCode.ConsoleHeaderMissing, `This request must carry the header ${CONSOLE_HEADER}: 1.`));
+  const enabled = (_req: Request, _res: Response, next: NextFunction) => next(deps.enabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "The staff console is switched off in this Kuvert (modules.console)."));
+  const withHeader = (req: Request, _res: Response, next: NextFunction) => next(req.get(CONSOLE_HEADER) === "1" ? undefined : new KuvertError(ErrCode.ConsoleHeaderMissing, `This request must carry the header ${CONSOLE_HEADER}: 1.`));
   // Failed sign-ins count per address; successful ones do not.
   const signInLimit = rateLimit({
     windowMs: 60_000,
@@ -182,10 +170,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
   r.post("/session", enabled, withHeader, signInLimit, ...json, async (req, res) => {
     if (!req.is("application/json")) throw new KuvertError(ErrCode.UnsupportedMediaType, "Send the OpenID token as application/json.");
     const input = parseInput(signInInput, req.body);
-    const { id, session } = await deps.sessions.signIn(
-      { accessToken: input.access_token, matrixServerName: input.matrix_server_name },
-      { address: req.ip, userAgent: req.get("user-agent") },
-    );
+    const { id, session } = await deps.sessions.signIn({ accessToken: input.access_token, matrixServerName: input.matrix_server_name }, { address: req.ip, userAgent: req.get("user-agent") });
     res.setHeader("Set-Cookie", sessionCookie(id, deps.maxHours * 3600));
     res.setHeader("Cache-Control", "no-store");
     res.status(201).json({ signedIn: true, session });
@@ -238,9 +223,7 @@ export function consoleApiRoutes(db: Database, deps: ConsoleDeps, readiness: Rea
     const from = isoTime("from", req.query.from);
     const to = isoTime("to", req.query.to);
     // Handing the log out is recorded before it is handed out.
-    await db.transaction((tx) =>
-      audit(tx, { actor: actorOf(req), action: "audit.exported", outcome: "ok", details: { format, from: from?.toISOString() ?? null, to: to?.toISOString() ?? null } }),
-    );
+    await db.transaction((tx) => audit(tx, { actor: actorOf(req), action: "audit.exported", outcome: "ok", details: { format, from: from?.toISOString() ?? null, to: to?.toISOString() ?? null } }));
     const stamp = new Date().toISOString().slice(0, 10);
     res.setHeader("Content-Type", format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8");
     res.setHeader("Content-Disposition", `attachment; filename="kuvert-audit-${stamp}.${format}"`);

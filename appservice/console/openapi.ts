@@ -36,8 +36,7 @@ export const consoleSecurityScheme = {
   type: "apiKey",
   in: "cookie",
   name: "kuvert_session",
-  description:
-    "A console session (POST /session). Requests that change something must also send the header X-Kuvert-Console: 1. Roles give scopes: admin → admin, staff, drop; staff → staff, drop; dpo → audit.",
+  description: "A console session (POST /session). Requests that change something must also send the header X-Kuvert-Console: 1. Roles give scopes: admin → admin, staff, drop; staff → staff, drop; dpo → audit.",
 };
 
 export const consolePaths: Record<string, unknown> = {
@@ -82,7 +81,10 @@ export const consolePaths: Record<string, unknown> = {
       parameters: [{ name: "search", in: "query", schema: { type: "string" }, description: "Part of the id or name." }],
       responses: {
         "200": json(
-          { type: "object", properties: { organisations: { type: "array", items: { type: "object", properties: { id: { type: "string" }, name: { type: "string" }, tags: { type: "array", items: { type: "string" } }, state: { type: "string" }, roomState: { type: "string" } } } } } },
+          {
+            type: "object",
+            properties: { organisations: { type: "array", items: { type: "object", properties: { id: { type: "string" }, name: { type: "string" }, tags: { type: "array", items: { type: "string" } }, state: { type: "string" }, roomState: { type: "string" } } } } },
+          },
           "By name.",
         ),
       },
@@ -153,7 +155,16 @@ export const consolePaths: Record<string, unknown> = {
                 type: "array",
                 items: {
                   type: "object",
-                  properties: { id: { type: "string" }, kind: { type: "string" }, recipient: { type: "string" }, organisationId: { type: ["string", "null"] }, attempts: { type: "integer" }, lastError: { type: ["string", "null"] }, createdAt: { type: "string" }, notifications: { type: "integer", description: "Notifications combined in this e-mail." } },
+                  properties: {
+                    id: { type: "string" },
+                    kind: { type: "string" },
+                    recipient: { type: "string" },
+                    organisationId: { type: ["string", "null"] },
+                    attempts: { type: "integer" },
+                    lastError: { type: ["string", "null"] },
+                    createdAt: { type: "string" },
+                    notifications: { type: "integer", description: "Notifications combined in this e-mail." },
+                  },
                 },
               },
             },

@@ -125,10 +125,7 @@ export class ConsoleSessions {
       throw new KuvertError(ErrCode.OpenIdTokenUsed, "This OpenID token has already been used to sign in; a token signs in once. Sign in again.");
     }
     if (!claim.ok) {
-      throw new KuvertError(
-        ErrCode.OpenIdTokenPurpose,
-        `This OpenID token was already presented ${claim.boundTo === "verify" ? "to join a video consultation" : "on a call link page"}; it cannot open a console session. Sign in with the console.`,
-      );
+      throw new KuvertError(ErrCode.OpenIdTokenPurpose, `This OpenID token was already presented ${claim.boundTo === "verify" ? "to join a video consultation" : "on a call link page"}; it cannot open a console session. Sign in with the console.`);
     }
     return body.sub;
   }
@@ -140,33 +137,28 @@ export class ConsoleSessions {
       userId = await this.#verifyOpenId(req);
     } catch (err) {
       if (err instanceof KuvertError && (err.errcode === ErrCode.SignInFailed || err.errcode === ErrCode.OpenIdTokenUsed || err.errcode === ErrCode.OpenIdTokenPurpose)) {
-        await this.#db.transaction((tx) =>
-          audit(tx, { actor: "anonymous", action: "console.sign-in", outcome: "failed", details: { reason: err.message, errcode: err.errcode, address: client.address ?? null } }),
-        );
+        await this.#db.transaction((tx) => audit(tx, { actor: "anonymous", action: "console.sign-in", outcome: "failed", details: { reason: err.message, errcode: err.errcode, address: client.address ?? null } }));
         log.warn({ address: client.address, errcode: err.errcode }, "console sign-in failed: the OpenID token was not confirmed or not made for the console");
       }
       throw err;
     }
     const roles = rolesOf(this.#config, userId);
     if (roles.length === 0) {
-      await this.#db.transaction((tx) =>
-        audit(tx, { actor: userId, action: "console.sign-in", object: userId, outcome: "refused", details: { reason: "no role in Kuvert's configuration", address: client.address ?? null } }),
-      );
+      await this.#db.transaction((tx) => audit(tx, { actor: userId, action: "console.sign-in", object: userId, outcome: "refused", details: { reason: "no role in Kuvert's configuration", address: client.address ?? null } }));
       log.warn({ user: pseudonym(userId) }, "console sign-in refused: no role");
-      throw new KuvertError(
-        ErrCode.NotStaff,
-        `${userId} holds no role in Kuvert (admin, staff or dpo). The console is for the body's staff; clerks work in their organisation's room in Element.`,
-      );
+      throw new KuvertError(ErrCode.NotStaff, `${userId} holds no role in Kuvert (admin, staff or dpo). The console is for the body's staff; clerks work in their organisation's room in Element.`);
     }
     const id = randomBytes(32).toString("base64url");
     const c = this.#config.console;
     const row = await this.#db.transaction(async (tx) => {
       // Ended sessions go when someone signs in: no schedule needed for them.
       await tx.query("DELETE FROM console_sessions WHERE expires_at < now() OR last_seen_at < now() - make_interval(secs => $1)", [c.idleMinutes * 60]);
-      const inserted = await tx.query<{ created_at: Date; expires_at: Date }>(
-        "INSERT INTO console_sessions (id_hash, user_id, expires_at, user_agent) VALUES ($1, $2, now() + make_interval(secs => $3), $4) RETURNING created_at, expires_at",
-        [hashId(id), userId, c.maxHours * 3600, client.userAgent?.slice(0, 300) ?? null],
-      );
+      const inserted = await tx.query<{ created_at: Date; expires_at: Date }>("INSERT INTO console_sessions (id_hash, user_id, expires_at, user_agent) VALUES ($1, $2, now() + make_interval(secs => $3), $4) RETURNING created_at, expires_at", [
+        hashId(id),
+        userId,
+        c.maxHours * 3600,
+        client.userAgent?.slice(0, 300) ?? null,
+      ]);
       await audit(tx, { actor: userId, action: "console.sign-in", object: userId, outcome: "ok", details: { roles } });
       return inserted.rows[0]!;
     });
@@ -187,9 +179,7 @@ export class ConsoleSessions {
   async find(id: string, touch = true): Promise<SessionLookup> {
     const live = "id_hash = $1 AND expires_at > now() AND last_seen_at > now() - make_interval(secs => $2)";
     const { rows } = await this.#db.query<{ user_id: string; created_at: Date; expires_at: Date }>(
-      touch
-        ? `UPDATE console_sessions SET last_seen_at = now() WHERE ${live} RETURNING user_id, created_at, expires_at`
-        : `SELECT user_id, created_at, expires_at FROM console_sessions WHERE ${live}`,
+      touch ? `UPDATE console_sessions SET last_seen_at = now() WHERE ${live} RETURNING user_id, created_at, expires_at` : `SELECT user_id, created_at, expires_at FROM console_sessions WHERE ${live}`,
       [hashId(id), this.#config.console.idleMinutes * 60],
     );
     const row = rows[0];

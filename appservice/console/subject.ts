@@ -6,10 +6,7 @@ export const consoleSubject: SubjectPart = {
     {
       name: "consoleSessions",
       after: "staff",
-      sql: (kind) =>
-        kind === "matrix-id"
-          ? `SELECT created_at AS "signedInAt", last_seen_at AS "lastSeenAt", expires_at AS "endsAt", user_agent AS "browser" FROM console_sessions WHERE user_id = $1 ORDER BY created_at`
-          : null,
+      sql: (kind) => (kind === "matrix-id" ? `SELECT created_at AS "signedInAt", last_seen_at AS "lastSeenAt", expires_at AS "endsAt", user_agent AS "browser" FROM console_sessions WHERE user_id = $1 ORDER BY created_at` : null),
       texts: {
         de: {
           title: "Sitzungen in der Konsole",

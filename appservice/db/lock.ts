@@ -26,11 +26,7 @@ export function acquireEmbeddedLock(dir: string): EmbeddedLock {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       const pid = Number(readFileSync(file, "utf8"));
       if (Number.isInteger(pid) && pid > 0 && alive(pid) && pid !== process.pid) {
-        throw new Error(
-          `The embedded database in ${dir} is in use by process ${pid} (a running Kuvert). ` +
-            "Stop it first, or use the admin API while it runs; with a PostgreSQL server (database.url) commands and service can run together.",
-          { cause: err },
-        );
+        throw new Error(`The embedded database in ${dir} is in use by process ${pid} (a running Kuvert). ` + "Stop it first, or use the admin API while it runs; with a PostgreSQL server (database.url) commands and service can run together.", { cause: err });
       }
       rmSync(file, { force: true });
     }

@@ -70,8 +70,7 @@ function presentStatus(row: store.DocumentRow): DocumentStatus {
 
 export function documentRoutes(db: Database, intake: DocumentIntake, batches: Batches, auth: RequestHandler, batchesEnabled = true): express.Router {
   const r = express.Router();
-  const batchesOn = (_req: Request, _res: Response, next: NextFunction) =>
-    next(batchesEnabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "Bulk batches are switched off in this Kuvert (modules.batches); send documents one by one."));
+  const batchesOn = (_req: Request, _res: Response, next: NextFunction) => next(batchesEnabled ? undefined : new KuvertError(ErrCode.ModuleDisabled, "Bulk batches are switched off in this Kuvert (modules.batches); send documents one by one."));
 
   // A bulk batch: a ZIP with manifest.csv or manifest.json and the files it names. Streamed.
   r.post("/batches", auth, batchesOn, async (req: Request, res: Response) => {

@@ -323,9 +323,7 @@ export class Batches {
 
   /** Where the batch is, with a line per entry. Null for an unknown batch or one another token sent. */
   async status(batchId: string, submittedBy: string | null): Promise<BatchStatus | null> {
-    const batch = (
-      await this.#db.query<{ id: string; state: string; reason: string | null; created_at: Date; entry_count: number | null; submitted_by: string }>("SELECT * FROM batches WHERE id = $1", [batchId])
-    ).rows[0];
+    const batch = (await this.#db.query<{ id: string; state: string; reason: string | null; created_at: Date; entry_count: number | null; submitted_by: string }>("SELECT * FROM batches WHERE id = $1", [batchId])).rows[0];
     if (!batch || (submittedBy !== null && batch.submitted_by !== submittedBy)) return null;
     const rows = (
       await this.#db.query<{ line: number; file: string; organisation_id: string; document_id: string | null; errcode: string | null; error: string | null; state: string | null; reason: string | null }>(

@@ -78,7 +78,9 @@ export async function submitBatch(path: string, opts: SubmitOptions, out: NodeJS
   for (const e of status.entries) {
     if (e.state !== "delivered") out.write(`line ${e.line} ${e.file} → ${e.organisation}: ${e.state}${e.errcode ? ` ${e.errcode}` : ""}${e.reason ? `: ${e.reason}` : ""}\n`);
   }
-  const summary = Object.entries(status.counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  const summary = Object.entries(status.counts)
+    .map(([state, n]) => `${n} ${state}`)
+    .join(", ");
   out.write(`${summary}.\n`);
   return { status, ok: (status.counts.delivered ?? 0) === status.entries.length };
 }
@@ -107,7 +109,12 @@ interface DocumentAnswer {
 export async function sendDocument(path: string, opts: SendOptions): Promise<DocumentAnswer & { id: string }> {
   const base = opts.url.replace(/\/$/, "");
   const query = new URLSearchParams({ filename: basename(path) });
-  for (const [name, value] of [["kind", opts.kind], ["reference", opts.reference], ["supersedes", opts.supersedes], ["supersedesReference", opts.supersedesReference]] as const) {
+  for (const [name, value] of [
+    ["kind", opts.kind],
+    ["reference", opts.reference],
+    ["supersedes", opts.supersedes],
+    ["supersedesReference", opts.supersedesReference],
+  ] as const) {
     if (value) query.set(name, value);
   }
   const headers: Record<string, string> = { authorization: `Bearer ${opts.token}`, "content-type": "application/octet-stream", "content-length": String(statSync(path).size) };

@@ -82,11 +82,9 @@ export function checkContent(filename: string, mimetype: string, rules: ContentR
   const ext = extname(filename).slice(1).toLowerCase();
   const quoted = JSON.stringify(filename);
   if (!rules.activeContent && activeTypes.has(mimetype)) {
-    throw new KuvertError(
-      ErrCode.ActiveContent,
-      `${quoted} is not accepted: its content is ${mimetype}, which runs code when opened (HTML, SVG, scripts). Send a PDF instead; an operator can allow such content with documents.activeContent.`,
-      [{ path: "(content)", message: `active content (${mimetype})` }],
-    );
+    throw new KuvertError(ErrCode.ActiveContent, `${quoted} is not accepted: its content is ${mimetype}, which runs code when opened (HTML, SVG, scripts). Send a PDF instead; an operator can allow such content with documents.activeContent.`, [
+      { path: "(content)", message: `active content (${mimetype})` },
+    ]);
   }
   if (!typeAllowed(mimetype, rules.allowedTypes)) {
     throw new KuvertError(ErrCode.TypeNotAllowed, `Documents of type ${mimetype} (judged by the content) are not accepted.`);
@@ -95,8 +93,6 @@ export function checkContent(filename: string, mimetype: string, rules: ContentR
   if (!fitting.includes(ext)) {
     const named = ext ? `ends in .${ext}` : "has no extension";
     const hint = fitting.length ? `name it .${fitting[0]}` : "Kuvert knows no file extension for that type";
-    throw new KuvertError(ErrCode.TypeMismatch, `${quoted} ${named}, but its content is ${mimetype}; the name must say what the file is (${hint}).`, [
-      { path: "filename", message: `the extension does not match the content (${mimetype})` },
-    ]);
+    throw new KuvertError(ErrCode.TypeMismatch, `${quoted} ${named}, but its content is ${mimetype}; the name must say what the file is (${hint}).`, [{ path: "filename", message: `the extension does not match the content (${mimetype})` }]);
   }
 }

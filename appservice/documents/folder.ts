@@ -249,10 +249,15 @@ export class DropFolder {
     for (const entry of entries) {
       const path = join(folderPath, entry.name);
       if (entry.isSymbolicLink()) {
-        await this.#moveUnroutable(folder, entry.name, {
-          de: "Die Datei ist ein symbolischer Link; Kuvert folgt keinen Links. Legen Sie die Datei selbst in den Ordner.",
-          en: "The file is a symbolic link; Kuvert does not follow links. Put the file itself into the folder.",
-        }, report);
+        await this.#moveUnroutable(
+          folder,
+          entry.name,
+          {
+            de: "Die Datei ist ein symbolischer Link; Kuvert folgt keinen Links. Legen Sie die Datei selbst in den Ordner.",
+            en: "The file is a symbolic link; Kuvert does not follow links. Put the file itself into the folder.",
+          },
+          report,
+        );
         continue;
       }
       if (entry.isDirectory()) {
@@ -295,15 +300,16 @@ export class DropFolder {
       }
       if (!isKnown) {
         const valid = slugPattern.test(folder);
-        await this.#moveUnroutable(folder, entry.name, {
-          de: valid
-            ? `Es gibt keine Organisation mit der Kennung „${folder}“. Kuvert stellt nur an Organisationen zu, deren Kennung genau der Ordnername ist.`
-            : `Der Ordnername „${folder}“ ist keine gültige Organisationskennung (Kleinbuchstaben, Ziffern und Bindestriche).`,
-          en: valid
-            ? `There is no organisation with the id "${folder}". Kuvert delivers only to the organisation whose id is exactly the folder name.`
-            : `The folder name "${folder}" is not a valid organisation id (lower-case letters, digits and hyphens).`,
-          errcode: ErrCode.NotFound,
-        }, report);
+        await this.#moveUnroutable(
+          folder,
+          entry.name,
+          {
+            de: valid ? `Es gibt keine Organisation mit der Kennung „${folder}“. Kuvert stellt nur an Organisationen zu, deren Kennung genau der Ordnername ist.` : `Der Ordnername „${folder}“ ist keine gültige Organisationskennung (Kleinbuchstaben, Ziffern und Bindestriche).`,
+            en: valid ? `There is no organisation with the id "${folder}". Kuvert delivers only to the organisation whose id is exactly the folder name.` : `The folder name "${folder}" is not a valid organisation id (lower-case letters, digits and hyphens).`,
+            errcode: ErrCode.NotFound,
+          },
+          report,
+        );
         continue;
       }
       await this.#take(folder, entry.name, path, stat, report);
@@ -471,9 +477,7 @@ export class DropFolder {
     log.warn({ reason: reason.errcode ?? "symlink" }, "a dropped file was moved to the unroutable folder");
 
     const english = this.#config.organisations.language === "en";
-    const body = english
-      ? `Drop folder: "${name}" in folder ${folder} was not delivered and moved to ${relative}: ${reason.en}`
-      : `Ablageordner: „${name}“ im Ordner ${folder} wurde nicht zugestellt und nach ${relative} verschoben: ${reason.de}`;
+    const body = english ? `Drop folder: "${name}" in folder ${folder} was not delivered and moved to ${relative}: ${reason.en}` : `Ablageordner: „${name}“ im Ordner ${folder} wurde nicht zugestellt und nach ${relative} verschoben: ${reason.de}`;
     void this.#staffRoom.post({ key: `unroutable:${relative}`, body }).catch((err: unknown) => log.warn({ err: safeError(err) }, "the staff alert about an unroutable file could not be posted"));
   }
 

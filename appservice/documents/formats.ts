@@ -11,9 +11,7 @@ export const FORMAT_VERSION = 1;
 export function checkFormatVersion(found: unknown, what: string): void {
   if (found === undefined || found === null || found === "") return;
   if (found === FORMAT_VERSION || found === String(FORMAT_VERSION)) return;
-  throw new KuvertError(
-    ErrCode.FormatVersion,
-    `${what} says version ${JSON.stringify(found)}; this Kuvert reads version ${FORMAT_VERSION} (and files without a version). Write version ${FORMAT_VERSION}, or update Kuvert to one that reads the newer format.`,
-    [{ path: "version", message: `expected ${FORMAT_VERSION} or nothing` }],
-  );
+  throw new KuvertError(ErrCode.FormatVersion, `${what} says version ${JSON.stringify(found)}; this Kuvert reads version ${FORMAT_VERSION} (and files without a version). Write version ${FORMAT_VERSION}, or update Kuvert to one that reads the newer format.`, [
+    { path: "version", message: `expected ${FORMAT_VERSION} or nothing` },
+  ]);
 }

@@ -14,10 +14,7 @@ import { TooLargeToScanError, type Scanner, type Unscannable } from "../scanning
 /** Why media could not be scanned; "archive": the archive policy refused it (the verdict has which rule). */
 export type UnscannableWhy = "too-large-to-scan" | "undecryptable" | "media-missing" | "bad-reference" | "too-many-media" | "archive";
 
-export type InboundVerdict =
-  | { kind: "clean"; scanned: number; durationMs: number }
-  | { kind: "infected"; signature: string; path: string; member?: string }
-  | { kind: "unscannable"; why: UnscannableWhy; path: string | null; detail: string; archive?: Unscannable };
+export type InboundVerdict = { kind: "clean"; scanned: number; durationMs: number } | { kind: "infected"; signature: string; path: string; member?: string } | { kind: "unscannable"; why: UnscannableWhy; path: string | null; detail: string; archive?: Unscannable };
 
 const wellFormedMxc = /^mxc:\/\/[^/]+\/[A-Za-z0-9_-]+$/;
 

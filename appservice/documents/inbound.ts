@@ -23,7 +23,11 @@ function kindOf(event: MatrixEvent): string {
 /** A name fit for showing and logging: no path, no control or direction characters. */
 function displayName(content: Record<string, unknown>): string {
   const raw = typeof content.filename === "string" ? content.filename : typeof content.body === "string" ? content.body : "file";
-  const cleaned = raw.split(/[/\\]/).pop()!.replace(/[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "").trim();
+  const cleaned = raw
+    .split(/[/\\]/)
+    .pop()!
+    .replace(/[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "")
+    .trim();
   return cleaned.slice(0, 200) || "file";
 }
 

@@ -78,9 +78,7 @@ export function checkFilename(name: string | undefined): string {
 export function checkShortText(field: "kind" | "reference", value: string | undefined, max = 200): string | null {
   if (value === undefined || value === "") return null;
   if (value.length > max || forbiddenCharacters.test(value)) {
-    throw new KuvertError(ErrCode.InvalidInput, `${field}: expected at most ${max} characters without control characters`, [
-      { path: field, message: `at most ${max} characters without control characters` },
-    ]);
+    throw new KuvertError(ErrCode.InvalidInput, `${field}: expected at most ${max} characters without control characters`, [{ path: field, message: `at most ${max} characters without control characters` }]);
   }
   return value;
 }

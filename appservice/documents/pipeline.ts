@@ -57,11 +57,7 @@ export class DocumentPipeline {
     this.#staffRoom = staffRoom;
     this.#config = config;
     this.#prescans = prescans;
-    this.queue = new WorkQueue<DocumentWorkRow>(
-      db,
-      { table: "document_work", key: "document_id", order: "q.run_after", maxAttempts: 20 },
-      config.workers.leaseSeconds,
-    );
+    this.queue = new WorkQueue<DocumentWorkRow>(db, { table: "document_work", key: "document_id", order: "q.run_after", maxAttempts: 20 }, config.workers.leaseSeconds);
   }
 
   worker(): Worker<DocumentWorkRow> {
@@ -101,11 +97,7 @@ export class DocumentPipeline {
    * Scans with `run` (given clamd's verdict on the whole file reached while it arrived, if any);
    * answers the verdict, or null when the scanner is down or not trusted (the document is then held).
    */
-  async #scan(
-    row: DocumentWorkRow,
-    doc: store.DocumentRow,
-    run: (early: ScanVerdict | undefined) => Promise<ScanVerdict>,
-  ): Promise<(ScanVerdict & { whileReceiving?: boolean }) | "too-large" | null> {
+  async #scan(row: DocumentWorkRow, doc: store.DocumentRow, run: (early: ScanVerdict | undefined) => Promise<ScanVerdict>): Promise<(ScanVerdict & { whileReceiving?: boolean }) | "too-large" | null> {
     await store.setState(this.#db, doc.id, "scanning");
     const timer = scanDuration.startTimer();
     try {
@@ -184,25 +176,16 @@ export class DocumentPipeline {
         if (mxc) await store.setMedia(this.#db, doc.id, mxc, false);
       }
       const reserved = mxc;
-      mxc = await this.#staging.local(doc.id, (path) =>
-        uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved),
-      );
+      mxc = await this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved));
       await store.setMedia(this.#db, doc.id, mxc, true);
     }
     if (!mxc) throw new Error(`document ${doc.id} is marked as uploaded but has no media URI`);
     // Each event with a transaction id of its own derived from the document: the short text, then
     // the file (and for a new version, the edit of the earlier announcement), so a rerun repeats none.
     const replaced = doc.supersedes ? await store.findDocument(this.#db, doc.supersedes) : null;
-    const text = replaced?.event_id
-      ? { ...notice(t.versionAnnouncement(doc, replaced)), "m.relates_to": { "m.in_reply_to": { event_id: replaced.event_id } } }
-      : notice(t.announcement(doc));
+    const text = replaced?.event_id ? { ...notice(t.versionAnnouncement(doc, replaced)), "m.relates_to": { "m.in_reply_to": { event_id: replaced.event_id } } } : notice(t.announcement(doc));
     const announcementEventId = await this.#hs.send(org.roomId, "m.room.message", text, `document:${doc.id}:text`);
-    const eventId = await this.#hs.send(
-      org.roomId,
-      "m.room.message",
-      { msgtype: "m.file", body: doc.filename, filename: doc.filename, url: mxc, info: { mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) } },
-      `document:${doc.id}:file`,
-    );
+    const eventId = await this.#hs.send(org.roomId, "m.room.message", { msgtype: "m.file", body: doc.filename, filename: doc.filename, url: mxc, info: { mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) } }, `document:${doc.id}:file`);
     if (replaced) await this.#markReplaced(org.roomId, replaced, doc, eventId);
     await this.#db.transaction(async (tx) => {
       await store.setState(tx, doc.id, "delivered", { eventId, announcementEventId, finished: true });

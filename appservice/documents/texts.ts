@@ -70,8 +70,7 @@ const de = {
   tooLarge: (limit: number) => `Die Datei ist größer als die ${mib(limit)}, die der Virenscanner prüft; ungeprüft wird nichts zugestellt.`,
   infected: (signature: string) => `Der Virenscanner hat Schadsoftware gefunden (${signature}).`,
   unscannable: (why: Unscannable["reason"]) => `Die Datei kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableDe[why]}`,
-  heldForStaff: (why: Unscannable["reason"]) =>
-    `Die Datei kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableDe[why]} Sie wird nicht zugestellt und wartet auf das Team.`,
+  heldForStaff: (why: Unscannable["reason"]) => `Die Datei kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableDe[why]} Sie wird nicht zugestellt und wartet auf das Team.`,
   rejectedAlert: (filename: string, org: string, reason: string) => `Dokument „${filename}“ für ${org} wurde nicht zugestellt und gelöscht: ${reason}`,
   rejectedMail: (id: string, org: string, reason: string) => `Dokument ${id} für ${org} wurde nicht zugestellt und gelöscht: ${reason} Den Dateinamen nennt der Raum der Mitarbeitenden.`,
   heldAlert: (id: string, org: string, reason: string) => `Dokument ${id} für ${org} wurde angehalten: ${reason}`,

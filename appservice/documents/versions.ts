@@ -20,9 +20,7 @@ export function parseSupersedes(documentId: string | null | undefined, reference
   const id = documentId?.trim() || undefined;
   const ref = reference?.trim() || undefined;
   if (id && ref) {
-    throw new KuvertError(ErrCode.InvalidInput, "Name the replaced document either by its id (supersedes) or by its reference (supersedesReference), not both.", [
-      { path: "supersedesReference", message: "not together with supersedes" },
-    ]);
+    throw new KuvertError(ErrCode.InvalidInput, "Name the replaced document either by its id (supersedes) or by its reference (supersedesReference), not both.", [{ path: "supersedesReference", message: "not together with supersedes" }]);
   }
   if (id) {
     if (!documentIdPattern.test(id)) {
@@ -59,10 +57,7 @@ export async function findReplaceable(q: Queryable, organisationId: string, s: S
       )
     ).rows;
     if (current.length > 1) {
-      throw new KuvertError(
-        ErrCode.ReferenceAmbiguous,
-        `Organisation ${organisationId} has ${current.length} current documents with reference ${JSON.stringify(s.reference)} (${current.map((d) => d.id).join(", ")}); name the one to replace by its id (supersedes).`,
-      );
+      throw new KuvertError(ErrCode.ReferenceAmbiguous, `Organisation ${organisationId} has ${current.length} current documents with reference ${JSON.stringify(s.reference)} (${current.map((d) => d.id).join(", ")}); name the one to replace by its id (supersedes).`);
     }
     row = current[0];
     if (!row) {
@@ -81,10 +76,7 @@ export async function findReplaceable(q: Queryable, organisationId: string, s: S
     throw new KuvertError(ErrCode.NotDelivered, `${describe(s)} is a file posted in the room, not a document Kuvert delivered; only delivered documents can be replaced.`);
   }
   if (row.superseded_by) {
-    throw new KuvertError(
-      ErrCode.AlreadyReplaced,
-      `Document ${row.id} (version ${row.version}) was replaced already by ${row.superseded_by}; a further correction replaces the newest version, ${row.superseded_by}.`,
-    );
+    throw new KuvertError(ErrCode.AlreadyReplaced, `Document ${row.id} (version ${row.version}) was replaced already by ${row.superseded_by}; a further correction replaces the newest version, ${row.superseded_by}.`);
   }
   if (row.state !== "delivered") {
     const why = row.state === "rejected" ? "it was rejected and never delivered" : `it is not delivered yet (${row.state})`;

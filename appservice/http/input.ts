@@ -13,7 +13,9 @@ export function requestLineCheck(req: Request, _res: Response, next: NextFunctio
   const query = url.indexOf("?");
   const path = query === -1 ? url : url.slice(0, query);
   if (encodedNul.test(url) || url.includes("\0")) {
-    return next(new KuvertError(ErrCode.InvalidInput, "The address contains a NUL character (%00); Kuvert accepts no NUL characters in paths, ids or search terms.", [{ path: query !== -1 && encodedNul.test(url.slice(query)) ? "(query)" : "(path)", message: "contains a NUL character" }]));
+    return next(
+      new KuvertError(ErrCode.InvalidInput, "The address contains a NUL character (%00); Kuvert accepts no NUL characters in paths, ids or search terms.", [{ path: query !== -1 && encodedNul.test(url.slice(query)) ? "(query)" : "(path)", message: "contains a NUL character" }]),
+    );
   }
   try {
     decodeURIComponent(path);

@@ -148,7 +148,11 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
       },
       "/organisations/{id}/clerks/{clerk}": {
         parameters: [idParam, { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." }],
-        delete: { summary: "Remove a clerk (kicked from the room)", parameters: removalParameters, responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors } },
+        delete: {
+          summary: "Remove a clerk (kicked from the room)",
+          parameters: removalParameters,
+          responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors },
+        },
       },
       ...Object.assign({}, ...parts.map((p) => p.paths?.(tools) ?? {})),
       ...documentPaths,

@@ -178,9 +178,7 @@ export class MailOutbox {
         table: "mail_outbox",
         key: "id",
         // Only the head of a batch, and only once its combine window has passed.
-        claimable:
-          `q.created_at <= now() - make_interval(secs => ${window}) ` +
-          "AND NOT EXISTS (SELECT 1 FROM mail_outbox o WHERE o.recipient = q.recipient AND o.batch_key = q.batch_key AND o.state = 'pending' AND o.id < q.id)",
+        claimable: `q.created_at <= now() - make_interval(secs => ${window}) ` + "AND NOT EXISTS (SELECT 1 FROM mail_outbox o WHERE o.recipient = q.recipient AND o.batch_key = q.batch_key AND o.state = 'pending' AND o.id < q.id)",
         order: "q.id",
         // The outbox gives up itself (onDead, then state dead and the audit entry in one
         // transaction), so the queue's fail() only ever schedules the next attempt.
@@ -224,9 +222,12 @@ export class MailOutbox {
       return;
     }
     const batch = await this.#takeAlong(head);
-    const renewal = setInterval(() => {
-      this.queue.renew(batch).catch((err: unknown) => log.error({ err }, "renewing the leases of combined notifications failed"));
-    }, (this.queue.leaseSeconds * 1000) / 3);
+    const renewal = setInterval(
+      () => {
+        this.queue.renew(batch).catch((err: unknown) => log.error({ err }, "renewing the leases of combined notifications failed"));
+      },
+      (this.queue.leaseSeconds * 1000) / 3,
+    );
     renewal.unref();
     const rows = [head, ...batch];
     const messageId = this.messageId(rows);
@@ -264,10 +265,7 @@ export class MailOutbox {
 
   async #release(batch: OutboxRow[]): Promise<void> {
     if (batch.length === 0) return;
-    await this.#db.query("UPDATE mail_outbox SET lease_until = NULL, leased_by = NULL WHERE id = ANY ($1) AND leased_by = $2 AND state = 'pending'", [
-      batch.map((r) => r.id),
-      workerId,
-    ]);
+    await this.#db.query("UPDATE mail_outbox SET lease_until = NULL, leased_by = NULL WHERE id = ANY ($1) AND leased_by = $2 AND state = 'pending'", [batch.map((r) => r.id), workerId]);
   }
 
   /** The Message-ID of the e-mail made of these rows: the same rows always give the same id. */
@@ -353,18 +351,12 @@ export class MailOutbox {
       throw new Error(`${lastError} (alerting staff failed: ${errorText(err)})`, { cause: err });
     }
     const dead = await this.#db.transaction(async (tx) => {
-      const { rows } = await tx.query<OutboxRow>(
-        "UPDATE mail_outbox SET state = 'dead', lease_until = NULL, last_error = $2 WHERE id = $1 AND state = 'pending' RETURNING *",
-        [head.id, lastError],
-      );
+      const { rows } = await tx.query<OutboxRow>("UPDATE mail_outbox SET state = 'dead', lease_until = NULL, last_error = $2 WHERE id = $1 AND state = 'pending' RETURNING *", [head.id, lastError]);
       const row = rows[0];
       if (!row) return undefined;
       await forgetGuestLinks(tx, [head.id, ...batch.map((r) => r.id)]);
       if (batch.length > 0) {
-        await tx.query(
-          "UPDATE mail_outbox SET state = 'dead', combined_into = $1, lease_until = NULL, last_error = $2 WHERE id = ANY ($3) AND state = 'pending'",
-          [head.id, lastError, batch.map((r) => r.id)],
-        );
+        await tx.query("UPDATE mail_outbox SET state = 'dead', combined_into = $1, lease_until = NULL, last_error = $2 WHERE id = ANY ($3) AND state = 'pending'", [head.id, lastError, batch.map((r) => r.id)]);
       }
       await audit(tx, {
         actor: "kuvert",

@@ -45,7 +45,10 @@ export function roomLink(base: string, roomId: string): string {
 
 /** One line, no control characters: a title or name cannot add lines or headers. */
 export function oneLine(value: string, max = 300): string {
-  const flat = value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/\s+/g, " ").trim();
+  const flat = value
+    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ")
+    .replace(/\s+/g, " ")
+    .trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
@@ -170,10 +173,7 @@ export function renderNotification(input: NotificationMailInput): MailContent {
     greetingHtml,
     `<p>${escapeHtml(w.intro(input.kind, org, count))}</p>`,
     "<ul>",
-    ...items.map(
-      (i) =>
-        `<li>${i.kind ? `${escapeHtml(i.kind)}: ` : ""}<strong>${escapeHtml(i.title)}</strong>${i.reference ? ` (${escapeHtml(i.reference)})` : ""}${i.link ? `<br><a href="${escapeHtml(i.link)}">${escapeHtml(i.link)}</a>` : ""}</li>`,
-    ),
+    ...items.map((i) => `<li>${i.kind ? `${escapeHtml(i.kind)}: ` : ""}<strong>${escapeHtml(i.title)}</strong>${i.reference ? ` (${escapeHtml(i.reference)})` : ""}${i.link ? `<br><a href="${escapeHtml(i.link)}">${escapeHtml(i.link)}</a>` : ""}</li>`),
     "</ul>",
   ];
   if (input.kind === "alert" && org) html.push(`<p>${escapeHtml(w.organisation)}: ${escapeHtml(org)}</p>`);

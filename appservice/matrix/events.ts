@@ -15,14 +15,7 @@ export interface MatrixEvent {
 export function isMatrixEvent(value: unknown): value is MatrixEvent {
   if (typeof value !== "object" || value === null) return false;
   const e = value as Record<string, unknown>;
-  return (
-    typeof e.event_id === "string" &&
-    typeof e.room_id === "string" &&
-    typeof e.type === "string" &&
-    typeof e.sender === "string" &&
-    typeof e.content === "object" &&
-    e.content !== null
-  );
+  return typeof e.event_id === "string" && typeof e.room_id === "string" && typeof e.type === "string" && typeof e.sender === "string" && typeof e.content === "object" && e.content !== null;
 }
 
 /** One feature's reaction to room events. Handlers must be idempotent: after a crash an event is handled again. */

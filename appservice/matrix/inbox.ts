@@ -53,10 +53,7 @@ export class Inbox {
   async store(txnId: string, events: MatrixEvent[]): Promise<StoreOutcome> {
     const wanted = events.filter((e) => !this.#isOwnUser(e.sender));
     return this.#db.transaction(async (tx) => {
-      const inserted = await tx.query("INSERT INTO appservice_transactions (txn_id, event_count) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING", [
-        txnId,
-        events.length,
-      ]);
+      const inserted = await tx.query("INSERT INTO appservice_transactions (txn_id, event_count) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING", [txnId, events.length]);
       if (inserted.rowCount === 0) return "replayed";
       for (const e of wanted) {
         await tx.query(

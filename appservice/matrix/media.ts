@@ -149,12 +149,7 @@ const idleTimeoutMs = 300_000;
  * is read into two buffers that take turns, each used again only once the socket has taken
  * it, so an upload of any size needs 2 MiB.
  */
-async function send(
-  url: string,
-  method: "PUT" | "POST",
-  headers: OutgoingHttpHeaders,
-  body: Readable | { path: string },
-): Promise<{ ok: true; json: unknown } | { ok: false; error: HomeserverError }> {
+async function send(url: string, method: "PUT" | "POST", headers: OutgoingHttpHeaders, body: Readable | { path: string }): Promise<{ ok: true; json: unknown } | { ok: false; error: HomeserverError }> {
   const done = homeserverRequests.startTimer({ method });
   const target = new URL(url);
   const req = (target.protocol === "https:" ? httpsRequest : httpRequest)(target, { method, headers });

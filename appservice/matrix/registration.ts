@@ -16,9 +16,7 @@ export const registrationSchema = z
     rate_limited: z.boolean().optional(),
     receive_ephemeral: z.boolean().optional(),
     protocols: z.array(z.string()).optional(),
-    namespaces: z
-      .object({ users: z.array(namespace).default([]), aliases: z.array(namespace).default([]), rooms: z.array(namespace).default([]) })
-      .strict(),
+    namespaces: z.object({ users: z.array(namespace).default([]), aliases: z.array(namespace).default([]), rooms: z.array(namespace).default([]) }).strict(),
   })
   .strict();
 export type Registration = z.infer<typeof registrationSchema>;
@@ -75,7 +73,9 @@ ${stringify({ ...buildRegistration(config), as_token: placeholderToken("as_token
 
 export function writeRegistration(path: string, registration: Registration, force: boolean): void {
   if (existsSync(path) && readFileSync(path, "utf8").includes(PLACEHOLDER_TOKEN_MARK)) {
-    throw new RegistrationError(`KUVERT_REGISTRATION_PLACEHOLDER: ${path} is the sample registration with placeholder tokens; it stays as it is. Write the real one beside it: kuvert generate-registration --output <another file> (and name that file in appservice.registrationFile).`);
+    throw new RegistrationError(
+      `KUVERT_REGISTRATION_PLACEHOLDER: ${path} is the sample registration with placeholder tokens; it stays as it is. Write the real one beside it: kuvert generate-registration --output <another file> (and name that file in appservice.registrationFile).`,
+    );
   }
   if (existsSync(path) && !force) {
     throw new RegistrationError(`${path} exists already. Its tokens are what the homeserver knows; pass --force to replace it (then restart the homeserver too).`);

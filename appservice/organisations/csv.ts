@@ -82,8 +82,14 @@ export function parseOrganisationsCsv(text: string): ImportRow[] {
     const raw = {
       id,
       name: col(record, "name"),
-      tags: col(record, "tags").split(/[;,\s]+/).filter(Boolean),
-      clerks: col(record, "clerks").split(/[;,\n]/).map((c) => c.trim()).filter(Boolean).map(parseClerk),
+      tags: col(record, "tags")
+        .split(/[;,\s]+/)
+        .filter(Boolean),
+      clerks: col(record, "clerks")
+        .split(/[;,\n]/)
+        .map((c) => c.trim())
+        .filter(Boolean)
+        .map(parseClerk),
     };
     const result = organisationInput.safeParse(raw);
     if (!result.success) {
@@ -95,13 +101,7 @@ export function parseOrganisationsCsv(text: string): ImportRow[] {
 }
 
 /** Applies the rows, each in its own transaction: a bad row changes nothing and the others go on. */
-export async function importOrganisations(
-  db: Database,
-  organisations: Organisations,
-  rows: ImportRow[],
-  actor: string,
-  onProgress: (done: number, total: number) => void = () => undefined,
-): Promise<ImportReport> {
+export async function importOrganisations(db: Database, organisations: Organisations, rows: ImportRow[], actor: string, onProgress: (done: number, total: number) => void = () => undefined): Promise<ImportReport> {
   const report: ImportReport = { rows: [], summary: { created: 0, updated: 0, unchanged: 0, error: 0 } };
   let done = 0;
   for (const row of rows) {

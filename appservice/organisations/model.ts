@@ -6,9 +6,7 @@ export const slugPattern = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const userIdPattern = /^@[a-z0-9._=\-/+]+:(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const emailPattern = /^[^\s@<>()[\]\\,;:"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
 
-export const organisationId = z
-  .string()
-  .regex(slugPattern, "a slug: 1–64 lower-case letters, digits and hyphens, starting and ending with a letter or digit");
+export const organisationId = z.string().regex(slugPattern, "a slug: 1–64 lower-case letters, digits and hyphens, starting and ending with a letter or digit");
 export const tag = z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, "a tag: lower-case letters, digits and hyphens");
 
 export const clerkInput = z

@@ -7,17 +7,7 @@ export const ORGANISATION_STATE_EVENT = "de.kuvert.organisation";
 export const POWER = { bot: 100, staff: 50, clerk: 0 } as const;
 
 /** Events only Kuvert may send: they would open the room, encrypt it (no scanning then), or change who may do what. */
-const lockedEvents = [
-  "m.room.power_levels",
-  "m.room.join_rules",
-  "m.room.guest_access",
-  "m.room.history_visibility",
-  "m.room.encryption",
-  "m.room.tombstone",
-  "m.room.server_acl",
-  "m.room.canonical_alias",
-  ORGANISATION_STATE_EVENT,
-];
+const lockedEvents = ["m.room.power_levels", "m.room.join_rules", "m.room.guest_access", "m.room.history_visibility", "m.room.encryption", "m.room.tombstone", "m.room.server_acl", "m.room.canonical_alias", ORGANISATION_STATE_EVENT];
 
 export interface RoomPeople {
   botUserId: string;
@@ -88,7 +78,11 @@ function sortKeys<T>(record: Record<string, T>): Record<string, T> {
 export function samePowerLevels(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
   const canonical = (v: unknown): unknown =>
     v && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, w]) => [k, canonical(w)]))
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>)
+            .sort(([x], [y]) => (x < y ? -1 : 1))
+            .map(([k, w]) => [k, canonical(w)]),
+        )
       : v;
   return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
 }

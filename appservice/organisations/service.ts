@@ -3,15 +3,7 @@ import { audit } from "../audit/audit.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { ErrCode, KuvertError, parseInput } from "../errors.ts";
 import type { Role } from "../config/schema.ts";
-import {
-  normalise,
-  organisationInput,
-  organisationPatch,
-  type ApplyOutcome,
-  type ClerkInput,
-  type OrganisationInput,
-  type OrganisationPatch,
-} from "./model.ts";
+import { normalise, organisationInput, organisationPatch, type ApplyOutcome, type ClerkInput, type OrganisationInput, type OrganisationPatch } from "./model.ts";
 import * as store from "./store.ts";
 
 /** Clerk accounts on the homeserver (appservice/accounts), when Kuvert is set up to create them. */
@@ -176,9 +168,7 @@ export class Organisations {
     const result = await this.#db.transaction(async (tx) => {
       const current = await this.#require(tx, id);
       const before = asInput(current);
-      const input = normalise(
-        parseInput(organisationInput, { id, name: patch.name ?? before.name, tags: patch.tags ?? before.tags, clerks: patch.clerks ?? before.clerks }),
-      );
+      const input = normalise(parseInput(organisationInput, { id, name: patch.name ?? before.name, tags: patch.tags ?? before.tags, clerks: patch.clerks ?? before.clerks }));
       return this.applyIn(tx, input, actor);
     });
     if (result.outcome !== "unchanged") this.#woken();

@@ -102,10 +102,7 @@ export async function listOrganisations(q: Queryable, filter: ListFilter = {}): 
     where.push(`id > $${params.length}`);
   }
   params.push(filter.limit ?? 1000);
-  const { rows } = await q.query<OrganisationRow>(
-    `SELECT * FROM organisations ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT $${params.length}`,
-    params,
-  );
+  const { rows } = await q.query<OrganisationRow>(`SELECT * FROM organisations ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT $${params.length}`, params);
   if (rows.length === 0) return [];
   const clerks = await q.query<ClerkRow>("SELECT * FROM clerks WHERE organisation_id = ANY ($1) ORDER BY id", [rows.map((r) => r.id)]);
   return rows.map((r) => toOrganisation(r, clerks.rows));
@@ -127,20 +124,10 @@ export async function archiveOrganisation(q: Queryable, id: string): Promise<voi
 
 export async function addClerk(q: Queryable, organisationId: string, c: ClerkInput, removed: Clerk | undefined): Promise<void> {
   if (removed) {
-    await q.query("UPDATE clerks SET status = 'active', removed_at = NULL, email = $2, display_name = $3, matrix_id = $4 WHERE id = $1", [
-      removed.id,
-      c.email ?? null,
-      c.name ?? null,
-      c.matrixId ?? null,
-    ]);
+    await q.query("UPDATE clerks SET status = 'active', removed_at = NULL, email = $2, display_name = $3, matrix_id = $4 WHERE id = $1", [removed.id, c.email ?? null, c.name ?? null, c.matrixId ?? null]);
     return;
   }
-  await q.query("INSERT INTO clerks (organisation_id, matrix_id, email, display_name) VALUES ($1, $2, $3, $4)", [
-    organisationId,
-    c.matrixId ?? null,
-    c.email ?? null,
-    c.name ?? null,
-  ]);
+  await q.query("INSERT INTO clerks (organisation_id, matrix_id, email, display_name) VALUES ($1, $2, $3, $4)", [organisationId, c.matrixId ?? null, c.email ?? null, c.name ?? null]);
 }
 
 export async function updateClerk(q: Queryable, clerkId: string, c: ClerkInput): Promise<void> {
@@ -164,11 +151,7 @@ export async function setNoticeEvent(q: Queryable, id: string, column: "welcome_
 }
 
 export async function setClerkMembership(q: Queryable, organisationId: string, matrixId: string, membership: string | null): Promise<void> {
-  await q.query("UPDATE clerks SET membership = $3 WHERE organisation_id = $1 AND matrix_id = $2 AND membership IS DISTINCT FROM $3", [
-    organisationId,
-    matrixId,
-    membership,
-  ]);
+  await q.query("UPDATE clerks SET membership = $3 WHERE organisation_id = $1 AND matrix_id = $2 AND membership IS DISTINCT FROM $3", [organisationId, matrixId, membership]);
 }
 
 /** Asks for the organisation's room to be brought in line with the database. */

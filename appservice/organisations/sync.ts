@@ -37,11 +37,7 @@ export class RoomSync {
     this.#hs = hs;
     this.#config = config;
     this.#staffRoom = staffRoom;
-    this.queue = new WorkQueue<RoomSyncRow>(
-      db,
-      { table: "room_sync", key: "organisation_id", order: "q.requested_at", maxAttempts: 12, version: "generation" },
-      config.workers.leaseSeconds,
-    );
+    this.queue = new WorkQueue<RoomSyncRow>(db, { table: "room_sync", key: "organisation_id", order: "q.requested_at", maxAttempts: 12, version: "generation" }, config.workers.leaseSeconds);
   }
 
   worker(): Worker<RoomSyncRow> {
@@ -84,7 +80,14 @@ export class RoomSync {
         const eventId = await this.#hs.send(roomId, "m.room.message", notice(t.welcome(org.name)), `welcome:${roomId}`);
         await store.setNoticeEvent(this.#db, org.id, "welcome_event_id", eventId);
       }
-      const refused = await this.#syncPowerLevels(roomId, people, org.clerks.filter((c) => c.status === "removed" && c.matrixId).map((c) => c.matrixId!).concat(removedStaff));
+      const refused = await this.#syncPowerLevels(
+        roomId,
+        people,
+        org.clerks
+          .filter((c) => c.status === "removed" && c.matrixId)
+          .map((c) => c.matrixId!)
+          .concat(removedStaff),
+      );
       await this.#recordPowerLevels(org.id, roomId, refused);
       await this.#syncMembers(org, roomId, people, removedStaff);
       const currentName = await this.#hs.stateEvent(roomId, "m.room.name");
@@ -159,9 +162,7 @@ export class RoomSync {
       const users = (current.users ?? {}) as Record<string, number>;
       const own = users[this.#hs.botUserId] ?? 0;
       const rivals = Object.entries(users).filter(([u, level]) => u !== this.#hs.botUserId && level >= own);
-      const problem =
-        `Kuvert cannot set the room's power levels back: the homeserver refused (${err.message}).` +
-        (rivals.length > 0 ? ` ${rivals.length} other member${rivals.length === 1 ? " holds" : "s hold"} level ${own} (Kuvert's own), which only they can lower.` : "");
+      const problem = `Kuvert cannot set the room's power levels back: the homeserver refused (${err.message}).` + (rivals.length > 0 ? ` ${rivals.length} other member${rivals.length === 1 ? " holds" : "s hold"} level ${own} (Kuvert's own), which only they can lower.` : "");
       if (rivals.length === 0) return problem;
       const partial = { ...wanted, users: { ...(wanted.users as Record<string, number>), ...Object.fromEntries(rivals) } };
       if (!samePowerLevels(current, partial)) {

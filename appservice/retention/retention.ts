@@ -92,11 +92,7 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
     // Combined rows point at the row whose e-mail carried them: those go first.
     const mailCutoff = before(r.mailDays);
     let mail = await deleted(tx, "DELETE FROM mail_outbox WHERE state = 'combined' AND created_at < $1", [mailCutoff]);
-    mail += await deleted(
-      tx,
-      "DELETE FROM mail_outbox m WHERE state IN ('sent', 'dead') AND created_at < $1 AND NOT EXISTS (SELECT 1 FROM mail_outbox c WHERE c.combined_into = m.id)",
-      [mailCutoff],
-    );
+    mail += await deleted(tx, "DELETE FROM mail_outbox m WHERE state IN ('sent', 'dead') AND created_at < $1 AND NOT EXISTS (SELECT 1 FROM mail_outbox c WHERE c.combined_into = m.id)", [mailCutoff]);
 
     // OpenID tokens are remembered (as keyed hashes) only until long after they stopped working.
     const openIdTokens = await forgetExpiredOpenIdTokens(tx, now);
@@ -150,11 +146,14 @@ export async function runRetention(db: Database, config: KuvertConfig, now: Date
 export function scheduleRetention(db: Database, config: KuvertConfig): { stop(): void } {
   if (!config.retention.enabled) return { stop: () => undefined };
   const every = config.retention.intervalHours * 60 * 60 * 1000;
-  let timer: NodeJS.Timeout = setTimeout(function tick() {
-    runRetention(db, config).catch((err: unknown) => log.error({ err }, "retention run failed"));
-    timer = setTimeout(tick, every);
-    timer.unref();
-  }, Math.min(every, 60 * 60 * 1000));
+  let timer: NodeJS.Timeout = setTimeout(
+    function tick() {
+      runRetention(db, config).catch((err: unknown) => log.error({ err }, "retention run failed"));
+      timer = setTimeout(tick, every);
+      timer.unref();
+    },
+    Math.min(every, 60 * 60 * 1000),
+  );
   timer.unref();
   return { stop: () => clearTimeout(timer) };
 }

@@ -104,17 +104,12 @@ interface Walk {
  * verdict, or the first member clamd found something in; throws UnscannableError for what
  * cannot be scanned, ScannerUnavailableError when clamd cannot be asked.
  */
-export async function walkZip(
-  path: string,
-  opts: { scanner: Scanner; limits: ArchiveLimits; maxMemberBytes: number; scratchDir: string },
-): Promise<{ verdict: ScanVerdict; walk: WalkResult }> {
+export async function walkZip(path: string, opts: { scanner: Scanner; limits: ArchiveLimits; maxMemberBytes: number; scratchDir: string }): Promise<{ verdict: ScanVerdict; walk: WalkResult }> {
   const walk: Walk = { ...opts, tally: { members: 0, scanned: 0, bytes: 0 } };
   const started = performance.now();
   const found = await walkLevel(walk, path, 1, []);
   const durationMs = Math.round((performance.now() - started) * 10) / 10;
-  const verdict: ScanVerdict = found
-    ? { clean: false, signature: found.signature, durationMs, bytes: walk.tally.bytes, member: found.member, ...(found.unscannable ? { unscannable: found.unscannable } : {}) }
-    : { clean: true, durationMs, bytes: walk.tally.bytes };
+  const verdict: ScanVerdict = found ? { clean: false, signature: found.signature, durationMs, bytes: walk.tally.bytes, member: found.member, ...(found.unscannable ? { unscannable: found.unscannable } : {}) } : { clean: true, durationMs, bytes: walk.tally.bytes };
   return { verdict, walk: walk.tally };
 }
 
@@ -141,8 +136,7 @@ function nextEntry(zip: yauzl.ZipFile): Promise<yauzl.Entry | undefined> {
   });
 }
 
-const broken = (where: string, err: unknown) =>
-  new UnscannableError("broken", `${where} cannot be read as a ZIP archive (${err instanceof Error ? err.message : String(err)}), so not every file in it can be scanned.`);
+const broken = (where: string, err: unknown) => new UnscannableError("broken", `${where} cannot be read as a ZIP archive (${err instanceof Error ? err.message : String(err)}), so not every file in it can be scanned.`);
 
 async function walkLevel(walk: Walk, path: string, depth: number, trail: string[]): Promise<Found | undefined> {
   const where = trail.length === 0 ? "The archive" : `The archive ${JSON.stringify(trail.join(" › "))}`;

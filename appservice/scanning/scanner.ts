@@ -37,9 +37,7 @@ export interface Unscannable {
  * found; `member` the file inside an archive it was found in; `unscannable` says why the file
  * could not be scanned whole (the signature is then Kuvert.Unscannable.<reason> or clamd's own).
  */
-export type ScanVerdict =
-  | { clean: true; durationMs: number; bytes: number }
-  | { clean: false; signature: string; durationMs: number; bytes: number; member?: string; unscannable?: Unscannable };
+export type ScanVerdict = { clean: true; durationMs: number; bytes: number } | { clean: false; signature: string; durationMs: number; bytes: number; member?: string; unscannable?: Unscannable };
 
 /** clamd could not be reached or did not answer in time: try again later (documents wait). */
 export class ScannerUnavailableError extends Error {
@@ -86,12 +84,7 @@ const probeWaitMs = 1_000;
 /** Readiness checks must answer fast whatever the scan timeout. */
 const pingTimeoutMs = 5_000;
 
-export type ClamdReply =
-  | { kind: "clean" }
-  | { kind: "infected"; signature: string }
-  | { kind: "unscannable"; signature: string; unscannable: Unscannable }
-  | { kind: "tooLarge"; reply: string }
-  | { kind: "unexpected"; reply: string };
+export type ClamdReply = { kind: "clean" } | { kind: "infected"; signature: string } | { kind: "unscannable"; signature: string; unscannable: Unscannable } | { kind: "tooLarge"; reply: string } | { kind: "unexpected"; reply: string };
 
 /**
  * Reads one clamd reply to INSTREAM. Only "stream: OK" is clean. Signatures that say clamd
@@ -183,8 +176,7 @@ export class ClamdScanner implements Scanner {
           reject(result.error);
         } else resolve(result.verdict);
       };
-      const unavailable = (why: string, cause?: unknown) =>
-        finish({ error: new ScannerUnavailableError(`The virus scanner (clamd at ${this.address}) ${why}.`, cause === undefined ? undefined : { cause }) });
+      const unavailable = (why: string, cause?: unknown) => finish({ error: new ScannerUnavailableError(`The virus scanner (clamd at ${this.address}) ${why}.`, cause === undefined ? undefined : { cause }) });
 
       const timer = setTimeout(() => unavailable(`did not answer within ${this.#config.timeoutSeconds} s`), timeoutMs);
 
@@ -233,7 +225,14 @@ export class ClamdScanner implements Scanner {
 
       conn.once("connect", () => {
         connected = true;
-        this.#send(conn, stream, size, limit, (n, end) => ((sent = n), (whole = end)), () => state !== "scanning").then(
+        this.#send(
+          conn,
+          stream,
+          size,
+          limit,
+          (n, end) => ((sent = n), (whole = end)),
+          () => state !== "scanning",
+        ).then(
           (problem) => {
             if (problem) finish({ error: problem });
           },
@@ -247,14 +246,7 @@ export class ClamdScanner implements Scanner {
   }
 
   /** Streams the file to clamd with backpressure; answers an error that ends the scan, or nothing when the terminator went out. */
-  async #send(
-    conn: Socket,
-    stream: NodeJS.ReadableStream,
-    size: number | undefined,
-    limit: number,
-    progress: (sent: number, whole: boolean) => void,
-    stopped: () => boolean,
-  ): Promise<Error | undefined> {
+  async #send(conn: Socket, stream: NodeJS.ReadableStream, size: number | undefined, limit: number, progress: (sent: number, whole: boolean) => void, stopped: () => boolean): Promise<Error | undefined> {
     const write = (data: Buffer): Promise<void> | undefined => {
       if (conn.write(data)) return undefined;
       return new Promise<void>((resolve) => {
@@ -294,15 +286,7 @@ export class ClamdScanner implements Scanner {
     return undefined;
   }
 
-  #settleReply(
-    text: string,
-    size: number | undefined,
-    sent: number,
-    whole: boolean,
-    started: number,
-    finish: (result: { verdict: ScanVerdict } | { error: Error }) => void,
-    unavailable: (why: string) => void,
-  ): void {
+  #settleReply(text: string, size: number | undefined, sent: number, whole: boolean, started: number, finish: (result: { verdict: ScanVerdict } | { error: Error }) => void, unavailable: (why: string) => void): void {
     const durationMs = roundMs(performance.now() - started);
     const reply = readScanReply(text);
     switch (reply.kind) {
@@ -318,10 +302,7 @@ export class ClamdScanner implements Scanner {
         return finish({ verdict: { clean: false, signature: reply.signature, durationMs, bytes: sent, unscannable: reply.unscannable } });
       case "tooLarge": {
         const limit = this.#config.maxStreamBytes;
-        log.warn(
-          { bytes: size ?? sent, limitBytes: limit, reply: reply.reply },
-          "clamd refused a file within scanning.maxStreamBytes: set clamd's StreamMaxLength, MaxFileSize and MaxScanSize to at least scanning.maxStreamBytes",
-        );
+        log.warn({ bytes: size ?? sent, limitBytes: limit, reply: reply.reply }, "clamd refused a file within scanning.maxStreamBytes: set clamd's StreamMaxLength, MaxFileSize and MaxScanSize to at least scanning.maxStreamBytes");
         return finish({ error: new TooLargeToScanError(`The file has ${size ?? `more than ${sent}`} bytes; the virus scanner refused it as too large (${reply.reply}).`, limit, "clamd") });
       }
       case "unexpected":
@@ -407,8 +388,7 @@ function probeStreamLimit(config: ScanningConfig, bytes: number, waitMs: number)
       if ("error" in result) reject(result.error);
       else resolve(result.answer);
     };
-    const unavailable = (why: string, cause?: unknown) =>
-      finish({ error: new ScannerUnavailableError(`The virus scanner (clamd at ${address}) ${why}.`, cause === undefined ? undefined : { cause }) });
+    const unavailable = (why: string, cause?: unknown) => finish({ error: new ScannerUnavailableError(`The virus scanner (clamd at ${address}) ${why}.`, cause === undefined ? undefined : { cause }) });
     const deadline = setTimeout(() => unavailable(`did not accept a connection within ${config.timeoutSeconds} s`), config.timeoutSeconds * 1000);
     const answer = () => {
       const text = reply.replace(/\0[\s\S]*$/, "").trim();

@@ -53,7 +53,9 @@ export class OpenIdTokenPurposes {
   }
 
   async hash(token: string): Promise<string> {
-    return createHmac("sha256", await this.#hashKey()).update(token).digest("base64url");
+    return createHmac("sha256", await this.#hashKey())
+      .update(token)
+      .digest("base64url");
   }
 
   /**

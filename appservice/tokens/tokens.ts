@@ -29,12 +29,7 @@ export async function createToken(db: Database, name: string, tokenScopes: Scope
   }
   const token = `kvt_${randomBytes(32).toString("base64url")}`;
   await db.transaction(async (tx) => {
-    const res = await tx.query("INSERT INTO api_tokens (name, token_hash, scopes, organisations) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING", [
-      name,
-      hashToken(token),
-      tokenScopes,
-      organisations,
-    ]);
+    const res = await tx.query("INSERT INTO api_tokens (name, token_hash, scopes, organisations) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING", [name, hashToken(token), tokenScopes, organisations]);
     if (res.rowCount === 0) throw new KuvertError(ErrCode.TokenNameTaken, `A token named ${name} exists already; revoke it first or choose another name.`);
     await audit(tx, { actor, action: "token.created", object: name, outcome: "ok", details: { scopes: tokenScopes, organisations } });
   });
@@ -56,9 +51,6 @@ export function tokenCovers(token: Pick<ApiToken, "scopes" | "organisations">, o
 
 /** The token's record, or null. Looked up by hash: the token itself is never compared or stored. */
 export async function findToken(db: Database, token: string): Promise<ApiToken | null> {
-  const { rows } = await db.query<{ name: string; scopes: Scope[]; organisations: string[] | null }>(
-    "SELECT name, scopes, organisations FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-    [hashToken(token)],
-  );
+  const { rows } = await db.query<{ name: string; scopes: Scope[]; organisations: string[] | null }>("SELECT name, scopes, organisations FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", [hashToken(token)]);
   return rows[0] ?? null;
 }

@@ -53,7 +53,9 @@ export class Leadership {
     const loop = (): void => {
       if (this.#stopped) return;
       this.#timer = setTimeout(() => {
-        this.#tick = this.attempt().then(() => undefined).finally(loop);
+        this.#tick = this.attempt()
+          .then(() => undefined)
+          .finally(loop);
       }, this.#renewMs);
       this.#timer.unref();
     };

@@ -115,11 +115,7 @@ export class WorkQueue<R extends QueueRow> {
   async renew(rows: R[]): Promise<void> {
     if (rows.length === 0) return;
     const { table, key } = this.spec;
-    await this.#db.query(`UPDATE ${table} SET lease_until = now() + make_interval(secs => $1) WHERE ${key} = ANY ($2) AND leased_by = $3`, [
-      this.#leaseSeconds,
-      rows.map((r) => (r as unknown as Record<string, unknown>)[key]),
-      workerId,
-    ]);
+    await this.#db.query(`UPDATE ${table} SET lease_until = now() + make_interval(secs => $1) WHERE ${key} = ANY ($2) AND leased_by = $3`, [this.#leaseSeconds, rows.map((r) => (r as unknown as Record<string, unknown>)[key]), workerId]);
   }
 
   get leaseSeconds(): number {
@@ -129,10 +125,7 @@ export class WorkQueue<R extends QueueRow> {
   /** Gives claimed rows back without counting an attempt (graceful shutdown). */
   async release(row: R): Promise<void> {
     const { table, key } = this.spec;
-    await this.#db.query(`UPDATE ${table} SET lease_until = NULL, attempts = greatest(attempts - 1, 0) WHERE ${key} = $1 AND leased_by = $2`, [
-      (row as unknown as Record<string, unknown>)[key],
-      workerId,
-    ]);
+    await this.#db.query(`UPDATE ${table} SET lease_until = NULL, attempts = greatest(attempts - 1, 0) WHERE ${key} = $1 AND leased_by = $2`, [(row as unknown as Record<string, unknown>)[key], workerId]);
   }
 }
 
@@ -182,9 +175,12 @@ export class Worker<R extends QueueRow> {
     this.#running = true;
     this.#loop = this.#run();
     // A third of the lease: a row in hand is renewed twice before it could expire.
-    this.#renewTimer = setInterval(() => {
-      this.#opts.queue.renew([...this.#handling]).catch((err: unknown) => log.error({ err, worker: this.#opts.name }, "renewing leases failed"));
-    }, (this.#opts.queue.leaseSeconds * 1000) / 3);
+    this.#renewTimer = setInterval(
+      () => {
+        this.#opts.queue.renew([...this.#handling]).catch((err: unknown) => log.error({ err, worker: this.#opts.name }, "renewing leases failed"));
+      },
+      (this.#opts.queue.leaseSeconds * 1000) / 3,
+    );
     this.#renewTimer.unref();
   }
 

@@ -84,11 +84,7 @@ export class Appservice {
 
   /** `is_interested_in_room`: room ID or one of its aliases in namespace, or a joined member in the user namespace. */
   isInterestedInRoom(roomId: string, aliases: string[], joinedMembers: string[]): boolean {
-    return (
-      this.isRoomInNamespace(roomId) ||
-      aliases.some((alias) => this.isAliasInNamespace(alias)) ||
-      joinedMembers.some((userId) => this.isInterestedInUser(userId))
-    );
+    return this.isRoomInNamespace(roomId) || aliases.some((alias) => this.isAliasInNamespace(alias)) || joinedMembers.some((userId) => this.isInterestedInUser(userId));
   }
 
   /** `is_interested_in_event` (synapse/appservice/__init__.py). */

@@ -16,14 +16,7 @@ export interface HttpResult {
 }
 
 /** A one-shot HTTP request without keep-alive, so nothing lingers after stop(). */
-export function httpRequest(
-  method: string,
-  url: string,
-  headers: Record<string, string>,
-  body: string | undefined,
-  timeoutMs: number,
-  signal: AbortSignal,
-): Promise<HttpResult> {
+export function httpRequest(method: string, url: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, signal: AbortSignal): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
     const send = target.protocol === "https:" ? httpsRequestRaw : httpRequestRaw;
@@ -235,9 +228,7 @@ export class AppservicePusher {
       };
       const timer = setTimeout(() => {
         finish();
-        const state = queues
-          .map((q) => `${q.events.length} queued, ${q.inFlight ? `txn ${q.inFlight.id} in flight (${q.failures} failures)` : "none in flight"}`)
-          .join("; ");
+        const state = queues.map((q) => `${q.events.length} queued, ${q.inFlight ? `txn ${q.inFlight.id} in flight (${q.failures} failures)` : "none in flight"}`).join("; ");
         reject(new Error(`Appservice push not idle after ${timeoutMs} ms: ${state}`));
       }, timeoutMs);
       for (const q of queues) q.watchers.add(check);
@@ -261,14 +252,7 @@ export async function pingAppservice(as: Appservice, txnId: string | undefined, 
   const start = performance.now();
   let res: HttpResult;
   try {
-    res = await httpRequest(
-      "POST",
-      `${url}/_matrix/app/v1/ping`,
-      { Authorization: `Bearer ${as.reg.hs_token}`, "Content-Type": "application/json" },
-      JSON.stringify({ transaction_id: txnId ?? null }),
-      timeoutMs,
-      signal,
-    );
+    res = await httpRequest("POST", `${url}/_matrix/app/v1/ping`, { Authorization: `Bearer ${as.reg.hs_token}`, "Content-Type": "application/json" }, JSON.stringify({ transaction_id: txnId ?? null }), timeoutMs, signal);
   } catch (err) {
     if (err instanceof RequestTimeoutError) throw new MatrixError(504, "M_CONNECTION_TIMEOUT", err.message);
     const e = err instanceof Error ? err : new Error(String(err));

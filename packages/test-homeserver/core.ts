@@ -128,11 +128,7 @@ export class Core {
 
   serializeForAppservice(as: Appservice, ev: StoredEvent): RoomEvent {
     const membership = ev.content["membership"];
-    const withStrippedState =
-      ev.type === "m.room.member" &&
-      (membership === "invite" || membership === "knock") &&
-      ev.stateKey !== undefined &&
-      as.isInterestedInUser(ev.stateKey);
+    const withStrippedState = ev.type === "m.room.member" && (membership === "invite" || membership === "knock") && ev.stateKey !== undefined && as.isInterestedInUser(ev.stateKey);
     return toClientEvent(ev, withStrippedState ? { unsigned: { invite_room_state: inviteRoomState(ev).map(asJson) } } : {});
   }
 

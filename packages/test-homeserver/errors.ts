@@ -18,20 +18,16 @@ export class MatrixError extends Error {
   }
 }
 
-export const forbidden = (message: string, extra?: JsonObject): MatrixError =>
-  new MatrixError(403, "M_FORBIDDEN", message, extra);
+export const forbidden = (message: string, extra?: JsonObject): MatrixError => new MatrixError(403, "M_FORBIDDEN", message, extra);
 export const notFound = (message = "Not found"): MatrixError => new MatrixError(404, "M_NOT_FOUND", message);
 export const unknown = (status: number, message: string): MatrixError => new MatrixError(status, "M_UNKNOWN", message);
 export const badJson = (message: string): MatrixError => new MatrixError(400, "M_BAD_JSON", message);
 export const notJson = (message = "Content not JSON."): MatrixError => new MatrixError(400, "M_NOT_JSON", message);
 export const invalidParam = (message: string): MatrixError => new MatrixError(400, "M_INVALID_PARAM", message);
 export const missingParam = (message: string): MatrixError => new MatrixError(400, "M_MISSING_PARAM", message);
-export const unrecognized = (status = 404): MatrixError =>
-  new MatrixError(status, "M_UNRECOGNIZED", "Unrecognized request");
-export const missingToken = (message = "Missing access token."): MatrixError =>
-  new MatrixError(401, "M_MISSING_TOKEN", message);
-export const unknownToken = (message = "Invalid access token passed."): MatrixError =>
-  new MatrixError(401, "M_UNKNOWN_TOKEN", message, { soft_logout: false });
+export const unrecognized = (status = 404): MatrixError => new MatrixError(status, "M_UNRECOGNIZED", "Unrecognized request");
+export const missingToken = (message = "Missing access token."): MatrixError => new MatrixError(401, "M_MISSING_TOKEN", message);
+export const unknownToken = (message = "Invalid access token passed."): MatrixError => new MatrixError(401, "M_UNKNOWN_TOKEN", message, { soft_logout: false });
 export const exclusive = (message: string): MatrixError => new MatrixError(400, "M_EXCLUSIVE", message);
 export const tooLarge = (message: string): MatrixError => new MatrixError(413, "M_TOO_LARGE", message);
 

@@ -70,13 +70,7 @@ function assertJoined(state: StateMap, userId: string, roomId: string): void {
  * The authorization rules of room versions 10 and 11 (Room Versions §"Authorization rules"), with
  * Synapse's error texts (`synapse/event_auth.py`). Throws a MatrixError when the event is refused.
  */
-export function checkEventAuth(
-  draft: DraftEvent,
-  state: StateMap,
-  roomId: string,
-  version: RoomVersion,
-  findEvent: (eventId: string) => StoredEvent | undefined,
-): void {
+export function checkEventAuth(draft: DraftEvent, state: StateMap, roomId: string, version: RoomVersion, findEvent: (eventId: string) => StoredEvent | undefined): void {
   if (draft.type === "m.room.create") {
     if (state.size > 0) throw forbidden("Create event has prev events");
     return;

@@ -34,9 +34,7 @@ export interface StoredEvent {
 function keptContentKeys(type: string, version: RoomVersion): string[] | "all" {
   switch (type) {
     case "m.room.member":
-      return version === "11"
-        ? ["membership", "join_authorised_via_users_server", "third_party_invite"]
-        : ["membership", "join_authorised_via_users_server"];
+      return version === "11" ? ["membership", "join_authorised_via_users_server", "third_party_invite"] : ["membership", "join_authorised_via_users_server"];
     case "m.room.create":
       return version === "11" ? "all" : ["creator"];
     case "m.room.join_rules":
@@ -123,15 +121,7 @@ export function toStrippedState(ev: StoredEvent): StrippedStateEvent {
 }
 
 /** Synapse's default `room_prejoin_state` event types. */
-const PREJOIN_STATE_TYPES = [
-  "m.room.create",
-  "m.room.join_rules",
-  "m.room.canonical_alias",
-  "m.room.avatar",
-  "m.room.encryption",
-  "m.room.name",
-  "m.room.topic",
-];
+const PREJOIN_STATE_TYPES = ["m.room.create", "m.room.join_rules", "m.room.canonical_alias", "m.room.avatar", "m.room.encryption", "m.room.name", "m.room.topic"];
 
 /** Stripped state shown to an invitee (CS API §"Stripped state"): prejoin types plus the inviter's membership. */
 export function inviteRoomState(invite: StoredEvent): StrippedStateEvent[] {

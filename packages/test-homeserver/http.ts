@@ -124,9 +124,7 @@ export class Router {
   }
 
   match(method: string, rawPath: string): RouteMatch {
-    const path = rawPath
-      .replace(/^\/_matrix\/client\/r0\//, "/_matrix/client/v3/")
-      .replace(/^\/_matrix\/media\/r0\//, "/_matrix/media/v3/");
+    const path = rawPath.replace(/^\/_matrix\/client\/r0\//, "/_matrix/client/v3/").replace(/^\/_matrix\/media\/r0\//, "/_matrix/media/v3/");
     let pathMatched = false;
     for (const route of this.routes) {
       const m = route.regex.exec(path);

@@ -122,11 +122,7 @@ export class TestHomeserver {
   }
 
   /** Creates an account with a password and logs it in on a new device. */
-  async createUser(
-    localpart: string,
-    password: string,
-    opts: { admin?: boolean; displayName?: string } = {},
-  ): Promise<{ userId: string; accessToken: string }> {
+  async createUser(localpart: string, password: string, opts: { admin?: boolean; displayName?: string } = {}): Promise<{ userId: string; accessToken: string }> {
     const userId = `@${localpart}:${this.serverName}`;
     if (this.core.users.findCaseInsensitive(userId)) throw new Error(`User ${userId} already exists`);
     this.core.users.create(userId, { password, admin: opts.admin ?? false, displayname: opts.displayName ?? localpart });

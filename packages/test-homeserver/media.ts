@@ -7,11 +7,32 @@ import type { MediaItem } from "./media-store.ts";
 
 /** Synapse's INLINE_CONTENT_TYPES: everything else is served as an attachment. */
 const INLINE_CONTENT_TYPES = new Set([
-  "text/css", "text/plain", "text/csv", "application/json", "application/ld+json",
-  "image/jpeg", "image/gif", "image/png", "image/apng", "image/webp", "image/avif",
-  "video/mp4", "video/webm", "video/ogg", "video/quicktime",
-  "audio/mp4", "audio/webm", "audio/aac", "audio/mpeg", "audio/ogg", "audio/wave", "audio/wav",
-  "audio/x-wav", "audio/x-pn-wav", "audio/flac", "audio/x-flac",
+  "text/css",
+  "text/plain",
+  "text/csv",
+  "application/json",
+  "application/ld+json",
+  "image/jpeg",
+  "image/gif",
+  "image/png",
+  "image/apng",
+  "image/webp",
+  "image/avif",
+  "video/mp4",
+  "video/webm",
+  "video/ogg",
+  "video/quicktime",
+  "audio/mp4",
+  "audio/webm",
+  "audio/aac",
+  "audio/mpeg",
+  "audio/ogg",
+  "audio/wave",
+  "audio/wav",
+  "audio/x-wav",
+  "audio/x-pn-wav",
+  "audio/flac",
+  "audio/x-flac",
 ]);
 
 const CSP = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
@@ -97,10 +118,12 @@ export function mediaRoutes(router: Router, core: Core): void {
     return ok({});
   });
 
-  const download = (legacy: boolean) => (req: Req): Reply => {
-    if (!legacy) authenticate(core, req);
-    return serve(lookup(core, req, legacy), req.params["fileName"]);
-  };
+  const download =
+    (legacy: boolean) =>
+    (req: Req): Reply => {
+      if (!legacy) authenticate(core, req);
+      return serve(lookup(core, req, legacy), req.params["fileName"]);
+    };
   // CS API GET /_matrix/client/v1/media/download/{serverName}/{mediaId} (#get_matrixclientv1mediadownloadservernamemediaid)
   router.add("GET", "/_matrix/client/v1/media/download/:serverName/:mediaId", download(false));
   // CS API GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName} (#get_matrixclientv1mediadownloadservernamemediaidfilename)
@@ -111,12 +134,14 @@ export function mediaRoutes(router: Router, core: Core): void {
   router.add("GET", "/_matrix/media/v3/download/:serverName/:mediaId/:fileName", download(true));
 
   // Thumbnails are not generated: images are served as they are, other media has no thumbnail.
-  const thumbnail = (legacy: boolean) => (req: Req): Reply => {
-    if (!legacy) authenticate(core, req);
-    const item = lookup(core, req, legacy);
-    if (!item.contentType.startsWith("image/")) throw notFound("Not found");
-    return serve(item, undefined);
-  };
+  const thumbnail =
+    (legacy: boolean) =>
+    (req: Req): Reply => {
+      if (!legacy) authenticate(core, req);
+      const item = lookup(core, req, legacy);
+      if (!item.contentType.startsWith("image/")) throw notFound("Not found");
+      return serve(item, undefined);
+    };
   // CS API GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId} (#get_matrixclientv1mediathumbnailservernamemediaid)
   router.add("GET", "/_matrix/client/v1/media/thumbnail/:serverName/:mediaId", thumbnail(false));
   // CS API GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId} (#get_matrixmediav3thumbnailservernamemediaid)

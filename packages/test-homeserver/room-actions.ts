@@ -31,9 +31,7 @@ export function requireRoom(core: Core, roomId: string, userId: string): Room {
 export function sendEvent(core: Core, requester: Requester, room: Room, draft: DraftEvent, opts: SendOptions = {}): StoredEvent {
   if (draft.type.length > 255) throw tooLarge("'type' too large");
   if (draft.stateKey !== undefined && draft.stateKey.length > 255) throw tooLarge("'state_key' too large");
-  const size = Buffer.byteLength(
-    JSON.stringify({ type: draft.type, content: draft.content, sender: draft.sender, room_id: room.roomId, state_key: draft.stateKey }),
-  );
+  const size = Buffer.byteLength(JSON.stringify({ type: draft.type, content: draft.content, sender: draft.sender, room_id: room.roomId, state_key: draft.stateKey }));
   // Leave room for the fields a real PDU carries (hashes, signatures, auth and prev events).
   if (size + 512 > MAX_EVENT_BYTES) throw tooLarge("event too large");
   if (draft.stateKey !== undefined) {
@@ -61,14 +59,7 @@ function canonicalJson(value: JsonValue): string {
 export type MembershipAction = "invite" | "join" | "leave" | "kick" | "ban" | "unban" | "knock";
 
 /** Synapse's `RoomMemberHandler.update_membership` for a local room. */
-export function updateMembership(
-  core: Core,
-  requester: Requester,
-  room: Room,
-  target: string,
-  action: MembershipAction,
-  opts: { reason?: string; content?: JsonObject; txnId?: string } = {},
-): StoredEvent {
+export function updateMembership(core: Core, requester: Requester, room: Room, target: string, action: MembershipAction, opts: { reason?: string; content?: JsonObject; txnId?: string } = {}): StoredEvent {
   if (!isUserId(target)) throw invalidParam(`Invalid user_id: ${target}`);
   const effective = action === "kick" || action === "unban" ? "leave" : action;
   const content: JsonObject = { ...(opts.content ?? {}) };
@@ -189,11 +180,7 @@ export function createRoom(core: Core, requester: Requester, body: JsonObject): 
     if (typeof aliasName !== "string") throw badJson("room_alias_name must be a string");
     if (/\s/.test(aliasName)) throw new MatrixError(400, "M_UNKNOWN", "Invalid characters in room alias");
     if (aliasName.includes(":")) {
-      throw new MatrixError(
-        400,
-        "M_UNKNOWN",
-        "':' is not permitted in the room alias name. Please note this expects a local part — 'wombat', not '#wombat:example.com'.",
-      );
+      throw new MatrixError(400, "M_UNKNOWN", "':' is not permitted in the room alias name. Please note this expects a local part — 'wombat', not '#wombat:example.com'.");
     }
     alias = `#${aliasName}:${core.serverName}`;
     if (core.rooms.aliases.has(alias)) throw new MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken");

@@ -62,13 +62,7 @@ export class Room {
   }
 
   /** Appends an already-authorised event at the end of the room's timeline. */
-  append(
-    draft: DraftEvent,
-    pos: number,
-    txn: StoredEvent["txn"],
-    findEvent: (id: string) => StoredEvent | undefined,
-    ts = Date.now(),
-  ): StoredEvent {
+  append(draft: DraftEvent, pos: number, txn: StoredEvent["txn"], findEvent: (id: string) => StoredEvent | undefined, ts = Date.now()): StoredEvent {
     const stateBefore = this.state;
     const isState = draft.stateKey !== undefined;
     const stateAfter = isState ? new Map(stateBefore) : stateBefore;

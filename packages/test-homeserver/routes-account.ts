@@ -54,11 +54,7 @@ export function accountRoutes(router: Router, core: Core): void {
   // CS API GET /_matrix/client/v3/login (#get_matrixclientv3login)
   router.add("GET", `${C}/login`, () =>
     ok({
-      flows: [
-        { type: "m.login.password" },
-        { type: "m.login.application_service" },
-        ...(core.opts.sso ? [{ type: "m.login.sso", identity_providers: [{ id: IDP.id, name: IDP.name }] }, { type: "m.login.token" }] : []),
-      ],
+      flows: [{ type: "m.login.password" }, { type: "m.login.application_service" }, ...(core.opts.sso ? [{ type: "m.login.sso", identity_providers: [{ id: IDP.id, name: IDP.name }] }, { type: "m.login.token" }] : [])],
     }),
   );
 

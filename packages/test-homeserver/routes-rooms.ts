@@ -5,17 +5,7 @@ import { sendLevel, userLevel } from "./event-auth.ts";
 import { type StoredEvent, toClientEvent } from "./events.ts";
 import { type Reply, type Req, type Router, ok } from "./http.ts";
 import { parseIdentifier, requireRoomAlias } from "./ids.ts";
-import {
-  type MembershipAction,
-  checkAliasCreation,
-  createRoom,
-  redact,
-  requireRoom,
-  resolveRoom,
-  sendEvent,
-  setState,
-  updateMembership,
-} from "./room-actions.ts";
+import { type MembershipAction, checkAliasCreation, createRoom, redact, requireRoom, resolveRoom, sendEvent, setState, updateMembership } from "./room-actions.ts";
 import type { Room } from "./rooms.ts";
 import { membersOf, paginate, parseEventFilter, parseFilterParam, parseStreamToken, roomAccess, streamToken } from "./timeline.ts";
 import { type JsonObject, asJson } from "./types.ts";
@@ -55,22 +45,24 @@ export function roomRoutes(router: Router, core: Core): void {
     return ok(createRoom(core, requester, await req.json()));
   });
 
-  const membership = (action: MembershipAction) => async (req: Req): Promise<Reply> => {
-    const requester = authenticate(core, req);
-    const body = await req.json({ allowEmpty: action === "leave" });
-    const reason = optionalString(body, "reason");
-    if (action === "invite" && body["id_server"] !== undefined) {
-      throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported by this test homeserver");
-    }
-    const target = action === "leave" ? requester.userId : requireString(body, "user_id");
-    const room = core.rooms.get(req.params["roomId"] ?? "");
-    if (!room) {
-      if (action === "leave") throw notFound("Not a known room");
-      throw forbidden(`User ${requester.userId} not in room ${req.params["roomId"] ?? ""}`);
-    }
-    updateMembership(core, requester, room, target, action, { reason });
-    return ok({});
-  };
+  const membership =
+    (action: MembershipAction) =>
+    async (req: Req): Promise<Reply> => {
+      const requester = authenticate(core, req);
+      const body = await req.json({ allowEmpty: action === "leave" });
+      const reason = optionalString(body, "reason");
+      if (action === "invite" && body["id_server"] !== undefined) {
+        throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported by this test homeserver");
+      }
+      const target = action === "leave" ? requester.userId : requireString(body, "user_id");
+      const room = core.rooms.get(req.params["roomId"] ?? "");
+      if (!room) {
+        if (action === "leave") throw notFound("Not a known room");
+        throw forbidden(`User ${requester.userId} not in room ${req.params["roomId"] ?? ""}`);
+      }
+      updateMembership(core, requester, room, target, action, { reason });
+      return ok({});
+    };
   // CS API POST /_matrix/client/v3/rooms/{roomId}/invite (#post_matrixclientv3roomsroomidinvite)
   router.add("POST", `${C}/rooms/:roomId/invite`, membership("invite"));
   // CS API POST /_matrix/client/v3/rooms/{roomId}/leave (#post_matrixclientv3roomsroomidleave)
@@ -82,13 +74,15 @@ export function roomRoutes(router: Router, core: Core): void {
   // CS API POST /_matrix/client/v3/rooms/{roomId}/unban (#post_matrixclientv3roomsroomidunban)
   router.add("POST", `${C}/rooms/:roomId/unban`, membership("unban"));
 
-  const join = (param: string) => async (req: Req): Promise<Reply> => {
-    const requester = authenticate(core, req);
-    const body = await req.json({ allowEmpty: true });
-    const room = resolveRoom(core, req.params[param] ?? "");
-    updateMembership(core, requester, room, requester.userId, "join", { reason: optionalString(body, "reason") });
-    return ok({ room_id: room.roomId });
-  };
+  const join =
+    (param: string) =>
+    async (req: Req): Promise<Reply> => {
+      const requester = authenticate(core, req);
+      const body = await req.json({ allowEmpty: true });
+      const room = resolveRoom(core, req.params[param] ?? "");
+      updateMembership(core, requester, room, requester.userId, "join", { reason: optionalString(body, "reason") });
+      return ok({ room_id: room.roomId });
+    };
   // CS API POST /_matrix/client/v3/rooms/{roomId}/join (#post_matrixclientv3roomsroomidjoin)
   router.add("POST", `${C}/rooms/:roomId/join`, join("roomId"));
   // CS API POST /_matrix/client/v3/join/{roomIdOrAlias} (#post_matrixclientv3joinroomidoralias)
@@ -223,9 +217,7 @@ export function roomRoutes(router: Router, core: Core): void {
     const roomId = req.params["roomId"] ?? "";
     const room = core.rooms.get(roomId);
     const as = requester.appservice;
-    const allowed = room && (as
-      ? room.membership(requester.userId) === "join" || as.isInterestedInRoom(roomId, core.rooms.aliasesOf(roomId), room.members("join"))
-      : room.membership(requester.userId) === "join");
+    const allowed = room && (as ? room.membership(requester.userId) === "join" || as.isInterestedInRoom(roomId, core.rooms.aliasesOf(roomId), room.members("join")) : room.membership(requester.userId) === "join");
     if (!room || !allowed) throw forbidden("Getting joined members while not being a current member of the room is forbidden.");
     const joined: JsonObject = {};
     for (const userId of room.members("join")) {
@@ -422,4 +414,3 @@ function ephemeralRoutes(router: Router, core: Core): void {
     return ok({});
   });
 }
-

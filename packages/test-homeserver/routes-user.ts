@@ -12,10 +12,7 @@ const C = "/_matrix/client/v3";
 const MAX_DISPLAYNAME_LEN = 256;
 const MAX_AVATAR_URL_LEN = 1000;
 
-const SPEC_VERSIONS = [
-  "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
-  "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
-];
+const SPEC_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12"];
 
 function ownUser(req: Req, requester: Requester, what: string): string {
   const userId = req.params["userId"] ?? "";

@@ -22,8 +22,7 @@ function parseSyncFilter(json: JsonObject): SyncFilter {
   const room = isJsonObject(json["room"]) ? json["room"] : {};
   const timeline = parseEventFilter(room["timeline"]);
   const state = parseEventFilter(room["state"]);
-  const list = (value: JsonValue | undefined): string[] | undefined =>
-    Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : undefined;
+  const list = (value: JsonValue | undefined): string[] | undefined => (Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : undefined);
   return {
     timeline: { ...timeline, lazyLoadMembers: state.lazyLoadMembers },
     timelineLimit: Math.max(0, Math.min(timeline.limit ?? 10, 1000)),
@@ -55,13 +54,7 @@ function serialize(ctx: SyncContext, ev: StoredEvent): JsonObject {
 function roomTimeline(ctx: SyncContext, room: Room, until: number, withState: boolean, newlyJoined = false): { timeline: JsonObject; state: JsonObject; count: number } {
   const userId = ctx.requester.userId;
   const since = newlyJoined ? undefined : ctx.since;
-  const candidates = room.events.filter(
-    (ev) =>
-      (since === undefined || ev.pos > since) &&
-      ev.pos <= until &&
-      filterAccepts(ctx.filter.timeline, ev) &&
-      room.visibleTo(ev, userId, false),
-  );
+  const candidates = room.events.filter((ev) => (since === undefined || ev.pos > since) && ev.pos <= until && filterAccepts(ctx.filter.timeline, ev) && room.visibleTo(ev, userId, false));
   const events = ctx.filter.timelineLimit === 0 ? [] : candidates.slice(-ctx.filter.timelineLimit);
   const limited = candidates.length > events.length;
   const first = events[0];
@@ -116,7 +109,10 @@ function joinedRoom(ctx: SyncContext, room: Room, member: StoredEvent): JsonObje
   if (!newlyJoined && count === 0 && ephemeral.length === 0 && accountData.length === 0) return undefined;
   const joined = room.members("join");
   const invited = room.members("invite");
-  const heroes = [...joined, ...invited].filter((u) => u !== ctx.requester.userId).sort().slice(0, 5);
+  const heroes = [...joined, ...invited]
+    .filter((u) => u !== ctx.requester.userId)
+    .sort()
+    .slice(0, 5);
   return {
     timeline,
     state,

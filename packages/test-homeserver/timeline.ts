@@ -97,20 +97,8 @@ export interface Page {
 }
 
 /** GET /messages semantics over a room's timeline. */
-export function paginate(
-  room: Room,
-  requester: Requester,
-  access: Access,
-  dir: "b" | "f",
-  from: number,
-  to: number | undefined,
-  limit: number,
-  filter: EventFilter,
-): Page {
-  const candidates =
-    dir === "b"
-      ? room.events.filter((ev) => ev.pos <= from && ev.pos <= access.maxPos && (to === undefined || ev.pos > to)).reverse()
-      : room.events.filter((ev) => ev.pos > from && ev.pos <= access.maxPos && (to === undefined || ev.pos <= to));
+export function paginate(room: Room, requester: Requester, access: Access, dir: "b" | "f", from: number, to: number | undefined, limit: number, filter: EventFilter): Page {
+  const candidates = dir === "b" ? room.events.filter((ev) => ev.pos <= from && ev.pos <= access.maxPos && (to === undefined || ev.pos > to)).reverse() : room.events.filter((ev) => ev.pos > from && ev.pos <= access.maxPos && (to === undefined || ev.pos <= to));
   const events: StoredEvent[] = [];
   let i = 0;
   for (; i < candidates.length && events.length < limit; i++) {

@@ -158,9 +158,7 @@ export class UserStore {
   accountDataSince(userId: string, roomId: string, since: number | undefined): Array<{ type: string; content: JsonObject }> {
     const perRoom = this.accountData.get(userId)?.get(roomId);
     if (!perRoom) return [];
-    return [...perRoom.entries()]
-      .filter(([, entry]) => since === undefined || entry.pos > since)
-      .map(([type, entry]) => ({ type, content: entry.content }));
+    return [...perRoom.entries()].filter(([, entry]) => since === undefined || entry.pos > since).map(([type, entry]) => ({ type, content: entry.content }));
   }
 
   addFilter(userId: string, filter: JsonObject): string {

@@ -39,9 +39,7 @@ export async function choosePort(choice: PortChoice, given: string | undefined, 
   const chosen = given !== undefined ? parsePort(given, choice.option) : fromEnv ? parsePort(fromEnv, choice.env) : undefined;
   if (chosen !== undefined) {
     if (taken.includes(chosen) || !(await isFree(chosen))) {
-      throw new PortError(
-        `Port ${chosen} (${choice.what}) is in use by another program; choose a free one with ${choice.option} <port> (or ${choice.env}=<port>), e.g. scripts/quickstart.sh ${choice.option} ${chosen + 1}.`,
-      );
+      throw new PortError(`Port ${chosen} (${choice.what}) is in use by another program; choose a free one with ${choice.option} <port> (or ${choice.env}=<port>), e.g. scripts/quickstart.sh ${choice.option} ${chosen + 1}.`);
     }
     return chosen;
   }

@@ -89,11 +89,7 @@ describe("the embedded database", () => {
     const lock = acquireEmbeddedLock(dir);
     try {
       const lockModule = join(import.meta.dirname, "../../appservice/db/lock.ts");
-      const child = spawnSync(
-        process.execPath,
-        ["--input-type=module", "-e", `import { acquireEmbeddedLock } from ${JSON.stringify(lockModule)}; acquireEmbeddedLock(${JSON.stringify(dir)});`],
-        { encoding: "utf8" },
-      );
+      const child = spawnSync(process.execPath, ["--input-type=module", "-e", `import { acquireEmbeddedLock } from ${JSON.stringify(lockModule)}; acquireEmbeddedLock(${JSON.stringify(dir)});`], { encoding: "utf8" });
       assert.notEqual(child.status, 0, "the second process must not get the lock");
       assert.match(child.stderr, new RegExp(`The embedded database in .* is in use by process ${process.pid} \\(a running Kuvert\\)`));
     } finally {

@@ -20,7 +20,11 @@ for (const kind of ["postgres", "pglite"] as const) {
 
     before(async () => {
       db = await openDatabase({ url: await freshDatabaseUrl(kind), embeddedDir, poolSize: 4 });
-      assert.deepEqual(await migrate(db), listMigrations().map((m) => m.version), "a new database gets every migration");
+      assert.deepEqual(
+        await migrate(db),
+        listMigrations().map((m) => m.version),
+        "a new database gets every migration",
+      );
       assert.deepEqual(await migrate(db), [], "a second migrate applies nothing");
       orgs = new Organisations(db, () => roomWork++);
     });
@@ -54,16 +58,13 @@ for (const kind of ["postgres", "pglite"] as const) {
 
     it("refuses bad input with the field and changes nothing", async () => {
       const before = await orgs.get("musterstadt");
-      await assert.rejects(
-        orgs.apply({ id: "musterstadt", name: "", clerks: [{ matrixId: "anna" }], colour: "red" }, "test"),
-        (err: unknown) => {
-          assert.ok(err instanceof KuvertError);
-          assert.equal(err.status, 400);
-          const paths = err.details!.map((d) => d.path).sort();
-          assert.deepEqual(paths, ["clerks.0.matrixId", "colour", "name"]);
-          return true;
-        },
-      );
+      await assert.rejects(orgs.apply({ id: "musterstadt", name: "", clerks: [{ matrixId: "anna" }], colour: "red" }, "test"), (err: unknown) => {
+        assert.ok(err instanceof KuvertError);
+        assert.equal(err.status, 400);
+        const paths = err.details!.map((d) => d.path).sort();
+        assert.deepEqual(paths, ["clerks.0.matrixId", "colour", "name"]);
+        return true;
+      });
       assert.deepEqual(await orgs.get("musterstadt"), before);
     });
 
@@ -81,7 +82,10 @@ for (const kind of ["postgres", "pglite"] as const) {
       const csv = ["id,name,tags,clerks", "schule-a,Schule A,schools,@a:ex.org", "schule-b,Schule B,schools,@b:ex.org", "schule-a,Duplicate,,", "BAD,Bad,,"].join("\n");
       const first = await importOrganisations(db, orgs, parseOrganisationsCsv(csv), "test");
       assert.deepEqual(first.summary, { created: 2, updated: 0, unchanged: 0, error: 2 });
-      assert.deepEqual(first.rows.map((r) => r.outcome), ["created", "created", "error", "error"]);
+      assert.deepEqual(
+        first.rows.map((r) => r.outcome),
+        ["created", "created", "error", "error"],
+      );
       assert.equal((await orgs.list({ tag: "schools" })).length, 2);
       assert.equal((await orgs.list({ search: "bad" })).length, 0);
       const rerun = await importOrganisations(db, orgs, parseOrganisationsCsv(csv), "test");

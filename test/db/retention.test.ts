@@ -54,9 +54,11 @@ describe("retention", () => {
     await mail("dead", 31);
     await mail("sent", 5);
     await mail("pending", 60);
-    await db.query(`INSERT INTO inbound_events (event_id, room_id, event_type, event, state, received_at) VALUES
+    await db.query(
+      `INSERT INTO inbound_events (event_id, room_id, event_type, event, state, received_at) VALUES
       ('$old', '!r', 'm.room.message', '{}', 'done', $1), ('$new', '!r', 'm.room.message', '{}', 'done', $2), ('$waiting', '!r', 'm.room.message', '{}', 'pending', $1)`,
-      [daysAgo(20), daysAgo(1)]);
+      [daysAgo(20), daysAgo(1)],
+    );
     await db.query("INSERT INTO appservice_transactions (txn_id, event_count, received_at) VALUES ('t-old', 1, $1), ('t-new', 1, $2)", [daysAgo(20), daysAgo(1)]);
     // Calls: one ended long ago with a long-expired guest link (both go), one ended long ago whose
     // link expired recently (the call waits for its link), one running with a valid link (stays).
@@ -64,10 +66,17 @@ describe("retention", () => {
       db.query(
         `INSERT INTO calls (id, organisation_id, room_id, widget_id, conference_id, room_name, started_by, started_at, expires_at, ended_at, ended_by, end_reason, phase, state)
          VALUES ($1, 'org', '!r', $1, 'c', 'Org', '@a:x', $2, $3, $4, $5, $6, 'remove', $7)`,
-        [id, daysAgo((endedDaysAgo ?? 0) + 0.1), endedDaysAgo === null ? new Date(now.getTime() + DAY) : daysAgo(endedDaysAgo), endedDaysAgo === null ? null : daysAgo(endedDaysAgo), endedDaysAgo === null ? null : "kuvert", endedDaysAgo === null ? null : "expired", endedDaysAgo === null ? "pending" : "done"],
+        [
+          id,
+          daysAgo((endedDaysAgo ?? 0) + 0.1),
+          endedDaysAgo === null ? new Date(now.getTime() + DAY) : daysAgo(endedDaysAgo),
+          endedDaysAgo === null ? null : daysAgo(endedDaysAgo),
+          endedDaysAgo === null ? null : "kuvert",
+          endedDaysAgo === null ? null : "expired",
+          endedDaysAgo === null ? "pending" : "done",
+        ],
       );
-    const guestLink = (id: string, callId: string, expiredDaysAgo: number) =>
-      db.query("INSERT INTO guest_links (id, call_id, guest_name, email, created_by, expires_at) VALUES ($1, $2, 'Gast', 'g@x.example', 'token:t', $3)", [id, callId, daysAgo(expiredDaysAgo)]);
+    const guestLink = (id: string, callId: string, expiredDaysAgo: number) => db.query("INSERT INTO guest_links (id, call_id, guest_name, email, created_by, expires_at) VALUES ($1, $2, 'Gast', 'g@x.example', 'token:t', $3)", [id, callId, daysAgo(expiredDaysAgo)]);
     await call("call-old", 100);
     await guestLink("link-old", "call-old", 99);
     await call("call-old-recent-link", 100);
@@ -76,7 +85,12 @@ describe("retention", () => {
     await guestLink("link-valid", "call-running", -0.5);
     // Remembered OpenID tokens: one past its expiry (goes), one still remembered (stays).
     await db.query("INSERT INTO openid_tokens_seen (token_hash, purpose, expires_at) VALUES ('h-old', 'verify', $1), ('h-live', 'console', $2)", [daysAgo(1), new Date(now.getTime() + DAY)]);
-    for (const [name, hoursOld] of [["doc-held", 100], ["doc-gone", 100], ["doc-fresh", 1], ["batch_x.part", 48]] as const) {
+    for (const [name, hoursOld] of [
+      ["doc-held", 100],
+      ["doc-gone", 100],
+      ["doc-fresh", 1],
+      ["batch_x.part", 48],
+    ] as const) {
       writeFileSync(join(staging, name), "x");
       const t = new Date(now.getTime() - hoursOld * 60 * 60 * 1000);
       utimesSync(join(staging, name), t, t);
@@ -87,13 +101,22 @@ describe("retention", () => {
   it("deletes exactly what is due and audits the counts", async () => {
     const counts = await runRetention(db, config, now);
     assert.deepEqual(counts, { documents: 2, batches: 0, mail: 3, inboundEvents: 1, transactions: 1, workItems: 2, auditRows: 3, stagingFiles: 2, guestLinks: 1, calls: 1, openIdTokens: 1 });
-    assert.deepEqual((await db.query<{ id: string }>("SELECT id FROM calls ORDER BY id")).rows.map((r) => r.id), ["call-old-recent-link", "call-running"]);
-    assert.deepEqual((await db.query<{ id: string }>("SELECT id FROM guest_links ORDER BY id")).rows.map((r) => r.id), ["link-recent", "link-valid"]);
+    assert.deepEqual(
+      (await db.query<{ id: string }>("SELECT id FROM calls ORDER BY id")).rows.map((r) => r.id),
+      ["call-old-recent-link", "call-running"],
+    );
+    assert.deepEqual(
+      (await db.query<{ id: string }>("SELECT id FROM guest_links ORDER BY id")).rows.map((r) => r.id),
+      ["link-recent", "link-valid"],
+    );
     const ids = (await db.query<{ id: string }>("SELECT id FROM documents ORDER BY id")).rows.map((r) => r.id);
     assert.deepEqual(ids, ["doc-held", "doc-recent"]);
     const mails = (await db.query<{ state: string }>("SELECT state FROM mail_outbox ORDER BY id")).rows.map((r) => r.state);
     assert.deepEqual(mails, ["sent", "pending"], "recent and unsent e-mails stay");
-    assert.deepEqual((await db.query<{ event_id: string }>("SELECT event_id FROM inbound_events ORDER BY event_id")).rows.map((r) => r.event_id), ["$new", "$waiting"]);
+    assert.deepEqual(
+      (await db.query<{ event_id: string }>("SELECT event_id FROM inbound_events ORDER BY event_id")).rows.map((r) => r.event_id),
+      ["$new", "$waiting"],
+    );
     assert.deepEqual(readdirSync(staging).sort(), ["doc-fresh", "doc-held"], "a waiting document's file and a fresh one stay");
     const run = await db.query<{ details: Record<string, number> }>("SELECT details FROM audit_log WHERE action = 'retention.run'");
     assert.deepEqual(run.rows[0]!.details, counts);

@@ -95,7 +95,10 @@ for (const kind of ["postgres", "pglite"] as const) {
       await orgs.apply({ id: "org-b", name: "Gemeinde B", clerks: [anna, bob] }, "@admin:ex.org");
       await orgs.apply({ id: "org-c", name: "Gemeinde C", clerks: [bob] }, "@admin:ex.org");
       // Anna was staff once and was taken out of the configuration.
-      await orgs.syncStaff([{ userId: ANNA, roles: ["staff"] }, { userId: "@sam:ex.org", roles: ["admin"] }]);
+      await orgs.syncStaff([
+        { userId: ANNA, roles: ["staff"] },
+        { userId: "@sam:ex.org", roles: ["admin"] },
+      ]);
       await orgs.syncStaff([{ userId: "@sam:ex.org", roles: ["admin"] }]);
       // What the room worker would have done: rooms in line, clerks joined.
       await db.query("UPDATE room_sync SET state = 'done'");
@@ -192,8 +195,14 @@ for (const kind of ["postgres", "pglite"] as const) {
         ],
       );
       assert.ok(typeof clerks[0]!.removedAt === "string");
-      assert.deepEqual(sectionRows(matrixReport, "staff").map((r) => [r.roles, r.status]), [[["staff"], "removed"]]);
-      assert.deepEqual(sectionRows(matrixReport, "documentsSent").map((d) => [d.id, d.organisation, d.filename, d.state]), [["doc-anna-in", "org-a", "doc-anna-in.pdf", "checked"]]);
+      assert.deepEqual(
+        sectionRows(matrixReport, "staff").map((r) => [r.roles, r.status]),
+        [[["staff"], "removed"]],
+      );
+      assert.deepEqual(
+        sectionRows(matrixReport, "documentsSent").map((d) => [d.id, d.organisation, d.filename, d.state]),
+        [["doc-anna-in", "org-a", "doc-anna-in.pdf", "checked"]],
+      );
       assert.deepEqual(
         sectionRows(matrixReport, "organisationDocuments").map((d) => d.id),
         ["doc-out-a", "doc-out-b"],
@@ -207,9 +216,7 @@ for (const kind of ["postgres", "pglite"] as const) {
           ["failed", 1, ["m.room.message"]],
         ],
       );
-      assert.deepEqual(sectionRows(matrixReport, "roomProblems"), [
-        { organisation: "org-b", problem: `${ANNA} is banned from the room; only a person can lift the ban\n${OTHER_PERSON} could not be invited: M_FORBIDDEN` },
-      ]);
+      assert.deepEqual(sectionRows(matrixReport, "roomProblems"), [{ organisation: "org-b", problem: `${ANNA} is banned from the room; only a person can lift the ban\n${OTHER_PERSON} could not be invited: M_FORBIDDEN` }]);
       const auditRows = sectionRows(matrixReport, "audit");
       assert.deepEqual(auditRows.map((r) => `${r.action}:${r.organisation ?? ""}`).sort(), [
         "clerk.removed:org-a",
@@ -239,17 +246,32 @@ for (const kind of ["postgres", "pglite"] as const) {
       mailReport = await subjectReport(db, " ANNA@example.org ", { actor: DPO });
       assert.equal(mailReport.subject, ANNA_MAIL);
       assert.equal(mailReport.kind, "email");
-      assert.deepEqual(sectionRows(mailReport, "clerks").map((c) => c.organisation), ["org-a", "org-b"]);
-      assert.deepEqual(sectionRows(mailReport, "mail").map((m) => [m.id, m.kind, m.organisation, m.state]), [
-        [annaMailIds[0], "document", "org-a", "sent"],
-        [annaMailIds[1], "document", "org-a", "combined"],
-        [annaMailIds[2], "document", "org-b", "pending"],
-      ]);
-      assert.deepEqual(sectionRows(mailReport, "organisationDocuments").map((d) => d.id), ["doc-out-a", "doc-out-b"]);
-      assert.deepEqual(sectionRows(mailReport, "guestLinks").map((g) => [g.id, g.call, g.name, g.email, g.revokedAt]), [["link-anna", "call-a", "Anna Beispiel", ANNA_MAIL, null]]);
+      assert.deepEqual(
+        sectionRows(mailReport, "clerks").map((c) => c.organisation),
+        ["org-a", "org-b"],
+      );
+      assert.deepEqual(
+        sectionRows(mailReport, "mail").map((m) => [m.id, m.kind, m.organisation, m.state]),
+        [
+          [annaMailIds[0], "document", "org-a", "sent"],
+          [annaMailIds[1], "document", "org-a", "combined"],
+          [annaMailIds[2], "document", "org-b", "pending"],
+        ],
+      );
+      assert.deepEqual(
+        sectionRows(mailReport, "organisationDocuments").map((d) => d.id),
+        ["doc-out-a", "doc-out-b"],
+      );
+      assert.deepEqual(
+        sectionRows(mailReport, "guestLinks").map((g) => [g.id, g.call, g.name, g.email, g.revokedAt]),
+        [["link-anna", "call-a", "Anna Beispiel", ANNA_MAIL, null]],
+      );
       assert.deepEqual(sectionRows(matrixReport, "guestLinks"), [], "guests are invited by address, not by Matrix ID");
       for (const name of ["staff", "documentsSent", "roomEvents", "roomProblems"]) assert.deepEqual(sectionRows(mailReport, name), [], name);
-      assert.deepEqual(sectionRows(mailReport, "audit").map((r) => r.action), ["mail.sent"]);
+      assert.deepEqual(
+        sectionRows(mailReport, "audit").map((r) => r.action),
+        ["mail.sent"],
+      );
       assert.ok(!JSON.stringify(mailReport).toLowerCase().includes("bob"));
 
       const en = formatReport(mailReport, "en");
@@ -285,20 +307,20 @@ for (const kind of ["postgres", "pglite"] as const) {
       for (const k of byMatrixId.kept) assert.ok(k.why.length > 30, `says why ${k.what} is kept`);
 
       const clerks = (await db.query<{ id: string; matrix_id: string; email: string; display_name: string; status: string }>("SELECT * FROM clerks WHERE id = ANY ($1) ORDER BY id", [annaClerkIds])).rows;
-      assert.deepEqual(clerks.map((c) => [c.matrix_id, c.email, c.display_name, c.status]), [
-        [p, p, p, "removed"],
-        [p, p, p, "removed"],
-      ]);
-      assert.equal((await db.query("SELECT 1 FROM staff_members WHERE matrix_id = $1", [ANNA])).rows.length, 0);
-      assert.deepEqual((await db.query("SELECT submitted_by FROM documents WHERE id = 'doc-anna-in'")).rows, [{ submitted_by: p }]);
       assert.deepEqual(
-        (await db.query<{ event: unknown; state: string }>("SELECT event, state FROM inbound_events WHERE event_id = ANY ($1) ORDER BY seq", [annaEvents])).rows,
+        clerks.map((c) => [c.matrix_id, c.email, c.display_name, c.status]),
         [
-          { event: { redacted: true }, state: "done" },
-          { event: { redacted: true }, state: "done" },
-          { event: { redacted: true }, state: "failed" },
+          [p, p, p, "removed"],
+          [p, p, p, "removed"],
         ],
       );
+      assert.equal((await db.query("SELECT 1 FROM staff_members WHERE matrix_id = $1", [ANNA])).rows.length, 0);
+      assert.deepEqual((await db.query("SELECT submitted_by FROM documents WHERE id = 'doc-anna-in'")).rows, [{ submitted_by: p }]);
+      assert.deepEqual((await db.query<{ event: unknown; state: string }>("SELECT event, state FROM inbound_events WHERE event_id = ANY ($1) ORDER BY seq", [annaEvents])).rows, [
+        { event: { redacted: true }, state: "done" },
+        { event: { redacted: true }, state: "done" },
+        { event: { redacted: true }, state: "failed" },
+      ]);
       const problem = (await db.query<{ room_problem: string }>("SELECT room_problem FROM organisations WHERE id = 'org-b'")).rows[0]!.room_problem;
       assert.equal(problem, `${p} is banned from the room; only a person can lift the ban\n${BOB} could not be invited: M_FORBIDDEN`);
 
@@ -328,7 +350,10 @@ for (const kind of ["postgres", "pglite"] as const) {
         const keep = (rows: Record<string, unknown>[]) => rows.filter((r) => !drop[table]?.(r));
         if (table === "audit_log") {
           assert.deepEqual(after.audit_log!.slice(0, before.audit_log!.length), before.audit_log, "audit rows are unchanged");
-          assert.deepEqual(after.audit_log!.slice(before.audit_log!.length).map((r) => r.action), ["subject.erased", "subject.erased"]);
+          assert.deepEqual(
+            after.audit_log!.slice(before.audit_log!.length).map((r) => r.action),
+            ["subject.erased", "subject.erased"],
+          );
         } else if (table === "organisations") {
           const strip = (rows: Record<string, unknown>[]) => rows.map((r) => ({ ...r, room_problem: r.id === "org-b" ? null : r.room_problem }));
           assert.deepEqual(strip(after.organisations!), strip(before.organisations!));
@@ -337,17 +362,23 @@ for (const kind of ["postgres", "pglite"] as const) {
         }
       }
       assert.ok(after.mail_outbox!.some((m) => m.id === bobMailId));
-      assert.deepEqual(after.clerks!.filter((c) => c.matrix_id === BOB).map((c) => c.status), ["active", "active", "active"]);
+      assert.deepEqual(
+        after.clerks!.filter((c) => c.matrix_id === BOB).map((c) => c.status),
+        ["active", "active", "active"],
+      );
     });
 
     it("audits the erasure with the pseudonym only, and the chain verifies", async () => {
       const verified = await verifyAuditLog(db);
       assert.equal(verified.ok, true, JSON.stringify(verified.brokenAt));
       const rows = (await db.query<AuditRow>("SELECT * FROM audit_log WHERE action = 'subject.erased' ORDER BY seq")).rows;
-      assert.deepEqual(rows.map((r) => [r.actor, r.object, r.outcome]), [
-        [DPO, pseudonym(ANNA), "ok"],
-        [DPO, pseudonym(ANNA_MAIL), "ok"],
-      ]);
+      assert.deepEqual(
+        rows.map((r) => [r.actor, r.object, r.outcome]),
+        [
+          [DPO, pseudonym(ANNA), "ok"],
+          [DPO, pseudonym(ANNA_MAIL), "ok"],
+        ],
+      );
       assert.deepEqual(rows[0]!.details, {
         kind: "matrix-id",
         erased: { clerks: 2, accounts: 0, staff: 1, consoleSessions: 0, documentsSent: 1, mailSent: 0, mailPending: 0, guestLinks: 0, roomEvents: 3, roomProblems: 1 },
@@ -366,7 +397,12 @@ for (const kind of ["postgres", "pglite"] as const) {
       ] as const) {
         const report = await subjectReport(db, subject, { actor: DPO });
         for (const s of report.sections) {
-          if (s.name === "audit") assert.deepEqual(s.rows.map((r) => r.seq), sectionRows(earlier, "audit").map((r) => r.seq), `${subject}: the same audit rows`);
+          if (s.name === "audit")
+            assert.deepEqual(
+              s.rows.map((r) => r.seq),
+              sectionRows(earlier, "audit").map((r) => r.seq),
+              `${subject}: the same audit rows`,
+            );
           else assert.deepEqual(s.rows, [], `${subject}: nothing in ${s.name}`);
         }
       }

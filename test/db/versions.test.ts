@@ -92,7 +92,14 @@ describe("versions in the database", () => {
 
     const report = await subjectReport(db, "@anna:example.org", { actor: "test" });
     const sent = report.sections.find((s) => s.name === "documentsSent")!.rows;
-    assert.deepEqual(sent.map((r) => [r.id, r.version, r.supersedes]), [["doc_v1", 1, null], ["doc_v2", 2, "doc_v1"]], "each version is a document of its own");
+    assert.deepEqual(
+      sent.map((r) => [r.id, r.version, r.supersedes]),
+      [
+        ["doc_v1", 1, null],
+        ["doc_v2", 2, "doc_v1"],
+      ],
+      "each version is a document of its own",
+    );
 
     const staging = tempDir("kuvert-staging-");
     const counts = await runRetention(db, parseConfig({ documents: { stagingDir: staging }, retention: { documentDays: 90 } }));

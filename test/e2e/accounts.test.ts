@@ -241,7 +241,10 @@ describe("clerk accounts", () => {
     const dora = mx("dora.hof");
     const report = await subjectReport(db, dora, { actor: "test" });
     const accounts = report.sections.find((s) => s.name === "accounts")!;
-    assert.deepEqual(accounts.rows.map((r) => [r.matrixId, r.email, r.state, r.letters]), [[dora, "dora@hof.example", "deactivated", 1]]);
+    assert.deepEqual(
+      accounts.rows.map((r) => [r.matrixId, r.email, r.state, r.letters]),
+      [[dora, "dora@hof.example", "deactivated", 1]],
+    );
     await waitFor("Dora's membership to be recorded as left", async () => (await db.query("SELECT 1 FROM clerks WHERE matrix_id = $1 AND membership = 'leave'", [dora])).rows.length > 0);
     const erased = await eraseSubject(db, dora, "test", pseudonym);
     assert.equal(erased.erased.find((e) => e.what.startsWith("records of homeserver accounts"))?.count, 1);
@@ -252,9 +255,10 @@ describe("clerk accounts", () => {
     assert.equal(kept.status, 200, JSON.stringify(kept.body));
     assert.equal((await account(anna, "letter_issued")).organisations.length, 0, "the account stays, outside any organisation");
     // Erasure waits for the room to be in line: Anna's leave seen and the room's sync through (on Synapse the leave event can arrive before the sync job records itself done).
-    await waitFor("Anna's removal to reach the room", async () =>
-      (await db.query("SELECT 1 FROM clerks WHERE matrix_id = $1 AND membership = 'leave'", [anna])).rows.length > 0 &&
-      (await db.query("SELECT 1 FROM room_sync WHERE organisation_id = 'schule-am-see' AND state = 'pending'")).rows.length === 0);
+    await waitFor(
+      "Anna's removal to reach the room",
+      async () => (await db.query("SELECT 1 FROM clerks WHERE matrix_id = $1 AND membership = 'leave'", [anna])).rows.length > 0 && (await db.query("SELECT 1 FROM room_sync WHERE organisation_id = 'schule-am-see' AND state = 'pending'")).rows.length === 0,
+    );
     await assert.rejects(eraseSubject(db, "anna@see.example", "test", pseudonym), (err: unknown) => err instanceof KuvertError && /still active: deactivate it first/.test(err.message));
   });
 
@@ -288,10 +292,11 @@ describe("clerk accounts", () => {
     const db = stack.kuvert!.db;
     const accounts = stack.kuvert!.services.accounts;
     const insert = async (matrixId: string, marker: string) => {
-      const { rows } = await db.query<{ id: string }>(
-        "INSERT INTO clerk_accounts (matrix_id, email, display_name, organisation_id, marker, create_started_at) VALUES ($1, $2, 'Gustav Gans', 'musterstadt', $3, now()) RETURNING id",
-        [matrixId, `${matrixId.slice(1, matrixId.indexOf(":"))}@gans.example`, marker],
-      );
+      const { rows } = await db.query<{ id: string }>("INSERT INTO clerk_accounts (matrix_id, email, display_name, organisation_id, marker, create_started_at) VALUES ($1, $2, 'Gustav Gans', 'musterstadt', $3, now()) RETURNING id", [
+        matrixId,
+        `${matrixId.slice(1, matrixId.indexOf(":"))}@gans.example`,
+        marker,
+      ]);
       return rows[0]!.id;
     };
     // As if Kuvert died after the homeserver created the account and before recording it.

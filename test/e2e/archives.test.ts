@@ -51,10 +51,14 @@ async function setUp(name: string, opts: Parameters<typeof startStack>[0]["clamd
   };
   const until = async (id: string, states: string[]) => {
     let last: DocumentStatus | undefined;
-    await waitFor(`document ${id} to reach ${states.join(" or ")}`, async () => {
-      last = (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
-      return states.includes(last.state);
-    }, 60_000);
+    await waitFor(
+      `document ${id} to reach ${states.join(" or ")}`,
+      async () => {
+        last = (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
+        return states.includes(last.state);
+      },
+      60_000,
+    );
     return last!;
   };
   const files = () => clerk.timeline(room).filter((e: MatrixEvent) => e.getContent().msgtype === "m.file");
@@ -88,7 +92,10 @@ describe("archives through the drop API", () => {
     const id = await s.drop(await zip64("bescheid.txt", Buffer.from("Bescheid 2026\n".repeat(50))), "bescheid.zip");
     assert.equal((await s.until(id, ["rejected", "delivered"])).state, "delivered");
     await s.clerk.waitForEvent(s.room, "the delivered ZIP", (e) => e.getContent().body === "bescheid.zip");
-    assert.deepEqual(s.files().map((e) => e.getContent().body), ["bescheid.zip"]);
+    assert.deepEqual(
+      s.files().map((e) => e.getContent().body),
+      ["bescheid.zip"],
+    );
   });
 });
 

@@ -27,8 +27,7 @@ describe("bulk batches", () => {
   let stack: Stack;
   const rooms = new Map<string, string>();
 
-  const submit = (body: Buffer, headers: Record<string, string> = {}) =>
-    stack.api<{ id: string; replayed: boolean; errcode?: string; error?: string }>("POST", "/api/v1/batches", body, { contentType: "application/zip", headers });
+  const submit = (body: Buffer, headers: Record<string, string> = {}) => stack.api<{ id: string; replayed: boolean; errcode?: string; error?: string }>("POST", "/api/v1/batches", body, { contentType: "application/zip", headers });
   const status = async (id: string) => (await stack.api<BatchStatus>("GET", `/api/v1/batches/${id}`)).body;
 
   before(async () => {
@@ -126,27 +125,39 @@ describe("bulk batches", () => {
       }
     }
     assert.equal(delivered.size, DOCS, "every document reached a room");
-    assert.deepEqual([...delivered.values()].filter((n) => n !== 1), [], "no document was posted twice");
+    assert.deepEqual(
+      [...delivered.values()].filter((n) => n !== 1),
+      [],
+      "no document was posted twice",
+    );
     for (let n = 0; n < DOCS; n++) {
       const room = rooms.get(`org-${n % ORGS}`)!;
-      assert.ok(timelines.get(room)!.some((e) => e.content.filename === `d${n}.pdf`), `d${n}.pdf is in the room of org-${n % ORGS}`);
+      assert.ok(
+        timelines.get(room)!.some((e) => e.content.filename === `d${n}.pdf`),
+        `d${n}.pdf is in the room of org-${n % ORGS}`,
+      );
     }
 
     // Each reference is announced to its organisation's clerk exactly once (an e-mail resent after a
     // crash carries the same Message-ID and counts once, as the outbox documents).
     const seen = new Map<string, string>();
-    await waitFor("every notification", () => {
-      const mails = new Map(stack.smtp.messages.slice(mailsBefore).map((m) => [m.messageId, m]));
-      seen.clear();
-      for (const m of mails.values()) {
-        const to = m.to && "text" in m.to ? m.to.text : "";
-        for (const ref of (m.text ?? "").match(/REF-\d+\b/g) ?? []) {
-          if (seen.has(ref)) throw new Error(`${ref} announced twice`);
-          seen.set(ref, to);
+    await waitFor(
+      "every notification",
+      () => {
+        const mails = new Map(stack.smtp.messages.slice(mailsBefore).map((m) => [m.messageId, m]));
+        seen.clear();
+        for (const m of mails.values()) {
+          const to = m.to && "text" in m.to ? m.to.text : "";
+          for (const ref of (m.text ?? "").match(/REF-\d+\b/g) ?? []) {
+            if (seen.has(ref)) throw new Error(`${ref} announced twice`);
+            seen.set(ref, to);
+          }
         }
-      }
-      return seen.size === DOCS;
-    }, 120_000, 500);
+        return seen.size === DOCS;
+      },
+      120_000,
+      500,
+    );
     for (let n = 0; n < DOCS; n++) assert.equal(seen.get(`REF-${n}`), `clerk@org-${n % ORGS}.example`);
   });
 });

@@ -50,9 +50,7 @@ describe("the call link for members, and OpenID tokens bound to their purpose", 
       status: res.status,
       body: (await res.json()) as Record<string, unknown>,
     }));
-  const auditRows = async (action: string) =>
-    (await stack.kuvert!.db.query<{ actor: string; object: string; outcome: string; details: Record<string, unknown> }>("SELECT actor, object, outcome, details FROM audit_log WHERE action = $1 ORDER BY seq", [action]))
-      .rows;
+  const auditRows = async (action: string) => (await stack.kuvert!.db.query<{ actor: string; object: string; outcome: string; details: Record<string, unknown> }>("SELECT actor, object, outcome, details FROM audit_log WHERE action = $1 ORDER BY seq", [action])).rows;
   const signInOnLink = async (user: TestUser): Promise<Page> => {
     const page = await browser.newPage({ locale: "de-DE" });
     await page.goto(`${stack.publicUrl}${linkPath}`);
@@ -109,7 +107,10 @@ describe("the call link for members, and OpenID tokens bound to their purpose", 
     assert.match((session.body as { error: string }).error, /video consultation/);
     assert.equal(session.cookie, undefined);
     const failed = (await auditRows("console.sign-in")).filter((r) => r.outcome === "failed");
-    assert.ok(failed.some((r) => r.details.errcode === "KUVERT_OPENID_TOKEN_WRONG_PURPOSE"), "the refused sign-in is audited");
+    assert.ok(
+      failed.some((r) => r.details.errcode === "KUVERT_OPENID_TOKEN_WRONG_PURPOSE"),
+      "the refused sign-in is audited",
+    );
   });
 
   it("signs in once with a console token: the replay is refused, and the token does not open /verify either", async () => {

@@ -50,8 +50,7 @@ describe("video consultations", () => {
   let widgetId: string;
   let staffToken: string;
 
-  const widgets = (user: TestUser, room: string) =>
-    (user.room(room)?.currentState.getStateEvents("im.vector.modular.widgets") ?? []).filter((e) => typeof e.getContent().url === "string");
+  const widgets = (user: TestUser, room: string) => (user.room(room)?.currentState.getStateEvents("im.vector.modular.widgets") ?? []).filter((e) => typeof e.getContent().url === "string");
   const layout = (user: TestUser, room: string) => user.room(room)?.currentState.getStateEvents("io.element.widgets.layout", "")?.getContent();
   const ask = async (user: TestUser, room: string, text: string, pattern: RegExp) => {
     const id = await user.say(room, text);
@@ -65,8 +64,7 @@ describe("video consultations", () => {
       status: res.status,
       body: (await res.json()) as Record<string, unknown>,
     }));
-  const auditRows = async (action: string) =>
-    (await stack.kuvert!.db.query<{ actor: string; object: string; outcome: string; details: Record<string, unknown> }>("SELECT actor, object, outcome, details FROM audit_log WHERE action = $1 ORDER BY seq", [action])).rows;
+  const auditRows = async (action: string) => (await stack.kuvert!.db.query<{ actor: string; object: string; outcome: string; details: Record<string, unknown> }>("SELECT actor, object, outcome, details FROM audit_log WHERE action = $1 ORDER BY seq", [action])).rows;
 
   before(async () => {
     stack = await startStack({
@@ -227,7 +225,11 @@ describe("video consultations", () => {
     const api = await stack.api("POST", "/api/v1/organisations/schule-c/call", undefined, { token: staffToken });
     assert.equal(api.status, 403);
     assert.equal(api.body.errcode, "KUVERT_POWER_LEVEL_MISSING");
-    assert.deepEqual((api.body.details as { path: string }[]).map((d) => d.path), ["bot", "bot"], "both the widget and the layout event");
+    assert.deepEqual(
+      (api.body.details as { path: string }[]).map((d) => d.path),
+      ["bot", "bot"],
+      "both the widget and the layout event",
+    );
     const none = await stack.api<{ calls: unknown[] }>("GET", "/api/v1/calls?organisation=schule-c", undefined, { token: staffToken });
     assert.deepEqual(none.body.calls, []);
   });
@@ -270,9 +272,7 @@ describe("video consultations", () => {
     assert.equal(session.body.scriptUrl, `https://${DOMAIN}/external_api.js`);
     assert.equal(session.body.displayName, "Gerda Gast");
 
-    const mail = await waitFor("the invitation e-mail", () => stack.smtp.messages.some((m) => m.to && "text" in m.to && m.to.text === "gerda@example.net"), 20_000).then(() =>
-      stack.smtp.messages.find((m) => m.to && "text" in m.to && m.to.text === "gerda@example.net")!,
-    );
+    const mail = await waitFor("the invitation e-mail", () => stack.smtp.messages.some((m) => m.to && "text" in m.to && m.to.text === "gerda@example.net"), 20_000).then(() => stack.smtp.messages.find((m) => m.to && "text" in m.to && m.to.text === "gerda@example.net")!);
     assert.match(mail.subject ?? "", /Einladung zur Videoberatung mit Gemeinde Musterstadt/);
     assert.ok((mail.text ?? "").includes(issued.body.url), "the link is in the e-mail");
     assert.ok(!(mail.text ?? "").includes("matrix.to"), "no link into the room for a guest");
@@ -307,7 +307,10 @@ describe("video consultations", () => {
     assert.equal(refusedRevoked.status, 410);
     assert.equal(refusedRevoked.body.errcode, "KUVERT_GUEST_LINK_REVOKED");
     const links = await stack.api<{ guestLinks: { id: string; state: string; email: string }[] }>("GET", `/api/v1/calls/${callId}/guest-links`, undefined, { token: staffToken });
-    assert.deepEqual(links.body.guestLinks.map((l) => [l.id, l.state, l.email]), [[issued.body.id, "revoked", "gerda@example.net"]]);
+    assert.deepEqual(
+      links.body.guestLinks.map((l) => [l.id, l.state, l.email]),
+      [[issued.body.id, "revoked", "gerda@example.net"]],
+    );
 
     assert.equal((await auditRows("call.guest_link.issued")).length, 1);
     assert.equal((await auditRows("call.guest_link.revoked"))[0]!.actor, "token:case-worker");
@@ -354,7 +357,10 @@ describe("video consultations", () => {
     await clerk.until("the new widget", () => widgets(clerk, roomId).some((w) => w.getStateKey() === call.widgetId));
     await clerk.waitForEvent(roomId, "the announcement", (e) => e.getSender() === stack.botUserId && /Videoberatung ist gestartet/.test(String(e.getContent().body)));
     const running = await stack.api<{ calls: CallJson[] }>("GET", "/api/v1/calls?state=running", undefined, { token: staffToken });
-    assert.deepEqual(running.body.calls.map((c) => c.id), [call.id]);
+    assert.deepEqual(
+      running.body.calls.map((c) => c.id),
+      [call.id],
+    );
 
     // Its time is up (as if callMinutes had passed): the worker removes the widget.
     await stack.kuvert!.db.query("UPDATE calls SET expires_at = now(), run_after = now() WHERE id = $1", [call.id]);
@@ -367,7 +373,10 @@ describe("video consultations", () => {
     assert.equal(expired.endedBy, "kuvert");
     assert.equal(expired.widgetPosted, false);
     const audited = await auditRows("call.expired");
-    assert.deepEqual(audited.map((r) => [r.actor, r.object]), [["kuvert", call.id]]);
+    assert.deepEqual(
+      audited.map((r) => [r.actor, r.object]),
+      [["kuvert", call.id]],
+    );
   });
 
   it("removes the widget of a call that expired while Kuvert was stopped, once it is back", async () => {
@@ -479,7 +488,6 @@ describe("video consultations without a Jitsi server configured", () => {
     assert.deepEqual(listed.body.calls, [], "nothing was recorded");
     assert.equal((await fetch(`${stack.publicUrl}/call/`)).status, 404);
   });
-
 });
 
 function widgetsIn(user: TestUser, roomId: string): number {

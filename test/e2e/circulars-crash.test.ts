@@ -66,7 +66,10 @@ describe("a circular killed mid fan-out", () => {
     }
     const mails = await query<{ recipient: string; n: string }>(url, "SELECT recipient, count(*) AS n FROM mail_outbox WHERE kind = 'circular' GROUP BY recipient");
     assert.equal(mails.length, COUNT);
-    assert.ok(mails.every((m) => m.n === "1"), "one e-mail per clerk");
+    assert.ok(
+      mails.every((m) => m.n === "1"),
+      "one e-mail per clerk",
+    );
     const audited = await query<{ n: string }>(url, "SELECT count(*) AS n FROM audit_log WHERE action = 'circular.delivered' AND object = $1", [circular]);
     assert.equal(Number(audited[0]!.n), COUNT, "one audit row per organisation");
   });

@@ -53,10 +53,14 @@ describe("circulars", () => {
   const api = <T = Circular>(method: string, path: string, body?: unknown, token = staffToken) => stack.api<T>(method, path, body, { token });
   const until = async (id: string, check: (c: Circular) => boolean, what: string, timeoutMs = 30_000) => {
     let last: Circular | undefined;
-    await waitFor(`circular ${id}: ${what} (last: ${JSON.stringify(last && { state: last.state, summary: last.summary, corrections: last.corrections })})`, async () => {
-      last = (await api("GET", `/api/v1/circulars/${id}`)).body;
-      return check(last);
-    }, timeoutMs);
+    await waitFor(
+      `circular ${id}: ${what} (last: ${JSON.stringify(last && { state: last.state, summary: last.summary, corrections: last.corrections })})`,
+      async () => {
+        last = (await api("GET", `/api/v1/circulars/${id}`)).body;
+        return check(last);
+      },
+      timeoutMs,
+    );
     return last!;
   };
   /** Events of the circular in a room, as the homeserver holds them. */
@@ -106,10 +110,16 @@ describe("circulars", () => {
     assert.deepEqual(res.body.summary, { pending: 2, delivered: 0, failed: 0 });
     first = await until(res.body.id, (c) => c.state === "sent", "sent");
     assert.deepEqual(first.summary, { pending: 0, delivered: 2, failed: 0 });
-    assert.deepEqual(first.deliveries.map((d) => [d.organisationId, d.state]), [["schule-a", "delivered"], ["schule-b", "delivered"]]);
+    assert.deepEqual(
+      first.deliveries.map((d) => [d.organisationId, d.state]),
+      [
+        ["schule-a", "delivered"],
+        ["schule-b", "delivered"],
+      ],
+    );
 
     for (const id of ["schule-a", "schule-b"]) {
-      const events = (await textsIn(rooms[id]!, "Schließtage"));
+      const events = await textsIn(rooms[id]!, "Schließtage");
       assert.equal(events.length, 1, `one circular in ${id}`);
       const content = events[0]!.content as Record<string, string>;
       assert.equal(content.msgtype, "m.text");
@@ -137,7 +147,7 @@ describe("circulars", () => {
     assert.doesNotMatch(mail.text ?? "", /Schließtage|Dezember/, "the e-mail does not carry the circular's text");
 
     // One progress message in the staff room, edited as the fan-out moved; the last edit says it is done.
-    const staffTimeline = (await stack.timeline(stack.kuvert!.services.staffRoom.roomId!));
+    const staffTimeline = await stack.timeline(stack.kuvert!.services.staffRoom.roomId!);
     const progress = staffTimeline.filter((e) => e.sender === stack.botUserId && String((e.content as { body?: unknown }).body).startsWith(`Rundschreiben ${first.id}`));
     assert.equal(progress.length, 1, "one progress message");
     const edits = staffTimeline.filter((e) => (e.content as { "m.relates_to"?: { rel_type?: string; event_id?: string } })["m.relates_to"]?.event_id === progress[0]!.event_id);
@@ -306,7 +316,7 @@ describe("circulars", () => {
     assert.equal(c.attachments[0]!.filename, "Merkblatt.pdf");
     assert.equal(c.attachments[0]!.verdict, "clean");
     for (const org of ["schule-a", "gemeinde-c"]) {
-      const [text] = (await textsIn(rooms[org]!, "Merkblatt"));
+      const [text] = await textsIn(rooms[org]!, "Merkblatt");
       assert.match((text!.content as { formatted_body: string }).formatted_body, /<h2>Merkblatt<\/h2>/);
       const file = (await stack.timeline(rooms[org]!)).filter((e) => (e.content as { body?: string }).body === "Merkblatt.pdf");
       assert.equal(file.length, 1);
@@ -368,7 +378,10 @@ describe("circulars", () => {
     const imported = await stack.api("POST", "/api/v1/organisations/import", csv, { contentType: "text/csv" });
     assert.equal(imported.status, 200, JSON.stringify(imported.body));
     const listed = await stack.api<{ organisations: { id: string; tags: string[] }[] }>("GET", "/api/v1/organisations?tag=east");
-    assert.deepEqual(listed.body.organisations.map((o) => o.id), ["gemeinde-c", "schule-a", "schule-b"]);
+    assert.deepEqual(
+      listed.body.organisations.map((o) => o.id),
+      ["gemeinde-c", "schule-a", "schule-b"],
+    );
 
     const res = await api("POST", "/api/v1/circulars", { text: "An den Osten", targets: { tag: "east" } });
     assert.equal(res.status, 201);
@@ -426,9 +439,7 @@ describe("circulars switched off (modules.circulars: false)", () => {
     assert.equal((await stack.api<{ errcode: string }>("GET", "/api/v1/circulars")).body.errcode, "KUVERT_MODULE_DISABLED");
     const staffRoomId = await waitForStaffRoom(stack);
     const eventId = `$circular-off-${Date.now()}`;
-    await stack.pushTransaction(`txn-off-${Date.now()}`, [
-      { event_id: eventId, room_id: staffRoomId, type: "m.room.message", sender: stack.staff.userId, origin_server_ts: Date.now(), content: { msgtype: "m.text", body: "!circular all\nText" } },
-    ]);
+    await stack.pushTransaction(`txn-off-${Date.now()}`, [{ event_id: eventId, room_id: staffRoomId, type: "m.room.message", sender: stack.staff.userId, origin_server_ts: Date.now(), content: { msgtype: "m.text", body: "!circular all\nText" } }]);
     const repliesTo = (e: RoomEvent) => (e.content as { "m.relates_to"?: { "m.in_reply_to"?: { event_id?: string } } })["m.relates_to"]?.["m.in_reply_to"]?.event_id === eventId;
     await waitFor("the reply", async () => (await stack.timeline(staffRoomId)).some(repliesTo));
     assert.match(String(((await stack.timeline(staffRoomId)).find(repliesTo)!.content as { body: string }).body), /abgeschaltet \(modules\.circulars\)/);

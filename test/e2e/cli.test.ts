@@ -43,7 +43,10 @@ describe("command line", () => {
     assert.match(shown.stdout, new RegExp(`room:   ${roomId.replace(/[.*+?^${}()|[\]\\!]/g, "\\$&")} \\(ready\\)`));
     assert.match(shown.stdout, /Anna Beispiel {2}anna@x\.example {2}@anna:kuvert\.test/);
     const listed = JSON.parse((await kuvert("org", "list", "--tag", "municipalities", "--json")).stdout) as { id: string }[];
-    assert.deepEqual(listed.map((o) => o.id), ["gemeinde-x"]);
+    assert.deepEqual(
+      listed.map((o) => o.id),
+      ["gemeinde-x"],
+    );
     await kuvert("org", "archive", "gemeinde-x");
     assert.match((await kuvert("org", "list", "--state", "archived")).stdout, /gemeinde-x +archived/);
   });
@@ -72,10 +75,15 @@ describe("command line", () => {
     await assert.rejects(kuvert("subject", "erase", "@anna:kuvert.test", "--yes"), /still an active clerk of organisation gemeinde-x/);
     assert.equal((await stack.api("DELETE", "/api/v1/organisations/gemeinde-x/clerks/%40anna%3Akuvert.test")).status, 200, "removing a clerk works on an archived organisation");
     let erased!: { stdout: string };
-    await waitFor("Kuvert to take the clerk out of the room, after which erasure is allowed", async () => {
-      erased = await kuvert("subject", "erase", "@anna:kuvert.test", "--yes");
-      return true;
-    }, 30_000, 1000);
+    await waitFor(
+      "Kuvert to take the clerk out of the room, after which erasure is allowed",
+      async () => {
+        erased = await kuvert("subject", "erase", "@anna:kuvert.test", "--yes");
+        return true;
+      },
+      30_000,
+      1000,
+    );
     assert.match(erased.stdout, /^erased: /m);
     assert.match(erased.stdout, /^kept: .*audit/im);
     const audit = await stack.kuvert!.db.query<{ object: string }>("SELECT object FROM audit_log WHERE action = 'subject.erased'");
@@ -85,10 +93,7 @@ describe("command line", () => {
 
   it("explains an invalid configuration and a missing organisation in a sentence", async () => {
     writeFileSync(join(dir, "bad.yaml"), "workers:\n  concurrency: lots\n");
-    await assert.rejects(
-      promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "bad.yaml"), "config", "check"]),
-      /workers\.concurrency: found "lots", expected a number/,
-    );
+    await assert.rejects(promisify(execFile)(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", join(dir, "bad.yaml"), "config", "check"]), /workers\.concurrency: found "lots", expected a number/);
     await assert.rejects(kuvert("org", "show", "nobody"), /kuvert: There is no organisation with the id nobody\./);
   });
 });

@@ -30,8 +30,7 @@ describe("console sessions and API", () => {
   const clerk = plannedAccount("clerk", serverName);
   let admin: Account;
 
-  const auditRows = async (action: string) =>
-    (await db.query<{ actor: string; outcome: string; details: Record<string, unknown> }>("SELECT actor, outcome, details FROM audit_log WHERE action = $1 ORDER BY seq", [action])).rows;
+  const auditRows = async (action: string) => (await db.query<{ actor: string; outcome: string; details: Record<string, unknown> }>("SELECT actor, outcome, details FROM audit_log WHERE action = $1 ORDER BY seq", [action])).rows;
   const session = async (account: Account) => {
     const res = await signIn(stack, await openIdToken(stack.access, account));
     assert.equal(res.status, 201, JSON.stringify(res.body));
@@ -253,12 +252,11 @@ describe("console sessions and API", () => {
   it("previews a CSV import: what each row would create, change or refuse, changing nothing", async () => {
     const cookie = await session(admin);
     const csv = "id,name,tags,clerks\nconsole-api-org,Console API Org renamed,schools north,anna@example.org\nbrand-new,Brand New,,\nBAD ID,x,,\n";
-    const res = await consoleRequest<{ dryRun: boolean; rows: { line: number; outcome: string; changes?: Record<string, unknown>; errcode?: string }[]; summary: Record<string, number> }>(
-      stack,
-      "POST",
-      "/api/v1/organisations/import?dryRun=true",
-      { cookie, body: csv, contentType: "text/csv" },
-    );
+    const res = await consoleRequest<{ dryRun: boolean; rows: { line: number; outcome: string; changes?: Record<string, unknown>; errcode?: string }[]; summary: Record<string, number> }>(stack, "POST", "/api/v1/organisations/import?dryRun=true", {
+      cookie,
+      body: csv,
+      contentType: "text/csv",
+    });
     assert.equal(res.status, 200);
     const [changed, created, bad] = res.body.rows;
     assert.equal(changed!.outcome, "updated");
@@ -296,7 +294,17 @@ describe("console sessions and API", () => {
 
   it("describes the console's endpoints in the OpenAPI document", async () => {
     const doc = (await stack.api<{ paths: Record<string, Record<string, unknown>>; components: { securitySchemes: Record<string, { in?: string; name?: string }> } }>("GET", "/api/v1/openapi.json", undefined, { token: null })).body;
-    for (const [path, method] of [["/session", "post"], ["/session", "delete"], ["/audit", "get"], ["/audit/export", "get"], ["/audit/verify", "post"], ["/status", "get"], ["/mail/dead", "get"], ["/mail/{id}/retry", "post"], ["/console/organisations", "get"]] as const) {
+    for (const [path, method] of [
+      ["/session", "post"],
+      ["/session", "delete"],
+      ["/audit", "get"],
+      ["/audit/export", "get"],
+      ["/audit/verify", "post"],
+      ["/status", "get"],
+      ["/mail/dead", "get"],
+      ["/mail/{id}/retry", "post"],
+      ["/console/organisations", "get"],
+    ] as const) {
       assert.ok(doc.paths[path]?.[method], `${method.toUpperCase()} ${path} is not in the OpenAPI document`);
     }
     assert.deepEqual({ in: doc.components.securitySchemes.session?.in, name: doc.components.securitySchemes.session?.name }, { in: "cookie", name: "kuvert_session" });

@@ -42,11 +42,8 @@ describe("the console's calls and circulars pages in a browser", () => {
     await page.getByRole("navigation").waitFor();
   };
 
-
-
   /** The room's Jitsi widgets as the homeserver holds them (state events with content). */
-  const widgetsInRoom = async () =>
-    (await stack.roomState(roomId)).filter((e) => e.type === "im.vector.modular.widgets" && typeof (e.content as { url?: unknown }).url === "string");
+  const widgetsInRoom = async () => (await stack.roomState(roomId)).filter((e) => e.type === "im.vector.modular.widgets" && typeof (e.content as { url?: unknown }).url === "string");
 
   before(async () => {
     ensureConsoleBuilt();
@@ -283,11 +280,12 @@ describe("the console's calls and circulars pages in a browser", () => {
     await page.getByTestId("correction-preview").locator("strong", { hasText: "13. Mai" }).waitFor();
     await page.getByRole("button", { name: "Korrektur senden" }).click();
     await page.getByText("Korrektur an 2 Räume unterwegs.").waitFor();
-    await page.locator("ul.corrections li[data-revision='1']").getByText(/2 zugestellt, 0 fehlgeschlagen, 0 ausstehend/).waitFor({ timeout: 30_000 });
+    await page
+      .locator("ul.corrections li[data-revision='1']")
+      .getByText(/2 zugestellt, 0 fehlgeschlagen, 0 ausstehend/)
+      .waitFor({ timeout: 30_000 });
     for (const o of schools) {
-      await waitFor(`the edit in ${o.id}`, async () =>
-        (await botEvents(schoolRooms[o.id]!, "m.room.message")).some((e) => (e.content as { "m.relates_to"?: { rel_type?: string } })["m.relates_to"]?.rel_type === "m.replace"),
-      );
+      await waitFor(`the edit in ${o.id}`, async () => (await botEvents(schoolRooms[o.id]!, "m.room.message")).some((e) => (e.content as { "m.relates_to"?: { rel_type?: string } })["m.relates_to"]?.rel_type === "m.replace"));
     }
     await screenshotAndCheck(page, "16-circular-corrected");
     await page.context().close();
@@ -327,13 +325,22 @@ describe("the console's calls and circulars pages in a browser", () => {
     page.once("dialog", (d) => void d.accept());
     await page.getByRole("button", { name: "Rundschreiben abbrechen" }).click();
     await page.getByText("Das Rundschreiben ist abgebrochen.").waitFor();
-    await page.getByTestId("circular-state").getByText(/^abgebrochen/).waitFor();
+    await page
+      .getByTestId("circular-state")
+      .getByText(/^abgebrochen/)
+      .waitFor();
     assert.equal(await page.getByRole("button", { name: "Rundschreiben abbrechen" }).count(), 0);
     const cancelled = (await stack.api<{ state: string; deliveries: { state: string }[] }>("GET", `/api/v1/circulars/${planned.id}`)).body;
     assert.equal(cancelled.state, "cancelled");
-    assert.deepEqual(cancelled.deliveries.map((d) => d.state), ["failed", "failed"]);
+    assert.deepEqual(
+      cancelled.deliveries.map((d) => d.state),
+      ["failed", "failed"],
+    );
     const audited = await stack.kuvert!.db.query<{ actor: string }>("SELECT actor FROM audit_log WHERE action = 'circular.cancelled' AND object = $1", [planned.id]);
-    assert.deepEqual(audited.rows.map((r) => r.actor), [caseWorker.userId]);
+    assert.deepEqual(
+      audited.rows.map((r) => r.actor),
+      [caseWorker.userId],
+    );
     await page.context().close();
   });
 });

@@ -13,7 +13,6 @@ import { chromiumOptions, createAccount, ensureConsoleBuilt, focusIsVisible, pla
 import { startStack, waitFor, type Stack, testServerName } from "../support/harness.ts";
 import { version } from "../../appservice/version.ts";
 
-
 describe("the staff console in a browser", () => {
   let stack: Stack;
   let browser: Browser;
@@ -39,8 +38,6 @@ describe("the staff console in a browser", () => {
     await page.keyboard.type(account.password);
     await page.keyboard.press("Enter");
   };
-
-
 
   before(async () => {
     ensureConsoleBuilt();
@@ -105,8 +102,14 @@ describe("the staff console in a browser", () => {
     await signIn(page, admin);
     await page.getByLabel("Kennung").fill(orgId);
     await page.getByLabel(/^Name/).first().fill("Schule am See");
-    await page.getByLabel(/^Schlagwörter/).first().fill("schools");
-    await page.getByLabel(/^Sachbearbeitende/).first().fill(`Clara Clerk clara@schule.example ${clerk.userId}`);
+    await page
+      .getByLabel(/^Schlagwörter/)
+      .first()
+      .fill("schools");
+    await page
+      .getByLabel(/^Sachbearbeitende/)
+      .first()
+      .fill(`Clara Clerk clara@schule.example ${clerk.userId}`);
     await page.getByRole("button", { name: "Organisation anlegen" }).click();
     await page.getByRole("heading", { name: `Schule am See (${orgId})` }).waitFor();
     // The room is made and the clerk invited in the background; the page looks again.
@@ -123,7 +126,10 @@ describe("the staff console in a browser", () => {
     await screenshotAndCheck(page, "02-organisations-import-preview");
     assert.equal((await stack.api("GET", "/api/v1/organisations/gemeinde-nord")).status, 404, "the preview created something");
     await page.getByRole("button", { name: "Import ausführen" }).click();
-    const result = page.getByRole("table").filter({ has: page.getByRole("columnheader", { name: "Ergebnis" }) }).last();
+    const result = page
+      .getByRole("table")
+      .filter({ has: page.getByRole("columnheader", { name: "Ergebnis" }) })
+      .last();
     await result.getByText("angelegt", { exact: true }).waitFor();
     assert.match(await result.innerText(), /schule-am-see\s+geändert/);
     assert.equal((await stack.api("GET", "/api/v1/organisations/gemeinde-nord")).status, 200);
@@ -193,7 +199,12 @@ describe("the staff console in a browser", () => {
     await row("eicar.txt").and(page.locator('[data-state="rejected"]')).waitFor({ timeout: 45_000 });
     assert.match(await row("eicar.txt").innerText(), /abgewiesen – Befund: Eicar-Test-Signature/);
     assert.match(await row("bescheid.txt").innerText(), /zugestellt, benachrichtigt/);
-    assert.equal(await row("bescheid.txt").locator("progress").evaluate((p) => (p as HTMLProgressElement).value), 1);
+    assert.equal(
+      await row("bescheid.txt")
+        .locator("progress")
+        .evaluate((p) => (p as HTMLProgressElement).value),
+      1,
+    );
     await screenshotAndCheck(page, "04-send-documents");
     const seen = await page.evaluate(() => (window as unknown as { seenStates: Record<string, string[]> }).seenStates);
     // Polled once a second, so a short state may pass unseen; what was seen came in order.
@@ -202,7 +213,11 @@ describe("the staff console in a browser", () => {
     assert.equal(shown[0], "uploading");
     assert.equal(shown.at(-1), "notified");
     assert.ok(shown.length >= 3, `only ${shown.join(" → ")} was shown`);
-    assert.deepEqual([...shown].sort((a, b) => order.indexOf(a) - order.indexOf(b)), shown, `states out of order: ${shown.join(" → ")}`);
+    assert.deepEqual(
+      [...shown].sort((a, b) => order.indexOf(a) - order.indexOf(b)),
+      shown,
+      `states out of order: ${shown.join(" → ")}`,
+    );
     assert.equal(seen["eicar.txt"]![0], "uploading");
     assert.equal(seen["eicar.txt"]!.at(-1), "rejected");
     assert.ok(!seen["eicar.txt"]!.includes("delivered"), "the infected file was shown as delivered");
@@ -315,7 +330,10 @@ describe("the staff console in a browser", () => {
     await signIn(page, clerk);
     await page.getByRole("heading", { name: "Kein Zugang zur Konsole" }).waitFor();
     assert.equal(await page.getByRole("alert").innerText(), `Das Konto ${clerk.userId} hat in Kuvert keine Rolle (admin, staff oder dpo). Die Konsole ist für die Beschäftigten der Stelle; Sachbearbeitende der Organisationen arbeiten im Raum ihrer Organisation in Element.`);
-    assert.equal((await page.context().cookies()).some((c) => c.name === "kuvert_session"), false);
+    assert.equal(
+      (await page.context().cookies()).some((c) => c.name === "kuvert_session"),
+      false,
+    );
     await screenshotAndCheck(page, "08-clerk-refused");
     await page.context().close();
   });

@@ -43,10 +43,14 @@ describe("documents for organisations", () => {
   const status = async (id: string) => (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
   const until = async (id: string, states: string[], timeoutMs = 30_000) => {
     let last: DocumentStatus | undefined;
-    await waitFor(`document ${id} to reach ${states.join(" or ")} (last: ${last?.state})`, async () => {
-      last = await status(id);
-      return states.includes(last.state);
-    }, timeoutMs);
+    await waitFor(
+      `document ${id} to reach ${states.join(" or ")} (last: ${last?.state})`,
+      async () => {
+        last = await status(id);
+        return states.includes(last.state);
+      },
+      timeoutMs,
+    );
     return last!;
   };
   const stagingFiles = () => readdirSync(stack.config.documents.stagingDir);
@@ -63,7 +67,10 @@ describe("documents for organisations", () => {
     clerkA = await stack.user("clerk-a");
     clerkB = await stack.user("clerk-b");
     await Promise.all([clerkA.start(), clerkB.start()]);
-    for (const [id, clerk, email] of [["musterstadt", clerkA, "anna@musterstadt.example"], ["schule-b", clerkB, "bernd@schule-b.example"]] as const) {
+    for (const [id, clerk, email] of [
+      ["musterstadt", clerkA, "anna@musterstadt.example"],
+      ["schule-b", clerkB, "bernd@schule-b.example"],
+    ] as const) {
       const res = await stack.api("POST", "/api/v1/organisations", { id, name: id === "musterstadt" ? "Gemeinde Musterstadt" : "Schule B", clerks: [{ matrixId: clerk.userId, email }] });
       assert.equal(res.status, 201);
     }
@@ -189,7 +196,10 @@ describe("documents for organisations", () => {
     const delivered = await until(res.body.id, ["delivered"]);
     await clerkB.waitForEvent(roomB, "B's document in B's room", (e) => e.getId() === delivered.eventId);
     const everywhereA = clerkA.client.getRooms().flatMap((room) => room.getLiveTimeline().getEvents());
-    assert.equal(everywhereA.some((e) => e.getId() === delivered.eventId || e.getContent().filename === "Zeugnisliste.pdf"), false);
+    assert.equal(
+      everywhereA.some((e) => e.getId() === delivered.eventId || e.getContent().filename === "Zeugnisliste.pdf"),
+      false,
+    );
   });
 
   it("removes an infected file a clerk uploads: redacted, quarantined, the room told", async () => {
@@ -207,9 +217,7 @@ describe("documents for organisations", () => {
     const sent = await clerkA.client.sendMessage(roomA, { msgtype: "m.file", body: "Antrag.pdf", url: upload.content_uri, info: { mimetype: "application/pdf", size: 10 } } as never);
     const reaction = await clerkA.waitForEvent(roomA, "the checked mark", (e) => e.getType() === "m.reaction" && e.getContent()["m.relates_to"]?.event_id === sent.event_id, 30_000);
     assert.equal(reaction.getSender(), stack.botUserId);
-    await waitFor("the staff mailbox e-mail", () =>
-      stack.smtp.messages.slice(before).some((m) => m.to && "text" in m.to && m.to.text === "staff@body.example" && /Gemeinde Musterstadt/.test(m.text ?? "")),
-    );
+    await waitFor("the staff mailbox e-mail", () => stack.smtp.messages.slice(before).some((m) => m.to && "text" in m.to && m.to.text === "staff@body.example" && /Gemeinde Musterstadt/.test(m.text ?? "")));
   });
 
   it("kept people and secrets out of its logs through all of the above", () => {

@@ -53,10 +53,14 @@ describe("the drop folder", () => {
   const named = async (filename: string) => (await documents()).filter((d) => d.filename === filename);
   const delivered = async (filename: string) => {
     let doc: Doc | undefined;
-    await waitFor(`${filename} to be delivered`, async () => {
-      [doc] = await named(filename);
-      return doc?.state === "delivered";
-    }, 30_000);
+    await waitFor(
+      `${filename} to be delivered`,
+      async () => {
+        [doc] = await named(filename);
+        return doc?.state === "delivered";
+      },
+      30_000,
+    );
     return doc!;
   };
   const unroutable = (folderName: string, name: string) => join(dir, "unroutable", folderName, name);
@@ -180,9 +184,7 @@ describe("the drop folder", () => {
       assert.equal((await named(name)).length, 0, `${name} is not a document`);
     }
     assert.equal((await documents("archiv")).length, 0);
-    await waitFor("one alert per unroutable file", () =>
-      ["unroutable/musterstadt/leer.pdf", "unroutable/musterstadt/rechnung.pdf", "unroutable/archiv/spät.pdf"].every((p) => alerts.filter((a) => a.key === `unroutable:${p}`).length === 1),
-    );
+    await waitFor("one alert per unroutable file", () => ["unroutable/musterstadt/leer.pdf", "unroutable/musterstadt/rechnung.pdf", "unroutable/archiv/spät.pdf"].every((p) => alerts.filter((a) => a.key === `unroutable:${p}`).length === 1));
     await waitFor("nothing refused left in staging", () => readdirSync(stack.config.documents.stagingDir).length === 0);
   });
 
@@ -245,7 +247,11 @@ describe("the drop folder", () => {
   it("leaves a file in place when intake fails for a transient reason, and takes it later", async () => {
     const path = join(org, "Später.pdf");
     writeFileSync(path, pdf("while the database is down"));
-    const failing = { accept: async () => { throw new Error("connect ECONNREFUSED (database down)"); } } as unknown as DocumentIntake;
+    const failing = {
+      accept: async () => {
+        throw new Error("connect ECONNREFUSED (database down)");
+      },
+    } as unknown as DocumentIntake;
     const broken = new DropFolder(enabled(stack.config), failing, staffRoom, known);
     await broken.scanOnce();
     await sleep(1100);
@@ -282,10 +288,14 @@ describe("Kuvert's own drop folder", () => {
   it("delivers what is dropped into an organisation's folder while Kuvert runs", async () => {
     mkdirSync(join(dir, "musterstadt"), { recursive: true });
     writeFileSync(join(dir, "musterstadt", "Bescheid.pdf"), pdf("taken by Kuvert itself"));
-    await waitFor("the document to be delivered", async () => {
-      const res = await stack.api<{ documents: { filename: string; state: string; source: string }[] }>("GET", "/api/v1/organisations/musterstadt/documents");
-      return res.body.documents.some((d) => d.filename === "Bescheid.pdf" && d.state === "delivered" && d.source === "folder");
-    }, 30_000);
+    await waitFor(
+      "the document to be delivered",
+      async () => {
+        const res = await stack.api<{ documents: { filename: string; state: string; source: string }[] }>("GET", "/api/v1/organisations/musterstadt/documents");
+        return res.body.documents.some((d) => d.filename === "Bescheid.pdf" && d.state === "delivered" && d.source === "folder");
+      },
+      30_000,
+    );
     assert.equal(existsSync(join(dir, "musterstadt", "Bescheid.pdf")), false, "removed from the folder");
   });
 });

@@ -60,8 +60,7 @@ function send(url: string, opts: { method: string; path: string; headers: Record
 const BOUNDARY = "----kuvert-test-boundary";
 const multipartHeaders = (token: string) => ({ authorization: `Bearer ${token}`, "content-type": `multipart/form-data; boundary=${BOUNDARY}`, "transfer-encoding": "chunked" });
 /** A file part's head; the name travels as RFC 5987 `filename*` so any character can be in it. */
-const filePart = (field: string, name: string, type = "application/pdf") =>
-  Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${field}"; filename*=UTF-8''${encodeURIComponent(name)}\r\nContent-Type: ${type}\r\n\r\n`);
+const filePart = (field: string, name: string, type = "application/pdf") => Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${field}"; filename*=UTF-8''${encodeURIComponent(name)}\r\nContent-Type: ${type}\r\n\r\n`);
 const textPart = (field: string, value: string) => Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${field}"\r\n\r\n${value}\r\n`);
 const closing = Buffer.from(`\r\n--${BOUNDARY}--\r\n`);
 
@@ -97,7 +96,7 @@ describe("uploads cannot hurt Kuvert", () => {
     const { rows } = await db.query<{ documents: string; circulars: string }>("SELECT (SELECT count(*) FROM documents) AS documents, (SELECT count(*) FROM circulars) AS circulars");
     return rows[0]!;
   };
-  const stagedFiles = () => stagingDirs.flatMap((dir) => (readdirSyncSafe(dir)));
+  const stagedFiles = () => stagingDirs.flatMap((dir) => readdirSyncSafe(dir));
   /** Descriptors the Kuvert process holds open on anything in staging. */
   const openStagingDescriptors = () => {
     const pid = stack.child!.pid!;
@@ -168,8 +167,7 @@ describe("uploads cannot hurt Kuvert", () => {
   it("NUL characters in ids, search terms, names and /verify fields, and broken percent-escapes, give a 400", async () => {
     const before = await counts();
     const get = (path: string, token = stack.adminToken) => send(stack.publicUrl, { method: "GET", path, headers: { authorization: `Bearer ${token}` }, chunks: [] });
-    const postJson = (path: string, body: string, headers: Record<string, string> = { authorization: `Bearer ${stack.adminToken}` }) =>
-      send(stack.publicUrl, { method: "POST", path, headers: { "content-type": "application/json", ...headers }, chunks: [Buffer.from(body)] });
+    const postJson = (path: string, body: string, headers: Record<string, string> = { authorization: `Bearer ${stack.adminToken}` }) => send(stack.publicUrl, { method: "POST", path, headers: { "content-type": "application/json", ...headers }, chunks: [Buffer.from(body)] });
     const attacks: [string, Promise<Sent>][] = [
       ["document id with NUL", get("/api/v1/documents/doc_%00abc")],
       ["batch id with NUL", get("/api/v1/batches/b%00")],
@@ -209,9 +207,20 @@ describe("uploads cannot hurt Kuvert", () => {
     const before = await counts();
     const endpoint = fc.constantFrom(
       { path: "/api/v1/organisations/musterstadt/documents", token: () => dropToken, field: "file", fields: [] as [string, string][] },
-      { path: "/api/v1/circulars", token: () => staffToken, field: "attachment", fields: [["text", "Rundschreiben"], ["targets", '{"tag":"schools"}']] as [string, string][] },
+      {
+        path: "/api/v1/circulars",
+        token: () => staffToken,
+        field: "attachment",
+        fields: [
+          ["text", "Rundschreiben"],
+          ["targets", '{"tag":"schools"}'],
+        ] as [string, string][],
+      },
     );
-    const content = fc.oneof(fc.constant(PDF), fc.uint8Array({ minLength: 0, maxLength: 4096 }).map((a) => Buffer.from(a)));
+    const content = fc.oneof(
+      fc.constant(PDF),
+      fc.uint8Array({ minLength: 0, maxLength: 4096 }).map((a) => Buffer.from(a)),
+    );
     const attack = fc.oneof(
       // The body ends somewhere inside the multipart structure: no closing boundary.
       fc.record({ kind: fc.constant("truncated" as const), endpoint, content, cut: fc.nat() }),

@@ -34,7 +34,12 @@ describe(`CSV import of ${COUNT} organisations`, () => {
     assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 500));
     assert.deepEqual(res.body.summary, { created: COUNT, updated: 0, unchanged: 0, error: 0 });
     let ready = 0;
-    await waitFor(() => `${COUNT} rooms (${ready} ready)`, async () => (ready = (await rooms()).filter((o) => o.roomState === "ready").length) === COUNT, 300_000, 1000);
+    await waitFor(
+      () => `${COUNT} rooms (${ready} ready)`,
+      async () => (ready = (await rooms()).filter((o) => o.roomState === "ready").length) === COUNT,
+      300_000,
+      1000,
+    );
     const list = await rooms();
     assert.equal(new Set(list.map((o) => o.roomId)).size, COUNT, "every organisation has its own room");
     assert.equal(await roomsOnHomeserver(), COUNT + 1, "one room per organisation on the homeserver (and the staff room)");
@@ -54,7 +59,15 @@ describe(`CSV import of ${COUNT} organisations`, () => {
     const bad = "id,name,tags,clerks\norg-0000,Renamed,,\nNot A Slug,X,,\norg-9999,New,,\norg-9999,Twice,,\n";
     const res = await stack.api<{ dryRun: boolean; rows: { line: number; valid: boolean; errcode?: string }[] }>("POST", "/api/v1/organisations/import?dryRun=true", bad, { contentType: "text/csv" });
     assert.equal(res.status, 200);
-    assert.deepEqual(res.body.rows.map((r) => [r.line, r.valid]), [[2, true], [3, false], [4, true], [5, false]]);
+    assert.deepEqual(
+      res.body.rows.map((r) => [r.line, r.valid]),
+      [
+        [2, true],
+        [3, false],
+        [4, true],
+        [5, false],
+      ],
+    );
     const org = await stack.api<{ name: string }>("GET", "/api/v1/organisations/org-0000");
     assert.equal(org.body.name, "Organisation 0");
     assert.equal((await stack.api("GET", "/api/v1/organisations/org-9999")).status, 404);

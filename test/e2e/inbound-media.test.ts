@@ -27,11 +27,15 @@ describe("inbound media: every reference an event carries is scanned", () => {
   const expectRemoved = async (eventId: string, media: string[], why: RegExp) => {
     await clerk.until("the event to be redacted", () => clerk.room(roomId)?.findEventById(eventId)?.isRedacted() === true, 30_000);
     // Kuvert explains after it quarantined: an explanation later in the timeline than this event.
-    await clerk.until(`Kuvert's explanation (${why})`, () => {
-      const timeline = clerk.timeline(roomId);
-      const at = timeline.findIndex((e) => e.getId() === eventId);
-      return timeline.slice(at + 1).some((e) => e.getSender() === stack.botUserId && /entfernt/.test(String(e.getContent().body)) && why.test(String(e.getContent().body)));
-    }, 30_000);
+    await clerk.until(
+      `Kuvert's explanation (${why})`,
+      () => {
+        const timeline = clerk.timeline(roomId);
+        const at = timeline.findIndex((e) => e.getId() === eventId);
+        return timeline.slice(at + 1).some((e) => e.getSender() === stack.botUserId && /entfernt/.test(String(e.getContent().body)) && why.test(String(e.getContent().body)));
+      },
+      30_000,
+    );
     for (const mxc of media) assert.equal(await mediaStatus(mxc), 404, `${mxc} is quarantined`);
   };
   const expectChecked = async (eventId: string) => {

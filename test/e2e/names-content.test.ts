@@ -86,7 +86,10 @@ describe("names and content agree", () => {
       ["a path", "../../etc/x.pdf", pdf("path"), 400, "KUVERT_INVALID_FILENAME"],
     ];
     for (const [what, filename, content, status, errcode] of cases) {
-      for (const [way, send] of [["raw", raw], ["multipart", multipart]] as const) {
+      for (const [way, send] of [
+        ["raw", raw],
+        ["multipart", multipart],
+      ] as const) {
         const res = await send(filename, content);
         assert.equal(res.status, status, `${what} (${way}): ${JSON.stringify(res.body)}`);
         assert.equal(res.body.errcode, errcode, `${what} (${way})`);
@@ -96,7 +99,11 @@ describe("names and content agree", () => {
     assert.equal(await documentCount(), before, "no document was recorded");
     assert.deepEqual(staged(), [], "nothing was kept in staging");
     // The rules refuse what disagrees, not everything: names that fit their content come in.
-    for (const [filename, content] of [["Bescheid.PDF", pdf("upper")], ["Rundschreiben 2026.txt", TEXT], ["Anlagen.zip", await zip({ "a.txt": "a" })]] as const) {
+    for (const [filename, content] of [
+      ["Bescheid.PDF", pdf("upper")],
+      ["Rundschreiben 2026.txt", TEXT],
+      ["Anlagen.zip", await zip({ "a.txt": "a" })],
+    ] as const) {
       const res = await multipart(filename, content);
       assert.equal(res.status, 202, `${filename}: ${JSON.stringify(res.body)}`);
     }

@@ -93,9 +93,16 @@ describe("operations", () => {
     assert.match(verify.stdout, /The audit log is intact: \d+ rows, every link holds\./);
 
     await kuvert("audit", "export", "--format", "jsonl", "-o", join(dir, "audit.jsonl"));
-    const rows = readFileSync(join(dir, "audit.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { seq: string; action: string; object: string });
+    const rows = readFileSync(join(dir, "audit.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { seq: string; action: string; object: string });
     assert.ok(rows.some((r) => r.action === "organisation.created" && r.object === "audited"));
-    assert.deepEqual(rows.map((r) => Number(r.seq)), rows.map((_, i) => i + 1), "every row, in order");
+    assert.deepEqual(
+      rows.map((r) => Number(r.seq)),
+      rows.map((_, i) => i + 1),
+      "every row, in order",
+    );
 
     const csv = (await kuvert("audit", "export", "--format", "csv", "--from", "2000-01-01", "--to", "2999-01-01")).stdout;
     const lines = csv.trim().split("\n");

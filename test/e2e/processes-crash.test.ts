@@ -71,13 +71,18 @@ describe("three Kuvert processes killed at random while they work", () => {
     assert.equal(imported.status, 200, JSON.stringify(imported.body).slice(0, 500));
     assert.deepEqual(imported.body.summary, { created: ORGS, updated: 0, unchanged: 0, error: 0 });
     let ready = 0;
-    await waitFor(() => `${ORGS} rooms (${ready} ready)`, async () => {
-      const res = await stack.api<{ organisations: { id: string; roomId: string | null; roomState: string }[] }>("GET", "/api/v1/organisations?limit=5000");
-      const done = res.body.organisations.filter((o) => o.roomState === "ready" && o.roomId);
-      ready = done.length;
-      for (const o of done) rooms.set(o.id, o.roomId!);
-      return ready === ORGS;
-    }, 240_000, 1000);
+    await waitFor(
+      () => `${ORGS} rooms (${ready} ready)`,
+      async () => {
+        const res = await stack.api<{ organisations: { id: string; roomId: string | null; roomState: string }[] }>("GET", "/api/v1/organisations?limit=5000");
+        const done = res.body.organisations.filter((o) => o.roomState === "ready" && o.roomId);
+        ready = done.length;
+        for (const o of done) rooms.set(o.id, o.roomId!);
+        return ready === ORGS;
+      },
+      240_000,
+      1000,
+    );
     // Each uploading clerk accepts the invite into their room, as in Element.
     for (let i = 0; i < UPLOADERS; i++) {
       const roomId = rooms.get(orgId(i))!;
@@ -178,7 +183,12 @@ describe("three Kuvert processes killed at random while they work", () => {
         )
       ).rows.filter((r) => r.n !== "0");
     let left: { what: string; n: string }[] = [];
-    await waitFor(() => `the work to drain (${JSON.stringify(left)})`, async () => (left = await pending()).length === 0, 90_000, 500);
+    await waitFor(
+      () => `the work to drain (${JSON.stringify(left)})`,
+      async () => (left = await pending()).length === 0,
+      90_000,
+      500,
+    );
 
     // What the status API says, then what the rooms show: every document in its room exactly
     // once, the circular in every room exactly once.
@@ -189,7 +199,9 @@ describe("three Kuvert processes killed at random while they work", () => {
     for (let i = 0; i < ORGS; i++) {
       const timeline = timelines.get(rooms.get(orgId(i))!)!;
       const fromKuvert = timeline.filter((e) => e.sender === stack.botUserId && e.type === "m.room.message");
-      const expected = Array.from({ length: DOCS }, (_, n) => n).filter((n) => n % ORGS === i).map((n) => `d${n}.pdf`);
+      const expected = Array.from({ length: DOCS }, (_, n) => n)
+        .filter((n) => n % ORGS === i)
+        .map((n) => `d${n}.pdf`);
       const got = fromKuvert.filter((e) => e.content.msgtype === "m.file" && /^d\d+\.pdf$/.test(String(e.content.filename))).map((e) => String(e.content.filename));
       assert.deepEqual(got.sort(), expected.sort(), `each document for ${orgId(i)} is in its room exactly once`);
       assert.equal(fromKuvert.filter((e) => e.content.body === circularText).length, 1, `the circular is in the room of ${orgId(i)} exactly once`);
@@ -202,9 +214,7 @@ describe("three Kuvert processes killed at random while they work", () => {
     // Every upload has exactly one outcome: a clean one one checked mark and left alone, an
     // infected one redacted once, explained once and its media quarantined.
     assert.equal(uploads.length, UPLOADERS * UPLOADS_EACH);
-    const audited = (await db.query<{ action: string; event_id: string; n: string }>(
-      "SELECT action, details->>'eventId' AS event_id, count(*) AS n FROM audit_log WHERE action IN ('inbound.checked', 'inbound.removed') GROUP BY 1, 2",
-    )).rows;
+    const audited = (await db.query<{ action: string; event_id: string; n: string }>("SELECT action, details->>'eventId' AS event_id, count(*) AS n FROM audit_log WHERE action IN ('inbound.checked', 'inbound.removed') GROUP BY 1, 2")).rows;
     for (const u of uploads) {
       const timeline = await stack.timeline(u.roomId);
       const own = timeline.find((e) => e.event_id === u.eventId);
@@ -217,11 +227,17 @@ describe("three Kuvert processes killed at random while they work", () => {
         assert.deepEqual([marks.length, redactions.length, explained.length], [0, 1, 1], `${u.filename}: redacted once and explained once`);
         assert.equal(own.content.url, undefined, `${u.filename} is redacted`);
         assert.equal(await stack.download(u.mxc), undefined, `${u.filename} is quarantined`);
-        assert.deepEqual(outcomes.map((a) => [a.action, a.n]), [["inbound.removed", "1"]]);
+        assert.deepEqual(
+          outcomes.map((a) => [a.action, a.n]),
+          [["inbound.removed", "1"]],
+        );
       } else {
         assert.deepEqual([marks.length, redactions.length, explained.length], [1, 0, 0], `${u.filename}: one checked mark, nothing else`);
         assert.equal(own.content.url, u.mxc);
-        assert.deepEqual(outcomes.map((a) => [a.action, a.n]), [["inbound.checked", "1"]]);
+        assert.deepEqual(
+          outcomes.map((a) => [a.action, a.n]),
+          [["inbound.checked", "1"]],
+        );
       }
     }
 
@@ -229,12 +245,18 @@ describe("three Kuvert processes killed at random while they work", () => {
     // Message-ID counts once (the outbox's rule); one the outbox does not know of, or a
     // notification in two e-mails, would be a duplicate a clerk sees.
     const received = new Map(stack.smtp.messages.slice(mailsBefore).map((m) => [m.messageId, m]));
-    const outbox = (await db.query<{ kind: string; recipient: string; message_id: string; n: string }>(
-      "SELECT kind, recipient, message_id, count(*) AS n FROM mail_outbox WHERE state IN ('sent', 'combined') GROUP BY 1, 2, 3",
-    )).rows;
+    const outbox = (await db.query<{ kind: string; recipient: string; message_id: string; n: string }>("SELECT kind, recipient, message_id, count(*) AS n FROM mail_outbox WHERE state IN ('sent', 'combined') GROUP BY 1, 2, 3")).rows;
     const known = new Set(outbox.map((r) => r.message_id));
-    assert.deepEqual([...received.keys()].filter((id) => !known.has(id!)), [], "every e-mail received is one the outbox recorded as sent");
-    assert.deepEqual(outbox.filter((r) => !received.has(r.message_id)).map((r) => r.message_id), [], "every e-mail the outbox recorded as sent was received");
+    assert.deepEqual(
+      [...received.keys()].filter((id) => !known.has(id!)),
+      [],
+      "every e-mail received is one the outbox recorded as sent",
+    );
+    assert.deepEqual(
+      outbox.filter((r) => !received.has(r.message_id)).map((r) => r.message_id),
+      [],
+      "every e-mail the outbox recorded as sent was received",
+    );
     const references = new Map<string, string[]>();
     for (const m of received.values()) {
       const to = m.to && "text" in m.to ? m.to.text : "";
@@ -253,8 +275,7 @@ describe("three Kuvert processes killed at random while they work", () => {
     const answered = (frontend: string) => processes.map((p, i) => `${p.name} ${counts.get(`${frontend} kuvert-${i + 1}`) ?? 0}`).join(", ");
     appendFileSync(
       killLog,
-      `${new Date().toISOString()} checked after ${Math.round((Date.now() - started) / 1000)} s on ${testServerName()}; audit rows ${verified.rows}; ` +
-        `appservice requests answered: ${answered("appservice")}; API requests answered: ${answered("public")}\n`,
+      `${new Date().toISOString()} checked after ${Math.round((Date.now() - started) / 1000)} s on ${testServerName()}; audit rows ${verified.rows}; ` + `appservice requests answered: ${answered("appservice")}; API requests answered: ${answered("public")}\n`,
     );
   });
 });

@@ -9,8 +9,7 @@ import { startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 import { KuvertProcess } from "../support/processes.ts";
 
-const repliesTo = (eventId: string) => (e: MatrixEvent) =>
-  (e.getContent()["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === eventId;
+const repliesTo = (eventId: string) => (e: MatrixEvent) => (e.getContent()["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === eventId;
 
 describe("transactions to two Kuvert processes on one database", () => {
   let stack: Stack;
@@ -19,9 +18,12 @@ describe("transactions to two Kuvert processes on one database", () => {
   let second: KuvertProcess | undefined;
 
   before(async () => {
-    stack = await startStack({ name: "processes-transactions", configure: (raw) => {
-      (raw.documents as Record<string, unknown>).dropFolder = { enabled: true, pollSeconds: 1, stableSeconds: 1 };
-    } });
+    stack = await startStack({
+      name: "processes-transactions",
+      configure: (raw) => {
+        (raw.documents as Record<string, unknown>).dropFolder = { enabled: true, pollSeconds: 1, stableSeconds: 1 };
+      },
+    });
     clerk = await stack.user("clerk");
     await clerk.start();
     const res = await stack.api("POST", "/api/v1/organisations", { id: "twice", name: "Twice", clerks: [{ matrixId: clerk.userId }] });

@@ -100,7 +100,10 @@ if (!existsSync(join(kit, "start.sh"))) {
       clerk = await stack.user("clerk");
       stranger = await stack.user("stranger");
       await Promise.all([clerk.start(), stranger.start()]);
-      for (const [id, user] of [["musterstadt", clerk], ["schule-b", stranger]] as const) {
+      for (const [id, user] of [
+        ["musterstadt", clerk],
+        ["schule-b", stranger],
+      ] as const) {
         assert.equal((await stack.api("POST", "/api/v1/organisations", { id, name: id, clerks: [{ matrixId: user.userId }] })).status, 201);
         const room = await stack.roomOf(id);
         await user.waitForInvite(room);

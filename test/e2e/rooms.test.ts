@@ -83,9 +83,7 @@ describe("organisation rooms", () => {
     await clerkB.join(roomB);
     assert.equal(clerkB.room(roomA), null, "B's clerk was never invited to A's room");
     await assert.rejects(clerkB.client.joinRoom(roomA), (err: { errcode?: string }) => err.errcode === "M_FORBIDDEN");
-    await assert.rejects(clerkB.client.sendEvent(roomA, "m.room.message" as never, { msgtype: "m.text", body: "hello" } as never), (err: { errcode?: string }) =>
-      err.errcode === "M_FORBIDDEN",
-    );
+    await assert.rejects(clerkB.client.sendEvent(roomA, "m.room.message" as never, { msgtype: "m.text", body: "hello" } as never), (err: { errcode?: string }) => err.errcode === "M_FORBIDDEN");
   });
 
   it("gives the same room when the organisation is created again", async () => {

@@ -45,10 +45,15 @@ if (missing) {
     const status = async (id: string) => (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
     const until = async (id: string, states: string[], timeoutMs = 60_000) => {
       let last: DocumentStatus | undefined;
-      await waitFor(() => `document ${id} to reach ${states.join(" or ")} (last: ${last?.state})`, async () => {
-        last = await status(id);
-        return states.includes(last.state);
-      }, timeoutMs, 200);
+      await waitFor(
+        () => `document ${id} to reach ${states.join(" or ")} (last: ${last?.state})`,
+        async () => {
+          last = await status(id);
+          return states.includes(last.state);
+        },
+        timeoutMs,
+        200,
+      );
       return last!;
     };
     const fileIn = async (roomId: string, eventId: string) => {
@@ -172,11 +177,19 @@ if (missing) {
       const created = (await res.json()) as { id: string };
       assert.equal(res.status, 201, JSON.stringify(created));
       let circular: { state: string; attachments: { verdict: string | null; mxcUri: string | null }[] } | undefined;
-      await waitFor(() => `the circular to be sent (last: ${circular?.state})`, async () => (circular = (await stack.api<NonNullable<typeof circular>>("GET", `/api/v1/circulars/${created.id}`)).body).state === "sent", 60_000, 200);
+      await waitFor(
+        () => `the circular to be sent (last: ${circular?.state})`,
+        async () => (circular = (await stack.api<NonNullable<typeof circular>>("GET", `/api/v1/circulars/${created.id}`)).body).state === "sent",
+        60_000,
+        200,
+      );
       assert.equal(circular!.attachments[0]!.verdict, "clean");
       assert.deepEqual(await stack.download(circular!.attachments[0]!.mxcUri!), pdf("Anlage im Bucket"), "read back from the bucket as it was sent");
       for (const roomId of [roomA, roomB]) {
-        assert.ok((await stack.timeline(roomId)).some((e) => e.content.msgtype === "m.file" && e.content.url === circular!.attachments[0]!.mxcUri), "each room has the attachment");
+        assert.ok(
+          (await stack.timeline(roomId)).some((e) => e.content.msgtype === "m.file" && e.content.url === circular!.attachments[0]!.mxcUri),
+          "each room has the attachment",
+        );
       }
       assert.deepEqual(await s3.keys(`${PREFIX}circulars/`), [], "the staged attachment is deleted once uploaded");
       assert.deepEqual(localCopies(), []);

@@ -39,10 +39,14 @@ async function drop(stack: Stack, org: string, name: string, content: Buffer): P
 
 async function until(stack: Stack, id: string, states: string[], timeoutMs = 30_000): Promise<DocumentStatus> {
   let last: DocumentStatus | undefined;
-  await waitFor(`document ${id} to reach ${states.join(" or ")}`, async () => {
-    last = (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
-    return states.includes(last.state);
-  }, timeoutMs);
+  await waitFor(
+    `document ${id} to reach ${states.join(" or ")}`,
+    async () => {
+      last = (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
+      return states.includes(last.state);
+    },
+    timeoutMs,
+  );
   return last!;
 }
 
@@ -57,8 +61,7 @@ async function organisationWithClerk(stack: Stack, id: string, email: string): P
   return { clerk, roomId };
 }
 
-const fileEvents = (user: TestUser, roomId: string, name: string) =>
-  user.timeline(roomId).filter((e: MatrixEvent) => e.getContent().msgtype === "m.file" && e.getContent().body === name);
+const fileEvents = (user: TestUser, roomId: string, name: string) => user.timeline(roomId).filter((e: MatrixEvent) => e.getContent().msgtype === "m.file" && e.getContent().body === name);
 /** Matching requests the test homeserver saw from now on. */
 function since(hs: NonNullable<Stack["hs"]>, method: string, path: RegExp): () => number {
   const base = hs.faults.requests(method, path);
@@ -91,8 +94,7 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
 
   it("checks the hs_token in the query on the legacy routes, and never writes it to the log", async () => {
     const token = stack.registration.hs_token;
-    const put = (path: string, query: string) =>
-      fetch(`${asUrl()}${path}${query}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ events: [] }) });
+    const put = (path: string, query: string) => fetch(`${asUrl()}${path}${query}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ events: [] }) });
     assert.equal((await put("/transactions/compat-1", `?access_token=${encodeURIComponent(token)}`)).status, 200);
     assert.equal((await put("/transactions/compat-2", "?access_token=wrong")).status, 403);
     assert.equal((await put("/transactions/compat-3", "")).status, 401);
@@ -103,7 +105,7 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     assert.equal(((await user.json()) as { errcode: string }).errcode, "M_NOT_FOUND");
     assert.equal((await fetch(`${asUrl()}/rooms/${encodeURIComponent("#x:example.org")}?access_token=wrong`)).status, 403);
     // Never on the public listener.
-    const onPublic = await fetch(`${stack.publicUrl}/transactions/compat-5?access_token=${encodeURIComponent(token)}`, { method: "PUT", headers: { "content-type": "application/json" }, body: "{\"events\":[]}" });
+    const onPublic = await fetch(`${stack.publicUrl}/transactions/compat-5?access_token=${encodeURIComponent(token)}`, { method: "PUT", headers: { "content-type": "application/json" }, body: '{"events":[]}' });
     assert.notEqual(onPublic.status, 200);
     const log = readFileSync(join(artifactsDir, "logs", "synapse-compat.log"), "utf8");
     assert.match(log, /"txnId":"compat-1"/, "the transaction was logged (at debug level)");
@@ -197,11 +199,15 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     // Boss mutes the clerks by hand; Kuvert opens the room again at once (no other change would trigger it).
     const edited = { ...powerLevelsNow(clerk, roomId), events_default: 50 };
     await boss.client.sendStateEvent(roomId, "m.room.power_levels" as never, edited as never, "");
-    await clerk.until("events_default back at 0", () => {
-      const events = clerk.timeline(roomId).filter((e) => e.getType() === "m.room.power_levels");
-      const last = events.at(-1);
-      return last?.getSender() === stack.botUserId && last.getContent().events_default === 0 ? true : undefined;
-    }, 20_000);
+    await clerk.until(
+      "events_default back at 0",
+      () => {
+        const events = clerk.timeline(roomId).filter((e) => e.getType() === "m.room.power_levels");
+        const last = events.at(-1);
+        return last?.getSender() === stack.botUserId && last.getContent().events_default === 0 ? true : undefined;
+      },
+      20_000,
+    );
     const org = (await stack.api<OrganisationView>("GET", "/api/v1/organisations/altstadt")).body;
     assert.equal(org.powerLevelsProblem, null);
     assert.equal(org.roomState, "ready");
@@ -211,10 +217,14 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     staffToHundred.users = { ...(staffToHundred.users as object), [stack.staff.userId]: 100 };
     await boss.client.sendStateEvent(roomId, "m.room.power_levels" as never, staffToHundred as never, "");
     let view: OrganisationView | undefined;
-    await waitFor("the power-level problem on the organisation", async () => {
-      view = (await stack.api<OrganisationView>("GET", "/api/v1/organisations/altstadt")).body;
-      return view.powerLevelsProblem !== null;
-    }, 20_000);
+    await waitFor(
+      "the power-level problem on the organisation",
+      async () => {
+        view = (await stack.api<OrganisationView>("GET", "/api/v1/organisations/altstadt")).body;
+        return view.powerLevelsProblem !== null;
+      },
+      20_000,
+    );
     assert.equal(view!.roomState, "ready", "the room is not lost");
     assert.match(view!.powerLevelsProblem!, /refused/);
     const staffRoomId = stack.kuvert!.services.staffRoom.roomId!;
@@ -233,11 +243,15 @@ describe("Synapse 1.67: transactions, readiness, media, refusals, power levels",
     // staff member's 100 yet, and an edit that lowered it would be refused (as it was for Kuvert).
     const again = { ...(await powerLevelsOnServer(stack, roomId)), events_default: 50 };
     const againId = (await boss.client.sendStateEvent(roomId, "m.room.power_levels" as never, again as never, "")).event_id;
-    await clerk.until("the second edit set back", () => {
-      const events = clerk.timeline(roomId).filter((e) => e.getType() === "m.room.power_levels");
-      const at = events.findIndex((e) => e.getId() === againId);
-      return at >= 0 && events.slice(at + 1).some((e) => e.getSender() === stack.botUserId && e.getContent().events_default === 0) ? true : undefined;
-    }, 20_000);
+    await clerk.until(
+      "the second edit set back",
+      () => {
+        const events = clerk.timeline(roomId).filter((e) => e.getType() === "m.room.power_levels");
+        const at = events.findIndex((e) => e.getId() === againId);
+        return at >= 0 && events.slice(at + 1).some((e) => e.getSender() === stack.botUserId && e.getContent().events_default === 0) ? true : undefined;
+      },
+      20_000,
+    );
     const refused = await stack.kuvert!.db.query("SELECT 1 FROM audit_log WHERE action = 'room.power-levels-refused' AND organisation_id = 'altstadt'");
     assert.equal(refused.rowCount, 1, "audited and alerted once");
     const alerts = stack.staff.timeline(staffRoomId).filter((e) => /altstadt/.test(String(e.getContent().body)) && /Element/.test(String(e.getContent().body)));

@@ -12,7 +12,7 @@ import { TestUser } from "../support/matrix.ts";
 import { startSynapse, synapsePython, type Synapse } from "../support/synapse.ts";
 import { tempDir } from "../support/tmp.ts";
 
-const skip = synapsePython() ? false : "KUVERT_TEST_SYNAPSE is not set: no real Synapse here (README, \"Tests against a real homeserver\")";
+const skip = synapsePython() ? false : 'KUVERT_TEST_SYNAPSE is not set: no real Synapse here (README, "Tests against a real homeserver")';
 if (skip) process.stdout.write(`synapse-upload-check: skipped (${skip})\n`);
 
 const moduleDir = join(repoRoot, "deploy", "synapse");
@@ -41,8 +41,7 @@ describe("uploads to a real Synapse are scanned by Kuvert before Synapse stores 
     const res = await fetch(`${hs.url}/_synapse/admin/v1/users/${encodeURIComponent(user.userId)}/media`, { headers: { authorization: `Bearer ${hs.adminToken}` } });
     return ((await res.json()) as { media: { upload_name: string }[] }).media.map((m) => m.upload_name).sort();
   };
-  const auditRows = async (action: string) =>
-    (await stack.kuvert!.db.query<{ object: string; details: Record<string, unknown> }>("SELECT object, details FROM audit_log WHERE action = $1 ORDER BY seq", [action])).rows;
+  const auditRows = async (action: string) => (await stack.kuvert!.db.query<{ object: string; details: Record<string, unknown> }>("SELECT object, details FROM audit_log WHERE action = $1 ORDER BY seq", [action])).rows;
 
   before(async () => {
     stack = await startStack({ name: "synapse-upload-check", configure: (raw) => ((raw.appservice as Record<string, unknown>).uploadCheckToken = token) });
@@ -75,7 +74,10 @@ describe("uploads to a real Synapse are scanned by Kuvert before Synapse stores 
     assert.equal(download.status, 200);
     assert.deepEqual(Buffer.from(await download.arrayBuffer()), content);
     assert.deepEqual(await storedMedia(synapse, clerk), ["antrag.txt"]);
-    assert.ok((await auditRows("upload.checked")).some((r) => r.object === `local/${mediaId}`), "the clean verdict is in Kuvert's audit log");
+    assert.ok(
+      (await auditRows("upload.checked")).some((r) => r.object === `local/${mediaId}`),
+      "the clean verdict is in Kuvert's audit log",
+    );
   });
 
   it("answers the module only with its token: none 401, a wrong one 403 (which the module takes as a refusal)", async () => {

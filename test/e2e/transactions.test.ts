@@ -7,8 +7,7 @@ import type { MatrixEvent } from "matrix-js-sdk";
 import { startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 
-const repliesTo = (eventId: string) => (e: MatrixEvent) =>
-  (e.getContent()["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === eventId;
+const repliesTo = (eventId: string) => (e: MatrixEvent) => (e.getContent()["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === eventId;
 
 async function pendingInbound(databaseUrl: string): Promise<number> {
   const client = new pg.Client({ connectionString: databaseUrl });

@@ -47,10 +47,14 @@ describe("document versions", () => {
     }).then(async (res) => ({ status: res.status, body: (await res.json()) as DocumentStatus }));
   const until = async (id: string, states: string[]) => {
     let last: DocumentStatus | undefined;
-    await waitFor(`document ${id} to reach ${states.join(" or ")}`, async () => {
-      last = (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
-      return states.includes(last.state);
-    }, 30_000);
+    await waitFor(
+      `document ${id} to reach ${states.join(" or ")}`,
+      async () => {
+        last = (await stack.api<DocumentStatus>("GET", `/api/v1/documents/${id}`)).body;
+        return states.includes(last.state);
+      },
+      30_000,
+    );
     return last!;
   };
   const content = (e: MatrixEvent) => e.getContent() as Content;
@@ -120,13 +124,19 @@ describe("document versions", () => {
       const res = await stack.api<{ current: string; versions: DocumentStatus[] }>("GET", `/api/v1/documents/${id}/versions`, undefined, { token });
       assert.equal(res.status, 200);
       assert.equal(res.body.current, second.id);
-      assert.deepEqual(res.body.versions.map((v) => [v.id, v.version, v.supersedes, v.supersededBy]), [
-        [first.id, 1, null, second.id],
-        [second.id, 2, first.id, null],
-      ]);
+      assert.deepEqual(
+        res.body.versions.map((v) => [v.id, v.version, v.supersedes, v.supersededBy]),
+        [
+          [first.id, 1, null, second.id],
+          [second.id, 2, first.id, null],
+        ],
+      );
     }
     const rows = (await stack.kuvert!.db.query<{ action: string; object: string; details: Record<string, unknown> }>("SELECT action, object, details FROM audit_log WHERE object IN ($1, $2) ORDER BY seq", [first.id, second.id])).rows;
-    assert.deepEqual(rows.find((r) => r.action === "document.superseded"), { action: "document.superseded", object: first.id, details: { supersededBy: second.id, version: 1, newVersion: 2 } });
+    assert.deepEqual(
+      rows.find((r) => r.action === "document.superseded"),
+      { action: "document.superseded", object: first.id, details: { supersededBy: second.id, version: 1, newVersion: 2 } },
+    );
     assert.equal(rows.find((r) => r.action === "document.received" && r.object === second.id)?.details.supersedes, first.id);
     assert.equal(rows.find((r) => r.action === "document.delivered" && r.object === second.id)?.details.supersedes, first.id);
   });
@@ -199,13 +209,20 @@ describe("document versions", () => {
     const ok = await batch({ "manifest.csv": "#version: 1\nfile,organisation,kind,reference,supersedes_reference\nv4.pdf,musterstadt,Beitragsbescheid,AZ-7,AZ-7\n", "v4.pdf": pdf("Bescheid 4") });
     assert.equal(ok.status, 202, JSON.stringify(ok.body));
     let entry: { documentId: string | null; state: string } | undefined;
-    await waitFor("the batch entry to be delivered", async () => {
-      entry = (await stack.api<{ entries: { documentId: string | null; state: string }[] }>("GET", `/api/v1/batches/${ok.body.id}`, undefined, { token })).body.entries[0];
-      return entry?.state === "delivered" || entry?.state === "error";
-    }, 30_000);
+    await waitFor(
+      "the batch entry to be delivered",
+      async () => {
+        entry = (await stack.api<{ entries: { documentId: string | null; state: string }[] }>("GET", `/api/v1/batches/${ok.body.id}`, undefined, { token })).body.entries[0];
+        return entry?.state === "delivered" || entry?.state === "error";
+      },
+      30_000,
+    );
     assert.equal(entry!.state, "delivered", JSON.stringify(entry));
     const versions = await stack.api<{ current: string; versions: DocumentStatus[] }>("GET", `/api/v1/documents/${first.id}/versions`, undefined, { token });
-    assert.deepEqual(versions.body.versions.map((v) => v.version), [1, 2, 3, 4]);
+    assert.deepEqual(
+      versions.body.versions.map((v) => v.version),
+      [1, 2, 3, 4],
+    );
     assert.equal(versions.body.current, entry!.documentId);
   });
 
@@ -218,10 +235,15 @@ describe("document versions", () => {
     writeFileSync(join(folder, "Bescheid 6.pdf.kuvert.json"), JSON.stringify({ version: "2", kind: "Beitragsbescheid" }));
     writeFileSync(join(folder, "Bescheid 6.pdf"), pdf("Bescheid 6"));
     const folderScan = stack.kuvert!.services.dropFolder;
-    await waitFor("both dropped files to be handled", async () => {
-      await folderScan.scanOnce();
-      return !existsSync(join(folder, "Bescheid 5.pdf")) && !existsSync(join(folder, "Bescheid 6.pdf"));
-    }, 20_000, 300);
+    await waitFor(
+      "both dropped files to be handled",
+      async () => {
+        await folderScan.scanOnce();
+        return !existsSync(join(folder, "Bescheid 5.pdf")) && !existsSync(join(folder, "Bescheid 6.pdf"));
+      },
+      20_000,
+      300,
+    );
     assert.deepEqual(readdirSync(folder), ["Bescheid 6.pdf.kuvert.json"], "the used description is gone, the refused one stays to be corrected");
     const reason = readFileSync(join(dropDir, "unroutable", "musterstadt", "Bescheid 6.pdf.reason.txt"), "utf8");
     assert.match(reason, /KUVERT_FORMAT_VERSION_UNKNOWN/);
@@ -231,7 +253,10 @@ describe("document versions", () => {
     const delivered = await until(row.id, ["delivered"]);
     assert.equal(delivered.version, 5);
     const versions = await stack.api<{ current: string; versions: DocumentStatus[] }>("GET", `/api/v1/documents/${row.id}/versions`, undefined, { token });
-    assert.deepEqual(versions.body.versions.map((v) => v.version), [1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      versions.body.versions.map((v) => v.version),
+      [1, 2, 3, 4, 5],
+    );
   });
 
   it("sends a new version and lists the versions from the command line", async () => {

@@ -102,7 +102,11 @@ describe("archives: every member scanned, or refused", () => {
     assert.equal(verdict.clean, true, JSON.stringify(verdict));
     const { walk } = await walkZip(path, { scanner: plain, limits: scanning(clamd).archives, maxMemberBytes: 25 * 1024 * 1024, scratchDir: dir });
     assert.deepEqual(walk, { members: 4, scanned: 3, bytes: 1400 + inner.length + 7 });
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith(".archive-")), [], "no scratch file is left");
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.startsWith(".archive-")),
+      [],
+      "no scratch file is left",
+    );
   });
 
   it("refuses EICAR in a password-protected ZIP (zip -P) as unscannable, also where clamd lacks AlertEncrypted", async () => {
@@ -167,7 +171,11 @@ describe("archives: every member scanned, or refused", () => {
 
   it("refuses a nested ZIP64 zip bomb", async () => {
     const path = join(dir, "nested-bomb.zip");
-    await writeZip(path, [1, 2, 3].map((n) => ({ name: `part${n}.zip`, content: () => createReadStream(bomb), size: statSync(bomb).size, compress: false })), { zip64: true });
+    await writeZip(
+      path,
+      [1, 2, 3].map((n) => ({ name: `part${n}.zip`, content: () => createReadStream(bomb), size: statSync(bomb).size, compress: false })),
+      { zip64: true },
+    );
     unscannable(await scanPath(path), ["size", "ratio", "scanner"]);
   });
 
@@ -186,7 +194,11 @@ describe("archives: every member scanned, or refused", () => {
     await writeZip(path, [{ name: "eicar.com", content: EICAR }], { zip64: true });
     const verdict = await scanner.scan(createReadStream(path), statSync(path).size);
     assert.ok(!verdict.clean && /^Eicar-Test-Signature/.test(verdict.signature), JSON.stringify(verdict));
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith(".archive-")), [], "no scratch file is left");
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.startsWith(".archive-")),
+      [],
+      "no scratch file is left",
+    );
   });
 });
 

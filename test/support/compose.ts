@@ -140,10 +140,12 @@ export function environmentOf(service: Json): Env {
   const e = service.environment;
   if (e === undefined) return {};
   if (Array.isArray(e)) {
-    return Object.fromEntries(e.map((entry) => {
-      const [k, ...rest] = String(entry).split("=");
-      return [k!, rest.join("=")];
-    }));
+    return Object.fromEntries(
+      e.map((entry) => {
+        const [k, ...rest] = String(entry).split("=");
+        return [k!, rest.join("=")];
+      }),
+    );
   }
   return Object.fromEntries(Object.entries(e as Json).map(([k, v]) => [k, v === null ? "" : String(v)]));
 }

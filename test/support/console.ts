@@ -55,12 +55,7 @@ export interface ConsoleResponse<T = Record<string, unknown>> {
 }
 
 /** A request to Kuvert as the console makes it: the session cookie, and the console header unless told not to. */
-export async function consoleRequest<T = Record<string, unknown>>(
-  stack: Stack,
-  method: string,
-  path: string,
-  opts: { cookie?: string | undefined; body?: unknown; header?: boolean; contentType?: string } = {},
-): Promise<ConsoleResponse<T>> {
+export async function consoleRequest<T = Record<string, unknown>>(stack: Stack, method: string, path: string, opts: { cookie?: string | undefined; body?: unknown; header?: boolean; contentType?: string } = {}): Promise<ConsoleResponse<T>> {
   const headers: Record<string, string> = {};
   if (opts.cookie) headers.cookie = opts.cookie;
   if (opts.header !== false) headers["x-kuvert-console"] = "1";

@@ -104,18 +104,7 @@ export class Stack {
   staff!: TestUser;
   readonly #users: TestUser[] = [];
 
-  constructor(parts: {
-    name: string;
-    hs: TestHomeserver | undefined;
-    synapse?: Synapse;
-    access: HomeserverAccess;
-    registration: Registration;
-    config: KuvertConfig;
-    rawConfig: Record<string, unknown>;
-    workDir: string;
-    clamd: Clamd;
-    smtp: SmtpServer;
-  }) {
+  constructor(parts: { name: string; hs: TestHomeserver | undefined; synapse?: Synapse; access: HomeserverAccess; registration: Registration; config: KuvertConfig; rawConfig: Record<string, unknown>; workDir: string; clamd: Clamd; smtp: SmtpServer }) {
     this.name = parts.name;
     this.hs = parts.hs;
     this.synapse = parts.synapse;
@@ -197,11 +186,15 @@ export class Stack {
     child.stderr.pipe(log);
     this.child = child;
     // A child starts slower than the suite's own processes on a loaded machine (two Synapses, clamd).
-    await waitFor("Kuvert to answer /healthz", async () => {
-      if (child.exitCode !== null) throw new Error(`Kuvert exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.child.log`);
-      const res = await fetch(`${this.publicUrl}/healthz`).catch(() => undefined);
-      return res?.ok === true;
-    }, 60_000);
+    await waitFor(
+      "Kuvert to answer /healthz",
+      async () => {
+        if (child.exitCode !== null) throw new Error(`Kuvert exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.child.log`);
+        const res = await fetch(`${this.publicUrl}/healthz`).catch(() => undefined);
+        return res?.ok === true;
+      },
+      60_000,
+    );
   }
 
   /** Kills the child Kuvert at once (SIGKILL: no cleanup, as in a crash). */

@@ -2,18 +2,7 @@
 // homeserver. Users are made through Synapse's admin API, so the same code runs against
 // the test homeserver and a real Synapse.
 import { randomBytes } from "node:crypto";
-import {
-  ClientEvent,
-  createClient,
-  EventType,
-  type MatrixEvent,
-  MsgType,
-  RoomEvent,
-  RoomMemberEvent,
-  SyncState,
-  type MatrixClient,
-  type Room,
-} from "matrix-js-sdk";
+import { ClientEvent, createClient, EventType, type MatrixEvent, MsgType, RoomEvent, RoomMemberEvent, SyncState, type MatrixClient, type Room } from "matrix-js-sdk";
 import { logger as globalSdkLogger, type Logger } from "matrix-js-sdk/lib/logger.js";
 
 // The sdk logs every optional endpoint a homeserver lacks; failures that matter reach the tests
@@ -156,10 +145,14 @@ export class TestUser {
   }
 
   async waitForInvite(roomId: string, timeoutMs?: number): Promise<Room> {
-    return this.until(`an invite to ${roomId}`, () => {
-      const room = this.room(roomId);
-      return room && room.getMyMembership() === "invite" ? room : undefined;
-    }, timeoutMs);
+    return this.until(
+      `an invite to ${roomId}`,
+      () => {
+        const room = this.room(roomId);
+        return room && room.getMyMembership() === "invite" ? room : undefined;
+      },
+      timeoutMs,
+    );
   }
 
   /** Joins the room as a clerk does when accepting the invite in Element. */

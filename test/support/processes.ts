@@ -56,11 +56,15 @@ export class KuvertProcess {
     child.stderr.pipe(log);
     this.#child = child;
     this.#ready = false;
-    await waitFor(`${this.name} to answer /healthz`, async () => {
-      if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.log`);
-      const res = await fetch(`http://127.0.0.1:${this.publicPort}/healthz`).catch(() => undefined);
-      return res?.ok === true;
-    }, 60_000);
+    await waitFor(
+      `${this.name} to answer /healthz`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.log`);
+        const res = await fetch(`http://127.0.0.1:${this.publicPort}/healthz`).catch(() => undefined);
+        return res?.ok === true;
+      },
+      60_000,
+    );
     this.#ready = true;
   }
 

@@ -84,10 +84,7 @@ export async function startS3(): Promise<S3Store> {
   };
 
   try {
-    writeFileSync(
-      join(conf, "swift.conf"),
-      ["[swift-hash]", "swift_hash_path_suffix = kuvert-test", "swift_hash_path_prefix = kuvert-test", "[storage-policy:0]", "name = Policy-0", "default = yes", ""].join("\n"),
-    );
+    writeFileSync(join(conf, "swift.conf"), ["[swift-hash]", "swift_hash_path_suffix = kuvert-test", "swift_hash_path_prefix = kuvert-test", "[storage-policy:0]", "name = Policy-0", "default = yes", ""].join("\n"));
     const memcachePort = await freePort();
     run("memcached", programs.memcached, ["-l", "127.0.0.1", "-p", String(memcachePort), "-U", "0", "-m", "16", ...(process.getuid?.() === 0 ? ["-u", "root"] : [])]);
     for (const kind of ["account", "container", "object"] as const) {

@@ -14,7 +14,12 @@ export class XmppRefusal extends Error {
 }
 
 function unescape(text: string): string {
-  return text.replace(/&apos;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+  return text
+    .replace(/&apos;/g, "'")
+    .replace(/&quot;/g, '"')
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&amp;/g, "&");
 }
 
 /** The condition and text of a SASL failure or stanza error. */
@@ -98,7 +103,7 @@ export class XmppSession {
   /** Joins a MUC room (`room@muc/nick`); throws XmppRefusal with the room's error. */
   async join(occupantJid: string): Promise<void> {
     this.#send(`<presence xmlns="jabber:client" to="${occupantJid}"><x xmlns="http://jabber.org/protocol/muc"/></presence>`);
-    const answer = await this.#next((f) => /^<presence\b/.test(f) && f.includes(`from="${occupantJid}"`) || (/^<presence\b/.test(f) && f.includes(`from='${occupantJid}'`)), `the presence of ${occupantJid}`);
+    const answer = await this.#next((f) => (/^<presence\b/.test(f) && f.includes(`from="${occupantJid}"`)) || (/^<presence\b/.test(f) && f.includes(`from='${occupantJid}'`)), `the presence of ${occupantJid}`);
     if (/type=["']error["']/.test(answer)) throw errorOf(answer);
   }
 

@@ -28,7 +28,11 @@ describe("usernames", () => {
     assert.equal(preferredLocalpart("anna.b", "kuvert.test", "kuvert_"), "anna.b");
     assert.equal(preferredLocalpart("@anna.b:kuvert.test", "kuvert.test", "kuvert_"), "anna.b");
     for (const bad of ["Anna", "_anna", "12345", "an na", "kuvert_anna", "@anna:elsewhere.example", "a".repeat(65)]) {
-      assert.throws(() => preferredLocalpart(bad, "kuvert.test", "kuvert_"), (err: unknown) => err instanceof KuvertError && err.errcode === "KUVERT_USERNAME_INVALID", bad);
+      assert.throws(
+        () => preferredLocalpart(bad, "kuvert.test", "kuvert_"),
+        (err: unknown) => err instanceof KuvertError && err.errcode === "KUVERT_USERNAME_INVALID",
+        bad,
+      );
     }
   });
 });
@@ -52,7 +56,10 @@ describe("initial passwords", () => {
     const digitsOnly = { length: 20, lowercase: false, uppercase: false, digits: true, symbols: false };
     const p = generatePassword(digitsOnly);
     assert.equal(p.length, 20);
-    assert.ok([...p].every((c) => passwordClasses.digits.includes(c)), p);
+    assert.ok(
+      [...p].every((c) => passwordClasses.digits.includes(c)),
+      p,
+    );
     assert.equal(meetsPolicy("abc", policy), false);
   });
 });

@@ -61,6 +61,11 @@ describe("encrypted attachments", () => {
       [{ ...good, iv: "not base64!" }, /the IV is missing or not base64/],
       [{ ...good, hashes: {} }, /SHA-256 hash is missing/],
     ];
-    for (const [value, why] of cases) assert.throws(() => readEncryptedFile(value), (err: unknown) => err instanceof UndecryptableError && why.test(err.message), String(why));
+    for (const [value, why] of cases)
+      assert.throws(
+        () => readEncryptedFile(value),
+        (err: unknown) => err instanceof UndecryptableError && why.test(err.message),
+        String(why),
+      );
   });
 });

@@ -4,21 +4,19 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { jwtVerify } from "jose";
 import { GUEST_LINK_AUDIENCE, jitsiRoomName, signGuestLinkToken, signGuestToken, verifyGuestLinkToken } from "../../appservice/calls/guest-token.ts";
-import {
-  base32,
-  base32Decode,
-  conferenceIdFor,
-  layoutWithCall,
-  layoutWithoutCall,
-  newWidgetId,
-  permissionProblems,
-  widgetContent,
-  widgetUrl,
-} from "../../appservice/calls/widget.ts";
+import { base32, base32Decode, conferenceIdFor, layoutWithCall, layoutWithoutCall, newWidgetId, permissionProblems, widgetContent, widgetUrl } from "../../appservice/calls/widget.ts";
 
 describe("base32 (RFC 4648, no padding)", () => {
   it("matches the RFC's test vectors and round-trips room ids", () => {
-    const vectors: [string, string][] = [["", ""], ["f", "MY"], ["fo", "MZXQ"], ["foo", "MZXW6"], ["foob", "MZXW6YQ"], ["fooba", "MZXW6YTB"], ["foobar", "MZXW6YTBOI"]];
+    const vectors: [string, string][] = [
+      ["", ""],
+      ["f", "MY"],
+      ["fo", "MZXQ"],
+      ["foo", "MZXW6"],
+      ["foob", "MZXW6YQ"],
+      ["fooba", "MZXW6YTB"],
+      ["foobar", "MZXW6YTBOI"],
+    ];
     for (const [plain, encoded] of vectors) {
       assert.equal(base32(plain), encoded);
       assert.equal(base32Decode(encoded), plain);

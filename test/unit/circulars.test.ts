@@ -16,7 +16,9 @@ describe("Markdown for rooms", () => {
   });
 
   it("drops what Matrix does not allow: scripts, event handlers, iframes, javascript: links, images from outside the media repository", () => {
-    const r = renderMarkdown('<script>alert(1)</script><img src="https://evil.example/x.png" onerror="alert(1)"><iframe src="https://evil.example"></iframe>\n\n[x](javascript:alert(1)) <a href="https://ok.example" onclick="x()">ok</a> ![bild](mxc://body.example/abc) <font color="red">f</font> <p style="color:red">p</p>');
+    const r = renderMarkdown(
+      '<script>alert(1)</script><img src="https://evil.example/x.png" onerror="alert(1)"><iframe src="https://evil.example"></iframe>\n\n[x](javascript:alert(1)) <a href="https://ok.example" onclick="x()">ok</a> ![bild](mxc://body.example/abc) <font color="red">f</font> <p style="color:red">p</p>',
+    );
     assert.doesNotMatch(r.html, /script|onerror|onclick|iframe|javascript|evil|style|font/);
     assert.match(r.html, /<img src="mxc:\/\/body\.example\/abc" alt="bild" \/>/);
     assert.match(r.html, /<a href="https:\/\/ok\.example">ok<\/a>/);
@@ -24,7 +26,7 @@ describe("Markdown for rooms", () => {
   });
 
   it("keeps code language classes and only those", () => {
-    const r = renderMarkdown("```ts\nlet a = 1;\n```\n\n<code class=\"evil language-js\">x</code>");
+    const r = renderMarkdown('```ts\nlet a = 1;\n```\n\n<code class="evil language-js">x</code>');
     assert.match(r.html, /<code class="language-ts">/);
     assert.match(r.html, /<code class="language-js">x<\/code>/);
   });
@@ -62,11 +64,26 @@ describe("the !circular command", () => {
 
   it("checks text and schedule before anything is stored", () => {
     const now = new Date("2026-11-23T12:00:00Z");
-    assert.throws(() => checkCircular({ text: " \n", targets: { all: true } }, now), (e: KuvertError) => e.errcode === "KUVERT_CIRCULAR_EMPTY");
-    assert.throws(() => checkCircular({ text: "x", targets: { all: true }, scheduledAt: "2026-11-23T11:00:00Z" }, now), (e: KuvertError) => e.errcode === "KUVERT_SCHEDULE_IN_PAST");
-    assert.throws(() => checkCircular({ text: "x", targets: { all: true }, scheduledAt: "2026-11-24T08:00" }, now), (e: KuvertError) => e.errcode === "KUVERT_INVALID_INPUT");
-    assert.throws(() => checkCircular({ text: "x", targets: { tag: "Not A Tag" } }, now), (e: KuvertError) => e.errcode === "KUVERT_INVALID_INPUT");
-    assert.throws(() => checkCircular({ text: "x", targets: { organisations: [] } }, now), (e: KuvertError) => e.errcode === "KUVERT_INVALID_INPUT");
+    assert.throws(
+      () => checkCircular({ text: " \n", targets: { all: true } }, now),
+      (e: KuvertError) => e.errcode === "KUVERT_CIRCULAR_EMPTY",
+    );
+    assert.throws(
+      () => checkCircular({ text: "x", targets: { all: true }, scheduledAt: "2026-11-23T11:00:00Z" }, now),
+      (e: KuvertError) => e.errcode === "KUVERT_SCHEDULE_IN_PAST",
+    );
+    assert.throws(
+      () => checkCircular({ text: "x", targets: { all: true }, scheduledAt: "2026-11-24T08:00" }, now),
+      (e: KuvertError) => e.errcode === "KUVERT_INVALID_INPUT",
+    );
+    assert.throws(
+      () => checkCircular({ text: "x", targets: { tag: "Not A Tag" } }, now),
+      (e: KuvertError) => e.errcode === "KUVERT_INVALID_INPUT",
+    );
+    assert.throws(
+      () => checkCircular({ text: "x", targets: { organisations: [] } }, now),
+      (e: KuvertError) => e.errcode === "KUVERT_INVALID_INPUT",
+    );
     assert.deepEqual(checkCircular({ text: " x ", targets: { all: true }, scheduledAt: "2026-11-24T08:00:00+01:00" }, now), { text: "x", targets: { all: true }, scheduledAt: new Date("2026-11-24T07:00:00Z") });
   });
 });

@@ -105,7 +105,10 @@ describe("Jitsi, rootless as upstream runs it", () => {
 
   it("publishes the web front end's unprivileged port 8000 and checks its health there", () => {
     const web = services["jitsi-web"]!;
-    assert.deepEqual(portsOf(web).map((p) => p.target), [8000]);
+    assert.deepEqual(
+      portsOf(web).map((p) => p.target),
+      [8000],
+    );
     assert.deepEqual(web.expose, ["8000"]);
     assert.match(JSON.stringify((web.healthcheck as Json).test), /127\.0\.0\.1:8000\//);
     assert.equal(environmentOf(web).DISABLE_HTTPS, "1", "8443 stays unused: TLS is the reverse proxy's job");

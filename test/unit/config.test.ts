@@ -40,9 +40,7 @@ describe("configuration", () => {
   });
 
   it("names the key, the value found and what was expected", () => {
-    const problems = problemsOf(() =>
-      loadConfig(configFile("appservice:\n  listener:\n    port: 70000\nworkers:\n  concurrency: lots\nstaff:\n  - userId: bob\n    roles: [boss]\n"), {}),
-    );
+    const problems = problemsOf(() => loadConfig(configFile("appservice:\n  listener:\n    port: 70000\nworkers:\n  concurrency: lots\nstaff:\n  - userId: bob\n    roles: [boss]\n"), {}));
     assert.deepEqual(problems, [
       "appservice.listener.port: found 70000, expected at most 65535",
       'staff.0.userId: found "bob", expected a Matrix user ID like @alice:example.org',

@@ -14,22 +14,7 @@ import { GUEST_LINK_AUDIENCE } from "../../appservice/calls/guest-token.ts";
 import { buildRegistration } from "../../appservice/matrix/registration.ts";
 import { balancerConfig, deployedHaproxyCfg } from "../support/haproxy.ts";
 import { tempDir } from "../support/tmp.ts";
-import {
-  environmentOf,
-  exposedPorts,
-  hostAndPort,
-  interpolateDeep,
-  isObject,
-  mountsOf,
-  networksOf,
-  parseEnvFile,
-  portsOf,
-  referencedVariables,
-  resolveInContainer,
-  strings,
-  type Json,
-  type Mount,
-} from "../support/compose.ts";
+import { environmentOf, exposedPorts, hostAndPort, interpolateDeep, isObject, mountsOf, networksOf, parseEnvFile, portsOf, referencedVariables, resolveInContainer, strings, type Json, type Mount } from "../support/compose.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const setupScript = join(root, "deploy", "setup.sh");
@@ -153,8 +138,14 @@ function renderedMountTarget(serviceName: string, template: string): Mount {
 describe("docker-compose.yml", () => {
   it("parses as YAML, and every service has an image or a build", () => {
     const doc = parseDocument(composeText, { merge: true });
-    assert.deepEqual(doc.errors.map((e) => e.message), []);
-    assert.deepEqual(doc.warnings.map((e) => e.message), []);
+    assert.deepEqual(
+      doc.errors.map((e) => e.message),
+      [],
+    );
+    assert.deepEqual(
+      doc.warnings.map((e) => e.message),
+      [],
+    );
     assert.ok(Object.keys(services).length >= 10, "the stack has its services");
     for (const [name, s] of Object.entries(services)) {
       assert.ok(typeof s.image === "string" || s.build !== undefined, `${name} has neither image nor build`);
@@ -247,7 +238,10 @@ describe("docker-compose.yml", () => {
     for (const [name, s] of Object.entries(services)) {
       for (const n of networksOf(s)) assert.ok(n in networks, `${name} joins the undeclared network ${n}`);
       if (portsOf(s).length > 0) {
-        assert.ok(networksOf(s).some((n) => (networks[n] as Json | null)?.internal !== true), `${name} publishes ports but sits only on internal networks`);
+        assert.ok(
+          networksOf(s).some((n) => (networks[n] as Json | null)?.internal !== true),
+          `${name} publishes ports but sits only on internal networks`,
+        );
       }
     }
     assert.equal((networks.internal as Json).internal, true, "the network internal must be internal: true");
@@ -270,7 +264,10 @@ describe("docker-compose.yml", () => {
     assert.deepEqual(portsOf(service("jitsi-jvb")), [{ hostIp: undefined, published: String(jvbPort), target: jvbPort, protocol: "udp" }]);
     const mailpit = service("mailpit");
     assert.ok(exposedPorts(mailpit).includes(1025), "mailpit's SMTP port 1025 is not exposed");
-    assert.ok(portsOf(mailpit).some((p) => p.target === 8025), "mailpit's UI 8025 is not published");
+    assert.ok(
+      portsOf(mailpit).some((p) => p.target === 8025),
+      "mailpit's UI 8025 is not published",
+    );
   });
 });
 
@@ -293,7 +290,10 @@ describe("Kuvert in the stack", () => {
     assert.match(init, /CREATE ROLE kuvert LOGIN PASSWORD :'kuvert_password'/);
     assert.match(init, /CREATE DATABASE kuvert OWNER kuvert ENCODING 'UTF8'/);
     assert.match(init, /--set=kuvert_password="\$KUVERT_DB_PASSWORD"/);
-    assert.ok(networksOf(service("kuvert")).some((n) => networksOf(service("postgres")).includes(n)), "Kuvert cannot reach postgres");
+    assert.ok(
+      networksOf(service("kuvert")).some((n) => networksOf(service("postgres")).includes(n)),
+      "Kuvert cannot reach postgres",
+    );
     assert.ok(exposedPorts(service("postgres")).includes(5432));
   });
 
@@ -308,7 +308,10 @@ describe("Kuvert in the stack", () => {
     assert.ok(listener, `Synapse has no listener on ${port}`);
     assert.equal(listener.type, "http");
     assert.ok(((listener.bind_addresses as string[] | undefined) ?? ["0.0.0.0"]).includes("0.0.0.0"), "Synapse's listener is not reachable from other containers");
-    assert.ok((listener.resources as Json[]).some((r) => (r.names as string[]).includes("client")), `Synapse's listener on ${port} does not serve the client API`);
+    assert.ok(
+      (listener.resources as Json[]).some((r) => (r.names as string[]).includes("client")),
+      `Synapse's listener on ${port} does not serve the client API`,
+    );
     const hc = (synapse.healthcheck as Json).test as string[];
     assert.match(hc.join(" "), new RegExp(`localhost:${port}/health`));
   });
@@ -323,7 +326,11 @@ describe("Kuvert in the stack", () => {
     const kuvert = service("kuvert");
     assert.ok(networksOf(kuvert).includes("internal"), "Kuvert is not on the internal network");
     assert.ok(exposedPorts(kuvert).includes(kuvertConfig().appservice.listener.port), "kuvert does not expose its appservice listener");
-    for (const name of ["kuvert", "kuvert-proxy"]) assert.ok(portsOf(service(name)).every((p) => p.target !== port), `${name} publishes the appservice port ${port} on the host`);
+    for (const name of ["kuvert", "kuvert-proxy"])
+      assert.ok(
+        portsOf(service(name)).every((p) => p.target !== port),
+        `${name} publishes the appservice port ${port} on the host`,
+      );
     const publicPort = kuvertConfig().publicApi.listener.port;
     assert.notEqual(publicPort, kuvertConfig().appservice.listener.port, "the two listeners share a port");
     assert.equal(kuvertConfig().publicApi.listener.bindAddress, "0.0.0.0");
@@ -368,7 +375,10 @@ describe("Kuvert in the stack", () => {
     // The multi-process suites put the same file in front of their Kuvert processes (test/support/haproxy.ts).
     const dir = tempDir("kuvert-haproxy-");
     try {
-      const forTests = balancerConfig(haproxyConfig(), { appservice: 19993, public: 18080 }, [{ appservice: 29993, public: 28080 }, { appservice: 39993, public: 38080 }]);
+      const forTests = balancerConfig(haproxyConfig(), { appservice: 19993, public: 18080 }, [
+        { appservice: 29993, public: 28080 },
+        { appservice: 39993, public: 38080 },
+      ]);
       assert.match(forTests, /^ {2}server kuvert-2 127\.0\.0\.1:38080$/m);
       assert.doesNotMatch(forTests, /resolvers|server-template/);
       writeFileSync(join(dir, "haproxy.cfg"), forTests);
@@ -400,13 +410,19 @@ describe("Kuvert in the stack", () => {
     assert.equal(reg.sender_localpart, "kuvert");
     assert.ok(reg.url, "the registration has no url");
     const { host, port } = hostAndPort(reg.url);
-    assert.ok(networksOf(service(host)).some((n) => networksOf(service("synapse")).includes(n)), `Synapse cannot reach ${host}`);
+    assert.ok(
+      networksOf(service(host)).some((n) => networksOf(service("synapse")).includes(n)),
+      `Synapse cannot reach ${host}`,
+    );
     assert.ok(exposedPorts(service(host)).includes(port), `${host} does not expose ${port}`);
     const users = new RegExp(`^${reg.namespaces.users[0]!.regex}$`);
     assert.match(`@${kuvertConfig().appservice.userPrefix}clerk:${serverName}`, users);
     assert.doesNotMatch(`@${kuvertConfig().appservice.userPrefix}clerk:other.example`, users);
     for (const s of kuvertConfig().staff) assert.doesNotMatch(s.userId, users, `staff member ${s.userId} is in Kuvert's exclusive namespace`);
-    assert.ok(kuvertConfig().staff.every((s) => s.userId.endsWith(`:${serverName}`)), "the staff example lives on another server");
+    assert.ok(
+      kuvertConfig().staff.every((s) => s.userId.endsWith(`:${serverName}`)),
+      "the staff example lives on another server",
+    );
     assert.equal(String(synapseConfig().public_baseurl).replace(/\/$/, ""), kuvertConfig().homeserver.publicUrl);
   });
 });
@@ -515,13 +531,19 @@ describe("Element and Jitsi", () => {
     const uvs = hostAndPort(prosody.MATRIX_UVS_URL!);
     assert.equal(uvs.host, "kuvert-proxy");
     assert.deepEqual(balancedTo(uvs.port), { host: "kuvert", port: kuvertConfig().publicApi.listener.port }, "MATRIX_UVS_URL must reach Kuvert's public listener");
-    assert.ok(networksOf(service("jitsi-prosody")).some((n) => networksOf(service("kuvert-proxy")).includes(n)), "Prosody cannot reach Kuvert's balancer");
+    assert.ok(
+      networksOf(service("jitsi-prosody")).some((n) => networksOf(service("kuvert-proxy")).includes(n)),
+      "Prosody cannot reach Kuvert's balancer",
+    );
     assert.equal(environmentOf(service("jitsi-jicofo")).AUTH_TYPE, "hybrid_matrix_token");
     assert.equal(environmentOf(service("jitsi-web")).ENABLE_GUESTS, "0");
     // The rootless web image links /usr/share/jitsi-meet/.well-known to /run/web/.well-known, on the /run tmpfs.
     const wellKnown = mountsOf(service("jitsi-web")).find((m) => m.target === "/run/web/.well-known/element/jitsi");
     assert.ok(wellKnown, "Jitsi does not serve /.well-known/element/jitsi");
-    assert.ok(((service("jitsi-web").tmpfs ?? []) as string[]).some((t) => t.split(":")[0] === "/run"), "/run/web lives on the /run tmpfs");
+    assert.ok(
+      ((service("jitsi-web").tmpfs ?? []) as string[]).some((t) => t.split(":")[0] === "/run"),
+      "/run/web lives on the /run tmpfs",
+    );
     assert.deepEqual(JSON.parse(read(posix.normalize(wellKnown.source))), { auth: "openidtoken-jwt" });
     for (const name of ["jitsi-jicofo", "jitsi-jvb"]) {
       assert.equal(environmentOf(service(name)).XMPP_SERVER, "xmpp.meet.jitsi");
@@ -566,7 +588,11 @@ describe("the tokens Prosody accepts", () => {
   // and "iss" with exact string matches against asap_accepted_audiences / asap_accepted_issuers,
   // which docker-jitsi-meet renders from these comma-separated variables; hybrid_matrix_token
   // replaces the issuers with {app_id, uvs_issuer}.
-  const list = (value: string | undefined): string[] => (value ?? "").split(",").map((v) => v.trim()).filter((v) => v !== "");
+  const list = (value: string | undefined): string[] =>
+    (value ?? "")
+      .split(",")
+      .map((v) => v.trim())
+      .filter((v) => v !== "");
   const prosody = () => environmentOf(service("jitsi-prosody"));
   const accepted = () => {
     const p = prosody();
@@ -625,7 +651,10 @@ describe("Dockerfile", () => {
     assert.ok(instructions.lastIndexOf(users.at(-1)!) > npmCi);
     for (const copy of instructions.filter((i) => i.op === "COPY")) {
       if (copy.args.startsWith("--from=")) continue; // from a build stage, not the context
-      const sources = copy.args.split(/\s+/).slice(0, -1).filter((s) => !s.startsWith("--"));
+      const sources = copy.args
+        .split(/\s+/)
+        .slice(0, -1)
+        .filter((s) => !s.startsWith("--"));
       for (const s of sources) if (s !== ".") assert.ok(existsSync(join(root, s)), `COPY ${s}: no such file`);
     }
   });
@@ -636,17 +665,23 @@ describe("Dockerfile", () => {
     const cmd = json("CMD") as string[];
     assert.deepEqual(cmd, ["start", "--config", "/data/config.yaml"]);
     assert.equal(renderedMountTarget("kuvert", "kuvert/config.yaml").target, cmd[2], "docker-compose.yml mounts Kuvert's configuration elsewhere");
-    const env = instructions.filter((i) => i.op === "ENV").map((i) => i.args).join(" ");
+    const env = instructions
+      .filter((i) => i.op === "ENV")
+      .map((i) => i.args)
+      .join(" ");
     assert.match(env, new RegExp(`KUVERT_CONFIG=${cmd[2]}(\\s|$)`));
     const hc = instructions.find((i) => i.op === "HEALTHCHECK");
     assert.ok(hc, "the Dockerfile has no HEALTHCHECK");
     assert.match(hc.args, new RegExp(`fetch\\('http://127\\.0\\.0\\.1:${kuvertConfig().publicApi.listener.port}/healthz'\\)`));
     assert.doesNotMatch(hc.args, /curl|wget/);
-    assert.deepEqual((service("kuvert").build as Json), { context: ".", dockerfile: "Dockerfile" });
+    assert.deepEqual(service("kuvert").build as Json, { context: ".", dockerfile: "Dockerfile" });
   });
 
   it("gets a build context of only what it needs (.dockerignore is an allowlist)", () => {
-    const patterns = read(".dockerignore").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+    const patterns = read(".dockerignore")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith("#"));
     assert.equal(patterns[0], "*", ".dockerignore must exclude everything first");
     const admitted = patterns.filter((p) => p.startsWith("!")).map((p) => p.slice(1).replace(/\/$/, ""));
     // `npm ci` checks the lock against every workspace's package.json: those come in, nothing else of the workspaces.

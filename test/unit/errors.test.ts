@@ -30,8 +30,14 @@ describe("error codes and their HTTP status", () => {
 
   it("schema errors are 400 with the code that fits", () => {
     const schema = z.strictObject({ id: z.string() });
-    assert.throws(() => parseInput(schema, { id: 1 }), (e: KuvertError) => e.errcode === ErrCode.InvalidInput && e.status === 400);
-    assert.throws(() => parseInput(schema, { id: "a", colour: "red" }), (e: KuvertError) => e.errcode === ErrCode.UnknownField && e.status === 400);
+    assert.throws(
+      () => parseInput(schema, { id: 1 }),
+      (e: KuvertError) => e.errcode === ErrCode.InvalidInput && e.status === 400,
+    );
+    assert.throws(
+      () => parseInput(schema, { id: "a", colour: "red" }),
+      (e: KuvertError) => e.errcode === ErrCode.UnknownField && e.status === 400,
+    );
   });
 
   it("where the README names a code with a status, it is the status of the table", () => {

@@ -20,7 +20,10 @@ describe("the sample registration (registration.yaml)", () => {
     const sample = parse(readFileSync(sampleFile, "utf8")) as { as_token: string; hs_token: string };
     assert.match(sample.as_token, /^PLACEHOLDER-/);
     assert.match(sample.hs_token, /^PLACEHOLDER-/);
-    assert.throws(() => readRegistration(sampleFile), (err: Error) => err instanceof RegistrationError && /^KUVERT_REGISTRATION_PLACEHOLDER: .*generate-registration/.test(err.message));
+    assert.throws(
+      () => readRegistration(sampleFile),
+      (err: Error) => err instanceof RegistrationError && /^KUVERT_REGISTRATION_PLACEHOLDER: .*generate-registration/.test(err.message),
+    );
   });
 
   it("is never overwritten by the generate command, even with --force; the real one goes beside it", () => {

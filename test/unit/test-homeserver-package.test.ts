@@ -27,7 +27,11 @@ describe("the test homeserver package", () => {
     assert.equal(manifest.name, "@kuvert/test-homeserver");
     assert.equal(manifest.private, true);
     assert.equal(manifest.exports["."], "./index.ts");
-    assert.deepEqual(Object.keys(manifest.exports).filter((k) => k !== "./package.json"), ["."], "only index.ts is public");
+    assert.deepEqual(
+      Object.keys(manifest.exports).filter((k) => k !== "./package.json"),
+      ["."],
+      "only index.ts is public",
+    );
     const rootManifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { workspaces: string[] };
     assert.ok(rootManifest.workspaces.includes(pkgDir));
   });

@@ -275,17 +275,27 @@ describe("test homeserver", () => {
       assert.ok(seen.length >= 2);
       const [failed, retried] = seen;
       assert.equal(retried?.txnId, failed?.txnId, "the failed transaction is resent with its txnId");
-      assert.deepEqual(retried?.events.map((e) => e["event_id"]), failed?.events.map((e) => e["event_id"]));
+      assert.deepEqual(
+        retried?.events.map((e) => e["event_id"]),
+        failed?.events.map((e) => e["event_id"]),
+      );
       assert.equal(failed?.authorization, "Bearer hs-token-secret");
       const ids = new Set(seen.flatMap((t) => t.events.map((e) => e["event_id"])));
       const timeline = hs.timeline(roomId);
-      assert.ok(timeline.every((e) => ids.has(e.event_id)), "every event of the bot's room is pushed");
+      assert.ok(
+        timeline.every((e) => ids.has(e.event_id)),
+        "every event of the bot's room is pushed",
+      );
       const create = seen[0]?.events.find((e) => e["type"] === "m.room.create");
       assert.equal(create?.["room_id"], roomId);
       assert.equal(create?.["state_key"], "");
       assert.equal(typeof (create?.["unsigned"] as JsonObject | undefined)?.["age"], "number");
       const txnIds = [...new Set(appservice.transactions.map((t) => Number(t.txnId)))];
-      assert.deepEqual(txnIds, [...txnIds].sort((a, b) => a - b), "txnIds increase");
+      assert.deepEqual(
+        txnIds,
+        [...txnIds].sort((a, b) => a - b),
+        "txnIds increase",
+      );
       const invite = seen.flatMap((t) => t.events).find((e) => e["type"] === "m.room.member" && e["state_key"] === alice.userId);
       assert.equal((invite?.["content"] as JsonObject | undefined)?.["membership"], "invite");
     });
@@ -295,7 +305,10 @@ describe("test homeserver", () => {
       const before = appservice.transactions.length;
       const res = await call(hs, "POST", "/_matrix/client/v3/createRoom", bob.accessToken, { name: "private" });
       await hs.waitForAppserviceIdle("kuvert", 5000);
-      const pushed = appservice.transactions.slice(before).flatMap((t) => t.events).filter((e) => e["room_id"] === res.json["room_id"]);
+      const pushed = appservice.transactions
+        .slice(before)
+        .flatMap((t) => t.events)
+        .filter((e) => e["room_id"] === res.json["room_id"]);
       assert.equal(pushed.length, 0);
     });
   });
@@ -357,7 +370,13 @@ describe("test homeserver", () => {
     it("answers username_available as Synapse does, for admins only", async () => {
       const available = (name: string, token = ADMIN) => call(hs, "GET", `/_synapse/admin/v1/username_available?username=${enc(name)}`, token);
       assert.deepEqual(await available("new-person"), { status: 200, json: { available: true } });
-      for (const [name, errcode] of [["ALICE", "M_INVALID_USERNAME"], ["alice", "M_USER_IN_USE"], ["_x", "M_INVALID_USERNAME"], ["123", "M_INVALID_USERNAME"], ["bridged-x", "M_EXCLUSIVE"]] as const) {
+      for (const [name, errcode] of [
+        ["ALICE", "M_INVALID_USERNAME"],
+        ["alice", "M_USER_IN_USE"],
+        ["_x", "M_INVALID_USERNAME"],
+        ["123", "M_INVALID_USERNAME"],
+        ["bridged-x", "M_EXCLUSIVE"],
+      ] as const) {
         const res = await available(name);
         assert.deepEqual([res.status, res.json["errcode"]], [400, errcode], name);
       }
@@ -409,14 +428,16 @@ describe("test homeserver", () => {
       try {
         await sso.createUser("erin", "erin-pw");
         const flows = (await call(sso, "GET", "/_matrix/client/v3/login")).json["flows"] as JsonObject[];
-        assert.deepEqual(flows.filter((f) => f["type"] === "m.login.sso" || f["type"] === "m.login.token").map((f) => f["type"]), ["m.login.sso", "m.login.token"]);
+        assert.deepEqual(
+          flows.filter((f) => f["type"] === "m.login.sso" || f["type"] === "m.login.token").map((f) => f["type"]),
+          ["m.login.sso", "m.login.token"],
+        );
         const back = "http://client.example/app/?x=1";
         const redirect = await fetch(`${sso.url}/_matrix/client/v3/login/sso/redirect?redirectUrl=${enc(back)}`, { redirect: "manual" });
         assert.equal(redirect.status, 302);
         const page = await fetch(new URL(redirect.headers.get("location")!, sso.url));
         assert.match(await page.text(), /<form method="post" action="\/_test\/idp\/sign-in">/);
-        const form = (password: string) =>
-          fetch(`${sso.url}/_test/idp/sign-in`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ redirectUrl: back, user: "erin", password }) });
+        const form = (password: string) => fetch(`${sso.url}/_test/idp/sign-in`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ redirectUrl: back, user: "erin", password }) });
         assert.equal((await form("wrong")).status, 403);
         const signedIn = await form("erin-pw");
         assert.equal(signedIn.status, 302);

@@ -73,12 +73,7 @@ export async function api<T>(method: string, path: string, body?: unknown, conte
 }
 
 /** Uploads one file with progress (XMLHttpRequest: fetch has no upload progress). */
-export function uploadDocument(
-  organisationId: string,
-  file: File,
-  fields: { kind: string; reference: string; supersedesReference?: string },
-  onProgress: (fraction: number) => void,
-): Promise<{ id: string; state: string; version: number }> {
+export function uploadDocument(organisationId: string, file: File, fields: { kind: string; reference: string; supersedesReference?: string }, onProgress: (fraction: number) => void): Promise<{ id: string; state: string; version: number }> {
   return new Promise((resolve, reject) => {
     const q = new URLSearchParams({ filename: file.name });
     if (fields.kind) q.set("kind", fields.kind);

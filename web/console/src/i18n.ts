@@ -537,7 +537,7 @@ const en: Texts = {
   joinNotMemberTitle: "No entry: you are not a member of this room",
   joinNotMember: "Kuvert checked: {user} is not a member of this organisation's room. Only members of the room join this video consultation. If you should take part, ask staff for a guest link.",
   joinEndedTitle: "The video consultation has ended",
-  joinEnded: "This video consultation is no longer running. \"!video\" in the room starts a new one.",
+  joinEnded: 'This video consultation is no longer running. "!video" in the room starts a new one.',
   joinRefusedTitle: "The video consultation cannot be opened",
   joinOther: "Sign in with another account",
   joinButton: "Sign in and join",

@@ -84,7 +84,9 @@ function Join(props: { settings: Settings; lang: Lang }) {
     return (
       <main id="main" class="signin">
         <h1>{t("joinRefusedTitle")}</h1>
-        <p role="alert" class="error">{t("joinNoCall")}</p>
+        <p role="alert" class="error">
+          {t("joinNoCall")}
+        </p>
       </main>
     );
   }

@@ -199,8 +199,20 @@ function App() {
   };
 
   let body;
-  if (fatal) body = <main id="main"><p role="alert" class="error">{t("error")}: {fatal}</p></main>;
-  else if (session === undefined || !settings) body = <main id="main"><p role="status">{t("loading")}</p></main>;
+  if (fatal)
+    body = (
+      <main id="main">
+        <p role="alert" class="error">
+          {t("error")}: {fatal}
+        </p>
+      </main>
+    );
+  else if (session === undefined || !settings)
+    body = (
+      <main id="main">
+        <p role="status">{t("loading")}</p>
+      </main>
+    );
   else if (!session) {
     body = (
       <>
@@ -210,15 +222,10 @@ function App() {
             <LanguageSwitch lang={lang} setLang={setLang} />
           </div>
         </header>
-        {refused ? (
-          <Refused userId={refused} back={() => setRefused(null)} />
-        ) : (
-          <SignIn settings={settings} notice={notice} onSignedIn={(s) => (setNotice(null), setSession(s))} onRefused={setRefused} />
-        )}
+        {refused ? <Refused userId={refused} back={() => setRefused(null)} /> : <SignIn settings={settings} notice={notice} onSignedIn={(s) => (setNotice(null), setSession(s))} onRefused={setRefused} />}
       </>
     );
-  }
-  else body = <Shell session={session} signOut={signOut} lang={lang} setLang={setLang} />;
+  } else body = <Shell session={session} signOut={signOut} lang={lang} setLang={setLang} />;
   return (
     <I18n.Provider value={{ lang, t }}>
       {body}

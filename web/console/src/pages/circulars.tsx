@@ -200,11 +200,20 @@ function Compose(props: { choices: Choice[]; onCreated: (c: Circular) => void })
         </fieldset>
         <fieldset>
           <legend>{t("attachments")}</legend>
-          <input ref={fileInput} id="circular-files" type="file" multiple class="visually-hidden" tabIndex={-1} aria-label={t("addAttachments")} onChange={(e) => {
-            const list = e.currentTarget.files;
-            if (list) setFiles((f) => [...f, ...Array.from(list)]);
-            e.currentTarget.value = "";
-          }} />
+          <input
+            ref={fileInput}
+            id="circular-files"
+            type="file"
+            multiple
+            class="visually-hidden"
+            tabIndex={-1}
+            aria-label={t("addAttachments")}
+            onChange={(e) => {
+              const list = e.currentTarget.files;
+              if (list) setFiles((f) => [...f, ...Array.from(list)]);
+              e.currentTarget.value = "";
+            }}
+          />
           <button type="button" class="secondary" onClick={() => fileInput.current?.click()}>
             {t("addAttachments")}
           </button>
@@ -235,8 +244,7 @@ function Compose(props: { choices: Choice[]; onCreated: (c: Circular) => void })
           </div>
           {later && (
             <p>
-              <label for="circular-when">{t("whenAt", { zone })}</label>{" "}
-              <input id="circular-when" type="datetime-local" required value={when} onInput={(e) => setWhen(e.currentTarget.value)} />
+              <label for="circular-when">{t("whenAt", { zone })}</label> <input id="circular-when" type="datetime-local" required value={when} onInput={(e) => setWhen(e.currentTarget.value)} />
             </p>
           )}
         </fieldset>
@@ -337,9 +345,7 @@ function Detail(props: { id: string; choices: Choice[]; onChanged: () => void })
                 {c.attachments.map((a) => (
                   <li key={a.filename}>
                     {a.filename} <span class="hint">({Math.ceil(a.size / 1024)} KB)</span> –{" "}
-                    <span class={a.verdict === "clean" ? "ok" : a.verdict ? "error" : undefined}>
-                      {a.verdict === "clean" ? t("verdictClean") : a.verdict ? `${t("verdictBad")}${a.signature ? `: ${a.signature}` : ""}` : t("verdictPending")}
-                    </span>
+                    <span class={a.verdict === "clean" ? "ok" : a.verdict ? "error" : undefined}>{a.verdict === "clean" ? t("verdictClean") : a.verdict ? `${t("verdictBad")}${a.signature ? `: ${a.signature}` : ""}` : t("verdictPending")}</span>
                   </li>
                 ))}
               </ul>
@@ -358,8 +364,7 @@ function Detail(props: { id: string; choices: Choice[]; onChanged: () => void })
       )}
       <h3 id="deliveries-title">{t("deliveries")}</h3>
       <p data-testid="delivery-summary">
-        <progress max={Math.max(total, 1)} value={c.summary.delivered + c.summary.failed} aria-labelledby="deliveries-title" />{" "}
-        {t("summaryText", { delivered: c.summary.delivered, failed: c.summary.failed, pending: c.summary.pending })}
+        <progress max={Math.max(total, 1)} value={c.summary.delivered + c.summary.failed} aria-labelledby="deliveries-title" /> {t("summaryText", { delivered: c.summary.delivered, failed: c.summary.failed, pending: c.summary.pending })}
       </p>
       <table class="deliveries" aria-labelledby="deliveries-title">
         <TableHead columns={[t("organisation"), t("state"), t("deliveredAt"), t("reason")]} />
@@ -382,8 +387,7 @@ function Detail(props: { id: string; choices: Choice[]; onChanged: () => void })
           <ul class="corrections">
             {c.corrections.map((r) => (
               <li key={r.revision} data-revision={r.revision}>
-                <strong>{t("correctionNo", { n: r.revision })}</strong> – {r.author}, {formatTime(r.createdAt, lang)}:{" "}
-                {t("summaryText", { delivered: r.summary.delivered, failed: r.summary.failed, pending: r.summary.pending })}
+                <strong>{t("correctionNo", { n: r.revision })}</strong> – {r.author}, {formatTime(r.createdAt, lang)}: {t("summaryText", { delivered: r.summary.delivered, failed: r.summary.failed, pending: r.summary.pending })}
               </li>
             ))}
           </ul>

@@ -175,8 +175,7 @@ function Documents() {
         </div>
         <p>
           <label>
-            <input type="checkbox" id="doc-new-version" checked={newVersion && reference !== ""} disabled={reference === ""} aria-describedby="doc-new-version-hint" onChange={(e) => setNewVersion(e.currentTarget.checked)} />{" "}
-            {t("newVersion")}
+            <input type="checkbox" id="doc-new-version" checked={newVersion && reference !== ""} disabled={reference === ""} aria-describedby="doc-new-version-hint" onChange={(e) => setNewVersion(e.currentTarget.checked)} /> {t("newVersion")}
           </label>
           <br />
           <span id="doc-new-version-hint" class="hint">

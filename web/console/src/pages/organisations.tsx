@@ -45,7 +45,12 @@ function OrganisationForm(props: { org?: Organisation; onSaved: (o: Organisation
   const [id, setId] = useState(org?.id ?? "");
   const [name, setName] = useState(org?.name ?? "");
   const [tags, setTags] = useState(org?.tags.join(" ") ?? "");
-  const [clerks, setClerks] = useState(org?.clerks.filter((c) => c.status === "active").map(clerkLine).join("\n") ?? "");
+  const [clerks, setClerks] = useState(
+    org?.clerks
+      .filter((c) => c.status === "active")
+      .map(clerkLine)
+      .join("\n") ?? "",
+  );
   const [error, setError] = useState<string | null>(null);
   const prefix = org ? `edit-${org.id}` : "new";
   const submit = async (ev: Event) => {
@@ -53,9 +58,7 @@ function OrganisationForm(props: { org?: Organisation; onSaved: (o: Organisation
     setError(null);
     try {
       const body = { name, tags: parseTags(tags), clerks: parseClerks(clerks) };
-      const res = org
-        ? await api<{ outcome: string; organisation: Organisation }>("PATCH", `/api/v1/organisations/${encodeURIComponent(org.id)}`, body)
-        : await api<{ outcome: string; organisation: Organisation }>("POST", "/api/v1/organisations", { id, ...body });
+      const res = org ? await api<{ outcome: string; organisation: Organisation }>("PATCH", `/api/v1/organisations/${encodeURIComponent(org.id)}`, body) : await api<{ outcome: string; organisation: Organisation }>("POST", "/api/v1/organisations", { id, ...body });
       props.onSaved(res.organisation, res.outcome);
       if (!org) {
         setId("");

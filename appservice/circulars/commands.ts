@@ -12,14 +12,13 @@
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
-import { escapeHtml } from "../i18n.ts";
 import type { Command, Reply } from "../commands/commands.ts";
 import type { MatrixEvent, RoomEventHandler } from "../matrix/events.ts";
 import type { RoomContext } from "../rooms.ts";
 import { roleHolders } from "../config/schema.ts";
 import { parseCircularCommand, type Targets } from "./model.ts";
 import type { AttachmentInput, CircularStatus, Circulars } from "./service.ts";
-import { circularTexts } from "./texts.ts";
+import { circularTexts, linesMessage } from "./texts.ts";
 
 const fileMessageTypes = new Set(["m.file", "m.image", "m.video", "m.audio"]);
 
@@ -110,13 +109,7 @@ export function circularCommand(db: Database, config: KuvertConfig, circulars: C
     const failed = (c.deliveries ?? []).filter((d) => d.state === "failed").slice(0, 20);
     for (const d of failed) lines.push(`– ${d.organisationId}: ${d.reason ?? "?"}`);
     if (c.reason) lines.push(c.reason);
-    return {
-      body: lines.join("\n"),
-      html: `<p><strong>${escapeHtml(lines[0]!)}</strong>${lines
-        .slice(1)
-        .map((l) => `<br>${escapeHtml(l)}`)
-        .join("")}</p>`,
-    };
+    return linesMessage(lines);
   };
 
   return {

@@ -95,7 +95,11 @@ export function circularTexts(language: Language): CircularTexts {
 
 /** The progress message as body and HTML (first line bold). */
 export function progressMessage(language: Language, p: ProgressView): { body: string; html: string } {
-  const lines = circularTexts(language).progress(p);
+  return linesMessage(circularTexts(language).progress(p));
+}
+
+/** Lines as a room message: the plain body, and HTML with the first line bold. */
+export function linesMessage(lines: string[]): { body: string; html: string } {
   return {
     body: lines.join("\n"),
     html: `<p><strong>${escapeHtml(lines[0]!)}</strong>${lines

@@ -257,45 +257,6 @@ async function spawnKuvert(configFile: string, publicUrl: string, logPath: strin
   return child;
 }
 
-/** One more Kuvert process beside the stack's: the same configuration, listeners of its own. */
-export interface ExtraKuvert {
-  pid: number;
-  publicUrl: string;
-  /** SIGTERM, and waits until it exited. */
-  stop(): Promise<void>;
-}
-
-/**
- * Starts another Kuvert process on the stack's database, staging directories, homeserver and
- * clamd, as a deployment with several processes runs them. The homeserver still pushes its
- * transactions to the first process (the registration's url); this one takes work from the
- * database and requests on its own public listener.
- */
-export async function startExtraKuvert(stack: Stack, name: string): Promise<ExtraKuvert> {
-  const raw = structuredClone(stack.rawConfig) as Record<string, Record<string, unknown> | undefined>;
-  const publicPort = await freePort();
-  raw.appservice = { ...raw.appservice, listener: { bindAddress: "127.0.0.1", port: await freePort() } };
-  raw.publicApi = { ...raw.publicApi, listener: { bindAddress: "127.0.0.1", port: publicPort } };
-  raw.metrics = { ...raw.metrics, listener: { bindAddress: "127.0.0.1", port: await freePort() } };
-  const configFile = join(stack.workDir, `${name}.yaml`);
-  writeFileSync(configFile, stringify(raw));
-  const publicUrl = `http://127.0.0.1:${publicPort}`;
-  const child = await spawnKuvert(configFile, publicUrl, join(stack.workDir, `${name}.log`));
-  // Ready means its start is through, clamd's canaries included (with a 1.1 GiB scanning limit
-  // the over-limit canary alone keeps clamd busy for seconds): none of that in the figures.
-  await waitFor(`${name} to be ready`, async () => (await fetch(`${publicUrl}/readyz`).catch(() => undefined))?.ok === true, 180_000, 500);
-  return {
-    pid: child.pid!,
-    publicUrl,
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
-    },
-  };
-}
-
 /** The PID of the clamd started for `clamd` (found by its configuration file), or undefined. */
 export function clamdPid(clamd: Clamd): number | undefined {
   return pidByCommandLine(`--config-file=${join(clamd.dir, "clamd.conf")}`);

@@ -13,18 +13,20 @@ export class KuvertProcess {
   readonly asPort: number;
   readonly publicPort: number;
   readonly #configFile: string;
+  readonly #logFile: string;
   #child: ChildProcess | undefined;
   #ready = false;
 
-  private constructor(name: string, asPort: number, publicPort: number, configFile: string) {
+  private constructor(name: string, asPort: number, publicPort: number, configFile: string, logFile: string) {
     this.name = name;
     this.asPort = asPort;
     this.publicPort = publicPort;
     this.#configFile = configFile;
+    this.#logFile = logFile;
   }
 
-  /** A process with the stack's configuration and listeners of its own (not started). */
-  static async of(stack: Stack, name: string): Promise<KuvertProcess> {
+  /** A process with the stack's configuration and listeners of its own (not started); its log in `logDir`. */
+  static async of(stack: Stack, name: string, logDir = join(artifactsDir, "logs")): Promise<KuvertProcess> {
     const [asPort, publicPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const raw = structuredClone(stack.rawConfig) as Record<string, Record<string, unknown>>;
     raw.appservice!.listener = { bindAddress: "127.0.0.1", port: asPort };
@@ -32,7 +34,7 @@ export class KuvertProcess {
     raw.metrics!.listener = { bindAddress: "127.0.0.1", port: metricsPort };
     const configFile = join(stack.workDir, `${name}.yaml`);
     writeFileSync(configFile, stringify(raw));
-    return new KuvertProcess(`${stack.name}.${name}`, asPort, publicPort, configFile);
+    return new KuvertProcess(`${stack.name}.${name}`, asPort, publicPort, configFile, join(logDir, `${stack.name}.${name}.log`));
   }
 
   get running(): boolean {
@@ -50,7 +52,7 @@ export class KuvertProcess {
 
   /** Starts the process and waits until it answers /healthz. */
   async start(): Promise<void> {
-    const log = createWriteStream(join(artifactsDir, "logs", `${this.name}.log`), { flags: "a" });
+    const log = createWriteStream(this.#logFile, { flags: "a" });
     const child = spawn(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", this.#configFile, "start"], { stdio: ["ignore", "pipe", "pipe"] });
     child.stdout.pipe(log);
     child.stderr.pipe(log);
@@ -59,7 +61,7 @@ export class KuvertProcess {
     await waitFor(
       `${this.name} to answer /healthz`,
       async () => {
-        if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}; see test-artifacts/logs/${this.name}.log`);
+        if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}; see ${this.#logFile}`);
         const res = await fetch(`http://127.0.0.1:${this.publicPort}/healthz`).catch(() => undefined);
         return res?.ok === true;
       },

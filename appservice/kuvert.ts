@@ -191,7 +191,7 @@ export class Kuvert {
         await staffRoom.post({ key, body: problem });
       };
       // The scan while receiving judges the whole file only; the pipeline applies the archive policy after it.
-      const prescans = new Prescans(scanner.clamd);
+      const prescans = new Prescans(scanner.clamd, scanner);
       const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
       const documentWorker = pipeline.worker();
       const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans);

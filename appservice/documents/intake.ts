@@ -1,13 +1,13 @@
 // One way in for every outbound document (drop API, drop folder, batches): checked, staged,
 // recorded — and only then accepted.
 import type { Readable } from "node:stream";
-import { audit } from "../audit/audit.ts";
+import { auditMany, type AuditEntry } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { findOrganisation } from "../organisations/store.ts";
 import { checkContent } from "./content.ts";
-import { checkFilename, checkShortText, newDocumentId, type DocumentRecord } from "./model.ts";
+import { checkFilename, checkShortText, newDocumentId, scannedEntry, type DocumentRecord } from "./model.ts";
 import type { Prescans } from "./prescan.ts";
 import type { Staging } from "./staging.ts";
 import * as store from "./store.ts";
@@ -83,6 +83,8 @@ export class DocumentIntake {
     try {
       // The name must say what the content is; no active content unless configured.
       checkContent(filename, staged.mimetype, this.#config.documents);
+      // Clean already (scanned while it arrived): recorded with the document, so no process scans it again.
+      const settled = prescan ? await this.#prescans!.settle(prescan.verdict, staged.size, staged.head) : undefined;
       const result = await this.#db.transaction(async (tx): Promise<Accepted> => {
         const earlier = s.idempotency ? await store.findByIdempotencyKey(tx, s.idempotency.scope, s.idempotency.key) : null;
         const replaced = s.supersedes && !earlier ? await findReplaceable(tx, org.id, s.supersedes, true) : null;
@@ -103,6 +105,7 @@ export class DocumentIntake {
           batchId: s.batchId ?? null,
           supersedes: replaced?.id ?? null,
           version: replaced ? replaced.version + 1 : 1,
+          scanned: settled !== undefined,
         });
         if (!inserted) {
           const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);
@@ -112,21 +115,22 @@ export class DocumentIntake {
           return { document: store.toRecord(first), replayed: true };
         }
         if (replaced) await linkVersions(tx, replaced.id, id);
-        await audit(tx, {
+        const received: AuditEntry = {
           actor: s.submittedBy,
           action: "document.received",
           organisationId: org.id,
           object: id,
           outcome: "ok",
           details: { filename, kind, reference, size: staged.size, mimetype: staged.mimetype, sha256: staged.sha256, source: s.source, ...(replaced ? { supersedes: replaced.id, version: replaced.version + 1 } : {}) },
-        });
+        };
+        await auditMany(tx, settled ? [received, scannedEntry(org.id, id, settled.durationMs, true)] : [received]);
         return { document: store.toRecord((await store.findDocument(tx, id))!), replayed: false };
       });
       if (result.replayed) {
         prescan?.tap.abort();
         await this.#staging.destroy(id);
       } else {
-        if (prescan) this.#prescans!.keep(id, staged.size, prescan.verdict);
+        if (prescan && !settled) this.#prescans!.keep(id, staged.size, prescan.verdict);
         this.#onWork();
       }
       return result;

@@ -1,5 +1,6 @@
 // Documents in the words of the drop API: names, states, the checks on what comes in.
 import { randomBytes } from "node:crypto";
+import type { AuditEntry } from "../audit/audit.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 
 /** failed: the work could not be done (reason says why; staff were alerted). */
@@ -86,4 +87,9 @@ export function checkShortText(field: "kind" | "reference", value: string | unde
 /** Whether a content type is on the allow-list (`type/*` allows a family). */
 export function typeAllowed(mimetype: string, allowed: string[]): boolean {
   return allowed.some((a) => a === mimetype || (a.endsWith("/*") && mimetype.startsWith(a.slice(0, -1))));
+}
+
+/** The audit entry of a clean scan, whether reached while the document arrived (at intake) or by the pipeline. */
+export function scannedEntry(organisationId: string, documentId: string, durationMs: number, whileReceiving: boolean): AuditEntry {
+  return { actor: "kuvert", action: "document.scanned", organisationId, object: documentId, outcome: "ok", details: { verdict: "clean", durationMs, whileReceiving } };
 }

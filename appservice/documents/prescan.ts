@@ -8,7 +8,12 @@
 // thrown away). The pipeline still decides everything: it takes the verdict instead of
 // scanning again, and nothing is delivered before a verdict either way. Any problem with the
 // early scan (clamd down, slow, refusing) only means the pipeline scans the staged file as it
-// always did. The verdicts live in this process: after a restart, or when another Kuvert
+// always did.
+//
+// Most verdicts come within milliseconds of the last byte. The intake waits for them a little
+// (settleMs) and, when the verdict settles the document (clean, clamd trusted, not an archive to
+// walk), records it with the document in one transaction: no process scans it again, whichever
+// delivers it. Any other verdict lives in this process: after a restart, or when another Kuvert
 // process claims the document, it is scanned again from staging.
 import { PassThrough } from "node:stream";
 import { logger } from "../log.ts";
@@ -24,6 +29,13 @@ const forgetAfterMs = 10 * 60_000;
  * slowing the upload down: the pipeline scans the staged file later.
  */
 const stallMs = 2_000;
+/** How long the intake's answer waits for clamd's verdict after the last byte, so that it can record it. */
+const settleMs = 2_000;
+
+/** What decides whether a verdict reached while receiving is final (the scanning policy, policy.ts). */
+export interface Settler {
+  settle(early: ScanVerdict, head: Buffer): Promise<ScanVerdict | undefined>;
+}
 
 /** Chunks on their way into staging, copied to the scanner with its backpressure. */
 export interface ChunkTap {
@@ -42,10 +54,13 @@ interface Pending {
 
 export class Prescans {
   readonly #scanner: Scanner;
+  readonly #settler: Settler | undefined;
   readonly #pending = new Map<string, Pending>();
 
-  constructor(scanner: Scanner) {
+  /** Without `settler`, no verdict is final at intake: every one is kept for the pipeline. */
+  constructor(scanner: Scanner, settler?: Settler) {
     this.#scanner = scanner;
+    this.#settler = settler;
   }
 
   /** Starts a scan fed by the returned tap; `verdict` never rejects (undefined: no verdict). */
@@ -88,6 +103,21 @@ export class Prescans {
       },
     };
     return { tap, verdict };
+  }
+
+  /**
+   * The final verdict on a document of `size` bytes starting with `head`, when the scan while
+   * receiving settles it within settleMs; undefined otherwise (then `keep` the verdict).
+   */
+  async settle(verdict: Promise<ScanVerdict | undefined>, size: number, head: Buffer): Promise<ScanVerdict | undefined> {
+    if (!this.#settler) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, settleMs, undefined);
+    });
+    const early = await Promise.race([verdict, late]).finally(() => clearTimeout(timer));
+    if (early?.bytes !== size) return undefined;
+    return this.#settler.settle(early, head);
   }
 
   /** Keeps the verdict on document `id` (of `size` bytes) for the pipeline. */

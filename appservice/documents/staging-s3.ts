@@ -83,7 +83,7 @@ export class S3Staging implements Staging {
         await this.destroy(id);
         throw new KuvertError(ErrCode.EmptyFile, "The document is empty.");
       }
-      return { size, sha256, mimetype: await sniff(head, size) };
+      return { size, sha256, mimetype: await sniff(head, size), head };
     } catch (err) {
       tap?.abort();
       input.resume();

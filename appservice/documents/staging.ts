@@ -23,6 +23,8 @@ export interface StagedFile {
   size: number;
   sha256: string;
   mimetype: string;
+  /** The first bytes (up to 8 KiB): what decided the type, and what tells an archive from a plain file. */
+  head: Buffer;
 }
 
 /** A file in the staging store, as retention's orphan sweep sees it. */
@@ -115,7 +117,7 @@ export class DirectoryStaging implements Staging {
       }
       const mimetype = await sniff(head, size);
       await rename(partial, this.path(id));
-      return { size, sha256, mimetype };
+      return { size, sha256, mimetype, head };
     } catch (err) {
       tap?.abort();
       input.resume();

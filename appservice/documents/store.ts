@@ -94,14 +94,16 @@ export interface NewDocument {
   /** The version this one replaces, and this one's number (1 for a first version). */
   supersedes?: string | null;
   version?: number;
+  /** Scanned clean already (while it arrived): scanned_at is set with the row. */
+  scanned?: boolean;
 }
 
 /** Inserts the document and its work item; answers false when the idempotency key or event was taken. */
 export async function insertDocument(q: Queryable, d: NewDocument): Promise<boolean> {
   const res = await q.query(
     `INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
-                            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version, scanned_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, CASE WHEN $20 THEN now() END)
      ON CONFLICT DO NOTHING`,
     [
       d.id,
@@ -123,6 +125,7 @@ export async function insertDocument(q: Queryable, d: NewDocument): Promise<bool
       d.media ? JSON.stringify(d.media) : null,
       d.supersedes ?? null,
       d.version ?? 1,
+      d.scanned ?? false,
     ],
   );
   if (res.rowCount === 0) return false;

@@ -149,9 +149,31 @@ export class DocumentScanner implements Scanner {
     } finally {
       await file.close();
     }
+    return this.#byFormat(verdict, head) ?? this.#walk(path, verdict);
+  }
+
+  /**
+   * The final verdict on a file, from clamd's verdict on its whole (reached while it arrived) and
+   * its first bytes, when these settle it: clean, from a trusted clamd, and not an archive (a ZIP's
+   * members are walked, which needs the file). Undefined otherwise: scanFile decides, later.
+   */
+  async settle(early: ScanVerdict, head: Buffer): Promise<ScanVerdict | undefined> {
+    if (!early.clean) return undefined;
+    try {
+      await this.canaries.trusted();
+    } catch (err) {
+      if (err instanceof ScannerUnavailableError) return undefined;
+      throw err;
+    }
+    const verdict = this.#byFormat(early, head);
+    return verdict?.clean ? verdict : undefined;
+  }
+
+  /** A clean verdict on a whole file as its format leaves it: archives Kuvert cannot open are unscannable; undefined for a ZIP, whose members must be walked. */
+  #byFormat(verdict: ScanVerdict, head: Buffer): ScanVerdict | undefined {
     const kind = archiveKind(head);
     if (kind?.kind === "other") return otherFormatError(kind.format, "The file").verdict(verdict.durationMs, verdict.bytes);
-    if (kind?.kind === "zip") return this.#walk(path, verdict);
+    if (kind?.kind === "zip") return undefined;
     return verdict;
   }
 

@@ -24,6 +24,12 @@ export const homeserverRequests = new Histogram({
   registers: [registry],
 });
 
+export const documentsInFlightLimit = new Gauge({
+  name: "kuvert_documents_in_flight_limit",
+  help: "How many documents this process sends to the homeserver at once, as adapted to the homeserver's answers (between 1 and workers.maxDocumentsInFlight).",
+  registers: [registry],
+});
+
 export const transactionsReceived = new Counter({
   name: "kuvert_appservice_transactions_total",
   help: "Transactions the homeserver pushed, by outcome (stored, replayed, failed).",

@@ -369,6 +369,15 @@ export const configSchema = z
     workers: z
       .object({
         concurrency: z.number().int().min(1).max(64).default(4).describe("How many work items of one kind a Kuvert process handles at once."),
+        maxDocumentsInFlight: z
+          .number()
+          .int()
+          .min(1)
+          .max(256)
+          .default(16)
+          .describe(
+            "At most this many documents on their way to the homeserver at once per process. From workers.concurrency, Kuvert adapts the number to the homeserver's answers: one more while its latency stays low, fewer when it climbs or the homeserver answers 429. Equal to workers.concurrency: fixed.",
+          ),
         leaseSeconds: z.number().int().min(2).max(3600).default(60).describe("How long a claimed work item stays reserved; a crashed worker's items are taken over after this."),
         pollMilliseconds: z.number().int().min(50).max(60000).default(1000).describe("How often idle workers look for work written by other processes."),
       })

@@ -5,7 +5,7 @@
 // marked as checked; one infected or unscannable → redacted, all its media quarantined, the
 // room told.
 // Each step checks what is already done, so a crash and a rerun repeat nothing.
-import { audit } from "../audit/audit.ts";
+import { audit, auditMany } from "../audit/audit.ts";
 import { ErrCode } from "../errors.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
@@ -22,10 +22,12 @@ import type { Prescans } from "./prescan.ts";
 import { ScannerUntrustedError, type DocumentScanner } from "../scanning/policy.ts";
 import { ScannerUnavailableError, TooLargeToScanError, type ScanVerdict, type Unscannable } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
+import { AdaptiveLimit } from "../workers/limit.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
-import { scanDuration } from "../metrics.ts";
+import { documentsInFlightLimit, scanDuration } from "../metrics.ts";
 import { documentTexts } from "./texts.ts";
 import type { Staging } from "./staging.ts";
+import { scannedEntry } from "./model.ts";
 import * as store from "./store.ts";
 import { unlinkRejected } from "./versions.ts";
 
@@ -47,6 +49,8 @@ export class DocumentPipeline {
   readonly #config: KuvertConfig;
   readonly #prescans: Prescans | undefined;
   readonly queue: WorkQueue<DocumentWorkRow>;
+  /** How many documents go to the homeserver at once, adapted to its answers. */
+  readonly inFlight: AdaptiveLimit;
 
   /** With `prescans`, a verdict reached while the document arrived is taken instead of scanning again. */
   constructor(db: Database, hs: Homeserver, scanner: DocumentScanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
@@ -58,13 +62,15 @@ export class DocumentPipeline {
     this.#config = config;
     this.#prescans = prescans;
     this.queue = new WorkQueue<DocumentWorkRow>(db, { table: "document_work", key: "document_id", order: "q.run_after", maxAttempts: 20 }, config.workers.leaseSeconds);
+    const { concurrency, maxDocumentsInFlight } = config.workers;
+    this.inFlight = new AdaptiveLimit({ initial: Math.min(concurrency, maxDocumentsInFlight), min: 1, max: maxDocumentsInFlight, onChange: (n) => documentsInFlightLimit.set(n) });
   }
 
   worker(): Worker<DocumentWorkRow> {
     return new Worker<DocumentWorkRow>({
       name: "documents",
       queue: this.queue,
-      concurrency: this.#config.workers.concurrency,
+      concurrency: this.inFlight,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
       handle: (row) => this.#handle(row),
       // Refused in a way no retry cures (e.g. the homeserver will not take the file), or out of attempts:
@@ -162,7 +168,7 @@ export class DocumentPipeline {
       }
       await this.#db.transaction(async (tx) => {
         await store.setState(tx, doc.id, "scanning", { scanned: true });
-        await audit(tx, { actor: "kuvert", action: "document.scanned", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { verdict: "clean", durationMs: verdict.durationMs, whileReceiving: verdict.whileReceiving ?? false } });
+        await audit(tx, scannedEntry(doc.organisation_id, doc.id, verdict.durationMs, verdict.whileReceiving ?? false));
       });
     }
     const org = await this.#room(doc.organisation_id);
@@ -176,7 +182,7 @@ export class DocumentPipeline {
         if (mxc) await store.setMedia(this.#db, doc.id, mxc, false);
       }
       const reserved = mxc;
-      mxc = await this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved));
+      mxc = await this.#paced(() => this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved)), false);
       await store.setMedia(this.#db, doc.id, mxc, true);
     }
     if (!mxc) throw new Error(`document ${doc.id} is marked as uploaded but has no media URI`);
@@ -184,23 +190,42 @@ export class DocumentPipeline {
     // the file (and for a new version, the edit of the earlier announcement), so a rerun repeats none.
     const replaced = doc.supersedes ? await store.findDocument(this.#db, doc.supersedes) : null;
     const text = replaced?.event_id ? { ...notice(t.versionAnnouncement(doc, replaced)), "m.relates_to": { "m.in_reply_to": { event_id: replaced.event_id } } } : notice(t.announcement(doc));
-    const announcementEventId = await this.#hs.send(org.roomId, "m.room.message", text, `document:${doc.id}:text`);
-    const eventId = await this.#hs.send(org.roomId, "m.room.message", { msgtype: "m.file", body: doc.filename, filename: doc.filename, url: mxc, info: { mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) } }, `document:${doc.id}:file`);
+    const announcementEventId = await this.#paced(() => this.#hs.send(org.roomId, "m.room.message", text, `document:${doc.id}:text`), true);
+    const file = { msgtype: "m.file", body: doc.filename, filename: doc.filename, url: mxc, info: { mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) } };
+    const eventId = await this.#paced(() => this.#hs.send(org.roomId, "m.room.message", file, `document:${doc.id}:file`), true);
     if (replaced) await this.#markReplaced(org.roomId, replaced, doc, eventId);
+    // The delivery, its audit rows, the clerks' e-mails and the end of the work in one commit.
     await this.#db.transaction(async (tx) => {
       await store.setState(tx, doc.id, "delivered", { eventId, announcementEventId, finished: true });
       const versionDetails = replaced ? { supersedes: replaced.id, version: doc.version } : {};
-      await audit(tx, { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { roomId: org.roomId, eventId, ...versionDetails } });
-      if (replaced) {
-        await audit(tx, { actor: "kuvert", action: "document.superseded", organisationId: doc.organisation_id, object: replaced.id, outcome: "ok", details: { supersededBy: doc.id, version: replaced.version, newVersion: doc.version } });
-      }
+      await auditMany(tx, [
+        { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { roomId: org.roomId, eventId, ...versionDetails } },
+        ...(replaced ? [{ actor: "kuvert", action: "document.superseded", organisationId: doc.organisation_id, object: replaced.id, outcome: "ok" as const, details: { supersededBy: doc.id, version: replaced.version, newVersion: doc.version } }] : []),
+      ]);
       const mailTexts = documentTexts(mailLanguage(this.#config));
       const title = replaced ? mailTexts.newVersionTitle(doc.kind, doc.version) : (doc.kind ?? mailTexts.untitled);
       await this.#notifyClerks(tx, org, doc.id, { title, ...(doc.reference ? { reference: doc.reference } : {}) });
+      await this.queue.complete(row, "", [], tx);
     });
+    // A crash before this leaves a staged file no work needs: retention's orphan sweep removes it.
     await this.#staging.destroy(doc.id);
-    await this.queue.complete(row);
     log.info({ document: doc.id, organisation: doc.organisation_id }, "document delivered");
+  }
+
+  /**
+   * A request toward the homeserver whose answer paces the documents in flight: a 429 halves
+   * them; with `timed`, its latency counts (room events only, all of about one size).
+   */
+  async #paced<T>(request: () => Promise<T>, timed: boolean): Promise<T> {
+    const started = performance.now();
+    try {
+      const answer = await request();
+      if (timed) this.inFlight.observe(performance.now() - started);
+      return answer;
+    } catch (err) {
+      if (err instanceof HomeserverError && err.status === 429) this.inFlight.throttled();
+      throw err;
+    }
   }
 
   /** Why a verdict refuses a document: a code, a sentence in the rooms' language, and what the audit log keeps. */

@@ -2,7 +2,7 @@
 // FOR UPDATE SKIP LOCKED and hold a lease; a worker that dies loses its lease and the row
 // is claimed again, so several Kuvert processes can share one database.
 import { randomUUID } from "node:crypto";
-import type { Database } from "../db/database.ts";
+import type { Database, Queryable } from "../db/database.ts";
 import { logger } from "../log.ts";
 
 const log = logger("workers");
@@ -61,8 +61,11 @@ export class WorkQueue<R extends QueueRow> {
     return rows;
   }
 
-  /** Marks the row done, if this worker still holds it (and its version did not move). */
-  async complete(row: R, extraSet = "", extraParams: unknown[] = []): Promise<boolean> {
+  /**
+   * Marks the row done, if this worker still holds it (and its version did not move); inside
+   * transaction `via` when given, so the work is done exactly when what it did is recorded.
+   */
+  async complete(row: R, extraSet = "", extraParams: unknown[] = [], via: Queryable = this.#db): Promise<boolean> {
     const { table, key, version } = this.spec;
     const r = row as unknown as Record<string, unknown>;
     const params: unknown[] = [r[key], workerId, ...extraParams];
@@ -71,14 +74,14 @@ export class WorkQueue<R extends QueueRow> {
       params.push(r[version]);
       versionCheck = `AND ${version} = $${params.length}`;
     }
-    const done = await this.#db.query(
+    const done = await via.query(
       `UPDATE ${table} SET state = 'done', lease_until = NULL, last_error = NULL ${extraSet}
         WHERE ${key} = $1 AND leased_by = $2 ${versionCheck}`,
       params,
     );
     if (done.rowCount === 0 && version) {
       // Asked for again while it ran: release it to run once more.
-      await this.#db.query(`UPDATE ${table} SET lease_until = NULL, attempts = 0 WHERE ${key} = $1 AND leased_by = $2`, [r[key], workerId]);
+      await via.query(`UPDATE ${table} SET lease_until = NULL, attempts = 0 WHERE ${key} = $1 AND leased_by = $2`, [r[key], workerId]);
     }
     return done.rowCount > 0;
   }
@@ -132,7 +135,8 @@ export class WorkQueue<R extends QueueRow> {
 export interface WorkerOptions<R extends QueueRow> {
   name: string;
   queue: WorkQueue<R>;
-  concurrency: number;
+  /** How many rows at once: fixed, or a limit that moves (limit.ts). */
+  concurrency: number | { readonly current: number };
   pollMilliseconds: number;
   handle(row: R): Promise<void>;
   /** Called when a row failed for good, after fail() recorded it. */
@@ -202,7 +206,7 @@ export class Worker<R extends QueueRow> {
     const { queue, concurrency, name } = this.#opts;
     while (this.#running) {
       this.#wakeRequested = false;
-      const free = concurrency - this.#inFlight.size;
+      const free = (typeof concurrency === "number" ? concurrency : concurrency.current) - this.#inFlight.size;
       let claimed: R[] = [];
       if (free > 0) {
         try {

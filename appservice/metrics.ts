@@ -26,7 +26,7 @@ export const homeserverRequests = new Histogram({
 
 export const documentsInFlightLimit = new Gauge({
   name: "kuvert_documents_in_flight_limit",
-  help: "How many documents this process sends to the homeserver at once, as adapted to the homeserver's answers (between 1 and workers.maxDocumentsInFlight).",
+  help: "How many documents this process sends to the homeserver at once, as adapted to the homeserver's answers (from workers.concurrency up to workers.maxDocumentsInFlight; lower after a 429).",
   registers: [registry],
 });
 

@@ -63,7 +63,7 @@ export class DocumentPipeline {
     this.#prescans = prescans;
     this.queue = new WorkQueue<DocumentWorkRow>(db, { table: "document_work", key: "document_id", order: "q.run_after", maxAttempts: 20 }, config.workers.leaseSeconds);
     const { concurrency, maxDocumentsInFlight } = config.workers;
-    this.inFlight = new AdaptiveLimit({ initial: Math.min(concurrency, maxDocumentsInFlight), min: 1, max: maxDocumentsInFlight, onChange: (n) => documentsInFlightLimit.set(n) });
+    this.inFlight = new AdaptiveLimit({ floor: Math.min(concurrency, maxDocumentsInFlight), max: maxDocumentsInFlight, onChange: (n) => documentsInFlightLimit.set(n) });
   }
 
   worker(): Worker<DocumentWorkRow> {

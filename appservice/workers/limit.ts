@@ -1,8 +1,11 @@
 // How many items a worker has in flight toward the homeserver, adapted to its answers instead of
-// fixed: additive increase while its latency stays near the best seen, multiplicative decrease
-// when latency climbs (it is queueing) or when it answers 429 (the scheme TCP's congestion control
-// and Netflix's concurrency-limits use). Latency is measured on requests of one size (room events),
-// so a large upload does not read as a slow homeserver.
+// fixed. From the configured number (the floor) it adds one per round while the homeserver's
+// latency stays near the best seen, and steps back toward the floor when latency climbs (the
+// homeserver is queueing, more in flight only waits longer); a 429 halves it, below the floor if
+// need be, and it climbs back one per round. Latency alone never takes it below the floor: on a
+// machine the homeserver shares, latency also rises with everyone's load, and giving up
+// concurrency for that only loses throughput (measured: bench/README.md). Latency is measured on
+// requests of one size (room events), so a large upload does not read as a slow homeserver.
 
 /** Samples that make one round: the limit moves at most once per round. */
 const roundSamples = 20;
@@ -14,9 +17,8 @@ const growBelow = 2;
 const shrinkAbove = 4;
 
 export interface LimitBounds {
-  /** Where the limit starts. */
-  initial: number;
-  min: number;
+  /** Where the limit starts, and below which only a 429 takes it. */
+  floor: number;
   max: number;
   /** Told each new limit (a gauge, for instance). */
   onChange?: (limit: number) => void;
@@ -31,9 +33,9 @@ export class AdaptiveLimit {
   #throttledInRound = false;
 
   constructor(bounds: LimitBounds) {
-    if (!(bounds.min >= 1 && bounds.min <= bounds.initial && bounds.initial <= bounds.max)) throw new Error(`an adaptive limit needs 1 ≤ min ≤ initial ≤ max (got ${bounds.min}, ${bounds.initial}, ${bounds.max})`);
+    if (!(bounds.floor >= 1 && bounds.floor <= bounds.max)) throw new Error(`an adaptive limit needs 1 ≤ floor ≤ max (got ${bounds.floor}, ${bounds.max})`);
     this.#bounds = bounds;
-    this.#limit = bounds.initial;
+    this.#limit = bounds.floor;
     bounds.onChange?.(this.#limit);
   }
 
@@ -55,7 +57,9 @@ export class AdaptiveLimit {
       this.#throttledInRound = false;
       return;
     }
-    if (median > shrinkAbove * best) this.#set(Math.floor(this.#limit * 0.75));
+    const { floor } = this.#bounds;
+    if (this.#limit < floor) this.#set(this.#limit + 1);
+    else if (median > shrinkAbove * best) this.#set(Math.max(floor, Math.floor(this.#limit * 0.75)));
     else if (median < growBelow * best) this.#set(this.#limit + 1);
   }
 
@@ -68,7 +72,7 @@ export class AdaptiveLimit {
   }
 
   #set(limit: number): void {
-    const next = Math.min(this.#bounds.max, Math.max(this.#bounds.min, limit));
+    const next = Math.min(this.#bounds.max, Math.max(1, limit));
     if (next === this.#limit) return;
     this.#limit = next;
     this.#bounds.onChange?.(next);

@@ -56,7 +56,7 @@ export class InboundFiles implements RoomEventHandler<RoomContext> {
     const organisationId = ctx.organisation.id;
     const inserted = await this.#db.transaction(async (tx) => {
       // The event id is unique: a replayed event records nothing new.
-      const ok = await store.insertDocument(tx, {
+      const row = await store.insertDocument(tx, {
         id,
         direction: "inbound",
         organisationId,
@@ -73,7 +73,7 @@ export class InboundFiles implements RoomEventHandler<RoomContext> {
         sourceMxc: media[0]!.mxc.slice(0, 1000),
         media,
       });
-      if (ok) {
+      if (row) {
         await audit(tx, {
           actor: event.sender,
           action: "inbound.received",
@@ -83,7 +83,7 @@ export class InboundFiles implements RoomEventHandler<RoomContext> {
           details: { eventId: event.event_id, msgtype: kind, media: media.map((m) => ({ path: m.path, encrypted: m.encrypted !== undefined })) },
         });
       }
-      return ok;
+      return row !== null;
     });
     if (inserted) this.#onWork();
   }

@@ -124,7 +124,7 @@ export class DocumentIntake {
           details: { filename, kind, reference, size: staged.size, mimetype: staged.mimetype, sha256: staged.sha256, source: s.source, ...(replaced ? { supersedes: replaced.id, version: replaced.version + 1 } : {}) },
         };
         await auditMany(tx, settled ? [received, scannedEntry(org.id, id, settled.durationMs, true)] : [received]);
-        return { document: store.toRecord((await store.findDocument(tx, id))!), replayed: false };
+        return { document: store.toRecord(inserted), replayed: false };
       });
       if (result.replayed) {
         prescan?.tap.abort();

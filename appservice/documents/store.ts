@@ -98,13 +98,14 @@ export interface NewDocument {
   scanned?: boolean;
 }
 
-/** Inserts the document and its work item; answers false when the idempotency key or event was taken. */
-export async function insertDocument(q: Queryable, d: NewDocument): Promise<boolean> {
-  const res = await q.query(
+/** Inserts the document and its work item; answers the new row, or null when the idempotency key or event was taken. */
+export async function insertDocument(q: Queryable, d: NewDocument): Promise<DocumentRow | null> {
+  const res = await q.query<DocumentRow>(
     `INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
                             idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version, scanned_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, CASE WHEN $20 THEN now() END)
-     ON CONFLICT DO NOTHING`,
+     ON CONFLICT DO NOTHING
+     RETURNING *`,
     [
       d.id,
       d.direction,
@@ -128,9 +129,10 @@ export async function insertDocument(q: Queryable, d: NewDocument): Promise<bool
       d.scanned ?? false,
     ],
   );
-  if (res.rowCount === 0) return false;
+  const row = res.rows[0];
+  if (!row) return null;
   await q.query("INSERT INTO document_work (document_id) VALUES ($1)", [d.id]);
-  return true;
+  return row;
 }
 
 export async function setState(

@@ -52,6 +52,9 @@ export class Inbox {
   /** Stores a transaction's events. Kuvert's own events (echoes) are not kept. */
   async store(txnId: string, events: MatrixEvent[]): Promise<StoreOutcome> {
     const wanted = events.filter((e) => !this.#isOwnUser(e.sender));
+    // Only echoes (most transactions while documents go out): nothing to keep, and a replay of it
+    // would store nothing either, so the transaction id need not be remembered.
+    if (wanted.length === 0) return "stored";
     return this.#db.transaction(async (tx) => {
       const inserted = await tx.query("INSERT INTO appservice_transactions (txn_id, event_count) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING", [txnId, events.length]);
       if (inserted.rowCount === 0) return "replayed";

@@ -202,6 +202,9 @@ export function syncRoutes(router: Router, core: Core): void {
   // CS API GET /_matrix/client/v3/sync (#get_matrixclientv3sync)
   router.add("GET", `${C}/sync`, async (req) => {
     const requester = authenticate(core, req);
+    // Synapse does not sync an appservice's own user (its sender_localpart): "We no longer support
+    // AS users using /sync directly" (SyncHandler, 1.67 and current), a NotImplementedError: 500.
+    if (core.appservices.all().some((as) => as.senderId === requester.userId)) throw new MatrixError(500, "M_UNKNOWN", "Internal server error");
     const filter = resolveFilter(core, requester, req.query.get("filter"));
     const sinceRaw = parseStreamToken(req.query.get("since"), "since");
     const since = sinceRaw === undefined ? undefined : Math.min(sinceRaw, core.pos);

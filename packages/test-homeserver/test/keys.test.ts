@@ -62,7 +62,9 @@ describe("test homeserver: end-to-end encryption endpoints", () => {
   let hs: TestHomeserver;
 
   before(async () => {
-    hs = new TestHomeserver({ registrations: [{ id: "bot", url: null, as_token: "as-token", hs_token: "hs-token", sender_localpart: "bot" }] });
+    hs = new TestHomeserver({
+      registrations: [{ id: "bot", url: null, as_token: "as-token", hs_token: "hs-token", sender_localpart: "bridge", namespaces: { users: [{ regex: "@bot:.*", exclusive: true }] } }],
+    });
     await hs.start();
   });
   after(async () => hs.stop());
@@ -101,28 +103,33 @@ describe("test homeserver: end-to-end encryption endpoints", () => {
     assert.deepEqual(res, { status: 400, json: { errcode: "M_UNKNOWN", error: "To upload keys, you must pass device_id when authenticating" } });
   });
 
-  it("lets an appservice act as its bot's device (appservice login with a device ID, then masquerading): keys, to-device messages and counts", async () => {
+  it("lets an appservice act as a device of one of its users (appservice login with a device ID, then masquerading): keys, to-device messages and counts", async () => {
+    const register = await call(hs, "POST", "/register", "as-token", { type: "m.login.application_service", username: "bot" });
+    assert.equal(register.status, 200, JSON.stringify(register.json));
     const login = await fetch(`${hs.url}/_matrix/client/v3/login`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: "Bearer as-token" },
       body: JSON.stringify({ type: "m.login.application_service", identifier: { type: "m.id.user", user: "bot" }, device_id: "KUVERTBOT" }),
     });
     assert.equal(((await login.json()) as JsonObject)["device_id"], "KUVERTBOT");
-    const unknown = await call(hs, "POST", "/keys/upload?org.matrix.msc3202.device_id=NOSUCHDEVICE", "as-token", {});
+    const bot = `@bot:${hs.serverName}`;
+    const unknown = await call(hs, "POST", `/keys/upload?user_id=${encodeURIComponent(bot)}&org.matrix.msc3202.device_id=NOSUCHDEVICE`, "as-token", {});
     assert.equal(unknown.status, 400);
     assert.equal(unknown.json["errcode"], "M_EXCLUSIVE");
-    const asBot = "?org.matrix.msc3202.device_id=KUVERTBOT";
+    const asBot = `?user_id=${encodeURIComponent(bot)}&org.matrix.msc3202.device_id=KUVERTBOT`;
     const upload = await call(hs, "POST", `/keys/upload${asBot}`, "as-token", { one_time_keys: { "signed_curve25519:B1": { key: "b1" } } });
     assert.deepEqual(upload.json, { one_time_key_counts: { signed_curve25519: 1 } });
     const first = (await call(hs, "GET", `/sync${asBot}&timeout=0`, "as-token")).json;
     assert.deepEqual(first["device_one_time_keys_count"], { signed_curve25519: 1 });
     const clerk = await user(hs, "bot-clerk");
-    await call(hs, "PUT", "/sendToDevice/m.room.encrypted/t1", clerk.token, { messages: { [`@bot:${hs.serverName}`]: { KUVERTBOT: { ciphertext: "for the bot" } } } });
+    await call(hs, "PUT", "/sendToDevice/m.room.encrypted/t1", clerk.token, { messages: { [bot]: { KUVERTBOT: { ciphertext: "for the bot" } } } });
     const next = (await call(hs, "GET", `/sync${asBot}&timeout=0&since=${String(first["next_batch"])}`, "as-token")).json;
     assert.deepEqual(next["to_device"], { events: [{ sender: clerk.userId, type: "m.room.encrypted", content: { ciphertext: "for the bot" } }] });
-    const withoutDevice = (await call(hs, "GET", `/sync?timeout=0&since=${String(first["next_batch"])}`, "as-token")).json;
+    const withoutDevice = (await call(hs, "GET", `/sync?user_id=${encodeURIComponent(bot)}&timeout=0&since=${String(first["next_batch"])}`, "as-token")).json;
     assert.equal(withoutDevice["to_device"], undefined, "without the device parameter the appservice is no device");
     assert.deepEqual(withoutDevice["device_one_time_keys_count"], {});
+    const sender = await call(hs, "GET", "/sync?timeout=0", "as-token");
+    assert.deepEqual(sender, { status: 500, json: { errcode: "M_UNKNOWN", error: "Internal server error" } }, "Synapse does not sync the appservice's own user");
   });
 
   it("answers /keys/query with the devices that have keys, their display names and the signatures uploaded later", async () => {

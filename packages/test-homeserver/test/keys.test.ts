@@ -186,6 +186,19 @@ describe("test homeserver: end-to-end encryption endpoints", () => {
     assert.deepEqual((await call(hs, "GET", `/keys/changes?from=${beforeLeave}`, dora.token)).json, { changed: [], left: [ed.userId] });
   });
 
+  it("deletes a device's keys when it logs out, and tells those who share a room", async () => {
+    const gina = await user(hs, "logout-gina");
+    const hank = await user(hs, "logout-hank");
+    const room = await call(hs, "POST", "/createRoom", gina.token, { invite: [hank.userId] });
+    await call(hs, "POST", `/join/${encodeURIComponent(String(room.json["room_id"]))}`, hank.token, {});
+    await call(hs, "POST", "/keys/upload", hank.token, { device_keys: { user_id: hank.userId, device_id: hank.deviceId, algorithms: [], keys: {} } });
+    const token = String((await syncFrom(hs, gina))["next_batch"]);
+    assert.equal((await call(hs, "POST", "/logout", hank.token, {})).status, 200);
+    assert.deepEqual((await syncFrom(hs, gina, token))["device_lists"], { changed: [hank.userId] });
+    const query = await call(hs, "POST", "/keys/query", gina.token, { device_keys: { [hank.userId]: [] } });
+    assert.deepEqual((query.json["device_keys"] as JsonObject)[hank.userId], {});
+  });
+
   it("cross-signing: the master key signs the others, signatures are checked, and user-interactive auth as each Synapse asks", async () => {
     for (const synapse of ["1.67", "current"] as const) {
       const server = new TestHomeserver({ synapse });

@@ -47,9 +47,11 @@ export function deviceListChanges(core: Core, userId: string, since: number, upt
   for (const room of core.rooms.roomsOf(userId)) {
     const own = room.memberEvent(userId);
     if (!own) continue;
-    const joined = room.membership(userId) === "join";
+    const membership = room.membership(userId);
+    const joined = membership === "join";
     if (own.pos > since && own.pos <= upto) {
-      for (const member of room.members("join")) (joined ? changed : left).add(member);
+      // A room joined or left since; an invitation shares nothing yet.
+      if (joined || membership === "leave" || membership === "ban") for (const member of room.members("join")) (joined ? changed : left).add(member);
       continue;
     }
     if (!joined) continue;

@@ -167,8 +167,10 @@ describe("test homeserver: end-to-end encryption endpoints", () => {
   it("reports device-list changes of users sharing a room, and users no longer sharing one, in /sync and /keys/changes", async () => {
     const dora = await user(hs, "lists-dora");
     const ed = await user(hs, "lists-ed");
+    const edBefore = String((await syncFrom(hs, ed))["next_batch"]);
     const room = await call(hs, "POST", "/createRoom", dora.token, { invite: [ed.userId] });
     const roomId = String(room.json["room_id"]);
+    assert.equal((await syncFrom(hs, ed, edBefore))["device_lists"], undefined, "an invitation shares no room yet");
     const start = await syncFrom(hs, dora);
     const token = String(start["next_batch"]);
     await call(hs, "POST", `/join/${encodeURIComponent(roomId)}`, ed.token, {});

@@ -102,6 +102,7 @@ export function deactivateAccount(core: Core, requester: Requester, account: Acc
       // keep going: deactivation must not stop at one room
     }
   }
+  core.deleteDevices(account.userId, [...(core.users.devices.get(account.userId)?.keys() ?? [])]);
   core.users.revokeAll(account.userId);
   account.password = undefined;
   account.threepids = [];

@@ -1,6 +1,6 @@
 import type { Appservice } from "./appservices.ts";
 import type { Core } from "./core.ts";
-import { MatrixError, forbidden, missingToken, unknownToken } from "./errors.ts";
+import { exclusive, forbidden, missingToken, unknownToken } from "./errors.ts";
 import type { Req } from "./http.ts";
 
 /** Who is making a request (Synapse's `Requester`). */
@@ -52,10 +52,10 @@ function appserviceRequester(core: Core, req: Req, as: Appservice, token: string
     if (!core.users.get(asserted)) throw forbidden(`Application service has not registered this user (${asserted})`);
     userId = asserted;
   }
-  // Device masquerading (MSC3202 / MSC4326): the device must exist.
+  // Device masquerading (MSC3202 / MSC4326): the device must exist (Synapse, 1.67 and current: 400 M_EXCLUSIVE).
   const deviceId = req.query.get("device_id") ?? req.query.get("org.matrix.msc3202.device_id") ?? undefined;
   if (deviceId !== undefined && !core.users.devices.get(userId)?.has(deviceId)) {
-    throw new MatrixError(400, "M_UNKNOWN", `Application service trying to use a device that doesn't exist ('${deviceId}' for ${userId})`);
+    throw exclusive(`Application service trying to use a device that doesn't exist ('${deviceId}' for ${userId})`);
   }
   const account = core.users.get(userId);
   return { userId, deviceId, accessToken: token, tokenId: undefined, appservice: as, isAdmin: account?.admin ?? false };

@@ -6,6 +6,7 @@ import type { Reply } from "./http.ts";
 import { MediaStore } from "./media-store.ts";
 import { type Room, RoomStore } from "./rooms.ts";
 import { type AppserviceRegistration, type JsonObject, type RoomEvent, asJson } from "./types.ts";
+import { KeyStore } from "./keys.ts";
 import { UserStore } from "./users.ts";
 
 export interface CoreOptions {
@@ -62,6 +63,7 @@ export class Core {
   readonly users = new UserStore();
   readonly rooms = new RoomStore();
   readonly media = new MediaStore();
+  readonly keys = new KeyStore();
   readonly appservices = new AppserviceRegistry();
   readonly pusher: AppservicePusher;
   readonly notifier = new Notifier();
@@ -90,6 +92,16 @@ export class Core {
     this.streamPos++;
     this.notifier.notify();
     return this.streamPos;
+  }
+
+  /** Deletes devices with their keys and to-device inbox; their owner's device list changed (Synapse's `delete_devices`). */
+  deleteDevices(userId: string, deviceIds: string[]): void {
+    if (deviceIds.length === 0) return;
+    for (const deviceId of deviceIds) {
+      this.users.devices.get(userId)?.delete(deviceId);
+      this.keys.deleteDevice(userId, deviceId);
+    }
+    this.keys.markDeviceListChanged(userId, this.bump());
   }
 
   addAppservice(reg: AppserviceRegistration): Appservice {

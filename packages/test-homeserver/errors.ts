@@ -18,6 +18,17 @@ export class MatrixError extends Error {
   }
 }
 
+/** A user-interactive auth challenge (CS API §"User-interactive authentication API"): 401 with the flows and session, no errcode. */
+export class AuthChallenge extends MatrixError {
+  constructor(extra: JsonObject) {
+    super(401, "M_UNKNOWN", "", extra);
+  }
+
+  override body(): JsonObject {
+    return this.extra;
+  }
+}
+
 export const forbidden = (message: string, extra?: JsonObject): MatrixError => new MatrixError(403, "M_FORBIDDEN", message, extra);
 export const notFound = (message = "Not found"): MatrixError => new MatrixError(404, "M_NOT_FOUND", message);
 export const unknown = (status: number, message: string): MatrixError => new MatrixError(status, "M_UNKNOWN", message);

@@ -5,6 +5,7 @@ import { HttpFront } from "./server.ts";
 import type { AppserviceRegistration, RoomEvent, StateEvent } from "./types.ts";
 
 export type { FaultInjector, HoldHandle, RateLimitHandle, RateLimits } from "./faults.ts";
+export { canonicalJson } from "./types.ts";
 export type { AppserviceNamespace, AppserviceRegistration, JsonObject, JsonValue, RoomEvent, StateEvent, StrippedStateEvent } from "./types.ts";
 
 export interface HomeserverOptions {

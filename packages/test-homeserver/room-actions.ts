@@ -5,7 +5,7 @@ import { type DraftEvent, checkEventAuth } from "./event-auth.ts";
 import { DEFAULT_ROOM_VERSION, type RoomVersion, SUPPORTED_ROOM_VERSIONS, type StoredEvent, effectiveContent, stateMapKey } from "./events.ts";
 import { isUserId, newRoomId, parseIdentifier } from "./ids.ts";
 import { Room } from "./rooms.ts";
-import { type JsonObject, type JsonValue, isJsonObject } from "./types.ts";
+import { type JsonObject, type JsonValue, canonicalJson, isJsonObject } from "./types.ts";
 
 /** Synapse's MAX_PDU_SIZE. */
 const MAX_EVENT_BYTES = 65536;
@@ -43,17 +43,6 @@ export function sendEvent(core: Core, requester: Requester, room: Room, draft: D
   checkEventAuth(draft, room.state, room.roomId, room.version, core.rooms.findEvent);
   const txn = opts.txnId === undefined ? undefined : { txnId: opts.txnId, device: deviceKey(requester) };
   return core.persist(room, draft, txn, opts.ts);
-}
-
-function canonicalJson(value: JsonValue): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (isJsonObject(value)) {
-    return `{${Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k] ?? null)}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(value);
 }
 
 export type MembershipAction = "invite" | "join" | "leave" | "kick" | "ban" | "unban" | "knock";

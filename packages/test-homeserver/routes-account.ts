@@ -27,7 +27,7 @@ function loginResponse(core: Core, userId: string, body: JsonObject): Reply {
 }
 
 /** Finds the account a password login names (Synapse's `AuthHandler.validate_login`). */
-function accountForLogin(core: Core, body: JsonObject): Account | undefined {
+export function accountForLogin(core: Core, body: JsonObject): Account | undefined {
   let identifier = body["identifier"];
   if (identifier === undefined && typeof body["user"] === "string") identifier = { type: "m.id.user", user: body["user"] };
   if (identifier === undefined && typeof body["medium"] === "string" && typeof body["address"] === "string") {
@@ -140,7 +140,7 @@ export function accountRoutes(router: Router, core: Core): void {
     const requester = authenticate(core, req);
     if (!requester.appservice) {
       core.users.revokeToken(requester.accessToken);
-      if (requester.deviceId !== undefined) core.users.devices.get(requester.userId)?.delete(requester.deviceId);
+      if (requester.deviceId !== undefined) core.deleteDevices(requester.userId, [requester.deviceId]);
     }
     return ok({});
   });
@@ -148,6 +148,7 @@ export function accountRoutes(router: Router, core: Core): void {
   // CS API POST /_matrix/client/v3/logout/all (#post_matrixclientv3logoutall)
   router.add("POST", `${C}/logout/all`, (req) => {
     const requester = authenticate(core, req);
+    core.deleteDevices(requester.userId, [...(core.users.devices.get(requester.userId)?.keys() ?? [])]);
     core.users.revokeAll(requester.userId);
     return ok({});
   });
@@ -232,7 +233,7 @@ export function accountRoutes(router: Router, core: Core): void {
     await req.json({ allowEmpty: true });
     if (requester.appservice) throw forbidden("Application services cannot log out this way");
     core.users.revokeToken(requester.accessToken);
-    if (requester.deviceId) core.users.devices.get(requester.userId)?.delete(requester.deviceId);
+    if (requester.deviceId) core.deleteDevices(requester.userId, [requester.deviceId]);
     return ok({});
   });
 

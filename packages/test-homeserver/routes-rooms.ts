@@ -13,7 +13,7 @@ import { type JsonObject, asJson } from "./types.ts";
 const C = "/_matrix/client/v3";
 
 /** Runs a request once per client transaction ID; a retry gets the first answer (CS API §"Transaction identifiers"). */
-function idempotent(core: Core, req: Req, requester: Requester, run: () => Promise<Reply>): Promise<Reply> {
+export function idempotent(core: Core, req: Req, requester: Requester, run: () => Promise<Reply>): Promise<Reply> {
   const key = `${transactionScope(requester)}|${req.rawPath}`;
   const cached = core.txnCache.get(key);
   if (cached) return cached;

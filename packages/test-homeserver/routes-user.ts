@@ -148,36 +148,6 @@ export function userRoutes(router: Router, core: Core): void {
     return ok({});
   });
 
-  // CS API POST /_matrix/client/v3/keys/upload (#post_matrixclientv3keysupload)
-  router.add("POST", `${C}/keys/upload`, async (req) => {
-    authenticate(core, req);
-    await req.json({ allowEmpty: true });
-    return ok({ one_time_key_counts: { signed_curve25519: 0 } });
-  });
-  // CS API POST /_matrix/client/v3/keys/query (#post_matrixclientv3keysquery)
-  router.add("POST", `${C}/keys/query`, async (req) => {
-    authenticate(core, req);
-    const body = await req.json();
-    const wanted = isJsonObject(body["device_keys"]) ? Object.keys(body["device_keys"]) : [];
-    return ok({
-      device_keys: Object.fromEntries(wanted.map((u) => [u, {}])),
-      failures: {},
-      master_keys: {},
-      self_signing_keys: {},
-      user_signing_keys: {},
-    });
-  });
-  // CS API POST /_matrix/client/v3/keys/claim (#post_matrixclientv3keysclaim)
-  router.add("POST", `${C}/keys/claim`, async (req) => {
-    authenticate(core, req);
-    await req.json();
-    return ok({ one_time_keys: {}, failures: {} });
-  });
-  // CS API GET /_matrix/client/v3/keys/changes (#get_matrixclientv3keyschanges)
-  router.add("GET", `${C}/keys/changes`, (req) => {
-    authenticate(core, req);
-    return ok({ changed: [], left: [] });
-  });
   // CS API GET /_matrix/client/v3/room_keys/version (#get_matrixclientv3room_keysversion)
   router.add("GET", `${C}/room_keys/version`, (req) => {
     authenticate(core, req);

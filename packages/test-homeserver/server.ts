@@ -7,6 +7,7 @@ import { unrecognized } from "./errors.ts";
 import { type Reply, Req, Router, errorReply, unrecognizedReply } from "./http.ts";
 import { mediaRoutes } from "./media.ts";
 import { accountRoutes } from "./routes-account.ts";
+import { keyRoutes } from "./routes-keys.ts";
 import { roomRoutes } from "./routes-rooms.ts";
 import { userRoutes } from "./routes-user.ts";
 import { synapse167Routes } from "./synapse-1.67.ts";
@@ -29,6 +30,7 @@ export function buildRouter(core: Core): Router {
   userRoutes(router, core);
   accountRoutes(router, core);
   roomRoutes(router, core);
+  keyRoutes(router, core);
   syncRoutes(router, core);
   mediaRoutes(router, core);
   adminRoutes(router, core);

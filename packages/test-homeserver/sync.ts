@@ -6,6 +6,7 @@ import { type Router, ok } from "./http.ts";
 import { defaultPushRules } from "./push-rules.ts";
 import type { Room } from "./rooms.ts";
 import { type EventFilter, filterAccepts, membersOf, parseEventFilter, parseStreamToken, streamToken } from "./timeline.ts";
+import { deviceListChanges } from "./routes-keys.ts";
 import { type JsonObject, type JsonValue, asJson, isJsonObject } from "./types.ts";
 
 const C = "/_matrix/client/v3";
@@ -152,18 +153,33 @@ function buildSync(ctx: SyncContext): { body: JsonObject; empty: boolean } {
   if (since === undefined && !accountData.some((e) => e.type === "m.push_rules")) {
     accountData.push({ type: "m.push_rules", content: defaultPushRules(requester.userId) });
   }
+  // CS API §"Extensions to sync" of end-to-end encryption: key counts of the requester's device
+  // (always sent, as Synapse does; {} and [] for requests without a device), device lists on
+  // incremental syncs, and the device's to-device messages (§"Send-to-Device messaging").
+  const deviceId = requester.deviceId;
+  const fallbackTypes = deviceId === undefined ? [] : core.keys.unusedFallbackKeyTypes(requester.userId, deviceId);
   const body: JsonObject = {
     next_batch: streamToken(ctx.upto),
-    device_one_time_keys_count: { signed_curve25519: 0 },
-    device_unused_fallback_key_types: [],
+    device_one_time_keys_count: deviceId === undefined ? {} : core.keys.oneTimeKeyCounts(requester.userId, deviceId),
+    device_unused_fallback_key_types: fallbackTypes,
+    "org.matrix.msc2732.device_unused_fallback_key_types": fallbackTypes,
   };
+  const deviceLists = since === undefined ? { changed: [], left: [] } : deviceListChanges(core, requester.userId, since, ctx.upto);
+  if (deviceLists.changed.length > 0 || deviceLists.left.length > 0) {
+    body["device_lists"] = {
+      ...(deviceLists.changed.length > 0 ? { changed: deviceLists.changed } : {}),
+      ...(deviceLists.left.length > 0 ? { left: deviceLists.left } : {}),
+    };
+  }
+  const toDevice = deviceId === undefined ? [] : core.keys.pending(requester.userId, deviceId, since, ctx.upto);
+  if (toDevice.length > 0) body["to_device"] = { events: toDevice.map((m) => ({ sender: m.sender, type: m.type, content: m.content })) };
   const rooms: JsonObject = {};
   if (Object.keys(join).length > 0) rooms["join"] = join;
   if (Object.keys(invite).length > 0) rooms["invite"] = invite;
   if (Object.keys(leave).length > 0) rooms["leave"] = leave;
   if (Object.keys(rooms).length > 0) body["rooms"] = rooms;
   if (accountData.length > 0) body["account_data"] = { events: accountData };
-  return { body, empty: Object.keys(rooms).length === 0 && accountData.length === 0 };
+  return { body, empty: Object.keys(rooms).length === 0 && accountData.length === 0 && toDevice.length === 0 && body["device_lists"] === undefined };
 }
 
 function resolveFilter(core: Core, requester: Requester, raw: string | null): SyncFilter {
@@ -186,12 +202,17 @@ export function syncRoutes(router: Router, core: Core): void {
   // CS API GET /_matrix/client/v3/sync (#get_matrixclientv3sync)
   router.add("GET", `${C}/sync`, async (req) => {
     const requester = authenticate(core, req);
+    // Synapse does not sync an appservice's own user (its sender_localpart): "We no longer support
+    // AS users using /sync directly" (SyncHandler, 1.67 and current), a NotImplementedError: 500.
+    if (core.appservices.all().some((as) => as.senderId === requester.userId)) throw new MatrixError(500, "M_UNKNOWN", "Internal server error");
     const filter = resolveFilter(core, requester, req.query.get("filter"));
     const sinceRaw = parseStreamToken(req.query.get("since"), "since");
     const since = sinceRaw === undefined ? undefined : Math.min(sinceRaw, core.pos);
     const fullState = req.query.get("full_state") === "true";
     const timeout = Math.max(0, req.queryInt("timeout", 0));
     const deadline = Date.now() + timeout;
+    // A sync from a token acknowledges the to-device messages delivered up to it: they are deleted.
+    if (since !== undefined && requester.deviceId !== undefined) core.keys.acknowledge(requester.userId, requester.deviceId, since);
     for (;;) {
       const result = buildSync({ core, requester, since, upto: core.pos, filter, fullState });
       const remaining = deadline - Date.now();

@@ -57,3 +57,15 @@ export function isJsonObject(value: unknown): value is JsonObject {
 export function asJson(value: object): JsonObject {
   return value as JsonObject;
 }
+
+/** Appendix §"Canonical JSON": keys sorted, no insignificant whitespace (what signatures and hashes cover). */
+export function canonicalJson(value: JsonValue): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (isJsonObject(value)) {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k] ?? null)}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value);
+}

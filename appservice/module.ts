@@ -94,11 +94,17 @@ export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServic
   stop?(): Promise<void>;
 }
 
-/** One category that retention deletes: run inside the retention transaction, returns the rows deleted. */
+/** One category that retention deletes; returns how many it deleted. */
 export interface RetentionRule {
   /** The name of its count in the retention run's audit row and result. */
   count: string;
-  run(q: Queryable, cutoffs: RetentionCutoffs): Promise<number>;
+  /**
+   * "inside" (the default): runs in the retention transaction, on rows. "after": runs once that
+   * transaction committed, for what lies outside the database (staging files), which a rollback
+   * could not bring back.
+   */
+  when?: "inside" | "after";
+  run(q: Queryable, cutoffs: RetentionCutoffs, config: KuvertConfig): Promise<number>;
 }
 
 /** The cut-offs of one retention run, from `retention.*`. */
@@ -110,6 +116,8 @@ export interface RetentionCutoffs {
   mail: Date;
   /** operationalDays back: handled events and finished work items. */
   operational: Date;
+  /** stagingOrphanHours back: staging files no waiting work needs. */
+  stagingOrphans: Date;
 }
 
 /** What the OpenAPI document's parts are written with (http/openapi.ts). */

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import type { Server } from "node:http";
 import { audit } from "./audit/audit.ts";
 import { CommandHandler } from "./commands/commands.ts";
-import type { KuvertConfig } from "./config/schema.ts";
+import { environmentKeys, type KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
 import { buildInfo } from "./version.ts";
@@ -37,19 +37,17 @@ import { queues } from "./queues.ts";
 
 const log = logger("kuvert");
 
-/** What Kuvert records about its configuration when it starts: a digest, never the secrets. */
+/**
+ * What Kuvert records about its configuration when it starts: a digest, never the secrets. Every key
+ * that environmentKeys lists (the secrets, whichever section they are in) counts only as set or unset.
+ */
 function configDigest(config: KuvertConfig): string {
-  const { homeserver, database, logging, calls, documents, ...rest } = config;
-  const s3 = documents.stagingS3;
-  const shown = {
-    ...rest,
-    documents: { ...documents, stagingS3: s3 && { ...s3, secretAccessKey: s3.secretAccessKey ? "set" : "unset" } },
-    homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" },
-    appservice: { ...rest.appservice, uploadCheckToken: rest.appservice.uploadCheckToken ? "set" : "unset" },
-    database: { ...database, url: database.url ? "set" : "unset" },
-    logging: { level: logging.level },
-    calls: { ...calls, appSecret: calls.appSecret ? "set" : "unset", verifyToken: calls.verifyToken ? "set" : "unset" },
-  };
+  const shown = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  for (const path of Object.values(environmentKeys)) {
+    const key = path[path.length - 1]!;
+    const parent = path.slice(0, -1).reduce<Record<string, unknown> | undefined>((at, k) => at?.[k] as Record<string, unknown> | undefined, shown);
+    if (parent) parent[key] = parent[key] ? "set" : "unset";
+  }
   return createHash("sha256").update(JSON.stringify(shown)).digest("hex");
 }
 

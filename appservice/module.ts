@@ -156,7 +156,7 @@ export type SubjectKind = "matrix-id" | "email";
 export interface SubjectSection {
   /** A stable key (the report's section name). */
   name: string;
-  /** The core's section it follows in the report (clerks, staff, documentsSent, organisationDocuments, mail, roomEvents, roomProblems). */
+  /** The core's section it follows in the report (clerks, staff, mail, roomEvents, roomProblems); those with the same place follow in module order. */
   after: string;
   /** Its rows for one subject: $1 is the Matrix ID as given or the e-mail address in lower case. Null: nothing for this kind. */
   sql(kind: SubjectKind): string | null;
@@ -164,11 +164,13 @@ export interface SubjectSection {
   texts: Record<"de" | "en", { title: string; description: string; labels?: Record<string, string> }>;
 }
 
-/** What the module erased of one person, one line each (`key` is the count's name in the `subject.erased` audit row). */
+/** What the module erased of one person, or kept, one line each (`key` is the count's name in the `subject.erased` audit row). */
 export interface ErasedPart {
   key: string;
   what: string;
   count: number;
+  /** Set for what is kept rather than erased: why (listed under `kept`, and counted there in the audit row). */
+  why?: string;
 }
 
 /** The module's part of a data-subject request; used whether or not it is switched on (its tables exist either way). */

@@ -1,7 +1,8 @@
 // Documents as a Kuvert module: the intake (drop API, drop folder, bulk batches), the pipeline
 // that scans and delivers, inbound scanning of files posted in organisation rooms, the upload
 // check the homeserver asks before storing an upload, `kuvert batch …` and `kuvert document …`;
-// retention of finished documents, batches and stale staging files.
+// retention of finished documents, batches and stale staging files; the documents' part of a
+// data-subject report and erasure.
 import express from "express";
 import { logger } from "../log.ts";
 import { notice } from "../i18n.ts";
@@ -20,6 +21,7 @@ import { documentPaths, documentSchemas } from "./openapi.ts";
 import { DocumentPipeline } from "./pipeline.ts";
 import { Prescans } from "./prescan.ts";
 import { documentRetention } from "./retention.ts";
+import { documentsSubject } from "./subject.ts";
 import { openStaging } from "./staging-store.ts";
 import { documentTexts } from "./texts.ts";
 import { uploadCheckRoutes } from "./upload-check.ts";
@@ -71,6 +73,7 @@ export const documentsModule = defineModule({
   queues: { documents: "document_work", batches: "batch_work" },
   openApi: { schemas: () => documentSchemas, paths: () => documentPaths },
   retention: documentRetention,
+  subject: documentsSubject,
   cli: documentCommands,
   async start(ctx) {
     const { db, homeserver, config, scanner, staffRoom } = ctx;

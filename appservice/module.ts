@@ -76,7 +76,7 @@ export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServic
   adminRoutes?: express.Router[];
   /** Routers on the appservice listener (the homeserver's side). */
   appserviceRoutes?: express.Router[];
-  /** Handlers of room events, in module order: after the core's membership and power-level observers, before commands and inbound files. */
+  /** Handlers of room events, in module order: after the core's membership and power-level observers, before the commands. */
   roomHandlers?: RoomEventHandler<RoomContext>[];
   /** Commands typed into rooms (`!name`). */
   commands?: Command[];

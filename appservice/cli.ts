@@ -20,7 +20,6 @@ import { Organisations } from "./organisations/service.ts";
 import type { StoredOrganisation } from "./organisations/store.ts";
 import { createToken, revokeToken, scopes, type Scope } from "./tokens/tokens.ts";
 import { present } from "./organisations/api.ts";
-import { documentVersions, sendDocument, submitBatch } from "./documents/cli.ts";
 import { organisationsWithAccounts } from "./accounts/cli.ts";
 import { modules } from "./modules.ts";
 
@@ -274,58 +273,6 @@ export function program(): Command {
         await revokeToken(db, name, actor);
         console.log(`Revoked ${name}.`);
       });
-    });
-
-  const batch = cli.command("batch").description("bulk batches of documents");
-  batch
-    .command("submit <zip-or-folder>")
-    .description("send a batch (a ZIP, or a folder, with manifest.csv or manifest.json) to a running Kuvert and follow its delivery")
-    .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
-    .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
-    .option("--idempotency-key <key>", "send again with the same key: the same batch, never twice")
-    .option("--no-follow", "only upload; do not wait for delivery")
-    .action(async function (this: Command, path: string, opts: { url?: string; token?: string; idempotencyKey?: string; follow: boolean }) {
-      const cfg = config(this);
-      const token = opts.token ?? process.env.KUVERT_TOKEN;
-      if (!token) throw new KuvertError(ErrCode.Unauthorized, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
-      const result = await submitBatch(path, { url: opts.url ?? cfg.publicApi.baseUrl, token, idempotencyKey: opts.idempotencyKey, follow: opts.follow });
-      if (!result.ok) process.exitCode = 2;
-    });
-
-  const document = cli.command("document").description("single documents and their versions, through a running Kuvert's API");
-  const apiAccess = (cfg: KuvertConfig, opts: { url?: string; token?: string }) => {
-    const token = opts.token ?? process.env.KUVERT_TOKEN;
-    if (!token) throw new KuvertError(ErrCode.Unauthorized, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
-    return { url: opts.url ?? cfg.publicApi.baseUrl, token };
-  };
-  document
-    .command("send <file>")
-    .description("deliver a document to an organisation; with --supersedes or --supersedes-reference as a new version of an earlier one")
-    .requiredOption("--org <id>", "the organisation")
-    .option("--kind <kind>", "kind of document, e.g. Beitragsbescheid")
-    .option("--reference <reference>", "the reference (Aktenzeichen)")
-    .option("--supersedes <doc-id>", "the document this one replaces")
-    .option("--supersedes-reference <reference>", "replace the current document with this reference in the same organisation")
-    .option("--idempotency-key <key>", "send again with the same key: the same document, never twice")
-    .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
-    .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
-    .action(async function (this: Command, file: string, opts: { org: string; kind?: string; reference?: string; supersedes?: string; supersedesReference?: string; idempotencyKey?: string; url?: string; token?: string }) {
-      const answer = await sendDocument(file, { ...apiAccess(config(this), opts), organisationId: opts.org, kind: opts.kind, reference: opts.reference, supersedes: opts.supersedes, supersedesReference: opts.supersedesReference, idempotencyKey: opts.idempotencyKey });
-      console.log(`${answer.id} accepted (version ${answer.version ?? 1}${answer.supersedes ? `, replaces ${answer.supersedes}` : ""}): ${answer.state}`);
-    });
-  document
-    .command("versions <doc-id>")
-    .description("list every version of a document, oldest first, and which one is current")
-    .option("--json", "as JSON")
-    .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
-    .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
-    .action(async function (this: Command, id: string, opts: { json?: boolean; url?: string; token?: string }) {
-      const list = await documentVersions(id, apiAccess(config(this), opts));
-      if (opts.json) return console.log(JSON.stringify(list, null, 2));
-      for (const v of list.versions) {
-        console.log(`${v.id === list.current ? "*" : " "} version ${String(v.version).padEnd(3)} ${v.id}  ${v.state.padEnd(9)} ${v.finishedAt ?? "–"}  ${v.filename}${v.reference ? `  [${v.reference}]` : ""}`);
-      }
-      console.log(list.current ? `* current: ${list.current}` : "No version is delivered yet.");
     });
 
   const subject = cli.command("subject").description("data-subject requests: what Kuvert holds about one person");

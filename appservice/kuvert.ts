@@ -3,12 +3,11 @@ import { createHash } from "node:crypto";
 import type { Server } from "node:http";
 import { audit } from "./audit/audit.ts";
 import { CommandHandler } from "./commands/commands.ts";
-import type { KuvertConfig } from "./config/schema.ts";
+import { environmentKeys, type KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
 import { buildInfo } from "./version.ts";
 import { acquireEmbeddedLock, type EmbeddedLock } from "./db/lock.ts";
-import { Leadership } from "./workers/leader.ts";
 import { publicApp } from "./http/server.ts";
 import { ErrCode, KuvertError } from "./errors.ts";
 import { configureLogging, logger } from "./log.ts";
@@ -24,17 +23,7 @@ import { MembershipObserver, PowerLevelsObserver } from "./organisations/members
 import { Organisations, type ClerkAccountHooks } from "./organisations/service.ts";
 import { RoomSync } from "./organisations/sync.ts";
 import { RoomEventRouter } from "./rooms.ts";
-import { findOrganisation } from "./organisations/store.ts";
-import { Batches } from "./documents/batch.ts";
-import { DropFolder } from "./documents/folder.ts";
-import { documentTexts } from "./documents/texts.ts";
-import { notice, texts } from "./i18n.ts";
-import { DocumentIntake } from "./documents/intake.ts";
-import { InboundFiles } from "./documents/inbound.ts";
-import { uploadCheckRoutes } from "./documents/upload-check.ts";
-import { DocumentPipeline } from "./documents/pipeline.ts";
-import { Prescans } from "./documents/prescan.ts";
-import { openStaging } from "./documents/staging-store.ts";
+import { texts } from "./i18n.ts";
 import { MailOutbox } from "./mail/outbox.ts";
 import type { NotificationKind } from "./mail/templates.ts";
 import { DocumentScanner } from "./scanning/policy.ts";
@@ -48,19 +37,17 @@ import { queues } from "./queues.ts";
 
 const log = logger("kuvert");
 
-/** What Kuvert records about its configuration when it starts: a digest, never the secrets. */
+/**
+ * What Kuvert records about its configuration when it starts: a digest, never the secrets. Every key
+ * that environmentKeys lists (the secrets, whichever section they are in) counts only as set or unset.
+ */
 function configDigest(config: KuvertConfig): string {
-  const { homeserver, database, logging, calls, documents, ...rest } = config;
-  const s3 = documents.stagingS3;
-  const shown = {
-    ...rest,
-    documents: { ...documents, stagingS3: s3 && { ...s3, secretAccessKey: s3.secretAccessKey ? "set" : "unset" } },
-    homeserver: { ...homeserver, adminToken: homeserver.adminToken ? "set" : "unset" },
-    appservice: { ...rest.appservice, uploadCheckToken: rest.appservice.uploadCheckToken ? "set" : "unset" },
-    database: { ...database, url: database.url ? "set" : "unset" },
-    logging: { level: logging.level },
-    calls: { ...calls, appSecret: calls.appSecret ? "set" : "unset", verifyToken: calls.verifyToken ? "set" : "unset" },
-  };
+  const shown = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  for (const path of Object.values(environmentKeys)) {
+    const key = path[path.length - 1]!;
+    const parent = path.slice(0, -1).reduce<Record<string, unknown> | undefined>((at, k) => at?.[k] as Record<string, unknown> | undefined, shown);
+    if (parent) parent[key] = parent[key] ? "set" : "unset";
+  }
   return createHash("sha256").update(JSON.stringify(shown)).digest("hex");
 }
 
@@ -77,9 +64,6 @@ export interface StartOptions {
 export interface Services {
   organisations: Organisations;
   roomSync: RoomSync;
-  documents: DocumentIntake;
-  batches: Batches;
-  dropFolder: DropFolder;
   staffRoom: StaffRoom;
   scanner: Scanner;
   outbox: MailOutbox;
@@ -104,9 +88,6 @@ export class Kuvert {
   #stopping: Promise<void> | undefined;
   #botTimer: NodeJS.Timeout | undefined;
   #retention: { stop(): void } | undefined;
-  /** The drop folder is read by one process at a time: the holder of this lease. */
-  #dropFolderLeader: Leadership | undefined;
-  #dropFolderTurn: Promise<void> = Promise.resolve();
 
   private constructor(parts: {
     config: KuvertConfig;
@@ -183,20 +164,12 @@ export class Kuvert {
         () => clerkAccounts.from,
       );
       const isOwnUser = (userId: string) => userId === homeserver.botUserId || userId.startsWith(`@${config.appservice.userPrefix}`);
-      const staging = await openStaging(config, "documents");
       const scanner = new DocumentScanner(config.scanning, config.documents.stagingDir);
       // Staff hear once (per problem and day) that clamd would let malware through and documents wait.
       scanner.canaries.onUnsafe = async ({ key, problem }) => {
         await database.transaction((tx) => staffRoom.alertByMail(tx, { key, mail: problem }));
         await staffRoom.post({ key, body: problem });
       };
-      // The scan while receiving judges the whole file only; the pipeline applies the archive policy after it.
-      const prescans = new Prescans(scanner.clamd, scanner);
-      const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
-      const documentWorker = pipeline.worker();
-      const documents = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans);
-      const batches = new Batches(db, staging, documents, config, () => batchWorker.wake());
-      const batchWorker = batches.worker();
       const outbox = new MailOutbox(db, config);
       outbox.onDead = async (row) => {
         const body = texts(config.organisations.language).mailDead(row.id, row.attempts, row.last_error ?? "?");
@@ -204,10 +177,6 @@ export class Kuvert {
       };
       const mailWorker = outbox.worker();
       const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
-      // With inbound scanning switched off, a posted file gets a note instead of a check.
-      const sayNotChecked = async (roomId: string, eventId: string) => {
-        await homeserver.send(roomId, "m.room.message", notice({ body: documentTexts(config.organisations.language).notChecked }), `not-checked:${eventId}`);
-      };
       // One record of OpenID tokens and their purposes for /verify, the console and the call link page.
       const openIdPurposes = new OpenIdTokenPurposes(db);
       const { parts: moduleParts, services: moduleServices } = await startModules({
@@ -238,12 +207,10 @@ export class Kuvert {
           config,
           fromModules((p) => p.commands),
         ),
-        new InboundFiles(db, () => documentWorker.wake(), config.modules.inboundScanning ? undefined : sayNotChecked),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
-      workers.push(inboxWorker, roomWorker, documentWorker, batchWorker, mailWorker, ...fromModules((p) => p.workers));
-      const dropFolder = new DropFolder(config, documents, staffRoom, async (id) => (await findOrganisation(database, id)) !== null);
-      const services = servicesView({ organisations, roomSync, documents, batches, dropFolder, staffRoom, scanner, outbox }, moduleServices);
+      workers.push(inboxWorker, roomWorker, mailWorker, ...fromModules((p) => p.workers));
+      const services = servicesView({ organisations, roomSync, staffRoom, scanner, outbox }, moduleServices);
 
       const checks = readiness(
         {
@@ -274,7 +241,7 @@ export class Kuvert {
           inbox,
           onStored: () => inboxWorker.wake(),
           readiness: readinessChecks,
-          routes: [uploadCheckRoutes({ token: config.appservice.uploadCheckToken, scanner, db: database, maxStreamBytes: config.scanning.maxStreamBytes }), ...fromModules((p) => p.appserviceRoutes)],
+          routes: fromModules((p) => p.appserviceRoutes),
         }),
         config.appservice.listener.bindAddress,
         config.appservice.listener.port,
@@ -283,14 +250,11 @@ export class Kuvert {
         publicApp({
           db,
           organisations,
-          documents,
-          batches,
           readiness: readinessChecks,
           baseUrl: config.publicApi.baseUrl,
           trustProxy: config.publicApi.trustProxy,
           rateLimitPerMinute: config.publicApi.rateLimitPerMinute,
           failedAuthPerMinute: config.publicApi.failedAuthPerMinute,
-          batchesEnabled: config.modules.batches,
           moduleRoutes: fromModules((p) => p.publicRoutes),
           moduleAdminRoutes: fromModules((p) => p.adminRoutes),
         }),
@@ -314,15 +278,6 @@ export class Kuvert {
       void scanner.canaries.check().catch((err: unknown) => log.warn({ err }, "the scanner's canaries could not be sent; they are sent again before the first scan"));
       for (const w of workers) w.start();
       for (const p of moduleParts) await p.start?.();
-      if (config.documents.dropFolder.enabled) {
-        kuvert.#dropFolderLeader = new Leadership(db, "drop-folder", {
-          onChange: (held) => {
-            kuvert.#dropFolderTurn = kuvert.#dropFolderTurn.then(() => (held ? dropFolder.start() : dropFolder.stop())).catch((err: unknown) => log.error({ err }, "the drop folder could not be started or stopped"));
-          },
-        });
-        await kuvert.#dropFolderLeader.start();
-        await kuvert.#dropFolderTurn;
-      }
       kuvert.#retention = scheduleRetention(db, config);
       if (opts.syncStaff !== false) await organisations.syncStaff(config.staff);
       ready = true;
@@ -358,9 +313,6 @@ export class Kuvert {
       this.#retention?.stop();
       log.info("stopping");
       await Promise.all(this.#servers.map((s) => closeServer(s)));
-      await this.#dropFolderLeader?.stop();
-      await this.#dropFolderTurn;
-      await this.services.dropFolder.stop();
       for (const p of this.#moduleParts) await p.stop?.();
       await Promise.all(this.#workers.map((w) => w.stop()));
       this.services.outbox.close();

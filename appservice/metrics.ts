@@ -93,19 +93,6 @@ export function countsGauge<L extends string>(opts: { name: string; help: string
 }
 
 new Gauge({
-  name: "kuvert_documents",
-  help: "Documents Kuvert knows, by direction and state (received, scanning, held, rejected, delivered, checked, removed).",
-  labelNames: ["direction", "state"] as const,
-  registers: [registry],
-  async collect() {
-    this.reset();
-    if (!database) return;
-    const { rows } = await database.query<{ direction: string; state: string; n: string }>("SELECT direction, state, count(*) AS n FROM documents GROUP BY direction, state");
-    for (const r of rows) this.set({ direction: r.direction, state: r.state }, Number(r.n));
-  },
-});
-
-new Gauge({
   name: "kuvert_transaction_lag_seconds",
   help: "Age of the oldest event from the homeserver that is stored but not yet handled (0 when none waits).",
   registers: [registry],

@@ -76,7 +76,7 @@ export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServic
   adminRoutes?: express.Router[];
   /** Routers on the appservice listener (the homeserver's side). */
   appserviceRoutes?: express.Router[];
-  /** Handlers of room events, in module order: after the core's membership and power-level observers, before commands and inbound files. */
+  /** Handlers of room events, in module order: after the core's membership and power-level observers, before the commands. */
   roomHandlers?: RoomEventHandler<RoomContext>[];
   /** Commands typed into rooms (`!name`). */
   commands?: Command[];
@@ -94,11 +94,17 @@ export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServic
   stop?(): Promise<void>;
 }
 
-/** One category that retention deletes: run inside the retention transaction, returns the rows deleted. */
+/** One category that retention deletes; returns how many it deleted. */
 export interface RetentionRule {
   /** The name of its count in the retention run's audit row and result. */
   count: string;
-  run(q: Queryable, cutoffs: RetentionCutoffs): Promise<number>;
+  /**
+   * "inside" (the default): runs in the retention transaction, on rows. "after": runs once that
+   * transaction committed, for what lies outside the database (staging files), which a rollback
+   * could not bring back.
+   */
+  when?: "inside" | "after";
+  run(q: Queryable, cutoffs: RetentionCutoffs, config: KuvertConfig): Promise<number>;
 }
 
 /** The cut-offs of one retention run, from `retention.*`. */
@@ -110,6 +116,8 @@ export interface RetentionCutoffs {
   mail: Date;
   /** operationalDays back: handled events and finished work items. */
   operational: Date;
+  /** stagingOrphanHours back: staging files no waiting work needs. */
+  stagingOrphans: Date;
 }
 
 /** What the OpenAPI document's parts are written with (http/openapi.ts). */
@@ -148,7 +156,7 @@ export type SubjectKind = "matrix-id" | "email";
 export interface SubjectSection {
   /** A stable key (the report's section name). */
   name: string;
-  /** The core's section it follows in the report (clerks, staff, documentsSent, organisationDocuments, mail, roomEvents, roomProblems). */
+  /** The core's section it follows in the report (clerks, staff, mail, roomEvents, roomProblems); those with the same place follow in module order. */
   after: string;
   /** Its rows for one subject: $1 is the Matrix ID as given or the e-mail address in lower case. Null: nothing for this kind. */
   sql(kind: SubjectKind): string | null;
@@ -156,11 +164,13 @@ export interface SubjectSection {
   texts: Record<"de" | "en", { title: string; description: string; labels?: Record<string, string> }>;
 }
 
-/** What the module erased of one person, one line each (`key` is the count's name in the `subject.erased` audit row). */
+/** What the module erased of one person, or kept, one line each (`key` is the count's name in the `subject.erased` audit row). */
 export interface ErasedPart {
   key: string;
   what: string;
   count: number;
+  /** Set for what is kept rather than erased: why (listed under `kept`, and counted there in the audit row). */
+  why?: string;
 }
 
 /** The module's part of a data-subject request; used whether or not it is switched on (its tables exist either way). */

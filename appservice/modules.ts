@@ -5,6 +5,7 @@ import { accountsModule } from "./accounts/module.ts";
 import { callsModule } from "./calls/module.ts";
 import { circularsModule } from "./circulars/module.ts";
 import { consoleModule } from "./console/module.ts";
+import { documentsModule } from "./documents/module.ts";
 import type { KuvertModule } from "./module.ts";
 
-export const modules: readonly KuvertModule[] = [consoleModule, accountsModule, circularsModule, callsModule];
+export const modules: readonly KuvertModule[] = [consoleModule, accountsModule, circularsModule, callsModule, documentsModule];

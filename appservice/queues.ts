@@ -9,8 +9,6 @@ import { modules } from "./modules.ts";
 export const queues: Readonly<Record<string, string>> = {
   inbound_events: "inbound_events",
   room_sync: "room_sync",
-  documents: "document_work",
-  batches: "batch_work",
   mail: "mail_outbox",
   ...Object.assign({}, ...modules.map((m) => m.queues ?? {})),
 };

@@ -9,11 +9,10 @@
 // What stays and why (also in ErasureResult.kept):
 //  - audit rows: append-only and hash-chained, kept for the legal period (retention.auditYears);
 //    the erasure itself is audited with the pseudonym only (`subject.erased`, details = counts);
-//  - document metadata: the organisation's record of what was exchanged; the sender becomes the pseudonym;
-//  - documents still being scanned or delivered, and room events not yet handled: the worker
-//    still needs them; erase again once they are done;
-//  - documents delivered to the person's organisations: the organisation's records, they do not
-//    name the person, and the link to them goes with the clerk record.
+//  - room events not yet handled: the worker still needs them; erase again once they are handled;
+//  - what the modules keep, each with its reason (documents/subject.ts: the metadata of documents
+//    the person sent, whose sender becomes the pseudonym; those still being scanned or delivered;
+//    the documents delivered to the person's organisations, which are the organisations' records).
 // Messages and files in the Matrix rooms are on the homeserver, not in Kuvert.
 import { audit } from "./audit.ts";
 import type { Database, Queryable } from "../db/database.ts";
@@ -25,7 +24,7 @@ import { modules } from "../modules.ts";
 export type { SubjectKind } from "../module.ts";
 
 export interface ReportSection {
-  /** A stable key: the core's clerks, staff, documentsSent, organisationDocuments, mail, roomEvents, roomProblems, audit, and the modules' (accounts, consoleSessions, guestLinks, …). */
+  /** A stable key: the core's clerks, staff, mail, roomEvents, roomProblems, audit, and the modules' (accounts, consoleSessions, documentsSent, organisationDocuments, guestLinks, …). */
   name: string;
   /** What the rows are, in plain words (English; formatReport() has German too). */
   description: string;
@@ -101,8 +100,6 @@ function redactOthers(value: unknown, subject: string, kind: SubjectKind): unkno
 const descriptions: Record<string, string> = {
   clerks: "Records of the person as a clerk of a member organisation: organisation, name, e-mail address, Matrix ID, whether they are still a clerk, and their room membership as the homeserver last told Kuvert.",
   staff: "The person's roles as staff of the operating body, as configured.",
-  documentsSent: "Documents the person sent (uploaded in a room or in the web console): metadata only, since Kuvert keeps no document content after delivery.",
-  organisationDocuments: "Documents delivered into the room of an organisation while the person was one of its clerks: metadata only. They are the organisation's records and do not name the person.",
   mail: "Notification e-mails to the person's address: what they were about, and when they were written and sent. They never contain documents.",
   roomEvents: "Room events from the homeserver that the person sent (or that are about their membership), stored so Kuvert can handle them in order and deleted on the retention schedule: how many, and when.",
   roomProblems: "Notes on an organisation's room that name the person, e.g. an invitation the homeserver refused.",
@@ -128,19 +125,6 @@ function queries(kind: SubjectKind) {
                FROM clerks c JOIN organisations o ON o.id = c.organisation_id
               WHERE ${clerkMatch("c")} ORDER BY c.organisation_id, c.id`,
     staff: isMatrix ? `SELECT roles, status, updated_at AS "updatedAt" FROM staff_members WHERE matrix_id = $1` : null,
-    documentsSent: isMatrix
-      ? `SELECT id, direction, organisation_id AS organisation, filename, kind, reference, state, version, supersedes,
-                created_at AS "receivedAt", finished_at AS "finishedAt"
-           FROM documents WHERE submitted_by = $1 ORDER BY created_at, id`
-      : null,
-    organisationDocuments: `SELECT d.id, d.organisation_id AS organisation, d.filename, d.kind, d.state, d.version, d.supersedes,
-                                   d.created_at AS "receivedAt", d.finished_at AS "deliveredAt"
-                              FROM documents d
-                             WHERE d.direction = 'outbound' AND d.state = 'delivered' AND d.submitted_by <> $1
-                               AND EXISTS (SELECT 1 FROM clerks c
-                                            WHERE c.organisation_id = d.organisation_id AND ${clerkMatch("c")}
-                                              AND d.created_at >= c.created_at AND (c.removed_at IS NULL OR d.created_at <= c.removed_at))
-                             ORDER BY d.created_at, d.id`,
     mail: isMatrix
       ? null
       : `SELECT id, kind, organisation_id AS organisation, organisation_name AS "organisationName", items, state,
@@ -165,8 +149,6 @@ async function collect(q: Queryable, subject: string, kind: SubjectKind): Promis
   const core: [string, string | null][] = [
     ["clerks", s.clerks],
     ["staff", s.staff],
-    ["documentsSent", s.documentsSent],
-    ["organisationDocuments", s.organisationDocuments],
     ["mail", s.mail],
     ["roomEvents", s.roomEvents],
     ["roomProblems", s.roomProblems],
@@ -207,7 +189,6 @@ export async function subjectReport(db: Queryable | Database, raw: string, opts:
   });
 }
 
-const finishedDocument = "state IN ('delivered', 'rejected', 'checked', 'removed', 'failed')";
 const handledEvent = "state IN ('done', 'failed')";
 
 /**
@@ -261,12 +242,12 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
       staffDeleted = await changed("DELETE FROM staff_members WHERE matrix_id = $1", [subject]);
     }
 
-    // The modules' tables (accounts, console sessions, guest links, …); a module may still refuse.
+    // The modules' tables (accounts, console sessions, documents, guest links, …), before the clerk
+    // records lose the link to the person; a module may still refuse.
     const fromModules: ErasedPart[] = [];
     for (const m of modules) if (m.subject?.erase) fromModules.push(...(await m.subject.erase(tx, { subject, kind, pseudonym: p, actor })));
-
-    // Counted before the clerk records lose the link to them.
-    const organisationDocuments = await count(`SELECT count(*) AS n FROM (${s.organisationDocuments}) d`);
+    const erasedByModules = fromModules.filter((e) => e.why === undefined);
+    const keptByModules = fromModules.filter((e): e is ErasedPart & { why: string } => e.why !== undefined);
 
     const clerks = await changed(
       `UPDATE clerks c SET matrix_id = CASE WHEN matrix_id IS NULL THEN NULL ELSE $2 END,
@@ -275,14 +256,10 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
         WHERE ${s.clerkMatch("c")}`,
     );
 
-    let documentsSent = 0;
-    let documentsInProgress = 0;
     let eventsStubbed = 0;
     let eventsPending = 0;
     let roomProblems = 0;
     if (isMatrix) {
-      documentsSent = await changed(`UPDATE documents SET submitted_by = $2 WHERE submitted_by = $1 AND ${finishedDocument}`);
-      documentsInProgress = await count(`SELECT count(*) AS n FROM documents WHERE submitted_by = $1 AND NOT ${finishedDocument}`);
       eventsStubbed = await changed(`UPDATE inbound_events SET event = '{"redacted": true}'::jsonb, last_error = NULL WHERE ${s.eventMatch} AND ${handledEvent}`, [subject]);
       eventsPending = await count(`SELECT count(*) AS n FROM inbound_events WHERE ${s.eventMatch} AND NOT ${handledEvent}`);
       roomProblems = await changed("UPDATE organisations SET room_problem = replace(room_problem, $1, $2) WHERE strpos(room_problem, $1) > 0");
@@ -301,43 +278,27 @@ export async function eraseSubject(db: Database, raw: string, actor: string, pse
     const erased = {
       clerks,
       staff: staffDeleted,
-      documentsSent,
       mailSent,
       mailPending,
       roomEvents: eventsStubbed,
       roomProblems,
-      ...Object.fromEntries(fromModules.map((e) => [e.key, e.count])),
+      ...Object.fromEntries(erasedByModules.map((e) => [e.key, e.count])),
     };
-    const kept = { documentMetadata: documentsSent, documentsInProgress, organisationDocuments, roomEventsPending: eventsPending, auditRows };
+    const kept = { ...Object.fromEntries(keptByModules.map((e) => [e.key, e.count])), roomEventsPending: eventsPending, auditRows };
     await audit(tx, { actor, action: "subject.erased", object: p, outcome: "ok", details: { kind, erased, kept } });
 
     return {
       erased: [
         { what: "clerk records: e-mail address, name and Matrix ID replaced by the pseudonym (the organisation keeps a removed clerk, but no person)", count: clerks },
         { what: "staff record deleted", count: staffDeleted },
-        { what: "documents the person sent: the sender replaced by the pseudonym", count: documentsSent },
         { what: "notification e-mails to the address that were sent or given up: deleted", count: mailSent },
         { what: "notification e-mails to the address not yet sent: deleted, they will not be sent", count: mailPending },
         { what: "stored room events they sent or that were about them, already handled: content replaced by a stub", count: eventsStubbed },
         { what: "room notes naming them: the name replaced by the pseudonym", count: roomProblems },
-        ...fromModules.map(({ what, count }) => ({ what, count })),
+        ...erasedByModules.map(({ what, count }) => ({ what, count })),
       ],
       kept: [
-        {
-          what: "metadata of the documents the person sent (filename, kind, reference, dates)",
-          count: documentsSent,
-          why: "the organisation's and the operating body's record of what was exchanged; it now names only the pseudonym, and Kuvert kept no content after delivery. Deleted by retention after retention.documentDays.",
-        },
-        {
-          what: "documents the person sent that are still being scanned or delivered",
-          count: documentsInProgress,
-          why: "Kuvert needs the sender to finish them (who is notified depends on it); erase again once they are done.",
-        },
-        {
-          what: "documents delivered to organisations where the person was a clerk",
-          count: organisationDocuments,
-          why: "they are the organisation's records and do not name the person; the link to the person went with the clerk record.",
-        },
+        ...keptByModules.map(({ what, count, why }) => ({ what, count, why })),
         {
           what: "stored room events not yet handled",
           count: eventsPending,
@@ -387,14 +348,6 @@ const texts: Record<"de" | "en", ReportTexts> = {
         description: "Einträge der Person als Sachbearbeiterin oder Sachbearbeiter einer Organisation: Organisation, Name, E-Mail-Adresse, Matrix-ID, ob sie noch dabei ist, und ihre Raummitgliedschaft, wie der Homeserver sie Kuvert zuletzt gemeldet hat.",
       },
       staff: { title: "Mitarbeitende der Stelle", description: "Die Rollen der Person als Mitarbeitende der betreibenden Stelle, wie konfiguriert." },
-      documentsSent: {
-        title: "Von der Person gesendete Dokumente",
-        description: "Dokumente, die die Person in einem Raum oder in der Webkonsole hochgeladen hat: nur Metadaten, denn Kuvert behält nach der Zustellung keine Inhalte.",
-      },
-      organisationDocuments: {
-        title: "Dokumente an Organisationen der Person",
-        description: "Dokumente, die in den Raum einer Organisation zugestellt wurden, während die Person dort Sachbearbeitung war: nur Metadaten. Sie gehören zu den Unterlagen der Organisation und nennen die Person nicht.",
-      },
       mail: {
         title: "E-Mails an die Person",
         description: "Benachrichtigungen an die Adresse der Person: worum es ging, wann sie geschrieben und versandt wurden. Sie enthalten nie Dokumente.",
@@ -422,16 +375,8 @@ const texts: Record<"de" | "en", ReportTexts> = {
       roles: "Rollen",
       updatedAt: "geändert",
       id: "Kennung",
-      direction: "Richtung",
-      filename: "Dateiname",
       kind: "Art",
-      reference: "Aktenzeichen",
       state: "Stand",
-      version: "Version",
-      supersedes: "ersetzt",
-      receivedAt: "eingegangen",
-      finishedAt: "abgeschlossen",
-      deliveredAt: "zugestellt",
       items: "Inhalt der Benachrichtigung",
       writtenAt: "geschrieben",
       sentAt: "versandt",
@@ -465,8 +410,6 @@ const texts: Record<"de" | "en", ReportTexts> = {
           title: {
             clerks: "Clerk of member organisations",
             staff: "Staff of the operating body",
-            documentsSent: "Documents the person sent",
-            organisationDocuments: "Documents for the person's organisations",
             mail: "E-mails to the person",
             roomEvents: "Stored room events",
             roomProblems: "Notes on rooms",
@@ -489,16 +432,8 @@ const texts: Record<"de" | "en", ReportTexts> = {
       roles: "roles",
       updatedAt: "changed",
       id: "id",
-      direction: "direction",
-      filename: "filename",
       kind: "kind",
-      reference: "reference",
       state: "state",
-      version: "version",
-      supersedes: "replaces",
-      receivedAt: "received",
-      finishedAt: "finished",
-      deliveredAt: "delivered",
       items: "what it listed",
       writtenAt: "written",
       sentAt: "sent",

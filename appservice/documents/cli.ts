@@ -1,10 +1,14 @@
-// `kuvert batch …`: sends a bulk batch to a running Kuvert through its API and follows it with
-// progress bars, so it works beside the service on either database.
+// `kuvert batch …` and `kuvert document …`: send to a running Kuvert through its API (a bulk batch
+// followed with progress bars), so they work beside the service on either database.
 import { createReadStream, readdirSync, statSync } from "node:fs";
 import { basename, join, relative } from "node:path";
 import { Readable, Transform } from "node:stream";
 import cliProgress from "cli-progress";
+import type { Command } from "commander";
 import yazl from "yazl";
+import type { KuvertConfig } from "../config/schema.ts";
+import { ErrCode, KuvertError } from "../errors.ts";
+import type { CliContext } from "../module.ts";
 import type { BatchStatus } from "./batch.ts";
 
 function filesBelow(dir: string): string[] {
@@ -142,4 +146,56 @@ export async function documentVersions(id: string, opts: { url: string; token: s
   const answer = (await res.json().catch(() => ({}))) as VersionList & { errcode?: string; error?: string };
   if (!res.ok) throw new Error(`Kuvert answered ${res.status} ${answer.errcode ?? ""}: ${answer.error ?? "no reason given"}`);
   return answer;
+}
+
+/** `kuvert batch submit`, `kuvert document send` and `kuvert document versions`. */
+export function documentCommands(program: Command, ctx: CliContext): void {
+  const apiAccess = (cfg: KuvertConfig, opts: { url?: string; token?: string }) => {
+    const token = opts.token ?? process.env.KUVERT_TOKEN;
+    if (!token) throw new KuvertError(ErrCode.Unauthorized, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
+    return { url: opts.url ?? cfg.publicApi.baseUrl, token };
+  };
+  const batch = program.command("batch").description("bulk batches of documents");
+  batch
+    .command("submit <zip-or-folder>")
+    .description("send a batch (a ZIP, or a folder, with manifest.csv or manifest.json) to a running Kuvert and follow its delivery")
+    .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
+    .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
+    .option("--idempotency-key <key>", "send again with the same key: the same batch, never twice")
+    .option("--no-follow", "only upload; do not wait for delivery")
+    .action(async function (this: Command, path: string, opts: { url?: string; token?: string; idempotencyKey?: string; follow: boolean }) {
+      const result = await submitBatch(path, { ...apiAccess(ctx.config(this), opts), idempotencyKey: opts.idempotencyKey, follow: opts.follow });
+      if (!result.ok) process.exitCode = 2;
+    });
+
+  const document = program.command("document").description("single documents and their versions, through a running Kuvert's API");
+  document
+    .command("send <file>")
+    .description("deliver a document to an organisation; with --supersedes or --supersedes-reference as a new version of an earlier one")
+    .requiredOption("--org <id>", "the organisation")
+    .option("--kind <kind>", "kind of document, e.g. Beitragsbescheid")
+    .option("--reference <reference>", "the reference (Aktenzeichen)")
+    .option("--supersedes <doc-id>", "the document this one replaces")
+    .option("--supersedes-reference <reference>", "replace the current document with this reference in the same organisation")
+    .option("--idempotency-key <key>", "send again with the same key: the same document, never twice")
+    .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
+    .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
+    .action(async function (this: Command, file: string, opts: { org: string; kind?: string; reference?: string; supersedes?: string; supersedesReference?: string; idempotencyKey?: string; url?: string; token?: string }) {
+      const answer = await sendDocument(file, { ...apiAccess(ctx.config(this), opts), organisationId: opts.org, kind: opts.kind, reference: opts.reference, supersedes: opts.supersedes, supersedesReference: opts.supersedesReference, idempotencyKey: opts.idempotencyKey });
+      console.log(`${answer.id} accepted (version ${answer.version ?? 1}${answer.supersedes ? `, replaces ${answer.supersedes}` : ""}): ${answer.state}`);
+    });
+  document
+    .command("versions <doc-id>")
+    .description("list every version of a document, oldest first, and which one is current")
+    .option("--json", "as JSON")
+    .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
+    .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
+    .action(async function (this: Command, id: string, opts: { json?: boolean; url?: string; token?: string }) {
+      const list = await documentVersions(id, apiAccess(ctx.config(this), opts));
+      if (opts.json) return console.log(JSON.stringify(list, null, 2));
+      for (const v of list.versions) {
+        console.log(`${v.id === list.current ? "*" : " "} version ${String(v.version).padEnd(3)} ${v.id}  ${v.state.padEnd(9)} ${v.finishedAt ?? "–"}  ${v.filename}${v.reference ? `  [${v.reference}]` : ""}`);
+      }
+      console.log(list.current ? `* current: ${list.current}` : "No version is delivered yet.");
+    });
 }

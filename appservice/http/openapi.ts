@@ -5,7 +5,6 @@ import { ErrCode } from "../errors.ts";
 import { apiVersion, version } from "../version.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
 import { removalParameters } from "../accounts/openapi.ts";
-import { documentPaths, documentSchemas } from "../documents/openapi.ts";
 import { modules } from "../modules.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
@@ -54,7 +53,6 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         OrganisationPatch: schema(organisationPatch),
         ClerkInput: schema(clerkInput),
         ...Object.assign({}, ...parts.map((p) => p.schemas?.(tools) ?? {})),
-        ...documentSchemas,
         Organisation: {
           type: "object",
           properties: {
@@ -155,7 +153,6 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         },
       },
       ...Object.assign({}, ...parts.map((p) => p.paths?.(tools) ?? {})),
-      ...documentPaths,
     },
   };
 }

@@ -5,9 +5,6 @@ import { rateLimit } from "express-rate-limit";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { documentRoutes } from "../documents/api.ts";
-import type { Batches } from "../documents/batch.ts";
-import type { DocumentIntake } from "../documents/intake.ts";
 import { organisationRoutes } from "../organisations/api.ts";
 import type { Organisations } from "../organisations/service.ts";
 import { readJson, requestLineCheck } from "./input.ts";
@@ -21,14 +18,11 @@ const log = logger("public-api");
 export interface PublicApiDeps {
   db: Database;
   organisations: Organisations;
-  documents: DocumentIntake;
-  batches: Batches;
   readiness: Readiness;
   baseUrl: string;
   trustProxy: boolean;
   rateLimitPerMinute: number;
   failedAuthPerMinute: number;
-  batchesEnabled: boolean;
   /** The modules' routers, each with its own authentication, mounted at the root before the admin API (module order). */
   moduleRoutes?: express.Router[];
   /** The modules' routers inside the admin API (scope admin, bodies read), before the organisations' routes. */
@@ -77,12 +71,10 @@ export function publicApp(deps: PublicApiDeps): express.Express {
   });
 
   // Before the admin router, which reads JSON bodies and admits only admin tokens: module routes
-  // admit their own scopes (staff tokens for calls and circulars) and stream their bodies. The
-  // console comes first: it reads the session cookie that the routes after it accept.
+  // admit their own scopes (staff tokens for calls and circulars, drop tokens for documents) and
+  // stream their bodies. The console comes first: it reads the session cookie that the routes
+  // after it accept.
   for (const router of deps.moduleRoutes ?? []) app.use(router);
-
-  // Documents' bodies are streamed, never parsed into memory.
-  app.use("/api/v1", documentRoutes(deps.db, deps.documents, deps.batches, requireScope(deps.db, "drop", "admin"), deps.batchesEnabled));
 
   const admin = express.Router();
   admin.use(requireScope(deps.db, "admin"));

@@ -85,7 +85,7 @@ describe("the drop folder", () => {
     assert.equal((await stack.api("POST", "/api/v1/organisations/archiv/archive")).status, 200);
     await stack.roomOf("musterstadt");
     mkdirSync(org, { recursive: true });
-    folder = new DropFolder(enabled(stack.config), stack.kuvert!.services.documents, staffRoom, known);
+    folder = new DropFolder(enabled(stack.config), stack.kuvert!.services.documents.intake, staffRoom, known);
     await folder.start();
   });
   after(async () => {
@@ -217,7 +217,7 @@ describe("the drop folder", () => {
     writeFileSync(path, pdf("accepted, then the process died"));
     const stat = statSync(path);
     // What the folder did before the crash: accepted, with the key it uses, but not yet deleted.
-    const first = await stack.kuvert!.services.documents.accept({
+    const first = await stack.kuvert!.services.documents.intake.accept({
       organisationId: "musterstadt",
       filename: "Absturz.pdf",
       source: "folder",
@@ -228,7 +228,7 @@ describe("the drop folder", () => {
     assert.equal(first.replayed, false);
 
     // The next start: a new DropFolder that has seen nothing yet.
-    const restarted = new DropFolder(enabled(stack.config), stack.kuvert!.services.documents, staffRoom, known);
+    const restarted = new DropFolder(enabled(stack.config), stack.kuvert!.services.documents.intake, staffRoom, known);
     const firstPass = await restarted.scanOnce();
     assert.equal(firstPass.taken, 0, "not taken before it is seen stable");
     assert.ok(existsSync(path));
@@ -259,7 +259,7 @@ describe("the drop folder", () => {
     assert.deepEqual(report, { taken: 0, unroutable: 0, waiting: 5 }, "left for the next pass (with the four temporary files)");
     assert.ok(existsSync(path), "not lost, not moved aside");
     assert.equal(existsSync(unroutable("musterstadt", "Später.pdf")), false);
-    const healthy = new DropFolder(enabled(stack.config), stack.kuvert!.services.documents, staffRoom, known);
+    const healthy = new DropFolder(enabled(stack.config), stack.kuvert!.services.documents.intake, staffRoom, known);
     await healthy.scanOnce();
     await sleep(1100);
     assert.equal((await healthy.scanOnce()).taken, 1);

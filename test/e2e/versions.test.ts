@@ -234,7 +234,7 @@ describe("document versions", () => {
     writeFileSync(join(folder, "Bescheid 5.pdf"), pdf("Bescheid 5"));
     writeFileSync(join(folder, "Bescheid 6.pdf.kuvert.json"), JSON.stringify({ version: "2", kind: "Beitragsbescheid" }));
     writeFileSync(join(folder, "Bescheid 6.pdf"), pdf("Bescheid 6"));
-    const folderScan = stack.kuvert!.services.dropFolder;
+    const folderScan = stack.kuvert!.services.documents.dropFolder;
     await waitFor(
       "both dropped files to be handled",
       async () => {

@@ -57,10 +57,11 @@ export async function audit(tx: Queryable, entry: AuditEntry, at: Date = new Dat
  */
 export async function auditMany(tx: Queryable, entries: AuditEntry[], at: Date = new Date()): Promise<AuditRow[]> {
   if (entries.length === 0) return [];
-  await tx.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK]);
-  const last = await tx.query<{ seq: string; hash: string }>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
-  let seq = last.rows[0] ? BigInt(last.rows[0].seq) : 0n;
-  let prevHash = last.rows[0]?.hash ?? GENESIS_HASH;
+  // The chain's lock and its last row (migration 016): one round trip.
+  const end = await tx.query<{ last_seq: string | null; last_hash: string | null }>("SELECT last_seq, last_hash FROM audit_chain_end($1)", [AUDIT_LOCK]);
+  const last = end.rows[0];
+  let seq = last?.last_seq ? BigInt(last.last_seq) : 0n;
+  let prevHash = last?.last_hash ?? GENESIS_HASH;
   const rows: AuditRow[] = entries.map((entry) => {
     seq += 1n;
     const row: Omit<AuditRow, "hash"> = {

@@ -5,7 +5,7 @@ import { auditMany, type AuditEntry } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
-import { findOrganisation } from "../organisations/store.ts";
+import { organisationStates } from "../organisations/store.ts";
 import { checkContent } from "./content.ts";
 import { checkFilename, checkShortText, newDocumentId, scannedEntry, type DocumentRecord } from "./model.ts";
 import type { Prescans } from "./prescan.ts";
@@ -61,7 +61,8 @@ export class DocumentIntake {
     const filename = checkFilename(s.filename);
     const kind = checkShortText("kind", s.kind);
     const reference = checkShortText("reference", s.reference);
-    const org = await findOrganisation(this.#db, s.organisationId);
+    // Its id and state are all the intake needs (one query; the clerks come with delivery).
+    const [org] = await organisationStates(this.#db, { ids: [s.organisationId] });
     if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${s.organisationId}.`);
     if (org.state === "archived") throw new KuvertError(ErrCode.Archived, `Organisation ${s.organisationId} is archived and receives no documents.`);
 

@@ -100,12 +100,16 @@ export interface NewDocument {
 
 /** Inserts the document and its work item; answers the new row, or null when the idempotency key or event was taken. */
 export async function insertDocument(q: Queryable, d: NewDocument): Promise<DocumentRow | null> {
+  // The work item in the same statement (a data-modifying WITH): one round trip for both.
   const res = await q.query<DocumentRow>(
-    `INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
+    `WITH inserted AS (
+     INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
                             idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version, scanned_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, CASE WHEN $20 THEN now() END)
      ON CONFLICT DO NOTHING
-     RETURNING *`,
+     RETURNING *
+   ), work AS (INSERT INTO document_work (document_id) SELECT id FROM inserted)
+   SELECT * FROM inserted`,
     [
       d.id,
       d.direction,
@@ -129,10 +133,7 @@ export async function insertDocument(q: Queryable, d: NewDocument): Promise<Docu
       d.scanned ?? false,
     ],
   );
-  const row = res.rows[0];
-  if (!row) return null;
-  await q.query("INSERT INTO document_work (document_id) VALUES ($1)", [d.id]);
-  return row;
+  return res.rows[0] ?? null;
 }
 
 export async function setState(

@@ -5,6 +5,13 @@ import type { MailRenderer } from "../mail/outbox.ts";
 import { oneLine, type MailContent, type NotificationItem } from "../mail/templates.ts";
 import { accountMailTexts } from "./texts.ts";
 
+declare module "../mail/templates.ts" {
+  interface NotificationKinds {
+    /** Worded by the renderer below, in a layout of its own (MailOutbox.renderWith). */
+    account: true;
+  }
+}
+
 /** Where clerks sign in: accounts.signInUrl, else the homeserver's public URL, else its URL. */
 export function signInUrl(config: KuvertConfig): string {
   return config.accounts.signInUrl ?? config.homeserver.publicUrl ?? config.homeserver.url;

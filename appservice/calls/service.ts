@@ -18,6 +18,7 @@ import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts"
 import { JOIN_TOKEN_SECONDS, jitsiRoomName, signGuestLinkToken, signGuestToken, verifyGuestLinkToken } from "./guest-token.ts";
 import { callTexts } from "./texts.ts";
 import { conferenceIdFor, LAYOUT_EVENT, layoutWithCall, layoutWithoutCall, newWidgetId, OPENID_AUTH, permissionProblems, widgetContent, WIDGET_EVENT, type PermissionProblem, type PowerLevels } from "./widget.ts";
+import { guestLinkMail } from "./mail.ts";
 
 const log = logger("calls");
 
@@ -461,7 +462,7 @@ export class Calls {
       const token = await signGuestLinkToken(secret, { linkId: id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
       const url = `${this.#config.publicApi.baseUrl.replace(/\/$/, "")}/call/#${token}`;
       await enqueueNotification(tx, {
-        kind: "guest-link",
+        kind: guestLinkMail,
         to: input.email,
         organisationId: org.id,
         organisationName: org.name,

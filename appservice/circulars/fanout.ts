@@ -34,6 +34,7 @@ import * as store from "./store.ts";
 import { circularTexts, progressMessage } from "./texts.ts";
 import { mailLanguage, notice } from "../i18n.ts";
 import { organisationRecipients, type OrganisationRecipients } from "../organisations/store.ts";
+import { circularMail } from "./mail.ts";
 
 const log = logger("circulars");
 
@@ -479,7 +480,7 @@ export class CircularFanout {
       for (const c of done) {
         for (const email of c.org?.emails ?? []) {
           await enqueueNotification(tx, {
-            kind: "circular",
+            kind: circularMail,
             to: email,
             organisationId: c.org!.id,
             organisationName: c.org!.name,

@@ -30,6 +30,7 @@ import type { Staging } from "./staging.ts";
 import { scannedEntry } from "./model.ts";
 import * as store from "./store.ts";
 import { unlinkRejected } from "./versions.ts";
+import { documentMail, inboundFileMail } from "./mail.ts";
 
 const log = logger("documents");
 
@@ -395,7 +396,7 @@ export class DocumentPipeline {
       const mailbox = this.#config.mail.staffMailbox;
       if (!mailbox) return;
       await enqueueNotification(tx, {
-        kind: "inbound-file",
+        kind: inboundFileMail,
         to: mailbox,
         organisationId: org.id,
         organisationName: org.name,
@@ -418,7 +419,7 @@ export class DocumentPipeline {
     for (const clerk of org.clerks) {
       if (clerk.status !== "active" || !clerk.email) continue;
       await enqueueNotification(tx, {
-        kind: "document",
+        kind: documentMail,
         to: clerk.email,
         organisationId: org.id,
         organisationName: org.name,

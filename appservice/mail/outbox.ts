@@ -36,7 +36,7 @@ import type { Database, Queryable } from "../db/database.ts";
 import { mailLanguage, type Language } from "../i18n.ts";
 import { logger, pseudonym } from "../log.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
-import { renderNotification, roomLink, templateKinds, type MailContent, type NotificationItem, type NotificationKind } from "./templates.ts";
+import { notificationGroup, notificationTemplate, renderNotification, roomLink, type MailContent, type NotificationItem, type NotificationKind } from "./templates.ts";
 
 const log = logger("mail");
 
@@ -85,17 +85,13 @@ const addressPattern = /^[^@\s,;<>"]+@[^@\s,;<>"]+$/;
 /** Most notifications one e-mail lists; more wait for the next e-mail. */
 const MAX_ROWS_PER_MAIL = 200;
 
-function kindGroup(kind: NotificationKind): string {
-  return kind === "document" || kind === "circular" ? "room" : kind;
-}
-
 /** Writes the decision to notify, inside the caller's transaction (with the state change it belongs to). */
 export async function enqueueNotification(tx: Queryable, n: Notification): Promise<void> {
   const to = n.to.trim().toLowerCase();
   if (!addressPattern.test(to)) throw new Error("enqueueNotification: `to` is not one e-mail address");
   if (n.items.length === 0) throw new Error("enqueueNotification: a notification lists at least one item");
   const items = n.items.map((i) => ({ title: i.title, ...(i.reference ? { reference: i.reference } : {}), ...(i.kind ? { kind: i.kind } : {}), ...(i.link ? { link: i.link } : {}) }));
-  const batchKey = `${kindGroup(n.kind)}|${n.organisationId ?? ""}|${n.roomId ?? ""}`;
+  const batchKey = `${notificationGroup(n.kind)}|${n.organisationId ?? ""}|${n.roomId ?? ""}`;
   const inserted = await tx.query(
     `INSERT INTO mail_outbox (kind, recipient, batch_key, organisation_id, organisation_name, room_id, items, language, dedupe_key)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -283,19 +279,19 @@ export class MailOutbox {
   async #send(head: OutboxRow, rows: OutboxRow[], messageId: string): Promise<void> {
     const mail = this.#config.mail;
     const kinds = new Set(rows.map((r) => r.kind));
-    const kind = kinds.size === 1 ? head.kind : kindGroup(head.kind) === "room" ? "document" : head.kind;
     const own = this.#renderers.get(head.kind);
-    // A kind neither the templates nor a registered renderer word is an error (retried, then given up with an alert), never a wrongly worded e-mail.
-    if (!own && !templateKinds.has(head.kind)) throw new Error(`no renderer for e-mails of kind ${head.kind}`);
-    const content = own
-      ? own({ language: head.language, organisationName: head.organisation_name, items: rows.flatMap((r) => r.items) })
-      : renderNotification({
-          kind,
-          language: head.language ?? mailLanguage(this.#config),
-          organisationName: head.organisation_name,
-          roomLink: head.room_id ? roomLink(mail.roomLinkBase, head.room_id) : null,
-          items: rows.flatMap((r) => r.items),
-        });
+    const headTemplate = notificationTemplate(head.kind);
+    // Several kinds of one group are worded as the group says; one kind by its own template.
+    const template = kinds.size > 1 && headTemplate?.mixedAs ? notificationTemplate(headTemplate.mixedAs) : headTemplate;
+    const items = rows.flatMap((r) => r.items);
+    let content: MailContent;
+    if (own) content = own({ language: head.language, organisationName: head.organisation_name, items });
+    else if (template) {
+      const link = head.room_id ? roomLink(mail.roomLinkBase, head.room_id) : null;
+      content = renderNotification(template, { language: head.language ?? mailLanguage(this.#config), organisationName: head.organisation_name, roomLink: link, items });
+    }
+    // A kind neither a template nor a registered renderer words is an error (retried, then given up with an alert), never a wrongly worded e-mail.
+    else throw new Error(`no renderer for e-mails of kind ${head.kind}`);
     await this.#transport.sendMail({
       from: mail.from,
       to: head.recipient,

@@ -11,6 +11,9 @@ import { parseConfig } from "../../appservice/config/load.ts";
 import { openDatabase, type Database } from "../../appservice/db/database.ts";
 import { migrate } from "../../appservice/db/migrate.ts";
 import { configureLogging, pseudonym } from "../../appservice/log.ts";
+// The kinds these tests send, worded by their domains.
+import "../../appservice/circulars/mail.ts";
+import "../../appservice/documents/mail.ts";
 import { enqueueNotification, MailOutbox, type Notification, type OutboxRow } from "../../appservice/mail/outbox.ts";
 import { freshDatabaseUrl } from "../support/database.ts";
 import { freePort } from "../support/ports.ts";

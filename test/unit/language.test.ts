@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseConfig } from "../../appservice/config/load.ts";
 import { letterLanguage, mailLanguage } from "../../appservice/i18n.ts";
-import { renderNotification } from "../../appservice/mail/templates.ts";
+import { documentMail } from "../../appservice/documents/mail.ts";
+import { notificationTemplate, renderNotification } from "../../appservice/mail/templates.ts";
 
 describe("languages", () => {
   it("e-mails and letters follow the organisations' language unless told otherwise", () => {
@@ -16,8 +17,9 @@ describe("languages", () => {
   });
 
   it("a document e-mail names the kind and reference, in the organisation's language", () => {
-    const mail = renderNotification({
-      kind: "document",
+    const template = notificationTemplate(documentMail);
+    assert.ok(template, "the documents define their e-mail");
+    const mail = renderNotification(template, {
       language: mailLanguage(parseConfig({ organisations: { language: "en" } })),
       organisationName: "Musterstadt",
       roomLink: "https://matrix.to/#/!room:example.org",

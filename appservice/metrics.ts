@@ -10,7 +10,7 @@ collectDefaultMetrics({ register: registry, prefix: "kuvert_" });
 
 export const scanDuration = new Histogram({
   name: "kuvert_scan_duration_seconds",
-  help: "Time clamd took to scan one file, by verdict (clean, infected, too_large, unavailable).",
+  help: "Time clamd took to scan one file, by verdict (clean, infected, unscannable, too_large, unavailable).",
   labelNames: ["verdict"] as const,
   buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 120],
   registers: [registry],

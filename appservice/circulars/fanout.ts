@@ -23,9 +23,9 @@ import type { Staging } from "../documents/staging.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
-import { createMedia, downloadMedia, uploadMedia } from "../matrix/media.ts";
-import { scanDuration } from "../metrics.ts";
-import { ScannerUnavailableError, TooLargeToScanError, type Scanner } from "../scanning/scanner.ts";
+import { downloadMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
+import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel, type Refusal, type ScanOutcome } from "../scanning/outcome.ts";
+import type { Scanner, ScanVerdict } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
 import { editContent, messageContent } from "./markdown.ts";
@@ -194,69 +194,73 @@ export class CircularFanout {
     }
   }
 
+  /** An attachment's bytes: from the staff room's file on the homeserver, or from staging. */
+  async #source(circularId: string, a: store.AttachmentRow): Promise<{ stream: NodeJS.ReadableStream; size: number }> {
+    if (!a.source_mxc) return { stream: this.#staging.read(attachmentStagingId(circularId, a.position)), size: Number(a.size) };
+    try {
+      const m = await downloadMedia(this.#hs, a.source_mxc);
+      return { stream: m.stream, size: m.size ?? Number(a.size) };
+    } catch (err) {
+      // A file from the staff room the homeserver no longer gives out (removed, quarantined): the circular cannot go with it.
+      if (err instanceof HomeserverError && !err.transient) throw new AttachmentUnavailable(err.message);
+      throw err;
+    }
+  }
+
   async #prepare(row: CircularWorkRow, c: store.CircularRow): Promise<void> {
     const t = circularTexts(this.#config.organisations.language);
     const atts = await store.attachments(this.#db, c.id);
     for (const a of atts) {
       if (a.verdict) continue;
-      const timer = scanDuration.startTimer();
-      let verdict: { clean: boolean; signature?: string } | "too-large" | { unavailable: string };
+      let outcome: ScanOutcome<ScanVerdict> | { kind: "gone"; why: string };
       try {
-        let source: { stream: NodeJS.ReadableStream; size: number };
-        try {
-          source = a.source_mxc ? await downloadMedia(this.#hs, a.source_mxc).then((m) => ({ stream: m.stream, size: m.size ?? Number(a.size) })) : { stream: this.#staging.read(attachmentStagingId(c.id, a.position)), size: Number(a.size) };
-        } catch (err) {
-          // A file from the staff room the homeserver no longer gives out (removed, quarantined): the circular cannot go with it.
-          if (err instanceof HomeserverError && !err.transient) throw new AttachmentUnavailable(err.message);
-          throw err;
-        }
-        const v = await this.#scanner.scan(source.stream, source.size);
-        verdict = v.clean ? { clean: true } : { clean: false, signature: v.signature };
-        timer({ verdict: v.clean ? "clean" : "infected" });
+        const source = await this.#source(c.id, a);
+        outcome = await scanTimed(() => this.#scanner.scan(source.stream, source.size), verdictLabel);
       } catch (err) {
-        if (err instanceof AttachmentUnavailable) {
-          verdict = { unavailable: err.message };
-        } else if (err instanceof TooLargeToScanError) {
-          timer({ verdict: "too_large" });
-          verdict = "too-large";
-        } else if (err instanceof ScannerUnavailableError) {
-          timer({ verdict: "unavailable" });
-          // Waits while the scanner is away; not a failed attempt. Nothing is sent unscanned.
-          await this.circularQueue.postpone(row, Math.min(300, 5 * 2 ** Math.min(row.attempts, 6)), err.message);
-          log.warn({ circular: c.id, err }, "scanner unavailable; circular waits");
-          return;
-        } else throw err;
+        if (!(err instanceof AttachmentUnavailable)) throw err;
+        outcome = { kind: "gone", why: err.message };
       }
-      const unavailable = typeof verdict === "object" && "unavailable" in verdict ? verdict.unavailable : null;
-      const scanned = verdict === "too-large" || unavailable !== null ? null : (verdict as { clean: boolean; signature?: string });
-      const clean = scanned?.clean === true;
-      const signature = scanned && !scanned.clean ? (scanned.signature ?? null) : null;
-      if (unavailable === null) {
-        await this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [c.id, a.position, clean ? "clean" : verdict === "too-large" ? "too-large" : "infected", signature]);
+      if (outcome.kind === "unavailable") {
+        // Waits while the scanner is away; not a failed attempt. Nothing is sent unscanned.
+        await this.circularQueue.postpone(row, scannerWaitSeconds(row.attempts), outcome.error.message);
+        log.warn({ circular: c.id, err: outcome.error }, "scanner unavailable; circular waits");
+        return;
       }
-      if (!clean) {
-        const why = unavailable !== null ? t.unavailable(unavailable) : verdict === "too-large" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : t.infected(signature ?? "?");
-        const alert = { key: `circular-stopped:${c.id}`, body: t.stopped(c.id, a.filename, why) };
-        const stopped = await this.#db.transaction(async (tx) => {
-          if (!(await store.setState(tx, c.id, "stopped", { from: ["scanning"], reason: t.stoppedReason(a.filename), finished: true }))) return false;
-          await store.failPending(tx, c.id, t.stoppedReason(a.filename));
-          await audit(tx, {
-            actor: "kuvert",
-            action: "circular.stopped",
-            object: c.id,
-            outcome: "refused",
-            details: { attachment: a.filename, reason: unavailable !== null ? "unavailable" : verdict === "too-large" ? "too-large-to-scan" : "infected", signature },
-          });
-          await this.#staffRoom.alertByMail(tx, { key: alert.key, mail: t.stoppedMail(c.id, a.position, why) });
-          return true;
+      const setVerdict = (verdict: "clean" | "infected" | "too-large", signature: string | null) => this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [c.id, a.position, verdict, signature]);
+      if (outcome.kind === "scanned" && outcome.result.clean) {
+        await setVerdict("clean", null);
+        continue;
+      }
+      // Not clean (what cannot be scanned whole counts as infected in the attachment's verdict), too large to scan, or gone from the homeserver.
+      let refusal: Refusal | null = null;
+      let why: string;
+      if (outcome.kind === "gone") why = t.unavailable(outcome.why);
+      else {
+        refusal = refusalOf(outcome.kind === "too-large" ? "too-large" : outcome.result);
+        await setVerdict(refusal.reason === "too-large-to-scan" ? "too-large" : "infected", refusal.signature);
+        why = refusal.reason === "too-large-to-scan" ? t.tooLarge(this.#config.scanning.maxStreamBytes) : refusal.reason === "unscannable" ? t.unscannable(refusal.unscannable.reason) : t.infected(refusal.signature);
+      }
+      const signature = refusal?.signature ?? null;
+      const alert = { key: `circular-stopped:${c.id}`, body: t.stopped(c.id, a.filename, why) };
+      const stopped = await this.#db.transaction(async (tx) => {
+        if (!(await store.setState(tx, c.id, "stopped", { from: ["scanning"], reason: t.stoppedReason(a.filename), finished: true }))) return false;
+        await store.failPending(tx, c.id, t.stoppedReason(a.filename));
+        await audit(tx, {
+          actor: "kuvert",
+          action: "circular.stopped",
+          object: c.id,
+          outcome: "refused",
+          details: { attachment: a.filename, reason: refusal?.reason ?? "unavailable", signature, ...(refusal?.reason === "unscannable" ? { why: refusal.unscannable.reason } : {}) },
         });
-        if (stopped) {
-          log.warn({ circular: c.id, attachment: a.position, signature }, "circular stopped: an attachment is not clean");
-          await this.#removeStaged(c.id);
-          await this.#staffRoom.post(alert);
-        }
-        return void (await this.circularQueue.complete(row));
+        await this.#staffRoom.alertByMail(tx, { key: alert.key, mail: t.stoppedMail(c.id, a.position, why) });
+        return true;
+      });
+      if (stopped) {
+        log.warn({ circular: c.id, attachment: a.position, signature }, "circular stopped: an attachment is not clean");
+        await this.#removeStaged(c.id);
+        await this.#staffRoom.post(alert);
       }
+      return void (await this.circularQueue.complete(row));
     }
     // Every attachment is clean: each goes to the media repository once; every room gets the same mxc.
     // A reserved id (async upload) is recorded before its PUT, so a crash repeats the same PUT; a
@@ -268,11 +272,12 @@ export class CircularFanout {
         await setMedia(a.position, a.source_mxc, true);
         continue;
       }
-      let mxc = a.mxc_uri ?? (await createMedia(this.#hs));
-      if (mxc && !a.mxc_uri) await setMedia(a.position, mxc, false);
-      const stream = this.#staging.read(attachmentStagingId(c.id, a.position));
-      mxc = await uploadMedia(this.#hs, stream, { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, mxc);
-      await setMedia(a.position, mxc, true);
+      await uploadOnce(
+        this.#hs,
+        { mxc: a.mxc_uri, uploaded: false },
+        (mxc, uploaded) => setMedia(a.position, mxc, uploaded),
+        (reserved) => uploadMedia(this.#hs, this.#staging.read(attachmentStagingId(c.id, a.position)), { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, reserved),
+      );
     }
     const opened = await this.#db.transaction(async (tx) => {
       if (!(await store.setState(tx, c.id, "sending", { from: ["scanning"] }))) return false;

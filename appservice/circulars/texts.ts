@@ -1,5 +1,7 @@
 // What Kuvert says about circulars: in the staff room, in e-mails, in !help.
 import { escapeHtml, type Language } from "../i18n.ts";
+import type { Unscannable } from "../scanning/scanner.ts";
+import { unscannableReason } from "../scanning/texts.ts";
 import type { Summary } from "./store.ts";
 
 function mib(bytes: number): string {
@@ -36,6 +38,7 @@ const de = {
   none: "Es gibt noch keine Rundschreiben.",
   stopped: (id: string, filename: string, reason: string) => `Rundschreiben ${id} wurde angehalten, bevor ein Raum es erhielt: die Anlage „${filename}“ ${reason}`,
   infected: (signature: string) => `enthält Schadsoftware (${signature}).`,
+  unscannable: (why: Unscannable["reason"]) => `kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableReason.de[why]}`,
   tooLarge: (limit: number) => `ist größer als die ${mib(limit)}, die der Virenscanner prüft.`,
   unavailable: (why: string) => `ist auf dem Homeserver nicht mehr abrufbar (${why}).`,
   stoppedMail: (id: string, position: number, reason: string) => `Rundschreiben ${id} wurde angehalten, bevor ein Raum es erhielt: Anlage ${position + 1} ${reason} Den Dateinamen nennt der Raum der Mitarbeitenden.`,
@@ -74,6 +77,7 @@ const en: CircularTexts = {
   none: "There are no circulars yet.",
   stopped: (id, filename, reason) => `Circular ${id} was stopped before any room got it: the attachment "${filename}" ${reason}`,
   infected: (signature) => `contains malware (${signature}).`,
+  unscannable: (why) => `cannot be scanned for viruses whole (KUVERT_UNSCANNABLE): ${unscannableReason.en[why]}`,
   tooLarge: (limit) => `is larger than the ${mib(limit)} the virus scanner checks.`,
   unavailable: (why) => `can no longer be fetched from the homeserver (${why}).`,
   stoppedMail: (id, position, reason) => `Circular ${id} was stopped before any room got it: attachment ${position + 1} ${reason} The staff room names the file.`,

@@ -13,18 +13,19 @@ import { mailLanguage, notice } from "../i18n.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
-import { createMedia, quarantineMedia, uploadMedia } from "../matrix/media.ts";
+import { quarantineMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
 import type { MediaReference } from "../matrix/references.ts";
 import { fileKinds } from "./inbound.ts";
 import { scanInboundMedia, type InboundVerdict } from "./inbound-scan.ts";
 import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
 import type { Prescans } from "./prescan.ts";
 import { ScannerUntrustedError, type DocumentScanner } from "../scanning/policy.ts";
-import { ScannerUnavailableError, TooLargeToScanError, type ScanVerdict, type Unscannable } from "../scanning/scanner.ts";
+import type { ScannerUnavailableError, ScanVerdict, Unscannable } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { AdaptiveLimit } from "../workers/limit.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
-import { documentsInFlightLimit, scanDuration } from "../metrics.ts";
+import { documentsInFlightLimit } from "../metrics.ts";
+import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel } from "../scanning/outcome.ts";
 import { documentTexts } from "./texts.ts";
 import type { Staging } from "./staging.ts";
 import { scannedEntry } from "./model.ts";
@@ -106,29 +107,21 @@ export class DocumentPipeline {
    */
   async #scan(row: DocumentWorkRow, doc: store.DocumentRow, run: (early: ScanVerdict | undefined) => Promise<ScanVerdict>): Promise<(ScanVerdict & { whileReceiving?: boolean }) | "too-large" | null> {
     await store.setState(this.#db, doc.id, "scanning");
-    const timer = scanDuration.startTimer();
-    try {
-      const early = await this.#prescans?.take(doc.id);
-      const verdict = await run(early);
-      timer({ verdict: verdict.clean ? "clean" : verdict.unscannable ? "unscannable" : "infected" });
-      return early ? { ...verdict, whileReceiving: true } : verdict;
-    } catch (err) {
-      if (err instanceof TooLargeToScanError) {
-        timer({ verdict: "too_large" });
-        return "too-large";
-      }
-      if (!(err instanceof ScannerUnavailableError)) throw err;
-      timer({ verdict: "unavailable" });
-      await this.#hold(row, doc, err);
+    const early = await this.#prescans?.take(doc.id);
+    const outcome = await scanTimed(() => run(early), verdictLabel);
+    if (outcome.kind === "too-large") return "too-large";
+    if (outcome.kind === "unavailable") {
+      await this.#hold(row, doc, outcome.error);
       return null;
     }
+    return early ? { ...outcome.result, whileReceiving: true } : outcome.result;
   }
 
   async #hold(row: DocumentWorkRow, doc: store.DocumentRow, err: ScannerUnavailableError): Promise<void> {
     const t = documentTexts(this.#config.organisations.language);
     await store.setState(this.#db, doc.id, "held", { reason: err instanceof ScannerUntrustedError ? t.heldUntrusted : t.held });
     // Held documents wait as long as the scanner is away; waiting is not a failed attempt.
-    await this.queue.postpone(row, Math.min(300, 5 * 2 ** Math.min(row.attempts, 6)), err.message);
+    await this.queue.postpone(row, scannerWaitSeconds(row.attempts), err.message);
     log.warn({ document: doc.id, err }, "scanner unavailable; document held");
   }
 
@@ -173,20 +166,12 @@ export class DocumentPipeline {
       });
     }
     const org = await this.#room(doc.organisation_id);
-    // Uploaded once: a reserved id (async upload) is recorded before the PUT, so a crash repeats
-    // the same PUT; a finished upload is recorded as such and never sent again (homeservers
-    // without async upload refuse any PUT, and the file is there already).
-    let mxc = doc.mxc_uri;
-    if (!doc.media_uploaded) {
-      if (!mxc) {
-        mxc = await createMedia(this.#hs);
-        if (mxc) await store.setMedia(this.#db, doc.id, mxc, false);
-      }
-      const reserved = mxc;
-      mxc = await this.#paced(() => this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved)), false);
-      await store.setMedia(this.#db, doc.id, mxc, true);
-    }
-    if (!mxc) throw new Error(`document ${doc.id} is marked as uploaded but has no media URI`);
+    const mxc = await uploadOnce(
+      this.#hs,
+      { mxc: doc.mxc_uri, uploaded: doc.media_uploaded },
+      (uri, uploaded) => store.setMedia(this.#db, doc.id, uri, uploaded),
+      (reserved) => this.#paced(() => this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved)), false),
+    );
     // Each event with a transaction id of its own derived from the document: the short text, then
     // the file (and for a new version, the edit of the earlier announcement), so a rerun repeats none.
     const replaced = doc.supersedes ? await store.findDocument(this.#db, doc.supersedes) : null;
@@ -232,12 +217,15 @@ export class DocumentPipeline {
   /** Why a verdict refuses a document: a code, a sentence in the rooms' language, and what the audit log keeps. */
   #refusal(verdict: ScanVerdict | "too-large"): { errcode: ErrCode; sentence: string; audit: string; details: Record<string, string> } {
     const t = documentTexts(this.#config.organisations.language);
-    if (verdict === "too-large") return { errcode: ErrCode.TooLarge, sentence: t.tooLarge(this.#config.scanning.maxStreamBytes), audit: "too-large-to-scan", details: {} };
-    if (verdict.clean) throw new Error("a clean verdict refuses nothing");
-    if (verdict.unscannable) {
-      return { errcode: ErrCode.Unscannable, sentence: t.unscannable(verdict.unscannable.reason), audit: "unscannable", details: { why: verdict.unscannable.reason, detail: verdict.unscannable.message } };
+    const refusal = refusalOf(verdict);
+    switch (refusal.reason) {
+      case "too-large-to-scan":
+        return { errcode: ErrCode.TooLarge, sentence: t.tooLarge(this.#config.scanning.maxStreamBytes), audit: refusal.reason, details: {} };
+      case "unscannable":
+        return { errcode: ErrCode.Unscannable, sentence: t.unscannable(refusal.unscannable.reason), audit: refusal.reason, details: { why: refusal.unscannable.reason, detail: refusal.unscannable.message } };
+      case "infected":
+        return { errcode: ErrCode.Infected, sentence: t.infected(refusal.signature), audit: refusal.reason, details: refusal.member ? { member: refusal.member } : {} };
     }
-    return { errcode: ErrCode.Infected, sentence: t.infected(verdict.signature), audit: "infected", details: verdict.member ? { member: verdict.member } : {} };
   }
 
   /** Why an inbound event's media is removed, as #refusal says it for outbound documents. */
@@ -302,17 +290,15 @@ export class DocumentPipeline {
   /** Scans every media the inbound event references; null when the scanner is down (the document is then held). */
   async #scanInbound(row: DocumentWorkRow, doc: store.DocumentRow): Promise<InboundVerdict | null> {
     await store.setState(this.#db, doc.id, "scanning");
-    const timer = scanDuration.startTimer();
-    try {
-      const verdict = await scanInboundMedia(this.#hs, this.#scanner, store.inboundMedia(doc));
-      timer({ verdict: verdict.kind === "clean" ? "clean" : verdict.kind === "infected" ? "infected" : verdict.why === "too-large-to-scan" ? "too_large" : "unscannable" });
-      return verdict;
-    } catch (err) {
-      if (!(err instanceof ScannerUnavailableError)) throw err;
-      timer({ verdict: "unavailable" });
-      await this.#hold(row, doc, err);
-      return null;
-    }
+    const outcome = await scanTimed(
+      () => scanInboundMedia(this.#hs, this.#scanner, store.inboundMedia(doc)),
+      (v) => (v.kind === "clean" ? "clean" : v.kind === "infected" ? "infected" : v.why === "too-large-to-scan" ? "too_large" : "unscannable"),
+    );
+    if (outcome.kind === "scanned") return outcome.result;
+    // scanInboundMedia answers a file too large to scan with a verdict of its own.
+    if (outcome.kind === "too-large") throw new Error("scanInboundMedia let a file too large to scan through");
+    await this.#hold(row, doc, outcome.error);
+    return null;
   }
 
   async #inbound(row: DocumentWorkRow, doc: store.DocumentRow): Promise<void> {

@@ -1,29 +1,8 @@
 // What Kuvert says about documents: in rooms, to staff, in the status API.
 import { escapeHtml, type Language } from "../i18n.ts";
 import type { Unscannable } from "../scanning/scanner.ts";
+import { unscannableReason } from "../scanning/texts.ts";
 import type { UnscannableWhy } from "./inbound-scan.ts";
-
-const unscannableDe: Record<Unscannable["reason"], string> = {
-  encrypted: "Sie ist oder enthält etwas mit Passwort. Bitte ohne Passwort senden.",
-  depth: "Sie enthält zu tief ineinander verpackte Archive. Bitte weniger tief verpackt senden.",
-  members: "Das Archiv enthält zu viele Dateien. Bitte auf kleinere Archive verteilen.",
-  size: "Ausgepackt ist sie größer, als der Virenscanner prüft. Bitte auf kleinere Dateien verteilen.",
-  ratio: "Sie packt sich auf ein Vielfaches ihrer Größe aus (wie eine ZIP-Bombe).",
-  format: "Sie ist in einem Format verpackt, das Kuvert nicht öffnet. Bitte ungepackt oder als gewöhnliches ZIP senden.",
-  broken: "Sie lässt sich nicht als Archiv lesen.",
-  scanner: "Der Virenscanner konnte sie nicht bis zum Ende lesen.",
-};
-
-const unscannableEn: Record<Unscannable["reason"], string> = {
-  encrypted: "it is or contains something password-protected. Please send it without a password.",
-  depth: "it holds archives packed too deeply one inside another. Please send it less deeply packed.",
-  members: "the archive holds too many files. Please split it into smaller archives.",
-  size: "unpacked, it is larger than the virus scanner checks. Please split it into smaller files.",
-  ratio: "it unpacks to many times its size (like a zip bomb).",
-  format: "it is packed in a format Kuvert does not open. Please send it unpacked or as an ordinary ZIP.",
-  broken: "it cannot be read as an archive.",
-  scanner: "the virus scanner could not read it to its end.",
-};
 
 interface Announced {
   filename: string;
@@ -69,8 +48,8 @@ const de = {
   heldUntrusted: "Der Virenscanner ist so eingestellt, dass er Schadsoftware durchlassen könnte; das Dokument wartet, bis er richtig eingestellt ist (das Team ist informiert).",
   tooLarge: (limit: number) => `Die Datei ist größer als die ${mib(limit)}, die der Virenscanner prüft; ungeprüft wird nichts zugestellt.`,
   infected: (signature: string) => `Der Virenscanner hat Schadsoftware gefunden (${signature}).`,
-  unscannable: (why: Unscannable["reason"]) => `Die Datei kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableDe[why]}`,
-  heldForStaff: (why: Unscannable["reason"]) => `Die Datei kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableDe[why]} Sie wird nicht zugestellt und wartet auf das Team.`,
+  unscannable: (why: Unscannable["reason"]) => `Die Datei kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableReason.de[why]}`,
+  heldForStaff: (why: Unscannable["reason"]) => `Die Datei kann nicht vollständig auf Viren geprüft werden (KUVERT_UNSCANNABLE): ${unscannableReason.de[why]} Sie wird nicht zugestellt und wartet auf das Team.`,
   rejectedAlert: (filename: string, org: string, reason: string) => `Dokument „${filename}“ für ${org} wurde nicht zugestellt und gelöscht: ${reason}`,
   rejectedMail: (id: string, org: string, reason: string) => `Dokument ${id} für ${org} wurde nicht zugestellt und gelöscht: ${reason} Den Dateinamen nennt der Raum der Mitarbeitenden.`,
   heldAlert: (id: string, org: string, reason: string) => `Dokument ${id} für ${org} wurde angehalten: ${reason}`,
@@ -117,8 +96,8 @@ const en: typeof de = {
   heldUntrusted: "The virus scanner is configured so that it could let malware through; the document waits until it is configured right (staff have been told).",
   tooLarge: (limit: number) => `The file is larger than the ${mib(limit)} the virus scanner checks; nothing is delivered unchecked.`,
   infected: (signature: string) => `The virus scanner found malware (${signature}).`,
-  unscannable: (why: Unscannable["reason"]) => `The file cannot be scanned for viruses whole (KUVERT_UNSCANNABLE): ${unscannableEn[why]}`,
-  heldForStaff: (why: Unscannable["reason"]) => `The file cannot be scanned for viruses whole (KUVERT_UNSCANNABLE): ${unscannableEn[why]} It is not delivered and waits for staff.`,
+  unscannable: (why: Unscannable["reason"]) => `The file cannot be scanned for viruses whole (KUVERT_UNSCANNABLE): ${unscannableReason.en[why]}`,
+  heldForStaff: (why: Unscannable["reason"]) => `The file cannot be scanned for viruses whole (KUVERT_UNSCANNABLE): ${unscannableReason.en[why]} It is not delivered and waits for staff.`,
   rejectedAlert: (filename: string, org: string, reason: string) => `Document "${filename}" for ${org} was not delivered and was deleted: ${reason}`,
   rejectedMail: (id: string, org: string, reason: string) => `Document ${id} for ${org} was not delivered and was deleted: ${reason} The staff room names the file.`,
   heldAlert: (id: string, org: string, reason: string) => `Document ${id} for ${org} is held: ${reason}`,

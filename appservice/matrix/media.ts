@@ -83,6 +83,27 @@ export async function createMedia(hs: Homeserver): Promise<string | null> {
 }
 
 /**
+ * Puts one file into the media repository once, across crashes and retries. A reserved id
+ * (createMedia) is recorded before its PUT, so a crash repeats the same PUT; a finished upload is
+ * recorded as such and never sent again (homeservers without async upload refuse any PUT, and the
+ * file is there already). `put` uploads to the reserved id, or with a POST when there is none.
+ */
+export async function uploadOnce(hs: Homeserver, media: { mxc: string | null; uploaded: boolean }, record: (mxc: string, uploaded: boolean) => Promise<unknown>, put: (reserved: string | null) => Promise<string>): Promise<string> {
+  if (media.uploaded) {
+    if (!media.mxc) throw new Error("a file marked as uploaded has no media URI");
+    return media.mxc;
+  }
+  let reserved = media.mxc;
+  if (!reserved) {
+    reserved = await createMedia(hs);
+    if (reserved) await record(reserved, false);
+  }
+  const mxc = await put(reserved);
+  await record(mxc, true);
+  return mxc;
+}
+
+/**
  * The homeserver's upload limit (CS API §"GET /_matrix/client/v1/media/config", Matrix 1.11, or
  * §"GET /_matrix/media/v3/config" before it), learnt once. A file over it is refused before a
  * byte is sent: Synapse aborts the connection of an upload over its limit rather than answer

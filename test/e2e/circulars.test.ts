@@ -11,6 +11,7 @@ import { stringify } from "yaml";
 import { after, before, describe, it } from "node:test";
 import { verifyAuditLog } from "../../appservice/audit/audit.ts";
 import { circularStagingDir } from "../../appservice/circulars/service.ts";
+import { smallZip } from "../../appservice/scanning/zipwriter.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import type { RoomEvent } from "@kuvert/test-homeserver";
 import { EICAR } from "../support/clamd.ts";
@@ -224,6 +225,27 @@ describe("circulars", () => {
     await waitFor("the staff mailbox alert", () => mailsTo("staff@body.example").some((m) => (m.text ?? "").includes(res.body.id) && /Anlage 2/.test(m.text ?? "")));
     assert.ok(!mailsTo("staff@body.example").some((m) => /eicar\.txt/.test(`${m.subject ?? ""}\n${m.text ?? ""}`)), "no file name in the staff e-mail");
     await waitFor("staged attachments removed", () => circularStaging().length === 0);
+  });
+
+  it("stops a circular whose attachment cannot be scanned whole (a password-protected ZIP) and says so as such, not as malware", async () => {
+    const locked = smallZip([{ name: "Haushalt.pdf", content: pdf("Haushalt") }], { password: "geheim" });
+    const res = await multipart({ text: "Rundschreiben mit verschlüsselter Anlage", targets: JSON.stringify({ tag: "schools" }) }, [{ name: "haushalt.zip", content: locked, type: "application/zip" }]);
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const c = await until(res.body.id, (x) => x.state === "stopped", "stopped");
+    assert.equal(c.attachments[0]!.verdict, "infected", "what cannot be scanned whole is not clean");
+    assert.match(c.attachments[0]!.signature ?? "", /Encrypted/i, "clamd's or Kuvert's name for it");
+    for (const o of orgs) assert.equal((await textsIn(rooms[o.id]!, "verschlüsselter Anlage")).length, 0);
+    const alert = await stack.staff.waitForEvent(stack.kuvert!.services.staffRoom.roomId!, "the alert naming haushalt.zip", (e) => /haushalt\.zip/.test(String(e.getContent().body)));
+    const body = String(alert.getContent().body);
+    assert.match(body, /KUVERT_UNSCANNABLE/);
+    assert.match(body, /Passwort/);
+    assert.doesNotMatch(body, /Schadsoftware/);
+    const db = stack.kuvert!.db;
+    const audited = await db.query<{ details: { reason: string; why?: string } }>("SELECT details FROM audit_log WHERE action = 'circular.stopped' AND object = $1", [res.body.id]);
+    assert.deepEqual(
+      audited.rows.map((r) => [r.details.reason, r.details.why]),
+      [["unscannable", "encrypted"]],
+    );
   });
 
   it("retries rate limits (429 with retry_after_ms) and server errors, and serves every room once (test homeserver: 429 and 502 on demand)", async () => {

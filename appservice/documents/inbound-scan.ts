@@ -6,7 +6,7 @@
 // per event, a file over the scanner's limit. A scanner that is down is not a verdict: the
 // ScannerUnavailableError goes to the caller (the document is held).
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
-import { decryptAttachment, readEncryptedFile, UndecryptableError, type Integrity } from "../matrix/attachments.ts";
+import { decryptAttachment, readEncryptedFile, UndecryptableError, type Integrity } from "../e2ee/attachments.ts";
 import { downloadMedia } from "../matrix/media.ts";
 import { maxReferencesPerEvent, type MediaReference } from "../matrix/references.ts";
 import { TooLargeToScanError, type Scanner, type Unscannable } from "../scanning/scanner.ts";

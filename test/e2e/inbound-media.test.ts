@@ -5,7 +5,7 @@
 // the event redacted, Kuvert's explanation, the media gone, or the "checked" mark.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { encryptAttachment } from "../../appservice/matrix/attachments.ts";
+import { encryptAttachment } from "../../appservice/e2ee/attachments.ts";
 import { EICAR } from "../support/clamd.ts";
 import { startStack, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";

@@ -1,8 +1,9 @@
 // Encrypted attachments (CS API §"Sending encrypted attachments"): the file is AES-256-CTR
 // encrypted with a fresh key, uploaded, and the event carries `file: {url, key (a JWK), iv,
-// hashes: {sha256}, v}`; the SHA-256 is of the ciphertext. Decryption is streamed: the
-// ciphertext is hashed while it is decrypted, and the plaintext counts only when the hash
-// matched at the end.
+// hashes: {sha256}, v}`; the SHA-256 is of the ciphertext. Both ways are streamed: the
+// ciphertext is hashed while it is made or decrypted, and decrypted plaintext counts only when
+// the hash matched at the end. The cipher is Node's; test/unit/e2ee-attachments.test.ts shows
+// that the crypto Element uses (matrix-sdk-crypto-wasm) reads what this writes, and back.
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { Transform, type Readable } from "node:stream";
 
@@ -94,19 +95,61 @@ function unpadded(buffer: Buffer): string {
   return buffer.toString("base64").replace(/=+$/, "");
 }
 
-/** Encrypts a file as Element does (v2: a random 64-bit IV prefix, the counter half zero). Answers the ciphertext and the `file` object without `url`. */
+/** A fresh key and IV as Element makes them (v2: a random 64-bit IV prefix, the counter half zero). */
+function freshSecrets(): { key: Buffer; iv: Buffer } {
+  return { key: randomBytes(32), iv: Buffer.concat([randomBytes(8), Buffer.alloc(8)]) };
+}
+
+function fileObject(key: Buffer, iv: Buffer, sha256: Buffer): Omit<EncryptedFile, "url"> {
+  return {
+    key: { kty: "oct", key_ops: ["encrypt", "decrypt"], alg: "A256CTR", k: key.toString("base64url"), ext: true },
+    iv: unpadded(iv),
+    hashes: { sha256: unpadded(sha256) },
+    v: "v2",
+  };
+}
+
+/** Encrypts a file held in memory. Answers the ciphertext and the `file` object without `url`. */
 export function encryptAttachment(plaintext: Buffer): { ciphertext: Buffer; file: Omit<EncryptedFile, "url"> } {
-  const key = randomBytes(32);
-  const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
+  const { key, iv } = freshSecrets();
   const cipher = createCipheriv("aes-256-ctr", key, iv);
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return { ciphertext, file: fileObject(key, iv, createHash("sha256").update(ciphertext).digest()) };
+}
+
+/**
+ * Encrypts a file as it streams (a document read from staging on its way to the media
+ * repository), in constant memory. `file()` answers the `file` object without `url` once the
+ * ciphertext has been read to its end (its SHA-256 is known only then); before, it throws.
+ */
+export function encryptAttachmentStream(plaintext: Readable): { ciphertext: Readable; file: () => Omit<EncryptedFile, "url"> } {
+  const { key, iv } = freshSecrets();
+  const cipher = createCipheriv("aes-256-ctr", key, iv);
+  const hash = createHash("sha256");
+  let sha256: Buffer | undefined;
+  const ciphertext = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const out = cipher.update(chunk);
+      hash.update(out);
+      done(null, out);
+    },
+    flush(done) {
+      const out = cipher.final();
+      hash.update(out);
+      sha256 = hash.digest();
+      done(null, out);
+    },
+  });
+  plaintext.once("error", (err) => ciphertext.destroy(err));
+  ciphertext.once("close", () => {
+    if (!plaintext.destroyed && sha256 === undefined) plaintext.destroy();
+  });
+  plaintext.pipe(ciphertext);
   return {
     ciphertext,
-    file: {
-      key: { kty: "oct", key_ops: ["encrypt", "decrypt"], alg: "A256CTR", k: key.toString("base64url"), ext: true },
-      iv: unpadded(iv),
-      hashes: { sha256: unpadded(createHash("sha256").update(ciphertext).digest()) },
-      v: "v2",
+    file: () => {
+      if (!sha256) throw new Error("the attachment's ciphertext has not been read to its end yet");
+      return fileObject(key, iv, sha256);
     },
   };
 }

@@ -15,7 +15,6 @@ export const ErrCode = {
   Unscannable: "KUVERT_UNSCANNABLE",
   EmptyFile: "KUVERT_EMPTY_FILE",
   InvalidFilename: "KUVERT_INVALID_FILENAME",
-  TypeNotAllowed: "KUVERT_TYPE_NOT_ALLOWED",
   IdempotencyMismatch: "KUVERT_IDEMPOTENCY_KEY_REUSED",
   OutOfScope: "KUVERT_ORGANISATION_OUT_OF_SCOPE",
   RateLimited: "KUVERT_RATE_LIMITED",
@@ -27,47 +26,26 @@ export const ErrCode = {
   ConsoleHeaderMissing: "KUVERT_CONSOLE_HEADER_MISSING",
   NotStaff: "KUVERT_NOT_STAFF",
   SignInFailed: "KUVERT_SIGN_IN_FAILED",
-  CircularEmpty: "KUVERT_CIRCULAR_EMPTY",
-  UnknownTag: "KUVERT_UNKNOWN_TAG",
-  UnknownOrganisations: "KUVERT_UNKNOWN_ORGANISATIONS",
-  ScheduleInPast: "KUVERT_SCHEDULE_IN_PAST",
-  CircularState: "KUVERT_CIRCULAR_STATE",
   Internal: "KUVERT_INTERNAL",
-  NoCall: "KUVERT_NO_CALL",
-  PowerLevelMissing: "KUVERT_POWER_LEVEL_MISSING",
-  CallEnded: "KUVERT_CALL_ENDED",
-  CallNotRunning: "KUVERT_CALL_NOT_RUNNING",
-  RoomNotReady: "KUVERT_ROOM_NOT_READY",
-  NotConfigured: "KUVERT_NOT_CONFIGURED",
-  GuestLinkInvalid: "KUVERT_GUEST_LINK_INVALID",
-  GuestLinkExpired: "KUVERT_GUEST_LINK_EXPIRED",
-  GuestLinkRevoked: "KUVERT_GUEST_LINK_REVOKED",
   OpenIdTokenInvalid: "KUVERT_OPENID_TOKEN_INVALID",
   OpenIdTokenUsed: "KUVERT_OPENID_TOKEN_USED",
   OpenIdTokenPurpose: "KUVERT_OPENID_TOKEN_WRONG_PURPOSE",
-  NotRoomMember: "KUVERT_NOT_ROOM_MEMBER",
-  RoomNotManaged: "KUVERT_ROOM_NOT_MANAGED",
-  UsernameTaken: "KUVERT_USERNAME_TAKEN",
-  UsernameInvalid: "KUVERT_USERNAME_INVALID",
-  HomeserverAdmin: "KUVERT_HOMESERVER_ADMIN_UNAVAILABLE",
-  HomeserverFailed: "KUVERT_HOMESERVER_FAILED",
-  AccountNotReady: "KUVERT_ACCOUNT_NOT_READY",
-  LetterAlreadyIssued: "KUVERT_LETTER_ALREADY_ISSUED",
-  ConfirmationRequired: "KUVERT_CONFIRMATION_REQUIRED",
   BodyIncomplete: "KUVERT_BODY_INCOMPLETE",
-  TypeMismatch: "KUVERT_TYPE_MISMATCH",
-  ActiveContent: "KUVERT_ACTIVE_CONTENT",
-  AlreadyReplaced: "KUVERT_DOCUMENT_ALREADY_REPLACED",
-  NotDelivered: "KUVERT_DOCUMENT_NOT_DELIVERED",
-  OtherOrganisation: "KUVERT_DOCUMENT_OF_ANOTHER_ORGANISATION",
-  ReferenceAmbiguous: "KUVERT_REFERENCE_AMBIGUOUS",
-  FormatVersion: "KUVERT_FORMAT_VERSION_UNKNOWN",
   SchemaTooNew: "KUVERT_SCHEMA_TOO_NEW",
   SubjectStillActive: "KUVERT_SUBJECT_STILL_ACTIVE",
   TokenNameTaken: "KUVERT_TOKEN_NAME_TAKEN",
-  UploadCheckOff: "KUVERT_UPLOAD_CHECK_OFF",
 } as const;
-export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
+
+/**
+ * The codes of the modules, one entry per module, added by the module's own errors.ts:
+ * `export const CallErr = defineErrorCodes({ NoCall: ["KUVERT_NO_CALL", 404] })` and
+ * `declare module "../errors.ts" { interface ModuleErrorCodes { calls: (typeof CallErr)[keyof typeof CallErr] } }`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in by each module's errors.ts
+export interface ModuleErrorCodes {}
+
+/** Every error code: the core's (ErrCode above) and the modules'. */
+export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode] | ModuleErrorCodes[keyof ModuleErrorCodes];
 
 /**
  * The one HTTP status of each code: a throw site names the code, never the status, so a code
@@ -75,7 +53,7 @@ export type ErrCode = (typeof ErrCode)[keyof typeof ErrCode];
  * Codes reported only inside an answer (a scan verdict, a Jitsi verification result, a rejected
  * document's record) carry the status they would have as a refusal of their own.
  */
-export const errorStatus = {
+const coreStatus = {
   [ErrCode.BadJson]: 400,
   [ErrCode.InvalidInput]: 400,
   [ErrCode.UnknownField]: 400,
@@ -89,7 +67,6 @@ export const errorStatus = {
   [ErrCode.Unscannable]: 422,
   [ErrCode.EmptyFile]: 400,
   [ErrCode.InvalidFilename]: 400,
-  [ErrCode.TypeNotAllowed]: 415,
   [ErrCode.IdempotencyMismatch]: 422,
   [ErrCode.OutOfScope]: 403,
   [ErrCode.RateLimited]: 429,
@@ -103,48 +80,43 @@ export const errorStatus = {
   [ErrCode.ConsoleHeaderMissing]: 403,
   [ErrCode.NotStaff]: 403,
   [ErrCode.SignInFailed]: 401,
-  [ErrCode.CircularEmpty]: 400,
-  [ErrCode.UnknownTag]: 400,
-  [ErrCode.UnknownOrganisations]: 400,
-  [ErrCode.ScheduleInPast]: 400,
-  [ErrCode.CircularState]: 409,
   [ErrCode.Internal]: 500,
-  [ErrCode.NoCall]: 404,
-  [ErrCode.PowerLevelMissing]: 403,
-  // Gone for the guest who holds a link; a conflict for staff who ask for a new link.
-  [ErrCode.CallEnded]: 410,
-  [ErrCode.CallNotRunning]: 409,
-  [ErrCode.RoomNotReady]: 409,
-  [ErrCode.NotConfigured]: 503,
-  [ErrCode.GuestLinkInvalid]: 401,
-  [ErrCode.GuestLinkExpired]: 410,
-  [ErrCode.GuestLinkRevoked]: 410,
   [ErrCode.OpenIdTokenInvalid]: 401,
   [ErrCode.OpenIdTokenUsed]: 401,
   [ErrCode.OpenIdTokenPurpose]: 401,
-  [ErrCode.NotRoomMember]: 403,
-  [ErrCode.RoomNotManaged]: 403,
-  [ErrCode.UsernameTaken]: 409,
-  [ErrCode.UsernameInvalid]: 400,
-  [ErrCode.HomeserverAdmin]: 503,
-  [ErrCode.HomeserverFailed]: 502,
-  [ErrCode.AccountNotReady]: 409,
-  [ErrCode.LetterAlreadyIssued]: 409,
-  [ErrCode.ConfirmationRequired]: 409,
   [ErrCode.BodyIncomplete]: 400,
-  [ErrCode.TypeMismatch]: 415,
-  [ErrCode.ActiveContent]: 415,
-  [ErrCode.AlreadyReplaced]: 409,
-  [ErrCode.NotDelivered]: 409,
-  [ErrCode.OtherOrganisation]: 409,
-  [ErrCode.ReferenceAmbiguous]: 409,
-  [ErrCode.FormatVersion]: 400,
   [ErrCode.SchemaTooNew]: 500,
   [ErrCode.SubjectStillActive]: 409,
   [ErrCode.TokenNameTaken]: 409,
-  // The upload check's endpoint is not there until appservice.uploadCheckToken switches it on.
-  [ErrCode.UploadCheckOff]: 404,
-} as const satisfies Record<ErrCode, number>;
+} as const satisfies Record<(typeof ErrCode)[keyof typeof ErrCode], number>;
+
+const statuses = new Map<string, number>(Object.entries(coreStatus));
+
+/**
+ * A module's error codes with their one status each: answers its names for the codes. A code
+ * defined twice (by the core or another module) is an error when Kuvert loads.
+ */
+export function defineErrorCodes<const T extends Record<string, readonly [code: `KUVERT_${string}`, status: number]>>(codes: T): { readonly [K in keyof T]: T[K][0] } {
+  const entries = Object.entries(codes);
+  for (const [, [code, status]] of entries) {
+    if (statuses.has(code) || entries.filter(([, [other]]) => other === code).length > 1) throw new Error(`error code ${code} is defined twice`);
+    if (!Number.isInteger(status) || status < 400 || status > 599) throw new Error(`error code ${code}: ${status} is not an HTTP error status`);
+  }
+  for (const [, [code, status]] of entries) statuses.set(code, status);
+  return Object.fromEntries(entries.map(([name, [code]]) => [name, code])) as { readonly [K in keyof T]: T[K][0] };
+}
+
+/** The HTTP status of a code. */
+export function errorStatus(code: ErrCode): number {
+  const status = statuses.get(code);
+  if (status === undefined) throw new Error(`error code ${code} has no status: its module's errors.ts was not loaded`);
+  return status;
+}
+
+/** Every code known so far with its status: the core's, and those of the modules loaded. */
+export function errorCodes(): ReadonlyMap<ErrCode, number> {
+  return statuses as ReadonlyMap<ErrCode, number>;
+}
 
 export interface ErrorDetail {
   path: string;
@@ -160,7 +132,7 @@ export class KuvertError extends Error {
     super(message);
     this.name = "KuvertError";
     this.errcode = errcode;
-    this.status = errorStatus[errcode];
+    this.status = errorStatus(errcode);
     this.details = details;
   }
 

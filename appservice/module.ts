@@ -12,6 +12,7 @@ import type express from "express";
 import type { z } from "zod";
 import type { KuvertConfig } from "./config/schema.ts";
 import type { Database, Queryable } from "./db/database.ts";
+import type { ErrCode } from "./errors.ts";
 import type { Command } from "./commands/commands.ts";
 import type { Check, Readiness } from "./health.ts";
 import type { MailOutbox, MailRenderer } from "./mail/outbox.ts";
@@ -205,6 +206,8 @@ export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServi
   readonly openApi?: OpenApiPart;
   /** What retention deletes of its tables; runs whether or not the module is switched on (its tables exist either way). */
   readonly retention?: readonly RetentionRule[];
+  /** Its error codes, as its errors.ts defines them with their statuses (defineErrorCodes): listed in the OpenAPI document. */
+  readonly errors?: Readonly<Record<string, ErrCode>>;
 }
 
 /** Declares a module with its name's service type checked (a plain object; this only infers K). */

@@ -8,6 +8,7 @@ import { slugPattern, userIdPattern } from "../organisations/model.ts";
 import type { Organisations } from "../organisations/service.ts";
 import type { Accounts } from "./service.ts";
 import type { AccountState } from "./store.ts";
+import { AccountErr } from "./errors.ts";
 
 const states = ["requested", "letter_ready", "letter_issued", "failed", "deactivated"] as const;
 
@@ -82,7 +83,7 @@ export function accountRoutes(organisations: Organisations, accounts: Accounts):
     const body = parseInput(lettersRequest, req.body);
     const due = body.organisations?.length ? await accounts.dueLetters(body.organisations) : [];
     const ids = [...new Set([...due, ...(body.accounts ?? [])])];
-    if (ids.length === 0) throw new KuvertError(ErrCode.AccountNotReady, "No letter is due for these organisations: every account's letter was produced already, or none is created yet.");
+    if (ids.length === 0) throw new KuvertError(AccountErr.AccountNotReady, "No letter is due for these organisations: every account's letter was produced already, or none is created yet.");
     const { pdf, count } = await accounts.issueLetters(ids, actorOf(req), body.language);
     sendPdf(res, pdf, count, "kuvert-letters.pdf");
   });
@@ -96,11 +97,11 @@ export function accountRoutes(organisations: Organisations, accounts: Accounts):
       return;
     }
     if (plan.otherOrganisations.length > 0) {
-      throw new KuvertError(ErrCode.ConfirmationRequired, `${plan.matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first, or add ?keepAccount=true to remove them only here and keep the account.`);
+      throw new KuvertError(AccountErr.ConfirmationRequired, `${plan.matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first, or add ?keepAccount=true to remove them only here and keep the account.`);
     }
     if (req.query.confirm !== "true") {
       throw new KuvertError(
-        ErrCode.ConfirmationRequired,
+        AccountErr.ConfirmationRequired,
         `Removing ${plan.matrixId} kicks them from the room of ${organisationId} and deactivates the account Kuvert created on the homeserver: they can no longer sign in, and the username is never given out again. Repeat with ?confirm=true to do so, or with ?keepAccount=true to remove them from the organisation only.`,
       );
     }

@@ -9,6 +9,7 @@ import type { Language } from "../i18n.ts";
 import { Organisations } from "../organisations/service.ts";
 import type { CliContext } from "../module.ts";
 import { Accounts } from "./service.ts";
+import { AccountErr } from "./errors.ts";
 
 /** Organisations that can create clerk accounts (`createAccount`, `[account]` in CSV). */
 export function organisationsWithAccounts(db: Database, cfg: KuvertConfig): Organisations {
@@ -37,7 +38,7 @@ export function accountCommands(cli: Command, ctx: CliContext): void {
         const organisations = organisationsWithAccounts(db, cfg);
         const accounts = organisations.accounts as Accounts;
         const ids = clerks.length ? await Promise.all(clerks.map((c) => clerkMatrixId(organisations, organisationId, c))) : await accounts.dueLetters([organisationId]);
-        if (ids.length === 0) throw new KuvertError(ErrCode.AccountNotReady, `No letter is due in organisation ${organisationId}.`);
+        if (ids.length === 0) throw new KuvertError(AccountErr.AccountNotReady, `No letter is due in organisation ${organisationId}.`);
         const { pdf, count } = await accounts.issueLetters(ids, ctx.actor, opts.language as Language | undefined);
         writeFileSync(opts.output, pdf, { mode: 0o600 });
         console.log(`Wrote ${count} letter(s) to ${opts.output}. Each password is in this file only: print it, then delete the file.`);
@@ -83,7 +84,7 @@ export function accountCommands(cli: Command, ctx: CliContext): void {
         const matrixId = await clerkMatrixId(organisations, organisationId, clerk);
         const plan = await accounts.deactivationPlan(organisationId, matrixId);
         if (!plan) throw new KuvertError(ErrCode.NotFound, `Kuvert made no active account ${matrixId}; remove the clerk with the admin API or an import.`);
-        if (plan.otherOrganisations.length > 0) throw new KuvertError(ErrCode.ConfirmationRequired, `${matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first.`);
+        if (plan.otherOrganisations.length > 0) throw new KuvertError(AccountErr.ConfirmationRequired, `${matrixId} is still a clerk of ${plan.otherOrganisations.join(", ")}; remove them there first.`);
         if (!opts.yes) {
           console.log(`This would remove ${matrixId} from ${organisationId} (kicked from the room) and deactivate the account on the homeserver: they could no longer sign in, and the username is never given out again. Add --yes to do it.`);
           process.exitCode = 3;

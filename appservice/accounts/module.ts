@@ -10,6 +10,7 @@ import "./metrics.ts";
 import { accountPaths, accountSchemas } from "./openapi.ts";
 import { Accounts } from "./service.ts";
 import { accountsSubject } from "./subject.ts";
+import { AccountErr } from "./errors.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -24,6 +25,7 @@ export const accountsModule = defineModule({
   enabled: () => true,
   subject: accountsSubject,
   queues: { accounts: "account_creation" },
+  errors: AccountErr,
   start(ctx) {
     const { db, config, staffRoom } = ctx;
     // Staff hear of an account that could not be created: by mail in the transaction that records it, then in the staff room.

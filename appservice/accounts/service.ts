@@ -20,6 +20,7 @@ import { generatePassword } from "./password.ts";
 import * as store from "./store.ts";
 import { KUVERT_AUTH_PROVIDER, SynapseAdmin, SynapseAdminError, adminErrorToKuvert, type SynapseUser } from "./synapse.ts";
 import { derivedCandidates, localpartProblem, preferredLocalpart } from "./username.ts";
+import { AccountErr } from "./errors.ts";
 
 const log = logger("accounts");
 
@@ -121,10 +122,10 @@ export class Accounts {
         matrixId = `@${localpart}:${this.#domain()}`;
         const existing = await store.byMatrixId(this.#db, matrixId);
         if (existing?.state === "deactivated") {
-          throw new KuvertError(ErrCode.UsernameTaken, `${label}: the username ${localpart} belonged to an account that was deactivated; the homeserver never gives a name out again. Choose another.`);
+          throw new KuvertError(AccountErr.UsernameTaken, `${label}: the username ${localpart} belonged to an account that was deactivated; the homeserver never gives a name out again. Choose another.`);
         }
         if (existing && existing.email.toLowerCase() !== email.toLowerCase()) {
-          throw new KuvertError(ErrCode.UsernameTaken, `${label}: the username ${localpart} is the account of another clerk.`);
+          throw new KuvertError(AccountErr.UsernameTaken, `${label}: the username ${localpart} is the account of another clerk.`);
         }
         if (!existing) await this.#available(localpart, label);
       }
@@ -142,7 +143,7 @@ export class Accounts {
           matrixId = id;
           break;
         }
-        if (!matrixId) throw new KuvertError(ErrCode.UsernameTaken, `${label}: no free username could be derived from the name; give one (username).`);
+        if (!matrixId) throw new KuvertError(AccountErr.UsernameTaken, `${label}: no free username could be derived from the name; give one (username).`);
       }
       if (chosen.has(matrixId)) throw new KuvertError(ErrCode.InvalidInput, `${label}: ${matrixId} is listed twice.`);
       chosen.add(matrixId);
@@ -270,7 +271,7 @@ export class Accounts {
    * already issued, or an account not (yet) on the homeserver, refuses the whole request.
    */
   async issueLetters(matrixIds: string[], actor: string, language: Language = letterLanguage(this.#config)): Promise<{ pdf: Buffer; count: number }> {
-    if (matrixIds.length === 0) throw new KuvertError(ErrCode.AccountNotReady, "There is no account whose letter is due.");
+    if (matrixIds.length === 0) throw new KuvertError(AccountErr.AccountNotReady, "There is no account whose letter is due.");
     return this.#db.transaction(async (tx) => {
       const { rows } = await tx.query<store.AccountRow>("SELECT * FROM clerk_accounts WHERE matrix_id = ANY ($1) ORDER BY display_name, id FOR UPDATE", [matrixIds]);
       for (const id of matrixIds) {
@@ -314,13 +315,13 @@ export class Accounts {
       case "letter_ready":
         return;
       case "letter_issued":
-        throw new KuvertError(ErrCode.LetterAlreadyIssued, `The letter for ${r.matrix_id} was already produced (${r.letter_issued_at?.toISOString() ?? "earlier"}); a password is shown only once. Reset the password (POST …/password-reset) for a new letter.`);
+        throw new KuvertError(AccountErr.LetterAlreadyIssued, `The letter for ${r.matrix_id} was already produced (${r.letter_issued_at?.toISOString() ?? "earlier"}); a password is shown only once. Reset the password (POST …/password-reset) for a new letter.`);
       case "requested":
-        throw new KuvertError(ErrCode.AccountNotReady, `The account ${r.matrix_id} is still being created on the homeserver; try again shortly.`);
+        throw new KuvertError(AccountErr.AccountNotReady, `The account ${r.matrix_id} is still being created on the homeserver; try again shortly.`);
       case "failed":
-        throw new KuvertError(ErrCode.AccountNotReady, `The account ${r.matrix_id} could not be created: ${r.failure ?? "unknown reason"}.`);
+        throw new KuvertError(AccountErr.AccountNotReady, `The account ${r.matrix_id} could not be created: ${r.failure ?? "unknown reason"}.`);
       case "deactivated":
-        throw new KuvertError(ErrCode.AccountNotReady, `The account ${r.matrix_id} is deactivated.`);
+        throw new KuvertError(AccountErr.AccountNotReady, `The account ${r.matrix_id} is deactivated.`);
     }
   }
 
@@ -343,7 +344,7 @@ export class Accounts {
       const r = await store.byMatrixId(tx, matrixId, true);
       if (!r) throw new KuvertError(ErrCode.NotFound, `Kuvert made no account ${matrixId}.`);
       if (r.state === "letter_ready") {
-        throw new KuvertError(ErrCode.AccountNotReady, `No letter was produced for ${matrixId} since the account was made or last reset: produce the letter instead.`);
+        throw new KuvertError(AccountErr.AccountNotReady, `No letter was produced for ${matrixId} since the account was made or last reset: produce the letter instead.`);
       }
       if (r.state !== "letter_issued") this.#requireLetterReady(r);
       this.admin.requireToken();

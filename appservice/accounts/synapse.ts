@@ -10,8 +10,9 @@
 // asks for the user instead. Older versions ignore `external_ids`: see Accounts for how an
 // account made by an earlier attempt is recognised without it.
 import type { KuvertConfig } from "../config/schema.ts";
-import { ErrCode, KuvertError } from "../errors.ts";
+import { KuvertError } from "../errors.ts";
 import { timedRequest } from "../metrics.ts";
+import { AccountErr } from "./errors.ts";
 
 export class SynapseAdminError extends Error {
   readonly status: number;
@@ -61,7 +62,7 @@ export class SynapseAdmin {
   /** Refuses early, with a sentence, when no admin token is configured. */
   requireToken(): void {
     if (!this.configured) {
-      throw new KuvertError(ErrCode.HomeserverAdmin, "Accounts cannot be created: no homeserver admin token is configured (homeserver.adminToken, or KUVERT_HOMESERVER_ADMIN_TOKEN).");
+      throw new KuvertError(AccountErr.HomeserverAdmin, "Accounts cannot be created: no homeserver admin token is configured (homeserver.adminToken, or KUVERT_HOMESERVER_ADMIN_TOKEN).");
     }
   }
 
@@ -148,10 +149,10 @@ export class SynapseAdmin {
 export function adminErrorToKuvert(err: unknown, what: string): KuvertError {
   if (err instanceof KuvertError) return err;
   if (err instanceof SynapseAdminError) {
-    if (err.notAdmin) return new KuvertError(ErrCode.HomeserverAdmin, `${what}: the homeserver refused Kuvert's admin token (${err.errcode}); homeserver.adminToken must belong to a homeserver admin.`);
-    if (err.errcode === "M_USER_IN_USE" || err.errcode === "M_EXCLUSIVE") return new KuvertError(ErrCode.UsernameTaken, `${what}: the username is taken on the homeserver (${err.errcode}).`);
-    if (err.errcode === "M_INVALID_USERNAME") return new KuvertError(ErrCode.UsernameInvalid, `${what}: the homeserver does not accept the username: ${err.message}`);
-    return new KuvertError(ErrCode.HomeserverFailed, `${what}: the homeserver answered ${err.message}`);
+    if (err.notAdmin) return new KuvertError(AccountErr.HomeserverAdmin, `${what}: the homeserver refused Kuvert's admin token (${err.errcode}); homeserver.adminToken must belong to a homeserver admin.`);
+    if (err.errcode === "M_USER_IN_USE" || err.errcode === "M_EXCLUSIVE") return new KuvertError(AccountErr.UsernameTaken, `${what}: the username is taken on the homeserver (${err.errcode}).`);
+    if (err.errcode === "M_INVALID_USERNAME") return new KuvertError(AccountErr.UsernameInvalid, `${what}: the homeserver does not accept the username: ${err.message}`);
+    return new KuvertError(AccountErr.HomeserverFailed, `${what}: the homeserver answered ${err.message}`);
   }
-  return new KuvertError(ErrCode.HomeserverFailed, `${what}: ${(err as Error).message}`);
+  return new KuvertError(AccountErr.HomeserverFailed, `${what}: ${(err as Error).message}`);
 }

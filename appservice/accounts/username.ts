@@ -1,7 +1,8 @@
 // Usernames (Matrix ID localparts) for new clerk accounts. Allowed: the characters of the spec's
 // Appendices §"User Identifiers" (a-z 0-9 . _ = - / +); like Synapse's check_username, not
 // starting with "_" and not only digits (those are kept for guests).
-import { ErrCode, KuvertError } from "../errors.ts";
+import { KuvertError } from "../errors.ts";
+import { AccountErr } from "./errors.ts";
 
 export const localpartPattern = /^[a-z0-9._=\-/+]+$/;
 /** Longest localpart Kuvert makes or accepts (a whole user ID may have 255 bytes). */
@@ -46,12 +47,12 @@ export function preferredLocalpart(preferred: string, domain: string, reservedPr
   if (localpart.startsWith("@")) {
     const colon = localpart.indexOf(":");
     if (colon < 0 || localpart.slice(colon + 1) !== domain) {
-      throw new KuvertError(ErrCode.UsernameInvalid, `The username ${preferred} is not on this homeserver (${domain}); give a name like anna.beispiel.`);
+      throw new KuvertError(AccountErr.UsernameInvalid, `The username ${preferred} is not on this homeserver (${domain}); give a name like anna.beispiel.`);
     }
     localpart = localpart.slice(1, colon);
   }
   const problem = localpartProblem(localpart, reservedPrefix);
-  if (problem) throw new KuvertError(ErrCode.UsernameInvalid, `The username ${preferred} cannot be used: ${problem}.`);
+  if (problem) throw new KuvertError(AccountErr.UsernameInvalid, `The username ${preferred} cannot be used: ${problem}.`);
   return localpart;
 }
 

@@ -8,6 +8,7 @@ import { readJson } from "../http/input.ts";
 import { actorOf } from "../http/auth.ts";
 import { jsonBody, organisationId } from "../organisations/api.ts";
 import type { Calls } from "./service.ts";
+import { CallErr } from "./errors.ts";
 
 export const guestPageDir = join(import.meta.dirname, "..", "..", "web", "guest");
 
@@ -26,7 +27,7 @@ export function callRoutes(calls: Calls | null, auth: RequestHandler): express.R
   });
   r.get("/organisations/:id/call", async (req, res) => {
     const call = await calls.current(organisationId(req));
-    if (!call) throw new KuvertError(ErrCode.NoCall, `No call is running in the room of ${String(req.params.id)}.`);
+    if (!call) throw new KuvertError(CallErr.NoCall, `No call is running in the room of ${String(req.params.id)}.`);
     res.json(call);
   });
   r.delete("/organisations/:id/call", async (req, res) => {

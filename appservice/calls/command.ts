@@ -5,6 +5,7 @@ import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { PowerLevelRefusal, type Calls } from "./service.ts";
 import { callTexts } from "./texts.ts";
+import { CallErr } from "./errors.ts";
 
 const log = logger("calls");
 
@@ -36,10 +37,10 @@ export function videoCommand(calls: Calls, config: KuvertConfig): Command {
       } catch (err) {
         if (err instanceof PowerLevelRefusal) return { body: t.permission(err.problems) };
         if (err instanceof KuvertError) {
-          if (err.errcode === ErrCode.NoCall) return { body: t.noCall };
+          if (err.errcode === CallErr.NoCall) return { body: t.noCall };
           if (err.errcode === ErrCode.Archived) return { body: t.archived };
-          if (err.errcode === ErrCode.RoomNotReady) return { body: t.roomNotReady };
-          if (err.errcode === ErrCode.NotConfigured) return { body: t.notConfigured };
+          if (err.errcode === CallErr.RoomNotReady) return { body: t.roomNotReady };
+          if (err.errcode === CallErr.NotConfigured) return { body: t.notConfigured };
         }
         log.error({ err, room: event.room_id }, "!video failed");
         return { body: t.failed };

@@ -20,6 +20,7 @@ import { logger, pseudonym } from "../log.ts";
 import type { OpenIdTokenPurposes } from "../tokens/openid-purpose.ts";
 import type { Calls, GuestSession } from "./service.ts";
 import type { UserVerification } from "./verify.ts";
+import { CallErr } from "./errors.ts";
 
 const log = logger("calls-member-link");
 
@@ -82,10 +83,10 @@ export class MemberLinks {
     const membership = await this.#verification.roomMembership(call.room_id, userId);
     if (!membership.member) {
       const org = membership.organisation;
-      if (membership.errcode === ErrCode.NotRoomMember) {
-        return refuse(new KuvertError(ErrCode.NotRoomMember, `${userId} is not a member of the room of ${org?.name ?? "this organisation"}; only its members join this video consultation. Ask staff for a guest link if you should take part.`), org?.id ?? call.organisation_id);
+      if (membership.errcode === CallErr.NotRoomMember) {
+        return refuse(new KuvertError(CallErr.NotRoomMember, `${userId} is not a member of the room of ${org?.name ?? "this organisation"}; only its members join this video consultation. Ask staff for a guest link if you should take part.`), org?.id ?? call.organisation_id);
       }
-      return refuse(new KuvertError(ErrCode.RoomNotManaged, `The video consultation's room is no longer an active organisation's room (${membership.error})`), org?.id ?? call.organisation_id);
+      return refuse(new KuvertError(CallErr.RoomNotManaged, `The video consultation's room is no longer an active organisation's room (${membership.error})`), org?.id ?? call.organisation_id);
     }
     const moderator = membership.level >= MODERATOR_LEVEL;
     const session = await this.#calls.memberSession(call, { userId, displayName: membership.displayName ?? userId, moderator, organisationName: membership.organisation.name });

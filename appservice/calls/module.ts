@@ -9,6 +9,7 @@ import { MemberLinks, memberLinkRoutes } from "./member-link.ts";
 import { Calls } from "./service.ts";
 import { UserVerification, verifyRoutes } from "./verify.ts";
 import { callsSubject } from "./subject.ts";
+import { CallErr } from "./errors.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -26,6 +27,7 @@ export const callsModule = defineModule({
   enabled: (config) => config.modules.calls,
   subject: callsSubject,
   queues: { calls: "calls" },
+  errors: CallErr,
   openApi: { schemas: () => callSchemas, paths: (t) => callPaths(t.baseUrl) },
   start(ctx) {
     const { db, homeserver, config } = ctx;

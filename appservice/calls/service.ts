@@ -19,6 +19,7 @@ import { JOIN_TOKEN_SECONDS, jitsiRoomName, signGuestLinkToken, signGuestToken, 
 import { callTexts } from "./texts.ts";
 import { conferenceIdFor, LAYOUT_EVENT, layoutWithCall, layoutWithoutCall, newWidgetId, OPENID_AUTH, permissionProblems, widgetContent, WIDGET_EVENT, type PermissionProblem, type PowerLevels } from "./widget.ts";
 import { guestLinkMail } from "./mail.ts";
+import { CallErr } from "./errors.ts";
 
 const log = logger("calls");
 
@@ -124,7 +125,7 @@ function presentLink(r: GuestLinkRow, now = new Date()): GuestLink {
 }
 
 function notConfigured(): KuvertError {
-  return new KuvertError(ErrCode.NotConfigured, "Video consultations need calls.jitsiDomain, the Jitsi server that Element and the guest page use.");
+  return new KuvertError(CallErr.NotConfigured, "Video consultations need calls.jitsiDomain, the Jitsi server that Element and the guest page use.");
 }
 
 /** Refused because someone lacks a power level; `problems` say who and what. */
@@ -132,7 +133,7 @@ export class PowerLevelRefusal extends KuvertError {
   readonly problems: PermissionProblem[];
   constructor(problems: PermissionProblem[]) {
     super(
-      ErrCode.PowerLevelMissing,
+      CallErr.PowerLevelMissing,
       problems.map((p) => `${p.who === "bot" ? "Kuvert's bot" : "the sender"} needs power level ${p.required} for ${p.type} but has ${p.has}`).join("; "),
       problems.map((p) => ({ path: p.who, message: `needs power level ${p.required} for ${p.type}, has ${p.has}` })),
     );
@@ -240,7 +241,7 @@ export class Calls {
     const org = await findOrganisation(q, id, forUpdate);
     if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${id}.`);
     if (org.state === "archived") throw new KuvertError(ErrCode.Archived, `The organisation ${id} is archived; calls are no longer possible in its room.`);
-    if (!org.roomId || org.roomState !== "ready") throw new KuvertError(ErrCode.RoomNotReady, `The room of ${id} is not ready (${org.roomState}${org.roomProblem ? `: ${org.roomProblem}` : ""}).`);
+    if (!org.roomId || org.roomState !== "ready") throw new KuvertError(CallErr.RoomNotReady, `The room of ${id} is not ready (${org.roomState}${org.roomProblem ? `: ${org.roomProblem}` : ""}).`);
     return org;
   }
 
@@ -309,11 +310,11 @@ export class Calls {
     if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${organisationId}.`);
     const row = await this.#db.transaction(async (tx) => {
       const open = (await tx.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL FOR UPDATE", [organisationId])).rows[0];
-      if (!open) throw new KuvertError(ErrCode.NoCall, `No call is running in the room of ${organisationId}.`);
+      if (!open) throw new KuvertError(CallErr.NoCall, `No call is running in the room of ${organisationId}.`);
       if (open.expires_at <= new Date()) {
         // Its time is up: the worker removes it (and records the expiry) at once.
         this.#wake();
-        throw new KuvertError(ErrCode.NoCall, `No call is running in the room of ${organisationId}: it expired at ${open.expires_at.toISOString()}.`);
+        throw new KuvertError(CallErr.NoCall, `No call is running in the room of ${organisationId}: it expired at ${open.expires_at.toISOString()}.`);
       }
       const updated = await tx.query<CallRow>(
         `UPDATE calls SET ended_at = now(), ended_by = $2, end_reason = 'ended', phase = 'remove', state = 'pending', run_after = now(), attempts = 0
@@ -435,7 +436,7 @@ export class Calls {
 
   #secret(): string {
     const secret = this.#config.calls.appSecret;
-    if (!secret) throw new KuvertError(ErrCode.NotConfigured, "Guest links need calls.appSecret (KUVERT_JITSI_APP_SECRET), the secret shared with Jitsi's token authentication.");
+    if (!secret) throw new KuvertError(CallErr.NotConfigured, "Guest links need calls.appSecret (KUVERT_JITSI_APP_SECRET), the secret shared with Jitsi's token authentication.");
     return secret;
   }
 
@@ -452,7 +453,7 @@ export class Calls {
       const call = (await tx.query<CallRow>("SELECT * FROM calls WHERE id = $1 FOR UPDATE", [callId])).rows[0]!;
       const now = new Date();
       if (call.ended_at !== null || call.expires_at <= now) {
-        throw new KuvertError(ErrCode.CallNotRunning, `The call ${callId} has ended (${call.end_reason ?? "expired"}); guest links are only for running calls.`);
+        throw new KuvertError(CallErr.CallNotRunning, `The call ${callId} has ended (${call.end_reason ?? "expired"}); guest links are only for running calls.`);
       }
       const org = (await findOrganisation(tx, call.organisation_id))!;
       const wanted = new Date(now.getTime() + (input.validMinutes ?? calls.guestLinkMinutes) * 60_000);
@@ -504,8 +505,8 @@ export class Calls {
   /** The running call with this id, for someone about to join it; a clear refusal otherwise. */
   async runningCall(callId: string): Promise<CallRow> {
     const row = /^[0-9a-f-]{36}$/.test(callId) ? (await this.#db.query<CallRow>("SELECT * FROM calls WHERE id = $1", [callId])).rows[0] : undefined;
-    if (!row) throw new KuvertError(ErrCode.NoCall, "There is no such video consultation; open the link from the room again.");
-    if (row.ended_at !== null || row.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, "The video consultation has ended.");
+    if (!row) throw new KuvertError(CallErr.NoCall, "There is no such video consultation; open the link from the room again.");
+    if (row.ended_at !== null || row.expires_at <= new Date()) throw new KuvertError(CallErr.CallEnded, "The video consultation has ended.");
     return row;
   }
 
@@ -544,14 +545,14 @@ export class Calls {
     }
     const calls = this.#config.calls;
     const check = await verifyGuestLinkToken(secret, calls.appId, this.#domain, token);
-    if (!check.ok && check.reason === "expired") throw new KuvertError(ErrCode.GuestLinkExpired, "This guest link has expired.");
-    if (!check.ok) throw new KuvertError(ErrCode.GuestLinkInvalid, "This guest link is not valid (it was changed or is not from Kuvert).");
+    if (!check.ok && check.reason === "expired") throw new KuvertError(CallErr.GuestLinkExpired, "This guest link has expired.");
+    if (!check.ok) throw new KuvertError(CallErr.GuestLinkInvalid, "This guest link is not valid (it was changed or is not from Kuvert).");
     const link = (await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1", [check.payload.jti])).rows[0];
-    if (!link) throw new KuvertError(ErrCode.GuestLinkInvalid, "This guest link is not valid (unknown link).");
-    if (link.revoked_at) throw new KuvertError(ErrCode.GuestLinkRevoked, "This guest link was withdrawn.");
-    if (link.expires_at <= new Date()) throw new KuvertError(ErrCode.GuestLinkExpired, "This guest link has expired.");
+    if (!link) throw new KuvertError(CallErr.GuestLinkInvalid, "This guest link is not valid (unknown link).");
+    if (link.revoked_at) throw new KuvertError(CallErr.GuestLinkRevoked, "This guest link was withdrawn.");
+    if (link.expires_at <= new Date()) throw new KuvertError(CallErr.GuestLinkExpired, "This guest link has expired.");
     const call = await this.#get(link.call_id);
-    if (call.ended_at !== null || call.expires_at <= new Date()) throw new KuvertError(ErrCode.CallEnded, "The video consultation has ended.");
+    if (call.ended_at !== null || call.expires_at <= new Date()) throw new KuvertError(CallErr.CallEnded, "The video consultation has ended.");
     const org = await findOrganisation(this.#db, call.organisation_id);
     // A fresh join token for Prosody, valid a few minutes and never beyond the link: a revoked
     // link gets none, and the one handed out here is kept nowhere.

@@ -36,6 +36,7 @@ import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { findOrganisationByRoom, type StoredOrganisation } from "../organisations/store.ts";
 import type { OpenIdTokenPurposes } from "../tokens/openid-purpose.ts";
 import { userLevel, type PowerLevels } from "./widget.ts";
+import { CallErr } from "./errors.ts";
 
 const log = logger("calls-verify");
 
@@ -60,7 +61,7 @@ function field(body: Record<string, unknown>, name: string, required: boolean): 
 
 /** Whether a person is joined to an active organisation's room, and with which power level. */
 export type RoomMembership =
-  { member: true; organisation: StoredOrganisation; level: number; displayName: string | null; room: Record<string, unknown> } | { member: false; errcode: typeof ErrCode.NotRoomMember | typeof ErrCode.RoomNotManaged; error: string; organisation: StoredOrganisation | null };
+  { member: true; organisation: StoredOrganisation; level: number; displayName: string | null; room: Record<string, unknown> } | { member: false; errcode: typeof CallErr.NotRoomMember | typeof CallErr.RoomNotManaged; error: string; organisation: StoredOrganisation | null };
 
 export class UserVerification {
   readonly #db: Database;
@@ -91,17 +92,17 @@ export class UserVerification {
    */
   async roomMembership(roomId: string, userId: string): Promise<RoomMembership> {
     const org = roomId.startsWith("!") ? await findOrganisationByRoom(this.#db, roomId) : null;
-    if (!org || org.state !== "active") return { member: false, errcode: ErrCode.RoomNotManaged, error: "The room is not the room of an active organisation that Kuvert manages.", organisation: org };
+    if (!org || org.state !== "active") return { member: false, errcode: CallErr.RoomNotManaged, error: "The room is not the room of an active organisation that Kuvert manages.", organisation: org };
     let member: Record<string, unknown> | null;
     let pl: PowerLevels | null;
     try {
       member = await this.#hs.stateEvent(roomId, "m.room.member", userId);
       pl = (await this.#hs.stateEvent(roomId, "m.room.power_levels")) as PowerLevels | null;
     } catch (err) {
-      if (err instanceof HomeserverError && !err.transient) return { member: false, errcode: ErrCode.RoomNotManaged, error: `Kuvert cannot read the room's state (${err.errcode}).`, organisation: org };
+      if (err instanceof HomeserverError && !err.transient) return { member: false, errcode: CallErr.RoomNotManaged, error: `Kuvert cannot read the room's state (${err.errcode}).`, organisation: org };
       throw new KuvertError(ErrCode.Unavailable, "The homeserver could not be asked about the room.");
     }
-    if (member?.membership !== "join") return { member: false, errcode: ErrCode.NotRoomMember, error: "The user is not a joined member of the room.", organisation: org };
+    if (member?.membership !== "join") return { member: false, errcode: CallErr.NotRoomMember, error: "The user is not a joined member of the room.", organisation: org };
     const { users: _users, ...room } = (pl ?? {}) as Record<string, unknown>;
     const displayName = typeof member.displayname === "string" && member.displayname.trim() !== "" ? member.displayname.trim() : null;
     return { member: true, organisation: org, level: userLevel(pl, userId), displayName, room };
@@ -150,7 +151,7 @@ export class UserVerification {
     const userId = checked.userId;
     const membership = await this.roomMembership(roomId, userId);
     if (!membership.member) {
-      this.#refused("user_in_room", membership.errcode === ErrCode.NotRoomMember ? "not_member" : "room_not_managed");
+      this.#refused("user_in_room", membership.errcode === CallErr.NotRoomMember ? "not_member" : "room_not_managed");
       log.info({ room: roomId, user: pseudonym(userId), errcode: membership.errcode }, "Jitsi verification refused");
       return { results: { user: true, room_membership: false }, user_id: userId, power_levels: null, errcode: membership.errcode, error: membership.error };
     }

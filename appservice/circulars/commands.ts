@@ -19,6 +19,7 @@ import { roleHolders } from "../config/schema.ts";
 import { parseCircularCommand, type Targets } from "./model.ts";
 import type { AttachmentInput, CircularStatus, Circulars } from "./service.ts";
 import { circularTexts, linesMessage } from "./texts.ts";
+import { CircularErr } from "./errors.ts";
 
 const fileMessageTypes = new Set(["m.file", "m.image", "m.video", "m.audio"]);
 
@@ -81,16 +82,16 @@ export function circularCommand(db: Database, config: KuvertConfig, circulars: C
     let message = err.message;
     if (language === "de") {
       switch (err.errcode) {
-        case ErrCode.CircularEmpty:
+        case CircularErr.Empty:
           message = "Das Rundschreiben hat keinen Text. Schreiben Sie ihn in die Zeilen unter dem Befehl.";
           break;
-        case ErrCode.UnknownTag:
+        case CircularErr.UnknownTag:
           message = `Keine aktive Organisation hat das Tag „${targets && "tag" in targets ? targets.tag : "?"}“.`;
           break;
-        case ErrCode.UnknownOrganisations:
+        case CircularErr.UnknownOrganisations:
           message = `Unbekannte Organisationen: ${(err.details ?? []).map((d) => d.message.replace(/^unknown organisation /, "")).join(", ")}.`;
           break;
-        case ErrCode.ScheduleInPast:
+        case CircularErr.ScheduleInPast:
           message = "Der Zeitpunkt liegt in der Vergangenheit. Ohne at: geht das Rundschreiben sofort hinaus.";
           break;
         case ErrCode.NotFound:

@@ -2,8 +2,9 @@
 // schedule. Decisions only; the store and the workers do the I/O.
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { ErrCode, KuvertError, parseInput } from "../errors.ts";
+import { KuvertError, parseInput } from "../errors.ts";
 import { organisationId, tag } from "../organisations/model.ts";
+import { CircularErr } from "./errors.ts";
 
 export type CircularState = "scheduled" | "scanning" | "sending" | "sent" | "cancelled" | "stopped";
 export type DeliveryState = "pending" | "delivered" | "failed";
@@ -38,7 +39,7 @@ export function checkCircular(raw: unknown, now = new Date()): { text: string; t
     scheduledAt = new Date(input.scheduledAt);
     // A minute's grace for clocks and typing; earlier than that is a mistake, not "now".
     if (scheduledAt.getTime() < now.getTime() - 60_000) {
-      throw new KuvertError(ErrCode.ScheduleInPast, `The time ${input.scheduledAt} is in the past; leave scheduledAt out to send now.`, [{ path: "scheduledAt", message: "in the past" }]);
+      throw new KuvertError(CircularErr.ScheduleInPast, `The time ${input.scheduledAt} is in the past; leave scheduledAt out to send now.`, [{ path: "scheduledAt", message: "in the past" }]);
     }
   }
   return { text, targets: input.targets, scheduledAt };
@@ -46,7 +47,7 @@ export function checkCircular(raw: unknown, now = new Date()): { text: string; t
 
 export function checkText(text: string): string {
   const trimmed = text.replace(/\r\n?/g, "\n").trim();
-  if (trimmed === "") throw new KuvertError(ErrCode.CircularEmpty, "The circular has no text; write what it says.", [{ path: "text", message: "empty" }]);
+  if (trimmed === "") throw new KuvertError(CircularErr.Empty, "The circular has no text; write what it says.", [{ path: "text", message: "empty" }]);
   return trimmed;
 }
 

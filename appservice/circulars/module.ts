@@ -8,6 +8,7 @@ import { circularRoutes } from "./api.ts";
 import { circularCommand, StaffRoomFiles } from "./commands.ts";
 import { CircularFanout } from "./fanout.ts";
 import { Circulars } from "./service.ts";
+import { CircularErr } from "./errors.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -19,6 +20,7 @@ export const circularsModule = defineModule({
   name: "circulars",
   enabled: (config) => config.modules.circulars,
   queues: { circular_deliveries: "circular_deliveries" },
+  errors: CircularErr,
   openApi: { schemas: () => circularSchemas, paths: () => circularPaths },
   async start(ctx) {
     const { db, homeserver, config } = ctx;

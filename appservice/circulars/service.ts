@@ -11,6 +11,7 @@ import { renderMarkdown } from "./markdown.ts";
 import { checkCircular, checkText, correctionInput, describeTargets, newCircularId, type CircularState, type DeliveryState, type Targets } from "./model.ts";
 import * as store from "./store.ts";
 import { organisationStates } from "../organisations/store.ts";
+import { CircularErr } from "./errors.ts";
 
 /** An attachment that arrives with the circular: staged by Kuvert (API) or a file posted in the staff room. */
 export type AttachmentInput = { filename: string; mimetype: string; size: number; sha256: string; staged: true } | { filename: string; mimetype: string; size: number; sourceMxc: string; staffFileEventId: string };
@@ -95,11 +96,11 @@ export class Circulars {
     if ("tag" in targets) {
       const rows = await organisationStates(q, { tag: targets.tag });
       if (rows.length === 0) {
-        throw new KuvertError(ErrCode.UnknownTag, `No organisation has the tag ${targets.tag}.`, [{ path: "targets.tag", message: "no organisation has this tag" }]);
+        throw new KuvertError(CircularErr.UnknownTag, `No organisation has the tag ${targets.tag}.`, [{ path: "targets.tag", message: "no organisation has this tag" }]);
       }
       const active = rows.filter((r) => r.state === "active").map((r) => r.id);
       if (active.length === 0) {
-        throw new KuvertError(ErrCode.UnknownTag, `Every organisation with the tag ${targets.tag} is archived.`, [{ path: "targets.tag", message: "only archived organisations" }]);
+        throw new KuvertError(CircularErr.UnknownTag, `Every organisation with the tag ${targets.tag} is archived.`, [{ path: "targets.tag", message: "only archived organisations" }]);
       }
       return active;
     }
@@ -109,7 +110,7 @@ export class Circulars {
     const unknown = wanted.filter((id) => !known.has(id));
     if (unknown.length > 0) {
       throw new KuvertError(
-        ErrCode.UnknownOrganisations,
+        CircularErr.UnknownOrganisations,
         `Unknown organisation${unknown.length === 1 ? "" : "s"}: ${unknown.slice(0, 20).join(", ")}${unknown.length > 20 ? ` and ${unknown.length - 20} more` : ""}.`,
         unknown.map((id) => ({ path: `targets.organisations.${targets.organisations.indexOf(id)}`, message: `unknown organisation ${id}` })),
       );
@@ -182,7 +183,7 @@ export class Circulars {
       if (!c) throw new KuvertError(ErrCode.NotFound, `There is no circular ${id}.`);
       if (c.state === "cancelled") return;
       if (c.state !== "scheduled" && c.state !== "scanning") {
-        throw new KuvertError(ErrCode.CircularState, `Circular ${id} is ${c.state}; only a circular that has not started sending can be cancelled.`);
+        throw new KuvertError(CircularErr.State, `Circular ${id} is ${c.state}; only a circular that has not started sending can be cancelled.`);
       }
       await store.setState(tx, id, "cancelled", { finished: true, reason: `cancelled by ${actor}` });
       await store.failPending(tx, id, "cancelled");
@@ -205,7 +206,7 @@ export class Circulars {
       const c = await store.findCircular(tx, id, true);
       if (!c) throw new KuvertError(ErrCode.NotFound, `There is no circular ${id}.`);
       if (c.state !== "sent") {
-        throw new KuvertError(ErrCode.CircularState, `Circular ${id} is ${c.state}; a correction can be sent once the circular is sent (cancel and send anew before that).`);
+        throw new KuvertError(CircularErr.State, `Circular ${id} is ${c.state}; a correction can be sent once the circular is sent (cancel and send anew before that).`);
       }
       const next = await tx.query<{ n: number }>("SELECT coalesce(max(revision), 0) + 1 AS n FROM circular_revisions WHERE circular_id = $1", [id]);
       const revision = Number(next.rows[0]!.n);

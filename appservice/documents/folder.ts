@@ -44,6 +44,7 @@ import { slugPattern } from "../organisations/model.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { isDescriptionName, readDescription, DESCRIPTION_SUFFIX } from "./description.ts";
 import type { DocumentIntake } from "./intake.ts";
+import { DocumentErr } from "./errors.ts";
 
 const log = logger("drop-folder");
 
@@ -88,18 +89,18 @@ interface Reason {
 
 const germanReasons: Partial<Record<string, string>> = {
   [ErrCode.EmptyFile]: "Die Datei ist leer.",
-  [ErrCode.TypeNotAllowed]: "Dateien dieses Typs werden nicht angenommen (geprüft wird der Inhalt, nicht der Dateiname).",
+  [DocumentErr.TypeNotAllowed]: "Dateien dieses Typs werden nicht angenommen (geprüft wird der Inhalt, nicht der Dateiname).",
   [ErrCode.TooLarge]: "Die Datei ist größer, als Kuvert annimmt (oder als der Virenscanner prüft); ungeprüft wird nichts zugestellt.",
   [ErrCode.InvalidFilename]: "Der Dateiname wird nicht angenommen (z. B. Steuer- oder Schreibrichtungszeichen, Leerzeichen am Anfang oder Ende, zu lang).",
   [ErrCode.Archived]: "Die Organisation ist archiviert und erhält keine Dokumente.",
   [ErrCode.NotFound]: "Es gibt keine Organisation mit dieser Kennung.",
   [ErrCode.IdempotencyMismatch]: "Eine Datei mit demselben Namen, derselben Größe und demselben Zeitstempel, aber anderem Inhalt wurde bereits angenommen.",
   [ErrCode.InvalidInput]: "Die Angaben zur Datei sind ungültig (z. B. die Beschreibungsdatei .kuvert.json).",
-  [ErrCode.FormatVersion]: "Die Beschreibungsdatei (.kuvert.json) hat eine Formatversion, die dieses Kuvert nicht kennt.",
-  [ErrCode.AlreadyReplaced]: "Das Dokument, das diese Datei ersetzen soll, wurde bereits durch eine neuere Version ersetzt.",
-  [ErrCode.NotDelivered]: "Das Dokument, das diese Datei ersetzen soll, wurde nie zugestellt; nur zugestellte Dokumente können ersetzt werden.",
-  [ErrCode.OtherOrganisation]: "Das Dokument, das diese Datei ersetzen soll, gehört zu einer anderen Organisation.",
-  [ErrCode.ReferenceAmbiguous]: "Mehrere aktuelle Dokumente haben dieses Aktenzeichen; nennen Sie das zu ersetzende Dokument mit seiner Kennung (supersedes).",
+  [DocumentErr.FormatVersion]: "Die Beschreibungsdatei (.kuvert.json) hat eine Formatversion, die dieses Kuvert nicht kennt.",
+  [DocumentErr.AlreadyReplaced]: "Das Dokument, das diese Datei ersetzen soll, wurde bereits durch eine neuere Version ersetzt.",
+  [DocumentErr.NotDelivered]: "Das Dokument, das diese Datei ersetzen soll, wurde nie zugestellt; nur zugestellte Dokumente können ersetzt werden.",
+  [DocumentErr.OtherOrganisation]: "Das Dokument, das diese Datei ersetzen soll, gehört zu einer anderen Organisation.",
+  [DocumentErr.ReferenceAmbiguous]: "Mehrere aktuelle Dokumente haben dieses Aktenzeichen; nennen Sie das zu ersetzende Dokument mit seiner Kennung (supersedes).",
 };
 
 function refusal(err: KuvertError): Reason {

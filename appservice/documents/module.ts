@@ -25,6 +25,7 @@ import { documentsSubject } from "./subject.ts";
 import { openStaging } from "./staging-store.ts";
 import { documentTexts } from "./texts.ts";
 import { uploadCheckRoutes } from "./upload-check.ts";
+import { DocumentErr } from "./errors.ts";
 
 const log = logger("documents");
 
@@ -71,6 +72,7 @@ export const documentsModule = defineModule({
   // (modules.inboundScanning) and the drop folder (documents.dropFolder.enabled) switch parts of it.
   enabled: () => true,
   queues: { documents: "document_work", batches: "batch_work" },
+  errors: DocumentErr,
   openApi: { schemas: () => documentSchemas, paths: () => documentPaths },
   retention: documentRetention,
   subject: documentsSubject,

@@ -23,6 +23,7 @@ import { ErrCode, errorStatus } from "../errors.ts";
 import { logger } from "../log.ts";
 import { tokenMatches } from "../matrix/listener.ts";
 import { ScannerUnavailableError, TooLargeToScanError, type Scanner } from "../scanning/scanner.ts";
+import { DocumentErr } from "./errors.ts";
 
 const log = logger("upload-check");
 
@@ -50,10 +51,10 @@ export function uploadCheckRoutes(opts: UploadCheckOptions): express.Router {
   router.post(uploadCheckPath, async (req: Request, res: Response) => {
     const fail = (errcode: ErrCode, error: string) => {
       // The body is not read: the connection is closed after the answer, so no unread upload lingers.
-      res.set("connection", "close").status(errorStatus[errcode]).json({ errcode, error });
+      res.set("connection", "close").status(errorStatus(errcode)).json({ errcode, error });
       req.resume();
     };
-    if (!opts.token) return fail(ErrCode.UploadCheckOff, "Upload checks are not switched on: set appservice.uploadCheckToken (or KUVERT_UPLOAD_CHECK_TOKEN).");
+    if (!opts.token) return fail(DocumentErr.UploadCheckOff, "Upload checks are not switched on: set appservice.uploadCheckToken (or KUVERT_UPLOAD_CHECK_TOKEN).");
     const auth = req.headers.authorization;
     if (!auth?.startsWith("Bearer ")) return fail(ErrCode.Unauthorized, "No token: the Synapse module must send appservice.uploadCheckToken as a bearer token.");
     if (!tokenMatches(auth.slice(7), opts.token)) {

@@ -9,6 +9,7 @@ import type { Queryable } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { checkShortText } from "./model.ts";
 import type { DocumentRow } from "./store.ts";
+import { DocumentErr } from "./errors.ts";
 
 /** How a submission names the version it replaces: a document id, or a reference in the same organisation. */
 export type Supersedes = { documentId: string } | { reference: string };
@@ -57,30 +58,30 @@ export async function findReplaceable(q: Queryable, organisationId: string, s: S
       )
     ).rows;
     if (current.length > 1) {
-      throw new KuvertError(ErrCode.ReferenceAmbiguous, `Organisation ${organisationId} has ${current.length} current documents with reference ${JSON.stringify(s.reference)} (${current.map((d) => d.id).join(", ")}); name the one to replace by its id (supersedes).`);
+      throw new KuvertError(DocumentErr.ReferenceAmbiguous, `Organisation ${organisationId} has ${current.length} current documents with reference ${JSON.stringify(s.reference)} (${current.map((d) => d.id).join(", ")}); name the one to replace by its id (supersedes).`);
     }
     row = current[0];
     if (!row) {
       const any = await q.query("SELECT 1 FROM documents WHERE organisation_id = $1 AND reference = $2 AND direction = 'outbound' LIMIT 1", [organisationId, s.reference]);
       if (any.rowCount === 0) throw new KuvertError(ErrCode.NotFound, `Organisation ${organisationId} has no document with reference ${JSON.stringify(s.reference)} to replace.`);
       throw new KuvertError(
-        ErrCode.AlreadyReplaced,
+        DocumentErr.AlreadyReplaced,
         `Every document with reference ${JSON.stringify(s.reference)} in organisation ${organisationId} was replaced already or never delivered; look up the current version (GET /api/v1/documents/{id}/versions) and name it by its id.`,
       );
     }
   }
   if (row.organisation_id !== organisationId) {
-    throw new KuvertError(ErrCode.OtherOrganisation, `${describe(s)} belongs to another organisation; a new version goes to the organisation of the version it replaces.`);
+    throw new KuvertError(DocumentErr.OtherOrganisation, `${describe(s)} belongs to another organisation; a new version goes to the organisation of the version it replaces.`);
   }
   if (row.direction !== "outbound") {
-    throw new KuvertError(ErrCode.NotDelivered, `${describe(s)} is a file posted in the room, not a document Kuvert delivered; only delivered documents can be replaced.`);
+    throw new KuvertError(DocumentErr.NotDelivered, `${describe(s)} is a file posted in the room, not a document Kuvert delivered; only delivered documents can be replaced.`);
   }
   if (row.superseded_by) {
-    throw new KuvertError(ErrCode.AlreadyReplaced, `Document ${row.id} (version ${row.version}) was replaced already by ${row.superseded_by}; a further correction replaces the newest version, ${row.superseded_by}.`);
+    throw new KuvertError(DocumentErr.AlreadyReplaced, `Document ${row.id} (version ${row.version}) was replaced already by ${row.superseded_by}; a further correction replaces the newest version, ${row.superseded_by}.`);
   }
   if (row.state !== "delivered") {
     const why = row.state === "rejected" ? "it was rejected and never delivered" : `it is not delivered yet (${row.state})`;
-    throw new KuvertError(ErrCode.NotDelivered, `Document ${row.id} cannot be replaced: ${why}. Only a delivered document can be replaced; send this one as a new document, or wait until the first is delivered.`);
+    throw new KuvertError(DocumentErr.NotDelivered, `Document ${row.id} cannot be replaced: ${why}. Only a delivered document can be replaced; send this one as a new document, or wait until the first is delivered.`);
   }
   return row;
 }

@@ -13,7 +13,7 @@ const error = {
   type: "object",
   required: ["errcode", "error"],
   properties: {
-    errcode: { type: "string", enum: Object.values(ErrCode) },
+    errcode: { type: "string", enum: [...Object.values(ErrCode), ...modules.flatMap((m) => Object.values(m.errors ?? {}))] },
     error: { type: "string", description: "What went wrong, in a sentence." },
     details: { type: "array", items: { type: "object", properties: { path: { type: "string" }, message: { type: "string" } } } },
   },

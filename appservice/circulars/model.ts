@@ -6,7 +6,9 @@ import { KuvertError, parseInput } from "../errors.ts";
 import { organisationId, tag } from "../organisations/model.ts";
 import { CircularErr } from "./errors.ts";
 
-export type CircularState = "scheduled" | "scanning" | "sending" | "sent" | "cancelled" | "stopped";
+/** A circular's states, in the order it goes through them (cancelled and stopped end it early). */
+export const circularStates = ["scheduled", "scanning", "sending", "sent", "cancelled", "stopped"] as const;
+export type CircularState = (typeof circularStates)[number];
 export type DeliveryState = "pending" | "delivered" | "failed";
 
 /** Longest circular text accepted (Matrix events are at most 64 KiB in all; HTML doubles the text). */

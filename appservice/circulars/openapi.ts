@@ -1,6 +1,6 @@
 // The circulars part of the OpenAPI document, from the same schemas that check the input.
 import { z } from "zod";
-import { circularInput, correctionInput } from "./model.ts";
+import { circularInput, circularStates, correctionInput } from "./model.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -21,7 +21,7 @@ export const circularSchemas = {
       id: { type: "string" },
       state: {
         type: "string",
-        enum: ["scheduled", "scanning", "sending", "sent", "cancelled", "stopped"],
+        enum: [...circularStates],
         description: "scanning: attachments are checked and uploaded; stopped: an attachment was not clean and no room got anything (see reason).",
       },
       reason: { type: ["string", "null"] },

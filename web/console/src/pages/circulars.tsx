@@ -3,13 +3,10 @@
 // tag, or by hand), attach files, send now or at a time; then watch the delivery per organisation
 // as it moves, cancel a scheduled circular, or correct a sent one.
 import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, poll, type CircularStatus as Circular, type OrganisationChoice as Choice } from "../api.ts";
+import { api, poll, type CircularState, type CircularStatus as Circular, type OrganisationChoice as Choice, type Targets } from "../api.ts";
 import { I18n, formatTime, useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
-
-type Targets = { all: true } | { tag: string } | { organisations: string[] };
-type CircularState = "scheduled" | "scanning" | "sending" | "sent" | "cancelled" | "stopped";
 
 /** A notice kept as its text key, so that it follows a change of language. */
 interface Said {

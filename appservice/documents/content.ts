@@ -4,9 +4,8 @@
 // runs (HTML, SVG) and scripts — is refused unless configured.
 // One function for every way in (drop API, console, drop folder, batches, circular attachments).
 import { extname } from "node:path";
-import { KuvertError } from "../errors.ts";
+import { ErrCode, KuvertError } from "../errors.ts";
 import { typeAllowed } from "./model.ts";
-import { DocumentErr } from "./errors.ts";
 
 /** The extensions each type may carry, lower case without the dot. A type missing here has no name that fits it. */
 const extensions: Record<string, readonly string[]> = {
@@ -83,17 +82,17 @@ export function checkContent(filename: string, mimetype: string, rules: ContentR
   const ext = extname(filename).slice(1).toLowerCase();
   const quoted = JSON.stringify(filename);
   if (!rules.activeContent && activeTypes.has(mimetype)) {
-    throw new KuvertError(DocumentErr.ActiveContent, `${quoted} is not accepted: its content is ${mimetype}, which runs code when opened (HTML, SVG, scripts). Send a PDF instead; an operator can allow such content with documents.activeContent.`, [
+    throw new KuvertError(ErrCode.ActiveContent, `${quoted} is not accepted: its content is ${mimetype}, which runs code when opened (HTML, SVG, scripts). Send a PDF instead; an operator can allow such content with documents.activeContent.`, [
       { path: "(content)", message: `active content (${mimetype})` },
     ]);
   }
   if (!typeAllowed(mimetype, rules.allowedTypes)) {
-    throw new KuvertError(DocumentErr.TypeNotAllowed, `Documents of type ${mimetype} (judged by the content) are not accepted.`);
+    throw new KuvertError(ErrCode.TypeNotAllowed, `Documents of type ${mimetype} (judged by the content) are not accepted.`);
   }
   const fitting = extensions[mimetype] ?? [];
   if (!fitting.includes(ext)) {
     const named = ext ? `ends in .${ext}` : "has no extension";
     const hint = fitting.length ? `name it .${fitting[0]}` : "Kuvert knows no file extension for that type";
-    throw new KuvertError(DocumentErr.TypeMismatch, `${quoted} ${named}, but its content is ${mimetype}; the name must say what the file is (${hint}).`, [{ path: "filename", message: `the extension does not match the content (${mimetype})` }]);
+    throw new KuvertError(ErrCode.TypeMismatch, `${quoted} ${named}, but its content is ${mimetype}; the name must say what the file is (${hint}).`, [{ path: "filename", message: `the extension does not match the content (${mimetype})` }]);
   }
 }

@@ -2,9 +2,6 @@
 import { defineErrorCodes } from "../errors.ts";
 
 export const DocumentErr = defineErrorCodes({
-  TypeNotAllowed: ["KUVERT_TYPE_NOT_ALLOWED", 415],
-  TypeMismatch: ["KUVERT_TYPE_MISMATCH", 415],
-  ActiveContent: ["KUVERT_ACTIVE_CONTENT", 415],
   AlreadyReplaced: ["KUVERT_DOCUMENT_ALREADY_REPLACED", 409],
   NotDelivered: ["KUVERT_DOCUMENT_NOT_DELIVERED", 409],
   OtherOrganisation: ["KUVERT_DOCUMENT_OF_ANOTHER_ORGANISATION", 409],

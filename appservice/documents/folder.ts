@@ -89,7 +89,7 @@ interface Reason {
 
 const germanReasons: Partial<Record<string, string>> = {
   [ErrCode.EmptyFile]: "Die Datei ist leer.",
-  [DocumentErr.TypeNotAllowed]: "Dateien dieses Typs werden nicht angenommen (geprüft wird der Inhalt, nicht der Dateiname).",
+  [ErrCode.TypeNotAllowed]: "Dateien dieses Typs werden nicht angenommen (geprüft wird der Inhalt, nicht der Dateiname).",
   [ErrCode.TooLarge]: "Die Datei ist größer, als Kuvert annimmt (oder als der Virenscanner prüft); ungeprüft wird nichts zugestellt.",
   [ErrCode.InvalidFilename]: "Der Dateiname wird nicht angenommen (z. B. Steuer- oder Schreibrichtungszeichen, Leerzeichen am Anfang oder Ende, zu lang).",
   [ErrCode.Archived]: "Die Organisation ist archiviert und erhält keine Dokumente.",

@@ -23,7 +23,7 @@ import type { Staging } from "../documents/staging.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
-import { downloadMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
+import { createMedia, downloadMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel, type Refusal, type ScanOutcome } from "../scanning/outcome.ts";
 import type { Scanner, ScanVerdict } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
@@ -273,10 +273,12 @@ export class CircularFanout {
         continue;
       }
       await uploadOnce(
-        this.#hs,
         { mxc: a.mxc_uri, uploaded: false },
-        (mxc, uploaded) => setMedia(a.position, mxc, uploaded),
-        (reserved) => uploadMedia(this.#hs, this.#staging.read(attachmentStagingId(c.id, a.position)), { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, reserved),
+        {
+          reserve: () => createMedia(this.#hs),
+          record: (mxc, uploaded) => setMedia(a.position, mxc, uploaded),
+          put: (reserved) => uploadMedia(this.#hs, this.#staging.read(attachmentStagingId(c.id, a.position)), { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, reserved),
+        },
       );
     }
     const opened = await this.#db.transaction(async (tx) => {

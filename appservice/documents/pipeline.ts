@@ -13,7 +13,7 @@ import { mailLanguage, notice } from "../i18n.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
-import { quarantineMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
+import { createMedia, quarantineMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
 import type { MediaReference } from "../matrix/references.ts";
 import { fileKinds } from "./inbound.ts";
 import { scanInboundMedia, type InboundVerdict } from "./inbound-scan.ts";
@@ -167,10 +167,12 @@ export class DocumentPipeline {
     }
     const org = await this.#room(doc.organisation_id);
     const mxc = await uploadOnce(
-      this.#hs,
       { mxc: doc.mxc_uri, uploaded: doc.media_uploaded },
-      (uri, uploaded) => store.setMedia(this.#db, doc.id, uri, uploaded),
-      (reserved) => this.#paced(() => this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved)), false),
+      {
+        reserve: () => createMedia(this.#hs),
+        record: (uri, uploaded) => store.setMedia(this.#db, doc.id, uri, uploaded),
+        put: (reserved) => this.#paced(() => this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved)), false),
+      },
     );
     // Each event with a transaction id of its own derived from the document: the short text, then
     // the file (and for a new version, the edit of the earlier announcement), so a rerun repeats none.

@@ -84,22 +84,23 @@ export async function createMedia(hs: Homeserver): Promise<string | null> {
 
 /**
  * Puts one file into the media repository once, across crashes and retries. A reserved id
- * (createMedia) is recorded before its PUT, so a crash repeats the same PUT; a finished upload is
- * recorded as such and never sent again (homeservers without async upload refuse any PUT, and the
- * file is there already). `put` uploads to the reserved id, or with a POST when there is none.
+ * (`reserve`, createMedia) is recorded before its PUT, so a crash repeats the same PUT; a finished
+ * upload is recorded as such and never sent again (homeservers without async upload refuse any
+ * PUT, and the file is there already). `put` uploads to the reserved id, or with a POST when
+ * there is none.
  */
-export async function uploadOnce(hs: Homeserver, media: { mxc: string | null; uploaded: boolean }, record: (mxc: string, uploaded: boolean) => Promise<unknown>, put: (reserved: string | null) => Promise<string>): Promise<string> {
+export async function uploadOnce(media: { mxc: string | null; uploaded: boolean }, steps: { reserve(): Promise<string | null>; record(mxc: string, uploaded: boolean): Promise<unknown>; put(reserved: string | null): Promise<string> }): Promise<string> {
   if (media.uploaded) {
     if (!media.mxc) throw new Error("a file marked as uploaded has no media URI");
     return media.mxc;
   }
   let reserved = media.mxc;
   if (!reserved) {
-    reserved = await createMedia(hs);
-    if (reserved) await record(reserved, false);
+    reserved = await steps.reserve();
+    if (reserved) await steps.record(reserved, false);
   }
-  const mxc = await put(reserved);
-  await record(mxc, true);
+  const mxc = await steps.put(reserved);
+  await steps.record(mxc, true);
   return mxc;
 }
 

@@ -2,7 +2,6 @@
 // and putting a file into the media repository once (appservice/matrix/media.ts uploadOnce).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { Homeserver } from "../../appservice/matrix/homeserver.ts";
 import { uploadOnce } from "../../appservice/matrix/media.ts";
 import { scanDuration } from "../../appservice/metrics.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel } from "../../appservice/scanning/outcome.ts";
@@ -67,42 +66,47 @@ describe("one scan as the domains take it", () => {
 });
 
 describe("a file put into the media repository once", () => {
-  // Neither case below asks the homeserver anything: there is a media id already.
-  const hs = { url: "http://127.0.0.1:9", authorization: "Bearer unused" } as Homeserver;
+  /** The steps uploadOnce takes, in order, with what each was given. */
+  function recorder(reserved: string | null) {
+    const steps: string[] = [];
+    return {
+      steps,
+      reserve: async () => {
+        steps.push("reserve");
+        return reserved;
+      },
+      record: async (mxc: string, uploaded: boolean) => {
+        steps.push(`record ${mxc} ${uploaded ? "uploaded" : "reserved"}`);
+      },
+      put: async (id: string | null) => {
+        steps.push(`put ${id ?? "(POST)"}`);
+        return id ?? "mxc://hs.example/posted";
+      },
+    };
+  }
+
+  it("records a reserved id before its PUT, so that a crash between them repeats the same PUT", async () => {
+    const r = recorder("mxc://hs.example/new");
+    assert.equal(await uploadOnce({ mxc: null, uploaded: false }, r), "mxc://hs.example/new");
+    assert.deepEqual(r.steps, ["reserve", "record mxc://hs.example/new reserved", "put mxc://hs.example/new", "record mxc://hs.example/new uploaded"]);
+  });
+
+  it("uploads with a POST where the homeserver reserves no id, and records the answer", async () => {
+    const r = recorder(null);
+    assert.equal(await uploadOnce({ mxc: null, uploaded: false }, r), "mxc://hs.example/posted");
+    assert.deepEqual(r.steps, ["reserve", "put (POST)", "record mxc://hs.example/posted uploaded"]);
+  });
 
   it("repeats the PUT to the id reserved before a crash, then records the upload", async () => {
-    const recorded: [string, boolean][] = [];
-    const puts: (string | null)[] = [];
-    const mxc = await uploadOnce(
-      hs,
-      { mxc: "mxc://hs.example/reserved", uploaded: false },
-      async (uri, uploaded) => recorded.push([uri, uploaded]),
-      async (reserved) => {
-        puts.push(reserved);
-        return reserved ?? "mxc://hs.example/posted";
-      },
-    );
-    assert.equal(mxc, "mxc://hs.example/reserved");
-    assert.deepEqual(puts, ["mxc://hs.example/reserved"]);
-    assert.deepEqual(recorded, [["mxc://hs.example/reserved", true]]);
+    const r = recorder("mxc://hs.example/other");
+    assert.equal(await uploadOnce({ mxc: "mxc://hs.example/reserved", uploaded: false }, r), "mxc://hs.example/reserved");
+    assert.deepEqual(r.steps, ["put mxc://hs.example/reserved", "record mxc://hs.example/reserved uploaded"]);
   });
 
   it("never uploads a file recorded as uploaded again", async () => {
-    const mxc = await uploadOnce(
-      hs,
-      { mxc: "mxc://hs.example/done", uploaded: true },
-      async () => assert.fail("nothing to record"),
-      async () => assert.fail("no second upload"),
-    );
-    assert.equal(mxc, "mxc://hs.example/done");
-    await assert.rejects(
-      uploadOnce(
-        hs,
-        { mxc: null, uploaded: true },
-        async () => undefined,
-        async () => "mxc://x/y",
-      ),
-      /no media URI/,
-    );
+    const r = recorder("mxc://hs.example/other");
+    assert.equal(await uploadOnce({ mxc: "mxc://hs.example/done", uploaded: true }, r), "mxc://hs.example/done");
+    assert.deepEqual(r.steps, []);
+    await assert.rejects(uploadOnce({ mxc: null, uploaded: true }, r), /no media URI/);
   });
 });

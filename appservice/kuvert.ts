@@ -3,7 +3,8 @@ import { createHash } from "node:crypto";
 import type { Server } from "node:http";
 import { audit } from "./audit/audit.ts";
 import { CommandHandler } from "./commands/commands.ts";
-import { environmentKeys, type KuvertConfig } from "./config/schema.ts";
+import { environmentKeys } from "./config/composed.ts";
+import type { KuvertConfig } from "./config/schema.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { databaseSchemaVersion, migrate } from "./db/migrate.ts";
 import { buildInfo } from "./version.ts";
@@ -31,7 +32,7 @@ import type { Scanner } from "./scanning/scanner.ts";
 import { StaffRoom } from "./staff/staffroom.ts";
 import { OpenIdTokenPurposes } from "./tokens/openid-purpose.ts";
 import { requireScope } from "./http/auth.ts";
-import type { BackgroundWorker, ModuleContext, ModuleParts, ModuleServices } from "./module.ts";
+import { moduleEnabled, type BackgroundWorker, type ModuleContext, type ModuleParts, type ModuleServices } from "./module.ts";
 import { modules } from "./modules.ts";
 import { queues } from "./queues.ts";
 
@@ -331,7 +332,7 @@ async function startModules(shared: Omit<ModuleContext, "service">): Promise<{ p
   const ctx: ModuleContext = { ...shared, service: (name) => (services.get(name) ?? null) as ModuleServices[typeof name] | null };
   const parts: ModuleParts[] = [];
   for (const m of modules) {
-    const on = m.enabled(shared.config);
+    const on = moduleEnabled(m, shared.config);
     const p = on ? await m.start(ctx) : ((await m.whenOff?.(ctx)) ?? {});
     if (on && p.service !== undefined) services.set(m.name, p.service);
     parts.push(p);

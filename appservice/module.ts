@@ -10,7 +10,7 @@
 import type { Command as CliCommand } from "commander";
 import type express from "express";
 import type { z } from "zod";
-import type { KuvertConfig } from "./config/schema.ts";
+import type { KuvertConfig, ModuleConfig } from "./config/schema.ts";
 import type { Database, Queryable } from "./db/database.ts";
 import type { ErrCode } from "./errors.ts";
 import type { Command } from "./commands/commands.ts";
@@ -187,8 +187,17 @@ export interface SubjectPart {
 export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServices> {
   /** The module's name: its folder, its entry in ModuleServices. */
   readonly name: K;
-  /** Whether the configuration switches it on (`modules.*`); a module switched off is not started. */
-  enabled(config: KuvertConfig): boolean;
+  /**
+   * Its part of the configuration (its config.ts): its switch
+   * `modules.<name>`, its section `<name>`, its secrets from the environment. Part of the schema
+   * whether or not it is switched on.
+   */
+  readonly config?: ModuleConfig;
+  /**
+   * Whether the configuration switches it on; a module switched off is not started. Unset: its
+   * switch `modules.<name>` when its config declares one, otherwise always.
+   */
+  enabled?(config: KuvertConfig): boolean;
   /** Starts the module; runs in list order, after the core's infrastructure is up. */
   start(ctx: ModuleContext): Promise<ModuleParts<K>> | ModuleParts<K>;
   /**
@@ -213,4 +222,12 @@ export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServi
 /** Declares a module with its name's service type checked (a plain object; this only infers K). */
 export function defineModule<K extends keyof ModuleServices>(module: KuvertModule<K>): KuvertModule<K> {
   return module;
+}
+
+/** Whether the configuration switches the module on (its enabled(), or else its switch). */
+export function moduleEnabled(module: KuvertModule, config: KuvertConfig): boolean {
+  if (module.enabled) return module.enabled(config);
+  if (module.config?.switch === undefined) return true;
+  const switches: Partial<Record<string, boolean>> = { ...config.modules };
+  return switches[module.name] !== false;
 }

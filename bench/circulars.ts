@@ -15,7 +15,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { openDatabase, type Database } from "../appservice/db/database.ts";
-import { configSchema } from "../appservice/config/schema.ts";
+import { configSchema } from "../appservice/config/composed.ts";
 import { transactionId } from "../appservice/matrix/homeserver.ts";
 import { messageContent, renderMarkdown } from "../appservice/circulars/markdown.ts";
 import { documentChunks } from "./content.ts";

@@ -11,6 +11,7 @@ import { accountPaths, accountSchemas } from "./openapi.ts";
 import { Accounts } from "./service.ts";
 import { accountsSubject } from "./subject.ts";
 import { AccountErr } from "./errors.ts";
+import { accountsConfig } from "./config.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -20,6 +21,7 @@ declare module "../module.ts" {
 
 export const accountsModule = defineModule({
   name: "accounts",
+  config: accountsConfig,
   // Always loaded: modules.accounts switches off creating new accounts (the service refuses them,
   // KUVERT_MODULE_REQUIRED), while accounts created earlier still need letters and deactivation.
   enabled: () => true,

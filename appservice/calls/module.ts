@@ -10,6 +10,7 @@ import { Calls } from "./service.ts";
 import { UserVerification, verifyRoutes } from "./verify.ts";
 import { callsSubject } from "./subject.ts";
 import { CallErr } from "./errors.ts";
+import { callsConfig } from "./config.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -24,7 +25,7 @@ function staffApi(ctx: ModuleContext, calls: Calls | null): express.Router {
 
 export const callsModule = defineModule({
   name: "calls",
-  enabled: (config) => config.modules.calls,
+  config: callsConfig,
   subject: callsSubject,
   queues: { calls: "calls" },
   errors: CallErr,

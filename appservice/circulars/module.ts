@@ -9,6 +9,7 @@ import { circularCommand, StaffRoomFiles } from "./commands.ts";
 import { CircularFanout } from "./fanout.ts";
 import { Circulars } from "./service.ts";
 import { CircularErr } from "./errors.ts";
+import { circularsConfig } from "./config.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -18,7 +19,7 @@ declare module "../module.ts" {
 
 export const circularsModule = defineModule({
   name: "circulars",
-  enabled: (config) => config.modules.circulars,
+  config: circularsConfig,
   queues: { circular_deliveries: "circular_deliveries" },
   errors: CircularErr,
   openApi: { schemas: () => circularSchemas, paths: () => circularPaths },

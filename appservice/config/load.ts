@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { expectation } from "../errors.ts";
-import { configSchema, environmentKeys, type KuvertConfig } from "./schema.ts";
+import { configSchema, environmentKeys } from "./composed.ts";
+import type { KuvertConfig } from "./schema.ts";
 
 /** A configuration problem, naming the key, what was found and what was expected. */
 export class ConfigError extends Error {

@@ -1,6 +1,6 @@
 // Generates config.sample.yaml from the schema: every key, its description and its default.
 import { z } from "zod";
-import { configSchema, environmentKeys } from "./schema.ts";
+import { configSchema, environmentKeys } from "./composed.ts";
 
 interface JsonSchema {
   type?: string | string[];

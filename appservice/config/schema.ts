@@ -1,6 +1,11 @@
 // The configuration, as code. Every key has a description and a default where one is sane;
-// config.sample.yaml is generated from this schema (`kuvert config sample`) and a test
-// checks that the committed sample matches, so the documentation cannot drift.
+// config.sample.yaml is generated from the schema (`kuvert config sample`) and a test checks that
+// the committed sample matches, so the documentation cannot drift.
+//
+// This file holds the core's sections. A module declares its own (its section, its switch under
+// `modules`, its secrets from the environment) in its config.ts, an object that satisfies
+// ModuleConfig, and adds itself to ModuleSections and ModuleSwitches there; config/composed.ts puts the whole schema together from the list
+// of modules.
 import { z } from "zod";
 
 const port = z.number().int().min(0).max(65535);
@@ -33,7 +38,7 @@ export type S3StagingConfig = z.infer<typeof s3Staging>;
 export const roles = ["admin", "staff", "dpo"] as const;
 export type Role = (typeof roles)[number];
 
-export const configSchema = z
+export const coreConfigSchema = z
   .object({
     homeserver: z
       .object({
@@ -178,90 +183,10 @@ export const configSchema = z
       .object({
         inboundScanning: z.boolean().default(true).describe("Scan files that people post in organisation rooms. Off: such files are not checked, and Kuvert says so in the room."),
         batches: z.boolean().default(true).describe("Accept bulk batches (POST /api/v1/batches). Off: the API answers KUVERT_MODULE_DISABLED."),
-        calls: z.boolean().default(true).describe("Video consultations: !video, the calls API, guest links and the Jitsi user verification (/verify). Off: !video is unknown and the API answers KUVERT_MODULE_NOT_LOADED."),
-        accounts: z.boolean().default(true).describe("Create homeserver accounts for clerks who have none (needs homeserver.adminToken), with password letters. Off: `createAccount` answers KUVERT_MODULE_REQUIRED."),
-        console: z.boolean().default(true).describe("Serve the staff console at /console/ and let staff sign in to it. Off: /console/ says so and sign-in answers KUVERT_MODULE_DISABLED."),
-        circulars: z.boolean().default(true).describe("Circulars from the API and the staff room (!circular). Off: the API answers KUVERT_MODULE_DISABLED and the command says so."),
       })
       .strict()
       .prefault({})
       .describe("Parts of Kuvert that can be switched off without affecting the rest (the drop folder: documents.dropFolder.enabled)."),
-    calls: z
-      .object({
-        jitsiDomain: z
-          .string()
-          .regex(/^[A-Za-z0-9.\-]+(:\d+)?$/, "a host name like meet.example.org")
-          .optional()
-          .describe("The Jitsi Meet domain: the widget's data.domain, Element's jitsi.preferred_domain, and the `sub` of guest tokens. Unset: calls cannot be started (KUVERT_NOT_CONFIGURED)."),
-        jitsiUrl: z.url().optional().describe("Where browsers reach that Jitsi deployment (the guest page loads its /external_api.js from here). Defaults to https://<jitsiDomain>."),
-        widgetBaseUrl: z.url().default("https://app.element.io/").describe("Element Web's address: the widget URL is its jitsi.html wrapper (Element's own rule; use your Element, e.g. https://chat.example.org/)."),
-        appId: z.string().min(1).default("kuvert").describe("Issuer and audience of guest tokens: Jitsi's JWT_APP_ID."),
-        appSecret: z.string().min(1).optional().describe("Secret that signs guest tokens (HS256): Jitsi's JWT_APP_SECRET. Prefer KUVERT_JITSI_APP_SECRET. Unset: no guest links."),
-        membershipCheck: z.boolean().default(true).describe("Jitsi lets in only members of the room (Element's auth \"openidtoken-jwt\", verified by Kuvert's /verify endpoints); the conference id is then the room id in base32. Off: an unguessable random conference id."),
-        callMinutes: z
-          .number()
-          .int()
-          .min(5)
-          .max(24 * 60)
-          .default(120)
-          .describe("A call ends this many minutes after it started: its widget is removed from the room."),
-        guestLinkMinutes: z
-          .number()
-          .int()
-          .min(5)
-          .max(7 * 24 * 60)
-          .default(60)
-          .describe("How long a guest link is valid when staff do not say (never beyond the call's end)."),
-        maxGuestLinkMinutes: z
-          .number()
-          .int()
-          .min(5)
-          .max(7 * 24 * 60)
-          .default(24 * 60)
-          .describe("The longest validity staff may ask for a guest link."),
-        verifyToken: z.string().min(1).optional().describe("Bearer token Prosody must send to /verify (its MATRIX_UVS_AUTH_TOKEN). Prefer KUVERT_JITSI_VERIFY_TOKEN. Unset: no token needed (keep /verify on the internal network then)."),
-      })
-      .strict()
-      .prefault({})
-      .describe("Video consultations with Jitsi: Element's Jitsi widget in organisation rooms, member-only conferences, guest links."),
-    console: z
-      .object({
-        idleMinutes: z
-          .number()
-          .min(1)
-          .max(24 * 60)
-          .default(30)
-          .describe("A console session ends after this many minutes without a request."),
-        maxHours: z
-          .number()
-          .min(1)
-          .max(24 * 7)
-          .default(12)
-          .describe("A console session ends after this many hours, however active."),
-        signInAttemptsPerMinute: z.number().int().min(1).default(10).describe("Failed console sign-ins one client address may make per minute before it is refused for a while."),
-        staticDir: z.string().optional().describe("Directory of the built console (npm run build:web). Unset: web/console/dist in Kuvert's installation."),
-      })
-      .strict()
-      .prefault({})
-      .describe("The staff console in the browser: staff sign in with their Matrix account (roles from staff[].roles)."),
-    circulars: z
-      .object({
-        concurrency: z.number().int().min(1).max(256).default(16).describe("Rooms one Kuvert process sends a circular to at once."),
-        maxAttempts: z.number().int().min(1).max(100).default(12).describe("Attempts per room (rate limits and server errors are retried with a growing pause) before a delivery counts as failed."),
-        progressIntervalSeconds: z.number().min(0.5).max(60).default(2).describe("Least time between two edits of the progress message in the staff room (the final state is always shown)."),
-        attachmentWindowMinutes: z
-          .number()
-          .int()
-          .min(1)
-          .max(24 * 60)
-          .default(30)
-          .describe("Files a staff member posted in the staff room within this many minutes before their !circular are its attachments."),
-        maxAttachments: z.number().int().min(0).max(20).default(10).describe("Most attachments of one circular."),
-        stagingDir: z.string().optional().describe("Where attachments wait until they are scanned and uploaded (deleted then). Unset: beside documents.stagingDir, with -circulars appended."),
-      })
-      .strict()
-      .prefault({})
-      .describe("Circulars: one message (with attachments) from staff to many organisation rooms. Attachments follow documents.maxBytes, documents.allowedTypes and the scanner's limit."),
     scanning: z
       .object({
         host: z.string().default("127.0.0.1").describe("Host of clamd's TCP socket (TCPSocket/TCPAddr in clamd.conf)."),
@@ -331,25 +256,6 @@ export const configSchema = z
       .strict()
       .prefault({})
       .describe("E-mail notifications (never the document itself)."),
-    accounts: z
-      .object({
-        signInUrl: z.url().optional().describe("Where clerks sign in (e.g. your Element Web, https://element.example.org): named in the letter and linked in the e-mail. Defaults to homeserver.publicUrl, then homeserver.url."),
-        password: z
-          .object({
-            length: z.number().int().min(12).max(64).default(16).describe("Length of initial passwords."),
-            lowercase: z.boolean().default(true).describe("At least one lower-case letter."),
-            uppercase: z.boolean().default(true).describe("At least one upper-case letter."),
-            digits: z.boolean().default(true).describe("At least one digit."),
-            symbols: z.boolean().default(true).describe("At least one symbol (from -+=!?#%*)."),
-          })
-          .strict()
-          .prefault({})
-          .describe("Initial passwords: random, drawn from the classes switched on (characters easily mistaken in print, like 0/O and 1/l/I, are left out), at least one of each."),
-        keyBackup: z.boolean().default(false).describe("Tell clerks in the letter's first steps to set up key backup (secure backup) in Element."),
-      })
-      .strict()
-      .prefault({})
-      .describe("Homeserver accounts Kuvert creates for clerks (`createAccount: true` on a clerk). The password goes out by letter, the sign-in link by e-mail."),
     letters: z
       .object({
         sender: z
@@ -413,16 +319,40 @@ export const configSchema = z
   })
   .strict();
 
-export type KuvertConfig = z.infer<typeof configSchema>;
+/** What a module adds to the configuration (its config.ts). */
+export interface ModuleConfig {
+  /** What its switch `modules.<name>` does (on by default). Unset: the module has no switch. */
+  readonly switch?: string;
+  /** Its section `<name>` (an object schema with defaults, as the core's sections are). */
+  readonly section?: z.ZodType;
+  /** Environment variables that set its secrets, by the path inside its section. */
+  readonly environment?: Readonly<Record<string, readonly string[]>>;
+}
 
-/** Environment variables that set secrets (and the database URL) without writing them into the file. */
-export const environmentKeys = {
+/**
+ * The modules' sections of the configuration, by module name, and their switches under `modules`.
+ * Each module adds its entries from its config.ts
+ * (`declare module "../config/schema.ts" { interface ModuleSections { calls: z.output<typeof callsConfig.section> } }`),
+ * so that `config.calls` and `config.modules.calls` are typed without the core naming the module.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in by each module's config.ts
+export interface ModuleSections {}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in by each module's config.ts
+export interface ModuleSwitches {}
+
+type CoreConfig = z.infer<typeof coreConfigSchema>;
+
+/** Kuvert's configuration: the core's sections and every module's. */
+export interface KuvertConfig extends Omit<CoreConfig, "modules">, ModuleSections {
+  modules: CoreConfig["modules"] & ModuleSwitches;
+}
+
+/** Environment variables that set the core's secrets (and the database URL) without writing them into the file. */
+export const coreEnvironmentKeys = {
   KUVERT_DATABASE_URL: ["database", "url"],
   KUVERT_HOMESERVER_ADMIN_TOKEN: ["homeserver", "adminToken"],
   KUVERT_PSEUDONYM_KEY: ["logging", "pseudonymKey"],
   KUVERT_SMTP_PASSWORD: ["mail", "smtp", "password"],
-  KUVERT_JITSI_APP_SECRET: ["calls", "appSecret"],
-  KUVERT_JITSI_VERIFY_TOKEN: ["calls", "verifyToken"],
   KUVERT_UPLOAD_CHECK_TOKEN: ["appservice", "uploadCheckToken"],
   KUVERT_S3_ACCESS_KEY_ID: ["documents", "stagingS3", "accessKeyId"],
   KUVERT_S3_SECRET_ACCESS_KEY: ["documents", "stagingS3", "secretAccessKey"],

@@ -8,6 +8,7 @@ import { consolePaths, consoleSecurityScheme } from "./openapi.ts";
 import { consoleApiRoutes, consoleSessionLookup, consolePages, defaultConsoleDir } from "./api.ts";
 import { ConsoleSessions } from "./sessions.ts";
 import { consoleSubject } from "./subject.ts";
+import { consoleConfig } from "./config.ts";
 
 declare module "../module.ts" {
   interface ModuleServices {
@@ -42,7 +43,7 @@ function consoleParts(ctx: ModuleContext, enabled: boolean): ModuleParts<"consol
 
 export const consoleModule = defineModule({
   name: "console",
-  enabled: (config) => config.modules.console,
+  config: consoleConfig,
   subject: consoleSubject,
   openApi: { securitySchemes: { session: consoleSecurityScheme }, paths: () => consolePaths },
   start: (ctx) => consoleParts(ctx, true),

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
-import { configSchema } from "../../appservice/config/schema.ts";
+import { configSchema } from "../../appservice/config/composed.ts";
 import { clamdBytes, clamdSettings, startClamd } from "../support/clamd.ts";
 
 const root = join(import.meta.dirname, "..", "..");

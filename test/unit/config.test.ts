@@ -5,6 +5,8 @@ import { describe, it } from "node:test";
 import { parse } from "yaml";
 import { ConfigError, loadConfig, parseConfig } from "../../appservice/config/load.ts";
 import { sampleConfig } from "../../appservice/config/sample.ts";
+import { moduleEnabled } from "../../appservice/module.ts";
+import { modules } from "../../appservice/modules.ts";
 import { tempDir } from "../support/tmp.ts";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -76,5 +78,33 @@ describe("configuration", () => {
       problemsOf(() => loadConfig(configFile("documents:\n  stagingS3:\n    endpoint: http://127.0.0.1:9000\n"), {})),
       ["documents.stagingS3.bucket: found nothing, expected a string"],
     );
+  });
+
+  it("takes each module's switch, section and secrets from the module's own config", () => {
+    const withConfig = modules.filter((m) => m.config);
+    assert.ok(withConfig.length >= 4, "the console, accounts, circulars and calls declare theirs");
+    const defaults = parseConfig({}) as unknown as Record<string, unknown> & { modules: Record<string, unknown> };
+    for (const m of withConfig) {
+      if (m.config?.switch !== undefined) assert.equal(defaults.modules[m.name], true, `modules.${m.name} is on by default`);
+      if (m.config?.section) assert.equal(typeof defaults[m.name], "object", `the section ${m.name} has its defaults`);
+    }
+    assert.deepEqual(
+      problemsOf(() => parseConfig({ modules: { calls: "no" }, calls: { callMinutes: 1 } })),
+      ['modules.calls: found "no", expected a boolean', "calls.callMinutes: found 1, expected at least 5"],
+    );
+    const config = loadConfig(configFile("calls:\n  appSecret: from-the-file\n"), { KUVERT_JITSI_APP_SECRET: "from-the-environment" });
+    assert.equal(config.calls.appSecret, "from-the-environment");
+    assert.match(sampleConfig(), /#   KUVERT_JITSI_VERIFY_TOKEN sets calls\.verifyToken/);
+  });
+
+  it("starts a module by its switch unless the module decides itself", () => {
+    const byName = (name: string) => modules.find((m) => m.name === name)!;
+    const off = parseConfig({ modules: { calls: false, accounts: false } });
+    assert.equal(moduleEnabled(byName("calls"), off), false);
+    assert.equal(moduleEnabled(byName("calls"), parseConfig({})), true);
+    // Accounts stay loaded with their switch off: accounts created earlier still need letters.
+    assert.equal(moduleEnabled(byName("accounts"), off), true);
+    // Documents have no switch of their own.
+    assert.equal(moduleEnabled(byName("documents"), off), true);
   });
 });

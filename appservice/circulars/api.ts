@@ -8,7 +8,7 @@ import { ErrCode, KuvertError } from "../errors.ts";
 import { refuseNul } from "../http/input.ts";
 import { feedBusboy } from "../http/multipart.ts";
 import { actorOf } from "../http/auth.ts";
-import type { StagedFile } from "../documents/staging.ts";
+import type { StagedFile } from "../files/staging.ts";
 import { attachmentStagingId, type AttachmentInput, type Circulars } from "./service.ts";
 import { newCircularId } from "./model.ts";
 

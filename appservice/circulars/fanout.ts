@@ -19,7 +19,7 @@
 import { audit, auditMany, type AuditEntry } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
-import type { Staging } from "../documents/staging.ts";
+import type { Staging } from "../files/staging.ts";
 import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";

@@ -1,13 +1,14 @@
 // Circulars as a Kuvert module: the service and its fan-out workers, `!circular` and the files
-// staff post for it in the staff room, the API; retention of finished work and unused staff-room files.
+// staff post for it in the staff room, the API; retention of finished work, unused staff-room files
+// and the local copies a crash left of its staging area.
 import express from "express";
-import { openStaging } from "../documents/staging-store.ts";
+import { openStaging, sweepStagingArea } from "../files/staging-store.ts";
 import { defineModule, type ModuleContext } from "../module.ts";
 import { circularPaths, circularSchemas } from "./openapi.ts";
 import { circularRoutes } from "./api.ts";
 import { circularCommand, StaffRoomFiles } from "./commands.ts";
 import { CircularFanout } from "./fanout.ts";
-import { Circulars } from "./service.ts";
+import { Circulars, circularStagingDir } from "./service.ts";
 import { CircularErr } from "./errors.ts";
 import { circularsConfig } from "./config.ts";
 
@@ -26,7 +27,7 @@ export const circularsModule = defineModule({
   async start(ctx) {
     const { db, homeserver, config } = ctx;
     // Circular attachments wait in a staging area of their own (folder or key prefix), which document retention leaves alone.
-    const staging = await openStaging(config, "circulars");
+    const staging = await openStaging(config, "circulars", circularStagingDir(config));
     const fanout = new CircularFanout(db, homeserver, ctx.scanner, staging, ctx.staffRoom, config);
     const circulars = new Circulars(db, config, staging, () => fanout.wake());
     return {
@@ -44,6 +45,8 @@ export const circularsModule = defineModule({
     { count: "workItems", run: async (q, cut) => (await q.query("DELETE FROM circular_work WHERE state IN ('done', 'failed') AND run_after < $1", [cut.operational])).rowCount },
     // Files staff posted in the staff room that no circular took.
     { count: "workItems", run: async (q, cut) => (await q.query("DELETE FROM circular_staff_files WHERE circular_id IS NULL AND posted_at < $1", [cut.operational])).rowCount },
+    // With S3 staging: local copies of attachments a crash left (the attachments themselves go with their circular's delivery).
+    { count: "stagingFiles", when: "after", run: (_q, cut, config) => sweepStagingArea(config, "circulars", circularStagingDir(config), cut.stagingOrphans) },
   ],
 });
 

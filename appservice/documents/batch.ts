@@ -21,7 +21,7 @@ import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { checkFormatVersion } from "./formats.ts";
 import type { DocumentIntake } from "./intake.ts";
 import { parseSupersedes } from "./versions.ts";
-import type { Staging } from "./staging.ts";
+import type { Staging } from "../files/staging.ts";
 
 const log = logger("batches");
 

@@ -6,10 +6,11 @@ import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { organisationStates } from "../organisations/store.ts";
-import { checkContent } from "./content.ts";
-import { checkFilename, checkShortText, newDocumentId, scannedEntry, type DocumentRecord } from "./model.ts";
+import { checkContent } from "../files/content.ts";
+import { checkFilename } from "../files/names.ts";
+import { checkShortText, newDocumentId, scannedEntry, type DocumentRecord } from "./model.ts";
 import type { Prescans } from "./prescan.ts";
-import type { Staging } from "./staging.ts";
+import type { Staging } from "../files/staging.ts";
 import * as store from "./store.ts";
 import { findReplaceable, linkVersions, type Supersedes } from "./versions.ts";
 

@@ -22,7 +22,7 @@ import { DocumentPipeline } from "./pipeline.ts";
 import { Prescans } from "./prescan.ts";
 import { documentRetention } from "./retention.ts";
 import { documentsSubject } from "./subject.ts";
-import { openStaging } from "./staging-store.ts";
+import { openStaging } from "../files/staging-store.ts";
 import { documentTexts } from "./texts.ts";
 import { uploadCheckRoutes } from "./upload-check.ts";
 import { DocumentErr } from "./errors.ts";
@@ -79,7 +79,7 @@ export const documentsModule = defineModule({
   cli: documentCommands,
   async start(ctx) {
     const { db, homeserver, config, scanner, staffRoom } = ctx;
-    const staging = await openStaging(config, "documents");
+    const staging = await openStaging(config, "documents", config.documents.stagingDir);
     // The scan while receiving judges the whole file; the scanning policy settles it at intake when that
     // is all the file needs (no archive to walk), otherwise the pipeline applies the policy after it.
     const prescans = new Prescans(scanner.clamd, scanner);

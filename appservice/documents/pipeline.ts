@@ -27,7 +27,7 @@ import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { documentsInFlightLimit } from "../metrics.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel } from "../scanning/outcome.ts";
 import { documentTexts } from "./texts.ts";
-import type { Staging } from "./staging.ts";
+import type { Staging } from "../files/staging.ts";
 import { scannedEntry } from "./model.ts";
 import * as store from "./store.ts";
 import { unlinkRejected } from "./versions.ts";

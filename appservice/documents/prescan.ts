@@ -18,6 +18,7 @@
 import { PassThrough } from "node:stream";
 import { logger } from "../log.ts";
 import type { Scanner, ScanVerdict } from "../scanning/scanner.ts";
+import type { ChunkTap } from "../files/staging.ts";
 
 const log = logger("prescan");
 
@@ -35,16 +36,6 @@ const settleMs = 2_000;
 /** What decides whether a verdict reached while receiving is final (the scanning policy, policy.ts). */
 export interface Settler {
   settle(early: ScanVerdict, head: Buffer): Promise<ScanVerdict | undefined>;
-}
-
-/** Chunks on their way into staging, copied to the scanner with its backpressure. */
-export interface ChunkTap {
-  /** Undefined when the chunk was taken at once; otherwise wait for it before sending more. */
-  write(chunk: Buffer): Promise<void> | undefined;
-  /** All chunks were written. */
-  end(): void;
-  /** The upload failed: the scan stops. */
-  abort(): void;
 }
 
 interface Pending {

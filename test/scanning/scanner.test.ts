@@ -10,7 +10,7 @@ import { ClamdScanner, clamdStreamLimitProblem, readScanReply, ScannerUnavailabl
 import { EICAR, startClamd, zipContaining, type Clamd } from "../support/clamd.ts";
 import { readFile, rm } from "node:fs/promises";
 import { Prescans } from "../../appservice/documents/prescan.ts";
-import { DirectoryStaging } from "../../appservice/documents/staging.ts";
+import { DirectoryStaging } from "../../appservice/files/staging.ts";
 import { tempDir } from "../support/tmp.ts";
 
 const MiB = 1024 * 1024;

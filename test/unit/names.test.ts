@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { checkContent, contentType } from "../../appservice/documents/content.ts";
-import { checkFilename } from "../../appservice/documents/model.ts";
+import { checkContent, contentType } from "../../appservice/files/content.ts";
+import { checkFilename } from "../../appservice/files/names.ts";
 import { KuvertError } from "../../appservice/errors.ts";
 
 const rules = { allowedTypes: ["application/pdf", "image/jpeg", "text/plain", "text/csv", "application/zip"], activeContent: false };

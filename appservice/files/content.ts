@@ -5,7 +5,6 @@
 // One function for every way in (drop API, console, drop folder, batches, circular attachments).
 import { extname } from "node:path";
 import { ErrCode, KuvertError } from "../errors.ts";
-import { typeAllowed } from "./model.ts";
 
 /** The extensions each type may carry, lower case without the dot. A type missing here has no name that fits it. */
 const extensions: Record<string, readonly string[]> = {
@@ -95,4 +94,9 @@ export function checkContent(filename: string, mimetype: string, rules: ContentR
     const hint = fitting.length ? `name it .${fitting[0]}` : "Kuvert knows no file extension for that type";
     throw new KuvertError(ErrCode.TypeMismatch, `${quoted} ${named}, but its content is ${mimetype}; the name must say what the file is (${hint}).`, [{ path: "filename", message: `the extension does not match the content (${mimetype})` }]);
   }
+}
+
+/** Whether a content type is on the allow-list (`type/*` allows a family). */
+export function typeAllowed(mimetype: string, allowed: string[]): boolean {
+  return allowed.some((a) => a === mimetype || (a.endsWith("/*") && mimetype.startsWith(a.slice(0, -1))));
 }

@@ -19,8 +19,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import type { S3StagingConfig } from "../config/schema.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { logger } from "../log.ts";
-import type { ChunkTap } from "./prescan.ts";
-import { BUFFER, countingStage, sniff, type StagedFile, type Staging, type StagingEntry } from "./staging.ts";
+import { BUFFER, countingStage, sniff, type ChunkTap, type StagedFile, type Staging, type StagingEntry } from "./staging.ts";
 
 // Upload holds at most QUEUE × PART bytes of a document in memory (parts in flight), whatever
 // its size. 8 MiB parts are above S3's 5 MiB minimum and keep a 1 GiB document at 128 parts.

@@ -11,13 +11,22 @@ import { pipeline } from "node:stream/promises";
 import { fileTypeFromBuffer } from "file-type";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { contentType } from "./content.ts";
-import type { ChunkTap } from "./prescan.ts";
 
 // Large buffers for staged files: the default 16/64 KiB make a 1 GiB document thousands of small
 // writes and reads (measured 1.4–2.4× slower, bench/README.md).
 export const BUFFER = 1024 * 1024;
 /** How many first bytes decide a file's type (sniff). */
 const HEAD_BYTES = 8192;
+
+/** Chunks on their way into staging, for a reader beside the store (the scanner, while a document arrives), with its backpressure. */
+export interface ChunkTap {
+  /** Undefined when the chunk was taken at once; otherwise wait for it before sending more. */
+  write(chunk: Buffer): Promise<void> | undefined;
+  /** All chunks were written. */
+  end(): void;
+  /** The upload failed: the scan stops. */
+  abort(): void;
+}
 
 export interface StagedFile {
   size: number;

@@ -20,7 +20,6 @@ import { Organisations } from "./organisations/service.ts";
 import type { StoredOrganisation } from "./organisations/store.ts";
 import { createToken, revokeToken, scopes, type Scope } from "./tokens/tokens.ts";
 import { present } from "./organisations/api.ts";
-import { organisationsWithAccounts } from "./accounts/cli.ts";
 import { modules } from "./modules.ts";
 
 const actor = `cli:${userInfo().username}`;
@@ -39,6 +38,13 @@ function config(cmd: Command): KuvertConfig {
 }
 
 /** Opens the database (migrated first, unless the command is `migrate` itself) for one command. */
+/** Organisations that can create clerk accounts (`createAccount`, `[account]` in CSV), when a module provides them. */
+function organisationsWithAccounts(db: Database, cfg: KuvertConfig): Organisations {
+  const provider = modules.find((m) => m.clerkAccounts);
+  const accounts = provider?.clerkAccounts?.(db, cfg);
+  return new Organisations(db, undefined, () => accounts);
+}
+
 async function withDatabase<T>(cfg: KuvertConfig, fn: (db: Database) => Promise<T>, migrateFirst = true): Promise<T> {
   const lock = cfg.database.url ? undefined : acquireEmbeddedLock(cfg.database.embeddedDir);
   const db = await openDatabase(cfg.database);

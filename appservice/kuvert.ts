@@ -155,10 +155,10 @@ export class Kuvert {
       await homeserver.start();
       const workers: BackgroundWorker[] = [];
       const staffRoom = new StaffRoom(db, homeserver, config);
-      const roomSync = new RoomSync(db, homeserver, config, staffRoom);
-      const roomWorker = roomSync.worker();
       // The module that creates clerk accounts (if any) starts below, after the organisations.
       const clerkAccounts: { from?: ClerkAccountHooks } = {};
+      const roomSync = new RoomSync(db, homeserver, config, staffRoom, () => clerkAccounts.from);
+      const roomWorker = roomSync.worker();
       const organisations = new Organisations(
         db,
         () => roomWorker.wake(),

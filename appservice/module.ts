@@ -136,7 +136,7 @@ export interface OpenApiPart {
   schemas?(tools: OpenApiTools): Record<string, unknown>;
   /** Entries of components.securitySchemes. */
   securitySchemes?: Record<string, unknown>;
-  /** Entries of paths, relative to /api/v1. */
+  /** Entries of paths, relative to /api/v1; merged into a path the core or a module before it documents (e.g. a query parameter it answers on the core's route). */
   paths?(tools: OpenApiTools): Record<string, unknown>;
 }
 
@@ -205,6 +205,12 @@ export interface KuvertModule<K extends keyof ModuleServices = keyof ModuleServi
    * (KUVERT_MODULE_NOT_LOADED, a sentence in the room) rather than "no such endpoint".
    */
   whenOff?(ctx: ModuleContext): ModuleParts<K> | Promise<ModuleParts<K>>;
+  /**
+   * Creates homeserver accounts for clerks marked `createAccount` outside a running Kuvert (the
+   * command line's `kuvert org create` and `import`); a running Kuvert takes them from the started
+   * module's ModuleParts.clerkAccounts. One module at most provides them.
+   */
+  clerkAccounts?(db: Database, config: KuvertConfig): ClerkAccountHooks;
   /** Adds its commands to `kuvert` (whether or not it is switched on; a command says so where that matters). */
   cli?(program: CliCommand, ctx: CliContext): void;
   /** Its work queues by name, each a table with the queue columns (counted in kuvert_queue_depth and on the status page). */

@@ -11,8 +11,8 @@ import type { CliContext } from "../module.ts";
 import { Accounts } from "./service.ts";
 import { AccountErr } from "./errors.ts";
 
-/** Organisations that can create clerk accounts (`createAccount`, `[account]` in CSV). */
-export function organisationsWithAccounts(db: Database, cfg: KuvertConfig): Organisations {
+/** Organisations with this module's clerk accounts. */
+function organisationsWithAccounts(db: Database, cfg: KuvertConfig): Organisations {
   const accounts = new Accounts(db, cfg);
   return new Organisations(db, undefined, () => accounts);
 }

@@ -45,5 +45,6 @@ export const accountsModule = defineModule({
     };
   },
   cli: accountCommands,
+  clerkAccounts: (db, config) => new Accounts(db, config),
   openApi: { schemas: (t) => accountSchemas(t.schema), paths: (t) => accountPaths(t.errors) },
 });

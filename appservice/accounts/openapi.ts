@@ -48,13 +48,22 @@ export function accountSchemas(schema: (s: z.ZodType) => unknown): Record<string
 }
 
 /** Query parameters of DELETE /organisations/{id}/clerks/{clerk} for a clerk whose account Kuvert created. */
-export const removalParameters = [
+const removalParameters = [
   { name: "confirm", in: "query", schema: { type: "boolean" }, description: "For a clerk whose account Kuvert created: also deactivate the account on the homeserver. Without it (or keepAccount), 409 KUVERT_CONFIRMATION_REQUIRED says what would happen." },
   { name: "keepAccount", in: "query", schema: { type: "boolean" }, description: "Remove the clerk only; the account stays." },
 ];
 
 export function accountPaths(errors: Record<string, unknown>): Record<string, unknown> {
   return {
+    // The core's removal of a clerk, for a clerk whose account Kuvert created (accounts/api.ts answers it first).
+    "/organisations/{id}/clerks/{clerk}": {
+      delete: {
+        parameters: removalParameters,
+        responses: {
+          "409": { description: "KUVERT_CONFIRMATION_REQUIRED: the clerk's account was created by Kuvert; the message says what confirm=true would do (or that the clerk is still in another organisation).", ...jsonOf("Error") },
+        },
+      },
+    },
     "/accounts": {
       get: {
         summary: "Clerk accounts Kuvert created",

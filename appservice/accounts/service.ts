@@ -161,6 +161,10 @@ export class Accounts {
   }
 
   /** Records the account to be created, inside the organisation change's transaction. Answers whether it is new. */
+  notYetCreated(q: Queryable, organisationId: string): Promise<Set<string>> {
+    return store.notYetCreated(q, organisationId);
+  }
+
   async recordIn(tx: Queryable, organisationId: string, clerk: ClerkInput, actor: string): Promise<boolean> {
     if (!clerk.createAccount || !clerk.matrixId) return false;
     if (await store.byMatrixId(tx, clerk.matrixId)) return false;

@@ -4,7 +4,6 @@ import { z } from "zod";
 import { ErrCode } from "../errors.ts";
 import { apiVersion, version } from "../version.ts";
 import { clerkInput, organisationInput, organisationPatch } from "../organisations/model.ts";
-import { removalParameters } from "../accounts/openapi.ts";
 import { modules } from "../modules.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
@@ -31,6 +30,20 @@ const organisationResult = {
 };
 
 const idParam = { name: "id", in: "path", required: true, schema: { type: "string" }, description: "The organisation's slug id." };
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Merges a module's paths into the document's: a module may add operations, parameters and responses to a path the core or a module before it documents (lists are joined). */
+function mergePaths(into: Json, from: Json): Json {
+  for (const [key, value] of Object.entries(from)) {
+    const have = into[key];
+    if (isObject(have) && isObject(value)) into[key] = mergePaths({ ...have }, value);
+    else if (Array.isArray(have) && Array.isArray(value)) into[key] = [...(have as unknown[]), ...(value as unknown[])];
+    else into[key] = value;
+  }
+  return into;
+}
 
 export function openApiDocument(baseUrl: string): Record<string, unknown> {
   const parts = modules.map((m) => m.openApi ?? {});
@@ -87,7 +100,7 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         },
       },
     },
-    paths: {
+    paths: parts.reduce<Json>((all, p) => mergePaths(all, (p.paths?.(tools) ?? {}) as Json), {
       "/organisations": {
         get: {
           summary: "List organisations",
@@ -148,11 +161,9 @@ export function openApiDocument(baseUrl: string): Record<string, unknown> {
         parameters: [idParam, { name: "clerk", in: "path", required: true, schema: { type: "string" }, description: "The clerk's Matrix ID or e-mail address." }],
         delete: {
           summary: "Remove a clerk (kicked from the room)",
-          parameters: removalParameters,
           responses: { "200": { description: "Removed.", content: { "application/json": { schema: organisationResult } } }, "404": { description: "Not a clerk of this organisation.", ...json("Error") }, ...errors },
         },
       },
-      ...Object.assign({}, ...parts.map((p) => p.paths?.(tools) ?? {})),
-    },
+    }),
   };
 }

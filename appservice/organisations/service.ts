@@ -13,6 +13,8 @@ export interface ClerkAccountHooks {
   /** Records the account to be created, in the organisation change's transaction; answers whether it is new. */
   recordIn(tx: Queryable, organisationId: string, clerk: ClerkInput, actor: string): Promise<boolean>;
   wake(): void;
+  /** Matrix IDs of the organisation's clerks whose accounts do not exist yet: the room worker does not invite them. */
+  notYetCreated(q: Queryable, organisationId: string): Promise<Set<string>>;
 }
 
 export interface ApplyResult {

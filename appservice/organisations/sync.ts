@@ -9,8 +9,8 @@ import { logger, pseudonym } from "../log.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { createRoomRequest, desiredPowerLevels, membershipPlan, roomAliasLocalpart, samePowerLevels, type RoomPeople } from "./room.ts";
+import type { ClerkAccountHooks } from "./service.ts";
 import * as store from "./store.ts";
-import { notYetCreated } from "../accounts/store.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 
 const log = logger("room-sync");
@@ -31,8 +31,11 @@ export class RoomSync {
   readonly #config: KuvertConfig;
   readonly queue: WorkQueue<RoomSyncRow>;
   readonly #staffRoom: StaffRoom | undefined;
+  readonly #accounts: () => ClerkAccountHooks | undefined;
 
-  constructor(db: Database, hs: Homeserver, config: KuvertConfig, staffRoom?: StaffRoom) {
+  /** `accounts`: the module that creates clerk accounts, if any (it starts after the room worker is made). */
+  constructor(db: Database, hs: Homeserver, config: KuvertConfig, staffRoom?: StaffRoom, accounts: () => ClerkAccountHooks | undefined = () => undefined) {
+    this.#accounts = accounts;
     this.#db = db;
     this.#hs = hs;
     this.#config = config;
@@ -61,7 +64,7 @@ export class RoomSync {
     if (!org) return;
     const removedStaff = (await store.staffMembers(this.#db)).filter((s) => s.status === "removed").map((s) => s.matrix_id);
     // Clerks whose accounts Kuvert is still creating (or could not create) are invited once they exist.
-    const pendingAccounts = await notYetCreated(this.#db, organisationId);
+    const pendingAccounts = (await this.#accounts()?.notYetCreated(this.#db, organisationId)) ?? new Set<string>();
     const people: RoomPeople = {
       botUserId: this.#hs.botUserId,
       staff: roomStaff(this.#config),

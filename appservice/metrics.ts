@@ -32,7 +32,7 @@ export const documentsInFlightLimit = new Gauge({
 
 export const transactionsReceived = new Counter({
   name: "kuvert_appservice_transactions_total",
-  help: "Transactions the homeserver pushed, by outcome (stored, replayed, failed).",
+  help: "Transactions the homeserver pushed, by outcome (stored; echoes: only Kuvert's own events, nothing to keep; replayed; failed).",
   labelNames: ["outcome"] as const,
   registers: [registry],
 });

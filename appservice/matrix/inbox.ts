@@ -16,7 +16,8 @@ export interface InboundEventRow extends QueueRow {
   event: MatrixEvent;
 }
 
-export type StoreOutcome = "stored" | "replayed";
+/** stored: events to handle were kept; echoes: only Kuvert's own events, nothing kept; replayed: a transaction seen before. */
+export type StoreOutcome = "stored" | "echoes" | "replayed";
 
 /**
  * PostgreSQL's jsonb cannot hold \u0000, and a homeserver passes on what a client sent: one
@@ -54,7 +55,7 @@ export class Inbox {
     const wanted = events.filter((e) => !this.#isOwnUser(e.sender));
     // Only echoes (most transactions while documents go out): nothing to keep, and a replay of it
     // would store nothing either, so the transaction id need not be remembered.
-    if (wanted.length === 0) return "stored";
+    if (wanted.length === 0) return "echoes";
     return this.#db.transaction(async (tx) => {
       const inserted = await tx.query("INSERT INTO appservice_transactions (txn_id, event_count) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING", [txnId, events.length]);
       if (inserted.rowCount === 0) return "replayed";

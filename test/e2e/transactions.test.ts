@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import type { MatrixEvent } from "matrix-js-sdk";
+import { transactionsReceived } from "../../appservice/metrics.ts";
 import { startStack, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 
@@ -72,6 +73,17 @@ describe("appservice transactions", () => {
     const stored = await stack.kuvert!.db.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE event_id = $1", [event.event_id]);
     assert.equal(stored.rows[0]!.n, "1");
     assert.equal(clerk.timeline(roomId).filter(repliesTo(event.event_id)).length, 1);
+  });
+
+  it("keeps nothing of a transaction that holds only Kuvert's own events (echoes), and wakes no worker for it", async () => {
+    const echoes = async () => (await transactionsReceived.get()).values.find((v) => v.labels["outcome"] === "echoes")?.value ?? 0;
+    const before = await echoes();
+    const own = { event_id: `$echo-${Date.now()}`, room_id: roomId, type: "m.room.message", sender: stack.botUserId, origin_server_ts: Date.now(), content: { msgtype: "m.notice", body: "an echo" } };
+    const res = await stack.pushTransaction(`echo-${Date.now()}`, [own]);
+    assert.equal(res.status, 200);
+    assert.equal(await echoes(), before + 1);
+    const kept = await stack.kuvert!.db.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE event_id = $1", [own.event_id]);
+    assert.equal(kept.rows[0]!.n, "0");
   });
 
   it("reports the room lost when Kuvert is kicked from it", async () => {

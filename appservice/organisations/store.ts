@@ -61,17 +61,23 @@ export function clerkKey(c: { matrixId?: string | null | undefined; email?: stri
   return c.matrixId ? c.matrixId : `email:${(c.email ?? "").toLowerCase()}`;
 }
 
-export async function findOrganisation(q: Queryable, id: string, forUpdate = false): Promise<StoredOrganisation | null> {
-  const { rows } = await q.query<OrganisationRow>(`SELECT * FROM organisations WHERE id = $1 ${forUpdate ? "FOR UPDATE" : ""}`, [id]);
+// An organisation with its clerks in one round trip (it is read for every document delivered).
+const withClerks = `SELECT o.*, (SELECT coalesce(json_agg(json_build_object('id', c.id::text, 'organisation_id', c.organisation_id, 'matrix_id', c.matrix_id, 'email', c.email,
+    'display_name', c.display_name, 'status', c.status, 'membership', c.membership) ORDER BY c.id), '[]') FROM clerks c WHERE c.organisation_id = o.id) AS clerks
+  FROM organisations o`;
+
+async function organisationWhere(q: Queryable, where: string, value: string, forUpdate = false): Promise<StoredOrganisation | null> {
+  const { rows } = await q.query<OrganisationRow & { clerks: ClerkRow[] }>(`${withClerks} WHERE ${where} = $1${forUpdate ? " FOR UPDATE" : ""}`, [value]);
   const row = rows[0];
-  if (!row) return null;
-  const clerks = await q.query<ClerkRow>("SELECT * FROM clerks WHERE organisation_id = $1 ORDER BY id", [id]);
-  return toOrganisation(row, clerks.rows);
+  return row ? toOrganisation(row, row.clerks) : null;
 }
 
-export async function findOrganisationByRoom(q: Queryable, roomId: string): Promise<StoredOrganisation | null> {
-  const { rows } = await q.query<{ id: string }>("SELECT id FROM organisations WHERE room_id = $1", [roomId]);
-  return rows[0] ? findOrganisation(q, rows[0].id) : null;
+export function findOrganisation(q: Queryable, id: string, forUpdate = false): Promise<StoredOrganisation | null> {
+  return organisationWhere(q, "o.id", id, forUpdate);
+}
+
+export function findOrganisationByRoom(q: Queryable, roomId: string): Promise<StoredOrganisation | null> {
+  return organisationWhere(q, "o.room_id", roomId);
 }
 
 export interface ListFilter {
@@ -150,8 +156,12 @@ export async function setNoticeEvent(q: Queryable, id: string, column: "welcome_
   await q.query(`UPDATE organisations SET ${column} = $2 WHERE id = $1`, [id, eventId]);
 }
 
-export async function setClerkMembership(q: Queryable, organisationId: string, matrixId: string, membership: string | null): Promise<void> {
-  await q.query("UPDATE clerks SET membership = $3 WHERE organisation_id = $1 AND matrix_id = $2 AND membership IS DISTINCT FROM $3", [organisationId, matrixId, membership]);
+/**
+ * Records a clerk's membership. `keepJoin`: an invitation Kuvert just sent does not replace a join
+ * recorded meanwhile (the clerk accepted before the room worker got to write its invite).
+ */
+export async function setClerkMembership(q: Queryable, organisationId: string, matrixId: string, membership: string | null, opts: { keepJoin?: boolean } = {}): Promise<void> {
+  await q.query(`UPDATE clerks SET membership = $3 WHERE organisation_id = $1 AND matrix_id = $2 AND membership IS DISTINCT FROM $3${opts.keepJoin ? " AND membership IS DISTINCT FROM 'join'" : ""}`, [organisationId, matrixId, membership]);
 }
 
 /** Asks for the organisation's room to be brought in line with the database. */

@@ -227,7 +227,9 @@ export class RoomSync {
     }
     for (const userId of plan.banned) problems.push(`${userId} is banned from the room; only a person can lift the ban`);
     for (const clerk of org.clerks) {
-      if (clerk.matrixId) await store.setClerkMembership(this.#db, org.id, clerk.matrixId, members.get(clerk.matrixId) ?? null);
+      if (!clerk.matrixId) continue;
+      const membership = members.get(clerk.matrixId) ?? null;
+      await store.setClerkMembership(this.#db, org.id, clerk.matrixId, membership, { keepJoin: membership === "invite" });
     }
     await this.#db.query("UPDATE organisations SET room_problem = $2 WHERE id = $1 AND room_state <> 'lost'", [org.id, problems.length ? problems.join("\n") : null]);
   }

@@ -8,6 +8,7 @@ import { listMigrations, migrate } from "../../appservice/db/migrate.ts";
 import { KuvertError } from "../../appservice/errors.ts";
 import { importOrganisations, parseOrganisationsCsv } from "../../appservice/organisations/csv.ts";
 import { Organisations } from "../../appservice/organisations/service.ts";
+import { findOrganisation, findOrganisationByRoom, setClerkMembership } from "../../appservice/organisations/store.ts";
 import { freshDatabaseUrl } from "../support/database.ts";
 import { tempDir } from "../support/tmp.ts";
 
@@ -113,6 +114,29 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(result.ok, false);
       assert.equal(result.brokenAt?.seq, "3");
       assert.equal(result.rows, 2);
+    });
+
+    it("reads an organisation with its clerks, by id and by room, in one query; an invitation does not undo a join recorded meanwhile", async () => {
+      await orgs.apply({ id: "membership", name: "Membership", clerks: [{ matrixId: "@b:ex.org" }, { matrixId: "@a:ex.org", email: "a@ex.org", name: "A" }] }, "test");
+      await db.query("UPDATE organisations SET room_id = '!m:ex.org' WHERE id = 'membership'");
+      const byRoom = await findOrganisationByRoom(db, "!m:ex.org");
+      assert.deepEqual(
+        byRoom?.clerks.map((c) => [c.matrixId, c.email, c.name, c.status, c.membership]),
+        [
+          ["@b:ex.org", null, null, "active", null],
+          ["@a:ex.org", "a@ex.org", "A", "active", null],
+        ],
+        "in the order they were added",
+      );
+      assert.equal(typeof byRoom?.clerks[0]?.id, "string");
+      assert.deepEqual(await findOrganisation(db, "membership"), byRoom);
+      assert.equal(await findOrganisation(db, "no-such-organisation"), null);
+      await setClerkMembership(db, "membership", "@a:ex.org", "join");
+      await setClerkMembership(db, "membership", "@a:ex.org", "invite", { keepJoin: true });
+      assert.equal((await findOrganisation(db, "membership"))?.clerks[1]?.membership, "join");
+      await setClerkMembership(db, "membership", "@a:ex.org", "leave");
+      await setClerkMembership(db, "membership", "@a:ex.org", "invite", { keepJoin: true });
+      assert.equal((await findOrganisation(db, "membership"))?.clerks[1]?.membership, "invite", "a new invitation after leaving is recorded");
     });
   });
 }

@@ -14,49 +14,40 @@ import { logger, pseudonym } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import type { Homeserver } from "../matrix/homeserver.ts";
 import { findOrganisation, type StoredOrganisation } from "../organisations/store.ts";
-import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
+import { Worker, WorkQueue, workerId } from "../workers/queue.ts";
 import { JOIN_TOKEN_SECONDS, jitsiRoomName, signGuestLinkToken, signGuestToken, verifyGuestLinkToken } from "./guest-token.ts";
 import { callTexts } from "./texts.ts";
 import { conferenceIdFor, LAYOUT_EVENT, layoutWithCall, layoutWithoutCall, newWidgetId, OPENID_AUTH, permissionProblems, widgetContent, WIDGET_EVENT, type PermissionProblem, type PowerLevels } from "./widget.ts";
 import { guestLinkMail } from "./mail.ts";
 import { CallErr } from "./errors.ts";
+import {
+  endCall,
+  findCall,
+  findGuestLink,
+  guestLinksOf,
+  insertCall,
+  insertGuestLink,
+  listCalls,
+  lockOpenCall,
+  markExpired,
+  markPosted,
+  markPostedByWorker,
+  markRemoved,
+  markRemovedByWorker,
+  organisationOfCall,
+  revokeLink,
+  runningCallOf,
+  setLastError,
+  setWidgetEvent,
+  type CallFilter,
+  type CallRow,
+  type GuestLinkRow,
+} from "./store.ts";
 
 const log = logger("calls");
 
 /** How long a started call waits for its first, immediate posting before the worker takes over. */
 const INLINE_GRACE_SECONDS = 30;
-
-export interface CallRow extends QueueRow {
-  id: string;
-  organisation_id: string;
-  room_id: string;
-  widget_id: string;
-  conference_id: string;
-  room_name: string;
-  auth: string | null;
-  started_by: string;
-  started_at: Date;
-  expires_at: Date;
-  ended_at: Date | null;
-  ended_by: string | null;
-  end_reason: "ended" | "expired" | null;
-  widget_event_id: string | null;
-  phase: "post" | "remove";
-  state: "pending" | "done" | "failed";
-  run_after: Date;
-}
-
-interface GuestLinkRow {
-  id: string;
-  call_id: string;
-  guest_name: string;
-  email: string;
-  created_by: string;
-  created_at: Date;
-  expires_at: Date;
-  revoked_at: Date | null;
-  revoked_by: string | null;
-}
 
 /** A call as the API shows it. */
 export interface Call {
@@ -265,16 +256,22 @@ export class Calls {
     const { row, reused } = await this.#db.transaction(async (tx) => {
       // The organisation row serialises starts: two !video at once give one call.
       await findOrganisation(tx, organisationId, true);
-      const open = (await tx.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL FOR UPDATE", [organisationId])).rows[0];
+      const open = await lockOpenCall(tx, organisationId);
       if (open && open.expires_at > new Date()) return { row: open, reused: true };
       if (open) await this.#closeExpired(tx, open);
       const id = randomUUID();
-      const inserted = await tx.query<CallRow>(
-        `INSERT INTO calls (id, organisation_id, room_id, widget_id, conference_id, room_name, auth, started_by, expires_at, run_after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(mins => $9), now() + make_interval(secs => $10)) RETURNING *`,
-        [id, organisationId, roomId, newWidgetId(), conferenceIdFor(roomId, auth), `${this.#config.organisations.roomNamePrefix}${org.name}`, auth, actor, this.#config.calls.callMinutes, INLINE_GRACE_SECONDS],
-      );
-      const created = inserted.rows[0]!;
+      const created = await insertCall(tx, {
+        id,
+        organisationId,
+        roomId,
+        widgetId: newWidgetId(),
+        conferenceId: conferenceIdFor(roomId, auth),
+        roomName: `${this.#config.organisations.roomNamePrefix}${org.name}`,
+        auth,
+        startedBy: actor,
+        minutes: this.#config.calls.callMinutes,
+        postWithinSeconds: INLINE_GRACE_SECONDS,
+      });
       await audit(tx, {
         actor,
         action: "call.started",
@@ -293,12 +290,12 @@ export class Calls {
     }
     try {
       await this.#post(row);
-      await this.#db.query("UPDATE calls SET phase = 'remove', run_after = expires_at, attempts = 0, last_error = NULL WHERE id = $1 AND phase = 'post' AND lease_until IS NULL", [row.id]);
+      await markPosted(this.#db, row.id);
       log.info({ call: row.id, organisation: organisationId }, "call started");
       if (opts.announce) await this.#say(row, `call-started:${row.id}`, this.#texts.started(row.expires_at, this.memberLinkUrl(row.id)).body);
     } catch (err) {
       log.warn({ call: row.id, err }, "posting the call's widget failed; the worker tries again");
-      await this.#db.query("UPDATE calls SET last_error = $2 WHERE id = $1", [row.id, (err as Error).message.slice(0, 2000)]);
+      await setLastError(this.#db, row.id, (err as Error).message.slice(0, 2000));
     }
     this.#wake();
     return { call: presentCall(await this.#get(row.id)), reused: false };
@@ -309,24 +306,20 @@ export class Calls {
     const org = await findOrganisation(this.#db, organisationId);
     if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${organisationId}.`);
     const row = await this.#db.transaction(async (tx) => {
-      const open = (await tx.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL FOR UPDATE", [organisationId])).rows[0];
+      const open = await lockOpenCall(tx, organisationId);
       if (!open) throw new KuvertError(CallErr.NoCall, `No call is running in the room of ${organisationId}.`);
       if (open.expires_at <= new Date()) {
         // Its time is up: the worker removes it (and records the expiry) at once.
         this.#wake();
         throw new KuvertError(CallErr.NoCall, `No call is running in the room of ${organisationId}: it expired at ${open.expires_at.toISOString()}.`);
       }
-      const updated = await tx.query<CallRow>(
-        `UPDATE calls SET ended_at = now(), ended_by = $2, end_reason = 'ended', phase = 'remove', state = 'pending', run_after = now(), attempts = 0
-          WHERE id = $1 RETURNING *`,
-        [open.id, actor],
-      );
+      const updated = await endCall(tx, open.id, actor);
       await audit(tx, { actor, action: "call.ended", organisationId, object: open.id, outcome: "ok", details: { room: open.room_id, widget: open.widget_id } });
-      return updated.rows[0]!;
+      return updated;
     });
     try {
       await this.#remove(row);
-      await this.#db.query("UPDATE calls SET state = 'done', last_error = NULL WHERE id = $1 AND state = 'pending' AND phase = 'remove' AND (lease_until IS NULL OR lease_until < now())", [row.id]);
+      await markRemoved(this.#db, row.id);
       if (opts.announce) await this.#say(row, `call-ended:${row.id}`, this.#texts.ended);
     } catch (err) {
       log.warn({ call: row.id, err }, "removing the call's widget failed; the worker tries again");
@@ -338,27 +331,23 @@ export class Calls {
 
   /** Marks an open call whose time is up as expired; the worker removes its widget. */
   async #closeExpired(tx: Queryable, open: CallRow): Promise<void> {
-    await tx.query(
-      `UPDATE calls SET ended_at = expires_at, ended_by = 'kuvert', end_reason = 'expired', phase = 'remove', state = 'pending', run_after = now(), attempts = 0
-        WHERE id = $1 AND ended_at IS NULL`,
-      [open.id],
-    );
+    await markExpired(tx, open.id);
     await audit(tx, { actor: "kuvert", action: "call.expired", organisationId: open.organisation_id, object: open.id, outcome: "ok", details: { room: open.room_id, widget: open.widget_id } });
   }
 
   async #handle(row: CallRow): Promise<void> {
     if (row.phase === "post") {
       await this.#post(row);
-      await this.#db.query("UPDATE calls SET phase = 'remove', run_after = expires_at, attempts = 0, lease_until = NULL, leased_by = NULL, last_error = NULL WHERE id = $1 AND leased_by = $2 AND phase = 'post'", [row.id, workerId]);
+      await markPostedByWorker(this.#db, row.id, workerId);
       log.info({ call: row.id }, "call widget posted by the worker");
       return;
     }
     await this.#remove(row);
     const expired = await this.#db.transaction(async (tx) => {
-      const current = (await tx.query<CallRow>("SELECT * FROM calls WHERE id = $1 FOR UPDATE", [row.id])).rows[0];
+      const current = await findCall(tx, row.id, true);
       if (!current || current.leased_by !== workerId) return false;
       if (current.ended_at === null) await this.#closeExpired(tx, current);
-      await tx.query("UPDATE calls SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1", [row.id]);
+      await markRemovedByWorker(tx, row.id);
       return current.ended_at === null || current.end_reason === "expired";
     });
     if (expired) {
@@ -379,7 +368,7 @@ export class Calls {
     const present = current !== null && isDeepStrictEqual(current, content);
     if (!present || row.widget_event_id === null) {
       const eventId = await this.#hs.sendState(row.room_id, WIDGET_EVENT, row.widget_id, content);
-      await this.#db.query("UPDATE calls SET widget_event_id = $2 WHERE id = $1", [row.id, eventId]);
+      await setWidgetEvent(this.#db, row.id, eventId);
     }
     const layout = await this.#hs.stateEvent(row.room_id, LAYOUT_EVENT, "");
     if (!(layout?.widgets as Record<string, unknown> | undefined)?.[row.widget_id]) {
@@ -402,7 +391,7 @@ export class Calls {
   }
 
   async #get(id: string): Promise<CallRow> {
-    const row = (await this.#db.query<CallRow>("SELECT * FROM calls WHERE id = $1", [id])).rows[0];
+    const row = await findCall(this.#db, id);
     if (!row) throw new KuvertError(ErrCode.NotFound, `There is no call with the id ${id}.`);
     return row;
   }
@@ -416,21 +405,12 @@ export class Calls {
   async current(organisationId: string): Promise<Call | null> {
     const org = await findOrganisation(this.#db, organisationId);
     if (!org) throw new KuvertError(ErrCode.NotFound, `There is no organisation with the id ${organisationId}.`);
-    const row = (await this.#db.query<CallRow>("SELECT * FROM calls WHERE organisation_id = $1 AND ended_at IS NULL AND expires_at > now()", [organisationId])).rows[0];
+    const row = await runningCallOf(this.#db, organisationId);
     return row ? presentCall(row) : null;
   }
 
-  async list(filter: { running?: boolean | undefined; organisationId?: string | undefined; limit: number }): Promise<Call[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.running === true) where.push("ended_at IS NULL AND expires_at > now()");
-    if (filter.running === false) where.push("(ended_at IS NOT NULL OR expires_at <= now())");
-    if (filter.organisationId) {
-      params.push(filter.organisationId);
-      where.push(`organisation_id = $${params.length}`);
-    }
-    params.push(filter.limit);
-    const { rows } = await this.#db.query<CallRow>(`SELECT * FROM calls ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY started_at DESC LIMIT $${params.length}`, params);
+  async list(filter: CallFilter): Promise<Call[]> {
+    const rows = await listCalls(this.#db, filter);
     return rows.map((r) => presentCall(r));
   }
 
@@ -450,7 +430,7 @@ export class Calls {
     }
     await this.get(callId);
     return this.#db.transaction(async (tx) => {
-      const call = (await tx.query<CallRow>("SELECT * FROM calls WHERE id = $1 FOR UPDATE", [callId])).rows[0]!;
+      const call = (await findCall(tx, callId, true))!;
       const now = new Date();
       if (call.ended_at !== null || call.expires_at <= now) {
         throw new KuvertError(CallErr.CallNotRunning, `The call ${callId} has ended (${call.end_reason ?? "expired"}); guest links are only for running calls.`);
@@ -459,7 +439,7 @@ export class Calls {
       const wanted = new Date(now.getTime() + (input.validMinutes ?? calls.guestLinkMinutes) * 60_000);
       const expiresAt = new Date(Math.min(wanted.getTime(), call.expires_at.getTime()));
       const id = randomUUID();
-      await tx.query("INSERT INTO guest_links (id, call_id, guest_name, email, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [id, callId, input.name, input.email.toLowerCase(), actor, now, expiresAt]);
+      await insertGuestLink(tx, { id, callId, guestName: input.name, email: input.email.toLowerCase(), createdBy: actor, createdAt: now, expiresAt });
       const token = await signGuestLinkToken(secret, { linkId: id, appId: calls.appId, domain: this.#domain, conferenceId: call.conference_id, guestName: input.name, notBefore: now, expiresAt });
       const url = `${this.#config.publicApi.baseUrl.replace(/\/$/, "")}/call/#${token}`;
       await enqueueNotification(tx, {
@@ -485,26 +465,26 @@ export class Calls {
 
   async guestLinks(callId: string): Promise<GuestLink[]> {
     await this.get(callId);
-    const { rows } = await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE call_id = $1 ORDER BY created_at", [callId]);
+    const rows = await guestLinksOf(this.#db, callId);
     return rows.map((r) => presentLink(r));
   }
 
   async revokeGuestLink(id: string, actor: string): Promise<{ outcome: "revoked" | "unchanged"; link: GuestLink }> {
     if (!/^[0-9a-f-]{36}$/.test(id)) throw new KuvertError(ErrCode.NotFound, `There is no guest link with the id ${id}.`);
     return this.#db.transaction(async (tx) => {
-      const link = (await tx.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1 FOR UPDATE", [id])).rows[0];
+      const link = await findGuestLink(tx, id, true);
       if (!link) throw new KuvertError(ErrCode.NotFound, `There is no guest link with the id ${id}.`);
       if (link.revoked_at) return { outcome: "unchanged" as const, link: presentLink(link) };
-      const updated = (await tx.query<GuestLinkRow>("UPDATE guest_links SET revoked_at = now(), revoked_by = $2 WHERE id = $1 RETURNING *", [id, actor])).rows[0]!;
-      const call = (await tx.query<{ organisation_id: string }>("SELECT organisation_id FROM calls WHERE id = $1", [link.call_id])).rows[0];
-      await audit(tx, { actor, action: "call.guest_link.revoked", organisationId: call?.organisation_id ?? null, object: id, outcome: "ok", details: { call: link.call_id } });
+      const updated = await revokeLink(tx, id, actor);
+      const organisationId = await organisationOfCall(tx, link.call_id);
+      await audit(tx, { actor, action: "call.guest_link.revoked", organisationId, object: id, outcome: "ok", details: { call: link.call_id } });
       return { outcome: "revoked" as const, link: presentLink(updated) };
     });
   }
 
   /** The running call with this id, for someone about to join it; a clear refusal otherwise. */
   async runningCall(callId: string): Promise<CallRow> {
-    const row = /^[0-9a-f-]{36}$/.test(callId) ? (await this.#db.query<CallRow>("SELECT * FROM calls WHERE id = $1", [callId])).rows[0] : undefined;
+    const row = /^[0-9a-f-]{36}$/.test(callId) ? await findCall(this.#db, callId) : null;
     if (!row) throw new KuvertError(CallErr.NoCall, "There is no such video consultation; open the link from the room again.");
     if (row.ended_at !== null || row.expires_at <= new Date()) throw new KuvertError(CallErr.CallEnded, "The video consultation has ended.");
     return row;
@@ -546,8 +526,8 @@ export class Calls {
     const calls = this.#config.calls;
     const check = await verifyGuestLinkToken(secret, calls.appId, this.#domain, token);
     if (!check.ok && check.reason === "expired") throw new KuvertError(CallErr.GuestLinkExpired, "This guest link has expired.");
-    if (!check.ok) throw new KuvertError(CallErr.GuestLinkInvalid, "This guest link is not valid (it was changed or is not from Kuvert).");
-    const link = (await this.#db.query<GuestLinkRow>("SELECT * FROM guest_links WHERE id = $1", [check.payload.jti])).rows[0];
+    if (!check.ok || !check.payload.jti) throw new KuvertError(CallErr.GuestLinkInvalid, "This guest link is not valid (it was changed or is not from Kuvert).");
+    const link = await findGuestLink(this.#db, check.payload.jti);
     if (!link) throw new KuvertError(CallErr.GuestLinkInvalid, "This guest link is not valid (unknown link).");
     if (link.revoked_at) throw new KuvertError(CallErr.GuestLinkRevoked, "This guest link was withdrawn.");
     if (link.expires_at <= new Date()) throw new KuvertError(CallErr.GuestLinkExpired, "This guest link has expired.");

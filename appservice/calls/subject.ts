@@ -1,5 +1,6 @@
 // The calls' part of a data-subject request: guest links sent to the person's address.
 import type { SubjectPart } from "../module.ts";
+import { eraseGuestLinks } from "./store.ts";
 
 export const callsSubject: SubjectPart = {
   sections: [
@@ -27,7 +28,7 @@ export const callsSubject: SubjectPart = {
   ],
   // A guest's links keep no name or address, and one still valid is withdrawn.
   async erase(tx, { subject, kind, pseudonym, actor }) {
-    const count = kind === "email" ? (await tx.query("UPDATE guest_links SET guest_name = $2, email = $2, revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $3) WHERE lower(email) = $1", [subject, pseudonym, actor])).rowCount : 0;
+    const count = kind === "email" ? await eraseGuestLinks(tx, subject, pseudonym, actor) : 0;
     return [{ key: "guestLinks", what: "guest links to video consultations: name and address replaced by the pseudonym, links still valid withdrawn", count }];
   },
 };

@@ -20,6 +20,7 @@ import { parseCircularCommand, type Targets } from "./model.ts";
 import type { AttachmentInput, CircularStatus, Circulars } from "./service.ts";
 import { circularTexts, linesMessage } from "./texts.ts";
 import { CircularErr } from "./errors.ts";
+import * as store from "./store.ts";
 
 const fileMessageTypes = new Set(["m.file", "m.image", "m.video", "m.audio"]);
 
@@ -56,20 +57,8 @@ export class StaffRoomFiles implements RoomEventHandler<RoomContext> {
     const info = (event.content.info ?? {}) as { size?: unknown; mimetype?: unknown };
     const size = typeof info.size === "number" && Number.isSafeInteger(info.size) && info.size >= 0 ? info.size : 0;
     const mimetype = typeof info.mimetype === "string" ? info.mimetype.toLowerCase().slice(0, 100) : "application/octet-stream";
-    await this.#db.query(
-      `INSERT INTO circular_staff_files (event_id, room_id, sender, mxc, filename, mimetype, size, posted_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8 / 1000.0)) ON CONFLICT (event_id) DO NOTHING`,
-      [event.event_id, event.room_id, event.sender, url, cleanName(event.content), mimetype, size, event.origin_server_ts],
-    );
+    await store.recordStaffFile(this.#db, { eventId: event.event_id, roomId: event.room_id, sender: event.sender, mxc: url, filename: cleanName(event.content), mimetype, size, postedAt: event.origin_server_ts });
   }
-}
-
-interface StaffFileRow {
-  event_id: string;
-  mxc: string;
-  filename: string;
-  mimetype: string;
-  size: string;
 }
 
 /** `!circular` in the staff room; with `circulars` null (modules.circulars off) it says it is switched off. */
@@ -147,14 +136,8 @@ export function circularCommand(db: Database, config: KuvertConfig, circulars: C
           }
           case "send": {
             const windowStart = event.origin_server_ts - config.circulars.attachmentWindowMinutes * 60_000;
-            const files = await db.query<StaffFileRow>(
-              `SELECT event_id, mxc, filename, mimetype, size FROM circular_staff_files
-                WHERE sender = $1 AND room_id = $2 AND circular_id IS NULL
-                  AND posted_at BETWEEN to_timestamp($3 / 1000.0) AND to_timestamp($4 / 1000.0)
-                ORDER BY posted_at, event_id`,
-              [event.sender, event.room_id, windowStart, event.origin_server_ts],
-            );
-            const attachments: AttachmentInput[] = files.rows.map((f) => ({ filename: f.filename, mimetype: f.mimetype, size: Number(f.size), sourceMxc: f.mxc, staffFileEventId: f.event_id }));
+            const files = await store.untakenStaffFiles(db, event.sender, event.room_id, windowStart, event.origin_server_ts);
+            const attachments: AttachmentInput[] = files.map((f) => ({ filename: f.filename, mimetype: f.mimetype, size: Number(f.size), sourceMxc: f.mxc, staffFileEventId: f.event_id }));
             const input = { text: parsed.text, targets: parsed.targets, ...(parsed.scheduledAt !== undefined ? { scheduledAt: parsed.scheduledAt } : {}) };
             try {
               // Handled again after a crash, the command finds its circular and answers the same.

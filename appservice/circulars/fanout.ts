@@ -157,7 +157,7 @@ export class CircularFanout {
       onGaveUp: async (row, err) => {
         const reason = err instanceof Error ? err.message : String(err);
         await this.#db.transaction(async (tx) => {
-          await tx.query("UPDATE circular_deliveries SET reason = $2 WHERE id = $1 AND state = 'failed'", [row.id, reason.slice(0, 500)]);
+          await store.setDeliveryReason(tx, row.id, reason.slice(0, 500));
           await audit(tx, { actor: "kuvert", action: "circular.delivery-failed", organisationId: row.organisation_id, object: row.circular_id, outcome: "failed", details: { revision: row.revision, reason, attempts: row.attempts } });
         });
         log.warn({ circular: row.circular_id, organisation: row.organisation_id, reason }, "circular delivery failed");
@@ -226,7 +226,7 @@ export class CircularFanout {
         log.warn({ circular: c.id, err: outcome.error }, "scanner unavailable; circular waits");
         return;
       }
-      const setVerdict = (verdict: "clean" | "infected" | "too-large", signature: string | null) => this.#db.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [c.id, a.position, verdict, signature]);
+      const setVerdict = (verdict: "clean" | "infected" | "too-large", signature: string | null) => store.setVerdict(this.#db, c.id, a.position, verdict, signature);
       if (outcome.kind === "scanned" && outcome.result.clean) {
         await setVerdict("clean", null);
         continue;
@@ -265,7 +265,7 @@ export class CircularFanout {
     // Every attachment is clean: each goes to the media repository once; every room gets the same mxc.
     // A reserved id (async upload) is recorded before its PUT, so a crash repeats the same PUT; a
     // finished upload is recorded as such and never sent again (see documents/pipeline.ts).
-    const setMedia = (position: number, mxc: string, uploaded: boolean) => this.#db.query("UPDATE circular_attachments SET mxc_uri = $3, media_uploaded = $4 WHERE circular_id = $1 AND position = $2", [c.id, position, mxc, uploaded]);
+    const setMedia = (position: number, mxc: string, uploaded: boolean) => store.setMedia(this.#db, c.id, position, mxc, uploaded);
     for (const a of await store.attachments(this.#db, c.id)) {
       if (a.media_uploaded) continue;
       if (a.source_mxc) {
@@ -323,10 +323,7 @@ export class CircularFanout {
   async #showProgress(c: store.CircularRow): Promise<void> {
     const sums = await store.summaries(this.#db, c.id);
     const s0 = sums.get(0) ?? { pending: 0, delivered: 0, failed: 0 };
-    const failures = await this.#db.query<{ organisation_id: string; reason: string | null; last_error: string | null }>(
-      "SELECT organisation_id, reason, last_error FROM circular_deliveries WHERE circular_id = $1 AND revision = 0 AND state = 'failed' ORDER BY organisation_id LIMIT 10",
-      [c.id],
-    );
+    const failures = await store.failedDeliveries(this.#db, c.id);
     const view = {
       id: c.id,
       state: c.state,
@@ -336,13 +333,13 @@ export class CircularFanout {
         .filter(([r]) => r > 0)
         .sort(([a], [b]) => a - b)
         .map(([revision, summary]) => ({ revision, summary })),
-      failures: c.state === "cancelled" ? [] : failures.rows.map((f) => ({ organisationId: f.organisation_id, reason: f.reason ?? f.last_error ?? "?" })),
+      failures: c.state === "cancelled" ? [] : failures.map((f) => ({ organisationId: f.organisation_id, reason: f.reason ?? f.last_error ?? "?" })),
     };
     const content = notice(progressMessage(this.#config.organisations.language, view));
     const roomId = this.#staffRoom.roomId ?? (await this.#staffRoom.ensure());
     if (!c.progress_event_id) {
       const eventId = await this.#hs.send(roomId, "m.room.message", content, `circular:${c.id}:progress`);
-      await this.#db.query("UPDATE circulars SET progress_event_id = $2 WHERE id = $1", [c.id, eventId]);
+      await store.setProgressEvent(this.#db, c.id, eventId);
       return;
     }
     // Same counts, same transaction id: an edit is sent once per distinct state of the fan-out.
@@ -412,8 +409,7 @@ export class CircularFanout {
       revision = loaded.revisions.find((r) => r.revision === row.revision);
     }
     if (!revision) throw new Error(`revision ${row.revision} of ${row.circular_id} not found`);
-    const original = await this.#db.query<{ event_id: string; room_id: string }>("SELECT event_id, room_id FROM circular_deliveries WHERE circular_id = $1 AND organisation_id = $2 AND revision = 0 AND state = 'delivered'", [row.circular_id, row.organisation_id]);
-    const o = original.rows[0];
+    const o = await store.originalDelivery(this.#db, row.circular_id, row.organisation_id);
     if (!o) throw new DeliveryRefused("the original did not reach this room");
     const eventId = await this.#hs.send(o.room_id, "m.room.message", editContent(o.event_id, messageContent({ body: revision.body, html: revision.html })), `circular:${row.circular_id}:${row.organisation_id}:rev:${row.revision}`);
     await this.#record({ row, roomId: o.room_id, eventId });
@@ -466,15 +462,11 @@ export class CircularFanout {
   async #writeBatch(batch: Completion[]): Promise<void> {
     const t = circularTexts(mailLanguage(this.#config));
     await this.#db.transaction(async (tx) => {
-      // Only rows this worker still holds: one taken over meanwhile is recorded by whoever has it.
-      const updated = await tx.query<{ id: string }>(
-        `UPDATE circular_deliveries d SET state = 'delivered', room_id = u.room_id, event_id = u.event_id, delivered_at = now(), lease_until = NULL, last_error = NULL
-           FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, room_id, event_id)
-          WHERE d.id = u.id AND d.leased_by = $4 AND d.state = 'pending'
-          RETURNING d.id`,
-        [batch.map((c) => c.row.id), batch.map((c) => c.roomId), batch.map((c) => c.eventId), workerId],
+      const recorded = await store.markDelivered(
+        tx,
+        batch.map((c) => ({ id: c.row.id, roomId: c.roomId, eventId: c.eventId })),
+        workerId,
       );
-      const recorded = new Set(updated.rows.map((r) => String(r.id)));
       const done = batch.filter((c) => recorded.has(String(c.row.id)));
       await auditMany(
         tx,

@@ -68,6 +68,73 @@ export interface Summary {
   failed: number;
 }
 
+/** A file staff posted in the staff room, as a circular takes it. */
+export interface StaffFileRow {
+  event_id: string;
+  mxc: string;
+  filename: string;
+  mimetype: string;
+  size: string;
+}
+
+export interface NewCircular extends Pick<CircularRow, "id" | "markdown" | "body" | "html" | "targets" | "author" | "source"> {
+  sourceEventId: string | null;
+  scheduledAt: Date | null;
+}
+
+export interface NewAttachment extends Pick<AttachmentRow, "filename" | "mimetype"> {
+  size: number;
+  sha256: string | null;
+  sourceMxc: string | null;
+}
+
+export type NewRevision = Pick<RevisionRow, "revision" | "markdown" | "body" | "html" | "author">;
+
+/** Inserts a circular (its attachments, deliveries and work item are inserted apart). */
+export async function insertCircular(q: Queryable, c: NewCircular): Promise<void> {
+  await q.query(
+    `INSERT INTO circulars (id, markdown, body, html, targets, author, source, source_event_id, scheduled_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [c.id, c.markdown, c.body, c.html, JSON.stringify(c.targets), c.author, c.source, c.sourceEventId, c.scheduledAt],
+  );
+}
+
+/** Inserts one attachment of a circular at its position. */
+export async function insertAttachment(q: Queryable, circularId: string, position: number, a: NewAttachment): Promise<void> {
+  await q.query(`INSERT INTO circular_attachments (circular_id, position, filename, mimetype, size, sha256, source_mxc) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [circularId, position, a.filename, a.mimetype, a.size, a.sha256, a.sourceMxc]);
+}
+
+/** Inserts one pending delivery of the circular itself per organisation. */
+export async function insertDeliveries(q: Queryable, circularId: string, organisations: string[]): Promise<void> {
+  await q.query("INSERT INTO circular_deliveries (circular_id, organisation_id) SELECT $1, unnest($2::text[])", [circularId, organisations]);
+}
+
+/** Refreshes the planner's statistics of circular_deliveries. */
+export async function analyzeDeliveries(q: Queryable): Promise<void> {
+  await q.query("ANALYZE circular_deliveries");
+}
+
+/** The number the circular's next correction gets (1 for the first). */
+export async function nextRevision(q: Queryable, circularId: string): Promise<number> {
+  const { rows } = await q.query<{ n: number }>("SELECT coalesce(max(revision), 0) + 1 AS n FROM circular_revisions WHERE circular_id = $1", [circularId]);
+  return Number(rows[0]!.n);
+}
+
+/** Inserts a correction's text. */
+export async function insertRevision(q: Queryable, circularId: string, r: NewRevision): Promise<void> {
+  await q.query("INSERT INTO circular_revisions (circular_id, revision, markdown, body, html, author) VALUES ($1, $2, $3, $4, $5, $6)", [circularId, r.revision, r.markdown, r.body, r.html, r.author]);
+}
+
+/** Inserts a pending delivery of the correction for every room the original reached; answers how many. */
+export async function insertCorrectionDeliveries(q: Queryable, circularId: string, revision: number): Promise<number> {
+  const res = await q.query(
+    `INSERT INTO circular_deliveries (circular_id, revision, organisation_id, room_id)
+     SELECT circular_id, $2, organisation_id, room_id FROM circular_deliveries WHERE circular_id = $1 AND revision = 0 AND state = 'delivered'`,
+    [circularId, revision],
+  );
+  return res.rowCount;
+}
+
 export async function findCircular(q: Queryable, id: string, forUpdate = false): Promise<CircularRow | null> {
   const { rows } = await q.query<CircularRow>(`SELECT * FROM circulars WHERE id = $1 ${forUpdate ? "FOR UPDATE" : ""}`, [id]);
   return rows[0] ?? null;
@@ -102,6 +169,18 @@ export async function revisions(q: Queryable, circularId: string): Promise<Revis
 export async function deliveries(q: Queryable, circularId: string, revision = 0): Promise<DeliveryRow[]> {
   const { rows } = await q.query<DeliveryRow>("SELECT * FROM circular_deliveries WHERE circular_id = $1 AND revision = $2 ORDER BY organisation_id", [circularId, revision]);
   return rows;
+}
+
+/** The first ten failed deliveries of the circular itself, by organisation. */
+export async function failedDeliveries(q: Queryable, circularId: string): Promise<Pick<DeliveryRow, "organisation_id" | "reason" | "last_error">[]> {
+  const { rows } = await q.query<Pick<DeliveryRow, "organisation_id" | "reason" | "last_error">>("SELECT organisation_id, reason, last_error FROM circular_deliveries WHERE circular_id = $1 AND revision = 0 AND state = 'failed' ORDER BY organisation_id LIMIT 10", [circularId]);
+  return rows;
+}
+
+/** Where the original reached the organisation's room, if it did. */
+export async function originalDelivery(q: Queryable, circularId: string, organisationId: string): Promise<{ event_id: string; room_id: string } | null> {
+  const { rows } = await q.query<{ event_id: string; room_id: string }>("SELECT event_id, room_id FROM circular_deliveries WHERE circular_id = $1 AND organisation_id = $2 AND revision = 0 AND state = 'delivered'", [circularId, organisationId]);
+  return rows[0] ?? null;
 }
 
 /** Counts per revision: index 0 the circular itself, n its n-th correction. */
@@ -145,4 +224,63 @@ export async function requestWork(q: Queryable, circularId: string, runAfter: Da
      ON CONFLICT (circular_id) DO UPDATE SET state = 'pending', attempts = 0, run_after = coalesce($2, now()), last_error = NULL`,
     [circularId, runAfter],
   );
+}
+
+/** Records the message that shows the circular's progress in the staff room. */
+export async function setProgressEvent(q: Queryable, circularId: string, eventId: string): Promise<void> {
+  await q.query("UPDATE circulars SET progress_event_id = $2 WHERE id = $1", [circularId, eventId]);
+}
+
+/** Records an attachment's scan verdict. */
+export async function setVerdict(q: Queryable, circularId: string, position: number, verdict: "clean" | "infected" | "too-large", signature: string | null): Promise<void> {
+  await q.query("UPDATE circular_attachments SET verdict = $3, signature = $4 WHERE circular_id = $1 AND position = $2", [circularId, position, verdict, signature]);
+}
+
+/** Records an attachment's media: reserved (`uploaded` false: the content is still to be PUT) or holding the file. */
+export async function setMedia(q: Queryable, circularId: string, position: number, mxc: string, uploaded: boolean): Promise<void> {
+  await q.query("UPDATE circular_attachments SET mxc_uri = $3, media_uploaded = $4 WHERE circular_id = $1 AND position = $2", [circularId, position, mxc, uploaded]);
+}
+
+/** Keeps why a failed delivery failed. */
+export async function setDeliveryReason(q: Queryable, id: string, reason: string): Promise<void> {
+  await q.query("UPDATE circular_deliveries SET reason = $2 WHERE id = $1 AND state = 'failed'", [id, reason]);
+}
+
+/** Records deliveries whose events are in their rooms; answers the ids of those it recorded. */
+export async function markDelivered(q: Queryable, delivered: { id: string; roomId: string; eventId: string }[], leasedBy: string): Promise<Set<string>> {
+  // Only rows this worker still holds: one taken over meanwhile is recorded by whoever has it.
+  const { rows } = await q.query<{ id: string }>(
+    `UPDATE circular_deliveries d SET state = 'delivered', room_id = u.room_id, event_id = u.event_id, delivered_at = now(), lease_until = NULL, last_error = NULL
+       FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, room_id, event_id)
+      WHERE d.id = u.id AND d.leased_by = $4 AND d.state = 'pending'
+      RETURNING d.id`,
+    [delivered.map((d) => d.id), delivered.map((d) => d.roomId), delivered.map((d) => d.eventId), leasedBy],
+  );
+  return new Set(rows.map((r) => String(r.id)));
+}
+
+/** Records a file staff posted in the staff room (`postedAt` in milliseconds); a second time changes nothing. */
+export async function recordStaffFile(q: Queryable, f: { eventId: string; roomId: string; sender: string; mxc: string; filename: string; mimetype: string; size: number; postedAt: number }): Promise<void> {
+  await q.query(
+    `INSERT INTO circular_staff_files (event_id, room_id, sender, mxc, filename, mimetype, size, posted_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8 / 1000.0)) ON CONFLICT (event_id) DO NOTHING`,
+    [f.eventId, f.roomId, f.sender, f.mxc, f.filename, f.mimetype, f.size, f.postedAt],
+  );
+}
+
+/** The files a sender posted in a room between two times (milliseconds) that no circular has taken, oldest first. */
+export async function untakenStaffFiles(q: Queryable, sender: string, roomId: string, from: number, to: number): Promise<StaffFileRow[]> {
+  const { rows } = await q.query<StaffFileRow>(
+    `SELECT event_id, mxc, filename, mimetype, size FROM circular_staff_files
+      WHERE sender = $1 AND room_id = $2 AND circular_id IS NULL
+        AND posted_at BETWEEN to_timestamp($3 / 1000.0) AND to_timestamp($4 / 1000.0)
+      ORDER BY posted_at, event_id`,
+    [sender, roomId, from, to],
+  );
+  return rows;
+}
+
+/** Gives a file posted in the staff room to the circular that takes it. */
+export async function takeStaffFile(q: Queryable, eventId: string, circularId: string): Promise<void> {
+  await q.query("UPDATE circular_staff_files SET circular_id = $2 WHERE event_id = $1", [eventId, circularId]);
 }

@@ -146,14 +146,14 @@ describe("three Kuvert processes killed at random while they work", () => {
       return b.body.finished === true && c.body.state === "sent" && Number(inbound.rows[0]!.n) === uploads.length;
     };
 
-    // The driver: every 1.5–3 s one of the running processes dies (one is always left running, so
+    // The driver: every 1–2 s one of the running processes dies (one is always left running, so
     // the work goes on) and is started again a second later, while the others work on. Often
     // enough that the workload (about 20 s on two cores) sees at least MIN_KILLS of them.
     let kills = 0;
     const restarts: Promise<void>[] = [];
     while (!(await workloadDone())) {
       assert.ok(Date.now() - started < 240_000, "the workload finished within four minutes");
-      await sleep(1500 + Math.floor(Math.random() * 1500));
+      await sleep(1000 + Math.floor(Math.random() * 1000));
       const running = processes.filter((p) => p.ready);
       if (running.length < 2) continue;
       const victim = running[Math.floor(Math.random() * running.length)]!;

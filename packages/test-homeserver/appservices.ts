@@ -27,11 +27,19 @@ export class Appservice {
   readonly reg: AppserviceRegistration;
   readonly id: string;
   readonly senderId: string;
+  /**
+   * Where a transaction carries ephemeral events (MSC2409): `ephemeral` for `receive_ephemeral`
+   * (Synapse's `supports_ephemeral` since 1.156; 1.67 does not know the key) and
+   * `de.sorunome.msc2409.ephemeral` for `de.sorunome.msc2409.push_ephemeral` (1.67's only key).
+   */
+  readonly ephemeralKeys: { stable: boolean; unstable: boolean };
+  /** `org.matrix.msc3202`: key counts and device-list changes in transactions (Synapse's `msc3202_transaction_extensions`). */
+  readonly transactionExtensions: boolean;
   private readonly users: Namespace[];
   private readonly aliases: Namespace[];
   private readonly rooms: Namespace[];
 
-  constructor(reg: AppserviceRegistration, serverName: string) {
+  constructor(reg: AppserviceRegistration, serverName: string, synapse: "1.67" | "current") {
     for (const key of ["id", "as_token", "hs_token", "sender_localpart"] as const) {
       if (typeof reg[key] !== "string" || reg[key] === "") throw new Error(`Appservice registration is missing '${key}'`);
     }
@@ -39,23 +47,25 @@ export class Appservice {
     if (reg.url !== null && reg.url !== undefined && typeof reg.url !== "string") {
       throw new Error(`Appservice ${reg.id}: 'url' must be a string or null`);
     }
+    const msc3202 = reg["org.matrix.msc3202"];
+    if (msc3202 !== undefined && typeof msc3202 !== "boolean") throw new Error("The `org.matrix.msc3202` option should be true or false if specified.");
     this.reg = reg;
     this.id = reg.id;
     this.senderId = `@${reg.sender_localpart}:${serverName}`;
     this.users = compileNamespaces(reg.namespaces?.users, "users", reg.id);
     this.aliases = compileNamespaces(reg.namespaces?.aliases, "aliases", reg.id);
     this.rooms = compileNamespaces(reg.namespaces?.rooms, "rooms", reg.id);
+    this.ephemeralKeys = { stable: synapse === "current" && reg.receive_ephemeral === true, unstable: reg["de.sorunome.msc2409.push_ephemeral"] === true };
+    this.transactionExtensions = msc3202 === true;
   }
 
   get url(): string | undefined {
     return typeof this.reg.url === "string" && this.reg.url !== "" ? this.reg.url.replace(/\/+$/, "") : undefined;
   }
 
-  /** Synapse's `supports_ephemeral` (`receive_ephemeral`) or the MSC2409 legacy key. */
-  get ephemeral(): "stable" | "legacy" | undefined {
-    if (this.reg.receive_ephemeral === true) return "stable";
-    if (this.reg["de.sorunome.msc2409.push_ephemeral"] === true) return "legacy";
-    return undefined;
+  /** Whether it takes ephemeral events (typing, receipts) and, where enabled, to-device messages. */
+  get receivesEphemeral(): boolean {
+    return this.ephemeralKeys.stable || this.ephemeralKeys.unstable;
   }
 
   isUserInNamespace(userId: string): boolean {

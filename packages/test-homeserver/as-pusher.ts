@@ -51,15 +51,27 @@ export function httpRequest(method: string, url: string, headers: Record<string,
   });
 }
 
-interface Transaction {
-  id: number;
+/** What a transaction carries; all but its events go with its first attempt only (see `send`). */
+export interface TransactionContents {
   events: StoredEvent[];
   ephemeral: JsonObject[];
+  /** MSC2409/MSC4203: to-device messages with `to_user_id` and `to_device_id`. */
+  toDevice: JsonObject[];
+  /** MSC3202: users whose device lists changed. */
+  deviceListsChanged: string[];
+}
+
+interface Transaction extends TransactionContents {
+  id: number;
+  /** The MSC3202 fields, computed as the transaction first goes out. */
+  extensions: JsonObject | undefined;
 }
 
 class Queue {
   events: StoredEvent[] = [];
   ephemeral: JsonObject[] = [];
+  toDevice: JsonObject[] = [];
+  deviceListsChanged = new Set<string>();
   inFlight: Transaction | undefined;
   retryTimer: NodeJS.Timeout | undefined;
   nextTxnId = 1;
@@ -68,8 +80,19 @@ class Queue {
   attempts = 0;
   readonly watchers = new Set<() => void>();
 
+  empty(): boolean {
+    return this.events.length === 0 && this.ephemeral.length === 0 && this.toDevice.length === 0 && this.deviceListsChanged.size === 0;
+  }
+
   idle(): boolean {
-    return this.events.length === 0 && this.ephemeral.length === 0 && this.inFlight === undefined;
+    return this.empty() && this.inFlight === undefined;
+  }
+
+  /** An appservice that is down loses what is not a room event (Synapse: "ephemeral events are dropped"). */
+  dropEphemeral(): void {
+    this.ephemeral = [];
+    this.toDevice = [];
+    this.deviceListsChanged.clear();
   }
 
   notify(): void {
@@ -88,15 +111,20 @@ export interface PusherOptions {
    */
   legacyRoutes: boolean;
   serialize: (as: Appservice, ev: StoredEvent) => RoomEvent;
+  /** The MSC3202 fields of a new transaction (key counts, device lists); `{}` when it carries none. */
+  extensions: (as: Appservice, contents: TransactionContents) => JsonObject;
 }
 
-/** Synapse caps a transaction at 100 persistent events (MAX_PERSISTENT_EVENTS_PER_TRANSACTION). */
+// Synapse's caps per transaction (synapse/appservice/scheduler.py): MAX_PERSISTENT_EVENTS_PER_TRANSACTION,
+// MAX_EPHEMERAL_EVENTS_PER_TRANSACTION, MAX_TO_DEVICE_MESSAGES_PER_TRANSACTION.
 const MAX_EVENTS_PER_TRANSACTION = 100;
+const MAX_EPHEMERAL_PER_TRANSACTION = 100;
+const MAX_TO_DEVICE_PER_TRANSACTION = 100;
 
 /**
  * Pushes events to appservices (AS API §"Pushing events"): one transaction in flight per appservice,
- * increasing integer txnIds; a failed transaction is resent unchanged with exponential backoff, as
- * Synapse's `_Recoverer` (synapse/appservice/scheduler.py) does, while newer events queue behind it.
+ * increasing integer txnIds; a failed transaction is resent with its txnId and events with exponential
+ * backoff, as Synapse's `_Recoverer` (synapse/appservice/scheduler.py) does, while newer events queue behind it.
  */
 export class AppservicePusher {
   private readonly opts: PusherOptions;
@@ -129,26 +157,50 @@ export class AppservicePusher {
     this.pump(as, q);
   }
 
-  enqueueEphemeral(as: Appservice, edu: JsonObject): void {
-    if (this.stopSignal.aborted || as.url === undefined || as.ephemeral === undefined) return;
+  /** What is not a room event: none while the appservice is down, as Synapse drops it then. */
+  private ephemeralQueue(as: Appservice): Queue | undefined {
+    if (this.stopSignal.aborted || as.url === undefined) return undefined;
     const q = this.queue(as);
-    // Synapse drops ephemeral events while an appservice is down.
-    if (q.failures > 0) return;
+    return q.failures > 0 ? undefined : q;
+  }
+
+  enqueueEphemeral(as: Appservice, edu: JsonObject): void {
+    const q = as.receivesEphemeral ? this.ephemeralQueue(as) : undefined;
+    if (!q) return;
     q.ephemeral.push(edu);
+    this.pump(as, q);
+  }
+
+  /** To-device messages for the appservice's users, each with `to_user_id` and `to_device_id` (MSC2409/MSC4203). */
+  enqueueToDevice(as: Appservice, messages: JsonObject[]): void {
+    const q = as.receivesEphemeral ? this.ephemeralQueue(as) : undefined;
+    if (!q || messages.length === 0) return;
+    q.toDevice.push(...messages);
+    this.pump(as, q);
+  }
+
+  /** A user whose device list changed (MSC3202); changes waiting for the next transaction are merged. */
+  enqueueDeviceListChange(as: Appservice, userId: string): void {
+    const q = as.transactionExtensions ? this.ephemeralQueue(as) : undefined;
+    if (!q) return;
+    q.deviceListsChanged.add(userId);
     this.pump(as, q);
   }
 
   private pump(as: Appservice, q: Queue): void {
     if (this.stopSignal.aborted || q.inFlight || q.retryTimer) return;
-    if (q.events.length === 0 && q.ephemeral.length === 0) {
+    if (q.empty()) {
       q.notify();
       return;
     }
-    const txn: Transaction = {
-      id: q.nextTxnId++,
+    const contents: TransactionContents = {
       events: q.events.splice(0, MAX_EVENTS_PER_TRANSACTION),
-      ephemeral: q.ephemeral.splice(0, MAX_EVENTS_PER_TRANSACTION),
+      ephemeral: q.ephemeral.splice(0, MAX_EPHEMERAL_PER_TRANSACTION),
+      toDevice: q.toDevice.splice(0, MAX_TO_DEVICE_PER_TRANSACTION),
+      deviceListsChanged: [...q.deviceListsChanged].sort(),
     };
+    q.deviceListsChanged.clear();
+    const txn: Transaction = { id: q.nextTxnId++, ...contents, extensions: undefined };
     q.inFlight = txn;
     void this.send(as, q, txn);
   }
@@ -156,10 +208,23 @@ export class AppservicePusher {
   private async send(as: Appservice, q: Queue, txn: Transaction): Promise<void> {
     const url = as.url;
     if (url === undefined) return;
+    if (txn.extensions === undefined && as.transactionExtensions) {
+      // Synapse computes them just before it sends, in the background: after the request that
+      // queued the transaction is through (a key upload's one-time keys counted with its device keys).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.stopSignal.aborted) return;
+    }
+    txn.extensions ??= this.opts.extensions(as, txn);
+    // AS API PUT /transactions (#put_matrixappv1transactionstxnid) as Synapse's `push_bulk`
+    // (synapse/appservice/api.py) fills it: ephemeral events (MSC2409) under the key the registration
+    // asked for; to-device messages under MSC2409's unstable key for either (MSC4203 has not
+    // changed it); the MSC3202 fields for `org.matrix.msc3202`, each only when not empty.
     // Events are serialised at each attempt, as Synapse re-reads them from its store (age, redactions).
     const body: JsonObject = { events: txn.events.map((ev) => asJson(this.opts.serialize(as, ev))) };
-    if (as.ephemeral === "stable") body["ephemeral"] = txn.ephemeral;
-    if (as.ephemeral === "legacy") body["de.sorunome.msc2409.ephemeral"] = txn.ephemeral;
+    if (as.ephemeralKeys.stable) body["ephemeral"] = txn.ephemeral;
+    if (as.ephemeralKeys.unstable) body["de.sorunome.msc2409.ephemeral"] = txn.ephemeral;
+    if (as.receivesEphemeral) body["de.sorunome.msc2409.to_device"] = txn.toDevice;
+    Object.assign(body, txn.extensions);
     q.attempts++;
     let delivered = false;
     try {
@@ -186,6 +251,15 @@ export class AppservicePusher {
       q.notify();
       return;
     }
+    // Synapse stores a transaction's event IDs only: its retries carry the events and nothing else
+    // ("Ephemeral events are NOT persisted to the database and are not resent if a transaction is
+    // retried", create_appservice_txn; get_oldest_unsent_txn), and while the appservice is down
+    // what is not a room event is dropped (_TransactionController.send).
+    txn.ephemeral = [];
+    txn.toDevice = [];
+    txn.deviceListsChanged = [];
+    txn.extensions = {};
+    q.dropEphemeral();
     q.failures++;
     const delay = Math.min(this.opts.retryBaseMs * 2 ** (q.failures - 1), this.opts.retryMaxMs);
     q.retryTimer = setTimeout(() => {

@@ -1,5 +1,5 @@
 import { Appservice, AppserviceRegistry } from "./appservices.ts";
-import { AppservicePusher } from "./as-pusher.ts";
+import { AppservicePusher, type TransactionContents } from "./as-pusher.ts";
 import { type StoredEvent, inviteRoomState, toClientEvent } from "./events.ts";
 import type { DraftEvent } from "./event-auth.ts";
 import type { Reply } from "./http.ts";
@@ -21,6 +21,10 @@ export interface CoreOptions {
   asRequestTimeoutMs: number;
   maxUploadBytes: number;
   sso: boolean;
+  /** Synapse's `experimental_features.msc2409_to_device_messages_enabled`. */
+  appserviceToDevice: boolean;
+  /** Synapse's `experimental_features.msc3202_transaction_extensions`. */
+  appserviceTransactionExtensions: boolean;
 }
 
 /** Wakes long-polling /sync requests whenever the stream moves. */
@@ -80,6 +84,7 @@ export class Core {
       requestTimeoutMs: opts.asRequestTimeoutMs,
       legacyRoutes: opts.synapse === "1.67",
       serialize: (as, ev) => this.serializeForAppservice(as, ev),
+      extensions: (as, contents) => this.transactionExtensions(as, contents),
     });
   }
 
@@ -101,11 +106,81 @@ export class Core {
       this.users.devices.get(userId)?.delete(deviceId);
       this.keys.deleteDevice(userId, deviceId);
     }
+    this.deviceListChanged(userId);
+  }
+
+  /**
+   * A user's devices or cross-signing keys changed: for /sync's device lists, and for the
+   * transactions of appservices interested in the user (MSC3202, Synapse's
+   * `_get_device_list_summary` and `_is_appservice_interested_in_device_lists_of_user` in
+   * synapse/handlers/appservice.py: the user is the sender or in the namespace, or is joined to a
+   * room the appservice is interested in). Synapse never fills `left` (a TODO, in 1.67 and still).
+   */
+  deviceListChanged(userId: string): void {
     this.keys.markDeviceListChanged(userId, this.bump());
+    if (!this.opts.appserviceTransactionExtensions) return;
+    for (const as of this.appservices.all()) {
+      if (!as.transactionExtensions) continue;
+      const interested = as.isInterestedInUser(userId) || this.rooms.roomsOf(userId).some((room) => room.membership(userId) === "join" && as.isInterestedInRoom(room.roomId, this.rooms.aliasesOf(room.roomId), room.members("join")));
+      if (interested) this.pusher.enqueueDeviceListChange(as, userId);
+    }
+  }
+
+  /**
+   * CS API §"Send-to-Device messaging": messages into their devices' inboxes, for /sync. With
+   * `msc2409_to_device_messages_enabled` also to each appservice that takes ephemeral events, those
+   * for its users (sender or namespace), each with `to_user_id` and `to_device_id` (MSC2409, now MSC4203; Synapse's
+   * `_get_to_device_messages`). Synapse keeps them in the inbox all the same (synapse#11423): a
+   * device that also syncs gets them there too.
+   */
+  sendToDevice(sender: string, type: string, targets: Array<[userId: string, deviceId: string, content: JsonObject]>): void {
+    if (targets.length === 0) return;
+    const pos = this.bump();
+    for (const [userId, deviceId, content] of targets) this.keys.deliver(userId, deviceId, { pos, sender, type, content });
+    if (!this.opts.appserviceToDevice) return;
+    for (const as of this.appservices.all()) {
+      const messages = targets.filter(([userId]) => as.isInterestedInUser(userId)).map(([userId, deviceId, content]) => ({ to_user_id: userId, to_device_id: deviceId, sender, type, content }));
+      this.pusher.enqueueToDevice(as, messages);
+    }
+  }
+
+  /**
+   * The MSC3202 fields of a new transaction, as Synapse's `_compute_msc3202_otk_counts_and_fallback_keys`
+   * (synapse/appservice/scheduler.py) computes them for an appservice registered with
+   * `org.matrix.msc3202` when `msc3202_transaction_extensions` is on: one-time-key counts and unused
+   * fallback key types of every device of the appservice's sender, of its users joined to the rooms of
+   * the transaction's events and EDUs, and of the recipients of its to-device messages; recomputed for
+   * each transaction, changed or not. Counts name the algorithms that have keys (`{}` for none, unlike
+   * /sync's `signed_curve25519: 0`); Synapse 1.73 and later also send them as `device_one_time_keys_count`.
+   */
+  private transactionExtensions(as: Appservice, contents: TransactionContents): JsonObject {
+    if (!this.opts.appserviceTransactionExtensions || !as.transactionExtensions) return {};
+    const users = new Set([as.senderId]);
+    const roomIds = new Set([...contents.events.map((ev) => ev.roomId), ...contents.ephemeral.map((edu) => edu["room_id"]).filter((id) => typeof id === "string")]);
+    for (const roomId of roomIds) {
+      for (const member of this.rooms.get(roomId)?.members("join") ?? []) if (as.isInterestedInUser(member)) users.add(member);
+    }
+    for (const message of contents.toDevice) if (typeof message["to_user_id"] === "string") users.add(message["to_user_id"]);
+    const counts: Record<string, JsonObject> = {};
+    const fallbackKeys: Record<string, JsonObject> = {};
+    for (const userId of users) {
+      for (const deviceId of this.users.devices.get(userId)?.keys() ?? []) {
+        (counts[userId] ??= {})[deviceId] = this.keys.oneTimeKeyCounts(userId, deviceId, []);
+        (fallbackKeys[userId] ??= {})[deviceId] = this.keys.unusedFallbackKeyTypes(userId, deviceId);
+      }
+    }
+    const fields: JsonObject = {};
+    if (Object.keys(counts).length > 0) {
+      fields["org.matrix.msc3202.device_one_time_key_counts"] = counts;
+      if (this.opts.synapse === "current") fields["org.matrix.msc3202.device_one_time_keys_count"] = counts;
+      fields["org.matrix.msc3202.device_unused_fallback_key_types"] = fallbackKeys;
+    }
+    if (contents.deviceListsChanged.length > 0) fields["org.matrix.msc3202.device_lists"] = { changed: contents.deviceListsChanged, left: [] };
+    return fields;
   }
 
   addAppservice(reg: AppserviceRegistration): Appservice {
-    const as = new Appservice(reg, this.serverName);
+    const as = new Appservice(reg, this.serverName, this.opts.synapse);
     this.appservices.add(as);
     // The sender_localpart user exists implicitly.
     if (!this.users.get(as.senderId)) this.users.create(as.senderId, { appserviceId: as.id });
@@ -134,7 +209,7 @@ export class Core {
     const aliases = this.rooms.aliasesOf(room.roomId);
     const joined = room.members("join");
     for (const as of this.appservices.all()) {
-      if (as.ephemeral !== undefined && as.isInterestedInRoom(room.roomId, aliases, joined)) this.pusher.enqueueEphemeral(as, edu);
+      if (as.receivesEphemeral && as.isInterestedInRoom(room.roomId, aliases, joined)) this.pusher.enqueueEphemeral(as, edu);
     }
   }
 

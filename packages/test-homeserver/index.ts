@@ -14,7 +14,8 @@ export interface HomeserverOptions {
   /**
    * Default "current". "1.67": answer as Synapse 1.67.0 does where it lacks what newer releases
    * have: transactions pushed to the legacy routes with `?access_token=`, no appservice ping, no
-   * authenticated media, no async upload, unknown client paths 400 (see synapse-1.67.ts).
+   * authenticated media, no async upload, unknown client paths 400, ephemeral events only for
+   * `de.sorunome.msc2409.push_ephemeral` (see synapse-1.67.ts).
    */
   synapse?: "1.67" | "current";
   /** Parsed registration.yaml objects. */
@@ -49,6 +50,17 @@ export interface HomeserverOptions {
    * for a user name and password of this homeserver.
    */
   sso?: boolean;
+  /**
+   * Synapse's `experimental_features` that add end-to-end encryption to appservice transactions;
+   * each off by default, as in Synapse, and each also needs the registration's opt-in:
+   * `msc2409_to_device_messages_enabled` (MSC2409, now MSC4203): the to-device messages of an
+   * appservice's users (its sender and namespace) in `de.sorunome.msc2409.to_device`, for an
+   * appservice that takes ephemeral events (`receive_ephemeral`, or `de.sorunome.msc2409.push_ephemeral`
+   * as 1.67 has it). `msc3202_transaction_extensions` (MSC3202): for `org.matrix.msc3202: true`,
+   * one-time-key counts, unused fallback key types and device-list changes. (Device masquerading,
+   * Synapse's `msc3202_device_masquerading`, is always on here.)
+   */
+  experimentalFeatures?: { msc2409_to_device_messages_enabled?: boolean; msc3202_transaction_extensions?: boolean };
 }
 
 export interface MediaInfo {
@@ -85,6 +97,8 @@ export class TestHomeserver {
       asRequestTimeoutMs: opts.asRequestTimeoutMs ?? 60000,
       maxUploadBytes: opts.maxUploadBytes ?? 50 * 1024 * 1024,
       sso: opts.sso ?? false,
+      appserviceToDevice: opts.experimentalFeatures?.msc2409_to_device_messages_enabled ?? false,
+      appserviceTransactionExtensions: opts.experimentalFeatures?.msc3202_transaction_extensions ?? false,
     });
     this.faultsImpl = new Faults();
     this.faults = this.faultsImpl;

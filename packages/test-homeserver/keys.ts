@@ -120,9 +120,12 @@ export class KeyStore {
     keys.set(keyId, key);
   }
 
-  /** Unclaimed one-time keys per algorithm; `signed_curve25519` always present, as Synapse's `count_e2e_one_time_keys`. */
-  oneTimeKeyCounts(userId: string, deviceId: string): Record<string, number> {
-    const counts: Record<string, number> = { signed_curve25519: 0 };
+  /**
+   * Unclaimed one-time keys per algorithm; `signed_curve25519` always present, as Synapse's
+   * `count_e2e_one_time_keys` (/sync, /keys/upload), unless `always` names none (appservice transactions).
+   */
+  oneTimeKeyCounts(userId: string, deviceId: string, always = ["signed_curve25519"]): Record<string, number> {
+    const counts: Record<string, number> = Object.fromEntries(always.map((algorithm) => [algorithm, 0]));
     for (const keyId of this.oneTimeKeys.get(deviceRef(userId, deviceId))?.keys() ?? []) {
       const algorithm = keyId.split(":")[0] ?? "";
       counts[algorithm] = (counts[algorithm] ?? 0) + 1;

@@ -22,7 +22,10 @@ function loginResponse(core: Core, userId: string, body: JsonObject): Reply {
     throw invalidParam("device_id cannot be longer than 512 characters.");
   }
   const displayName = typeof body["initial_device_display_name"] === "string" ? body["initial_device_display_name"] : undefined;
+  const isNew = typeof deviceId !== "string" || !core.users.devices.get(userId)?.has(deviceId);
   const info = core.users.issueToken(userId, deviceId, displayName);
+  // A new device changes its owner's device list (Synapse's `check_device_registered`).
+  if (isNew) core.deviceListChanged(userId);
   return ok({ user_id: userId, access_token: info.token, home_server: core.serverName, device_id: info.deviceId });
 }
 

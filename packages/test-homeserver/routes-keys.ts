@@ -142,7 +142,7 @@ export function keyRoutes(router: Router, core: Core): void {
     const userId = requester.userId;
     const deviceKeys = body["device_keys"];
     if (isJsonObject(deviceKeys) && Object.keys(deviceKeys).length > 0 && core.keys.setDeviceKeys(userId, deviceId, deviceKeys)) {
-      core.keys.markDeviceListChanged(userId, core.bump());
+      core.deviceListChanged(userId);
     }
     const oneTimeKeys = body["one_time_keys"];
     if (isJsonObject(oneTimeKeys)) {
@@ -255,7 +255,7 @@ export function keyRoutes(router: Router, core: Core): void {
     if (masterPublicKey === undefined) throw invalidParam("Invalid master key");
     const checked = uploads.map((usage) => [usage, usage === "master" ? master : checkCrossSigningKey(body[`${usage}_key`], userId, usage, masterPublicKey)] as const);
     for (const [usage, key] of checked) core.keys.setCrossSigningKey(userId, usage, key);
-    if (checked.length > 0) core.keys.markDeviceListChanged(userId, core.bump());
+    if (checked.length > 0) core.deviceListChanged(userId);
     return ok({});
   });
 
@@ -312,13 +312,13 @@ export function keyRoutes(router: Router, core: Core): void {
     }
     // Signatures by the user-signing key concern the signer's own view only (Synapse's
     // notify_user_signature_update); both kinds are a change of the signer's device list here.
-    if (changed) core.keys.markDeviceListChanged(userId, core.bump());
+    if (changed) core.deviceListChanged(userId);
     return ok({ failures });
   });
 
   // CS API PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId} (#put_matrixclientv3sendtodeviceeventtypetxnid):
   // to named devices or `*` (all of a user's devices); unknown devices are skipped. A retry with the
-  // same transaction ID sends nothing again.
+  // same transaction ID sends nothing again. Appservices may get them too (Core.sendToDevice).
   router.add("PUT", `${C}/sendToDevice/:eventType/:txnId`, async (req: Req) => {
     const requester = authenticate(core, req);
     return idempotent(core, req, requester, async () => {
@@ -337,10 +337,7 @@ export function keyRoutes(router: Router, core: Core): void {
           for (const id of ids) targets.push([userId, id, content]);
         }
       }
-      if (targets.length > 0) {
-        const pos = core.bump();
-        for (const [userId, deviceId, content] of targets) core.keys.deliver(userId, deviceId, { pos, sender: requester.userId, type, content });
-      }
+      core.sendToDevice(requester.userId, type, targets);
       return ok({});
     });
   });

@@ -5,6 +5,8 @@
 // | | Synapse 1.67 | current Synapse |
 // | appservice transactions | legacy `PUT {url}/transactions/{txnId}?access_token=` (as-pusher.ts) | `/_matrix/app/v1/...`, bearer token |
 // | appservice ping | 400 M_UNRECOGNIZED | 1.84+ |
+// | ephemeral events to appservices | `de.sorunome.msc2409.push_ephemeral` only (appservices.ts) | also `receive_ephemeral`, under `ephemeral` (1.156+) |
+// | MSC3202 one-time-key counts | `org.matrix.msc3202.device_one_time_key_counts` (core.ts) | also `…device_one_time_keys_count` (1.73+) |
 // | authenticated media | 400 M_UNRECOGNIZED; `/_matrix/media/v3/download` serves everything | 1.120+ |
 // | async upload | create: 404 (Twisted's HTML page); PUT upload: 400 M_UNRECOGNIZED | 1.111+ |
 // | unknown client paths | 400 M_UNRECOGNIZED (UnrecognizedRequestError's default code then) | 404 M_UNRECOGNIZED |

@@ -21,6 +21,8 @@ export interface AppserviceRegistration {
   rate_limited?: boolean;
   receive_ephemeral?: boolean;
   "de.sorunome.msc2409.push_ephemeral"?: boolean;
+  /** MSC3202: one-time-key counts, unused fallback key types and device-list changes in transactions. */
+  "org.matrix.msc3202"?: boolean;
   protocols?: string[];
 }
 

@@ -188,6 +188,25 @@ describe("test homeserver: end-to-end encryption endpoints", () => {
     assert.deepEqual((await call(hs, "GET", `/keys/changes?from=${beforeLeave}`, dora.token)).json, { changed: [], left: [ed.userId] });
   });
 
+  it("tells those who share a room of a new device, not of a login to a device that exists", async () => {
+    const ida = await user(hs, "login-ida");
+    const jan = await user(hs, "login-jan");
+    const room = await call(hs, "POST", "/createRoom", ida.token, { invite: [jan.userId] });
+    await call(hs, "POST", `/join/${encodeURIComponent(String(room.json["room_id"]))}`, jan.token, {});
+    const login = (deviceId: string) =>
+      fetch(`${hs.url}/_matrix/client/v3/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: jan.userId }, password: "login-jan-password", device_id: deviceId }),
+      });
+    const token = String((await syncFrom(hs, ida))["next_batch"]);
+    assert.equal((await login("LAPTOP")).status, 200);
+    const changed = await syncFrom(hs, ida, token);
+    assert.deepEqual(changed["device_lists"], { changed: [jan.userId] });
+    assert.equal((await login("LAPTOP")).status, 200);
+    assert.equal((await syncFrom(hs, ida, String(changed["next_batch"])))["device_lists"], undefined);
+  });
+
   it("deletes a device's keys when it logs out, and tells those who share a room", async () => {
     const gina = await user(hs, "logout-gina");
     const hank = await user(hs, "logout-hank");

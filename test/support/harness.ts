@@ -319,68 +319,76 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
   let hs: TestHomeserver | undefined;
   let synapse: Synapse | undefined;
-  let access: HomeserverAccess;
-  let registration: Registration;
-  let asPort: number;
-  const baseConfig = (hsUrl: string, serverName: string, port: number, registrationFile: string): Record<string, unknown> => ({
-    homeserver: { url: hsUrl, domain: serverName },
-    appservice: { url: `http://127.0.0.1:${port}`, registrationFile, listener: { bindAddress: "127.0.0.1", port } },
-    publicApi: { listener: { bindAddress: "127.0.0.1", port: 0 } },
-    metrics: { listener: { bindAddress: "127.0.0.1", port: 0 } },
-    database: databaseUrl ? { url: databaseUrl } : { embeddedDir: join(workDir, "db") },
-    workers: { leaseSeconds: 5, pollMilliseconds: 200, concurrency: 4 },
-    logging: { level: "info", pseudonymKey: "test-pseudonym-key" },
-    documents: { stagingDir: join(workDir, "staging") },
-    scanning: { host: clamd.host, port: clamd.port, timeoutSeconds: 10 },
-    mail: { smtp: { host: smtp.host, port: smtp.port }, from: "Kuvert <kuvert@body.example>", staffMailbox: "staff@body.example", combineWindowSeconds: 1, maxAttempts: 5 },
-  });
-  const homeserverIs = (url: string, serverName: string, adminToken: string): HomeserverAccess => {
-    Object.assign(raw.homeserver as Record<string, unknown>, { url, domain: serverName, adminToken });
-    return { url, serverName, adminToken };
-  };
-
-  let raw: Record<string, unknown>;
-  if (real) {
-    registration = readRegistration(real.registrationFile);
-    asPort = Number(new URL(registration.url ?? "http://127.0.0.1:9993").port || 80);
-    raw = baseConfig(real.url, real.serverName, asPort, real.registrationFile);
-    access = homeserverIs(real.url, real.serverName, real.adminToken);
-  } else {
-    // The registration names the server, so it is made for the server name the homeserver will have.
-    const serverName = testServerName();
-    asPort = await freePort();
-    const registrationFile = join(workDir, "registration.yaml");
-    raw = baseConfig("http://127.0.0.1:1", serverName, asPort, registrationFile);
-    registration = buildRegistration(parseConfig(raw));
-    writeFileSync(registrationFile, stringify(registration));
-    if (suitesOnSynapse()) {
-      synapse = await startSynapse({ dir: join(workDir, "synapse"), registrations: [registration], logFile: join(artifactsDir, "logs", `${opts.name}.synapse.log`) });
-      access = homeserverIs(synapse.url, synapse.serverName, synapse.adminToken);
-    } else {
-      const adminToken = `admin-${randomBytes(16).toString("hex")}`;
-      hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, ...opts.homeserver });
-      await hs.start();
-      access = homeserverIs(hs.url, serverName, adminToken);
-    }
-  }
-
-  const staff = await TestUser.create(access, "staff", "Staff Member");
-  raw.staff = [{ userId: staff.userId, roles: ["admin"] }];
-  opts.configure?.(raw);
-  // Child processes get the same port for the public API each time they start.
-  if (opts.childProcess) (raw.publicApi as { listener: { port: number } }).listener.port = await freePort();
-  const config = parseConfig(raw);
-  const stack = new Stack({ name: opts.name, hs, synapse, access, registration, config, rawConfig: raw, workDir, clamd, smtp });
-  stack.staff = staff;
-
-  // The admin token is made in the database before Kuvert starts, as an operator does with `kuvert token create`.
-  const db = await openDatabase({ url: databaseUrl, embeddedDir: join(workDir, "db"), poolSize: 2 });
+  let stack: Stack | undefined;
   try {
-    await migrate(db);
-    stack.adminToken = await createToken(db, "test-admin", ["admin"], "test");
-  } finally {
-    await db.close();
+    let access: HomeserverAccess;
+    let registration: Registration;
+    let asPort: number;
+    const baseConfig = (hsUrl: string, serverName: string, port: number, registrationFile: string): Record<string, unknown> => ({
+      homeserver: { url: hsUrl, domain: serverName },
+      appservice: { url: `http://127.0.0.1:${port}`, registrationFile, listener: { bindAddress: "127.0.0.1", port } },
+      publicApi: { listener: { bindAddress: "127.0.0.1", port: 0 } },
+      metrics: { listener: { bindAddress: "127.0.0.1", port: 0 } },
+      database: databaseUrl ? { url: databaseUrl } : { embeddedDir: join(workDir, "db") },
+      workers: { leaseSeconds: 5, pollMilliseconds: 200, concurrency: 4 },
+      logging: { level: "info", pseudonymKey: "test-pseudonym-key" },
+      documents: { stagingDir: join(workDir, "staging") },
+      scanning: { host: clamd.host, port: clamd.port, timeoutSeconds: 10 },
+      mail: { smtp: { host: smtp.host, port: smtp.port }, from: "Kuvert <kuvert@body.example>", staffMailbox: "staff@body.example", combineWindowSeconds: 1, maxAttempts: 5 },
+    });
+    const homeserverIs = (url: string, serverName: string, adminToken: string): HomeserverAccess => {
+      Object.assign(raw.homeserver as Record<string, unknown>, { url, domain: serverName, adminToken });
+      return { url, serverName, adminToken };
+    };
+
+    let raw: Record<string, unknown>;
+    if (real) {
+      registration = readRegistration(real.registrationFile);
+      asPort = Number(new URL(registration.url ?? "http://127.0.0.1:9993").port || 80);
+      raw = baseConfig(real.url, real.serverName, asPort, real.registrationFile);
+      access = homeserverIs(real.url, real.serverName, real.adminToken);
+    } else {
+      // The registration names the server, so it is made for the server name the homeserver will have.
+      const serverName = testServerName();
+      asPort = await freePort();
+      const registrationFile = join(workDir, "registration.yaml");
+      raw = baseConfig("http://127.0.0.1:1", serverName, asPort, registrationFile);
+      registration = buildRegistration(parseConfig(raw));
+      writeFileSync(registrationFile, stringify(registration));
+      if (suitesOnSynapse()) {
+        synapse = await startSynapse({ dir: join(workDir, "synapse"), registrations: [registration], logFile: join(artifactsDir, "logs", `${opts.name}.synapse.log`) });
+        access = homeserverIs(synapse.url, synapse.serverName, synapse.adminToken);
+      } else {
+        const adminToken = `admin-${randomBytes(16).toString("hex")}`;
+        hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, ...opts.homeserver });
+        await hs.start();
+        access = homeserverIs(hs.url, serverName, adminToken);
+      }
+    }
+
+    const staff = await TestUser.create(access, "staff", "Staff Member");
+    raw.staff = [{ userId: staff.userId, roles: ["admin"] }];
+    opts.configure?.(raw);
+    // Child processes get the same port for the public API each time they start.
+    if (opts.childProcess) (raw.publicApi as { listener: { port: number } }).listener.port = await freePort();
+    const config = parseConfig(raw);
+    stack = new Stack({ name: opts.name, hs, synapse, access, registration, config, rawConfig: raw, workDir, clamd, smtp });
+    stack.staff = staff;
+
+    // The admin token is made in the database before Kuvert starts, as an operator does with `kuvert token create`.
+    const db = await openDatabase({ url: databaseUrl, embeddedDir: join(workDir, "db"), poolSize: 2 });
+    try {
+      await migrate(db);
+      stack.adminToken = await createToken(db, "test-admin", ["admin"], "test");
+    } finally {
+      await db.close();
+    }
+    await stack.startKuvert(opts.childProcess === true);
+    return stack;
+  } catch (err) {
+    // A suite whose setup failed leaves nothing running: its own `after` cannot reach what was started here.
+    if (stack) await stack.stop().catch(() => undefined);
+    else await Promise.allSettled([hs?.stop(), synapse?.stop(), clamd.stop(), smtp.stop()]);
+    throw err;
   }
-  await stack.startKuvert(opts.childProcess === true);
-  return stack;
 }

@@ -378,7 +378,12 @@ export function program(): Command {
     });
 
   // The modules' commands (`kuvert account …`, …), switched on or not.
-  for (const m of modules) m.cli?.(cli, { actor, config, withDatabase });
+  const apiAccess = (cmd: Command, opts: { url?: string; token?: string }, scopes: string) => {
+    const token = opts.token ?? process.env.KUVERT_TOKEN;
+    if (!token) throw new KuvertError(ErrCode.Unauthorized, `An API token is needed: --token or $KUVERT_TOKEN (make one with \`kuvert token create NAME --scope ${scopes}\`).`);
+    return { url: opts.url ?? config(cmd).publicApi.baseUrl, token };
+  };
+  for (const m of modules) m.cli?.(cli, { actor, config, withDatabase, apiAccess });
   return cli;
 }
 

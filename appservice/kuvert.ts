@@ -177,9 +177,10 @@ export class Kuvert {
         await staffRoom.post({ key: `mail-dead:${row.id}`, body });
       };
       const mailWorker = outbox.worker();
-      const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds);
       // One record of OpenID tokens and their purposes for /verify, the console and the call link page.
       const openIdPurposes = new OpenIdTokenPurposes(db);
+      // The worker of room events is made once the modules said which event types it holds back.
+      const inboxWake = { now: (): void => undefined };
       const { parts: moduleParts, services: moduleServices } = await startModules({
         config,
         db,
@@ -193,11 +194,15 @@ export class Kuvert {
         requireScope: (...scopes) => requireScope(database, ...scopes),
         wakeMail: () => mailWorker.wake(),
         wakeRooms: () => roomWorker.wake(),
+        wakeInbox: () => inboxWake.now(),
         // The checks below include the modules' own, so they are made after the modules started.
         readiness: { check: () => readinessChecks.check() },
       });
       clerkAccounts.from = moduleParts.find((p) => p.clerkAccounts)?.clerkAccounts;
       const fromModules = <T>(part: (p: ModuleParts) => T[] | undefined): T[] => moduleParts.flatMap((p) => part(p) ?? []);
+      const encryption = moduleParts.find((p) => p.roomEncryption)?.roomEncryption;
+      if (encryption) homeserver.useEncryption(encryption);
+      const inbox = new Inbox(db, isOwnUser, config.workers.leaseSeconds, { parts: fromModules((p) => p.transactionParts), held: fromModules((p) => p.heldEventTypes) });
       for (const p of moduleParts) for (const [kind, render] of Object.entries(p.mailRenderers ?? {})) if (render) outbox.renderWith(kind as NotificationKind, render);
       const router = new RoomEventRouter(db, [
         new MembershipObserver(db, homeserver.botUserId, roomSync),
@@ -210,6 +215,7 @@ export class Kuvert {
         ),
       ]);
       const inboxWorker = inbox.worker((event) => router.dispatch(event), config.workers.concurrency, config.workers.pollMilliseconds);
+      inboxWake.now = () => inboxWorker.wake();
       workers.push(inboxWorker, roomWorker, mailWorker, ...fromModules((p) => p.workers));
       const services = servicesView({ organisations, roomSync, staffRoom, scanner, outbox }, moduleServices);
 

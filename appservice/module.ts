@@ -18,7 +18,8 @@ import type { Check, Readiness } from "./health.ts";
 import type { MailOutbox, MailRenderer } from "./mail/outbox.ts";
 import type { NotificationKind } from "./mail/templates.ts";
 import type { RoomEventHandler } from "./matrix/events.ts";
-import type { Homeserver } from "./matrix/homeserver.ts";
+import type { Homeserver, RoomEncryption } from "./matrix/homeserver.ts";
+import type { TransactionPart } from "./matrix/inbox.ts";
 import type { ClerkAccountHooks, Organisations } from "./organisations/service.ts";
 import type { RoomContext } from "./rooms.ts";
 import type { DocumentScanner } from "./scanning/policy.ts";
@@ -56,6 +57,8 @@ export interface ModuleContext {
   wakeMail(): void;
   /** Wakes the room worker (room changes, power levels). */
   wakeRooms(): void;
+  /** Wakes the worker of room events (after a module made a held event ready). */
+  wakeInbox(): void;
   /** The public service of a module listed before this one; null when that module is switched off. */
   service<K extends keyof ModuleServices>(name: K): ModuleServices[K] | null;
 }
@@ -81,6 +84,12 @@ export interface ModuleParts<K extends keyof ModuleServices = keyof ModuleServic
   roomHandlers?: RoomEventHandler<RoomContext>[];
   /** Commands typed into rooms (`!name`). */
   commands?: Command[];
+  /** Parts of the homeserver's transactions beyond their events that it keeps (stored with the events, before the answer). */
+  transactionParts?: TransactionPart[];
+  /** Event types the room handlers see only once this module rewrote them (m.room.encrypted, once decrypted). */
+  heldEventTypes?: string[];
+  /** How Kuvert's events reach end-to-end-encrypted rooms (one module at most). */
+  roomEncryption?: RoomEncryption;
   /** Background workers: started after the listeners, stopped before the database closes. */
   workers?: BackgroundWorker[];
   /** Readiness checks shown on the internal /readyz, by name. */
@@ -148,6 +157,8 @@ export interface CliContext {
   config(cmd: CliCommand): KuvertConfig;
   /** Opens the database for the command (refused while a running Kuvert holds the embedded one) and closes it after. */
   withDatabase<T>(cfg: KuvertConfig, fn: (db: Database) => Promise<T>): Promise<T>;
+  /** Where and with which token a command reaches a running Kuvert's API: --url (default publicApi.baseUrl) and --token (default $KUVERT_TOKEN); `scopes` names what the token needs, for the error without one. */
+  apiAccess(cmd: CliCommand, opts: { url?: string; token?: string }, scopes: string): { url: string; token: string };
 }
 
 /** What a data-subject request names: a Matrix ID, or an e-mail address. */

@@ -2,6 +2,7 @@
 // switches under `modules` in module order, sections after the core's. What load.ts validates,
 // sample.ts documents and the environment sets.
 import { z } from "zod";
+import { moduleEnabled } from "../module.ts";
 import { modules } from "../modules.ts";
 import { coreConfigSchema, coreEnvironmentKeys, type KuvertConfig, type ModuleConfig } from "./schema.ts";
 
@@ -36,8 +37,12 @@ function compose(): { schema: z.ZodType<KuvertConfig>; environment: Readonly<Rec
       .describe(modulesSection.description ?? ""),
     ...sections,
   });
+  const checks = modules.flatMap((m) => (m.config?.check ? [m.config.check] : []));
+  const checked = schema.superRefine((config, ctx) => {
+    for (const check of checks) for (const problem of check(config as unknown as KuvertConfig)) ctx.addIssue({ code: "custom", path: problem.path, message: problem.message });
+  });
   // The modules' sections and switches are typed (ModuleSections, ModuleSwitches) by the config.ts files that give them here.
-  return { schema: schema as unknown as z.ZodType<KuvertConfig>, environment };
+  return { schema: checked as unknown as z.ZodType<KuvertConfig>, environment };
 }
 
 const composed = compose();
@@ -47,3 +52,8 @@ export const configSchema = composed.schema;
 
 /** Environment variables that set secrets (and the database URL) without writing them into the file, with the key each sets. */
 export const environmentKeys = composed.environment;
+
+/** The keys the modules that the configuration switches on add to the application service registration. */
+export function registrationExtras(config: KuvertConfig): Record<string, unknown> {
+  return Object.assign({}, ...modules.filter((m) => moduleEnabled(m, config)).map((m) => m.config?.registration?.(config) ?? {})) as Record<string, unknown>;
+}

@@ -127,6 +127,12 @@ export const coreConfigSchema = z
       .object({
         language: z.enum(["de", "en"]).default("de").describe("The organisations' language: room texts (welcome, replies), the e-mails to clerks and staff, and the console's fallback when the browser asks for neither."),
         roomNamePrefix: z.string().default("").describe("Prefix of organisation room names, e.g. 'Kuvert: '."),
+        encryption: z
+          .boolean()
+          .default(false)
+          .describe(
+            "New organisation rooms are end-to-end encrypted (needs e2ee.secret, and a homeserver that gives appservices to-device messages and device lists; see the README). An existing room is switched, one way, by `kuvert org encrypt`, the API or the console. `kuvert init` writes true.",
+          ),
       })
       .strict()
       .prefault({})
@@ -327,6 +333,10 @@ export interface ModuleConfig {
   readonly section?: z.ZodType;
   /** Environment variables that set its secrets, by the path inside its section. */
   readonly environment?: Readonly<Record<string, readonly string[]>>;
+  /** Keys the application service registration needs for the module (e.g. unstable homeserver features), for a configuration that switches it on. */
+  registration?(config: KuvertConfig): Record<string, unknown>;
+  /** What the whole configuration must hold for the module, beyond its section: one problem per entry, with its path. */
+  check?(config: KuvertConfig): { path: string[]; message: string }[];
 }
 
 /**

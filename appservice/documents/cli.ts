@@ -6,8 +6,6 @@ import { Readable, Transform } from "node:stream";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import yazl from "yazl";
-import type { KuvertConfig } from "../config/schema.ts";
-import { ErrCode, KuvertError } from "../errors.ts";
 import type { CliContext } from "../module.ts";
 import type { BatchStatus } from "./batch.ts";
 
@@ -150,11 +148,7 @@ export async function documentVersions(id: string, opts: { url: string; token: s
 
 /** `kuvert batch submit`, `kuvert document send` and `kuvert document versions`. */
 export function documentCommands(program: Command, ctx: CliContext): void {
-  const apiAccess = (cfg: KuvertConfig, opts: { url?: string; token?: string }) => {
-    const token = opts.token ?? process.env.KUVERT_TOKEN;
-    if (!token) throw new KuvertError(ErrCode.Unauthorized, "An API token is needed: --token or $KUVERT_TOKEN (make one with `kuvert token create NAME --scope drop`).");
-    return { url: opts.url ?? cfg.publicApi.baseUrl, token };
-  };
+  const apiAccess = (cmd: Command, opts: { url?: string; token?: string }) => ctx.apiAccess(cmd, opts, "drop");
   const batch = program.command("batch").description("bulk batches of documents");
   batch
     .command("submit <zip-or-folder>")
@@ -164,7 +158,7 @@ export function documentCommands(program: Command, ctx: CliContext): void {
     .option("--idempotency-key <key>", "send again with the same key: the same batch, never twice")
     .option("--no-follow", "only upload; do not wait for delivery")
     .action(async function (this: Command, path: string, opts: { url?: string; token?: string; idempotencyKey?: string; follow: boolean }) {
-      const result = await submitBatch(path, { ...apiAccess(ctx.config(this), opts), idempotencyKey: opts.idempotencyKey, follow: opts.follow });
+      const result = await submitBatch(path, { ...apiAccess(this, opts), idempotencyKey: opts.idempotencyKey, follow: opts.follow });
       if (!result.ok) process.exitCode = 2;
     });
 
@@ -181,7 +175,7 @@ export function documentCommands(program: Command, ctx: CliContext): void {
     .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
     .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
     .action(async function (this: Command, file: string, opts: { org: string; kind?: string; reference?: string; supersedes?: string; supersedesReference?: string; idempotencyKey?: string; url?: string; token?: string }) {
-      const answer = await sendDocument(file, { ...apiAccess(ctx.config(this), opts), organisationId: opts.org, kind: opts.kind, reference: opts.reference, supersedes: opts.supersedes, supersedesReference: opts.supersedesReference, idempotencyKey: opts.idempotencyKey });
+      const answer = await sendDocument(file, { ...apiAccess(this, opts), organisationId: opts.org, kind: opts.kind, reference: opts.reference, supersedes: opts.supersedes, supersedesReference: opts.supersedesReference, idempotencyKey: opts.idempotencyKey });
       console.log(`${answer.id} accepted (version ${answer.version ?? 1}${answer.supersedes ? `, replaces ${answer.supersedes}` : ""}): ${answer.state}`);
     });
   document
@@ -191,7 +185,7 @@ export function documentCommands(program: Command, ctx: CliContext): void {
     .option("--url <url>", "Kuvert's public base URL (default: publicApi.baseUrl)")
     .option("--token <token>", "an API token with the drop or admin scope (default: $KUVERT_TOKEN)")
     .action(async function (this: Command, id: string, opts: { json?: boolean; url?: string; token?: string }) {
-      const list = await documentVersions(id, apiAccess(ctx.config(this), opts));
+      const list = await documentVersions(id, apiAccess(this, opts));
       if (opts.json) return console.log(JSON.stringify(list, null, 2));
       for (const v of list.versions) {
         console.log(`${v.id === list.current ? "*" : " "} version ${String(v.version).padEnd(3)} ${v.id}  ${v.state.padEnd(9)} ${v.finishedAt ?? "–"}  ${v.filename}${v.reference ? `  [${v.reference}]` : ""}`);

@@ -6,7 +6,6 @@ import { AppServiceRegistration, Bridge, Logger as BridgeLogger, type Intent } f
 import { LogService, LogLevel } from "@vector-im/matrix-bot-sdk";
 import type { KuvertConfig } from "../config/schema.ts";
 import { logger, scrub } from "../log.ts";
-import type { Registration } from "./registration.ts";
 import type { RetryHint } from "../workers/queue.ts";
 import { timedRequest } from "../metrics.ts";
 
@@ -88,14 +87,36 @@ function routeLibraryLogging(): void {
   LogService.muteModule("MatrixHttpClient");
 }
 
+/** What the homeserver side needs of the registration (registration.ts's Registration has it). */
+export interface AppserviceIdentity {
+  id: string;
+  url?: string | null | undefined;
+  as_token: string;
+  hs_token: string;
+  sender_localpart: string;
+  namespaces: { users: { regex: string; exclusive: boolean }[]; aliases: { regex: string; exclusive: boolean }[]; rooms: { regex: string; exclusive: boolean }[] };
+}
+
+/**
+ * How events reach end-to-end-encrypted rooms (CS API §"End-to-End Encryption"); the module that
+ * runs the bot's device gives it. Without it, Kuvert sends as it always did.
+ */
+export interface RoomEncryption {
+  /** Whether the room is encrypted (its m.room.encryption state, as last learned). */
+  isEncrypted(roomId: string): Promise<boolean>;
+  /** Sends an event into an encrypted room, encrypted, once per work key (as Homeserver.send). */
+  send(roomId: string, type: string, content: Record<string, unknown>, workKey: string): Promise<string>;
+}
+
 export class Homeserver {
   readonly botUserId: string;
   readonly #bridge: Bridge;
   readonly #config: KuvertConfig;
-  readonly #registration: Registration;
+  readonly #registration: AppserviceIdentity;
   #bot: Intent | undefined;
+  #encryption: RoomEncryption | undefined;
 
-  constructor(config: KuvertConfig, registration: Registration) {
+  constructor(config: KuvertConfig, registration: AppserviceIdentity) {
     routeLibraryLogging();
     this.#config = config;
     this.#registration = registration;
@@ -208,8 +229,27 @@ export class Homeserver {
     return res.event_id;
   }
 
-  /** Sends a room event once: the transaction id comes from `workKey`, so repeating the call repeats the same PUT. */
+  /** From now on, events for encrypted rooms go through `encryption`. */
+  useEncryption(encryption: RoomEncryption): void {
+    this.#encryption = encryption;
+  }
+
+  /** Whether what Kuvert sends into the room is end-to-end encrypted (false while no module encrypts). */
+  async isEncrypted(roomId: string): Promise<boolean> {
+    return this.#encryption ? this.#encryption.isEncrypted(roomId) : false;
+  }
+
+  /**
+   * Sends a room event once: the transaction id comes from `workKey`, so repeating the call repeats
+   * the same PUT. Into an encrypted room it goes encrypted (RoomEncryption), just as once.
+   */
   async send(roomId: string, type: string, content: Record<string, unknown>, workKey: string): Promise<string> {
+    if (this.#encryption && (await this.#encryption.isEncrypted(roomId))) return this.#encryption.send(roomId, type, content, workKey);
+    return this.sendAsIs(roomId, type, content, workKey);
+  }
+
+  /** Sends a room event once, as it is (an event already encrypted, or for a room that is not). */
+  async sendAsIs(roomId: string, type: string, content: Record<string, unknown>, workKey: string): Promise<string> {
     const res = await this.request<{ event_id: string }>("PUT", `${this.room(roomId)}/send/${encodeURIComponent(type)}/${transactionId(workKey)}`, undefined, content);
     return res.event_id;
   }

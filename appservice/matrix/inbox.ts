@@ -1,7 +1,7 @@
 // Events pushed by the homeserver are stored before the transaction is answered, then
 // handled by a worker, in order per room. A replayed transaction id changes nothing, and
 // an event seen in two transactions is stored once.
-import type { Database } from "../db/database.ts";
+import type { Database, Queryable } from "../db/database.ts";
 import { logger } from "../log.ts";
 import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import type { MatrixEvent } from "./events.ts";
@@ -14,6 +14,25 @@ export interface InboundEventRow extends QueueRow {
   room_id: string;
   event_type: string;
   event: MatrixEvent;
+}
+
+/**
+ * A part of appservice transactions beyond `events` that a module keeps (to-device messages, device
+ * lists: MSC2409, MSC3202), stored in the database transaction that stores the events, before the
+ * homeserver's transaction is answered.
+ */
+export interface TransactionPart {
+  /** Whether the transaction carries something for it. */
+  wants(payload: Record<string, unknown>): boolean;
+  store(tx: Queryable, txnId: string, payload: Record<string, unknown>): Promise<void>;
+  /** After the commit of what it stored. */
+  stored?(): void;
+}
+
+export interface InboxOptions {
+  parts?: TransactionPart[];
+  /** Event types that wait until a module rewrote them (m.room.encrypted until it is decrypted). */
+  held?: string[];
 }
 
 /** stored: events to handle were kept; echoes: only Kuvert's own events, nothing kept; replayed: a transaction seen before. */
@@ -31,18 +50,21 @@ function withoutNul(_key: string, value: unknown): unknown {
 export class Inbox {
   readonly #db: Database;
   readonly #isOwnUser: (userId: string) => boolean;
+  readonly #parts: TransactionPart[];
   readonly queue: WorkQueue<InboundEventRow>;
 
-  constructor(db: Database, isOwnUser: (userId: string) => boolean, leaseSeconds: number) {
+  constructor(db: Database, isOwnUser: (userId: string) => boolean, leaseSeconds: number, opts: InboxOptions = {}) {
     this.#db = db;
     this.#isOwnUser = isOwnUser;
+    this.#parts = opts.parts ?? [];
+    const held = (opts.held ?? []).map((t) => `'${t.replaceAll("'", "''")}'`);
     this.queue = new WorkQueue<InboundEventRow>(
       db,
       {
         table: "inbound_events",
         key: "seq",
         // An event waits while an earlier event of its room is still pending.
-        claimable: "NOT EXISTS (SELECT 1 FROM inbound_events e WHERE e.room_id = q.room_id AND e.state = 'pending' AND e.seq < q.seq)",
+        claimable: `NOT EXISTS (SELECT 1 FROM inbound_events e WHERE e.room_id = q.room_id AND e.state = 'pending' AND e.seq < q.seq)${held.length ? ` AND q.event_type NOT IN (${held.join(", ")})` : ""}`,
         order: "q.seq",
         maxAttempts: 8,
       },
@@ -50,13 +72,14 @@ export class Inbox {
     );
   }
 
-  /** Stores a transaction's events. Kuvert's own events (echoes) are not kept. */
-  async store(txnId: string, events: MatrixEvent[]): Promise<StoreOutcome> {
+  /** Stores a transaction's events and what its parts keep of it. Kuvert's own events (echoes) are not kept. */
+  async store(txnId: string, events: MatrixEvent[], payload: Record<string, unknown> = {}): Promise<StoreOutcome> {
     const wanted = events.filter((e) => !this.#isOwnUser(e.sender));
+    const parts = this.#parts.filter((p) => p.wants(payload));
     // Only echoes (most transactions while documents go out): nothing to keep, and a replay of it
     // would store nothing either, so the transaction id need not be remembered.
-    if (wanted.length === 0) return "echoes";
-    return this.#db.transaction(async (tx) => {
+    if (wanted.length === 0 && parts.length === 0) return "echoes";
+    const outcome = await this.#db.transaction(async (tx): Promise<StoreOutcome> => {
       const inserted = await tx.query("INSERT INTO appservice_transactions (txn_id, event_count) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING", [txnId, events.length]);
       if (inserted.rowCount === 0) return "replayed";
       for (const e of wanted) {
@@ -66,8 +89,11 @@ export class Inbox {
           [e.event_id, e.room_id, e.type, JSON.stringify(e, withoutNul)],
         );
       }
+      for (const part of parts) await part.store(tx, txnId, payload);
       return "stored";
     });
+    if (outcome === "stored") for (const part of parts) part.stored?.();
+    return outcome;
   }
 
   worker(handle: (event: MatrixEvent) => Promise<void>, concurrency: number, pollMilliseconds: number): Worker<InboundEventRow> {

@@ -64,7 +64,7 @@ export function appserviceApp(opts: AppserviceListenerOptions): express.Express 
     const events = payload.events.filter(isMatrixEvent) as MatrixEvent[];
     if (events.length !== payload.events.length) log.warn({ dropped: payload.events.length - events.length }, "events without the required fields were ignored");
     try {
-      const outcome = await opts.inbox.store(txnId, events);
+      const outcome = await opts.inbox.store(txnId, events, payload as Record<string, unknown>);
       transactionsReceived.inc({ outcome });
       log.debug({ txnId, events: events.length, outcome }, "transaction");
       res.json({});

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parse, stringify } from "yaml";
 import { z } from "zod";
+import { registrationExtras } from "../config/composed.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 
 const namespace = z.object({ regex: z.string(), exclusive: z.boolean() }).strict();
@@ -15,6 +16,9 @@ export const registrationSchema = z
     sender_localpart: z.string().min(1),
     rate_limited: z.boolean().optional(),
     receive_ephemeral: z.boolean().optional(),
+    // MSC2409's and MSC3202's unstable names (end-to-end encryption: e2ee/config.ts).
+    "de.sorunome.msc2409.push_ephemeral": z.boolean().optional(),
+    "org.matrix.msc3202": z.boolean().optional(),
     protocols: z.array(z.string()).optional(),
     namespaces: z.object({ users: z.array(namespace).default([]), aliases: z.array(namespace).default([]), rooms: z.array(namespace).default([]) }).strict(),
   })
@@ -37,13 +41,14 @@ export function buildRegistration(config: KuvertConfig): Registration {
     sender_localpart: config.appservice.botLocalpart,
     // Kuvert posts to hundreds of rooms in a burst (circulars); the homeserver must not throttle it.
     rate_limited: false,
-    // Typing notifications, receipts and presence are not used.
+    // Typing notifications, receipts and presence are not used (a module may need what comes with them).
     receive_ephemeral: false,
     namespaces: {
       users: [{ regex: `@${prefix}.*:${domain}`, exclusive: true }],
       aliases: [{ regex: `#${prefix}.*:${domain}`, exclusive: true }],
       rooms: [],
     },
+    ...registrationExtras(config),
   };
 }
 
@@ -112,6 +117,9 @@ export function registrationMismatches(config: KuvertConfig, reg: Registration):
   if (reg.id !== config.appservice.id) problems.push(`id is ${reg.id}, the configuration says appservice.id ${config.appservice.id}`);
   if (reg.sender_localpart !== config.appservice.botLocalpart) {
     problems.push(`sender_localpart is ${reg.sender_localpart}, the configuration says appservice.botLocalpart ${config.appservice.botLocalpart}`);
+  }
+  for (const [key, value] of Object.entries(registrationExtras(config))) {
+    if ((reg as Record<string, unknown>)[key] !== value) problems.push(`${key} is ${JSON.stringify((reg as Record<string, unknown>)[key] ?? null)}, the modules switched on need ${JSON.stringify(value)}`);
   }
   const wanted = buildRegistration(config).namespaces;
   for (const kind of ["users", "aliases"] as const) {

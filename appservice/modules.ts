@@ -6,6 +6,7 @@ import { callsModule } from "./calls/module.ts";
 import { circularsModule } from "./circulars/module.ts";
 import { consoleModule } from "./console/module.ts";
 import { documentsModule } from "./documents/module.ts";
+import { e2eeModule } from "./e2ee/module.ts";
 import type { KuvertModule } from "./module.ts";
 
-export const modules: readonly KuvertModule[] = [consoleModule, accountsModule, circularsModule, callsModule, documentsModule];
+export const modules: readonly KuvertModule[] = [consoleModule, accountsModule, e2eeModule, circularsModule, callsModule, documentsModule];

@@ -5,6 +5,7 @@
 // marked as checked; one infected or unscannable → redacted, all its media quarantined, the
 // room told.
 // Each step checks what is already done, so a crash and a rerun repeat nothing.
+import { createReadStream } from "node:fs";
 import { audit, auditMany } from "../audit/audit.ts";
 import { ErrCode } from "../errors.ts";
 import type { KuvertConfig } from "../config/schema.ts";
@@ -27,6 +28,7 @@ import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
 import { documentsInFlightLimit } from "../metrics.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel } from "../scanning/outcome.ts";
 import { documentTexts } from "./texts.ts";
+import { ciphertextSha256, encryptAttachmentStream, fileObject, freshSecrets, splitMediaKey } from "../e2ee/attachments.ts";
 import type { Staging } from "../files/staging.ts";
 import { scannedEntry } from "./model.ts";
 import * as store from "./store.ts";
@@ -166,20 +168,46 @@ export class DocumentPipeline {
       });
     }
     const org = await this.#room(doc.organisation_id);
+    const info = { mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) };
+    // Into an end-to-end-encrypted room the file goes up encrypted (CS API §"Sending encrypted
+    // attachments"), with a key and IV recorded before the first byte: a retried upload makes the
+    // same ciphertext. A file uploaded in the clear before the room was encrypted stays as it is.
+    let secrets = doc.media_key ? splitMediaKey(Buffer.from(doc.media_key)) : null;
+    if (!secrets && !doc.mxc_uri && (await this.#hs.isEncrypted(org.roomId))) {
+      secrets = freshSecrets();
+      await store.setMediaKey(this.#db, doc.id, Buffer.concat([secrets.key, secrets.iv]));
+    }
+    let sha256 = doc.media_sha256;
+    const put = async (path: string, reserved: string | null): Promise<string> => {
+      if (!secrets) return uploadMedia(this.#hs, { path }, { filename: doc.filename, ...info }, reserved);
+      const encrypted = encryptAttachmentStream(createReadStream(path), secrets);
+      // The homeserver sees neither the name nor the type of an encrypted file.
+      const uploaded = await uploadMedia(this.#hs, encrypted.ciphertext, { filename: null, mimetype: "application/octet-stream", size: info.size }, reserved);
+      sha256 = encrypted.file().hashes.sha256;
+      await store.setMediaHash(this.#db, doc.id, sha256);
+      return uploaded;
+    };
     const mxc = await uploadOnce(
       { mxc: doc.mxc_uri, uploaded: doc.media_uploaded },
       {
         reserve: () => createMedia(this.#hs),
         record: (uri, uploaded) => store.setMedia(this.#db, doc.id, uri, uploaded),
-        put: (reserved) => this.#paced(() => this.#staging.local(doc.id, (path) => uploadMedia(this.#hs, { path }, { filename: doc.filename, mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) }, reserved)), false),
+        put: (reserved) => this.#paced(() => this.#staging.local(doc.id, (path) => put(path, reserved)), false),
       },
     );
+    // Uploaded by an attempt that ended before it recorded the hash: the same key makes the same ciphertext again.
+    if (secrets && !sha256) {
+      const key = secrets;
+      sha256 = await this.#staging.local(doc.id, (path) => ciphertextSha256(createReadStream(path), key));
+      await store.setMediaHash(this.#db, doc.id, sha256);
+    }
     // Each event with a transaction id of its own derived from the document: the short text, then
     // the file (and for a new version, the edit of the earlier announcement), so a rerun repeats none.
     const replaced = doc.supersedes ? await store.findDocument(this.#db, doc.supersedes) : null;
     const text = replaced?.event_id ? { ...notice(t.versionAnnouncement(doc, replaced)), "m.relates_to": { "m.in_reply_to": { event_id: replaced.event_id } } } : notice(t.announcement(doc));
     const announcementEventId = await this.#paced(() => this.#hs.send(org.roomId, "m.room.message", text, `document:${doc.id}:text`), true);
-    const file = { msgtype: "m.file", body: doc.filename, filename: doc.filename, url: mxc, info: { mimetype: doc.mimetype ?? "application/octet-stream", size: Number(doc.size) } };
+    const media = secrets && sha256 ? { file: { url: mxc, ...fileObject(secrets.key, secrets.iv, Buffer.from(sha256, "base64")) } } : { url: mxc };
+    const file = { msgtype: "m.file", body: doc.filename, filename: doc.filename, ...media, info };
     const eventId = await this.#paced(() => this.#hs.send(org.roomId, "m.room.message", file, `document:${doc.id}:file`), true);
     if (replaced) await this.#markReplaced(org.roomId, replaced, doc, eventId);
     // The delivery, its audit rows, the clerks' e-mails and the end of the work in one commit.

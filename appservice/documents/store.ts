@@ -28,6 +28,10 @@ export interface DocumentRow {
   errcode: string | null;
   mxc_uri: string | null;
   media_uploaded: boolean;
+  /** Outbound into an encrypted room: the attachment's key and IV (48 bytes), recorded before its upload. */
+  media_key: Uint8Array | null;
+  /** The SHA-256 of its ciphertext (unpadded base64), once uploaded. */
+  media_sha256: string | null;
   event_id: string | null;
   created_at: Date;
   scanned_at: Date | null;
@@ -185,6 +189,15 @@ export async function forgetMediaKeys(q: Queryable, doc: DocumentRow): Promise<v
 /** Records the document's media: reserved (`uploaded` false: the content is still to be PUT) or holding the file. */
 export async function setMedia(q: Queryable, id: string, mxc: string, uploaded: boolean): Promise<void> {
   await q.query("UPDATE documents SET mxc_uri = $2, media_uploaded = $3 WHERE id = $1", [id, mxc, uploaded]);
+}
+
+/** Records the key and IV a document for an encrypted room is uploaded with, before its upload. */
+export async function setMediaKey(q: Queryable, id: string, key: Buffer): Promise<void> {
+  await q.query("UPDATE documents SET media_key = $2 WHERE id = $1", [id, key]);
+}
+
+export async function setMediaHash(q: Queryable, id: string, sha256: string): Promise<void> {
+  await q.query("UPDATE documents SET media_sha256 = $2 WHERE id = $1", [id, sha256]);
 }
 
 export async function listDocuments(q: Queryable, organisationId: string, limit: number): Promise<DocumentRow[]> {

@@ -95,12 +95,19 @@ function unpadded(buffer: Buffer): string {
   return buffer.toString("base64").replace(/=+$/, "");
 }
 
+/** A key and IV for one attachment. */
+export interface AttachmentKey {
+  key: Buffer;
+  iv: Buffer;
+}
+
 /** A fresh key and IV as Element makes them (v2: a random 64-bit IV prefix, the counter half zero). */
-function freshSecrets(): { key: Buffer; iv: Buffer } {
+export function freshSecrets(): AttachmentKey {
   return { key: randomBytes(32), iv: Buffer.concat([randomBytes(8), Buffer.alloc(8)]) };
 }
 
-function fileObject(key: Buffer, iv: Buffer, sha256: Buffer): Omit<EncryptedFile, "url"> {
+/** The event's `file` object without `url`, for a key, IV and the SHA-256 of the ciphertext. */
+export function fileObject(key: Buffer, iv: Buffer, sha256: Buffer): Omit<EncryptedFile, "url"> {
   return {
     key: { kty: "oct", key_ops: ["encrypt", "decrypt"], alg: "A256CTR", k: key.toString("base64url"), ext: true },
     iv: unpadded(iv),
@@ -120,10 +127,11 @@ export function encryptAttachment(plaintext: Buffer): { ciphertext: Buffer; file
 /**
  * Encrypts a file as it streams (a document read from staging on its way to the media
  * repository), in constant memory. `file()` answers the `file` object without `url` once the
- * ciphertext has been read to its end (its SHA-256 is known only then); before, it throws.
+ * ciphertext has been read to its end (its SHA-256 is known only then); before, it throws. With
+ * `secrets` recorded before, the same plaintext always gives the same ciphertext (a retried upload).
  */
-export function encryptAttachmentStream(plaintext: Readable): { ciphertext: Readable; file: () => Omit<EncryptedFile, "url"> } {
-  const { key, iv } = freshSecrets();
+export function encryptAttachmentStream(plaintext: Readable, secrets: AttachmentKey = freshSecrets()): { ciphertext: Readable; file: () => Omit<EncryptedFile, "url"> } {
+  const { key, iv } = secrets;
   const cipher = createCipheriv("aes-256-ctr", key, iv);
   const hash = createHash("sha256");
   let sha256: Buffer | undefined;
@@ -152,4 +160,19 @@ export function encryptAttachmentStream(plaintext: Readable): { ciphertext: Read
       return fileObject(key, iv, sha256);
     },
   };
+}
+
+/** A key and IV recorded as one value (key, then IV: 48 bytes). */
+export function splitMediaKey(stored: Buffer): AttachmentKey {
+  if (stored.length !== 48) throw new Error(`a recorded attachment key has ${stored.length} bytes, not 48`);
+  return { key: stored.subarray(0, 32), iv: stored.subarray(32) };
+}
+
+/** The SHA-256 (unpadded base64) of the ciphertext the key and IV make of `plaintext`, without keeping the ciphertext. */
+export async function ciphertextSha256(plaintext: Readable, secrets: AttachmentKey): Promise<string> {
+  const encrypted = encryptAttachmentStream(plaintext, secrets);
+  for await (const _chunk of encrypted.ciphertext) {
+    // read to its end: only the hash is wanted
+  }
+  return encrypted.file().hashes.sha256;
 }

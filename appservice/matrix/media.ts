@@ -8,7 +8,8 @@ import { homeserverRequests, requestOutcome } from "../metrics.ts";
 import { HomeserverError, lacksEndpoint, type Homeserver } from "./homeserver.ts";
 
 export interface MediaInfo {
-  filename: string;
+  /** The name the homeserver keeps with the media; none for an encrypted attachment. */
+  filename: string | null;
   mimetype: string;
   size: number;
 }
@@ -141,7 +142,7 @@ export async function uploadMedia(hs: Homeserver, body: Readable | { path: strin
     throw new HomeserverError(413, "M_TOO_LARGE", `the file has ${info.size} bytes, more than the ${limit} the homeserver accepts (its m.upload.size)`);
   }
   const headers = { authorization: hs.authorization, "content-type": info.mimetype, "content-length": String(info.size) };
-  const query = `filename=${encodeURIComponent(info.filename)}`;
+  const query = info.filename === null ? "" : `filename=${encodeURIComponent(info.filename)}`;
   if (mxc) {
     const [serverName, mediaId] = mxc.slice("mxc://".length).split("/");
     const res = await send(`${hs.url}/_matrix/media/v3/upload/${encodeURIComponent(serverName!)}/${encodeURIComponent(mediaId!)}?${query}`, "PUT", headers, body);

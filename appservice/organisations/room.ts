@@ -92,6 +92,8 @@ export interface CreateRoomParams extends RoomPeople {
   name: string;
   topic: string;
   aliasLocalpart: string;
+  /** End-to-end encrypted from its creation (organisations.encryption). */
+  encrypted?: boolean;
 }
 
 /** The createRoom request (CS API §"POST /_matrix/client/v3/createRoom"). Invitations follow separately, one by one. */
@@ -108,6 +110,8 @@ export function createRoomRequest(p: CreateRoomParams): Record<string, unknown> 
       { type: "m.room.guest_access", state_key: "", content: { guest_access: "forbidden" } },
       { type: "m.room.history_visibility", state_key: "", content: { history_visibility: "shared" } },
       { type: ORGANISATION_STATE_EVENT, state_key: "", content: { organisation_id: p.organisationId } },
+      // CS API §"m.room.encryption": the spec's one room algorithm.
+      ...(p.encrypted ? [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }] : []),
     ],
   };
 }

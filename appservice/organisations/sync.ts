@@ -1,5 +1,5 @@
-// Brings an organisation's room in line with the database: creates it once, posts the
-// welcome once, invites and removes people, keeps power levels, name and archive state.
+// Brings an organisation's room in line with the database: creates it once, invites and removes
+// people, posts the welcome once, keeps power levels, name and archive state.
 // Every step checks the room first, so running it again after a crash changes nothing twice.
 import { audit } from "../audit/audit.ts";
 import { roomStaff, type KuvertConfig } from "../config/schema.ts";
@@ -79,10 +79,6 @@ export class RoomSync {
       roomId = await this.#createRoom(org.id, name, t.topic(org.name), people);
     }
     try {
-      if (!org.welcomeEventId) {
-        const eventId = await this.#hs.send(roomId, "m.room.message", notice(t.welcome(org.name)), `welcome:${roomId}`);
-        await store.setNoticeEvent(this.#db, org.id, "welcome_event_id", eventId);
-      }
       const refused = await this.#syncPowerLevels(
         roomId,
         people,
@@ -93,6 +89,11 @@ export class RoomSync {
       );
       await this.#recordPowerLevels(org.id, roomId, refused);
       await this.#syncMembers(org, roomId, people, removedStaff);
+      // After the invitations: in an encrypted room, the invited clerks get the key to it.
+      if (!org.welcomeEventId) {
+        const eventId = await this.#hs.send(roomId, "m.room.message", notice(t.welcome(org.name)), `welcome:${roomId}`);
+        await store.setNoticeEvent(this.#db, org.id, "welcome_event_id", eventId);
+      }
       const currentName = await this.#hs.stateEvent(roomId, "m.room.name");
       if (currentName?.name !== name) await this.#hs.sendState(roomId, "m.room.name", "", { name });
       if (people.archived && !org.archiveNoticeEventId) {
@@ -128,7 +129,7 @@ export class RoomSync {
     let roomId: string;
     let adopted = false;
     try {
-      roomId = await this.#hs.createRoom(createRoomRequest({ ...people, organisationId, name, topic, aliasLocalpart }));
+      roomId = await this.#hs.createRoom(createRoomRequest({ ...people, organisationId, name, topic, aliasLocalpart, encrypted: this.#config.organisations.encryption }));
     } catch (err) {
       // The alias is Kuvert's and names the organisation: if it exists, an earlier attempt made the room.
       if (!(err instanceof HomeserverError && err.errcode === "M_ROOM_IN_USE")) throw err;

@@ -1,0 +1,151 @@
+// End-to-end encryption as a Kuvert module: the bot's device (one owner process at a time), what
+// transactions carry for it, encrypted sends from every process, decryption of clerks' encrypted
+// events before they are handled (and scanned), the switch of an organisation's room to
+// encryption (API, `kuvert org encrypt`), and which rooms are encrypted.
+import express from "express";
+import { audit } from "../audit/audit.ts";
+import { ErrCode, KuvertError } from "../errors.ts";
+import { actorOf } from "../http/auth.ts";
+import { notice } from "../i18n.ts";
+import { logger } from "../log.ts";
+import type { MatrixEvent } from "../matrix/events.ts";
+import { defineModule, type ModuleContext } from "../module.ts";
+import { findOrganisation, findOrganisationByRoom } from "../organisations/store.ts";
+import { e2eeConfig } from "./config.ts";
+import { Decryption, ENCRYPTED } from "./decrypt.ts";
+import { E2eeErr } from "./errors.ts";
+import { e2eeMetrics } from "./metrics.ts";
+import { DeviceOwner } from "./owner.ts";
+import { EncryptedRooms } from "./rooms.ts";
+import { EncryptedSends } from "./sends.ts";
+import { e2eeTexts } from "./texts.ts";
+import { DeviceInbox } from "./transactions.ts";
+import { e2eeCommands } from "./cli.ts";
+import { e2eePaths, e2eeSchemas } from "./openapi.ts";
+
+const log = logger("e2ee");
+
+/** What other modules may ask of encryption. */
+export interface E2ee {
+  rooms: EncryptedRooms;
+  /** Switches an organisation's room to end-to-end encryption (one way); answers whether it was encrypted before. */
+  encryptOrganisation(organisationId: string, actor: string): Promise<{ roomId: string; already: boolean }>;
+  status(): Promise<{ ok: boolean; detail: string }>;
+}
+
+declare module "../module.ts" {
+  interface ModuleServices {
+    e2ee: E2ee;
+  }
+}
+
+/** Switches the organisation's room to encryption: the state event, the room told, the audit row. */
+async function encryptOrganisation(ctx: ModuleContext, rooms: EncryptedRooms, organisationId: string, actor: string): Promise<{ roomId: string; already: boolean }> {
+  const org = await findOrganisation(ctx.db, organisationId);
+  if (!org) throw new KuvertError(ErrCode.NotFound, `No organisation ${organisationId}.`);
+  if (!org.roomId) throw new KuvertError(E2eeErr.NoRoomYet, `The room of ${organisationId} is still being made; switch it to encryption once it is there.`);
+  if (await rooms.isEncrypted(org.roomId)) return { roomId: org.roomId, already: true };
+  await rooms.encrypt(org.roomId);
+  await ctx.db.transaction((tx) => audit(tx, { actor, action: "organisation.encrypted", organisationId, object: org.roomId!, outcome: "ok", details: { algorithm: "m.megolm.v1.aes-sha2" } }));
+  await ctx.homeserver.send(org.roomId, "m.room.message", notice({ body: e2eeTexts(ctx.config.organisations.language).encryptedNow }), `encrypted:${org.roomId}`);
+  log.info({ organisation: organisationId }, "the organisation's room is end-to-end encrypted now");
+  return { roomId: org.roomId, already: false };
+}
+
+export const e2eeModule = defineModule({
+  name: "e2ee",
+  config: e2eeConfig,
+  errors: E2eeErr,
+  queues: { e2eeSends: "e2ee_sends" },
+  openApi: { schemas: () => e2eeSchemas, paths: () => e2eePaths },
+  cli: e2eeCommands,
+  // On with a secret for the device's state: needed for encrypted rooms (config.ts's check asks for it).
+  enabled: (config) => config.e2ee.secret !== undefined,
+  retention: [{ count: "encryptedSends", run: async (q, cut) => (await q.query("DELETE FROM e2ee_sends WHERE state IN ('done', 'failed') AND created_at < $1", [cut.operational])).rowCount }],
+  start(ctx) {
+    const { db, homeserver, config } = ctx;
+    const secret = config.e2ee.secret!;
+    const rooms = new EncryptedRooms(db, homeserver);
+    const sends = new EncryptedSends(db, config.workers.leaseSeconds);
+    const deviceInbox = new DeviceInbox(db, homeserver.botUserId, config.e2ee.deviceId, () => owner.wake());
+    const texts = e2eeTexts(config.organisations.language);
+
+    // Fail-closed: what cannot be decrypted cannot be scanned, so in an organisation room it goes.
+    const undecryptable = async (event: MatrixEvent): Promise<void> => {
+      const org = await findOrganisationByRoom(db, event.room_id);
+      e2eeMetrics.undecryptable.inc({ room: org ? "organisation" : "other" });
+      if (!org) return;
+      await homeserver.request("PUT", `${homeserver.room(event.room_id)}/redact/${encodeURIComponent(event.event_id)}/${encodeURIComponent(`kuvert.undecryptable.${event.event_id}`)}`, undefined, { reason: texts.undecryptableReason });
+      await homeserver.send(event.room_id, "m.room.message", notice({ body: texts.undecryptableInRoom }), `undecryptable:${event.event_id}`);
+      await db.transaction((tx) => audit(tx, { actor: "kuvert", action: "event.undecryptable", organisationId: org.id, object: event.event_id, outcome: "refused", details: { roomId: event.room_id, sender: event.sender } }));
+    };
+    const decryption = new Decryption(db, {
+      attempts: config.e2ee.decryptAttempts,
+      leaseSeconds: config.workers.leaseSeconds,
+      concurrency: 1,
+      pollMilliseconds: config.workers.pollMilliseconds,
+      decrypted: () => {
+        e2eeMetrics.decrypted.inc();
+        ctx.wakeInbox();
+      },
+      undecryptable,
+    });
+
+    const owner: DeviceOwner = new DeviceOwner(
+      db,
+      homeserver,
+      deviceInbox,
+      { deviceId: config.e2ee.deviceId, secret, pollMilliseconds: config.workers.pollMilliseconds },
+      {
+        workers: (device) => [
+          sends.worker(
+            async (row) => {
+              const encrypted = await (await device()).encrypt(row.room_id, row.event_type, row.content);
+              e2eeMetrics.encrypted.inc();
+              return homeserver.sendAsIs(row.room_id, ENCRYPTED, encrypted, row.work_key);
+            },
+            config.workers.concurrency,
+            config.workers.pollMilliseconds,
+          ),
+          decryption.worker(device),
+        ],
+        released: () => sends.detach(),
+      },
+    );
+
+    const service: E2ee = {
+      rooms,
+      encryptOrganisation: (organisationId, actor) => encryptOrganisation(ctx, rooms, organisationId, actor),
+      status: () => owner.status(),
+    };
+    const admin = express.Router();
+    admin.post("/organisations/:id/encryption", async (req, res) => {
+      const result = await service.encryptOrganisation(String(req.params.id), actorOf(req));
+      res.status(result.already ? 200 : 201).json({ organisation: String(req.params.id), roomId: result.roomId, encrypted: true, switchedNow: !result.already });
+    });
+    admin.get("/encryption", async (_req, res) => {
+      const status = await owner.status();
+      res.json({ deviceId: config.e2ee.deviceId, userId: homeserver.botUserId, ready: status.ok, detail: status.detail, newRoomsEncrypted: config.organisations.encryption });
+    });
+
+    return {
+      service,
+      adminRoutes: [admin],
+      transactionParts: [deviceInbox.part()],
+      heldEventTypes: [ENCRYPTED],
+      roomEncryption: { isEncrypted: (roomId) => rooms.isEncrypted(roomId), send: (roomId, type, content, workKey) => sends.send(roomId, type, content, workKey) },
+      roomHandlers: [
+        {
+          name: "e2ee-rooms",
+          // A room switched to encryption in Element (staff may): from now on Kuvert encrypts there too.
+          async onEvent(event) {
+            if (event.type === "m.room.encryption" && event.state_key === "" && typeof event.content["algorithm"] === "string") await rooms.learn(db, event.room_id, event.content["algorithm"]);
+          },
+        },
+      ],
+      readiness: { encryption: () => owner.status() },
+      start: () => owner.start(),
+      stop: () => owner.stop(),
+    };
+  },
+});

@@ -1,0 +1,88 @@
+// What the homeserver's transactions carry for the bot's device, beside room events: to-device
+// messages (MSC2409, `de.sorunome.msc2409.to_device`; `to_device` once stable), and MSC3202's device
+// lists (`org.matrix.msc3202.device_lists`), one-time-key counts and unused fallback key types
+// (`org.matrix.msc3202.device_one_time_key_counts`, `…device_unused_fallback_key_types`, both
+// by user and device). Any Kuvert process may receive a transaction: what it carries for the
+// device is stored, in order, before the transaction is answered (answering acknowledges the
+// to-device messages: the homeserver will not send them again), and handed to the device by the
+// process that owns it.
+import type { Database, Queryable } from "../db/database.ts";
+import type { TransactionPart } from "../matrix/inbox.ts";
+import type { DeviceUpdate } from "./device.ts";
+
+type Json = Record<string, unknown>;
+type PerDevice<T> = Record<string, Record<string, T> | undefined>;
+
+const TO_DEVICE = ["to_device", "de.sorunome.msc2409.to_device"];
+const DEVICE_LISTS = ["device_lists", "org.matrix.msc3202.device_lists"];
+const KEY_COUNTS = ["device_one_time_keys_count", "org.matrix.msc3202.device_one_time_keys_count", "org.matrix.msc3202.device_one_time_key_counts"];
+const FALLBACK = ["device_unused_fallback_key_types", "org.matrix.msc3202.device_unused_fallback_key_types"];
+
+function first<T>(payload: Json, names: string[]): T | undefined {
+  for (const name of names) if (payload[name] !== undefined) return payload[name] as T;
+  return undefined;
+}
+
+/** What the transaction carries for the device, or null when nothing. */
+export function deviceUpdateOf(payload: Json, userId: string, deviceId: string): DeviceUpdate | null {
+  const toDevice = (first<Json[]>(payload, TO_DEVICE) ?? []).filter((m) => m && typeof m === "object" && m["to_user_id"] === userId && m["to_device_id"] === deviceId);
+  const lists = first<{ changed?: unknown; left?: unknown }>(payload, DEVICE_LISTS);
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+  const changed = strings(lists?.changed);
+  const left = strings(lists?.left);
+  const keyCounts = first<PerDevice<Record<string, number>>>(payload, KEY_COUNTS)?.[userId]?.[deviceId] ?? null;
+  const fallback = first<PerDevice<string[]>>(payload, FALLBACK)?.[userId]?.[deviceId] ?? null;
+  if (toDevice.length === 0 && changed.length === 0 && left.length === 0 && keyCounts === null && fallback === null) return null;
+  return { toDevice, changed, left, keyCounts, fallback };
+}
+
+export class DeviceInbox {
+  readonly #db: Database;
+  readonly #userId: string;
+  readonly #deviceId: string;
+  readonly #onStored: () => void;
+
+  constructor(db: Database, userId: string, deviceId: string, onStored: () => void) {
+    this.#db = db;
+    this.#userId = userId;
+    this.#deviceId = deviceId;
+    this.#onStored = onStored;
+  }
+
+  /** The part of transactions the inbox stores with their events. */
+  part(): TransactionPart {
+    return {
+      wants: (payload) => deviceUpdateOf(payload, this.#userId, this.#deviceId) !== null,
+      store: (tx, txnId, payload) => this.#store(tx, txnId, payload),
+      stored: () => this.#onStored(),
+    };
+  }
+
+  async #store(tx: Queryable, txnId: string, payload: Json): Promise<void> {
+    const u = deviceUpdateOf(payload, this.#userId, this.#deviceId);
+    if (!u) return;
+    await tx.query(`INSERT INTO e2ee_device_inbox (txn_id, to_device, changed, "left", key_counts, fallback) VALUES ($1, $2, $3, $4, $5, $6)`, [
+      txnId,
+      JSON.stringify(u.toDevice),
+      JSON.stringify(u.changed),
+      JSON.stringify(u.left),
+      u.keyCounts === null ? null : JSON.stringify(u.keyCounts),
+      u.fallback === null ? null : JSON.stringify(u.fallback),
+    ]);
+  }
+
+  /** The oldest updates not handed to the device yet, and the last one's number. */
+  async next(limit = 100): Promise<{ updates: DeviceUpdate[]; upTo: string } | null> {
+    const { rows } = await this.#db.query<{ seq: string; to_device: Json[]; changed: string[]; left: string[]; key_counts: Record<string, number> | null; fallback: string[] | null }>(
+      `SELECT seq, to_device, changed, "left", key_counts, fallback FROM e2ee_device_inbox ORDER BY seq LIMIT $1`,
+      [limit],
+    );
+    if (rows.length === 0) return null;
+    return { updates: rows.map((r) => ({ toDevice: r.to_device, changed: r.changed, left: r.left, keyCounts: r.key_counts, fallback: r.fallback })), upTo: rows[rows.length - 1]!.seq };
+  }
+
+  /** Deletes what the device has (saved) now. */
+  async done(upTo: string): Promise<void> {
+    await this.#db.query("DELETE FROM e2ee_device_inbox WHERE seq <= $1", [upTo]);
+  }
+}

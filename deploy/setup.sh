@@ -158,7 +158,7 @@ cmd_check() {
       problems+=("$name may contain only letters, digits and ._~- (it goes into a database URL)")
     fi
   done
-  for name in POSTGRES_PASSWORD SYNAPSE_DB_PASSWORD KUVERT_DB_PASSWORD KUVERT_PSEUDONYM_KEY JITSI_JWT_APP_SECRET JITSI_UVS_AUTH_TOKEN KUVERT_UPLOAD_CHECK_TOKEN JICOFO_AUTH_PASSWORD JVB_AUTH_PASSWORD; do
+  for name in POSTGRES_PASSWORD SYNAPSE_DB_PASSWORD KUVERT_DB_PASSWORD KUVERT_PSEUDONYM_KEY KUVERT_E2EE_SECRET JITSI_JWT_APP_SECRET JITSI_UVS_AUTH_TOKEN KUVERT_UPLOAD_CHECK_TOKEN JICOFO_AUTH_PASSWORD JVB_AUTH_PASSWORD; do
     if [[ -n ${env[$name]-} && ${env[$name]} != CHANGE_ME && ${#env[$name]} -lt 16 ]]; then
       problems+=("$name is shorter than 16 characters")
     fi

@@ -76,6 +76,13 @@ export interface StackOptions {
   childProcess?: boolean;
   /** Options of the test homeserver (ignored against a real homeserver). */
   homeserver?: Pick<HomeserverOptions, "sso" | "synapse">;
+  /**
+   * End-to-end encrypted organisation rooms (organisations.encryption, a secret for the bot's
+   * device), and a homeserver that gives the appservice what the device needs: to-device messages,
+   * device lists and key counts in transactions, requests as a device (Synapse's
+   * experimental_features; the test homeserver's experimentalFeatures).
+   */
+  encryption?: boolean;
   /** Options of the suite's clamd (e.g. a setting left out, to test the canaries). */
   clamd?: Parameters<typeof startClamd>[0];
 }
@@ -306,6 +313,9 @@ export async function waitFor(what: string | (() => string), check: () => Promis
   }
 }
 
+/** Synapse's `experimental_features` (and the test homeserver's) for to-device messages, key counts and device lists in transactions. */
+export const E2EE_FEATURES = { msc2409_to_device_messages_enabled: true, msc3202_transaction_extensions: true };
+
 /** Starts homeserver, database and Kuvert for one suite, with a staff member who is an admin. */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   mkdirSync(join(artifactsDir, "logs"), { recursive: true });
@@ -342,10 +352,16 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     };
 
     let raw: Record<string, unknown>;
+    const encryptionConfig = (config: Record<string, unknown>) => {
+      if (!opts.encryption) return;
+      config.organisations = { ...(config.organisations as object | undefined), encryption: true };
+      config.e2ee = { secret: `test-e2ee-secret-${randomBytes(24).toString("hex")}` };
+    };
     if (real) {
       registration = readRegistration(real.registrationFile);
       asPort = Number(new URL(registration.url ?? "http://127.0.0.1:9993").port || 80);
       raw = baseConfig(real.url, real.serverName, asPort, real.registrationFile);
+      encryptionConfig(raw);
       access = homeserverIs(real.url, real.serverName, real.adminToken);
     } else {
       // The registration names the server, so it is made for the server name the homeserver will have.
@@ -353,14 +369,20 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       asPort = await freePort();
       const registrationFile = join(workDir, "registration.yaml");
       raw = baseConfig("http://127.0.0.1:1", serverName, asPort, registrationFile);
+      encryptionConfig(raw);
       registration = buildRegistration(parseConfig(raw));
       writeFileSync(registrationFile, stringify(registration));
       if (suitesOnSynapse()) {
-        synapse = await startSynapse({ dir: join(workDir, "synapse"), registrations: [registration], logFile: join(artifactsDir, "logs", `${opts.name}.synapse.log`) });
+        synapse = await startSynapse({
+          dir: join(workDir, "synapse"),
+          registrations: [registration],
+          logFile: join(artifactsDir, "logs", `${opts.name}.synapse.log`),
+          ...(opts.encryption ? { extra: { experimental_features: { ...E2EE_FEATURES, msc3202_device_masquerading: true } } } : {}),
+        });
         access = homeserverIs(synapse.url, synapse.serverName, synapse.adminToken);
       } else {
         const adminToken = `admin-${randomBytes(16).toString("hex")}`;
-        hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, ...opts.homeserver });
+        hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, ...(opts.encryption ? { experimentalFeatures: E2EE_FEATURES } : {}), ...opts.homeserver });
         await hs.start();
         access = homeserverIs(hs.url, serverName, adminToken);
       }

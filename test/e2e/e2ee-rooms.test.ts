@@ -1,0 +1,240 @@
+// End-to-end encrypted organisation rooms, with Kuvert's bot as a device in them: clerks are
+// matrix-js-sdk clients with its Rust crypto (what Element uses), Kuvert runs as a child process
+// (to be killed with SIGKILL), on the test homeserver in pass 1 and on Synapse in pass 2 (with the
+// experimental features the device needs: test/support/harness.ts's `encryption`).
+//
+// Shown here: the room is made encrypted; the clerk decrypts the welcome, every notice, a document
+// (the event and the file, bytes equal) and the answers to her encrypted commands; the homeserver
+// holds only ciphertext; EICAR sent encrypted by a clerk is redacted and quarantined; Kuvert killed
+// with SIGKILL and restarted still encrypts for the clerk and decrypts what she sent while it was
+// down; a clerk removed gets no key for what comes after; an existing unencrypted room is switched
+// one way by the API; not one undecryptable event on either side.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { Attachment, EncryptedAttachment, initAsync } from "@matrix-org/matrix-sdk-crypto-wasm";
+import { EventType, MatrixEvent, MsgType } from "matrix-js-sdk";
+import type { EncryptedFile } from "matrix-js-sdk/lib/@types/media.js";
+import { DecryptionFailureCode } from "matrix-js-sdk/lib/crypto-api/index.js";
+import { openDatabase } from "../../appservice/db/database.ts";
+import { EICAR } from "../support/clamd.ts";
+import { startStack, suitesOnSynapse, waitFor, type Stack } from "../support/harness.ts";
+import type { TestUser } from "../support/matrix.ts";
+
+type Json = Record<string, unknown>;
+
+function decryptAttachment(ciphertext: Buffer, file: EncryptedFile): Buffer {
+  const { url: _url, ...info } = file;
+  return Buffer.from(Attachment.decrypt(new EncryptedAttachment(new Uint8Array(ciphertext), JSON.stringify(info))));
+}
+
+describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synapse" : "test homeserver"})`, () => {
+  let stack: Stack;
+  let anna: TestUser;
+  let ben: TestUser;
+  let roomId: string;
+
+  const cryptoUser = async (prefix: string): Promise<TestUser> => {
+    const user = await stack.user(prefix);
+    await user.client.initRustCrypto({ useIndexedDB: false });
+    await user.start();
+    return user;
+  };
+
+  /** The event as `user`'s client has it, once decrypted; fails on a decryption failure. */
+  const decrypted = async (user: TestUser, room: string, what: string, predicate: (e: MatrixEvent) => boolean, timeoutMs = 30_000): Promise<MatrixEvent> => {
+    const event = await user.until(what, () => user.timeline(room).find((e) => !e.isBeingDecrypted() && !e.shouldAttemptDecryption() && (e.isDecryptionFailure() || predicate(e))), timeoutMs);
+    assert.equal(event.isDecryptionFailure(), false, `${user.userId} decrypts ${event.getId()}: ${event.decryptionFailureReason ?? ""}`);
+    assert.equal(event.getWireType(), EventType.RoomMessageEncrypted, "the homeserver holds only ciphertext");
+    return event;
+  };
+  const fromBot = (e: MatrixEvent) => e.getSender() === stack.botUserId;
+  const undecryptable = (user: TestUser, room: string): string[] =>
+    user
+      .timeline(room)
+      .filter((e) => e.isDecryptionFailure())
+      .map((e) => `${e.getId()} (${e.decryptionFailureReason})`);
+
+  const sendDocument = async (org: string, body: Buffer, filename: string, reference: string): Promise<string> => {
+    const res = await fetch(`${stack.publicUrl}/api/v1/organisations/${org}/documents?${new URLSearchParams({ filename, kind: "Bescheid", reference })}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/octet-stream" },
+      body: new Uint8Array(body),
+    });
+    const answer = (await res.json()) as { id: string };
+    assert.equal(res.status, 202, JSON.stringify(answer));
+    return answer.id;
+  };
+
+  /** The clerk receives a document as Element would: the event decrypted, the file downloaded and decrypted. */
+  const receiveDocument = async (user: TestUser, room: string, filename: string): Promise<Buffer> => {
+    const event = await decrypted(user, room, `the document ${filename}`, (e) => fromBot(e) && e.getContent().msgtype === MsgType.File && e.getContent().body === filename);
+    const content = event.getContent<{ file?: EncryptedFile; url?: string }>();
+    assert.equal(content.url, undefined, "no clear media URL");
+    assert.ok(content.file, "an encrypted attachment");
+    const download = await user.download(content.file.url);
+    assert.equal(download.status, 200);
+    return decryptAttachment(download.body, content.file);
+  };
+
+  before(async () => {
+    await initAsync();
+    stack = await startStack({ name: "e2ee-rooms", encryption: true, childProcess: true });
+    anna = await cryptoUser("anna");
+    ben = await cryptoUser("ben");
+    const created = await stack.api("POST", "/api/v1/organisations", {
+      id: "kreis-nord",
+      name: "Kreis Nord",
+      clerks: [
+        { matrixId: anna.userId, email: "anna@kreis-nord.example", name: "Anna" },
+        { matrixId: ben.userId, email: "ben@kreis-nord.example", name: "Ben" },
+      ],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    roomId = await stack.roomOf("kreis-nord");
+    for (const clerk of [anna, ben]) {
+      await clerk.waitForInvite(roomId, 30_000);
+      await clerk.join(roomId);
+      await waitFor(`${clerk.userId} to know the room is encrypted`, () => clerk.client.getCrypto()!.isEncryptionEnabledInRoom(roomId));
+    }
+  });
+
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it("makes the organisation's room encrypted, and the bot's device is ready", async () => {
+    const encryption = (await stack.roomState(roomId)).find((e) => e.type === "m.room.encryption");
+    assert.deepEqual(encryption?.content, { algorithm: "m.megolm.v1.aes-sha2" });
+    const status = await stack.api<{ deviceId: string; ready: boolean; newRoomsEncrypted: boolean }>("GET", "/api/v1/encryption");
+    assert.equal(status.status, 200);
+    assert.deepEqual([status.body.deviceId, status.body.ready, status.body.newRoomsEncrypted], ["KUVERT", true, true]);
+    const devices = await anna.client.getCrypto()!.getUserDeviceInfo([stack.botUserId], true);
+    assert.ok(devices.get(stack.botUserId)?.get("KUVERT"), "clerks see the bot's device KUVERT with its keys");
+  });
+
+  it("a document reaches the clerks encrypted: the event and the file decrypt, bytes equal", async () => {
+    const document = Buffer.from(`Beitragsbescheid ${randomBytes(8).toString("hex")}\n`.repeat(3000), "utf8");
+    await sendDocument("kreis-nord", document, "bescheid-2026.txt", "AZ-1");
+    for (const clerk of [anna, ben]) assert.deepEqual(await receiveDocument(clerk, roomId, "bescheid-2026.txt"), document, `${clerk.userId} has the document, bytes equal`);
+    const announcement = await decrypted(anna, roomId, "the announcement", (e) => fromBot(e) && e.getContent().msgtype === MsgType.Notice && String(e.getContent().body).includes("AZ-1"));
+    assert.match(String(announcement.getContent().body), /AZ-1/);
+    // The homeserver's media store holds ciphertext only.
+    const event = anna.timeline(roomId).find((e) => fromBot(e) && e.getContent().body === "bescheid-2026.txt")!;
+    const stored = await stack.download(event.getContent<{ file: EncryptedFile }>().file.url);
+    assert.ok(stored && stored.length === document.length && !stored.equals(document), "the homeserver stores the ciphertext");
+  });
+
+  it("a clerk's encrypted command is decrypted and answered, encrypted", async () => {
+    const commandId = await anna.say(roomId, "!help");
+    const reply = await decrypted(anna, roomId, "the answer to !help", (e) => fromBot(e) && e.replyEventId === commandId, 60_000);
+    assert.ok(String(reply.getContent().body).length > 20, "a real answer");
+  });
+
+  it("EICAR sent encrypted by a clerk is redacted, its media quarantined, and the room told why", async () => {
+    const encrypted = Attachment.encrypt(new Uint8Array(EICAR));
+    const file = JSON.parse(encrypted.mediaEncryptionInfo!) as Omit<EncryptedFile, "url">;
+    const upload = await anna.client.uploadContent(new Uint8Array(encrypted.encryptedData), { type: "application/octet-stream", includeFilename: false });
+    const { event_id: eventId } = await anna.client.sendEvent(roomId, EventType.RoomMessage, {
+      msgtype: MsgType.File,
+      body: "rechnung.pdf",
+      info: { mimetype: "application/pdf", size: EICAR.length },
+      file: { ...file, url: upload.content_uri },
+    });
+    await anna.until(
+      "the infected upload to be redacted",
+      () =>
+        anna
+          .timeline(roomId)
+          .find((e) => e.getId() === eventId)
+          ?.isRedacted(),
+      60_000,
+    );
+    const told = await decrypted(anna, roomId, "the room told why", (e) => fromBot(e) && e.getContent().msgtype === MsgType.Notice && /rechnung\.pdf/.test(String(e.getContent().body)), 30_000);
+    assert.match(String(told.getContent().body), /rechnung\.pdf/);
+    await waitFor("the ciphertext to be quarantined", async () => (await stack.download(upload.content_uri)) === undefined, 30_000);
+  });
+
+  it("Kuvert killed with SIGKILL mid-conversation: restarted, it decrypts what was sent while it was down, and the clerk decrypts all it sends", async () => {
+    // Something the device encrypts right before the kill (so its state changes just then).
+    const before = await anna.say(roomId, "!help");
+    await decrypted(anna, roomId, "the answer before the kill", (e) => fromBot(e) && e.replyEventId === before, 60_000);
+    await stack.killKuvert();
+    const whileDown = await anna.say(roomId, "!help");
+    await stack.startKuvert(true);
+    await decrypted(anna, roomId, "the answer to what was sent while Kuvert was down", (e) => fromBot(e) && e.replyEventId === whileDown, 90_000);
+    const document = Buffer.from(`Nach dem Neustart ${randomBytes(8).toString("hex")}\n`.repeat(50), "utf8");
+    await sendDocument("kreis-nord", document, "nach-neustart.txt", "AZ-2");
+    assert.deepEqual(await receiveDocument(ben, roomId, "nach-neustart.txt"), document);
+  });
+
+  it("a clerk removed from the organisation gets no key for what comes after", async () => {
+    const lastForBen = anna
+      .timeline(roomId)
+      .filter((e) => fromBot(e))
+      .at(-1)!;
+    const sessionBefore = lastForBen.getWireContent().session_id as string;
+    const removed = await stack.api("DELETE", `/api/v1/organisations/kreis-nord/clerks/${encodeURIComponent(ben.userId)}`);
+    assert.equal(removed.status, 200, JSON.stringify(removed.body));
+    await anna.until("ben to be removed from the room", () => anna.room(roomId)?.getMember(ben.userId)?.membership === "leave", 30_000);
+    await sendDocument("kreis-nord", Buffer.from("Nur für Anna\n"), "nur-anna.txt", "AZ-3");
+    await receiveDocument(anna, roomId, "nur-anna.txt");
+    const after = await decrypted(anna, roomId, "the document after the removal", (e) => fromBot(e) && e.getContent().body === "nur-anna.txt");
+    assert.notEqual(after.getWireContent().session_id, sessionBefore, "the bot's Megolm session was replaced when Ben was removed");
+    // Had Ben kept the ciphertext (a homeserver or its backups can hand it out), his crypto has no key for it.
+    const ciphertext = new MatrixEvent({ ...after.event });
+    await ben.client.decryptEventIfNeeded(ciphertext);
+    assert.equal(ciphertext.isDecryptionFailure(), true, "Ben cannot decrypt what was sent after his removal");
+    assert.equal(ciphertext.decryptionFailureReason, DecryptionFailureCode.MEGOLM_UNKNOWN_INBOUND_SESSION_ID);
+  });
+
+  it("an unencrypted room is switched to encryption, one way, by the API; from then on everything in it is encrypted", async () => {
+    // Kuvert as it was before organisations.encryption: its new rooms are unencrypted.
+    await stack.stopKuvert();
+    (stack.rawConfig.organisations as Json).encryption = false;
+    await stack.startKuvert(true);
+    const clara = await cryptoUser("clara");
+    const created = await stack.api("POST", "/api/v1/organisations", { id: "kreis-sued", name: "Kreis Süd", clerks: [{ matrixId: clara.userId, email: "clara@kreis-sued.example" }] });
+    assert.equal(created.status, 201);
+    const sued = await stack.roomOf("kreis-sued");
+    await clara.waitForInvite(sued, 30_000);
+    await clara.join(sued);
+    assert.equal(
+      (await stack.roomState(sued)).find((e) => e.type === "m.room.encryption"),
+      undefined,
+      "made unencrypted",
+    );
+    await sendDocument("kreis-sued", Buffer.from("Noch unverschlüsselt\n"), "vorher.txt", "AZ-4");
+    const plain = await clara.waitForEvent(sued, "the document in the clear", (e) => fromBot(e) && e.getContent().body === "vorher.txt", 30_000);
+    assert.equal(plain.getWireType(), EventType.RoomMessage);
+
+    const switched = await stack.api<{ switchedNow: boolean; roomId: string }>("POST", "/api/v1/organisations/kreis-sued/encryption");
+    assert.equal(switched.status, 201, JSON.stringify(switched.body));
+    assert.deepEqual([switched.body.switchedNow, switched.body.roomId], [true, sued]);
+    assert.deepEqual((await stack.roomState(sued)).find((e) => e.type === "m.room.encryption")?.content, { algorithm: "m.megolm.v1.aes-sha2" });
+    await waitFor("Clara to know the room is encrypted", () => clara.client.getCrypto()!.isEncryptionEnabledInRoom(sued));
+    await decrypted(clara, sued, "the room told it is encrypted now", (e) => fromBot(e) && e.getContent().msgtype === MsgType.Notice && /verschlüsselt/.test(String(e.getContent().body)));
+    const document = Buffer.from("Für Kreis Süd, verschlüsselt\n");
+    await sendDocument("kreis-sued", document, "nachher.txt", "AZ-5");
+    assert.deepEqual(await receiveDocument(clara, sued, "nachher.txt"), document);
+    // Once more changes nothing: there is no way back.
+    const again = await stack.api<{ switchedNow: boolean }>("POST", "/api/v1/organisations/kreis-sued/encryption");
+    assert.deepEqual([again.status, again.body.switchedNow], [200, false]);
+    const missing = await stack.api<{ errcode: string }>("POST", "/api/v1/organisations/no-such-org/encryption");
+    assert.deepEqual([missing.status, missing.body.errcode], [404, "KUVERT_NOT_FOUND"]);
+    assert.deepEqual(undecryptable(clara, sued), []);
+  });
+
+  it("no undecryptable event on either side", async () => {
+    assert.deepEqual(undecryptable(anna, roomId), [], "Anna decrypts everything");
+    const db = await openDatabase({ ...stack.config.database, poolSize: 1 });
+    try {
+      const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM audit_log WHERE action = 'event.undecryptable'");
+      assert.equal(Number(rows[0]!.n), 0, "Kuvert decrypted every event");
+      const decryptedEvents = await db.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE event->'unsigned' ? 'io.kuvert.encrypted' AND state = 'done'");
+      assert.ok(Number(decryptedEvents.rows[0]!.n) >= 4, "Kuvert decrypted the clerks' commands and files");
+    } finally {
+      await db.close();
+    }
+  });
+});

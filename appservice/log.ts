@@ -43,7 +43,8 @@ export function configureLogging(opts: { level: string; pseudonymKey?: string | 
           method.apply(this, args.map((a) => (typeof a === "string" ? scrub(a) : a)) as Parameters<typeof method>);
         },
       },
-      serializers: { err: (err: Error) => ({ type: err.name, message: scrub(err.message), stack: err.stack ? scrub(err.stack) : undefined }) },
+      // Not every thrown thing is an Error with a message (the crypto's wasm errors are not).
+      serializers: { err: (err: Error) => ({ type: err?.name ?? typeof err, message: scrub(String(err?.message ?? err)), stack: err?.stack ? scrub(err.stack) : undefined }) },
     },
     opts.destination ?? process.stdout,
   );

@@ -16,6 +16,7 @@
 // while the previous batch was being written goes into the next transaction — state, audit
 // row and clerks' e-mails of each, all or nothing. A crash before that commit repeats the
 // sends, which the transaction ids make the same events.
+import { Readable } from "node:stream";
 import { audit, auditMany, type AuditEntry } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
@@ -24,6 +25,7 @@ import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, downloadMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
+import { ciphertextSha256, encryptAttachmentStream, fileObject, freshSecrets, splitMediaKey } from "../e2ee/attachments.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel, type Refusal, type ScanOutcome } from "../scanning/outcome.ts";
 import type { Scanner, ScanVerdict } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
@@ -266,8 +268,15 @@ export class CircularFanout {
     // A reserved id (async upload) is recorded before its PUT, so a crash repeats the same PUT; a
     // finished upload is recorded as such and never sent again (see documents/pipeline.ts).
     const setMedia = (position: number, mxc: string, uploaded: boolean) => store.setMedia(this.#db, c.id, position, mxc, uploaded);
+    // End-to-end-encrypted rooms get an encrypted copy, the others the file as it is; each copy
+    // only when some room needs it, so that the homeserver holds no clear copy of what goes only
+    // to encrypted rooms.
+    const rooms = await store.targetRooms(this.#db, c.id);
+    const encrypted = await Promise.all(rooms.map((roomId) => this.#hs.isEncrypted(roomId)));
+    const clearCopy = encrypted.some((e) => !e) || rooms.length === 0;
+    if (encrypted.some((e) => e)) await this.#uploadEncrypted(c.id);
     for (const a of await store.attachments(this.#db, c.id)) {
-      if (a.media_uploaded) continue;
+      if (a.media_uploaded || !clearCopy) continue;
       if (a.source_mxc) {
         await setMedia(a.position, a.source_mxc, true);
         continue;
@@ -295,6 +304,40 @@ export class CircularFanout {
     log.info({ circular: c.id }, "circular scanned; fan-out open");
     this.#deliveryWorker?.wake();
     await this.#watch(row, { ...c, state: "sending" });
+  }
+
+  /**
+   * Uploads each attachment's encrypted copy once (CS API §"Sending encrypted attachments"), its key
+   * and IV recorded before the first byte: a retried upload makes the same ciphertext, and an
+   * upload that got through before its hash was recorded gets the hash from the same key again.
+   */
+  async #uploadEncrypted(circularId: string): Promise<void> {
+    for (const a of await store.attachments(this.#db, circularId)) {
+      if (a.encrypted_uploaded && a.media_sha256) continue;
+      let secrets = a.media_key ? splitMediaKey(Buffer.from(a.media_key)) : null;
+      if (!secrets) {
+        secrets = freshSecrets();
+        await store.setAttachmentEncryption(this.#db, circularId, a.position, { key: Buffer.concat([secrets.key, secrets.iv]) });
+      }
+      const key = secrets;
+      let sha256 = a.media_sha256;
+      await uploadOnce(
+        { mxc: a.encrypted_mxc, uploaded: a.encrypted_uploaded },
+        {
+          reserve: () => createMedia(this.#hs),
+          record: (mxc, uploaded) => store.setEncryptedMedia(this.#db, circularId, a.position, mxc, uploaded),
+          put: async (reserved) => {
+            const source = await this.#source(circularId, a);
+            const ciphertext = encryptAttachmentStream(Readable.from(source.stream), key);
+            const mxc = await uploadMedia(this.#hs, ciphertext.ciphertext, { filename: null, mimetype: "application/octet-stream", size: Number(a.size) }, reserved);
+            sha256 = ciphertext.file().hashes.sha256;
+            await store.setAttachmentEncryption(this.#db, circularId, a.position, { sha256 });
+            return mxc;
+          },
+        },
+      );
+      if (!sha256) await store.setAttachmentEncryption(this.#db, circularId, a.position, { sha256: await ciphertextSha256(Readable.from((await this.#source(circularId, a)).stream), key) });
+    }
   }
 
   /** Edits the progress message; ends the circular when nothing is pending; comes back while something is. */
@@ -394,8 +437,9 @@ export class CircularFanout {
     if (!org.room_id || org.room_state !== "ready") throw new RoomNotReady(`the room of ${org.id} is not ready yet`);
     const base = `circular:${c.id}:${org.id}`;
     const eventId = await this.#hs.send(org.room_id, "m.room.message", messageContent({ body: c.body, html: c.html }), `${base}:text`);
+    const encryptedRoom = attachments.length > 0 && (await this.#hs.isEncrypted(org.room_id));
     for (const a of attachments) {
-      await this.#hs.send(org.room_id, "m.room.message", { msgtype: "m.file", body: a.filename, filename: a.filename, url: a.mxc_uri, info: { mimetype: a.mimetype, size: Number(a.size) } }, `${base}:file:${a.position}`);
+      await this.#hs.send(org.room_id, "m.room.message", { msgtype: "m.file", body: a.filename, filename: a.filename, ...attachmentMedia(a, encryptedRoom), info: { mimetype: a.mimetype, size: Number(a.size) } }, `${base}:file:${a.position}`);
     }
     await this.#record({ row, roomId: org.room_id, eventId, org });
   }
@@ -492,4 +536,19 @@ export class CircularFanout {
       }
     });
   }
+}
+
+/**
+ * Where an attachment's event points: the encrypted copy (`file`) in an encrypted room, the clear
+ * one (`url`) elsewhere; a room whose copy was not made (its encryption changed after the upload)
+ * gets the other.
+ */
+function attachmentMedia(a: store.AttachmentRow, encryptedRoom: boolean): { url: string } | { file: Record<string, unknown> } {
+  const encrypted = a.encrypted_uploaded && a.encrypted_mxc && a.media_key && a.media_sha256 ? a : null;
+  if (encrypted && (encryptedRoom || !a.mxc_uri)) {
+    const { key, iv } = splitMediaKey(Buffer.from(encrypted.media_key!));
+    return { file: { url: encrypted.encrypted_mxc!, ...fileObject(key, iv, Buffer.from(encrypted.media_sha256!, "base64")) } };
+  }
+  if (!a.mxc_uri) throw new Error(`attachment ${a.position} of ${a.circular_id} has no media`);
+  return { url: a.mxc_uri };
 }

@@ -43,6 +43,11 @@ export interface AttachmentRow {
   signature: string | null;
   mxc_uri: string | null;
   media_uploaded: boolean;
+  /** The encrypted copy for end-to-end-encrypted rooms: its media, key and IV (48 bytes), ciphertext SHA-256. */
+  encrypted_mxc: string | null;
+  encrypted_uploaded: boolean;
+  media_key: Uint8Array | null;
+  media_sha256: string | null;
 }
 
 export interface DeliveryRow {
@@ -239,6 +244,23 @@ export async function setVerdict(q: Queryable, circularId: string, position: num
 /** Records an attachment's media: reserved (`uploaded` false: the content is still to be PUT) or holding the file. */
 export async function setMedia(q: Queryable, circularId: string, position: number, mxc: string, uploaded: boolean): Promise<void> {
   await q.query("UPDATE circular_attachments SET mxc_uri = $3, media_uploaded = $4 WHERE circular_id = $1 AND position = $2", [circularId, position, mxc, uploaded]);
+}
+
+/** Records the encrypted copy's media, as setMedia does the clear one's. */
+export async function setEncryptedMedia(q: Queryable, circularId: string, position: number, mxc: string, uploaded: boolean): Promise<void> {
+  await q.query("UPDATE circular_attachments SET encrypted_mxc = $3, encrypted_uploaded = $4 WHERE circular_id = $1 AND position = $2", [circularId, position, mxc, uploaded]);
+}
+
+/** Records the encrypted copy's key and IV (before its upload), or its ciphertext's SHA-256 (after). */
+export async function setAttachmentEncryption(q: Queryable, circularId: string, position: number, part: { key: Buffer } | { sha256: string }): Promise<void> {
+  if ("key" in part) await q.query("UPDATE circular_attachments SET media_key = $3 WHERE circular_id = $1 AND position = $2", [circularId, position, part.key]);
+  else await q.query("UPDATE circular_attachments SET media_sha256 = $3 WHERE circular_id = $1 AND position = $2", [circularId, position, part.sha256]);
+}
+
+/** The rooms the circular goes to (those that exist yet). */
+export async function targetRooms(q: Queryable, circularId: string): Promise<string[]> {
+  const { rows } = await q.query<{ room_id: string }>("SELECT DISTINCT o.room_id FROM circular_deliveries d JOIN organisations o ON o.id = d.organisation_id WHERE d.circular_id = $1 AND d.revision = 0 AND o.room_id IS NOT NULL", [circularId]);
+  return rows.map((r) => r.room_id);
 }
 
 /** Keeps why a failed delivery failed. */

@@ -12,6 +12,7 @@
 // handed in, an encrypted event.
 import { IDBFactory } from "fake-indexeddb";
 import {
+  DecryptionErrorCode,
   DecryptionSettings,
   DeviceId,
   DeviceLists,
@@ -61,6 +62,16 @@ export interface DecryptedEvent {
 export interface DeviceOptions {
   deviceId: string;
   secret: string;
+}
+
+/** An encrypted room event the device cannot decrypt (yet): why, as the crypto says it. */
+export class UndecryptableEventError extends Error {
+  readonly code: string | undefined;
+  constructor(code: string | undefined, description: string) {
+    super(`the event cannot be decrypted: ${code ?? "error"}: ${description}`);
+    this.name = "UndecryptableEventError";
+    this.code = code;
+  }
 }
 
 /** The wasm is loaded once per process. */
@@ -159,10 +170,17 @@ export class BotDevice {
     });
   }
 
-  /** Decrypts a room event; throws (the wasm's MegolmDecryptionError) when it cannot, e.g. while its room key has not arrived. */
+  /** Decrypts a room event; throws UndecryptableEventError when it cannot, e.g. while its room key has not arrived. */
   async decrypt(event: Json): Promise<DecryptedEvent> {
     return this.#serially(async () => {
-      const decrypted = await this.#machine.decryptRoomEvent(JSON.stringify(event), new RoomId(String(event["room_id"])), new DecryptionSettings(TrustRequirement.Untrusted));
+      let decrypted;
+      try {
+        decrypted = await this.#machine.decryptRoomEvent(JSON.stringify(event), new RoomId(String(event["room_id"])), new DecryptionSettings(TrustRequirement.Untrusted));
+      } catch (err) {
+        // The wasm's MegolmDecryptionError: a code (DecryptionErrorCode) and a description, no message.
+        const e = err as { code?: number; description?: string; message?: string };
+        throw new UndecryptableEventError(e.code === undefined ? undefined : DecryptionErrorCode[e.code], e.description ?? e.message ?? String(err));
+      }
       const clear = JSON.parse(decrypted.event) as { type: string; content: Json };
       // Decryption may have stored what it learned (e.g. the sender's data of a session).
       await this.#save();

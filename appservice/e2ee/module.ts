@@ -56,7 +56,7 @@ export const e2eeModule = defineModule({
   name: "e2ee",
   config: e2eeConfig,
   errors: E2eeErr,
-  queues: { e2eeSends: "e2ee_sends" },
+  queues: { encrypted_sends: "e2ee_sends" },
   openApi: { schemas: () => e2eeSchemas, paths: () => e2eePaths },
   cli: e2eeCommands,
   // On with a secret for the device's state: needed for encrypted rooms (config.ts's check asks for it).

@@ -100,7 +100,7 @@ describe("retention", () => {
 
   it("deletes exactly what is due and audits the counts", async () => {
     const counts = await runRetention(db, config, now);
-    assert.deepEqual(counts, { documents: 2, batches: 0, mail: 3, inboundEvents: 1, transactions: 1, workItems: 2, auditRows: 3, stagingFiles: 2, guestLinks: 1, calls: 1, openIdTokens: 1 });
+    assert.deepEqual(counts, { documents: 2, batches: 0, mail: 3, inboundEvents: 1, transactions: 1, workItems: 2, auditRows: 3, stagingFiles: 2, guestLinks: 1, calls: 1, openIdTokens: 1, encryptedSends: 0 });
     assert.deepEqual(
       (await db.query<{ id: string }>("SELECT id FROM calls ORDER BY id")).rows.map((r) => r.id),
       ["call-old-recent-link", "call-running"],
@@ -127,7 +127,7 @@ describe("retention", () => {
     assert.equal(verified.ok, true, JSON.stringify(verified.brokenAt));
     assert.equal((await db.query("SELECT 1 FROM audit_log WHERE action = 'old'")).rowCount, 0);
     const again = await runRetention(db, config, now);
-    assert.deepEqual(again, { documents: 0, batches: 0, mail: 0, inboundEvents: 0, transactions: 0, workItems: 0, auditRows: 0, stagingFiles: 0, guestLinks: 0, calls: 0, openIdTokens: 0 });
+    assert.deepEqual(again, { documents: 0, batches: 0, mail: 0, inboundEvents: 0, transactions: 0, workItems: 0, auditRows: 0, stagingFiles: 0, guestLinks: 0, calls: 0, openIdTokens: 0, encryptedSends: 0 });
     assert.equal((await verifyAuditLog(db)).ok, true);
   });
 

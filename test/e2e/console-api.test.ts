@@ -228,7 +228,7 @@ describe("console sessions and API", () => {
     assert.equal(status.status, 200);
     assert.deepEqual(Object.keys(status.body.checks).sort(), ["database", "homeserver", "mail", "scanner"]);
     assert.ok(status.body.checks.database!.ok);
-    assert.deepEqual(status.body.queues.map((q) => q.queue).sort(), ["accounts", "batches", "calls", "circular_deliveries", "documents", "inbound_events", "mail", "room_sync"]);
+    assert.deepEqual(status.body.queues.map((q) => q.queue).sort(), ["accounts", "batches", "calls", "circular_deliveries", "documents", "encrypted_sends", "inbound_events", "mail", "room_sync"]);
 
     // An e-mail given up earlier (as the outbox leaves it after its last attempt).
     const { rows } = await db.query<{ id: string }>(

@@ -33,6 +33,8 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
   let anna: TestUser;
   let ben: TestUser;
   let roomId: string;
+  /** The event of the test of the fail-closed rule: undecryptable on purpose. */
+  let bogusEventId = "";
 
   const cryptoUser = async (prefix: string): Promise<TestUser> => {
     const user = await stack.user(prefix);
@@ -43,7 +45,7 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
 
   /** The event as `user`'s client has it, once decrypted; fails on a decryption failure. */
   const decrypted = async (user: TestUser, room: string, what: string, predicate: (e: MatrixEvent) => boolean, timeoutMs = 30_000): Promise<MatrixEvent> => {
-    const event = await user.until(what, () => user.timeline(room).find((e) => !e.isBeingDecrypted() && !e.shouldAttemptDecryption() && (e.isDecryptionFailure() || predicate(e))), timeoutMs);
+    const event = await user.until(what, () => user.timeline(room).find((e) => e.getId() !== bogusEventId && !e.isBeingDecrypted() && !e.shouldAttemptDecryption() && (e.isDecryptionFailure() || predicate(e))), timeoutMs);
     assert.equal(event.isDecryptionFailure(), false, `${user.userId} decrypts ${event.getId()}: ${event.decryptionFailureReason ?? ""}`);
     assert.equal(event.getWireType(), EventType.RoomMessageEncrypted, "the homeserver holds only ciphertext");
     return event;
@@ -52,7 +54,7 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
   const undecryptable = (user: TestUser, room: string): string[] =>
     user
       .timeline(room)
-      .filter((e) => e.isDecryptionFailure())
+      .filter((e) => e.isDecryptionFailure() && e.getId() !== bogusEventId)
       .map((e) => `${e.getId()} (${e.decryptionFailureReason})`);
 
   const sendDocument = async (org: string, body: Buffer, filename: string, reference: string): Promise<string> => {
@@ -79,7 +81,8 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
 
   before(async () => {
     await initAsync();
-    stack = await startStack({ name: "e2ee-rooms", encryption: true, childProcess: true });
+    // A few tries only before an event counts as undecryptable (1 s, 2 s, 4 s), so the test of that rule is short.
+    stack = await startStack({ name: "e2ee-rooms", encryption: true, childProcess: true, configure: (c) => void (c.e2ee = { ...(c.e2ee as Json), decryptAttempts: 4 }) });
     anna = await cryptoUser("anna");
     ben = await cryptoUser("ben");
     const created = await stack.api("POST", "/api/v1/organisations", {
@@ -123,6 +126,46 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     const event = anna.timeline(roomId).find((e) => fromBot(e) && e.getContent().body === "bescheid-2026.txt")!;
     const stored = await stack.download(event.getContent<{ file: EncryptedFile }>().file.url);
     assert.ok(stored && stored.length === document.length && !stored.equals(document), "the homeserver stores the ciphertext");
+  });
+
+  it("a circular reaches the encrypted room encrypted, its attachment as an encrypted file, and no clear copy is uploaded", async () => {
+    const attachment = Buffer.from(`Beitragsordnung ${randomBytes(8).toString("hex")}\n`.repeat(400), "utf8");
+    const form = new FormData();
+    form.append("text", "Neue Beitragsordnung, siehe Anlage.");
+    form.append("targets", JSON.stringify({ all: true }));
+    form.append("attachment", new Blob([new Uint8Array(attachment)], { type: "text/plain" }), "beitragsordnung.txt");
+    const res = await fetch(`${stack.publicUrl}/api/v1/circulars`, { method: "POST", headers: { authorization: `Bearer ${stack.adminToken}` }, body: form });
+    const circular = (await res.json()) as { id: string };
+    assert.equal(res.status, 201, JSON.stringify(circular));
+    const text = await decrypted(anna, roomId, "the circular", (e) => fromBot(e) && String(e.getContent().body).includes("Neue Beitragsordnung"), 60_000);
+    assert.equal(text.getContent().msgtype, MsgType.Text);
+    assert.deepEqual(await receiveDocument(anna, roomId, "beitragsordnung.txt"), attachment, "the attachment decrypts, bytes equal");
+    const status = await stack.api<{ attachments: { mxcUri: string | null }[] }>("GET", `/api/v1/circulars/${circular.id}`);
+    assert.equal(status.body.attachments[0]!.mxcUri, null, "only the encrypted copy went to the homeserver");
+  });
+
+  it("an encrypted event Kuvert cannot decrypt is redacted after its tries, and the room told why (fail-closed)", async () => {
+    // Megolm ciphertext of a session Kuvert never got a key for: nothing in it could be scanned.
+    const crypto = anna.client.getCrypto()!;
+    const keys = await crypto.getOwnDeviceKeys();
+    const res = await fetch(`${stack.access.url}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.encrypted/bogus-${randomBytes(4).toString("hex")}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${anna.client.getAccessToken()}`, "content-type": "application/json" },
+      body: JSON.stringify({ algorithm: "m.megolm.v1.aes-sha2", sender_key: keys.curve25519, device_id: anna.client.getDeviceId(), session_id: randomBytes(32).toString("base64").replace(/=+$/, ""), ciphertext: randomBytes(120).toString("base64").replace(/=+$/, "") }),
+    });
+    assert.equal(res.status, 200);
+    bogusEventId = ((await res.json()) as { event_id: string }).event_id;
+    await anna.until(
+      "the undecryptable event to be redacted",
+      () =>
+        anna
+          .timeline(roomId)
+          .find((e) => e.getId() === bogusEventId)
+          ?.isRedacted(),
+      60_000,
+    );
+    const told = await decrypted(anna, roomId, "the room told why", (e) => fromBot(e) && /nicht entschlüsseln/.test(String(e.getContent().body)), 30_000);
+    assert.match(String(told.getContent().body), /noch einmal/);
   });
 
   it("a clerk's encrypted command is decrypted and answered, encrypted", async () => {
@@ -229,8 +272,12 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     assert.deepEqual(undecryptable(anna, roomId), [], "Anna decrypts everything");
     const db = await openDatabase({ ...stack.config.database, poolSize: 1 });
     try {
-      const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM audit_log WHERE action = 'event.undecryptable'");
-      assert.equal(Number(rows[0]!.n), 0, "Kuvert decrypted every event");
+      const { rows } = await db.query<{ object: string }>("SELECT object FROM audit_log WHERE action = 'event.undecryptable'");
+      assert.deepEqual(
+        rows.map((r) => r.object),
+        [bogusEventId],
+        "Kuvert decrypted every event but the one made undecryptable",
+      );
       const decryptedEvents = await db.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE event->'unsigned' ? 'io.kuvert.encrypted' AND state = 'done'");
       assert.ok(Number(decryptedEvents.rows[0]!.n) >= 4, "Kuvert decrypted the clerks' commands and files");
     } finally {

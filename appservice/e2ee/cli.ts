@@ -20,6 +20,8 @@ export function e2eeCommands(program: Command, ctx: CliContext): void {
     .action(async function (this: Command, opts: { url?: string; token?: string }) {
       const status = await call(ctx.apiAccess(this, opts, "admin"), "GET", "/encryption");
       console.log(`device ${String(status["deviceId"])} of ${String(status["userId"])}: ${status["ready"] ? "ready" : "not ready"} (${String(status["detail"])})`);
+      console.log(`session key (Ed25519 fingerprint): ${String(status["ed25519"] ?? "not published yet")}`);
+      console.log(`cross-signed: ${status["crossSigned"] ? "yes" : "no"}`);
       console.log(`new organisation rooms: ${status["newRoomsEncrypted"] ? "encrypted" : "not encrypted"} (organisations.encryption)`);
       if (!status["ready"]) process.exitCode = 2;
     });

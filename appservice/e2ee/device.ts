@@ -85,6 +85,7 @@ export class BotDevice {
   readonly #store: CryptoStore;
   #turn: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #crossSigningProblem: string | null = null;
 
   private constructor(hs: Homeserver, machine: OlmMachine, store: CryptoStore, deviceId: string) {
     this.#hs = hs;
@@ -108,12 +109,21 @@ export class BotDevice {
     try {
       await device.#ensureHomeserverDevice();
       await device.#serially(() => device.#flush());
+      await device.#serially(() => device.#crossSign());
     } catch (err) {
       device.close();
       throw err;
     }
     log.info({ deviceId: opts.deviceId, ed25519: machine.identityKeys.ed25519.toBase64() }, "the bot's device is ready");
     return device;
+  }
+
+  /**
+   * Why the bot's cross-signing keys are not on the homeserver, or null when they are (then
+   * Element shows the device as verified by its owner, and staff verify the bot as a user).
+   */
+  get crossSigningProblem(): string | null {
+    return this.#crossSigningProblem;
   }
 
   /** The device's Ed25519 key (its fingerprint, as Element shows it when staff verify the bot) and Curve25519 key. */
@@ -262,6 +272,38 @@ export class BotDevice {
       throw new HomeserverError(res.status, String(parsed["errcode"] ?? "M_UNKNOWN"), String(parsed["error"] ?? text.slice(0, 200)), typeof parsed["retry_after_ms"] === "number" ? parsed["retry_after_ms"] : undefined);
     }
     return text;
+  }
+
+  /**
+   * Cross-signs the bot (CS API §"Cross-signing"): a master key, a self-signing key that signs the
+   * device, a user-signing key; published once, when the homeserver has no master key for the bot.
+   * The first upload of an account's keys needs no user-interactive auth on current Synapse
+   * (MSC3967, Synapse ≥ 1.89); older Synapse asks for it, which the appservice's user cannot give
+   * (it has no password): then the device goes on without, and readiness says so.
+   */
+  async #crossSign(): Promise<void> {
+    const query = JSON.parse(await this.#request("POST", "/_matrix/client/v3/keys/query", JSON.stringify({ device_keys: { [this.userId]: [] } }))) as { master_keys?: Record<string, unknown> };
+    const status = await this.#machine.crossSigningStatus();
+    if (query.master_keys?.[this.userId] !== undefined && status.hasMaster && status.hasSelfSigning) {
+      this.#crossSigningProblem = null;
+      return;
+    }
+    const requests = await this.#machine.bootstrapCrossSigning(true);
+    await this.#save();
+    if (requests.uploadKeysRequest) await this.#answer(requests.uploadKeysRequest as Outgoing);
+    try {
+      await this.#request("POST", "/_matrix/client/v3/keys/device_signing/upload", requests.uploadSigningKeysRequest.body);
+    } catch (err) {
+      if (!(err instanceof HomeserverError)) throw err;
+      // 401: user-interactive auth wanted; Synapse 1.67 answers an appservice 500 ("Cannot validate
+      // a user without an access token"). Encryption works without; it is tried again at the next start.
+      this.#crossSigningProblem = `the homeserver did not take the bot's cross-signing keys (${err.message}); Synapse before 1.89 asks for interactive authentication, which an appservice cannot give. The device works without; staff compare its session key instead`;
+      log.warn({ deviceId: this.deviceId }, this.#crossSigningProblem);
+      return;
+    }
+    await this.#answer(requests.uploadSignaturesRequest);
+    this.#crossSigningProblem = null;
+    log.info({ deviceId: this.deviceId }, "the bot is cross-signed: its device is signed by its self-signing key");
   }
 
   /**

@@ -125,7 +125,20 @@ export const e2eeModule = defineModule({
     });
     admin.get("/encryption", async (_req, res) => {
       const status = await owner.status();
-      res.json({ deviceId: config.e2ee.deviceId, userId: homeserver.botUserId, ready: status.ok, detail: status.detail, newRoomsEncrypted: config.organisations.encryption });
+      // What clients see of the bot: its device's keys and whether it is cross-signed (CS API §"POST /_matrix/client/v3/keys/query").
+      const keys = await homeserver.request<{ device_keys?: Record<string, Record<string, { keys?: Record<string, string> }>>; master_keys?: Record<string, unknown> }>("POST", "/_matrix/client/v3/keys/query", undefined, {
+        device_keys: { [homeserver.botUserId]: [config.e2ee.deviceId] },
+      });
+      const published = keys.device_keys?.[homeserver.botUserId]?.[config.e2ee.deviceId]?.keys ?? {};
+      res.json({
+        deviceId: config.e2ee.deviceId,
+        userId: homeserver.botUserId,
+        ready: status.ok,
+        detail: status.detail,
+        ed25519: published[`ed25519:${config.e2ee.deviceId}`] ?? null,
+        crossSigned: keys.master_keys?.[homeserver.botUserId] !== undefined,
+        newRoomsEncrypted: config.organisations.encryption,
+      });
     });
 
     return {

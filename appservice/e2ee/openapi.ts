@@ -12,6 +12,8 @@ export const e2eeSchemas = {
       userId: { type: "string" },
       ready: { type: "boolean", description: "A Kuvert process has the device open." },
       detail: { type: "string" },
+      ed25519: { type: ["string", "null"], description: "The device's Ed25519 key as the homeserver publishes it: its fingerprint, which Element shows as the session key. Null before the device published its keys." },
+      crossSigned: { type: "boolean", description: "The bot has cross-signing keys on the homeserver (its device signed by its self-signing key)." },
       newRoomsEncrypted: { type: "boolean", description: "organisations.encryption" },
     },
   },

@@ -70,7 +70,7 @@ export class DeviceOwner {
 
   /** What readiness shows: the device open here, owned by another process, or why not open. */
   async status(): Promise<{ ok: boolean; detail: string }> {
-    if (this.#device) return { ok: true, detail: `device ${this.#device.deviceId} open in this process` };
+    if (this.#device) return { ok: true, detail: `device ${this.#device.deviceId} open in this process${this.#device.crossSigningProblem ? `; not cross-signed: ${this.#device.crossSigningProblem}` : ""}` };
     if (this.#held) return { ok: false, detail: this.#problem ?? "opening the bot's device" };
     const { rows } = await this.#db.query<{ holder: string }>("SELECT holder FROM leaders WHERE name = 'e2ee-device' AND lease_until > now()");
     return rows[0] ? { ok: true, detail: `device ${this.#opts.deviceId} open in process ${rows[0].holder}` } : { ok: false, detail: "no Kuvert process owns the bot's device yet" };

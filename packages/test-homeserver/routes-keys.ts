@@ -112,6 +112,9 @@ function checkSignedCopy(signer: string, signerKeyName: string, signerPublicKey:
  * requester's own password (Synapse's `validate_user_via_ui_auth`).
  */
 function userInteractiveAuth(core: Core, sessions: Set<string>, requester: Requester, body: JsonObject): void {
+  // Synapse's user-interactive auth needs the access token of a device: an appservice's request
+  // (as_token) fails with "Cannot validate a user without an access token", a 500 (Synapse 1.67).
+  if (requester.appservice) throw new MatrixError(500, "M_UNKNOWN", "Internal server error");
   const auth = body["auth"];
   if (!isJsonObject(auth)) {
     const session = randomBytes(12).toString("base64url");

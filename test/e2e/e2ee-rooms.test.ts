@@ -113,7 +113,14 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     assert.equal(status.status, 200);
     assert.deepEqual([status.body.deviceId, status.body.ready, status.body.newRoomsEncrypted], ["KUVERT", true, true]);
     const devices = await anna.client.getCrypto()!.getUserDeviceInfo([stack.botUserId], true);
-    assert.ok(devices.get(stack.botUserId)?.get("KUVERT"), "clerks see the bot's device KUVERT with its keys");
+    const device = devices.get(stack.botUserId)?.get("KUVERT");
+    assert.ok(device, "clerks see the bot's device KUVERT with its keys");
+    const published = await stack.api<{ ed25519: string; crossSigned: boolean }>("GET", "/api/v1/encryption");
+    assert.equal(device.getFingerprint(), published.body.ed25519, "the session key the API shows is the one clients see");
+    // Cross-signed where the homeserver lets an appservice publish its first keys without interactive auth (current Synapse, MSC3967).
+    const verification = await anna.client.getCrypto()!.getDeviceVerificationStatus(stack.botUserId, "KUVERT");
+    assert.equal(published.body.crossSigned, !suitesOnSynapse());
+    assert.equal(verification?.signedByOwner, !suitesOnSynapse(), "the device is signed by the bot's self-signing key");
   });
 
   it("a document reaches the clerks encrypted: the event and the file decrypt, bytes equal", async () => {

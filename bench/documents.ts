@@ -11,7 +11,12 @@
 // writes its heap and buffer figures to bench/results/memory-probe-*.jsonl, see bench/memory-probe.ts),
 // --kuvert-node-options="…" (extra Node options for the Kuvert process, e.g. V8 flags),
 // --processes=1,2,3 (instead of scenarios A and B: the mixed set through 1, then 2, then 3 Kuvert
-// processes on the same database, staging, homeserver and clamd; see bench/processes.ts).
+// processes on the same database, staging, homeserver and clamd; see bench/processes.ts),
+// --encryption (the cost of end-to-end encryption: Kuvert with its bot's device, e2ee.secret set,
+// new rooms still unencrypted; every organisation gets a clerk with a Matrix account and a real
+// crypto device that joins its room; after scenario A, "A-encrypted": the same mixed set into as
+// many organisations again, bench-enc-001 …, whose rooms were switched to encryption through the
+// admin API; reported side by side, with encrypted ÷ unencrypted measured in the same run).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -22,7 +27,8 @@ import { createToken } from "../appservice/tokens/tokens.ts";
 import { documentStream, mixedSet, type PlannedDocument } from "./content.ts";
 import { homeserverRequestStats, log, MemorySampler, mib, percentile, pool, processStartEpochMs, requestStatsSince, sleep, sum, type MemoryReport, type RequestStats } from "./measure.ts";
 import { clamdBaseline, hasAsyncUpload, rawBaseline, type Baseline, type RawRun } from "./baselines.ts";
-import { cpuMeter, createOrganisations, drop, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
+import { cryptoClerks, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
+import { cpuMeter, createOrganisations, drop, organisationIds, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
 import { scaleOut, scaleReport } from "./processes.ts";
 import { benchResultsDir, clamdPid, homeserverChoiceOrExit, startBenchStack } from "./stack.ts";
 
@@ -36,6 +42,7 @@ const args = new Set(choice.rest);
 const quick = args.has("--quick");
 const profile = args.has("--profile");
 const memoryProbe = args.has("--memory-probe");
+const encryption = args.has("--encryption");
 const kuvertNodeOptions = [...args].find((a) => a.startsWith("--kuvert-node-options="))?.slice("--kuvert-node-options=".length);
 const only = [...args].find((a) => a.startsWith("--only="))?.slice("--only=".length);
 const processCounts = [...args]
@@ -44,16 +51,20 @@ const processCounts = [...args]
   .split(",")
   .map(Number);
 for (const a of args) {
-  if (!["--quick", "--profile", "--memory-probe"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=") && !/^--processes=[1-9](,[1-9])*$/.test(a)) {
-    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--processes=1,2,3] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
+  if (!["--quick", "--profile", "--memory-probe", "--encryption"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=") && !/^--processes=[1-9](,[1-9])*$/.test(a)) {
+    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--encryption] [--processes=1,2,3] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
     process.exit(2);
   }
+}
+if (encryption && (processCounts || only === "b")) {
+  console.error("--encryption runs scenario A twice (unencrypted, then encrypted): not with --processes or --only=b");
+  process.exit(2);
 }
 
 const plan = quick ? { label: "quick", documents: 50, organisations: 10, uploadConcurrency: 8, bigBytes: 100 * MiB } : { label: "full", documents: 1000, organisations: 200, uploadConcurrency: 8, bigBytes: 1 * GiB };
 /** Kuvert's documents.maxBytes and scanning.maxStreamBytes: 1.1 GiB. */
 /** Names this run in the report and the file names: quick or full, and any experiment or partial run. */
-const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(processCounts ? [`processes-${processCounts.join("")}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
+const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(encryption ? ["encryption"] : []), ...(processCounts ? [`processes-${processCounts.join("")}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
 const kuvertLimitBytes = Math.round(1.1 * GiB);
 const clamdStreamMaxLength = "1200M";
 
@@ -87,6 +98,31 @@ interface ScenarioResult {
   raw: RawRun[];
   /** Kuvert's requests to the homeserver during the scenario (from its metrics). */
   homeserverRequests: RequestStats;
+  /** With --encryption: what the bot's device encrypted during the scenario. */
+  encrypted?: EncryptedSends;
+}
+
+/** With --encryption: the events Kuvert's device encrypted and sent while a scenario ran. */
+interface EncryptedSends {
+  /** kuvert_e2ee_encrypted_events_total, after − before. */
+  events: number;
+  /** e2ee_sends rows made during the scenario, and of them file events with an encrypted attachment (`file`) or a clear one (`url`). */
+  rows: number;
+  withEncryptedFile: number;
+  withClearUrl: number;
+  failed: number;
+}
+
+/** What the device encrypted since `before` (the counter's earlier reading) and `since` (epoch ms). */
+async function encryptedSince(env: Env, before: number, since: number): Promise<EncryptedSends> {
+  const { rows } = await env.db.query<{ n: number; file: number; url: number; failed: number }>(
+    `SELECT count(*)::int AS n, (count(*) FILTER (WHERE content ? 'file'))::int AS file, (count(*) FILTER (WHERE content ? 'url'))::int AS url,
+            (count(*) FILTER (WHERE state = 'failed'))::int AS failed
+       FROM e2ee_sends WHERE created_at >= $1`,
+    [new Date(since)],
+  );
+  const r = rows[0]!;
+  return { events: (await encryptedEventsTotal(env.bench.metricsUrl)) - before, rows: r.n, withEncryptedFile: r.file, withClearUrl: r.url, failed: r.failed };
 }
 
 async function runScenario(env: Env, name: string, docs: PlannedDocument[], uploadConcurrency: number, baseline: Baseline): Promise<ScenarioResult> {
@@ -230,11 +266,70 @@ function disturbance(r: { cpu: Record<string, number>; cpuWallSeconds: number })
   return `| | ⚠ disturbed | processes outside the stack used ${f1(other)} CPU-s (${Math.round((100 * other) / capacity)} % of the machine) during this scenario: figures are lower than on a quiet machine | quiet |`;
 }
 
-function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, setup: { organisations: number; seconds: number }, facts: Record<string, string>, scanConcurrency: number, homeserverLabel: string): string {
+/** What --encryption set up before the scenarios: clerks with devices, the second set of organisations, the switch. */
+interface EncryptionSetup {
+  clerks: number;
+  clerkSeconds: number;
+  organisations: number;
+  organisationSeconds: number;
+  joinSeconds: number;
+  switchSeconds: number;
+  oneTimeKeys: number;
+  device: { deviceId: string; ed25519: string | null; crossSigned: boolean };
+}
+
+/** Scenario A-encrypted's rows: its own figures, then encrypted ÷ unencrypted against A of the same run. */
+function encryptedLines(a: ScenarioResult, e: ScenarioResult, setup: EncryptionSetup): string[] {
+  const lines: string[] = [];
+  const label = `A-encrypted: the same ${e.documents} mixed documents (${f1(e.bytes / MB)} MB) to ${setup.organisations} other organisations, rooms switched to encryption, one clerk with a crypto device each`;
+  const latencies = e.finished
+    .filter((f) => f.finishedAt)
+    .map((f) => {
+      const u = e.uploads.find((x) => x.id === f.id)!;
+      return (f.finishedAt! - u.startedAt) / 1000;
+    });
+  lines.push(`| ${label} | end to end (first upload → last delivered) | ${f1(e.seconds)} s: **${f1(e.documents / e.seconds)} documents/s, ${f1(e.bytes / MB / e.seconds)} MB/s** | — |`);
+  lines.push(`| | uploads accepted (HTTP 202) | ${e.accepted}/${e.documents} in ${f1(e.uploadSeconds)} s | 100 % |`);
+  lines.push(
+    `| | delivered | ${e.delivered}/${e.accepted} (API says: ${Object.entries(e.apiStates)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(", ")}) | all |`,
+  );
+  if (e.encrypted) {
+    const x = e.encrypted;
+    lines.push(`| | events the bot's device encrypted | ${x.events} (${f2(x.events / e.documents)}/document); file events with an encrypted attachment ${x.withEncryptedFile}, with a clear URL ${x.withClearUrl}; failed ${x.failed} | 2/document, no clear URL |`);
+  }
+  lines.push(`| | per document, upload start → delivered | p50 ${f1(percentile(latencies, 50))} s, p95 ${f1(percentile(latencies, 95))} s, max ${f1(Math.max(...latencies))} s | — |`);
+  const homeserverPhase = e.finished.filter((f) => f.scannedAt !== null && f.finishedAt !== null).map((f) => (f.finishedAt! - f.scannedAt!) / 1000);
+  lines.push(`| | per document, clean verdict → delivered (encryption, media upload, two events, the delivery transaction) | p50 ${f2(percentile(homeserverPhase, 50))} s, p95 ${f2(percentile(homeserverPhase, 95))} s | — |`);
+  lines.push(`| | peak RSS of the Kuvert process (VmHWM) | ${memoryLine(e.memory)} | — |`);
+  lines.push(`| | CPU seconds used during the scenario | ${cpuLine(e)} | — |`);
+  lines.push(`| | CPU per document | ${cpuPerDocument(e.cpu, e.documents)} | — |`);
+  lines.push(`| | Kuvert's homeserver requests per document (its metrics; the device's own key and to-device requests are not among them) | ${requestsLine(e.homeserverRequests, e.documents)} | — |`);
+  const warn = disturbance(e);
+  if (warn) lines.push(warn);
+  const rate = (r: ScenarioResult) => r.documents / r.seconds;
+  const kuvertCpu = (r: ScenarioResult) => (1000 * (r.cpu.kuvert ?? NaN)) / r.documents;
+  lines.push(`| Encryption's cost (same run) | documents/s, encrypted ÷ unencrypted (A-encrypted ÷ A) | **${f2(rate(e) / rate(a))}** (${f1(rate(e))} ÷ ${f1(rate(a))}) | — |`);
+  lines.push(`| | peak RSS of Kuvert, A-encrypted · A (VmHWM, each reset at its start) | ${mib(e.memory.hwmBytes)} · ${mib(a.memory.hwmBytes)} MiB: ${f2(e.memory.hwmBytes / a.memory.hwmBytes)}× (${e.memory.hwmBytes >= a.memory.hwmBytes ? "+" : "−"}${mib(Math.abs(e.memory.hwmBytes - a.memory.hwmBytes))} MiB) | — |`);
+  lines.push(`| | Kuvert's CPU per document, A-encrypted · A | ${Math.round(kuvertCpu(e))} · ${Math.round(kuvertCpu(a))} ms: ${f2(kuvertCpu(e) / kuvertCpu(a))}× | — |`);
+  const cpuAll = (r: ScenarioResult) => (1000 * sum(["kuvert", "synapse", "postgres", "clamd"].map((k) => r.cpu[k] ?? 0))) / r.documents;
+  lines.push(`| | the stack's CPU per document (Kuvert, ${homeserver === "synapse" ? "Synapse, " : ""}PostgreSQL, clamd), A-encrypted · A | ${Math.round(cpuAll(e))} · ${Math.round(cpuAll(a))} ms: ${f2(cpuAll(e) / cpuAll(a))}× | — |`);
+  return lines;
+}
+
+function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, setup: { organisations: number; seconds: number }, facts: Record<string, string>, scanConcurrency: number, homeserverLabel: string, e?: ScenarioResult, encryptionSetup?: EncryptionSetup): string {
   const date = new Date().toISOString();
   const lines: string[] = [];
   lines.push(`### Outbound documents (${variant}), ${date.slice(0, 10)}`, "");
   if (kuvertNodeOptions) lines.push(`**Experiment, not Kuvert as it is:** Kuvert ran with the Node options \`${kuvertNodeOptions}\`.`, "");
+  if (encryptionSetup) {
+    lines.push(
+      `**With --encryption:** Kuvert ran with end-to-end encryption on (e2ee.secret, its bot's device ${encryptionSetup.device.deviceId}${encryptionSetup.device.crossSigned ? ", cross-signed" : ""}; new rooms unencrypted), ` +
+        `and every organisation, in A and in A-encrypted, had one clerk with a Matrix account, a crypto device with published keys and a joined room. A's rooms are unencrypted, A-encrypted's were switched to encryption through the admin API before the scenarios (Kuvert's notice of the switch was each room's first Megolm session, shared with the clerk's device then). A-encrypted ran right after A.`,
+      "",
+    );
+  }
   lines.push(`Machine: ${facts.cores}; ${facts.memory} memory; Node ${facts.node}; ${facts.kernel}; ${facts.clamd}.`);
   lines.push(
     `Stack: Kuvert as a child process (workers.concurrency ${scanConcurrency}), PostgreSQL, real clamd (StreamMaxLength ${clamdStreamMaxLength}, test signatures only), ` +
@@ -302,6 +397,7 @@ function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, se
       }
     }
   }
+  if (a && e && encryptionSetup) lines.push(...encryptedLines(a, e, encryptionSetup));
   if (b) {
     const d = b.finished[0];
     const u = b.uploads[0]!;
@@ -332,6 +428,13 @@ function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, se
   }
   lines.push("");
   lines.push(`Organisations: ${setup.organisations} created through the admin API, all rooms ready in ${f1(setup.seconds)} s. clamd baseline for A: ${scanConcurrency} scans at a time (Kuvert's workers.concurrency).`);
+  if (encryptionSetup) {
+    const x = encryptionSetup;
+    lines.push(
+      "",
+      `Encryption setup (outside every figure): ${x.clerks} clerks made (account, password login, OlmMachine of matrix-sdk-crypto-wasm publishing its device keys and ${x.oneTimeKeys} one-time keys) in ${f1(x.clerkSeconds)} s; ${x.organisations} more organisations (bench-enc-…) ready in ${f1(x.organisationSeconds)} s; every clerk joined in ${f1(x.joinSeconds)} s; ${x.organisations} rooms switched to encryption in ${f1(x.switchSeconds)} s.`,
+    );
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -391,6 +494,7 @@ async function main(): Promise<void> {
     clamdStreamMaxLength,
     homeserverMaxUploadBytes: Math.round(1.2 * GiB),
     homeserver,
+    encryption,
     configure: (raw) => {
       // One driver on 127.0.0.1 makes thousands of requests a minute: the per-address rate
       // limit (default 1,200/min) is for the internet, not for the back office being measured.
@@ -404,6 +508,8 @@ async function main(): Promise<void> {
   let db: Database | undefined;
   let a: ScenarioResult | undefined;
   let b: ScenarioResult | undefined;
+  let e: ScenarioResult | undefined;
+  let encryptionSetup: EncryptionSetup | undefined;
   try {
     const { stack } = bench;
     const kuvertPid = stack.child?.pid;
@@ -421,8 +527,52 @@ async function main(): Promise<void> {
     };
     log(`homeserver: ${bench.homeserverLabel} at ${bench.access.url}${bench.synapsePid ? ` (pid ${bench.synapsePid})` : ""}`);
     log(`Kuvert pid ${kuvertPid}, clamd pid ${env.clampid ?? "?"}; creating ${plan.organisations} organisations`);
-    const orgs = await createOrganisations(env, plan.organisations);
+    // With --encryption every organisation, encrypted or not, gets a clerk with a crypto device
+    // who joins its room: the two sets differ in encryption only.
+    const encryptedIds = organisationIds(plan.organisations, "bench-enc-");
+    let clerks: Awaited<ReturnType<typeof cryptoClerks>> | undefined;
+    let clerkSeconds = 0;
+    if (encryption) {
+      const all = [...organisationIds(plan.organisations), ...encryptedIds];
+      log(`making ${all.length} clerks with crypto devices (account, login, device keys and one-time keys published)`);
+      const t = performance.now();
+      clerks = await cryptoClerks(bench.access, all);
+      clerkSeconds = (performance.now() - t) / 1000;
+      log(`  ${clerks.size} clerks in ${f1(clerkSeconds)} s`);
+    }
+    const matrixIds = clerks && new Map([...clerks].map(([id, c]) => [id, c.userId]));
+    const orgs = await createOrganisations(env, plan.organisations, { matrixIds });
     log(`  ${orgs.ids.length} rooms ready in ${f1(orgs.seconds)} s`);
+    if (encryption && clerks && matrixIds) {
+      log(`creating ${encryptedIds.length} organisations to be encrypted (bench-enc-…)`);
+      const encOrgs = await createOrganisations(env, plan.organisations, { prefix: "bench-enc-", matrixIds });
+      log(`  ${encOrgs.ids.length} rooms ready in ${f1(encOrgs.seconds)} s; the clerks join`);
+      let t = performance.now();
+      await joinRooms(bench.access, clerks, env.rooms);
+      const joinSeconds = (performance.now() - t) / 1000;
+      const device = await waitForBotDevice(bench);
+      log(`  joined in ${f1(joinSeconds)} s; the bot's device ${device.deviceId} is ready (ed25519 ${device.ed25519}, cross-signed: ${device.crossSigned}); switching ${encOrgs.ids.length} rooms to encryption`);
+      t = performance.now();
+      await switchToEncryption(bench, encOrgs.ids);
+      const switchSeconds = (performance.now() - t) / 1000;
+      // What the homeserver says, through the clerks: A's rooms clear, A-encrypted's encrypted.
+      await pool([...orgs.ids, ...encOrgs.ids], 8, async (id) => {
+        const algorithm = await roomAlgorithm(bench.access, clerks!.get(id)!.accessToken, env.rooms.get(id)!);
+        const wanted = id.startsWith("bench-enc-") ? "m.megolm.v1.aes-sha2" : null;
+        if (algorithm !== wanted) throw new Error(`${id}'s room has m.room.encryption ${algorithm}, not ${wanted}`);
+      });
+      log(`  switched in ${f1(switchSeconds)} s`);
+      encryptionSetup = {
+        clerks: clerks.size,
+        clerkSeconds,
+        organisations: encOrgs.ids.length,
+        organisationSeconds: encOrgs.seconds,
+        joinSeconds,
+        switchSeconds,
+        oneTimeKeys: Math.min(...[...clerks.values()].map((c) => c.oneTimeKeys)),
+        device,
+      };
+    }
 
     // Warm-up, outside every figure: one 100 MiB scan straight to clamd, one small document through Kuvert.
     await env.scanner.scan(documentStream("warm-up-clamd", 100 * MiB), 100 * MiB);
@@ -430,6 +580,11 @@ async function main(): Promise<void> {
     const w = await drop(env, warm);
     if (!w.id) throw new Error(`the warm-up document was refused: ${w.error}`);
     await settle(env, [w.id]);
+    if (encryption) {
+      const warmEncrypted = await drop(env, { ...warm, name: "warm-up-encrypted", organisation: encryptedIds[0]! });
+      if (!warmEncrypted.id) throw new Error(`the encrypted warm-up document was refused: ${warmEncrypted.error}`);
+      await settle(env, [warmEncrypted.id]);
+    }
 
     if (processCounts) {
       const docs = mixedSet(plan.documents, orgs.ids);
@@ -465,9 +620,23 @@ async function main(): Promise<void> {
       };
       for (const c of concurrencies) await bare("before", c);
       log("Kuvert, the same documents through the drop API");
+      const encryptedBefore = encryption ? await encryptedEventsTotal(bench.metricsUrl) : NaN;
       a = await runScenario(env, "A", docs, plan.uploadConcurrency, baseline);
+      if (encryption) a.encrypted = await encryptedSince(env, encryptedBefore, a.startedAt);
       profileWindow(env, a);
       log(`  A: ${a.delivered}/${a.documents} delivered in ${f1(a.seconds)} s: ${f1(a.documents / a.seconds)} documents/s, ${mbps(a.bytes, a.seconds)} MB/s; Kuvert peak RSS ${mib(a.memory.hwmBytes)} MiB; CPU per document ${cpuPerDocument(a.cpu, a.documents)}`);
+      if (encryption) {
+        // Right after A, before the bare client's second runs: the two differ in encryption only.
+        const encryptedDocs = mixedSet(plan.documents, encryptedIds);
+        log(`scenario A-encrypted: the same ${encryptedDocs.length} documents into the ${encryptedIds.length} encrypted rooms`);
+        const before = await encryptedEventsTotal(bench.metricsUrl);
+        e = await runScenario(env, "A-encrypted", encryptedDocs, plan.uploadConcurrency, baseline);
+        e.encrypted = await encryptedSince(env, before, e.startedAt);
+        profileWindow(env, e);
+        log(
+          `  A-encrypted: ${e.delivered}/${e.documents} delivered in ${f1(e.seconds)} s: ${f1(e.documents / e.seconds)} documents/s (${f2(e.documents / e.seconds / (a.documents / a.seconds))} of A); Kuvert peak RSS ${mib(e.memory.hwmBytes)} MiB (A ${mib(a.memory.hwmBytes)}); CPU per document ${cpuPerDocument(e.cpu, e.documents)}; ${e.encrypted.events} events encrypted (A: ${a.encrypted?.events})`,
+        );
+      }
       for (const c of [...concurrencies].reverse()) await bare("after", c);
       a.raw = raw;
       const atKuvert = rawAt(raw, env.scanConcurrency);
@@ -489,8 +658,8 @@ async function main(): Promise<void> {
       }
     }
 
-    const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency, bench.homeserverLabel);
-    writeResults(markdown, { plan, facts, homeserver: bench.homeserverLabel, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b });
+    const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency, bench.homeserverLabel, e, encryptionSetup);
+    writeResults(markdown, { plan, facts, homeserver: bench.homeserverLabel, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b, ...(e ? { encrypted: { ...e, uploads: undefined }, encryptionSetup } : {}) });
   } finally {
     await db?.close().catch(() => undefined);
     log("stopping the stack");

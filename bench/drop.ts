@@ -42,14 +42,25 @@ export function cpuMeter(env: Env, kuvertPids: number[] = [env.kuvertPid]): CpuM
 // ---------------------------------------------------------------------------------------
 // Setup: organisations and their rooms
 
-export async function createOrganisations(env: Env, count: number): Promise<{ ids: string[]; seconds: number }> {
+/** The ids of `count` organisations: bench-org-001 … (or another prefix of ten characters, e.g. bench-enc-). */
+export function organisationIds(count: number, prefix = "bench-org-"): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}${String(i + 1).padStart(3, "0")}`);
+}
+
+/**
+ * Creates the organisations through the admin API, one clerk each (an e-mail address; with
+ * `matrixIds`, also that clerk's Matrix ID, whom Kuvert invites), and waits until every room is
+ * ready.
+ */
+export async function createOrganisations(env: Env, count: number, opts: { prefix?: string; matrixIds?: Map<string, string> } = {}): Promise<{ ids: string[]; seconds: number }> {
   const { stack } = env.bench;
-  const ids = Array.from({ length: count }, (_, i) => `bench-org-${String(i + 1).padStart(3, "0")}`);
+  const ids = organisationIds(count, opts.prefix);
   const started = performance.now();
   let created = 0;
   const progress = setInterval(() => log(`  ${created}/${ids.length} organisations created`), 15_000);
   await pool(ids, 4, async (id) => {
-    const res = await stack.api("POST", "/api/v1/organisations", { id, name: `Bench organisation ${id.slice(10)}`, clerks: [{ email: `clerk@${id}.example` }] });
+    const matrixId = opts.matrixIds?.get(id);
+    const res = await stack.api("POST", "/api/v1/organisations", { id, name: `Bench organisation ${id.slice(10)}`, clerks: [{ ...(matrixId ? { matrixId } : {}), email: `clerk@${id}.example` }] });
     if (res.status !== 201 && res.status !== 200) throw new Error(`creating ${id}: ${res.status} ${JSON.stringify(res.body)}`);
     created++;
   }).finally(() => clearInterval(progress));

@@ -23,7 +23,7 @@ import { createToken } from "../appservice/tokens/tokens.ts";
 import { TestHomeserver } from "@kuvert/test-homeserver";
 import { startClamd, type Clamd } from "../test/support/clamd.ts";
 import { freshDatabaseUrl } from "../test/support/database.ts";
-import { repoRoot, Stack, waitFor } from "../test/support/harness.ts";
+import { E2EE_FEATURES, repoRoot, Stack, waitFor } from "../test/support/harness.ts";
 import { TestUser, type HomeserverAccess } from "../test/support/matrix.ts";
 import { freePort } from "../test/support/ports.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
@@ -82,6 +82,15 @@ export interface BenchStackOptions {
   homeserver?: HomeserverKind;
   /** Changes to Kuvert's configuration, after the defaults below. */
   configure?: (config: Record<string, unknown>) => void;
+  /**
+   * End-to-end encryption available, as test/support/harness.ts's `encryption` sets it up: a
+   * secret for the bot's device (e2ee.secret, so the registration asks for what the device needs)
+   * and a homeserver that gives it (Synapse's experimental_features, the test homeserver's
+   * experimentalFeatures: E2EE_FEATURES, and on Synapse device masquerading). Unlike the tests,
+   * organisations.encryption stays off: new rooms are unencrypted, and a benchmark switches the
+   * rooms it wants encrypted through the admin API.
+   */
+  encryption?: boolean;
 }
 
 export interface BenchStack {
@@ -156,6 +165,8 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       scanning: { host: clamd.host, port: clamd.port },
       mail: { smtp: { host: smtp.host, port: smtp.port }, from: "Kuvert <kuvert@body.example>", staffMailbox: "staff@body.example" },
     };
+    // Before the registration is made: with a secret it asks for to-device messages, key counts and device lists.
+    if (opts.encryption) raw.e2ee = { secret: `bench-e2ee-secret-${randomBytes(24).toString("hex")}` };
     const registration = buildRegistration(parseConfig(raw));
     writeFileSync(registrationFile, stringify(registration));
     let hs: TestHomeserver | undefined;
@@ -168,7 +179,10 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       synapse = await startSynapse({
         dir: join(workDir, "synapse"),
         registrations: [registration],
-        extra: { max_upload_size: `${Math.ceil(opts.homeserverMaxUploadBytes / 1024 / 1024)}M` },
+        extra: {
+          max_upload_size: `${Math.ceil(opts.homeserverMaxUploadBytes / 1024 / 1024)}M`,
+          ...(opts.encryption ? { experimental_features: { ...E2EE_FEATURES, msc3202_device_masquerading: true } } : {}),
+        },
         logFile: join(benchResultsDir, "logs", `${opts.name}.synapse.log`),
       });
       started.push(synapse);
@@ -176,7 +190,7 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       homeserverLabel = `Synapse ${synapse.version} (SQLite)`;
     } else {
       const adminToken = `admin-${randomBytes(16).toString("hex")}`;
-      hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, maxUploadBytes: opts.homeserverMaxUploadBytes });
+      hs = new TestHomeserver({ serverName, registrations: [registration], adminToken, asRetryBaseMs: 100, maxUploadBytes: opts.homeserverMaxUploadBytes, ...(opts.encryption ? { experimentalFeatures: E2EE_FEATURES } : {}) });
       await hs.start();
       started.push(hs);
       access = { url: hs.url, serverName, adminToken };

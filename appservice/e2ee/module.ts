@@ -20,6 +20,7 @@ import { EncryptedRooms } from "./rooms.ts";
 import { EncryptedSends } from "./sends.ts";
 import { e2eeTexts } from "./texts.ts";
 import { DeviceInbox } from "./transactions.ts";
+import type { RoomEncryptionView } from "./views.ts";
 import { e2eeCommands } from "./cli.ts";
 import { e2eePaths, e2eeSchemas } from "./openapi.ts";
 
@@ -52,6 +53,24 @@ async function encryptOrganisation(ctx: ModuleContext, rooms: EncryptedRooms, or
   return { roomId: org.roomId, already: false };
 }
 
+/** Switched off (no e2ee.secret): the room's state is still shown, the switch says why it is not there. */
+function whenOff(ctx: ModuleContext): { adminRoutes: express.Router[] } {
+  const admin = express.Router();
+  admin.get("/organisations/:id/encryption", async (req, res) => {
+    const org = await findOrganisation(ctx.db, String(req.params.id));
+    if (!org) throw new KuvertError(ErrCode.NotFound, `No organisation ${String(req.params.id)}.`);
+    const state = org.roomId ? await ctx.homeserver.stateEvent(org.roomId, "m.room.encryption") : null;
+    const view: RoomEncryptionView = { organisation: org.id, roomId: org.roomId, encrypted: state !== null, available: false };
+    res.json(view);
+  });
+  const off = () => {
+    throw new KuvertError(ErrCode.ModuleNotLoaded, "End-to-end encryption is off: set e2ee.secret (KUVERT_E2EE_SECRET) and restart Kuvert.");
+  };
+  admin.post("/organisations/:id/encryption", off);
+  admin.get("/encryption", off);
+  return { adminRoutes: [admin] };
+}
+
 export const e2eeModule = defineModule({
   name: "e2ee",
   config: e2eeConfig,
@@ -61,6 +80,7 @@ export const e2eeModule = defineModule({
   cli: e2eeCommands,
   // On with a secret for the device's state: needed for encrypted rooms (config.ts's check asks for it).
   enabled: (config) => config.e2ee.secret !== undefined,
+  whenOff,
   retention: [{ count: "encryptedSends", run: async (q, cut) => (await q.query("DELETE FROM e2ee_sends WHERE state IN ('done', 'failed') AND created_at < $1", [cut.operational])).rowCount }],
   start(ctx) {
     const { db, homeserver, config } = ctx;
@@ -121,7 +141,14 @@ export const e2eeModule = defineModule({
     const admin = express.Router();
     admin.post("/organisations/:id/encryption", async (req, res) => {
       const result = await service.encryptOrganisation(String(req.params.id), actorOf(req));
-      res.status(result.already ? 200 : 201).json({ organisation: String(req.params.id), roomId: result.roomId, encrypted: true, switchedNow: !result.already });
+      const view: RoomEncryptionView = { organisation: String(req.params.id), roomId: result.roomId, encrypted: true, available: true, switchedNow: !result.already };
+      res.status(result.already ? 200 : 201).json(view);
+    });
+    admin.get("/organisations/:id/encryption", async (req, res) => {
+      const org = await findOrganisation(db, String(req.params.id));
+      if (!org) throw new KuvertError(ErrCode.NotFound, `No organisation ${String(req.params.id)}.`);
+      const view: RoomEncryptionView = { organisation: org.id, roomId: org.roomId, encrypted: org.roomId ? await rooms.isEncrypted(org.roomId) : false, available: true };
+      res.json(view);
     });
     admin.get("/encryption", async (_req, res) => {
       const status = await owner.status();

@@ -17,9 +17,15 @@ export const e2eeSchemas = {
       newRoomsEncrypted: { type: "boolean", description: "organisations.encryption" },
     },
   },
-  RoomEncrypted: {
+  RoomEncryption: {
     type: "object",
-    properties: { organisation: { type: "string" }, roomId: { type: "string" }, encrypted: { type: "boolean", const: true }, switchedNow: { type: "boolean" } },
+    properties: {
+      organisation: { type: "string" },
+      roomId: { type: ["string", "null"] },
+      encrypted: { type: "boolean", description: "The room is end-to-end encrypted." },
+      available: { type: "boolean", description: "This Kuvert can encrypt (e2ee.secret is set)." },
+      switchedNow: { type: "boolean", description: "POST only: switched by this request." },
+    },
   },
 };
 
@@ -33,6 +39,13 @@ export const e2eePaths = {
     },
   },
   "/organisations/{id}/encryption": {
+    get: {
+      summary: "Whether an organisation's room is end-to-end encrypted",
+      tags: ["encryption"],
+      security: [{ bearer: [] }],
+      parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" }, description: "The organisation's slug id." }],
+      responses: { "200": { description: "Its state.", ...json(ref("RoomEncryption")) }, ...adminAuth, "404": error("No such organisation (KUVERT_NOT_FOUND).") },
+    },
     post: {
       summary: "Switch an organisation's room to end-to-end encryption (one way)",
       description: "Sends m.room.encryption (m.megolm.v1.aes-sha2) into the room and tells the room. From then on everything Kuvert sends there is encrypted, and clerks' encrypted events are decrypted and scanned. A room cannot be unencrypted again.",
@@ -40,10 +53,10 @@ export const e2eePaths = {
       security: [{ bearer: [] }],
       parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" }, description: "The organisation's slug id." }],
       responses: {
-        "201": { description: "Switched now.", ...json(ref("RoomEncrypted")) },
-        "200": { description: "It was encrypted already.", ...json(ref("RoomEncrypted")) },
+        "201": { description: "Switched now.", ...json(ref("RoomEncryption")) },
+        "200": { description: "It was encrypted already.", ...json(ref("RoomEncryption")) },
         ...adminAuth,
-        "404": error("No such organisation (KUVERT_NOT_FOUND)."),
+        "404": error("No such organisation (KUVERT_NOT_FOUND), or encryption is off in this Kuvert: no e2ee.secret (KUVERT_MODULE_NOT_LOADED)."),
         "409": error("The room is still being made (KUVERT_NO_ROOM_YET)."),
       },
     },

@@ -1,7 +1,7 @@
 // The admin API refuses bad input with a reason and a stable code, and changes nothing.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { startStack, type Stack } from "../support/harness.ts";
+import { startStack, waitFor, type Stack } from "../support/harness.ts";
 
 describe("admin API input", () => {
   let stack: Stack;
@@ -37,6 +37,7 @@ describe("admin API input", () => {
     ["a CSV with duplicate ids is reported per row", () => stack.api("POST", "/api/v1/organisations/import?dryRun=true", "id,name\ndup,A\ndup,B\n", { contentType: "text/csv" }), 200, "", /appears again/],
     ["a CSV without the id column", () => stack.api("POST", "/api/v1/organisations/import", "name\nX\n", { contentType: "text/csv" }), 400, "KUVERT_INVALID_INPUT", /missing: id/],
     ["an unknown endpoint", () => stack.api("GET", "/api/v1/nothing-here"), 404, "KUVERT_NOT_FOUND", /No such endpoint/],
+    ["switching a room to encryption without e2ee.secret", () => stack.api("POST", "/api/v1/organisations/existing/encryption"), 404, "KUVERT_MODULE_NOT_LOADED", /set e2ee\.secret/],
   ];
 
   for (const [what, request, status, errcode, message] of cases) {
@@ -47,6 +48,13 @@ describe("admin API input", () => {
       assert.match(JSON.stringify(res.body), message);
     });
   }
+
+  it("says whether a room is encrypted, and that this Kuvert cannot encrypt (no e2ee.secret)", async () => {
+    await waitFor("the room of existing", async () => (await stack.api<{ roomState: string }>("GET", "/api/v1/organisations/existing")).body.roomState === "ready");
+    const res = await stack.api("GET", "/api/v1/organisations/existing/encryption");
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual([res.body.encrypted, res.body.available], [false, false]);
+  });
 
   it("lists the failing fields in details", async () => {
     const res = await stack.api<{ details: { path: string; message: string }[] }>("POST", "/api/v1/organisations", { id: "BAD", name: "", tags: ["Not a tag"] });

@@ -17,7 +17,9 @@ import { EventType, MatrixEvent, MsgType } from "matrix-js-sdk";
 import type { EncryptedFile } from "matrix-js-sdk/lib/@types/media.js";
 import { DecryptionFailureCode } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { openDatabase } from "../../appservice/db/database.ts";
+import { chromium } from "playwright-core";
 import { EICAR } from "../support/clamd.ts";
+import { chromiumOptions, ensureConsoleBuilt } from "../support/console.ts";
 import { startStack, suitesOnSynapse, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
 
@@ -238,7 +240,7 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     assert.equal(ciphertext.decryptionFailureReason, DecryptionFailureCode.MEGOLM_UNKNOWN_INBOUND_SESSION_ID);
   });
 
-  it("an unencrypted room is switched to encryption, one way, by the API; from then on everything in it is encrypted", async () => {
+  it("an unencrypted room is switched to encryption, one way, in the console (or by the API); from then on everything in it is encrypted", async () => {
     // Kuvert as it was before organisations.encryption: its new rooms are unencrypted.
     await stack.stopKuvert();
     (stack.rawConfig.organisations as Json).encryption = false;
@@ -258,16 +260,34 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     const plain = await clara.waitForEvent(sued, "the document in the clear", (e) => fromBot(e) && e.getContent().body === "vorher.txt", 30_000);
     assert.equal(plain.getWireType(), EventType.RoomMessage);
 
-    const switched = await stack.api<{ switchedNow: boolean; roomId: string }>("POST", "/api/v1/organisations/kreis-sued/encryption");
-    assert.equal(switched.status, 201, JSON.stringify(switched.body));
-    assert.deepEqual([switched.body.switchedNow, switched.body.roomId], [true, sued]);
+    const before = await stack.api<{ encrypted: boolean; available: boolean }>("GET", "/api/v1/organisations/kreis-sued/encryption");
+    assert.deepEqual([before.status, before.body.encrypted, before.body.available], [200, false, true]);
+    // An admin switches it in the console: the organisation's page offers it, after a confirmation.
+    ensureConsoleBuilt();
+    const browser = await chromium.launch(chromiumOptions);
+    try {
+      const page = await (await browser.newContext({ locale: "de-DE" })).newPage();
+      await page.goto(`${stack.publicUrl}/console/`);
+      await page.locator("#user").fill(stack.staff.userId.slice(1).split(":")[0]!);
+      await page.locator("#password").fill(stack.staff.password);
+      await page.keyboard.press("Enter");
+      await page.getByRole("button", { name: "kreis-sued" }).click();
+      await page.getByText("Ende-zu-Ende-Verschlüsselung: aus").waitFor();
+      page.once("dialog", (d) => void d.accept());
+      await page.getByRole("button", { name: "Verschlüsseln" }).click();
+      await page.getByText("Der Raum ist jetzt Ende-zu-Ende-verschlüsselt.").waitFor();
+      assert.ok(await page.getByText("Ende-zu-Ende-Verschlüsselung: an").isVisible());
+      assert.equal(await page.getByRole("button", { name: "Verschlüsseln" }).count(), 0, "no switch for an encrypted room");
+    } finally {
+      await browser.close();
+    }
     assert.deepEqual((await stack.roomState(sued)).find((e) => e.type === "m.room.encryption")?.content, { algorithm: "m.megolm.v1.aes-sha2" });
     await waitFor("Clara to know the room is encrypted", () => clara.client.getCrypto()!.isEncryptionEnabledInRoom(sued));
     await decrypted(clara, sued, "the room told it is encrypted now", (e) => fromBot(e) && e.getContent().msgtype === MsgType.Notice && /verschlüsselt/.test(String(e.getContent().body)));
     const document = Buffer.from("Für Kreis Süd, verschlüsselt\n");
     await sendDocument("kreis-sued", document, "nachher.txt", "AZ-5");
     assert.deepEqual(await receiveDocument(clara, sued, "nachher.txt"), document);
-    // Once more changes nothing: there is no way back.
+    // Once more (by the API) changes nothing: there is no way back.
     const again = await stack.api<{ switchedNow: boolean }>("POST", "/api/v1/organisations/kreis-sued/encryption");
     assert.deepEqual([again.status, again.body.switchedNow], [200, false]);
     const missing = await stack.api<{ errcode: string }>("POST", "/api/v1/organisations/no-such-org/encryption");

@@ -27,6 +27,7 @@ export type { Call, GuestLink } from "../../../appservice/calls/service.ts";
 export type { CircularStatus } from "../../../appservice/circulars/service.ts";
 export type { CircularState, Targets } from "../../../appservice/circulars/model.ts";
 export type { DocumentStatus } from "../../../appservice/documents/model.ts";
+export type { RoomEncryptionView } from "../../../appservice/e2ee/views.ts";
 export type { Clerk, Organisation } from "../../../appservice/organisations/model.ts";
 export type { PreviewRow } from "../../../appservice/organisations/preview.ts";
 

@@ -1,7 +1,7 @@
 // Organisations: search, create, edit, archive; clerks with their invitation state; CSV import
 // with a preview of what will change and a result per row.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, poll, type Clerk, type Organisation, type PreviewRow } from "../api.ts";
+import { api, poll, type Clerk, type Organisation, type PreviewRow, type RoomEncryptionView } from "../api.ts";
 import { useT, type TextKey } from "../i18n.ts";
 import type { Page } from "../page.ts";
 import { ErrorText, LoadError, Loading, Notice, Section, TableHead, message } from "../ui.tsx";
@@ -124,7 +124,23 @@ function Details(props: { id: string; onChanged: () => void }) {
     const timer = setInterval(() => void load(true), 3000);
     return () => clearInterval(timer);
   }, [props.id]);
+  const [encryption, setEncryption] = useState<RoomEncryptionView | null>(null);
+  useEffect(() => {
+    setEncryption(null);
+    api<RoomEncryptionView>("GET", `/api/v1/organisations/${encodeURIComponent(props.id)}/encryption`)
+      .then(setEncryption)
+      .catch(() => setEncryption(null));
+  }, [props.id, org?.roomId]);
   if (!org) return <ErrorText error={error} />;
+  const encrypt = async () => {
+    if (!confirm(t("encryptConfirm", { id: org.id }))) return;
+    try {
+      setEncryption(await api<RoomEncryptionView>("POST", `/api/v1/organisations/${encodeURIComponent(org.id)}/encryption`));
+      setNotice(t("encryptedNow"));
+    } catch (err) {
+      setError(message(err, t));
+    }
+  };
   const archive = async () => {
     if (!confirm(t("archiveConfirm", { id: org.id }))) return;
     try {
@@ -140,6 +156,7 @@ function Details(props: { id: string; onChanged: () => void }) {
       <p>
         {t("state")}: {t(org.state)} · {t("room")}: {t(roomKey[org.roomState]!)}
         {org.roomProblem ? ` – ${org.roomProblem}` : ""}
+        {encryption && org.roomId ? ` · ${t("encryption")}: ${t(encryption.encrypted ? "encryptedYes" : "encryptedNo")}` : ""}
       </p>
       <table>
         <caption>{t("clerks")}</caption>
@@ -174,6 +191,11 @@ function Details(props: { id: string; onChanged: () => void }) {
             <button type="button" onClick={() => setEditing(true)}>
               {t("edit")}
             </button>
+            {encryption?.available && !encryption.encrypted && org.roomState === "ready" && (
+              <button type="button" onClick={encrypt}>
+                {t("encrypt")}
+              </button>
+            )}
             <button type="button" class="danger" onClick={archive}>
               {t("archive")}
             </button>

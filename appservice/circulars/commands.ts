@@ -51,13 +51,15 @@ export class StaffRoomFiles implements RoomEventHandler<RoomContext> {
     if (!ctx.staffRoom || event.type !== "m.room.message" || !this.#config.modules.circulars) return;
     const msgtype = event.content.msgtype;
     if (typeof msgtype !== "string" || !fileMessageTypes.has(msgtype)) return;
-    const url = event.content.url;
+    // In an encrypted staff room the file is an encrypted attachment (`file`, decrypted from the event by e2ee).
+    const file = typeof event.content.file === "object" && event.content.file !== null ? (event.content.file as Record<string, unknown>) : null;
+    const url = file ? file["url"] : event.content.url;
     if (typeof url !== "string" || !/^mxc:\/\/[^/]+\/[A-Za-z0-9_-]+$/.test(url)) return;
     if (!roleHolders(this.#config, ["staff"]).includes(event.sender)) return;
     const info = (event.content.info ?? {}) as { size?: unknown; mimetype?: unknown };
     const size = typeof info.size === "number" && Number.isSafeInteger(info.size) && info.size >= 0 ? info.size : 0;
     const mimetype = typeof info.mimetype === "string" ? info.mimetype.toLowerCase().slice(0, 100) : "application/octet-stream";
-    await store.recordStaffFile(this.#db, { eventId: event.event_id, roomId: event.room_id, sender: event.sender, mxc: url, filename: cleanName(event.content), mimetype, size, postedAt: event.origin_server_ts });
+    await store.recordStaffFile(this.#db, { eventId: event.event_id, roomId: event.room_id, sender: event.sender, mxc: url, file, filename: cleanName(event.content), mimetype, size, postedAt: event.origin_server_ts });
   }
 }
 
@@ -137,7 +139,7 @@ export function circularCommand(db: Database, config: KuvertConfig, circulars: C
           case "send": {
             const windowStart = event.origin_server_ts - config.circulars.attachmentWindowMinutes * 60_000;
             const files = await store.untakenStaffFiles(db, event.sender, event.room_id, windowStart, event.origin_server_ts);
-            const attachments: AttachmentInput[] = files.map((f) => ({ filename: f.filename, mimetype: f.mimetype, size: Number(f.size), sourceMxc: f.mxc, staffFileEventId: f.event_id }));
+            const attachments: AttachmentInput[] = files.map((f) => ({ filename: f.filename, mimetype: f.mimetype, size: Number(f.size), sourceMxc: f.mxc, sourceFile: f.file, staffFileEventId: f.event_id }));
             const input = { text: parsed.text, targets: parsed.targets, ...(parsed.scheduledAt !== undefined ? { scheduledAt: parsed.scheduledAt } : {}) };
             try {
               // Handled again after a crash, the command finds its circular and answers the same.

@@ -25,7 +25,7 @@ import { logger } from "../log.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, downloadMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
-import { ciphertextSha256, encryptAttachmentStream, fileObject, freshSecrets, splitMediaKey } from "../e2ee/attachments.ts";
+import { ciphertextSha256, decryptAttachment, encryptAttachmentStream, fileObject, freshSecrets, readEncryptedFile, splitMediaKey } from "../e2ee/attachments.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel, type Refusal, type ScanOutcome } from "../scanning/outcome.ts";
 import type { Scanner, ScanVerdict } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
@@ -196,12 +196,26 @@ export class CircularFanout {
     }
   }
 
-  /** An attachment's bytes: from the staff room's file on the homeserver, or from staging. */
-  async #source(circularId: string, a: store.AttachmentRow): Promise<{ stream: NodeJS.ReadableStream; size: number }> {
-    if (!a.source_mxc) return { stream: this.#staging.read(attachmentStagingId(circularId, a.position)), size: Number(a.size) };
+  /**
+   * An attachment's bytes: from the staff room's file on the homeserver (decrypted, when it came from
+   * an encrypted staff room; `intact()` then says, once the stream ended, whether the ciphertext
+   * matched its hash), or from staging.
+   */
+  async #source(circularId: string, a: store.AttachmentRow): Promise<{ stream: NodeJS.ReadableStream; size: number; intact(): boolean }> {
+    if (!a.source_mxc) return { stream: this.#staging.read(attachmentStagingId(circularId, a.position)), size: Number(a.size), intact: () => true };
     try {
       const m = await downloadMedia(this.#hs, a.source_mxc);
-      return { stream: m.stream, size: m.size ?? Number(a.size) };
+      if (!a.source_file) return { stream: m.stream, size: m.size ?? Number(a.size), intact: () => true };
+      let secrets;
+      try {
+        secrets = readEncryptedFile(a.source_file);
+      } catch (err) {
+        m.stream.destroy();
+        throw new AttachmentUnavailable(`the encrypted file cannot be decrypted: ${(err as Error).message}`);
+      }
+      const decrypted = decryptAttachment(m.stream, secrets);
+      // AES-CTR keeps the length: the plaintext is as long as the ciphertext.
+      return { stream: decrypted.plaintext, size: m.size ?? Number(a.size), intact: () => decrypted.integrity() === "intact" };
     } catch (err) {
       // A file from the staff room the homeserver no longer gives out (removed, quarantined): the circular cannot go with it.
       if (err instanceof HomeserverError && !err.transient) throw new AttachmentUnavailable(err.message);
@@ -218,6 +232,8 @@ export class CircularFanout {
       try {
         const source = await this.#source(c.id, a);
         outcome = await scanTimed(() => this.#scanner.scan(source.stream, source.size), verdictLabel);
+        // What was scanned must be the file the event named: an encrypted file whose ciphertext fails its hash is not.
+        if (outcome.kind === "scanned" && outcome.result.clean && !source.intact()) throw new AttachmentUnavailable("the encrypted file does not match the hash in its event");
       } catch (err) {
         if (!(err instanceof AttachmentUnavailable)) throw err;
         outcome = { kind: "gone", why: err.message };
@@ -277,7 +293,7 @@ export class CircularFanout {
     if (encrypted.some((e) => e)) await this.#uploadEncrypted(c.id);
     for (const a of await store.attachments(this.#db, c.id)) {
       if (a.media_uploaded || !clearCopy) continue;
-      if (a.source_mxc) {
+      if (a.source_mxc && !a.source_file) {
         await setMedia(a.position, a.source_mxc, true);
         continue;
       }
@@ -286,7 +302,12 @@ export class CircularFanout {
         {
           reserve: () => createMedia(this.#hs),
           record: (mxc, uploaded) => setMedia(a.position, mxc, uploaded),
-          put: (reserved) => uploadMedia(this.#hs, this.#staging.read(attachmentStagingId(c.id, a.position)), { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, reserved),
+          put: async (reserved) => {
+            const source = await this.#source(c.id, a);
+            const mxc = await uploadMedia(this.#hs, Readable.from(source.stream), { filename: a.filename, mimetype: a.mimetype, size: Number(a.size) }, reserved);
+            if (!source.intact()) throw new AttachmentUnavailable("the encrypted file does not match the hash in its event");
+            return mxc;
+          },
         },
       );
     }
@@ -330,6 +351,7 @@ export class CircularFanout {
             const source = await this.#source(circularId, a);
             const ciphertext = encryptAttachmentStream(Readable.from(source.stream), key);
             const mxc = await uploadMedia(this.#hs, ciphertext.ciphertext, { filename: null, mimetype: "application/octet-stream", size: Number(a.size) }, reserved);
+            if (!source.intact()) throw new AttachmentUnavailable("the encrypted file does not match the hash in its event");
             sha256 = ciphertext.file().hashes.sha256;
             await store.setAttachmentEncryption(this.#db, circularId, a.position, { sha256 });
             return mxc;

@@ -14,7 +14,7 @@ import { organisationStates } from "../organisations/store.ts";
 import { CircularErr } from "./errors.ts";
 
 /** An attachment that arrives with the circular: staged by Kuvert (API) or a file posted in the staff room. */
-export type AttachmentInput = { filename: string; mimetype: string; size: number; sha256: string; staged: true } | { filename: string; mimetype: string; size: number; sourceMxc: string; staffFileEventId: string };
+export type AttachmentInput = { filename: string; mimetype: string; size: number; sha256: string; staged: true } | { filename: string; mimetype: string; size: number; sourceMxc: string; sourceFile: Record<string, unknown> | null; staffFileEventId: string };
 
 export interface CircularMeta {
   /** token:<name> or a Matrix ID. */
@@ -152,6 +152,7 @@ export class Circulars {
           size: a.size,
           sha256: "sha256" in a ? a.sha256 : null,
           sourceMxc: "sourceMxc" in a ? a.sourceMxc : null,
+          sourceFile: "sourceFile" in a ? a.sourceFile : null,
         });
         if ("staffFileEventId" in a) await store.takeStaffFile(tx, a.staffFileEventId, id);
       }

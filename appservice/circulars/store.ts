@@ -39,6 +39,8 @@ export interface AttachmentRow {
   size: string;
   sha256: string | null;
   source_mxc: string | null;
+  /** With source_mxc, from an encrypted staff room: the `file` object that decrypts it. */
+  source_file: Record<string, unknown> | null;
   verdict: "clean" | "infected" | "too-large" | null;
   signature: string | null;
   mxc_uri: string | null;
@@ -77,6 +79,8 @@ export interface Summary {
 export interface StaffFileRow {
   event_id: string;
   mxc: string;
+  /** Posted in an encrypted staff room: the event's `file` object (key, IV, hash; its url is mxc). */
+  file: Record<string, unknown> | null;
   filename: string;
   mimetype: string;
   size: string;
@@ -91,6 +95,7 @@ export interface NewAttachment extends Pick<AttachmentRow, "filename" | "mimetyp
   size: number;
   sha256: string | null;
   sourceMxc: string | null;
+  sourceFile: Record<string, unknown> | null;
 }
 
 export type NewRevision = Pick<RevisionRow, "revision" | "markdown" | "body" | "html" | "author">;
@@ -106,7 +111,16 @@ export async function insertCircular(q: Queryable, c: NewCircular): Promise<void
 
 /** Inserts one attachment of a circular at its position. */
 export async function insertAttachment(q: Queryable, circularId: string, position: number, a: NewAttachment): Promise<void> {
-  await q.query(`INSERT INTO circular_attachments (circular_id, position, filename, mimetype, size, sha256, source_mxc) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [circularId, position, a.filename, a.mimetype, a.size, a.sha256, a.sourceMxc]);
+  await q.query(`INSERT INTO circular_attachments (circular_id, position, filename, mimetype, size, sha256, source_mxc, source_file) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
+    circularId,
+    position,
+    a.filename,
+    a.mimetype,
+    a.size,
+    a.sha256,
+    a.sourceMxc,
+    a.sourceFile === null ? null : JSON.stringify(a.sourceFile),
+  ]);
 }
 
 /** Inserts one pending delivery of the circular itself per organisation. */
@@ -282,18 +296,18 @@ export async function markDelivered(q: Queryable, delivered: { id: string; roomI
 }
 
 /** Records a file staff posted in the staff room (`postedAt` in milliseconds); a second time changes nothing. */
-export async function recordStaffFile(q: Queryable, f: { eventId: string; roomId: string; sender: string; mxc: string; filename: string; mimetype: string; size: number; postedAt: number }): Promise<void> {
+export async function recordStaffFile(q: Queryable, f: { eventId: string; roomId: string; sender: string; mxc: string; file: Record<string, unknown> | null; filename: string; mimetype: string; size: number; postedAt: number }): Promise<void> {
   await q.query(
-    `INSERT INTO circular_staff_files (event_id, room_id, sender, mxc, filename, mimetype, size, posted_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8 / 1000.0)) ON CONFLICT (event_id) DO NOTHING`,
-    [f.eventId, f.roomId, f.sender, f.mxc, f.filename, f.mimetype, f.size, f.postedAt],
+    `INSERT INTO circular_staff_files (event_id, room_id, sender, mxc, file, filename, mimetype, size, posted_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9 / 1000.0)) ON CONFLICT (event_id) DO NOTHING`,
+    [f.eventId, f.roomId, f.sender, f.mxc, f.file === null ? null : JSON.stringify(f.file), f.filename, f.mimetype, f.size, f.postedAt],
   );
 }
 
 /** The files a sender posted in a room between two times (milliseconds) that no circular has taken, oldest first. */
 export async function untakenStaffFiles(q: Queryable, sender: string, roomId: string, from: number, to: number): Promise<StaffFileRow[]> {
   const { rows } = await q.query<StaffFileRow>(
-    `SELECT event_id, mxc, filename, mimetype, size FROM circular_staff_files
+    `SELECT event_id, mxc, file, filename, mimetype, size FROM circular_staff_files
       WHERE sender = $1 AND room_id = $2 AND circular_id IS NULL
         AND posted_at BETWEEN to_timestamp($3 / 1000.0) AND to_timestamp($4 / 1000.0)
       ORDER BY posted_at, event_id`,

@@ -10,6 +10,7 @@ import { notice } from "../i18n.ts";
 import { logger } from "../log.ts";
 import type { MatrixEvent } from "../matrix/events.ts";
 import { defineModule, type ModuleContext } from "../module.ts";
+import { encryptionState } from "../organisations/room.ts";
 import { findOrganisation, findOrganisationByRoom } from "../organisations/store.ts";
 import { e2eeConfig } from "./config.ts";
 import { Decryption, ENCRYPTED } from "./decrypt.ts";
@@ -47,7 +48,7 @@ async function encryptOrganisation(ctx: ModuleContext, rooms: EncryptedRooms, or
   if (!org.roomId) throw new KuvertError(E2eeErr.NoRoomYet, `The room of ${organisationId} is still being made; switch it to encryption once it is there.`);
   if (await rooms.isEncrypted(org.roomId)) return { roomId: org.roomId, already: true };
   await rooms.encrypt(org.roomId);
-  await ctx.db.transaction((tx) => audit(tx, { actor, action: "organisation.encrypted", organisationId, object: org.roomId!, outcome: "ok", details: { algorithm: "m.megolm.v1.aes-sha2" } }));
+  await ctx.db.transaction((tx) => audit(tx, { actor, action: "organisation.encrypted", organisationId, object: org.roomId!, outcome: "ok", details: { algorithm: encryptionState.content.algorithm } }));
   await ctx.homeserver.send(org.roomId, "m.room.message", notice({ body: e2eeTexts(ctx.config.organisations.language).encryptedNow }), `encrypted:${org.roomId}`);
   log.info({ organisation: organisationId }, "the organisation's room is end-to-end encrypted now");
   return { roomId: org.roomId, already: false };
@@ -180,6 +181,10 @@ export const e2eeModule = defineModule({
           // A room switched to encryption in Element (staff may): from now on Kuvert encrypts there too.
           async onEvent(event) {
             if (event.type === "m.room.encryption" && event.state_key === "" && typeof event.content["algorithm"] === "string") await rooms.learn(db, event.room_id, event.content["algorithm"]);
+            if (event.type === "m.room.member" && event.state_key && event.state_key !== homeserver.botUserId && event.content["membership"] === "join" && (await rooms.isEncrypted(event.room_id))) {
+              await deviceInbox.memberJoined(db, event.state_key);
+              owner.wake();
+            }
           },
         },
       ],

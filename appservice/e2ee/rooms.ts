@@ -3,9 +3,7 @@
 // e2ee_rooms so that every Kuvert process knows the same. Encryption is never switched off in a room.
 import type { Database, Queryable } from "../db/database.ts";
 import type { Homeserver } from "../matrix/homeserver.ts";
-
-/** The only room algorithm the spec defines, and the one Kuvert's rooms get. */
-export const MEGOLM = "m.megolm.v1.aes-sha2";
+import { encryptionState } from "../organisations/room.ts";
 
 export class EncryptedRooms {
   readonly #db: Database;
@@ -49,7 +47,7 @@ export class EncryptedRooms {
 
   /** Switches the room to end-to-end encryption (one way: the spec has no way back). */
   async encrypt(roomId: string): Promise<void> {
-    await this.#hs.sendState(roomId, "m.room.encryption", "", { algorithm: MEGOLM });
-    await this.learn(this.#db, roomId, MEGOLM);
+    await this.#hs.sendState(roomId, encryptionState.type, encryptionState.state_key, encryptionState.content);
+    await this.learn(this.#db, roomId, encryptionState.content.algorithm);
   }
 }

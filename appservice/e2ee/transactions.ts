@@ -23,6 +23,10 @@ function first<T>(payload: Json, names: string[]): T | undefined {
   return undefined;
 }
 
+function figures(u: DeviceUpdate): string {
+  return JSON.stringify([u.keyCounts, u.fallback]);
+}
+
 /** What the transaction carries for the device, or null when nothing. */
 export function deviceUpdateOf(payload: Json, userId: string, deviceId: string): DeviceUpdate | null {
   const toDevice = (first<Json[]>(payload, TO_DEVICE) ?? []).filter((m) => m && typeof m === "object" && m["to_user_id"] === userId && m["to_device_id"] === deviceId);
@@ -41,6 +45,12 @@ export class DeviceInbox {
   readonly #userId: string;
   readonly #deviceId: string;
   readonly #onStored: () => void;
+  /**
+   * The key counts and fallback key types this process stored last. Synapse sends them with every
+   * transaction, changed or not; a transaction that brings nothing else and the same figures is not
+   * stored again (another process may store the same figures once more, which changes nothing).
+   */
+  #lastFigures = "";
 
   constructor(db: Database, userId: string, deviceId: string, onStored: () => void) {
     this.#db = db;
@@ -52,7 +62,11 @@ export class DeviceInbox {
   /** The part of transactions the inbox stores with their events. */
   part(): TransactionPart {
     return {
-      wants: (payload) => deviceUpdateOf(payload, this.#userId, this.#deviceId) !== null,
+      wants: (payload) => {
+        const u = deviceUpdateOf(payload, this.#userId, this.#deviceId);
+        if (!u) return false;
+        return u.toDevice.length > 0 || u.changed.length > 0 || u.left.length > 0 || figures(u) !== this.#lastFigures;
+      },
       store: (tx, txnId, payload) => this.#store(tx, txnId, payload),
       stored: () => this.#onStored(),
     };
@@ -69,6 +83,18 @@ export class DeviceInbox {
       u.keyCounts === null ? null : JSON.stringify(u.keyCounts),
       u.fallback === null ? null : JSON.stringify(u.fallback),
     ]);
+    this.#lastFigures = figures(u);
+  }
+
+  /**
+   * Someone joined an encrypted room the bot is in: for its device, their device list changed (as
+   * /sync's `device_lists.changed` names "users who now share an encrypted room", CS API
+   * §"GET /_matrix/client/v3/sync"; an appservice's transactions report only changes of users who
+   * were joined already). So a device a member set up before joining is found before the next key
+   * is shared, even when the bot tracked the member before.
+   */
+  async memberJoined(q: Queryable, userId: string): Promise<void> {
+    await q.query(`INSERT INTO e2ee_device_inbox (txn_id, to_device, changed, "left") VALUES ('membership', '[]', $1, '[]')`, [JSON.stringify([userId])]);
   }
 
   /** The oldest updates not handed to the device yet, and the last one's number. */

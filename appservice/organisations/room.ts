@@ -96,6 +96,9 @@ export interface CreateRoomParams extends RoomPeople {
   encrypted?: boolean;
 }
 
+/** CS API §"m.room.encryption", with the spec's one room algorithm: the state that makes a room end-to-end encrypted. */
+export const encryptionState = { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } } as const;
+
 /** The createRoom request (CS API §"POST /_matrix/client/v3/createRoom"). Invitations follow separately, one by one. */
 export function createRoomRequest(p: CreateRoomParams): Record<string, unknown> {
   return {
@@ -110,8 +113,7 @@ export function createRoomRequest(p: CreateRoomParams): Record<string, unknown> 
       { type: "m.room.guest_access", state_key: "", content: { guest_access: "forbidden" } },
       { type: "m.room.history_visibility", state_key: "", content: { history_visibility: "shared" } },
       { type: ORGANISATION_STATE_EVENT, state_key: "", content: { organisation_id: p.organisationId } },
-      // CS API §"m.room.encryption": the spec's one room algorithm.
-      ...(p.encrypted ? [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }] : []),
+      ...(p.encrypted ? [encryptionState] : []),
     ],
   };
 }

@@ -6,7 +6,7 @@ import { notice } from "../i18n.ts";
 import { logger } from "../log.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { enqueueNotification } from "../mail/outbox.ts";
-import { desiredPowerLevels, initialPowerLevels, membershipPlan, samePowerLevels } from "../organisations/room.ts";
+import { desiredPowerLevels, encryptionState, initialPowerLevels, membershipPlan, samePowerLevels } from "../organisations/room.ts";
 
 const log = logger("staff-room");
 
@@ -62,6 +62,8 @@ export class StaffRoom {
             { type: "m.room.join_rules", state_key: "", content: { join_rule: "invite" } },
             { type: "m.room.guest_access", state_key: "", content: { guest_access: "forbidden" } },
             { type: "m.room.history_visibility", state_key: "", content: { history_visibility: "shared" } },
+            // Encrypted like the organisations' rooms (alerts name organisations and files).
+            ...(this.#config.organisations.encryption ? [encryptionState] : []),
           ],
         });
       } catch (err) {

@@ -45,10 +45,10 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     return user;
   };
 
-  /** The event as `user`'s client has it, once decrypted; fails on a decryption failure. */
-  const decrypted = async (user: TestUser, room: string, what: string, predicate: (e: MatrixEvent) => boolean, timeoutMs = 30_000): Promise<MatrixEvent> => {
-    const event = await user.until(what, () => user.timeline(room).find((e) => e.getId() !== bogusEventId && !e.isBeingDecrypted() && !e.shouldAttemptDecryption() && (e.isDecryptionFailure() || predicate(e))), timeoutMs);
-    assert.equal(event.isDecryptionFailure(), false, `${user.userId} decrypts ${event.getId()}: ${event.decryptionFailureReason ?? ""}`);
+  /** The event as `user`'s client has it, once decrypted; fails on a decryption failure (of an event sent at `since` or later). */
+  const decrypted = async (user: TestUser, room: string, what: string, predicate: (e: MatrixEvent) => boolean, timeoutMs = 30_000, since = 0): Promise<MatrixEvent> => {
+    const event = await user.until(what, () => user.timeline(room).find((e) => e.getId() !== bogusEventId && e.getTs() >= since && !e.isBeingDecrypted() && !e.shouldAttemptDecryption() && (e.isDecryptionFailure() || predicate(e))), timeoutMs);
+    assert.equal(event.isDecryptionFailure(), false, `${user.userId} decrypts ${event.getId()} of ${event.getSender()} at ${event.getTs()}: ${event.decryptionFailureReason ?? ""}`);
     assert.equal(event.getWireType(), EventType.RoomMessageEncrypted, "the homeserver holds only ciphertext");
     return event;
   };
@@ -111,7 +111,8 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
   it("makes the organisation's room encrypted, and the bot's device is ready", async () => {
     const encryption = (await stack.roomState(roomId)).find((e) => e.type === "m.room.encryption");
     assert.deepEqual(encryption?.content, { algorithm: "m.megolm.v1.aes-sha2" });
-    const status = await stack.api<{ deviceId: string; ready: boolean; newRoomsEncrypted: boolean }>("GET", "/api/v1/encryption");
+    let status = await stack.api<{ deviceId: string; ready: boolean; newRoomsEncrypted: boolean }>("GET", "/api/v1/encryption");
+    await waitFor("the bot's device to be ready", async () => (status = await stack.api("GET", "/api/v1/encryption")).body.ready);
     assert.equal(status.status, 200);
     assert.deepEqual([status.body.deviceId, status.body.ready, status.body.newRoomsEncrypted], ["KUVERT", true, true]);
     const devices = await anna.client.getCrypto()!.getUserDeviceInfo([stack.botUserId], true);
@@ -151,6 +152,47 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     assert.deepEqual(await receiveDocument(anna, roomId, "beitragsordnung.txt"), attachment, "the attachment decrypts, bytes equal");
     const status = await stack.api<{ attachments: { mxcUri: string | null }[] }>("GET", `/api/v1/circulars/${circular.id}`);
     assert.equal(status.body.attachments[0]!.mxcUri, null, "only the encrypted copy went to the homeserver");
+  });
+
+  it("a file staff post in the encrypted staff room goes with their !circular: decrypted, checked, scanned and encrypted again for the room", async () => {
+    const db = await openDatabase({ ...stack.config.database, poolSize: 1 });
+    const staffRoomId = await db.query<{ room_id: string }>("SELECT room_id FROM service_rooms WHERE purpose = 'staff'").finally(() => db.close());
+    const staffRoom = staffRoomId.rows[0]!.room_id;
+    const staff = stack.staff;
+    await staff.client.initRustCrypto({ useIndexedDB: false });
+    await staff.start();
+    await staff.waitForInvite(staffRoom, 30_000);
+    await staff.join(staffRoom);
+    await waitFor("staff to know the staff room is encrypted", () => staff.client.getCrypto()!.isEncryptionEnabledInRoom(staffRoom));
+    // Staff's device is new: what Kuvert said in the staff room before it learnt of the device (the
+    // last circular's progress, say) was never shared with it, as in Element after a new login.
+    const since = Date.now();
+    const merkblatt = Buffer.from(`Merkblatt ${randomBytes(8).toString("hex")}\n`.repeat(300), "utf8");
+    const encrypted = Attachment.encrypt(new Uint8Array(merkblatt));
+    const upload = await staff.client.uploadContent(new Uint8Array(encrypted.encryptedData), { type: "application/octet-stream", includeFilename: false });
+    await staff.client.sendEvent(staffRoom, EventType.RoomMessage, {
+      msgtype: MsgType.File,
+      body: "merkblatt.txt",
+      info: { mimetype: "text/plain", size: merkblatt.length },
+      file: { ...(JSON.parse(encrypted.mediaEncryptionInfo!) as Omit<EncryptedFile, "url">), url: upload.content_uri },
+    });
+    const command = await staff.say(staffRoom, "!circular org:kreis-nord\nBitte beachten Sie das Merkblatt.");
+    // The answer, found by its relation, which Megolm leaves in the clear: it must decrypt.
+    const reply = await staff.until(
+      "the answer to !circular",
+      () => staff.timeline(staffRoom).find((e) => fromBot(e) && !e.isBeingDecrypted() && !e.shouldAttemptDecryption() && (e.getWireContent()["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === command),
+      60_000,
+    );
+    assert.equal(reply.isDecryptionFailure(), false, `staff decrypt the answer: ${reply.decryptionFailureReason ?? ""}`);
+    assert.match(String(reply.getContent().body), /mit 1 Anlage/);
+    await decrypted(anna, roomId, "the circular from the staff room", (e) => fromBot(e) && String(e.getContent().body).includes("Merkblatt"), 60_000);
+    assert.deepEqual(await receiveDocument(anna, roomId, "merkblatt.txt"), merkblatt, "the attachment reaches the room encrypted, bytes equal");
+    const sent = anna.timeline(roomId).find((e) => fromBot(e) && e.getContent().body === "merkblatt.txt")!;
+    assert.notEqual(sent.getContent<{ file: EncryptedFile }>().file.url, upload.content_uri, "encrypted again with a key of its own, not the staff room's");
+    assert.deepEqual(
+      undecryptable(staff, staffRoom).filter((e) => (staff.room(staffRoom)?.findEventById(e.split(" ")[0]!)?.getTs() ?? 0) >= since),
+      [],
+    );
   });
 
   it("an encrypted event Kuvert cannot decrypt is redacted after its tries, and the room told why (fail-closed)", async () => {

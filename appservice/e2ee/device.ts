@@ -22,10 +22,14 @@ import {
   OlmMachine,
   RequestType,
   RoomId,
+  RoomMessageRequest,
+  Sas,
   StoreHandle,
   ToDeviceRequest,
   TrustRequirement,
   UserId,
+  VerificationMethod,
+  VerificationRequestPhase,
   type KeysClaimRequest,
   type KeysQueryRequest,
   type KeysUploadRequest,
@@ -49,6 +53,20 @@ export interface DeviceUpdate {
   /** The device's one-time-key counts; null when the transaction had none for it. */
   keyCounts: Record<string, number> | null;
   fallback: string[] | null;
+  /** A verification event of a room (decrypted), for an in-room verification. */
+  roomEvent?: Json;
+}
+
+/** Where an interactive verification of the bot's device (SAS, by to-device messages) stands. */
+export interface VerificationState {
+  flowId: string;
+  userId: string;
+  deviceId: string | null;
+  /** requested: accepted, waiting for the other side to start; comparing: the emoji are there to compare; verified; cancelled. */
+  state: "requested" | "comparing" | "verified" | "cancelled";
+  /** The seven emoji both sides show (symbol and English name), once there. */
+  emoji: { symbol: string; description: string }[] | null;
+  reason: string | null;
 }
 
 /** A room event as the clerk's client sent it, decrypted. */
@@ -62,6 +80,8 @@ export interface DecryptedEvent {
 export interface DeviceOptions {
   deviceId: string;
   secret: string;
+  /** Whether a room is end-to-end encrypted (what the device sends there itself, verification events, is encrypted then). */
+  isEncrypted(roomId: string): Promise<boolean>;
 }
 
 /** An encrypted room event the device cannot decrypt (yet): why, as the crypto says it. */
@@ -83,11 +103,13 @@ export class BotDevice {
   readonly #hs: Homeserver;
   readonly #machine: OlmMachine;
   readonly #store: CryptoStore;
+  readonly #isEncrypted: (roomId: string) => Promise<boolean>;
   #turn: Promise<unknown> = Promise.resolve();
   #closed = false;
   #crossSigningProblem: string | null = null;
 
-  private constructor(hs: Homeserver, machine: OlmMachine, store: CryptoStore, deviceId: string) {
+  private constructor(hs: Homeserver, machine: OlmMachine, store: CryptoStore, deviceId: string, isEncrypted: (roomId: string) => Promise<boolean>) {
+    this.#isEncrypted = isEncrypted;
     this.#hs = hs;
     this.userId = hs.botUserId;
     this.deviceId = deviceId;
@@ -105,7 +127,7 @@ export class BotDevice {
     // A fresh IndexedDB for each takeover: what a process held before it lost the device is not read again.
     const store = await CryptoStore.restore(db, { name: `bot.${opts.deviceId}`, secret: opts.secret, factory: new IDBFactory() });
     const machine = await OlmMachine.initFromStore(new UserId(hs.botUserId), new DeviceId(opts.deviceId), await store.open(StoreHandle.openWithKey));
-    const device = new BotDevice(hs, machine, store, opts.deviceId);
+    const device = new BotDevice(hs, machine, store, opts.deviceId, opts.isEncrypted);
     try {
       await device.#ensureHomeserverDevice();
       await device.#serially(() => device.#flush());
@@ -135,10 +157,19 @@ export class BotDevice {
     return this.#closed;
   }
 
-  /** Hands the machine what transactions carried for it, in order; the caller deletes them once this resolved. */
-  async receive(updates: DeviceUpdate[]): Promise<void> {
+  /**
+   * Hands the machine what transactions carried for it, in order; the caller deletes them once this
+   * resolved. Answers who sent verification messages among them (their requests want an answer).
+   */
+  async receive(updates: DeviceUpdate[]): Promise<string[]> {
+    const verifiers = new Set<string>();
+    for (const u of updates) for (const m of [...u.toDevice, ...(u.roomEvent ? [u.roomEvent] : [])]) if (isVerificationEvent(m) && typeof m["sender"] === "string") verifiers.add(m["sender"]);
     await this.#serially(async () => {
       for (const u of updates) {
+        if (u.roomEvent) {
+          await this.#machine.receiveVerificationEvent(JSON.stringify(u.roomEvent), new RoomId(String(u.roomEvent["room_id"])));
+          continue;
+        }
         const lists = new DeviceLists(
           u.changed.map((id) => new UserId(id)),
           u.left.map((id) => new UserId(id)),
@@ -152,6 +183,55 @@ export class BotDevice {
       await this.#save();
       await this.#flush();
     });
+    return [...verifiers];
+  }
+
+  /**
+   * Moves the interactive verifications `userId` asked for along, as far as the device can alone
+   * (CS API §"Short Authentication String (SAS) verification", by to-device messages): a request
+   * from someone `allowed` is accepted for SAS and one from anyone else cancelled; a SAS the other
+   * side started is accepted; once both sides have the keys, the emoji are there to compare. The
+   * device never confirms by itself: a person compares the emoji (confirm()).
+   */
+  async verifications(userId: string, allowed: boolean): Promise<VerificationState[]> {
+    return this.#serially(async () => {
+      const states: VerificationState[] = [];
+      for (const request of this.#machine.getVerificationRequests(new UserId(userId))) {
+        if (request.isSelfVerification()) continue;
+        const phase = request.phase();
+        const base = { flowId: request.flowId, userId, deviceId: request.otherDeviceId?.toString() ?? null };
+        if (phase === VerificationRequestPhase.Requested && !request.weStarted()) {
+          const answer = allowed ? request.acceptWithMethods([VerificationMethod.SasV1]) : request.cancel();
+          if (answer) await this.#answer(answer as Outgoing);
+        }
+        const verification = request.getVerification();
+        if (verification instanceof Sas && !verification.weStarted() && !verification.hasBeenAccepted() && !verification.isCancelled()) {
+          const answer = allowed ? verification.accept() : verification.cancel();
+          if (answer) await this.#answer(answer as Outgoing);
+        }
+        await this.#save();
+        if (request.isCancelled() || (verification instanceof Sas && verification.isCancelled())) {
+          states.push({ ...base, state: "cancelled", emoji: null, reason: cancelReason(request.cancelInfo ?? (verification instanceof Sas ? verification.cancelInfo() : undefined)) ?? (allowed ? "cancelled" : "not one of the staff") });
+        } else if (request.isDone() || (verification instanceof Sas && verification.isDone())) {
+          states.push({ ...base, state: "verified", emoji: null, reason: null });
+        } else if (verification instanceof Sas && verification.canBePresented()) {
+          const emoji = (verification.emoji() ?? []).map((e) => ({ symbol: e.symbol, description: e.description }));
+          states.push({ ...base, state: "comparing", emoji, reason: null });
+        } else states.push({ ...base, state: "requested", emoji: null, reason: null });
+      }
+      return states;
+    });
+  }
+
+  /** A person compared the emoji: they match (the device confirms and trusts the other device) or not (it cancels). */
+  async decide(userId: string, flowId: string, match: boolean): Promise<void> {
+    await this.#serially(async () => {
+      const verification = this.#machine.getVerification(new UserId(userId), flowId);
+      if (!(verification instanceof Sas)) return;
+      const answers = match ? await verification.confirm() : [verification.cancelWithCode("m.mismatched_sas")].filter((a) => a !== undefined);
+      await this.#save();
+      for (const answer of answers) await this.#answer(answer as Outgoing);
+    });
   }
 
   /**
@@ -161,23 +241,30 @@ export class BotDevice {
    * share), and the event encrypted. Saved before it is answered: the caller sends the result.
    */
   async encrypt(roomId: string, type: string, content: Json): Promise<Json> {
+    const users = await this.#recipients(roomId);
+    return this.#serially(() => this.#encrypt(roomId, users, type, content));
+  }
+
+  /** The room's joined and invited members: whose devices get its keys. */
+  async #recipients(roomId: string): Promise<UserId[]> {
     const members = (await this.#hs.members(roomId)).entries();
-    const users = [...members].filter(([, m]) => m === "join" || m === "invite").map(([id]) => new UserId(id));
-    return this.#serially(async () => {
-      const room = new RoomId(roomId);
-      await this.#machine.updateTrackedUsers(users.map((u) => u.clone()));
-      await this.#flush();
-      const claim = await this.#machine.getMissingSessions(users.map((u) => u.clone()));
-      if (claim) await this.#answer(claim);
-      const settings = new EncryptionSettings();
-      settings.historyVisibility = HistoryVisibility.Shared;
-      const shares = await this.#machine.shareRoomKey(room, users, settings);
-      await this.#save();
-      for (const share of shares) await this.#answer(share);
-      const encrypted = await this.#machine.encryptRoomEvent(room, type, JSON.stringify(content));
-      await this.#save();
-      return JSON.parse(encrypted) as Json;
-    });
+    return [...members].filter(([, m]) => m === "join" || m === "invite").map(([id]) => new UserId(id));
+  }
+
+  async #encrypt(roomId: string, users: UserId[], type: string, content: Json): Promise<Json> {
+    const room = new RoomId(roomId);
+    await this.#machine.updateTrackedUsers(users.map((u) => u.clone()));
+    await this.#flush(false);
+    const claim = await this.#machine.getMissingSessions(users.map((u) => u.clone()));
+    if (claim) await this.#answer(claim);
+    const settings = new EncryptionSettings();
+    settings.historyVisibility = HistoryVisibility.Shared;
+    const shares = await this.#machine.shareRoomKey(room, users, settings);
+    await this.#save();
+    for (const share of shares) await this.#answer(share);
+    const encrypted = await this.#machine.encryptRoomEvent(room, type, JSON.stringify(content));
+    await this.#save();
+    return JSON.parse(encrypted) as Json;
   }
 
   /** Decrypts a room event; throws UndecryptableEventError when it cannot, e.g. while its room key has not arrived. */
@@ -227,11 +314,12 @@ export class BotDevice {
   }
 
   /** Sends what the machine asks to send (key uploads and queries, claims, to-device messages), saved first. */
-  async #flush(): Promise<void> {
+  async #flush(roomMessages = true): Promise<void> {
     // Answers may make new requests (more one-time keys after an upload, a query after a list
-    // change); a few rounds settle them, the rest wait for the next call.
+    // change); a few rounds settle them, the rest wait for the next call. Room messages (in-room
+    // verification) are left alone while one is being encrypted: its encryption flushes too.
     for (let round = 0; round < 4; round++) {
-      const requests = (await this.#machine.outgoingRequests()) as Outgoing[];
+      const requests = ((await this.#machine.outgoingRequests()) as Outgoing[]).filter((r) => roomMessages || !(r instanceof RoomMessageRequest));
       if (requests.length === 0) return;
       await this.#save();
       for (const request of requests) await this.#answer(request);
@@ -249,7 +337,18 @@ export class BotDevice {
     else if (request.type === RequestType.KeysQuery) path = "/_matrix/client/v3/keys/query";
     else if (request.type === RequestType.KeysClaim) path = "/_matrix/client/v3/keys/claim";
     else if (request.type === RequestType.SignatureUpload) path = "/_matrix/client/v3/keys/signatures/upload";
-    else {
+    else if (request instanceof RoomMessageRequest) {
+      // A verification event into a direct message room: encrypted there when the room is.
+      let type = request.event_type;
+      let content = JSON.parse(request.body) as Json;
+      if (await this.#isEncrypted(request.room_id)) {
+        content = await this.#encrypt(request.room_id, await this.#recipients(request.room_id), type, content);
+        type = "m.room.encrypted";
+      }
+      const eventId = await this.#hs.sendAsIs(request.room_id, type, content, `verification:${request.txn_id}`);
+      await this.#machine.markRequestAsSent(request.id, request.type, JSON.stringify({ event_id: eventId }));
+      return;
+    } else {
       log.warn({ type: RequestType[request.type] }, "the device asked for a request Kuvert does not make");
       return;
     }
@@ -329,6 +428,20 @@ export class BotDevice {
     }
     log.info({ deviceId: this.deviceId }, "the bot's device was made on the homeserver");
   }
+}
+
+/** Why a verification was cancelled, and by which side. */
+function cancelReason(info: { reason(): string; cancelCode(): string; cancelledbyUs(): boolean } | undefined): string | undefined {
+  if (!info) return undefined;
+  return `${info.reason()} (${info.cancelCode()}, by ${info.cancelledbyUs() ? "Kuvert" : "the other side"})`;
+}
+
+/** An event of an interactive verification: to-device, or in a room (the request there is a message). */
+export function isVerificationEvent(event: Json): boolean {
+  const type = event["type"];
+  if (typeof type !== "string") return false;
+  if (type.startsWith("m.key.verification.")) return true;
+  return type === "m.room.message" && (event["content"] as Json | undefined)?.["msgtype"] === "m.key.verification.request";
 }
 
 function safeJson(text: string): Json {

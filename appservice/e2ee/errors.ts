@@ -4,6 +4,8 @@ import { defineErrorCodes } from "../errors.ts";
 export const E2eeErr = defineErrorCodes({
   // The organisation has no room yet (it is being made): encryption can be switched on once it is there.
   NoRoomYet: ["KUVERT_NO_ROOM_YET", 409],
+  // A decision on a verification whose emoji are not (or no longer) there to compare.
+  VerificationNotComparing: ["KUVERT_VERIFICATION_NOT_COMPARING", 409],
 });
 
 declare module "../errors.ts" {

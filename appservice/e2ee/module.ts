@@ -21,7 +21,10 @@ import { EncryptedRooms } from "./rooms.ts";
 import { EncryptedSends } from "./sends.ts";
 import { e2eeTexts } from "./texts.ts";
 import { DeviceInbox } from "./transactions.ts";
+import { isVerificationEvent } from "./device.ts";
 import type { RoomEncryptionView } from "./views.ts";
+import { decideVerification, findVerification, listVerifications } from "./verifications.ts";
+import { roleHolders } from "../config/schema.ts";
 import { e2eeCommands } from "./cli.ts";
 import { e2eePaths, e2eeSchemas } from "./openapi.ts";
 
@@ -90,6 +93,7 @@ export const e2eeModule = defineModule({
     const sends = new EncryptedSends(db, config.workers.leaseSeconds);
     const deviceInbox = new DeviceInbox(db, homeserver.botUserId, config.e2ee.deviceId, () => owner.wake());
     const texts = e2eeTexts(config.organisations.language);
+    const mayVerify = (userId: string) => roleHolders(config, ["staff"]).includes(userId);
 
     // Fail-closed: what cannot be decrypted cannot be scanned, so in an organisation room it goes.
     const undecryptable = async (event: MatrixEvent): Promise<void> => {
@@ -116,7 +120,7 @@ export const e2eeModule = defineModule({
       db,
       homeserver,
       deviceInbox,
-      { deviceId: config.e2ee.deviceId, secret, pollMilliseconds: config.workers.pollMilliseconds },
+      { deviceId: config.e2ee.deviceId, secret, pollMilliseconds: config.workers.pollMilliseconds, isEncrypted: (roomId) => rooms.isEncrypted(roomId) },
       {
         workers: (device) => [
           sends.worker(
@@ -131,6 +135,7 @@ export const e2eeModule = defineModule({
           decryption.worker(device),
         ],
         released: () => sends.detach(),
+        mayVerify,
       },
     );
 
@@ -144,6 +149,24 @@ export const e2eeModule = defineModule({
       const result = await service.encryptOrganisation(String(req.params.id), actorOf(req));
       const view: RoomEncryptionView = { organisation: String(req.params.id), roomId: result.roomId, encrypted: true, available: true, switchedNow: !result.already };
       res.status(result.already ? 200 : 201).json(view);
+    });
+    // Interactive verifications staff started in Element: the emoji to compare, and the decision.
+    admin.get("/encryption/verifications", async (_req, res) => {
+      res.json({ verifications: await listVerifications(db) });
+    });
+    admin.post("/encryption/verifications/:flowId", async (req, res) => {
+      const body = (req.body ?? {}) as { match?: unknown };
+      if (typeof body.match !== "boolean") throw new KuvertError(ErrCode.InvalidInput, "match: expected true (the emoji are the same as in Element) or false", [{ path: "match", message: "expected a boolean" }]);
+      const flowId = String(req.params.flowId);
+      const decided = await decideVerification(db, flowId, body.match, actorOf(req));
+      if (!decided) {
+        const found = await findVerification(db, flowId);
+        if (!found) throw new KuvertError(ErrCode.NotFound, `No verification ${flowId}.`);
+        throw new KuvertError(E2eeErr.VerificationNotComparing, `The verification ${flowId} is ${found.state}${found.decision ? `, decided already (${found.decision})` : ""}: there is nothing to compare now.`);
+      }
+      await db.transaction((tx) => audit(tx, { actor: actorOf(req), action: "encryption.verification-decided", object: flowId, outcome: "ok", details: { match: body.match, userId: decided.userId, deviceId: decided.deviceId } }));
+      owner.wake();
+      res.json(decided);
     });
     admin.get("/organisations/:id/encryption", async (req, res) => {
       const org = await findOrganisation(db, String(req.params.id));
@@ -179,10 +202,21 @@ export const e2eeModule = defineModule({
         {
           name: "e2ee-rooms",
           // A room switched to encryption in Element (staff may): from now on Kuvert encrypts there too.
-          async onEvent(event) {
+          async onEvent(event, context) {
             if (event.type === "m.room.encryption" && event.state_key === "" && typeof event.content["algorithm"] === "string") await rooms.learn(db, event.room_id, event.content["algorithm"]);
             if (event.type === "m.room.member" && event.state_key && event.state_key !== homeserver.botUserId && event.content["membership"] === "join" && (await rooms.isEncrypted(event.room_id))) {
               await deviceInbox.memberJoined(db, event.state_key);
+              owner.wake();
+            }
+            // Element verifies another user in a direct message room: staff invite the bot to one and
+            // send the verification there. The bot joins such a room only for staff, and only a
+            // room that is no organisation's; its verification events go to the device.
+            if (context.organisation || context.staffRoom || !mayVerify(event.sender)) return;
+            if (event.type === "m.room.member" && event.state_key === homeserver.botUserId && event.content["membership"] === "invite" && event.content["is_direct"] === true) {
+              await homeserver.request("POST", `/_matrix/client/v3/join/${encodeURIComponent(event.room_id)}`, undefined, {});
+              log.info({ room: event.room_id }, "joined a direct message room staff opened, for verifying the bot");
+            } else if (isVerificationEvent(event as unknown as Record<string, unknown>)) {
+              await deviceInbox.verificationEvent(db, event as unknown as Record<string, unknown>);
               owner.wake();
             }
           },

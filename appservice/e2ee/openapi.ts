@@ -4,7 +4,24 @@ const json = (schema: unknown) => ({ content: { "application/json": { schema } }
 const error = (description: string) => ({ description, ...json(ref("Error")) });
 const adminAuth = { "401": error("Missing, unknown or revoked token."), "403": error("The token lacks the admin scope.") };
 
+const verification = {
+  type: "object",
+  properties: {
+    flowId: { type: "string" },
+    userId: { type: "string", description: "Who started it in Element." },
+    deviceId: { type: ["string", "null"] },
+    state: { type: "string", enum: ["requested", "comparing", "verified", "cancelled"] },
+    emoji: { type: ["array", "null"], items: { type: "object", properties: { symbol: { type: "string" }, description: { type: "string" } } }, description: "The seven emoji both sides show, once there (state comparing)." },
+    reason: { type: ["string", "null"], description: "Why it was cancelled." },
+    decision: { type: ["string", "null"], enum: ["match", "mismatch", null] },
+    decidedBy: { type: ["string", "null"] },
+    createdAt: { type: "string", format: "date-time" },
+    updatedAt: { type: "string", format: "date-time" },
+  },
+};
+
 export const e2eeSchemas = {
+  Verification: verification,
   EncryptionStatus: {
     type: "object",
     properties: {
@@ -30,6 +47,30 @@ export const e2eeSchemas = {
 };
 
 export const e2eePaths = {
+  "/encryption/verifications": {
+    get: {
+      summary: "Verifications of the bot's device that staff started in Element",
+      description: "Staff verify the bot in Element (its profile → Sessions → KUVERT → Verify, emoji). Kuvert accepts requests from staff only and shows the emoji here; an admin compares them with Element's and decides.",
+      tags: ["encryption"],
+      security: [{ bearer: [] }],
+      responses: { "200": { description: "Those of the last day, newest first.", ...json({ type: "object", properties: { verifications: { type: "array", items: ref("Verification") } } }) }, ...adminAuth },
+    },
+  },
+  "/encryption/verifications/{flowId}": {
+    post: {
+      summary: "Say whether a verification's emoji match Element's",
+      tags: ["encryption"],
+      security: [{ bearer: [] }],
+      parameters: [{ name: "flowId", in: "path", required: true, schema: { type: "string" } }],
+      requestBody: { required: true, ...json({ type: "object", required: ["match"], properties: { match: { type: "boolean", description: "true: the same emoji (the bot confirms); false: they differ (it cancels)." } } }) },
+      responses: {
+        "200": { description: "Decided; the bot's device carries it out.", ...json(ref("Verification")) },
+        ...adminAuth,
+        "404": error("No such verification (KUVERT_NOT_FOUND)."),
+        "409": error("Nothing to compare now: not yet, or decided, verified or cancelled (KUVERT_VERIFICATION_NOT_COMPARING)."),
+      },
+    },
+  },
   "/encryption": {
     get: {
       summary: "The bot's device for end-to-end encrypted rooms",

@@ -12,10 +12,13 @@ import type { BackgroundWorker } from "../module.ts";
 import { Leadership } from "../workers/leader.ts";
 import { BotDevice, type DeviceOptions } from "./device.ts";
 import type { DeviceInbox } from "./transactions.ts";
+import { recordVerifications, undoneDecisions } from "./verifications.ts";
 
 const log = logger("e2ee-owner");
 
 export interface OwnerParts {
+  /** Whether a user may verify the bot's device (staff). */
+  mayVerify(userId: string): boolean;
   /** The workers the owner runs once its device is open (the sends, the decryption). */
   workers(device: () => Promise<BotDevice>): BackgroundWorker[];
   /** Called when this process no longer owns the device. */
@@ -45,7 +48,7 @@ export class DeviceOwner {
     this.#db = db;
     this.#hs = hs;
     this.#inbox = inbox;
-    this.#opts = { deviceId: opts.deviceId, secret: opts.secret };
+    this.#opts = { deviceId: opts.deviceId, secret: opts.secret, isEncrypted: opts.isEncrypted };
     this.#pollMs = opts.pollMilliseconds;
     this.#parts = parts;
   }
@@ -106,9 +109,17 @@ export class DeviceOwner {
       const device = this.#device;
       if (!device) return;
       const batch = await this.#inbox.next();
-      if (!batch) return;
-      await device.receive(batch.updates);
+      if (!batch) break;
+      const verifiers = await device.receive(batch.updates);
       await this.#inbox.done(batch.upTo);
+      for (const userId of verifiers) await recordVerifications(this.#db, await device.verifications(userId, this.#parts.mayVerify(userId)));
+    }
+    // What people decided about the emoji of a verification, carried out.
+    const device = this.#device;
+    if (!device) return;
+    for (const d of await undoneDecisions(this.#db)) {
+      await device.decide(d.userId, d.flowId, d.match);
+      await recordVerifications(this.#db, await device.verifications(d.userId, this.#parts.mayVerify(d.userId)));
     }
   }
 

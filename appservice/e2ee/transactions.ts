@@ -97,14 +97,22 @@ export class DeviceInbox {
     await q.query(`INSERT INTO e2ee_device_inbox (txn_id, to_device, changed, "left") VALUES ('membership', '[]', $1, '[]')`, [JSON.stringify([userId])]);
   }
 
+  /** A verification event in a room (Element verifies other users in a direct message room), decrypted, for the device. */
+  async verificationEvent(q: Queryable, event: Json): Promise<void> {
+    await q.query(`INSERT INTO e2ee_device_inbox (txn_id, to_device, changed, "left", room_event) VALUES ('room', '[]', '[]', '[]', $1)`, [JSON.stringify(event)]);
+  }
+
   /** The oldest updates not handed to the device yet, and the last one's number. */
   async next(limit = 100): Promise<{ updates: DeviceUpdate[]; upTo: string } | null> {
-    const { rows } = await this.#db.query<{ seq: string; to_device: Json[]; changed: string[]; left: string[]; key_counts: Record<string, number> | null; fallback: string[] | null }>(
-      `SELECT seq, to_device, changed, "left", key_counts, fallback FROM e2ee_device_inbox ORDER BY seq LIMIT $1`,
+    const { rows } = await this.#db.query<{ seq: string; to_device: Json[]; changed: string[]; left: string[]; key_counts: Record<string, number> | null; fallback: string[] | null; room_event: Json | null }>(
+      `SELECT seq, to_device, changed, "left", key_counts, fallback, room_event FROM e2ee_device_inbox ORDER BY seq LIMIT $1`,
       [limit],
     );
     if (rows.length === 0) return null;
-    return { updates: rows.map((r) => ({ toDevice: r.to_device, changed: r.changed, left: r.left, keyCounts: r.key_counts, fallback: r.fallback })), upTo: rows[rows.length - 1]!.seq };
+    return {
+      updates: rows.map((r) => ({ toDevice: r.to_device, changed: r.changed, left: r.left, keyCounts: r.key_counts, fallback: r.fallback, ...(r.room_event ? { roomEvent: r.room_event } : {}) })),
+      upTo: rows[rows.length - 1]!.seq,
+    };
   }
 
   /** Deletes what the device has (saved) now. */

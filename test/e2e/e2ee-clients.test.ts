@@ -93,18 +93,7 @@ describe(`end-to-end encryption between matrix-js-sdk clients (${suitesOnSynapse
 
   it("cross-signs a device as Element does at setup, and the others see the identity", async () => {
     const crypto = alice.client.getCrypto()!;
-    await crypto.bootstrapCrossSigning({
-      // CS API §"Cross-signing": uploading the keys needs user-interactive auth (the password).
-      authUploadDeviceSigningKeys: async (makeRequest) => {
-        try {
-          await makeRequest(null);
-        } catch (err) {
-          const session = (err as { data?: { session?: string } }).data?.session;
-          if (session === undefined) throw err;
-          await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: alice.userId }, password: alice.password, session });
-        }
-      },
-    });
+    await alice.bootstrapCrossSigning();
     const status = await crypto.getCrossSigningStatus();
     assert.deepEqual(status, { publicKeysOnDevice: true, privateKeysInSecretStorage: false, privateKeysCachedLocally: { masterKey: true, selfSigningKey: true, userSigningKey: true } });
     const own = await crypto.getDeviceVerificationStatus(alice.userId, alice.client.getDeviceId()!);

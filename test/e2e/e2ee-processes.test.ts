@@ -11,10 +11,10 @@ import { Attachment, EncryptedAttachment, initAsync } from "@matrix-org/matrix-s
 import { EventType, MsgType, type MatrixEvent } from "matrix-js-sdk";
 import type { EncryptedFile } from "matrix-js-sdk/lib/@types/media.js";
 import { openDatabase, type Database } from "../../appservice/db/database.ts";
-import { startBalancer, type Balancer } from "../support/haproxy.ts";
-import { artifactsDir, startStack, suitesOnSynapse, waitFor, type Stack } from "../support/harness.ts";
+import type { Balancer } from "../support/haproxy.ts";
+import { startStack, suitesOnSynapse, waitFor, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
-import { KuvertProcess } from "../support/processes.ts";
+import { processesBehindBalancer, type KuvertProcess } from "../support/processes.ts";
 
 const DOCS = 12;
 
@@ -47,16 +47,9 @@ describe(`two Kuvert processes and one bot device in an encrypted room (${suites
   before(async () => {
     await initAsync();
     stack = await startStack({ name: "e2ee-processes", encryption: true, childProcess: true });
-    await stack.stopKuvert();
-    for (const name of ["p1", "p2"]) processes.push(await KuvertProcess.of(stack, name));
-    await Promise.all(processes.map((p) => p.start()));
-    balancer = await startBalancer({
-      workDir: stack.workDir,
-      backends: processes.map((p) => ({ appservice: p.asPort, public: p.publicPort })),
-      logPath: join(artifactsDir, "logs", "e2ee-processes.haproxy.log"),
-      ports: { appservice: stack.config.appservice.listener.port, public: stack.config.publicApi.listener.port },
-    });
-    await balancer.allUp();
+    const started = await processesBehindBalancer(stack, ["p1", "p2"]);
+    processes.push(...started.processes);
+    balancer = started.balancer;
     db = await openDatabase({ url: stack.config.database.url, embeddedDir: join(stack.workDir, "db"), poolSize: 2 });
     anna = await stack.user("anna");
     await anna.client.initRustCrypto({ useIndexedDB: false });
@@ -77,8 +70,9 @@ describe(`two Kuvert processes and one bot device in an encrypted room (${suites
   });
 
   it("one process owns the device; the owner killed, the other takes it over, and the clerk decrypts everything both send, once each", async () => {
-    const first = await owner();
-    assert.ok(first, "one of the two processes owns the bot's device");
+    let first: KuvertProcess | undefined;
+    await waitFor("one of the two processes to own the bot's device", async () => (first = await owner()) !== undefined, 30_000, 250);
+    if (!first) throw new Error("no owner");
     const other = processes.find((p) => p !== first)!;
     const { rows: stores } = await db.query<{ owner: string }>("SELECT owner FROM crypto_stores");
     assert.equal(stores.length, 1, "one device state");

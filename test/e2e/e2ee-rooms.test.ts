@@ -242,17 +242,7 @@ describe(`end-to-end encrypted organisation rooms (${suitesOnSynapse() ? "Synaps
     const staff = stack.staff;
     const crypto = staff.client.getCrypto()!;
     // Element sets up cross-signing at a user's first sign-in; verifying a user needs it on both sides.
-    await crypto.bootstrapCrossSigning({
-      authUploadDeviceSigningKeys: async (makeRequest) => {
-        try {
-          await makeRequest(null);
-        } catch (err) {
-          const session = (err as { data?: { session?: string } }).data?.session;
-          if (session === undefined) throw err;
-          await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: staff.userId }, password: staff.password, session });
-        }
-      },
-    });
+    await staff.bootstrapCrossSigning();
     const { room_id: dm } = await staff.client.createRoom({ is_direct: true, invite: [stack.botUserId], initial_state: [{ type: EventType.RoomEncryption, state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }] });
     await staff.until("the bot to join the direct message room", () => staff.room(dm)?.getMember(stack.botUserId)?.membership === "join", 30_000);
     await waitFor("staff to know the room is encrypted", () => crypto.isEncryptionEnabledInRoom(dm));

@@ -17,8 +17,8 @@ import { EICAR } from "../support/clamd.ts";
 import { pdf, zip } from "../support/files.ts";
 import { artifactsDir, startStack, testServerName, waitFor, type RoomEvent, type Stack } from "../support/harness.ts";
 import type { TestUser } from "../support/matrix.ts";
-import { startBalancer, type Balancer } from "../support/haproxy.ts";
-import { KuvertProcess } from "../support/processes.ts";
+import type { Balancer } from "../support/haproxy.ts";
+import { processesBehindBalancer, type KuvertProcess } from "../support/processes.ts";
 
 const ORGS = 200;
 const DOCS = 300;
@@ -51,16 +51,9 @@ describe("three Kuvert processes killed at random while they work", () => {
     stack = await startStack({ name: "processes-crash", childProcess: true });
     // The stack's own process makes way for three with listeners of their own; the ports the
     // registration and the suite use become the balancers'.
-    await stack.stopKuvert();
-    for (const name of ["p1", "p2", "p3"]) processes.push(await KuvertProcess.of(stack, name));
-    await Promise.all(processes.map((p) => p.start()));
-    balancer = await startBalancer({
-      workDir: stack.workDir,
-      backends: processes.map((p) => ({ appservice: p.asPort, public: p.publicPort })),
-      logPath: join(artifactsDir, "logs", "processes-crash.haproxy.log"),
-      ports: { appservice: stack.config.appservice.listener.port, public: stack.config.publicApi.listener.port },
-    });
-    await balancer.allUp();
+    const started = await processesBehindBalancer(stack, ["p1", "p2", "p3"]);
+    processes.push(...started.processes);
+    balancer = started.balancer;
     db = await openDatabase({ url: stack.config.database.url, embeddedDir: join(stack.workDir, "db"), poolSize: 2 });
 
     // 200 organisations, each clerk with an e-mail address; the first few clerks also have a

@@ -177,6 +177,24 @@ export class TestUser {
     return downloadAsClient(this.client.baseUrl, this.client.getAccessToken()!, mxc);
   }
 
+  /**
+   * Sets up cross-signing as Element does at a user's first sign-in (its Rust crypto must be
+   * initialised): CS API §"Cross-signing", the keys' upload with user-interactive auth (the password).
+   */
+  async bootstrapCrossSigning(): Promise<void> {
+    await this.client.getCrypto()!.bootstrapCrossSigning({
+      authUploadDeviceSigningKeys: async (makeRequest) => {
+        try {
+          await makeRequest(null);
+        } catch (err) {
+          const session = (err as { data?: { session?: string } }).data?.session;
+          if (session === undefined) throw err;
+          await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: this.userId }, password: this.password, session });
+        }
+      },
+    });
+  }
+
   /** Sends a text message and answers its event id. */
   async say(roomId: string, body: string): Promise<string> {
     const res = await this.client.sendEvent(roomId, EventType.RoomMessage, { msgtype: MsgType.Text, body });

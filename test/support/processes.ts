@@ -6,6 +6,7 @@ import { createWriteStream, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { artifactsDir, repoRoot, waitFor, type Stack } from "./harness.ts";
+import { startBalancer, type Balancer } from "./haproxy.ts";
 import { freePort } from "./ports.ts";
 
 export class KuvertProcess {
@@ -86,4 +87,24 @@ export class KuvertProcess {
     child.kill(signal);
     await exited;
   }
+}
+
+/**
+ * The stack's own Kuvert makes way for processes of the given names, each with listeners of its
+ * own, behind the deployment's balancer (HAProxy), which takes the ports the registration and the
+ * suite use. All started and answering.
+ */
+export async function processesBehindBalancer(stack: Stack, names: string[]): Promise<{ processes: KuvertProcess[]; balancer: Balancer }> {
+  await stack.stopKuvert();
+  const processes: KuvertProcess[] = [];
+  for (const name of names) processes.push(await KuvertProcess.of(stack, name));
+  await Promise.all(processes.map((p) => p.start()));
+  const balancer = await startBalancer({
+    workDir: stack.workDir,
+    backends: processes.map((p) => ({ appservice: p.asPort, public: p.publicPort })),
+    logPath: join(artifactsDir, "logs", `${stack.name}.haproxy.log`),
+    ports: { appservice: stack.config.appservice.listener.port, public: stack.config.publicApi.listener.port },
+  });
+  await balancer.allUp();
+  return { processes, balancer };
 }

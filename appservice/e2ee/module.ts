@@ -11,9 +11,9 @@ import { logger } from "../log.ts";
 import type { MatrixEvent } from "../matrix/events.ts";
 import { defineModule, type ModuleContext } from "../module.ts";
 import { encryptionState } from "../organisations/room.ts";
-import { findOrganisation, findOrganisationByRoom } from "../organisations/store.ts";
+import { findOrganisation } from "../organisations/store.ts";
 import { e2eeConfig } from "./config.ts";
-import { Decryption, ENCRYPTED } from "./decrypt.ts";
+import { Decryption, ENCRYPTED, UNDECRYPTABLE } from "./decrypt.ts";
 import { E2eeErr } from "./errors.ts";
 import { e2eeMetrics } from "./metrics.ts";
 import { DeviceOwner } from "./owner.ts";
@@ -96,24 +96,24 @@ export const e2eeModule = defineModule({
     const mayVerify = (userId: string) => roleHolders(config, ["staff"]).includes(userId);
 
     // Fail-closed: what cannot be decrypted cannot be scanned, so in an organisation room it goes.
-    const undecryptable = async (event: MatrixEvent): Promise<void> => {
-      const org = await findOrganisationByRoom(db, event.room_id);
-      e2eeMetrics.undecryptable.inc({ room: org ? "organisation" : "other" });
-      if (!org) return;
-      await homeserver.request("PUT", `${homeserver.room(event.room_id)}/redact/${encodeURIComponent(event.event_id)}/${encodeURIComponent(`kuvert.undecryptable.${event.event_id}`)}`, undefined, { reason: texts.undecryptableReason });
-      await homeserver.send(event.room_id, "m.room.message", notice({ body: texts.undecryptableInRoom }), `undecryptable:${event.event_id}`);
-      await db.transaction((tx) => audit(tx, { actor: "kuvert", action: "event.undecryptable", organisationId: org.id, object: event.event_id, outcome: "refused", details: { roomId: event.room_id, sender: event.sender } }));
+    // Each step is the same again when the inbox retries it (fixed transaction ids), the audit row last.
+    const undecryptable = async (event: MatrixEvent, organisationId: string | null): Promise<void> => {
+      if (organisationId) {
+        await homeserver.request("PUT", `${homeserver.room(event.room_id)}/redact/${encodeURIComponent(event.event_id)}/${encodeURIComponent(`kuvert.undecryptable.${event.event_id}`)}`, undefined, { reason: texts.undecryptableReason });
+        await homeserver.send(event.room_id, "m.room.message", notice({ body: texts.undecryptableInRoom }), `undecryptable:${event.event_id}`);
+      }
+      await db.transaction((tx) =>
+        audit(tx, { actor: "kuvert", action: "event.undecryptable", organisationId, object: event.event_id, outcome: "refused", details: { roomId: event.room_id, sender: event.sender, redacted: organisationId !== null, reason: String(event.content["reason"] ?? "") } }),
+      );
+      e2eeMetrics.undecryptable.inc({ room: organisationId ? "organisation" : "other" });
     };
     const decryption = new Decryption(db, {
       attempts: config.e2ee.decryptAttempts,
       leaseSeconds: config.workers.leaseSeconds,
       concurrency: 1,
       pollMilliseconds: config.workers.pollMilliseconds,
-      decrypted: () => {
-        e2eeMetrics.decrypted.inc();
-        ctx.wakeInbox();
-      },
-      undecryptable,
+      decrypted: () => e2eeMetrics.decrypted.inc(),
+      ready: () => ctx.wakeInbox(),
     });
 
     const owner: DeviceOwner = new DeviceOwner(
@@ -203,6 +203,7 @@ export const e2eeModule = defineModule({
           name: "e2ee-rooms",
           // A room switched to encryption in Element (staff may): from now on Kuvert encrypts there too.
           async onEvent(event, context) {
+            if (event.type === UNDECRYPTABLE) return undecryptable(event, context.organisation?.id ?? null);
             if (event.type === "m.room.encryption" && event.state_key === "" && typeof event.content["algorithm"] === "string") await rooms.learn(db, event.room_id, event.content["algorithm"]);
             if (event.type === "m.room.member" && event.state_key && event.state_key !== homeserver.botUserId && event.content["membership"] === "join" && (await rooms.isEncrypted(event.room_id))) {
               await deviceInbox.memberJoined(db, event.state_key);

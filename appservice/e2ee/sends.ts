@@ -27,6 +27,8 @@ interface SendRow extends QueueRow {
 const WAIT_MS = 60_000;
 /** How often a process that does not own the device looks whether its send went out. */
 const POLL_MS = 50;
+/** The same in the owner, whose worker settles its own sends at once. */
+const LOCAL_POLL_MS = 1000;
 
 export class EncryptedSends {
   readonly #db: Database;
@@ -34,6 +36,8 @@ export class EncryptedSends {
   /** Sends this process waits for, by work key: settled by the local worker at once, or by polling. */
   readonly #waiting = new Map<string, { resolve(eventId: string): void; reject(err: Error): void }[]>();
   #wakeLocal: () => void = () => undefined;
+  /** This process owns the device: its worker settles the waiting sends, the poll is only a safety net. */
+  #local = false;
 
   constructor(db: Database, leaseSeconds: number) {
     this.#db = db;
@@ -76,12 +80,14 @@ export class EncryptedSends {
       },
     });
     this.#wakeLocal = () => worker.wake();
+    this.#local = true;
     return worker;
   }
 
   /** This process no longer owns the device: sends wait for the owner's row updates. */
   detach(): void {
     this.#wakeLocal = () => undefined;
+    this.#local = false;
   }
 
   async #row(workKey: string): Promise<{ event_id: string | null; state: string; last_error: string | null } | undefined> {
@@ -115,9 +121,9 @@ export class EncryptedSends {
         if (row?.event_id) return finish(() => resolve(row.event_id!));
         if (row?.state === "failed") return finish(() => reject(new HomeserverError(400, "K_E2EE_SEND_FAILED", `the encrypted event could not be sent: ${row.last_error ?? "unknown error"}`)));
         if (Date.now() > deadline) return finish(() => reject(new HomeserverError(503, "K_E2EE_DEVICE_AWAY", "no Kuvert process has the bot's device ready to encrypt (it is being taken over, or cannot start); the work is tried again")));
-        setTimeout(() => void poll(), POLL_MS).unref();
+        setTimeout(() => void poll(), this.#local ? LOCAL_POLL_MS : POLL_MS).unref();
       };
-      setTimeout(() => void poll(), POLL_MS).unref();
+      setTimeout(() => void poll(), this.#local ? LOCAL_POLL_MS : POLL_MS).unref();
     });
   }
 }

@@ -7,10 +7,14 @@
 // - restore() recreates the IndexedDB databases the wasm made (`<name>::matrix-sdk-crypto` and
 //   `<name>::matrix-sdk-crypto-meta`: version, object stores, indexes, records) from the table,
 //   before the wasm opens them;
-// - saveChanges() reads each of those databases in one read-only IndexedDB transaction (it runs
-//   after the wasm's write transactions already begun and before any begun later: a consistent
-//   snapshot), and writes the records changed since the last save, and deletes those gone, in one
-//   database transaction.
+// - saveChanges() reads, in one read-only IndexedDB transaction per database (it runs after the
+//   wasm's write transactions already begun and before any begun later: a consistent snapshot),
+//   the records the wasm wrote or deleted since the last save, and writes those that changed, and
+//   deletes those gone, in one database transaction. Which records those are, a write log says:
+//   fake-indexeddb's object store and cursor writes are followed (put, add, delete, clear, a
+//   cursor's update and delete) for the databases of the stores open in this process. A save is
+//   thus as large as what changed, not as the store (hundreds of rooms' sessions). When the
+//   databases' schema changed (a new store, a version upgrade) everything is read once.
 // The caller saves after every OlmMachine call that changes state and before it acts on the
 // result: before it sends the requests the machine produced, acknowledges the to-device messages
 // it handed in, or sends an event the machine encrypted. A process that dies in between loses
@@ -41,6 +45,8 @@ export interface CryptoStoreOptions {
 }
 
 export interface SaveResult {
+  /** Records read from IndexedDB and compared: those the wasm wrote since the last save (all of them when the schema changed). */
+  read: number;
   /** Rows inserted or replaced (records and the schema). */
   written: number;
   deleted: number;
@@ -116,6 +122,107 @@ function installIndexedDB(factory: IDBFactory): void {
 }
 
 let processFactory: IDBFactory | undefined;
+
+/** Where a record lives: database and object store. */
+type Location = string;
+const locate = (database: string, store: string): Location => `${database}\u0000${store}`;
+
+/** The records the wasm wrote since the last save, by database and object store: their keys, or all of the store. */
+class WriteLog {
+  #dirty = new Map<string, Map<string, Map<string, IDBValidKey> | "all">>();
+
+  mark(database: string, store: string, key: IDBValidKey | undefined): void {
+    const stores = this.#dirty.get(database) ?? new Map<string, Map<string, IDBValidKey> | "all">();
+    this.#dirty.set(database, stores);
+    if (key === undefined) {
+      stores.set(store, "all");
+      return;
+    }
+    const keys = stores.get(store) ?? new Map<string, IDBValidKey>();
+    if (keys === "all") return;
+    keys.set(JSON.stringify(encodeKey(key)), key);
+    stores.set(store, keys);
+  }
+
+  /** What was written since the last take; put back (putBack) when the save that took it failed. */
+  take(): Map<string, Map<string, Map<string, IDBValidKey> | "all">> {
+    const taken = this.#dirty;
+    this.#dirty = new Map();
+    return taken;
+  }
+
+  putBack(taken: Map<string, Map<string, Map<string, IDBValidKey> | "all">>): void {
+    for (const [database, stores] of taken) {
+      for (const [store, keys] of stores) {
+        if (keys === "all") this.mark(database, store, undefined);
+        else for (const key of keys.values()) this.mark(database, store, key);
+      }
+    }
+  }
+}
+
+/**
+ * The write logs of the stores open in this process, with their databases' name prefix. A write
+ * is marked in every log whose prefix its database has: two stores of one name in one process (a
+ * store taken over again, tests) each read the other's writes too, which costs a read and changes
+ * nothing (the values they find are their own).
+ */
+const writeLogs = new Set<{ prefix: string; log: WriteLog }>();
+
+function writeLogsOf(database: string): WriteLog[] {
+  return [...writeLogs].filter((w) => database.startsWith(w.prefix)).map((w) => w.log);
+}
+
+let writesFollowed = false;
+
+/**
+ * Follows the writes to fake-indexeddb's object stores (its IDBObjectStore and IDBCursor, which
+ * the wasm uses through the globals installIndexedDB sets): each write request marks its record in
+ * the write log of the store its database belongs to, when it succeeded (an aborted transaction
+ * leaves a mark too: the record is read again and found unchanged).
+ */
+function followWrites(): void {
+  if (writesFollowed) return;
+  writesFollowed = true;
+  type Writer = (this: IDBObjectStore, ...args: unknown[]) => IDBRequest;
+  const stores = fake.IDBObjectStore.prototype as unknown as Record<"put" | "add" | "delete" | "clear", Writer>;
+  const where = (store: IDBObjectStore) => ({ logs: writeLogsOf(store.transaction.db.name), database: store.transaction.db.name, name: store.name });
+  for (const method of ["put", "add"] as const) {
+    const original = stores[method];
+    stores[method] = function (this: IDBObjectStore, ...args: unknown[]) {
+      const request = original.apply(this, args);
+      const { logs, database, name } = where(this);
+      if (logs.length) request.addEventListener("success", () => logs.forEach((log) => log.mark(database, name, request.result as IDBValidKey)));
+      return request;
+    };
+  }
+  const originalDelete = stores.delete;
+  stores.delete = function (this: IDBObjectStore, query: unknown) {
+    const request = originalDelete.call(this, query);
+    const { logs, database, name } = where(this);
+    // A key range: the whole store is read again.
+    for (const log of logs) log.mark(database, name, query instanceof fake.IDBKeyRange ? undefined : (query as IDBValidKey));
+    return request;
+  };
+  const originalClear = stores.clear;
+  stores.clear = function (this: IDBObjectStore) {
+    const request = originalClear.call(this);
+    const { logs, database, name } = where(this);
+    for (const log of logs) log.mark(database, name, undefined);
+    return request;
+  };
+  const cursors = fake.IDBCursor.prototype as unknown as Record<"update" | "delete", (this: IDBCursor, ...args: unknown[]) => IDBRequest>;
+  for (const method of ["update", "delete"] as const) {
+    const original = cursors[method];
+    cursors[method] = function (this: IDBCursor, ...args: unknown[]) {
+      const request = original.apply(this, args);
+      const store = this.source instanceof fake.IDBIndex ? this.source.objectStore : (this.source as IDBObjectStore);
+      const { logs, database, name } = where(store);
+      for (const log of logs) log.mark(database, name, this.primaryKey);
+      return request;
+    };
+  }
+}
 
 function done<T>(request: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -203,6 +310,67 @@ function storeSchema(store: IDBObjectStore): StoreSchema {
   return { name: store.name, keyPath, autoIncrement: store.autoIncrement, indexes };
 }
 
+/** The schema of the databases named `<prefix>...`: versions, object stores and indexes, no records. */
+async function readSchema(factory: IDBFactory, prefix: string): Promise<DatabaseSchema[]> {
+  const names = (await factory.databases())
+    .map((info) => info.name)
+    .filter((name): name is string => name !== undefined && name.startsWith(prefix))
+    .sort();
+  const schema: DatabaseSchema[] = [];
+  for (const name of names) {
+    const db = await done(factory.open(name));
+    try {
+      const storeNames = Array.from(db.objectStoreNames);
+      const tx = storeNames.length > 0 ? db.transaction(storeNames, "readonly") : undefined;
+      schema.push({ name, version: db.version, stores: storeNames.map((storeName) => storeSchema(tx!.objectStore(storeName))) });
+    } finally {
+      db.close();
+    }
+  }
+  return schema;
+}
+
+/**
+ * The records the write log names, as they are now, each database read in one transaction:
+ * `present` with their values, `absent` the keys the log names that the store no longer holds, and
+ * `whole` the stores read whole (their records not among `present` are gone).
+ */
+async function readWritten(factory: IDBFactory, written: Map<string, Map<string, Map<string, IDBValidKey> | "all">>): Promise<{ present: IdbRecord[]; absent: { database: string; store: string; key: IDBValidKey }[]; whole: Location[] }> {
+  const present: IdbRecord[] = [];
+  const absent: { database: string; store: string; key: IDBValidKey }[] = [];
+  const whole: Location[] = [];
+  for (const [name, stores] of written) {
+    if (!(await factory.databases()).some((info) => info.name === name)) continue;
+    const db = await done(factory.open(name));
+    try {
+      const storeNames = [...stores.keys()].filter((store) => db.objectStoreNames.contains(store));
+      if (storeNames.length === 0) continue;
+      const tx = db.transaction(storeNames, "readonly");
+      const reads = storeNames.map(async (storeName) => {
+        const store = tx.objectStore(storeName);
+        const keys = stores.get(storeName)!;
+        if (keys === "all") {
+          whole.push(locate(name, storeName));
+          const [allKeys, values] = await Promise.all([done(store.getAllKeys()), done(store.getAll())]);
+          allKeys.forEach((key, i) => present.push({ database: name, store: storeName, key, value: values[i] }));
+          return;
+        }
+        await Promise.all(
+          [...keys.values()].map(async (key) => {
+            const value: unknown = await done(store.get(key));
+            if (value === undefined) absent.push({ database: name, store: storeName, key });
+            else present.push({ database: name, store: storeName, key, value });
+          }),
+        );
+      });
+      await Promise.all(reads);
+    } finally {
+      db.close();
+    }
+  }
+  return { present, absent, whole };
+}
+
 /** The schema and records of the databases named `<prefix>...`, each database read in one transaction. */
 async function readDatabases(factory: IDBFactory, prefix: string): Promise<{ schema: DatabaseSchema[]; records: IdbRecord[] }> {
   const names = (await factory.databases())
@@ -268,6 +436,12 @@ export class CryptoStore {
   readonly #idKey: Buffer;
   /** What the table holds: the digest of each row's content, by row id (base64). */
   readonly #saved = new Map<string, string>();
+  /** Where each saved record lives (database and object store), by row id. */
+  readonly #where = new Map<string, Location>();
+  /** The digest of the schema saved last; another one means a full read. */
+  #schemaDigest: string | undefined;
+  readonly #log = new WriteLog();
+  readonly #logEntry: { prefix: string; log: WriteLog };
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(db: Database, name: string, secret: Buffer, factory: IDBFactory) {
@@ -278,6 +452,7 @@ export class CryptoStore {
     this.#storeKey = derive("wasm store key");
     this.#sealKey = derive("row seal");
     this.#idKey = derive("row id");
+    this.#logEntry = { prefix: `${name}::`, log: this.#log };
   }
 
   /**
@@ -307,17 +482,21 @@ export class CryptoStore {
         const content = store.#unseal(id, Buffer.from(row.sealed));
         if (content.kind === "schema") {
           schema = content.databases;
-          store.#saved.set(id.toString("base64"), digest(content.databases));
+          store.#schemaDigest = digest(content.databases);
+          store.#saved.set(id.toString("base64"), store.#schemaDigest);
         } else {
           const { kind: _, ...record } = content;
           records.push(record);
           store.#saved.set(id.toString("base64"), digest(record.value));
+          store.#where.set(id.toString("base64"), locate(record.database, record.store));
         }
       }
       return { schema, records };
     });
     if (schema) await createDatabases(factory, schema, records);
     else if (records.length > 0) throw new Error(`The saved crypto store "${store.name}" has records but no schema.`);
+    followWrites();
+    writeLogs.add(store.#logEntry);
     return store;
   }
 
@@ -342,28 +521,65 @@ export class CryptoStore {
     return run;
   }
 
+  /** No longer followed: its device is closed (it may still save what it has, once). */
+  close(): void {
+    writeLogs.delete(this.#logEntry);
+  }
+
   #prefix(): string {
     return `${this.name}::`;
   }
 
   async #save(): Promise<SaveResult> {
-    const { schema, records } = await readDatabases(this.factory, this.#prefix());
-    const present = new Set<string>();
+    const written = this.#log.take();
+    try {
+      return await this.#saveWritten(written);
+    } catch (err) {
+      // Not saved: what the log named is named again at the next save.
+      this.#log.putBack(written);
+      throw err;
+    }
+  }
+
+  /**
+   * The records the write log names (all records when the schema changed), compared with what the
+   * table holds by digest: the changed ones written, the gone ones deleted, in one transaction.
+   */
+  async #saveWritten(written: Map<string, Map<string, Map<string, IDBValidKey> | "all">>): Promise<SaveResult> {
+    const schema = await readSchema(this.factory, this.#prefix());
+    const schemaDigest = digest(schema);
+    const full = schemaDigest !== this.#schemaDigest;
     const changed: Row[] = [];
-    const digests = new Map<string, string>();
-    const consider = (id: Buffer, contentDigest: string, content: () => Sealed) => {
+    const digests = new Map<string, { digest: string; where: Location | null }>();
+    const seen = new Set<string>();
+    const consider = (id: Buffer, contentDigest: string, where: Location | null, content: () => Sealed) => {
       const key = id.toString("base64");
-      present.add(key);
+      seen.add(key);
       if (this.#saved.get(key) === contentDigest) return;
       changed.push({ id, sealed: this.#seal(id, content()) });
-      digests.set(key, contentDigest);
+      digests.set(key, { digest: contentDigest, where });
     };
-    if (schema.length > 0) consider(this.#id(["schema"]), digest(schema), () => ({ kind: "schema", databases: schema }));
-    for (const record of records) consider(this.#id(["record", record.database, record.store, encodeKey(record.key)]), digest(record.value), () => ({ kind: "record", ...record }));
-    const gone = [...this.#saved.keys()].filter((key) => !present.has(key));
+    const recordId = (r: { database: string; store: string; key: IDBValidKey }) => this.#id(["record", r.database, r.store, encodeKey(r.key)]);
+    let gone: string[];
+    let read: number;
+    if (full) {
+      // Everything once: the schema row and every record, and what the table holds beyond them is gone.
+      const { records } = await readDatabases(this.factory, this.#prefix());
+      if (schema.length > 0) consider(this.#id(["schema"]), schemaDigest, null, () => ({ kind: "schema", databases: schema }));
+      for (const record of records) consider(recordId(record), digest(record.value), locate(record.database, record.store), () => ({ kind: "record", ...record }));
+      gone = [...this.#saved.keys()].filter((key) => !seen.has(key));
+      read = records.length;
+    } else {
+      const { present, absent, whole } = await readWritten(this.factory, written);
+      read = present.length + absent.length;
+      for (const record of present) consider(recordId(record), digest(record.value), locate(record.database, record.store), () => ({ kind: "record", ...record }));
+      const wholly = new Set(whole);
+      gone = [...absent.map((r) => recordId(r).toString("base64")).filter((key) => this.#saved.has(key)), ...[...this.#where].filter(([key, where]) => wholly.has(where) && !seen.has(key)).map(([key]) => key)];
+    }
     if (changed.length === 0 && gone.length === 0) {
       await this.#checkOwner(this.#db);
-      return { written: 0, deleted: 0, bytes: 0 };
+      this.#schemaDigest = schemaDigest;
+      return { read, written: 0, deleted: 0, bytes: 0 };
     }
 
     await this.#db.transaction(async (tx) => {
@@ -381,9 +597,16 @@ export class CryptoStore {
         await tx.query("DELETE FROM crypto_store_records WHERE store = $1 AND id = ANY($2::bytea[])", [this.name, batch]);
       }
     });
-    for (const [key, contentDigest] of digests) this.#saved.set(key, contentDigest);
-    for (const key of gone) this.#saved.delete(key);
-    return { written: changed.length, deleted: gone.length, bytes: changed.reduce((sum, r) => sum + r.sealed.length, 0) };
+    for (const [key, saved] of digests) {
+      this.#saved.set(key, saved.digest);
+      if (saved.where) this.#where.set(key, saved.where);
+    }
+    for (const key of gone) {
+      this.#saved.delete(key);
+      this.#where.delete(key);
+    }
+    this.#schemaDigest = schemaDigest;
+    return { read, written: changed.length, deleted: gone.length, bytes: changed.reduce((sum, r) => sum + r.sealed.length, 0) };
   }
 
   /** In a transaction that writes, the owner's row stays locked until it ends: a takeover waits for it. */

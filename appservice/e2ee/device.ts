@@ -297,6 +297,7 @@ export class BotDevice {
     if (this.#closed) return;
     this.#closed = true;
     this.#machine.close();
+    this.#store.close();
   }
 
   /** One call at a time; the next waits for the one before, whatever became of it. */

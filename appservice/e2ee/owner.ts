@@ -83,7 +83,7 @@ export class DeviceOwner {
   wake(): void {
     if (!this.#device || this.#drainWaiting) return;
     this.#drainWaiting = true;
-    this.#drainSerially().catch((err: unknown) => log.error({ err }, "handing the device its to-device messages failed; tried again at the next poll"));
+    this.#drainSerially(true).catch((err: unknown) => log.error({ err }, "handing the device its to-device messages failed; tried again at the next poll"));
   }
 
   /** The open device, once what transactions stored for it has been handed in. */
@@ -94,17 +94,17 @@ export class DeviceOwner {
     return device;
   }
 
-  /** One drain after another: no update is handed in twice. */
-  #drainSerially(): Promise<void> {
+  /** One drain after another: no update is handed in twice. With `decisions`, also what people decided about verifications (not before every send). */
+  #drainSerially(decisions = false): Promise<void> {
     const run = this.#draining.then(() => {
-      this.#drainWaiting = false;
-      return this.#drain();
+      if (decisions) this.#drainWaiting = false;
+      return this.#drain(decisions);
     });
     this.#draining = run.catch(() => undefined);
     return run;
   }
 
-  async #drain(): Promise<void> {
+  async #drain(decisions: boolean): Promise<void> {
     for (;;) {
       const device = this.#device;
       if (!device) return;
@@ -116,7 +116,7 @@ export class DeviceOwner {
     }
     // What people decided about the emoji of a verification, carried out.
     const device = this.#device;
-    if (!device) return;
+    if (!device || !decisions) return;
     for (const d of await undoneDecisions(this.#db)) {
       await device.decide(d.userId, d.flowId, d.match);
       await recordVerifications(this.#db, await device.verifications(d.userId, this.#parts.mayVerify(d.userId)));

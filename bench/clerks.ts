@@ -143,3 +143,29 @@ export async function encryptedEventsTotal(metricsUrl: string): Promise<number> 
     return NaN;
   }
 }
+
+/** The requests of the bot's device (and the members lookup before each encryption) that the test homeserver counts. */
+const deviceRequestKinds: [string, string, RegExp][] = [
+  ["GET members", "GET", /\/rooms\/[^/]+\/members/],
+  ["keys/query", "POST", /\/keys\/query/],
+  ["keys/claim", "POST", /\/keys\/claim/],
+  ["keys/upload", "POST", /\/keys\/upload/],
+  ["sendToDevice", "PUT", /\/sendToDevice\//],
+];
+
+/**
+ * How many of those requests the test homeserver has seen so far (undefined on Synapse, whose
+ * log does not list requests): read before and after a scenario, for the device's requests per event.
+ */
+export function deviceRequestCounts(bench: BenchStack): Record<string, number> | undefined {
+  if (!bench.hs) return undefined;
+  return Object.fromEntries(deviceRequestKinds.map(([name, method, path]) => [name, bench.hs!.faults.requests(method, path)]));
+}
+
+/** After − before, per kind, as "kind n (x/event)". */
+export function deviceRequestsLine(before: Record<string, number> | undefined, after: Record<string, number> | undefined, events: number): string | undefined {
+  if (!before || !after) return undefined;
+  return Object.keys(after)
+    .map((k) => `${k} ${after[k]! - (before[k] ?? 0)} (${((after[k]! - (before[k] ?? 0)) / events).toFixed(2)}/event)`)
+    .join(", ");
+}

@@ -27,7 +27,7 @@ import { createToken } from "../appservice/tokens/tokens.ts";
 import { documentStream, mixedSet, type PlannedDocument } from "./content.ts";
 import { homeserverRequestStats, log, MemorySampler, mib, percentile, pool, processStartEpochMs, requestStatsSince, sleep, sum, type MemoryReport, type RequestStats } from "./measure.ts";
 import { clamdBaseline, hasAsyncUpload, rawBaseline, type Baseline, type RawRun } from "./baselines.ts";
-import { cryptoClerks, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
+import { cryptoClerks, deviceRequestCounts, deviceRequestsLine, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
 import { cpuMeter, createOrganisations, drop, organisationIds, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
 import { scaleOut, scaleReport } from "./processes.ts";
 import { benchResultsDir, clamdPid, homeserverChoiceOrExit, startBenchStack } from "./stack.ts";
@@ -100,6 +100,8 @@ interface ScenarioResult {
   homeserverRequests: RequestStats;
   /** With --encryption: what the bot's device encrypted during the scenario. */
   encrypted?: EncryptedSends;
+  /** With --encryption on the test homeserver: the device's requests (and the members lookups) during the scenario, per event. */
+  deviceRequests?: string;
 }
 
 /** With --encryption: the events Kuvert's device encrypted and sent while a scenario ran. */
@@ -306,12 +308,15 @@ function encryptedLines(a: ScenarioResult, e: ScenarioResult, setup: EncryptionS
   lines.push(`| | CPU seconds used during the scenario | ${cpuLine(e)} | — |`);
   lines.push(`| | CPU per document | ${cpuPerDocument(e.cpu, e.documents)} | — |`);
   lines.push(`| | Kuvert's homeserver requests per document (its metrics; the device's own key and to-device requests are not among them) | ${requestsLine(e.homeserverRequests, e.documents)} | — |`);
+  if (e.deviceRequests) lines.push(`| | members lookups and the device's requests, as the test homeserver counted them (2 events per document) | A-encrypted: ${e.deviceRequests}; A: ${a.deviceRequests ?? "—"} | — |`);
   const warn = disturbance(e);
   if (warn) lines.push(warn);
   const rate = (r: ScenarioResult) => r.documents / r.seconds;
   const kuvertCpu = (r: ScenarioResult) => (1000 * (r.cpu.kuvert ?? NaN)) / r.documents;
   lines.push(`| Encryption's cost (same run) | documents/s, encrypted ÷ unencrypted (A-encrypted ÷ A) | **${f2(rate(e) / rate(a))}** (${f1(rate(e))} ÷ ${f1(rate(a))}) | — |`);
-  lines.push(`| | peak RSS of Kuvert, A-encrypted · A (VmHWM, each reset at its start) | ${mib(e.memory.hwmBytes)} · ${mib(a.memory.hwmBytes)} MiB: ${f2(e.memory.hwmBytes / a.memory.hwmBytes)}× (${e.memory.hwmBytes >= a.memory.hwmBytes ? "+" : "−"}${mib(Math.abs(e.memory.hwmBytes - a.memory.hwmBytes))} MiB) | — |`);
+  lines.push(
+    `| | peak RSS of Kuvert, A-encrypted · A (VmHWM, each reset at its start) | ${mib(e.memory.hwmBytes)} · ${mib(a.memory.hwmBytes)} MiB: ${f2(e.memory.hwmBytes / a.memory.hwmBytes)}× (${e.memory.hwmBytes >= a.memory.hwmBytes ? "+" : "−"}${mib(Math.abs(e.memory.hwmBytes - a.memory.hwmBytes))} MiB) | — |`,
+  );
   lines.push(`| | Kuvert's CPU per document, A-encrypted · A | ${Math.round(kuvertCpu(e))} · ${Math.round(kuvertCpu(a))} ms: ${f2(kuvertCpu(e) / kuvertCpu(a))}× | — |`);
   const cpuAll = (r: ScenarioResult) => (1000 * sum(["kuvert", "synapse", "postgres", "clamd"].map((k) => r.cpu[k] ?? 0))) / r.documents;
   lines.push(`| | the stack's CPU per document (Kuvert, ${homeserver === "synapse" ? "Synapse, " : ""}PostgreSQL, clamd), A-encrypted · A | ${Math.round(cpuAll(e))} · ${Math.round(cpuAll(a))} ms: ${f2(cpuAll(e) / cpuAll(a))}× | — |`);
@@ -621,8 +626,12 @@ async function main(): Promise<void> {
       for (const c of concurrencies) await bare("before", c);
       log("Kuvert, the same documents through the drop API");
       const encryptedBefore = encryption ? await encryptedEventsTotal(bench.metricsUrl) : NaN;
+      const requestsBefore = encryption ? deviceRequestCounts(bench) : undefined;
       a = await runScenario(env, "A", docs, plan.uploadConcurrency, baseline);
-      if (encryption) a.encrypted = await encryptedSince(env, encryptedBefore, a.startedAt);
+      if (encryption) {
+        a.encrypted = await encryptedSince(env, encryptedBefore, a.startedAt);
+        a.deviceRequests = deviceRequestsLine(requestsBefore, deviceRequestCounts(bench), 2 * a.documents);
+      }
       profileWindow(env, a);
       log(`  A: ${a.delivered}/${a.documents} delivered in ${f1(a.seconds)} s: ${f1(a.documents / a.seconds)} documents/s, ${mbps(a.bytes, a.seconds)} MB/s; Kuvert peak RSS ${mib(a.memory.hwmBytes)} MiB; CPU per document ${cpuPerDocument(a.cpu, a.documents)}`);
       if (encryption) {
@@ -630,8 +639,10 @@ async function main(): Promise<void> {
         const encryptedDocs = mixedSet(plan.documents, encryptedIds);
         log(`scenario A-encrypted: the same ${encryptedDocs.length} documents into the ${encryptedIds.length} encrypted rooms`);
         const before = await encryptedEventsTotal(bench.metricsUrl);
+        const requestsBeforeEncrypted = deviceRequestCounts(bench);
         e = await runScenario(env, "A-encrypted", encryptedDocs, plan.uploadConcurrency, baseline);
         e.encrypted = await encryptedSince(env, before, e.startedAt);
+        e.deviceRequests = deviceRequestsLine(requestsBeforeEncrypted, deviceRequestCounts(bench), 2 * e.documents);
         profileWindow(env, e);
         log(
           `  A-encrypted: ${e.delivered}/${e.documents} delivered in ${f1(e.seconds)} s: ${f1(e.documents / e.seconds)} documents/s (${f2(e.documents / e.seconds / (a.documents / a.seconds))} of A); Kuvert peak RSS ${mib(e.memory.hwmBytes)} MiB (A ${mib(a.memory.hwmBytes)}); CPU per document ${cpuPerDocument(e.cpu, e.documents)}; ${e.encrypted.events} events encrypted (A: ${a.encrypted?.events})`,

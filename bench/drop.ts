@@ -70,7 +70,7 @@ export async function createOrganisations(env: Env, count: number, opts: { prefi
     const res = await stack.api<{ organisations: { id: string; roomState: string; roomId: string | null }[] }>("GET", "/api/v1/organisations?limit=5000");
     const wanted = new Set(ids);
     for (const o of res.body.organisations) if (wanted.has(o.id) && o.roomState === "ready" && o.roomId) env.rooms.set(o.id, o.roomId);
-    const ready = env.rooms.size;
+    const ready = ids.filter((id) => env.rooms.has(id)).length;
     if (ready === ids.length) break;
     if (Date.now() > deadline) throw new Error(`only ${ready} of ${ids.length} organisation rooms became ready`);
     if (Date.now() - reported > 15_000) {

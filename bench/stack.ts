@@ -11,7 +11,7 @@
 // a fresh real Synapse (test/support/synapse.ts), a process of its own too.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -181,7 +181,9 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
         registrations: [registration],
         extra: {
           max_upload_size: `${Math.ceil(opts.homeserverMaxUploadBytes / 1024 / 1024)}M`,
-          ...(opts.encryption ? { experimental_features: { ...E2EE_FEATURES, msc3202_device_masquerading: true } } : {}),
+          // bcrypt_rounds 4 (Synapse's default 12 takes about half a second a hash): the encrypted
+          // benchmarks make a clerk account with a password login per organisation, outside every figure.
+          ...(opts.encryption ? { experimental_features: { ...E2EE_FEATURES, msc3202_device_masquerading: true }, bcrypt_rounds: 4 } : {}),
         },
         logFile: join(benchResultsDir, "logs", `${opts.name}.synapse.log`),
       });
@@ -232,6 +234,10 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       async stop() {
         if (stopped) return;
         stopped = true;
+        // Kuvert's logs outlive the work directory (which goes with the stack), next to Synapse's.
+        await stack.stopKuvert().catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 200)); // the pipes' last lines
+        keepKuvertLogs(workDir, opts.name);
         await stack.stop();
       },
     };
@@ -269,6 +275,18 @@ async function spawnKuvert(configFile: string, publicUrl: string, logPath: strin
     60_000,
   );
   return child;
+}
+
+/**
+ * Copies Kuvert's logs of a run (kuvert.log, and kuvert-*.log of restarts or further processes)
+ * to bench/results/logs/<name>.<file>, replacing those of an earlier run of the same name.
+ */
+function keepKuvertLogs(workDir: string, name: string): void {
+  const logs = join(benchResultsDir, "logs");
+  mkdirSync(logs, { recursive: true });
+  for (const file of readdirSync(workDir)) {
+    if (/^kuvert.*\.log$/.test(file)) copyFileSync(join(workDir, file), join(logs, `${name}.${file}`));
+  }
 }
 
 /** The PID of the clamd started for `clamd` (found by its configuration file), or undefined. */

@@ -131,7 +131,7 @@ export const coreConfigSchema = z
           .boolean()
           .default(false)
           .describe(
-            "New organisation rooms are end-to-end encrypted (needs e2ee.secret, and a homeserver that gives appservices to-device messages and device lists; see the README). An existing room is switched, one way, by `kuvert org encrypt`, the API or the console. `kuvert init` writes true.",
+            "New organisation rooms are end-to-end encrypted (needs e2ee.secret, and a homeserver that gives appservices to-device messages and device lists; see the README). An existing room is switched, one way, by `kuvert encryption enable`, the API or the console. Unset: off, so that an installation keeps its rooms as they are; the deployment's configuration (deploy/kuvert/config.yaml) turns it on.",
           ),
       })
       .strict()

@@ -1,7 +1,8 @@
 // End-to-end encryption as a Kuvert module: the bot's device (one owner process at a time), what
 // transactions carry for it, encrypted sends from every process, decryption of clerks' encrypted
 // events before they are handled (and scanned), the switch of an organisation's room to
-// encryption (API, `kuvert org encrypt`), and which rooms are encrypted.
+// encryption (API, `kuvert encryption enable`, console), verifications of the bot by staff, and
+// which rooms are encrypted.
 import express from "express";
 import { audit } from "../audit/audit.ts";
 import { ErrCode, KuvertError } from "../errors.ts";

@@ -70,7 +70,7 @@ describe("operations", () => {
     assert.equal(publicMetrics.status, 404, "not on the public listener");
     const { metricList } = await import("../../appservice/metrics.ts");
     const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
-    const documented = [...readme.matchAll(/^\| `(kuvert_[a-z_]+)` \| (\w+) \| (.+) \|$/gm)].map((m) => ({ name: m[1]!, type: m[2]!, help: m[3]! }));
+    const documented = [...readme.matchAll(/^\| `(kuvert_[a-z0-9_]+)` \| (\w+) \| (.+) \|$/gm)].map((m) => ({ name: m[1]!, type: m[2]!, help: m[3]! }));
     assert.deepEqual(documented, await metricList(), "README's metric table is `kuvert metrics` output");
   });
 

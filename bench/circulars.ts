@@ -25,7 +25,7 @@ import { configSchema } from "../appservice/config/composed.ts";
 import { transactionId } from "../appservice/matrix/homeserver.ts";
 import { messageContent, renderMarkdown } from "../appservice/circulars/markdown.ts";
 import { documentChunks } from "./content.ts";
-import { cryptoClerks, deviceRequestCounts, deviceRequestsLine, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice, type CryptoClerk } from "./clerks.ts";
+import { clerksFor, deviceRequestCounts, deviceRequestsLine, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
 import { CpuMeter, cpuSecondsOf, log, MemorySampler, mib, pool, sleep, type MemoryReport } from "./measure.ts";
 import { benchResultsDir, clamdPid, homeserverChoiceOrExit, postgresCpuSeconds, startBenchStack, startKuvertChild, type BenchStack } from "./stack.ts";
 
@@ -342,17 +342,10 @@ async function main(): Promise<void> {
     log(`homeserver: ${bench.homeserverLabel} at ${bench.access.url}${bench.synapsePid ? ` (pid ${bench.synapsePid})` : ""}`);
     // With --encryption every organisation, encrypted or not, gets a clerk with a crypto device
     // who joins its room: the two sets differ in encryption only.
-    let clerks: Map<string, CryptoClerk> | undefined;
-    let clerkSeconds = 0;
-    if (encryption) {
-      const all = [...organisationIds(ROOMS), ...organisationIds(ROOMS, "circ-enc-")];
-      log(`making ${all.length} clerks with crypto devices (account, login, device keys and one-time keys published)`);
-      const t = performance.now();
-      clerks = await cryptoClerks(bench.access, all);
-      clerkSeconds = (performance.now() - t) / 1000;
-      log(`  ${clerks.size} clerks in ${f1(clerkSeconds)} s`);
-    }
-    const matrixIds = clerks && new Map([...clerks].map(([id, c]) => [id, c.userId]));
+    const made = encryption ? await clerksFor(bench.access, [...organisationIds(ROOMS), ...organisationIds(ROOMS, "circ-enc-")]) : undefined;
+    const clerks = made?.clerks;
+    const matrixIds = made?.matrixIds;
+    const clerkSeconds = made?.seconds ?? 0;
     log(`creating ${ROOMS} organisations and their rooms`);
     const orgs = await createOrganisations(bench, ROOMS, { matrixIds });
     log(`  ${orgs.rooms.size} rooms ready in ${f1(orgs.seconds)} s`);

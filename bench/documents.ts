@@ -27,7 +27,7 @@ import { createToken } from "../appservice/tokens/tokens.ts";
 import { documentStream, mixedSet, type PlannedDocument } from "./content.ts";
 import { homeserverRequestStats, log, MemorySampler, mib, percentile, pool, processStartEpochMs, requestStatsSince, sleep, sum, type MemoryReport, type RequestStats } from "./measure.ts";
 import { clamdBaseline, hasAsyncUpload, rawBaseline, type Baseline, type RawRun } from "./baselines.ts";
-import { cryptoClerks, deviceRequestCounts, deviceRequestsLine, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
+import { clerksFor, deviceRequestCounts, deviceRequestsLine, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
 import { cpuMeter, createOrganisations, drop, organisationIds, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
 import { scaleOut, scaleReport } from "./processes.ts";
 import { benchResultsDir, clamdPid, homeserverChoiceOrExit, startBenchStack } from "./stack.ts";
@@ -535,17 +535,10 @@ async function main(): Promise<void> {
     // With --encryption every organisation, encrypted or not, gets a clerk with a crypto device
     // who joins its room: the two sets differ in encryption only.
     const encryptedIds = organisationIds(plan.organisations, "bench-enc-");
-    let clerks: Awaited<ReturnType<typeof cryptoClerks>> | undefined;
-    let clerkSeconds = 0;
-    if (encryption) {
-      const all = [...organisationIds(plan.organisations), ...encryptedIds];
-      log(`making ${all.length} clerks with crypto devices (account, login, device keys and one-time keys published)`);
-      const t = performance.now();
-      clerks = await cryptoClerks(bench.access, all);
-      clerkSeconds = (performance.now() - t) / 1000;
-      log(`  ${clerks.size} clerks in ${f1(clerkSeconds)} s`);
-    }
-    const matrixIds = clerks && new Map([...clerks].map(([id, c]) => [id, c.userId]));
+    const made = encryption ? await clerksFor(bench.access, [...organisationIds(plan.organisations), ...encryptedIds]) : undefined;
+    const clerks = made?.clerks;
+    const matrixIds = made?.matrixIds;
+    const clerkSeconds = made?.seconds ?? 0;
     const orgs = await createOrganisations(env, plan.organisations, { matrixIds });
     log(`  ${orgs.ids.length} rooms ready in ${f1(orgs.seconds)} s`);
     if (encryption && clerks && matrixIds) {

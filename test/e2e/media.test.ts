@@ -17,15 +17,15 @@ import { tempDir } from "../support/tmp.ts";
 
 const MiB = 1024 * 1024;
 
-/** `size` bytes that differ from chunk to chunk, written to `path`. */
-async function makeFile(path: string, size: number): Promise<string> {
+/** `size` bytes that differ from chunk to chunk (and from file to file with another `seed`), written to `path`. */
+async function makeFile(path: string, size: number, seed = 0): Promise<string> {
   const hash = createHash("sha256");
   let left = size;
   let n = 0;
   const source = new Readable({
     read() {
       if (left === 0) return void this.push(null);
-      const chunk = Buffer.alloc(Math.min(left, 300_000), n++ % 251);
+      const chunk = Buffer.alloc(Math.min(left, 300_000), (seed + n++) % 251);
       left -= chunk.length;
       hash.update(chunk);
       this.push(chunk);
@@ -79,6 +79,27 @@ describe("media uploads", () => {
     const download = await downloadMedia(hs, mxc);
     assert.equal(download.size, size);
     assert.equal(await sha256Of(download.stream), digest);
+  });
+
+  it("keeps files apart when uploads run at once and one after another, whose read buffers are used again", async () => {
+    // Sizes around the 1 MiB read buffer: smaller, exactly one, one byte more, several.
+    const sizes = [10_000, MiB, MiB + 1, 2 * MiB + 5, 700, 3 * MiB + 333, 65_536, MiB - 1];
+    const files = await Promise.all(sizes.map(async (size, i) => ({ path: join(dir, `parallel-${i}.bin`), size, digest: await makeFile(join(dir, `parallel-${i}.bin`), size, 17 * i + 1) })));
+    const upload = (f: (typeof files)[number]) => uploadMedia(hs, { path: f.path }, { filename: "parallel.bin", mimetype: "application/octet-stream", size: f.size }, null);
+    // Three at a time: each upload after the first three starts while two others still hold
+    // buffers, with the buffers the one that just ended gave back.
+    const mxcs: string[] = [];
+    let next = 0;
+    await Promise.all(
+      [0, 1, 2].map(async () => {
+        for (let i = next++; i < files.length; i = next++) mxcs[i] = await upload(files[i]!);
+      }),
+    );
+    for (const [i, mxc] of mxcs.entries()) {
+      const download = await downloadMedia(hs, mxc);
+      assert.equal(download.size, files[i]!.size, `file ${i}`);
+      assert.equal(await sha256Of(download.stream), files[i]!.digest, `file ${i} came back as it was`);
+    }
   });
 
   it("uploads a stream without a reserved id", async () => {

@@ -1,13 +1,12 @@
 // The documents benchmark's yardsticks, measured on the same machine in the same run as Kuvert:
 // clamd alone on the same bytes, and a bare client doing exactly Kuvert's homeserver work for
 // the same documents (media upload, the notice, the file event).
-import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
-import { pipeline } from "node:stream/promises";
 import { documentTexts } from "../appservice/documents/texts.ts";
 import { notice } from "../appservice/i18n.ts";
 import { transactionId } from "../appservice/matrix/homeserver.ts";
 import { documentStream, type PlannedDocument } from "./content.ts";
 import { cpuMeter, type Env } from "./drop.ts";
+import { httpRequest as rawRequest } from "./http.ts";
 import { log, percentile, pool, sleep, sum, type RequestStats } from "./measure.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -59,32 +58,6 @@ export interface RawRun {
   requests: RequestStats;
   /** Per document, upload start → file event answered: median and 95th percentile, seconds. */
   latency: { p50: number; p95: number };
-}
-
-/** One keep-alive connection pool for the bare client, as Kuvert's node:http uploads use Node's global agent. */
-const rawAgent = new Agent({ keepAlive: true });
-
-/** A request with node:http; the body streamed from `body` (or none). Answers status and parsed JSON. */
-async function rawRequest(url: string, method: string, headers: Record<string, string>, body?: () => NodeJS.ReadableStream | Buffer): Promise<{ status: number; json: Record<string, unknown> }> {
-  const req = httpRequest(url, { method, headers, agent: rawAgent });
-  const answer = new Promise<IncomingMessage>((resolve, reject) => {
-    req.once("response", resolve);
-    req.once("error", reject);
-  });
-  const content = body?.();
-  if (content === undefined) req.end();
-  else if (Buffer.isBuffer(content)) req.end(content);
-  else await pipeline(content, req);
-  const res = await answer;
-  const chunks: Buffer[] = [];
-  for await (const chunk of res) chunks.push(chunk as Buffer);
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
-  } catch {
-    // not JSON
-  }
-  return { status: res.statusCode ?? 0, json };
 }
 
 /**

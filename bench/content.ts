@@ -35,18 +35,6 @@ export function documentStream(name: string, size: number): Readable {
   return Readable.from(documentChunks(name, size), { objectMode: false, highWaterMark: chunkBytes });
 }
 
-/** The document as a web stream (for a fetch body with duplex: "half"). */
-export function documentWebStream(name: string, size: number): ReadableStream<Uint8Array> {
-  const chunks = documentChunks(name, size);
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const next = chunks.next();
-      if (next.done) controller.close();
-      else controller.enqueue(next.value);
-    },
-  });
-}
-
 /** mulberry32: a small seeded PRNG, so the set of sizes is the same on every run. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;

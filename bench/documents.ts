@@ -92,6 +92,8 @@ interface ScenarioResult {
   cpu: Record<string, number>;
   /** The wall time the CPU figures cover (the scenario, until its end was seen). */
   cpuWallSeconds: number;
+  /** The same split in two: while the uploads arrived, and after the last was answered. */
+  cpuPhases: { cpu: Record<string, number>; cpuWallSeconds: number }[];
   finished: Finished[];
   baseline: Baseline;
   /** The bare client on the same homeserver, before and after Kuvert (scenario A). */
@@ -145,6 +147,8 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
     clearInterval(progress);
   }
   const uploadsDone = Date.now();
+  const whileUploading = cpu.stop();
+  const cpuAfterUploads = cpuMeter(env);
   const accepted = uploads.filter((u) => u.id);
   for (const u of uploads.filter((x) => !x.id).slice(0, 5)) log(`  upload of ${u.doc.name} (${u.doc.size} bytes) refused: ${u.error}`);
   log(`  ${name}: ${accepted.length}/${docs.length} accepted in ${((uploadsDone - t0) / 1000).toFixed(1)} s; waiting for delivery`);
@@ -153,6 +157,7 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
     accepted.map((u) => u.id!),
   );
   const cpuUsed = cpu.stop();
+  const afterUploads = cpuAfterUploads.stop();
   const endedAt = Date.now();
   const cpuWallSeconds = (endedAt - t0) / 1000;
   const mem = memory.stop();
@@ -178,6 +183,10 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
     memory: mem,
     cpu: cpuUsed,
     cpuWallSeconds,
+    cpuPhases: [
+      { cpu: whileUploading, cpuWallSeconds: (uploadsDone - t0) / 1000 },
+      { cpu: afterUploads, cpuWallSeconds: (endedAt - uploadsDone) / 1000 },
+    ],
     finished,
     baseline,
     raw: [],
@@ -375,6 +384,8 @@ function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, se
         `| | delivery once all uploads were answered (the workers alone) | ${afterUploads.length} documents in ${f1((lastFinished - uploadsDone) / 1000)} s: ${f1(afterUploads.length / ((lastFinished - uploadsDone) / 1000))} documents/s; before that ${delivered.length - afterUploads.length} in ${f1(a.uploadSeconds)} s | — |`,
       );
     }
+    const [uploading, after] = a.cpuPhases;
+    lines.push(`| | CPU seconds while the uploads arrived (${f1(uploading!.cpuWallSeconds)} s) · after the last was answered (${f1(after!.cpuWallSeconds)} s) | ${cpuLine(uploading!)} · ${cpuLine(after!)} | — |`);
     const homeserverPhase = delivered.filter((f) => f.scannedAt !== null).map((f) => (f.finishedAt! - f.scannedAt!) / 1000);
     lines.push(`| | per document, clean verdict → delivered (media upload, two events, the delivery transaction) | p50 ${f2(percentile(homeserverPhase, 50))} s, p95 ${f2(percentile(homeserverPhase, 95))} s | — |`);
     lines.push(`| | Kuvert's homeserver requests per document (all of them: Kuvert's metrics) | ${requestsLine(a.homeserverRequests, a.documents)} | — |`);

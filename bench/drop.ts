@@ -3,7 +3,8 @@
 // through the public API, and the wait until each is delivered or rejected.
 import type { Database } from "../appservice/db/database.ts";
 import type { ClamdScanner } from "../appservice/scanning/scanner.ts";
-import { documentWebStream, type PlannedDocument } from "./content.ts";
+import { documentStream, type PlannedDocument } from "./content.ts";
+import { httpRequest } from "./http.ts";
 import { CpuMeter, cpuSecondsOf, log, pool, sleep } from "./measure.ts";
 import { postgresCpuSeconds, type BenchStack } from "./stack.ts";
 
@@ -99,15 +100,9 @@ export async function drop(env: Env, doc: PlannedDocument, publicUrl = env.bench
   const startedAt = Date.now();
   try {
     const query = new URLSearchParams({ filename: `${doc.name}.pdf`, kind: "Benchmark", reference: doc.name });
-    const res = await fetch(`${publicUrl}/api/v1/organisations/${doc.organisation}/documents?${query}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${env.dropToken}`, "content-type": "application/pdf" },
-      body: documentWebStream(doc.name, doc.size),
-      duplex: "half",
-      // Without it, fetch tees the body stream and keeps the whole upload in this process's memory.
-      redirect: "error",
-    } as RequestInit);
-    const body = (await res.json().catch(() => ({}))) as { id?: string; errcode?: string; error?: string };
+    const headers = { authorization: `Bearer ${env.dropToken}`, "content-type": "application/pdf", "content-length": String(doc.size) };
+    const res = await httpRequest(`${publicUrl}/api/v1/organisations/${doc.organisation}/documents?${query}`, "POST", headers, () => documentStream(doc.name, doc.size));
+    const body = res.json as { id?: string; errcode?: string; error?: string };
     const upload: Upload = { doc, status: res.status, startedAt, answeredAt: Date.now() };
     if (res.status === 202 && body.id) upload.id = body.id;
     else upload.error = `${res.status} ${body.errcode ?? ""} ${body.error ?? ""}`.trim();

@@ -125,19 +125,30 @@ export function machineBusySeconds(): { busy: number; interrupts: number } {
   }
 }
 
-/** CPU seconds the kernel's own threads (children of kthreadd: writeback, ksoftirqd, …) used so far. */
-export function kernelThreadSeconds(): number {
-  let total = 0;
+/**
+ * CPU seconds the kernel's own threads (children of kthreadd: writeback, ksoftirqd, …) used so
+ * far, by thread id: kernel workers come and go during a run, so an interval compares thread by
+ * thread (a sum over all would fall when one exits).
+ */
+export function kernelThreadSeconds(): Map<string, number> {
+  const seconds = new Map<string, number>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, "latin1");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (fields[1] === "2") total += (Number(fields[11]) + Number(fields[12])) / clockTicks;
+      if (fields[1] === "2") seconds.set(entry, (Number(fields[11]) + Number(fields[12])) / clockTicks);
     } catch {
       // gone meanwhile
     }
   }
+  return seconds;
+}
+
+/** What the kernel's threads used since `before`: each thread's growth (a new one counts whole; one that ended is not seen). */
+function kernelThreadSecondsSince(before: Map<string, number>): number {
+  let total = 0;
+  for (const [tid, now] of kernelThreadSeconds()) total += Math.max(0, now - (before.get(tid) ?? 0));
   return total;
 }
 
@@ -167,7 +178,7 @@ export class CpuMeter {
     const self = process.cpuUsage(this.#self0);
     out.bench = (self.user + self.system) / 1e6;
     const machine = machineBusySeconds();
-    out.kernel = machine.interrupts - this.#machine0.interrupts + kernelThreadSeconds() - this.#kthreads0;
+    out.kernel = machine.interrupts - this.#machine0.interrupts + kernelThreadSecondsSince(this.#kthreads0);
     out.other = Math.max(0, machine.busy - this.#machine0.busy - sum(Object.values(out)));
     return out;
   }

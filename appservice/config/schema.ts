@@ -288,7 +288,7 @@ export const coreConfigSchema = z
           .max(256)
           .default(16)
           .describe(
-            "At most this many documents on their way to the homeserver at once per process. From workers.concurrency up, Kuvert adapts the number to the homeserver's answers: one more while its latency stays low, back toward workers.concurrency when it climbs, half on a 429. Equal to workers.concurrency: fixed.",
+            "At most this many documents on their way to the homeserver at once per process. From workers.concurrency up, Kuvert adapts the number to the homeserver's answers: it tries one more and keeps it while the homeserver gets more done with it (documents in flight ÷ the latency of its room events), takes it back when not, halves it on a 429. Equal to workers.concurrency: fixed.",
           ),
         leaseSeconds: z.number().int().min(2).max(3600).default(60).describe("How long a claimed work item stays reserved; a crashed worker's items are taken over after this."),
         pollMilliseconds: z.number().int().min(50).max(60000).default(1000).describe("How often idle workers look for work written by other processes."),

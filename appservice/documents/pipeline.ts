@@ -55,6 +55,8 @@ export class DocumentPipeline {
   readonly queue: WorkQueue<DocumentWorkRow>;
   /** How many documents go to the homeserver at once, adapted to its answers. */
   readonly inFlight: AdaptiveLimit;
+  /** How many documents this process is handling now. */
+  #handling = 0;
 
   /** With `prescans`, a verdict reached while the document arrived is taken instead of scanning again. */
   constructor(db: Database, hs: Homeserver, scanner: DocumentScanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
@@ -76,7 +78,14 @@ export class DocumentPipeline {
       queue: this.queue,
       concurrency: this.inFlight,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
-      handle: (row) => this.#handle(row),
+      handle: async (row) => {
+        this.#handling++;
+        try {
+          await this.#handle(row);
+        } finally {
+          this.#handling--;
+        }
+      },
       // Refused in a way no retry cures (e.g. the homeserver will not take the file), or out of attempts:
       // the document is failed with the reason (API, console), audited, and staff are alerted.
       onGaveUp: async (row, err) => {
@@ -236,7 +245,7 @@ export class DocumentPipeline {
     const started = performance.now();
     try {
       const answer = await request();
-      if (timed) this.inFlight.observe(performance.now() - started);
+      if (timed) this.inFlight.observe(performance.now() - started, this.#handling);
       return answer;
     } catch (err) {
       if (err instanceof HomeserverError && err.status === 429) this.inFlight.throttled();

@@ -4,7 +4,7 @@
 // store (S3Staging in staging-s3.ts). Both stream: nothing is held whole in memory.
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -144,8 +144,9 @@ export class DirectoryStaging implements Staging {
   }
 
   async destroy(id: string): Promise<void> {
-    await rm(this.path(id), { force: true });
-    await rm(`${this.path(id)}.part`, { force: true });
+    // unlink, not rm: one system call per name instead of a stat first (every delivery ends here).
+    await unlinkIfThere(this.path(id));
+    await unlinkIfThere(`${this.path(id)}.part`);
   }
 
   async *entries(): AsyncIterable<StagingEntry> {
@@ -166,6 +167,12 @@ export class DirectoryStaging implements Staging {
   }
 
   async close(): Promise<void> {}
+}
+
+async function unlinkIfThere(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
 }
 
 /**

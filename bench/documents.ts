@@ -25,7 +25,7 @@ import { openDatabase, type Database } from "../appservice/db/database.ts";
 import { ClamdScanner } from "../appservice/scanning/scanner.ts";
 import { createToken } from "../appservice/tokens/tokens.ts";
 import { documentStream, mixedSet, type PlannedDocument } from "./content.ts";
-import { homeserverRequestStats, log, MemorySampler, mib, percentile, pool, processStartEpochMs, requestStatsSince, sleep, sum, type MemoryReport, type RequestStats } from "./measure.ts";
+import { homeserverRequestStats, log, MemorySampler, mib, percentile, pool, processStartEpochMs, requestStatsSince, sampleInFlightLimit, sleep, sum, type MemoryReport, type RequestStats } from "./measure.ts";
 import { clamdBaseline, hasAsyncUpload, rawBaseline, type Baseline, type RawRun } from "./baselines.ts";
 import { clerksFor, deviceRequestCounts, deviceRequestsLine, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
 import { cpuMeter, createOrganisations, drop, organisationIds, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
@@ -100,6 +100,8 @@ interface ScenarioResult {
   raw: RawRun[];
   /** Kuvert's requests to the homeserver during the scenario (from its metrics). */
   homeserverRequests: RequestStats;
+  /** Kuvert's adaptive limit on documents in flight toward the homeserver, read once a second. */
+  inFlightLimit: { min: number; max: number; mean: number } | undefined;
   /** With --encryption: what the bot's device encrypted during the scenario. */
   encrypted?: EncryptedSends;
   /** With --encryption on the test homeserver: the device's requests (and the members lookups) during the scenario, per event. */
@@ -133,6 +135,7 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
   await sleep(1000); // let Kuvert settle (GC, mail outbox) so the scenario starts from idle
   const requestsBefore = await homeserverRequestStats(env.bench.metricsUrl);
   const memory = new MemorySampler(env.kuvertPid, 100);
+  const inFlightLimit = sampleInFlightLimit(env.bench.metricsUrl);
   const cpu = cpuMeter(env);
   const t0 = Date.now();
   const uploads: Upload[] = [];
@@ -158,6 +161,7 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
   );
   const cpuUsed = cpu.stop();
   const afterUploads = cpuAfterUploads.stop();
+  const limitSeen = inFlightLimit.stop();
   const endedAt = Date.now();
   const cpuWallSeconds = (endedAt - t0) / 1000;
   const mem = memory.stop();
@@ -191,6 +195,7 @@ async function runScenario(env: Env, name: string, docs: PlannedDocument[], uplo
     baseline,
     raw: [],
     homeserverRequests,
+    inFlightLimit: limitSeen,
   };
 }
 
@@ -389,6 +394,7 @@ function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, se
     const homeserverPhase = delivered.filter((f) => f.scannedAt !== null).map((f) => (f.finishedAt! - f.scannedAt!) / 1000);
     lines.push(`| | per document, clean verdict → delivered (media upload, two events, the delivery transaction) | p50 ${f2(percentile(homeserverPhase, 50))} s, p95 ${f2(percentile(homeserverPhase, 95))} s | — |`);
     lines.push(`| | Kuvert's homeserver requests per document (all of them: Kuvert's metrics) | ${requestsLine(a.homeserverRequests, a.documents)} | — |`);
+    if (a.inFlightLimit) lines.push(`| | documents in flight toward the homeserver (Kuvert's adaptive limit, read once a second) | ${a.inFlightLimit.min}–${a.inFlightLimit.max}, mean ${f1(a.inFlightLimit.mean)} | — |`);
     const warn = disturbance(a);
     if (warn) lines.push(warn);
     if (a.raw.length) {

@@ -220,6 +220,31 @@ export async function homeserverRequestStats(metricsUrl: string): Promise<Reques
   return stats;
 }
 
+/**
+ * Kuvert's limit on documents in flight toward the homeserver (the gauge
+ * kuvert_documents_in_flight_limit), read once a second until `stop`: the lowest, the highest and
+ * the time-weighted mean. It shows whether the adaptive limit used the homeserver's concurrency.
+ */
+export function sampleInFlightLimit(metricsUrl: string): { stop(): { min: number; max: number; mean: number } | undefined } {
+  const seen: number[] = [];
+  const read = async () => {
+    const text = await fetch(metricsUrl)
+      .then((res) => (res.ok ? res.text() : ""))
+      .catch(() => "");
+    const m = /^kuvert_documents_in_flight_limit(?:\{[^}]*\})? (\S+)$/m.exec(text);
+    if (m) seen.push(Number(m[1]));
+  };
+  void read();
+  const timer = setInterval(() => void read(), 1000);
+  return {
+    stop() {
+      clearInterval(timer);
+      if (seen.length === 0) return undefined;
+      return { min: Math.min(...seen), max: Math.max(...seen), mean: sum(seen) / seen.length };
+    },
+  };
+}
+
 /** What happened between two readings of homeserverRequestStats. */
 export function requestStatsSince(before: RequestStats, after: RequestStats): RequestStats {
   const out: RequestStats = {};

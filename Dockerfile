@@ -18,17 +18,24 @@ FROM node:22-bookworm-slim
 # there), so `docker compose run --rm kuvert org list` needs no --config.
 # KUVERT_COMMIT: the commit the image was built from (`docker build --build-arg
 # KUVERT_COMMIT=$(git rev-parse HEAD)`), which `kuvert --version` and GET /version report.
+# MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_: glibc's allocator keeps the memory of freed
+# Buffers in per-thread arenas, and raises its threshold for returning large blocks to the
+# system with each one freed; with these two, Kuvert's resident memory after 1,000 documents
+# is about 20 MiB smaller, at no measurable cost (bench/README.md).
 ARG KUVERT_COMMIT=unknown
 ENV NODE_ENV=production \
     KUVERT_CONFIG=/data/config.yaml \
-    KUVERT_COMMIT=$KUVERT_COMMIT
+    KUVERT_COMMIT=$KUVERT_COMMIT \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 
 WORKDIR /app
 
 # Dependencies first, so that a source change does not reinstall them. package.json's
 # "overrides" replaces @matrix-org/matrix-sdk-crypto-nodejs with ./tools/crypto-unavailable
-# (Kuvert does no end-to-end encryption, and the real package downloads a native binary at
-# install time), so tools/ must be there before `npm ci`. The lock names the workspace
+# (the bot SDK names it, Kuvert's end-to-end encryption uses the WebAssembly build instead, and
+# the real package downloads a native binary at install time), so tools/ must be there before
+# `npm ci`. The lock names the workspace
 # packages/test-homeserver (the tests' homeserver, not in the image): its package.json comes
 # in so that `npm ci` finds the tree the lock describes; the folder holds nothing else.
 COPY package.json package-lock.json ./

@@ -262,7 +262,11 @@ export async function startKuvertChild(stack: Stack, logPath: string): Promise<v
 /** Starts `bin/kuvert.js start` with a configuration file and waits until its public listener answers /healthz. */
 async function spawnKuvert(configFile: string, publicUrl: string, logPath: string): Promise<ChildProcess> {
   const log = createWriteStream(logPath, { flags: "a" });
-  const child = spawn(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", configFile, "start"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } });
+  // With the glibc allocator settings of the Docker image (Dockerfile), so that memory is measured as deployed.
+  const child = spawn(process.execPath, [join(repoRoot, "bin", "kuvert.js"), "--config", configFile, "start"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072", ...process.env },
+  });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   await waitFor(

@@ -9,9 +9,8 @@
 // everyone's load, and a rule that backs off when latency climbs (the first version of this
 // limit: back to the floor at four times the best latency seen) held the floor exactly while
 // more in flight would have helped most. Synapse gets through more with more in flight even
-// when its latency climbs, because it persists the events of concurrent requests in batches
-// (bench/README.md). A homeserver that is merely queueing shows no gain, and the step is taken
-// back.
+// when its latency climbs, and spends less CPU per event doing so (bench/README.md). A
+// homeserver that is merely queueing shows no gain, and the step is taken back.
 
 /** Samples that make one round: the limit moves at most once per round. */
 const roundSamples = 20;

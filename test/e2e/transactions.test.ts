@@ -77,13 +77,19 @@ describe("appservice transactions", () => {
 
   it("keeps nothing of a transaction that holds only Kuvert's own events (echoes), and wakes no worker for it", async () => {
     const echoes = async () => (await transactionsReceived.get()).values.find((v) => v.labels["outcome"] === "echoes")?.value ?? 0;
-    const before = await echoes();
-    const own = { event_id: `$echo-${Date.now()}`, room_id: roomId, type: "m.room.message", sender: stack.botUserId, origin_server_ts: Date.now(), content: { msgtype: "m.notice", body: "an echo" } };
-    const res = await stack.pushTransaction(`echo-${Date.now()}`, [own]);
-    assert.equal(res.status, 200);
-    assert.equal(await echoes(), before + 1);
-    const kept = await stack.kuvert!.db.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE event_id = $1", [own.event_id]);
-    assert.equal(kept.rows[0]!.n, "0");
+    // A real homeserver also pushes echoes of its own accord (Kuvert's earlier messages), which
+    // the counter counts too: a try during which one came is tried again.
+    const counted: number[] = [];
+    for (let attempt = 0; attempt < 3 && counted.at(-1) !== 1; attempt++) {
+      const before = await echoes();
+      const own = { event_id: `$echo-${Date.now()}-${attempt}`, room_id: roomId, type: "m.room.message", sender: stack.botUserId, origin_server_ts: Date.now(), content: { msgtype: "m.notice", body: "an echo" } };
+      const res = await stack.pushTransaction(`echo-${Date.now()}-${attempt}`, [own]);
+      assert.equal(res.status, 200);
+      counted.push((await echoes()) - before);
+      const kept = await stack.kuvert!.db.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE event_id = $1", [own.event_id]);
+      assert.equal(kept.rows[0]!.n, "0");
+    }
+    assert.equal(counted.at(-1), 1, `the transaction counted as echoes once (counted per try: ${counted.join(", ")})`);
   });
 
   it("reports the room lost when Kuvert is kicked from it", async () => {

@@ -55,8 +55,8 @@ export class DocumentPipeline {
   readonly queue: WorkQueue<DocumentWorkRow>;
   /** How many documents go to the homeserver at once, adapted to its answers. */
   readonly inFlight: AdaptiveLimit;
-  /** How many documents this process is handling now. */
-  #handling = 0;
+  /** The worker that handles this process's documents (how many it has in hand paces the limit). */
+  #worker: Worker<DocumentWorkRow> | undefined;
 
   /** With `prescans`, a verdict reached while the document arrived is taken instead of scanning again. */
   constructor(db: Database, hs: Homeserver, scanner: DocumentScanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
@@ -73,19 +73,12 @@ export class DocumentPipeline {
   }
 
   worker(): Worker<DocumentWorkRow> {
-    return new Worker<DocumentWorkRow>({
+    this.#worker = new Worker<DocumentWorkRow>({
       name: "documents",
       queue: this.queue,
       concurrency: this.inFlight,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
-      handle: async (row) => {
-        this.#handling++;
-        try {
-          await this.#handle(row);
-        } finally {
-          this.#handling--;
-        }
-      },
+      handle: (row) => this.#handle(row),
       // Refused in a way no retry cures (e.g. the homeserver will not take the file), or out of attempts:
       // the document is failed with the reason (API, console), audited, and staff are alerted.
       onGaveUp: async (row, err) => {
@@ -103,6 +96,7 @@ export class DocumentPipeline {
         await this.#staffRoom.post(alert).catch(() => undefined);
       },
     });
+    return this.#worker;
   }
 
   async #handle(row: DocumentWorkRow): Promise<void> {
@@ -245,7 +239,7 @@ export class DocumentPipeline {
     const started = performance.now();
     try {
       const answer = await request();
-      if (timed) this.inFlight.observe(performance.now() - started, this.#handling);
+      if (timed) this.inFlight.observe(performance.now() - started, this.#worker?.handling ?? 1);
       return answer;
     } catch (err) {
       if (err instanceof HomeserverError && err.status === 429) this.inFlight.throttled();

@@ -188,6 +188,11 @@ export class Worker<R extends QueueRow> {
     this.#renewTimer.unref();
   }
 
+  /** How many rows it has in hand now (handled, or their failure being recorded). */
+  get handling(): number {
+    return this.#handling.size;
+  }
+
   /** Looks for work now instead of at the next poll. */
   wake(): void {
     this.#wakeRequested = true;

@@ -30,7 +30,8 @@ import { clamdBaseline, hasAsyncUpload, rawBaseline, type Baseline, type RawRun 
 import { clerksFor, deviceRequestCounts, deviceRequestsLine, encryptedEventsTotal, joinRooms, roomAlgorithm, switchToEncryption, waitForBotDevice } from "./clerks.ts";
 import { cpuMeter, createOrganisations, drop, organisationIds, settle, statesByApi, type Env, type Finished, type Upload } from "./drop.ts";
 import { scaleOut, scaleReport } from "./processes.ts";
-import { benchResultsDir, clamdPid, homeserverChoiceOrExit, startBenchStack } from "./stack.ts";
+import { cpuGroups, type CpuGroups } from "./cpugroups.ts";
+import { benchResultsDir, clamdPid, homeserverChoiceOrExit, postgresPids, startBenchStack } from "./stack.ts";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -43,6 +44,7 @@ const quick = args.has("--quick");
 const profile = args.has("--profile");
 const memoryProbe = args.has("--memory-probe");
 const encryption = args.has("--encryption");
+const sharedCpu = args.has("--shared-cpu");
 const kuvertNodeOptions = [...args].find((a) => a.startsWith("--kuvert-node-options="))?.slice("--kuvert-node-options=".length);
 const only = [...args].find((a) => a.startsWith("--only="))?.slice("--only=".length);
 const processCounts = [...args]
@@ -51,8 +53,8 @@ const processCounts = [...args]
   .split(",")
   .map(Number);
 for (const a of args) {
-  if (!["--quick", "--profile", "--memory-probe", "--encryption"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=") && !/^--processes=[1-9](,[1-9])*$/.test(a)) {
-    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--encryption] [--processes=1,2,3] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
+  if (!["--quick", "--profile", "--memory-probe", "--encryption", "--shared-cpu"].includes(a) && !/^--only=[ab]$/.test(a) && !a.startsWith("--kuvert-node-options=") && !/^--processes=[1-9](,[1-9])*$/.test(a)) {
+    console.error(`unknown argument ${a}; usage: node bench/documents.ts [--quick] [--homeserver=synapse|test] [--only=a|b] [--encryption] [--processes=1,2,3] [--shared-cpu] [--profile] [--memory-probe] [--kuvert-node-options="..."]`);
     process.exit(2);
   }
 }
@@ -65,6 +67,8 @@ const plan = quick ? { label: "quick", documents: 50, organisations: 10, uploadC
 /** Kuvert's documents.maxBytes and scanning.maxStreamBytes: 1.1 GiB. */
 /** Names this run in the report and the file names: quick or full, and any experiment or partial run. */
 const variant = [plan.label, ...(homeserver === "synapse" ? ["synapse"] : []), ...(only ? [`only-${only}`] : []), ...(encryption ? ["encryption"] : []), ...(processCounts ? [`processes-${processCounts.join("")}`] : []), ...(kuvertNodeOptions ? ["node-options"] : [])].join("-");
+/** How the processes shared the CPU, for the report's header. */
+let cpuSharing = "";
 const kuvertLimitBytes = Math.round(1.1 * GiB);
 const clamdStreamMaxLength = "1200M";
 
@@ -353,7 +357,7 @@ function report(a: ScenarioResult | undefined, b: ScenarioResult | undefined, se
   lines.push(
     `Stack: Kuvert as a child process (workers.concurrency ${scanConcurrency}), PostgreSQL, real clamd (StreamMaxLength ${clamdStreamMaxLength}, test signatures only), ` +
       (homeserver === "synapse" ? `**${homeserverLabel}**, a fresh one for this run with Kuvert's registration, as a process of its own, and this driver. ` : `the in-memory test homeserver and this driver in one process. `) +
-      `MB = 10⁶ bytes; MiB = 2²⁰ bytes.`,
+      `CPU: ${cpuSharing}. MB = 10⁶ bytes; MiB = 2²⁰ bytes.`,
     "",
   );
   lines.push("| Scenario | Figure | Value | Target |", "| --- | --- | --- | --- |");
@@ -532,6 +536,7 @@ async function main(): Promise<void> {
   let b: ScenarioResult | undefined;
   let e: ScenarioResult | undefined;
   let encryptionSetup: EncryptionSetup | undefined;
+  let groups: CpuGroups | undefined;
   try {
     const { stack } = bench;
     const kuvertPid = stack.child?.pid;
@@ -549,6 +554,21 @@ async function main(): Promise<void> {
     };
     log(`homeserver: ${bench.homeserverLabel} at ${bench.access.url}${bench.synapsePid ? ` (pid ${bench.synapsePid})` : ""}`);
     log(`Kuvert pid ${kuvertPid}, clamd pid ${env.clampid ?? "?"}; creating ${plan.organisations} organisations`);
+    // Each service in a CPU group of its own, as each container is in the deployment (bench/cpugroups.ts);
+    // not with --processes, whose further Kuvert processes start and stop during the run.
+    if (!sharedCpu && !processCounts) {
+      groups = cpuGroups(variant);
+      for (const [name, pids] of Object.entries<(number | undefined)[]>({ kuvert: [kuvertPid], synapse: [bench.synapsePid], clamd: [env.clampid], postgres: postgresPids(bench.cluster), driver: [process.pid] })) {
+        groups.put(
+          name,
+          pids.filter((pid): pid is number => pid !== undefined),
+        );
+      }
+      log(`CPU groups: ${groups.how}`);
+    }
+    cpuSharing = !groups?.active
+      ? `every process in one CPU group (${sharedCpu ? "--shared-cpu" : processCounts ? "--processes" : groups?.how})`
+      : `each service in a CPU group of its own with equal weight (${groups.how}; Kuvert, Synapse, clamd, PostgreSQL, this driver), as each container is in a deployment`;
     // With --encryption every organisation, encrypted or not, gets a clerk with a crypto device
     // who joins its room: the two sets differ in encryption only.
     const encryptedIds = organisationIds(plan.organisations, "bench-enc-");
@@ -682,6 +702,7 @@ async function main(): Promise<void> {
     const markdown = report(a, b, { organisations: orgs.ids.length, seconds: orgs.seconds }, facts, env.scanConcurrency, bench.homeserverLabel, e, encryptionSetup);
     writeResults(markdown, { plan, facts, homeserver: bench.homeserverLabel, a: a && { ...a, uploads: undefined, memory: { ...a.memory } }, b, ...(e ? { encrypted: { ...e, uploads: undefined }, encryptionSetup } : {}) });
   } finally {
+    groups?.release();
     await db?.close().catch(() => undefined);
     log("stopping the stack");
     await bench.stop().catch((err: unknown) => log(`stopping: ${(err as Error).message}`));

@@ -60,9 +60,16 @@ export function cpuGroups(label: string): CpuGroups {
             // ended meanwhile
           }
         }
-        rmdirSync(dir);
       }
-      rmdirSync(root);
+      // A group that cannot be removed (a process in it that could not be moved) stays; stopping
+      // the stack must not fail for it.
+      for (const dir of [...made.values(), root]) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          // EBUSY
+        }
+      }
       made.clear();
     },
   };

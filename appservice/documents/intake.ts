@@ -9,6 +9,8 @@ import { organisationStates } from "../organisations/store.ts";
 import { checkContent } from "../files/content.ts";
 import { checkFilename } from "../files/names.ts";
 import { checkShortText, newDocumentId, scannedEntry, type DocumentRecord } from "./model.ts";
+import { intakeWaitSeconds } from "./metrics.ts";
+import type { IntakePacer } from "./pacing.ts";
 import type { Prescans } from "./prescan.ts";
 import type { Staging } from "../files/staging.ts";
 import * as store from "./store.ts";
@@ -43,14 +45,19 @@ export class DocumentIntake {
   readonly #config: KuvertConfig;
   readonly #onWork: () => void;
   readonly #prescans: Prescans | undefined;
+  readonly #pacer: IntakePacer | undefined;
 
-  /** With `prescans`, documents are scanned while they arrive (see prescan.ts). */
-  constructor(db: Database, staging: Staging, config: KuvertConfig, onWork: () => void, prescans?: Prescans) {
+  /**
+   * With `prescans`, documents are scanned while they arrive (see prescan.ts); with `pacer`, they
+   * wait before they are read while many wait for delivery (see pacing.ts).
+   */
+  constructor(db: Database, staging: Staging, config: KuvertConfig, onWork: () => void, prescans?: Prescans, pacer?: IntakePacer) {
     this.#db = db;
     this.#staging = staging;
     this.#config = config;
     this.#onWork = onWork;
     this.#prescans = prescans;
+    this.#pacer = pacer;
   }
 
   /** The largest document accepted: the configured maximum, but never more than clamd scans. */
@@ -71,6 +78,10 @@ export class DocumentIntake {
     const retried = s.idempotency ? await store.findByIdempotencyKey(this.#db, s.idempotency.scope, s.idempotency.key) : null;
     if (s.supersedes && !retried) await findReplaceable(this.#db, org.id, s.supersedes, false);
 
+    if (this.#pacer) {
+      const waited = await this.#pacer.admit();
+      if (waited > 0) intakeWaitSeconds.inc(waited / 1000);
+    }
     const id = newDocumentId();
     const prescan = this.#prescans?.start();
     let staged;

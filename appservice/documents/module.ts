@@ -15,12 +15,14 @@ import { documentCommands } from "./cli.ts";
 import { DropFolder } from "./folder.ts";
 import { InboundFiles } from "./inbound.ts";
 import { DocumentIntake } from "./intake.ts";
-// Registers the documents' metric with Kuvert's registry.
+// Registers the documents' metrics with Kuvert's registry.
 import "./metrics.ts";
 import { documentPaths, documentSchemas } from "./openapi.ts";
+import { IntakePacer } from "./pacing.ts";
 import { DocumentPipeline } from "./pipeline.ts";
 import { Prescans } from "./prescan.ts";
 import { documentRetention } from "./retention.ts";
+import * as store from "./store.ts";
 import { documentsSubject } from "./subject.ts";
 import { openStaging } from "../files/staging-store.ts";
 import { documentTexts } from "./texts.ts";
@@ -84,8 +86,9 @@ export const documentsModule = defineModule({
     // is all the file needs (no archive to walk), otherwise the pipeline applies the policy after it.
     const prescans = new Prescans(scanner.clamd, scanner);
     const pipeline = new DocumentPipeline(db, homeserver, scanner, staging, staffRoom, config, prescans);
-    const documentWorker = pipeline.worker();
-    const intake = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans);
+    const pacer = new IntakePacer(() => store.readyWork(db), { backlog: config.documents.intakeBacklog });
+    const documentWorker = pipeline.worker(() => pacer.finished());
+    const intake = new DocumentIntake(db, staging, config, () => documentWorker.wake(), prescans, pacer);
     const batches: Batches = new Batches(db, staging, intake, config, () => batchWorker.wake());
     const batchWorker = batches.worker();
     const dropFolder = new DropFolder(config, intake, staffRoom, async (id) => (await findOrganisation(db, id)) !== null);

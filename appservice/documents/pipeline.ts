@@ -72,13 +72,17 @@ export class DocumentPipeline {
     this.inFlight = new AdaptiveLimit({ floor: Math.min(concurrency, maxDocumentsInFlight), max: maxDocumentsInFlight, onChange: (n) => documentsInFlightLimit.set(n) });
   }
 
-  worker(): Worker<DocumentWorkRow> {
+  /** The worker of this process's documents; `onFinished` is told each document it handled. */
+  worker(onFinished?: () => void): Worker<DocumentWorkRow> {
     this.#worker = new Worker<DocumentWorkRow>({
       name: "documents",
       queue: this.queue,
       concurrency: this.inFlight,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
-      handle: (row) => this.#handle(row),
+      handle: async (row) => {
+        await this.#handle(row);
+        onFinished?.();
+      },
       // Refused in a way no retry cures (e.g. the homeserver will not take the file), or out of attempts:
       // the document is failed with the reason (API, console), audited, and staff are alerted.
       onGaveUp: async (row, err) => {

@@ -186,6 +186,12 @@ export async function forgetMediaKeys(q: Queryable, doc: DocumentRow): Promise<v
   await q.query("UPDATE documents SET media = $2 WHERE id = $1", [doc.id, JSON.stringify(kept)]);
 }
 
+/** How many documents wait for delivery or inbound scanning now (not those held until later). */
+export async function readyWork(q: Queryable): Promise<number> {
+  const { rows } = await q.query<{ n: number }>("SELECT count(*)::int AS n FROM document_work WHERE state = 'pending' AND run_after <= now()");
+  return rows[0]!.n;
+}
+
 /** Records the document's media: reserved (`uploaded` false: the content is still to be PUT) or holding the file. */
 export async function setMedia(q: Queryable, id: string, mxc: string, uploaded: boolean): Promise<void> {
   await q.query("UPDATE documents SET mxc_uri = $2, media_uploaded = $3 WHERE id = $1", [id, mxc, uploaded]);

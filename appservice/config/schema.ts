@@ -156,7 +156,7 @@ export const coreConfigSchema = z
           .min(0)
           .default(64)
           .describe(
-            "While this many documents wait for delivery (in all processes), a new upload (drop API, drop folder, batch) waits before it is read until deliveries bring the number down, so intake goes at the homeserver's pace and leaves it the CPU on a shared machine. Never while nothing is delivered: with no document finished for 3 s, uploads are taken at once and wait in the queue. 0: uploads never wait.",
+            "While this many documents wait for delivery (in all processes), a new upload (drop API, drop folder, batch) waits before it is read until deliveries bring the number down, so intake goes at the homeserver's pace and leaves it the CPU on a shared machine. Never while nothing is delivered: with no document finished for 3 s, uploads are taken at once and wait in the queue; and none longer than 30 s. 0: uploads never wait.",
           ),
         allowedTypes: z
           .array(z.string().regex(/^[a-z0-9.+-]+\/[a-z0-9.+*-]+$/, "a MIME type like application/pdf or image/*"))

@@ -1,14 +1,15 @@
 // Intake paced to delivery. A burst of uploads is taken in (received, scanned, staged, recorded)
 // faster than a homeserver delivers it, and the rest waits in staging. On a machine the
 // homeserver shares, that intake takes the CPU the homeserver needs: on two cores, Synapse got
-// 40–55 % of its one core while a burst arrived and delivered the rest alone afterwards, with
+// 40–57 % of its one core while a burst arrived and delivered the rest alone afterwards, with
 // the second core idle (bench/README.md). So while `backlog` documents wait for delivery, a new
 // upload waits before its bytes are read until deliveries bring the number down; the documents
 // then arrive at the pace they leave, and each waits less in staging.
 //
 // It never waits for a homeserver that takes nothing: when this process finished no document for
 // `stallMs`, uploads are taken at once, as without pacing, and the queue keeps them until the
-// homeserver is back. Every process's worker claims from the one queue, so a process that takes
+// homeserver is back. Nor does one upload wait longer than `maxWaitMs`, whatever the pace (many
+// senders at once, a homeserver slowly taking large files): well within any HTTP timeout. Every process's worker claims from the one queue, so a process that takes
 // uploads also delivers some of them, and its own deliveries show whether delivery moves.
 import { logger } from "../log.ts";
 
@@ -21,6 +22,8 @@ export interface PacingOptions {
   refreshMs?: number;
   /** With no document finished for this long, uploads stop waiting. */
   stallMs?: number;
+  /** No upload waits longer than this. */
+  maxWaitMs?: number;
 }
 
 export class IntakePacer {
@@ -28,6 +31,7 @@ export class IntakePacer {
   readonly #backlog: number;
   readonly #refreshMs: number;
   readonly #stallMs: number;
+  readonly #maxWaitMs: number;
   /** The number as last read, plus what was taken in and less what finished since. */
   #estimate = 0;
   #readAt = -Infinity;
@@ -43,6 +47,7 @@ export class IntakePacer {
     this.#backlog = options.backlog;
     this.#refreshMs = options.refreshMs ?? 250;
     this.#stallMs = options.stallMs ?? 3000;
+    this.#maxWaitMs = options.maxWaitMs ?? 30_000;
   }
 
   /** Resolves when an upload may be read, first come first in; with the milliseconds it waited. */
@@ -55,7 +60,16 @@ export class IntakePacer {
       return 0;
     }
     await new Promise<void>((resolve) => {
-      this.#waiting.push(resolve);
+      const waiter = () => {
+        clearTimeout(giveUp);
+        resolve();
+      };
+      const giveUp = setTimeout(() => {
+        this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
+        this.#estimate++;
+        resolve();
+      }, this.#maxWaitMs);
+      this.#waiting.push(waiter);
       this.#watch();
     });
     return performance.now() - started;

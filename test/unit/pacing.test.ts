@@ -76,6 +76,18 @@ describe("intake pacing", () => {
     assert.equal(await settlesWithin(pacer.admit(), 100), false, "a delivery finished: the backlog counts again");
   });
 
+  it("lets no upload wait longer than its longest wait, and keeps the others in their order", async () => {
+    const b = backlog(10);
+    const pacer = new IntakePacer(b.read, { backlog: 4, refreshMs: 10, stallMs: 60_000, maxWaitMs: 150 });
+    const first = pacer.admit();
+    await sleep(100);
+    const second = pacer.admit();
+    const waited = await first;
+    assert.ok(waited >= 140 && waited < 1000, `the first came in after its longest wait (${waited} ms)`);
+    assert.equal(await settlesWithin(second, 20), false, "the second waits on");
+    assert.ok((await second) >= 140);
+  });
+
   it("never waits nor reads with a backlog of 0", async () => {
     const b = backlog(1000);
     const pacer = new IntakePacer(b.read, { backlog: 0 });

@@ -67,8 +67,9 @@ if (synapse) env.KUVERT_TEST_SYNAPSE = synapse;
 
 async function pass(title: string, suites: string[], extra: NodeJS.ProcessEnv, testArgs: string[] = []): Promise<number> {
   process.stdout.write(`\n== ${title}: ${suites.length} suite${suites.length === 1 ? "" : "s"}\n`);
-  // --test-force-exit: matrix-js-sdk leaves a long timer behind for each /sync it made.
-  const args = ["--test", "--test-reporter=spec", "--test-timeout=600000", "--test-force-exit", ...testArgs, ...suites];
+  // --test-force-exit: matrix-js-sdk leaves a long timer behind for each /sync it made; with
+  // support/force-exit.ts, so that the forced exit loses none of a suite's results.
+  const args = ["--test", "--test-reporter=spec", "--test-timeout=600000", "--test-force-exit", "--import=./test/support/force-exit.ts", ...testArgs, ...suites];
   const child = spawn(process.execPath, args, { stdio: "inherit", env: { ...env, ...extra } });
   return new Promise<number>((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
 }

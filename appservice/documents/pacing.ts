@@ -32,7 +32,10 @@ export class IntakePacer {
   readonly #refreshMs: number;
   readonly #stallMs: number;
   readonly #maxWaitMs: number;
-  /** The number as last read, plus what was taken in and less what finished since. */
+  /**
+   * The number as last read, plus what was taken in and less what finished since. A read does not
+   * see uploads still being received, so it may let in up to that many more: near, not exact.
+   */
   #estimate = 0;
   #readAt = -Infinity;
   #reading: Promise<void> | undefined;

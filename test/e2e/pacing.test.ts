@@ -10,7 +10,8 @@ describe("uploads at the homeserver's pace", () => {
   let stack: Stack;
 
   const drop = (org: string, name: string) => stack.api<{ id: string; state: string }>("POST", `/api/v1/organisations/${org}/documents?filename=${name}.pdf`, pdf(name), { contentType: "application/pdf" });
-  const state = async (id: string) => (await stack.api<{ state: string }>("GET", `/api/v1/documents/${id}`)).body.state;
+  const record = async (id: string) => (await stack.api<{ state: string; createdAt: string; finishedAt: string | null }>("GET", `/api/v1/documents/${id}`)).body;
+  const state = async (id: string) => (await record(id)).state;
   const waitedSeconds = async () => {
     const text = await (await fetch(`http://127.0.0.1:${stack.kuvert!.metricsPort}/metrics`)).text();
     return Number(/^kuvert_document_intake_wait_seconds_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
@@ -32,7 +33,12 @@ describe("uploads at the homeserver's pace", () => {
       Array(8).fill(202),
     );
     assert.ok((await waitedSeconds()) > before, "uploads beyond the backlog of 2 waited");
-    await allDelivered(answers.map((a) => a.body.id));
+    const ids = answers.map((a) => a.body.id);
+    await allDelivered(ids);
+    const records = await Promise.all(ids.map(record));
+    const lastAccepted = Math.max(...records.map((r) => Date.parse(r.createdAt)));
+    const firstDelivered = Math.min(...records.map((r) => Date.parse(r.finishedAt!)));
+    assert.ok(lastAccepted >= firstDelivered, "the last of the burst was taken in only after the first was delivered");
   });
 
   it("takes uploads at once when nothing is delivered, and they wait in the queue (test homeserver: room events held)", async () => {

@@ -19,16 +19,17 @@
 import { Readable } from "node:stream";
 import { audit, auditMany, type AuditEntry } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
-import type { Database } from "../db/database.ts";
+import type { Database, Queryable } from "../db/database.ts";
 import type { Staging } from "../files/staging.ts";
 import { logger } from "../log.ts";
-import { enqueueNotification } from "../mail/outbox.ts";
+import { enqueueNotifications } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, downloadMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
 import { ciphertextSha256, decryptAttachment, encryptAttachmentStream, fileObject, freshSecrets, readEncryptedFile, splitMediaKey } from "../e2ee/attachments.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel, type Refusal, type ScanOutcome } from "../scanning/outcome.ts";
 import type { Scanner, ScanVerdict } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
+import { BatchWriter, DrainingWorker } from "../workers/batch.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
 import { editContent, messageContent } from "./markdown.ts";
 import { attachmentStagingId } from "./service.ts";
@@ -67,25 +68,10 @@ interface Completion {
   eventId: string;
   /** The original: its organisation (for the clerks' e-mails). Absent for corrections. */
   org?: TargetOrganisation;
-  done: () => void;
-  failed: (err: unknown) => void;
 }
 
 /** Most deliveries recorded in one transaction. */
 const MAX_BATCH = 64;
-
-/** A worker that, when stopped, also waits for the deliveries it handed to the batch writer. */
-class DrainingWorker<R extends QueueRow> extends Worker<R> {
-  readonly #drain: () => Promise<void>;
-  constructor(drain: () => Promise<void>, opts: ConstructorParameters<typeof Worker<R>>[0]) {
-    super(opts);
-    this.#drain = drain;
-  }
-  override async stop(): Promise<void> {
-    await super.stop();
-    await this.#drain();
-  }
-}
 
 export class CircularFanout {
   readonly #db: Database;
@@ -98,6 +84,8 @@ export class CircularFanout {
   readonly deliveryQueue: WorkQueue<DeliveryWorkRow>;
   #deliveryWorker: Worker<DeliveryWorkRow> | undefined;
   #circularWorker: Worker<CircularWorkRow> | undefined;
+  /** Records deliveries whose events are in the room, several per transaction. */
+  readonly #recorder: BatchWriter<Completion>;
   /** Circular texts and attachments, read once per process (they do not change once sending). */
   readonly #cache = new Map<string, Promise<{ circular: store.CircularRow; attachments: store.AttachmentRow[]; revisions: store.RevisionRow[] }>>();
 
@@ -122,6 +110,12 @@ export class CircularFanout {
       },
       config.workers.leaseSeconds,
     );
+    this.#recorder = new BatchWriter<Completion>({
+      db,
+      maxBatch: MAX_BATCH,
+      write: (tx, batch) => this.#writeBatch(tx, batch),
+      failed: (c, err) => log.warn({ circular: c.row.circular_id, organisation: c.row.organisation_id, err }, "recording a delivery failed; it is sent again (same events) when its lease runs out"),
+    });
   }
 
   workers(): [Worker<CircularWorkRow>, Worker<DeliveryWorkRow>] {
@@ -149,7 +143,7 @@ export class CircularFanout {
         await this.#staffRoom.post(stopped ? alert : { key: alert.key, body: `${row.circular_id}: ${why}` }).catch(() => undefined);
       },
     });
-    this.#deliveryWorker = new DrainingWorker<DeliveryWorkRow>(() => this.drain(), {
+    this.#deliveryWorker = new DrainingWorker<DeliveryWorkRow>(this.#recorder, {
       name: "circular-deliveries",
       queue: this.deliveryQueue,
       concurrency: this.#config.circulars.concurrency,
@@ -463,7 +457,7 @@ export class CircularFanout {
     for (const a of attachments) {
       await this.#hs.send(org.room_id, "m.room.message", { msgtype: "m.file", body: a.filename, filename: a.filename, ...attachmentMedia(a, encryptedRoom), info: { mimetype: a.mimetype, size: Number(a.size) } }, `${base}:file:${a.position}`);
     }
-    await this.#record({ row, roomId: org.room_id, eventId, org });
+    await this.#recorder.add({ row, roomId: org.room_id, eventId, org });
   }
 
   async #deliverCorrection(row: DeliveryWorkRow): Promise<void> {
@@ -478,85 +472,47 @@ export class CircularFanout {
     const o = await store.originalDelivery(this.#db, row.circular_id, row.organisation_id);
     if (!o) throw new DeliveryRefused("the original did not reach this room");
     const eventId = await this.#hs.send(o.room_id, "m.room.message", editContent(o.event_id, messageContent({ body: revision.body, html: revision.html })), `circular:${row.circular_id}:${row.organisation_id}:rev:${row.revision}`);
-    await this.#record({ row, roomId: o.room_id, eventId });
+    await this.#recorder.add({ row, roomId: o.room_id, eventId });
   }
 
   // ---- recording deliveries, several per transaction -----------------------------------------
 
-  readonly #waiting: Completion[] = [];
-  #writing = false;
-  #writer: Promise<void> = Promise.resolve();
-
-  /**
-   * Hands a delivery whose events are in the room to the batch writer. The worker's slot is free
-   * for the next room at once — a slot is a send in flight, not a database write — unless the
-   * writer has fallen behind, then the slot waits for its batch (backpressure). The row stays
-   * leased until it is recorded; if the write fails, the lease runs out, another attempt sends
-   * again with the same transaction ids (the same events), and the write is tried again.
-   */
-  async #record(c: Omit<Completion, "done" | "failed">): Promise<void> {
-    const recorded = new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ ...c, done: resolve, failed: reject });
-      if (!this.#writing) this.#writer = this.#writeBatches();
-    });
-    if (this.#waiting.length > MAX_BATCH) return recorded;
-    recorded.catch((err: unknown) => log.warn({ circular: c.row.circular_id, organisation: c.row.organisation_id, err }, "recording a delivery failed; it is sent again (same events) when its lease runs out"));
+  /** Waits until every delivery handed to the recorder is recorded (at shutdown). */
+  drain(): Promise<void> {
+    return this.#recorder.drain();
   }
 
-  /** Waits until every delivery handed to the writer is recorded (at shutdown). */
-  async drain(): Promise<void> {
-    while (this.#writing) await this.#writer;
-  }
-
-  async #writeBatches(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#waiting.length > 0) {
-        const batch = this.#waiting.splice(0, MAX_BATCH);
-        try {
-          await this.#writeBatch(batch);
-          for (const c of batch) c.done();
-        } catch (err) {
-          for (const c of batch) c.failed(err);
-        }
-      }
-    } finally {
-      this.#writing = false;
-    }
-  }
-
-  async #writeBatch(batch: Completion[]): Promise<void> {
+  async #writeBatch(tx: Queryable, batch: Completion[]): Promise<void> {
     const t = circularTexts(mailLanguage(this.#config));
-    await this.#db.transaction(async (tx) => {
-      const recorded = await store.markDelivered(
-        tx,
-        batch.map((c) => ({ id: c.row.id, roomId: c.roomId, eventId: c.eventId })),
-        workerId,
-      );
-      const done = batch.filter((c) => recorded.has(String(c.row.id)));
-      await auditMany(
-        tx,
-        done.map((c): AuditEntry =>
-          c.org
-            ? { actor: "kuvert", action: "circular.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { roomId: c.roomId, eventId: c.eventId } }
-            : { actor: "kuvert", action: "circular.correction.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { revision: c.row.revision, eventId: c.eventId } },
-        ),
-      );
-      for (const c of done) {
-        for (const email of c.org?.emails ?? []) {
-          await enqueueNotification(tx, {
-            kind: circularMail,
-            to: email,
-            organisationId: c.org!.id,
-            organisationName: c.org!.name,
-            roomId: c.roomId,
-            items: [{ title: t.mailTitle, reference: c.row.circular_id }],
-            language: mailLanguage(this.#config),
-            dedupeKey: `circular:${c.row.circular_id}:${email}`,
-          });
-        }
-      }
-    });
+    const recorded = await store.markDelivered(
+      tx,
+      batch.map((c) => ({ id: c.row.id, roomId: c.roomId, eventId: c.eventId })),
+      workerId,
+    );
+    const done = batch.filter((c) => recorded.has(String(c.row.id)));
+    await auditMany(
+      tx,
+      done.map((c): AuditEntry =>
+        c.org
+          ? { actor: "kuvert", action: "circular.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { roomId: c.roomId, eventId: c.eventId } }
+          : { actor: "kuvert", action: "circular.correction.delivered", organisationId: c.row.organisation_id, object: c.row.circular_id, outcome: "ok", details: { revision: c.row.revision, eventId: c.eventId } },
+      ),
+    );
+    await enqueueNotifications(
+      tx,
+      done.flatMap((c) =>
+        (c.org?.emails ?? []).map((email) => ({
+          kind: circularMail,
+          to: email,
+          organisationId: c.org!.id,
+          organisationName: c.org!.name,
+          roomId: c.roomId,
+          items: [{ title: t.mailTitle, reference: c.row.circular_id }],
+          language: mailLanguage(this.#config),
+          dedupeKey: `circular:${c.row.circular_id}:${email}`,
+        })),
+      ),
+    );
   }
 }
 

@@ -86,19 +86,38 @@ const addressPattern = /^[^@\s,;<>"]+@[^@\s,;<>"]+$/;
 const MAX_ROWS_PER_MAIL = 200;
 
 /** Writes the decision to notify, inside the caller's transaction (with the state change it belongs to). */
-export async function enqueueNotification(tx: Queryable, n: Notification): Promise<void> {
-  const to = n.to.trim().toLowerCase();
-  if (!addressPattern.test(to)) throw new Error("enqueueNotification: `to` is not one e-mail address");
-  if (n.items.length === 0) throw new Error("enqueueNotification: a notification lists at least one item");
-  const items = n.items.map((i) => ({ title: i.title, ...(i.reference ? { reference: i.reference } : {}), ...(i.kind ? { kind: i.kind } : {}), ...(i.link ? { link: i.link } : {}) }));
-  const batchKey = `${notificationGroup(n.kind)}|${n.organisationId ?? ""}|${n.roomId ?? ""}`;
+export function enqueueNotification(tx: Queryable, n: Notification): Promise<void> {
+  return enqueueNotifications(tx, [n]);
+}
+
+/** Several notifications in one statement (e.g. every clerk of every document a batch records). */
+export async function enqueueNotifications(tx: Queryable, list: Notification[]): Promise<void> {
+  if (list.length === 0) return;
+  const rows = list.map((n) => {
+    const to = n.to.trim().toLowerCase();
+    if (!addressPattern.test(to)) throw new Error("enqueueNotification: `to` is not one e-mail address");
+    if (n.items.length === 0) throw new Error("enqueueNotification: a notification lists at least one item");
+    const items = n.items.map((i) => ({ title: i.title, ...(i.reference ? { reference: i.reference } : {}), ...(i.kind ? { kind: i.kind } : {}), ...(i.link ? { link: i.link } : {}) }));
+    const batchKey = `${notificationGroup(n.kind)}|${n.organisationId ?? ""}|${n.roomId ?? ""}`;
+    return { ...n, to, items: JSON.stringify(items), batchKey };
+  });
   const inserted = await tx.query(
     `INSERT INTO mail_outbox (kind, recipient, batch_key, organisation_id, organisation_name, room_id, items, language, dedupe_key)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[])
      ON CONFLICT (dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING`,
-    [n.kind, to, batchKey, n.organisationId ?? null, n.organisationName ?? null, n.roomId ?? null, JSON.stringify(items), n.language ?? null, n.dedupeKey ?? null],
+    [
+      rows.map((r) => r.kind),
+      rows.map((r) => r.to),
+      rows.map((r) => r.batchKey),
+      rows.map((r) => r.organisationId ?? null),
+      rows.map((r) => r.organisationName ?? null),
+      rows.map((r) => r.roomId ?? null),
+      rows.map((r) => r.items),
+      rows.map((r) => r.language ?? null),
+      rows.map((r) => r.dedupeKey ?? null),
+    ],
   );
-  if (inserted.rowCount === 0) log.debug({ to: pseudonym(to), kind: n.kind }, "notification already enqueued (same dedupe key)");
+  if (inserted.rowCount < rows.length) log.debug({ skipped: rows.length - inserted.rowCount }, "notifications already enqueued (same dedupe key)");
 }
 
 /** An SMTP answer that will not change by retrying: the server refused the recipient or the message for good. */

@@ -12,7 +12,7 @@ import type { KuvertConfig } from "../config/schema.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { mailLanguage, notice } from "../i18n.ts";
 import { logger } from "../log.ts";
-import { enqueueNotification } from "../mail/outbox.ts";
+import { enqueueNotification, enqueueNotifications, type Notification } from "../mail/outbox.ts";
 import { HomeserverError, type Homeserver } from "../matrix/homeserver.ts";
 import { createMedia, quarantineMedia, uploadMedia, uploadOnce } from "../matrix/media.ts";
 import type { MediaReference } from "../matrix/references.ts";
@@ -24,7 +24,8 @@ import { ScannerUntrustedError, type DocumentScanner } from "../scanning/policy.
 import type { ScannerUnavailableError, ScanVerdict, Unscannable } from "../scanning/scanner.ts";
 import type { StaffRoom } from "../staff/staffroom.ts";
 import { AdaptiveLimit } from "../workers/limit.ts";
-import { Worker, WorkQueue, type QueueRow } from "../workers/queue.ts";
+import { BatchWriter, DrainingWorker } from "../workers/batch.ts";
+import { WorkQueue, type QueueRow, type Worker } from "../workers/queue.ts";
 import { documentsInFlightLimit } from "../metrics.ts";
 import { refusalOf, scannerWaitSeconds, scanTimed, verdictLabel } from "../scanning/outcome.ts";
 import { documentTexts } from "./texts.ts";
@@ -40,6 +41,23 @@ const log = logger("documents");
 interface DocumentWorkRow extends QueueRow {
   document_id: string;
 }
+
+/** A delivered document whose events are in the room, waiting to be recorded. */
+interface Delivery {
+  row: DocumentWorkRow;
+  doc: store.DocumentRow;
+  org: StoredOrganisation & { roomId: string };
+  eventId: string;
+  announcementEventId: string;
+  replaced: store.DocumentRow | null;
+  /** Set once its batch recorded it (false: another worker had taken the document over). */
+  recorded: boolean;
+}
+
+/** Most deliveries recorded in one transaction. */
+const MAX_BATCH = 64;
+/** How long a batch of deliveries waits for others while documents are in hand. */
+const GATHER_MS = 50;
 
 /** The room is not there yet (being made) or not usable: try again later. */
 class RoomNotReady extends Error {}
@@ -57,6 +75,8 @@ export class DocumentPipeline {
   readonly inFlight: AdaptiveLimit;
   /** The worker that handles this process's documents (how many it has in hand paces the limit). */
   #worker: Worker<DocumentWorkRow> | undefined;
+  /** Records delivered documents, several per transaction. */
+  readonly #recorder: BatchWriter<Delivery>;
 
   /** With `prescans`, a verdict reached while the document arrived is taken instead of scanning again. */
   constructor(db: Database, hs: Homeserver, scanner: DocumentScanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
@@ -70,11 +90,21 @@ export class DocumentPipeline {
     this.queue = new WorkQueue<DocumentWorkRow>(db, { table: "document_work", key: "document_id", order: "q.run_after", maxAttempts: 20 }, config.workers.leaseSeconds);
     const { concurrency, maxDocumentsInFlight } = config.workers;
     this.inFlight = new AdaptiveLimit({ floor: Math.min(concurrency, maxDocumentsInFlight), max: maxDocumentsInFlight, onChange: (n) => documentsInFlightLimit.set(n) });
+    this.#recorder = new BatchWriter<Delivery>({
+      db,
+      maxBatch: MAX_BATCH,
+      // While other documents are in hand, a batch waits a moment for them: at full load a
+      // transaction then records several deliveries instead of one (alone, one goes at once).
+      gather: { ms: GATHER_MS, while: () => (this.#worker?.handling ?? 0) > this.#recorder.waiting },
+      write: (tx, batch) => this.#writeDeliveries(tx, batch),
+      written: (batch) => this.#delivered(batch),
+      failed: (d, err) => log.warn({ document: d.doc.id, err }, "recording a delivery failed; the document is taken up again (same media, same events) when its lease runs out"),
+    });
   }
 
   /** The worker of this process's documents; `onFinished` is told each document it handled. */
   worker(onFinished?: () => void): Worker<DocumentWorkRow> {
-    this.#worker = new Worker<DocumentWorkRow>({
+    this.#worker = new DrainingWorker<DocumentWorkRow>(this.#recorder, {
       name: "documents",
       queue: this.queue,
       concurrency: this.inFlight,
@@ -217,22 +247,51 @@ export class DocumentPipeline {
     const file = { msgtype: "m.file", body: doc.filename, filename: doc.filename, ...media, info };
     const eventId = await this.#paced(() => this.#hs.send(org.roomId, "m.room.message", file, `document:${doc.id}:file`), true);
     if (replaced) await this.#markReplaced(org.roomId, replaced, doc, eventId);
-    // The delivery, its audit rows, the clerks' e-mails and the end of the work in one commit.
-    await this.#db.transaction(async (tx) => {
-      await store.setState(tx, doc.id, "delivered", { eventId, announcementEventId, finished: true });
-      const versionDetails = replaced ? { supersedes: replaced.id, version: doc.version } : {};
-      await auditMany(tx, [
-        { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok", details: { roomId: org.roomId, eventId, ...versionDetails } },
+    // The delivery, its audit rows, the clerks' e-mails and the end of the work: committed
+    // together, with other documents' deliveries (see #writeDeliveries).
+    await this.#recorder.add({ row, doc, org, eventId, announcementEventId, replaced, recorded: false });
+  }
+
+  /** Records delivered documents, still leased by this worker, in one transaction. */
+  async #writeDeliveries(tx: Queryable, batch: Delivery[]): Promise<void> {
+    for (const d of batch) d.recorded = false;
+    const held = await this.queue.completeMany(
+      batch.map((d) => d.row),
+      tx,
+    );
+    const done = batch.filter((d) => held.has(d.doc.id));
+    await store.setDelivered(
+      tx,
+      done.map((d) => ({ id: d.doc.id, eventId: d.eventId, announcementEventId: d.announcementEventId })),
+    );
+    await auditMany(
+      tx,
+      done.flatMap(({ doc, org, eventId, replaced }) => [
+        { actor: "kuvert", action: "document.delivered", organisationId: doc.organisation_id, object: doc.id, outcome: "ok" as const, details: { roomId: org.roomId, eventId, ...(replaced ? { supersedes: replaced.id, version: doc.version } : {}) } },
         ...(replaced ? [{ actor: "kuvert", action: "document.superseded", organisationId: doc.organisation_id, object: replaced.id, outcome: "ok" as const, details: { supersededBy: doc.id, version: replaced.version, newVersion: doc.version } }] : []),
-      ]);
-      const mailTexts = documentTexts(mailLanguage(this.#config));
-      const title = replaced ? mailTexts.newVersionTitle(doc.kind, doc.version) : (doc.kind ?? mailTexts.untitled);
-      await this.#notifyClerks(tx, org, doc.id, { title, ...(doc.reference ? { reference: doc.reference } : {}) });
-      await this.queue.complete(row, "", [], tx);
-    });
-    // A crash before this leaves a staged file no work needs: retention's orphan sweep removes it.
-    await this.#staging.destroy(doc.id);
-    log.info({ document: doc.id, organisation: doc.organisation_id }, "document delivered");
+      ]),
+    );
+    const t = documentTexts(mailLanguage(this.#config));
+    await enqueueNotifications(
+      tx,
+      done.flatMap(({ doc, org, replaced }) => {
+        const title = replaced ? t.newVersionTitle(doc.kind, doc.version) : (doc.kind ?? t.untitled);
+        return this.#clerkMails(org, doc.id, { title, ...(doc.reference ? { reference: doc.reference } : {}) });
+      }),
+    );
+    for (const d of done) d.recorded = true;
+  }
+
+  /** After a batch of deliveries is committed: their staged files go (a crash before this leaves them to retention's orphan sweep). */
+  async #delivered(batch: Delivery[]): Promise<void> {
+    for (const d of batch) {
+      if (!d.recorded) {
+        log.info({ document: d.doc.id }, "a delivered document was taken over by another worker before it was recorded here; that worker records it");
+        continue;
+      }
+      await this.#staging.destroy(d.doc.id).catch((err: unknown) => log.warn({ document: d.doc.id, err }, "removing a delivered document's staged file failed; retention removes it"));
+      log.info({ document: d.doc.id, organisation: d.doc.organisation_id }, "document delivered");
+    }
   }
 
   /**
@@ -431,26 +490,25 @@ export class DocumentPipeline {
       });
       return;
     }
-    await this.#notifyClerks(tx, org, doc.id, { title: documentTexts(mailLanguage(this.#config)).untitled });
+    await enqueueNotifications(tx, this.#clerkMails(org, doc.id, { title: documentTexts(mailLanguage(this.#config)).untitled }));
   }
 
   /**
-   * Tells every clerk with an e-mail address that something new is in the room. The item names
-   * the kind and reference, never the file name: names of files can carry personal data.
+   * The e-mails telling every clerk with an address that something new is in the room. The item
+   * names the kind and reference, never the file name: names of files can carry personal data.
    */
-  async #notifyClerks(tx: Queryable, org: StoredOrganisation & { roomId: string }, documentId: string, item: { title: string; reference?: string }): Promise<void> {
-    for (const clerk of org.clerks) {
-      if (clerk.status !== "active" || !clerk.email) continue;
-      await enqueueNotification(tx, {
+  #clerkMails(org: StoredOrganisation & { roomId: string }, documentId: string, item: { title: string; reference?: string }): Notification[] {
+    return org.clerks
+      .filter((clerk) => clerk.status === "active" && clerk.email)
+      .map((clerk) => ({
         kind: documentMail,
-        to: clerk.email,
+        to: clerk.email!,
         organisationId: org.id,
         organisationName: org.name,
         roomId: org.roomId,
         items: [item],
         language: mailLanguage(this.#config),
         dedupeKey: `document:${documentId}:${clerk.email}`,
-      });
-    }
+      }));
   }
 }

@@ -173,6 +173,17 @@ export async function setState(
   );
 }
 
+/** Several documents delivered (their file and announcement events in the room), in one statement. */
+export async function setDelivered(q: Queryable, delivered: { id: string; eventId: string; announcementEventId: string }[]): Promise<void> {
+  if (delivered.length === 0) return;
+  await q.query(
+    `UPDATE documents d SET state = 'delivered', event_id = u.event_id, announcement_event_id = u.announcement_event_id, finished_at = now()
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, event_id, announcement_event_id)
+      WHERE d.id = u.id`,
+    [delivered.map((d) => d.id), delivered.map((d) => d.eventId), delivered.map((d) => d.announcementEventId)],
+  );
+}
+
 /** The media references of an inbound document; those of rows from before migration 012 are their source_mxc. */
 export function inboundMedia(doc: DocumentRow): MediaReference[] {
   if (doc.media) return doc.media;

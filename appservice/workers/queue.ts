@@ -87,6 +87,23 @@ export class WorkQueue<R extends QueueRow> {
   }
 
   /**
+   * Marks several rows done in one statement, inside transaction `via`: only those this worker
+   * still holds. Answers their keys. For queues without a version column.
+   */
+  async completeMany(rows: R[], via: Queryable): Promise<Set<string>> {
+    const { table, key, version } = this.spec;
+    if (version) throw new Error(`completeMany: ${table} has a version column; complete() each row`);
+    if (rows.length === 0) return new Set();
+    const done = await via.query<{ key: string }>(
+      `UPDATE ${table} SET state = 'done', lease_until = NULL, last_error = NULL
+        WHERE ${key} = ANY ($1) AND leased_by = $2
+        RETURNING ${key}::text AS key`,
+      [rows.map((r) => (r as unknown as Record<string, unknown>)[key]), workerId],
+    );
+    return new Set(done.rows.map((r) => r.key));
+  }
+
+  /**
    * Records a failure: retried after a backoff, or failed for good after maxAttempts, or at once
    * when `permanent` (a retry cannot cure it). Returns true if it gave up.
    */

@@ -34,7 +34,10 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
  */
 function checkParams(params: readonly unknown[]): unknown[] {
   for (const p of params) {
-    if (typeof p === "string" && p.includes("\0")) throw new KuvertError(ErrCode.InvalidInput, "The input contains a NUL character, which Kuvert does not accept in text.");
+    // An array parameter (several rows in one statement) carries its rows' text.
+    if (typeof p === "string" ? p.includes("\0") : Array.isArray(p) && p.some((v) => typeof v === "string" && v.includes("\0"))) {
+      throw new KuvertError(ErrCode.InvalidInput, "The input contains a NUL character, which Kuvert does not accept in text.");
+    }
   }
   return params as unknown[];
 }

@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { auditMany, type AuditEntry } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
 import type { Database } from "../db/database.ts";
+import { BatchWriter } from "../workers/batch.ts";
 import { ErrCode, KuvertError } from "../errors.ts";
 import { organisationStates } from "../organisations/store.ts";
 import { checkContent } from "../files/content.ts";
@@ -39,6 +40,19 @@ export interface Accepted {
   replayed: boolean;
 }
 
+/** A plain upload (no idempotency key, no earlier version) waiting to be recorded with others. */
+interface Recorded {
+  doc: store.NewDocument;
+  entries: AuditEntry[];
+  /** Its row, once its batch is committed. */
+  inserted: store.DocumentRow | null;
+}
+
+/** Most uploads recorded in one transaction. */
+const MAX_BATCH = 64;
+/** How long a batch of uploads waits for others still arriving. */
+const GATHER_MS = 50;
+
 export class DocumentIntake {
   readonly #db: Database;
   readonly #staging: Staging;
@@ -46,6 +60,9 @@ export class DocumentIntake {
   readonly #onWork: () => void;
   readonly #prescans: Prescans | undefined;
   readonly #pacer: IntakePacer | undefined;
+  readonly #recorder: BatchWriter<Recorded>;
+  /** Uploads being read and staged now, not yet recorded. */
+  #arriving = 0;
 
   /**
    * With `prescans`, documents are scanned while they arrive (see prescan.ts); with `pacer`, they
@@ -58,6 +75,24 @@ export class DocumentIntake {
     this.#onWork = onWork;
     this.#prescans = prescans;
     this.#pacer = pacer;
+    this.#recorder = new BatchWriter<Recorded>({
+      db,
+      maxBatch: MAX_BATCH,
+      // While other uploads are arriving, a batch waits a moment for them (one upload alone goes at once).
+      gather: { ms: GATHER_MS, while: () => this.#arriving > this.#recorder.waiting },
+      write: async (tx, batch) => {
+        const inserted = await store.insertDocuments(
+          tx,
+          batch.map((r) => r.doc),
+        );
+        const byId = new Map(inserted.map((row) => [row.id, row]));
+        for (const r of batch) r.inserted = byId.get(r.doc.id) ?? null;
+        await auditMany(
+          tx,
+          batch.flatMap((r) => r.entries),
+        );
+      },
+    });
   }
 
   /** The largest document accepted: the configured maximum, but never more than clamd scans. */
@@ -82,6 +117,16 @@ export class DocumentIntake {
       const waited = await this.#pacer.admit();
       if (waited > 0) intakeWaitSeconds.inc(waited / 1000);
     }
+    this.#arriving++;
+    try {
+      return await this.#receive(s, { organisationId: org.id, filename, kind, reference });
+    } finally {
+      this.#arriving--;
+    }
+  }
+
+  /** Stages and records an upload the organisation takes. */
+  async #receive(s: OutboundSubmission, { organisationId, filename, kind, reference }: { organisationId: string; filename: string; kind: string | null; reference: string | null }): Promise<Accepted> {
     const id = newDocumentId();
     const prescan = this.#prescans?.start();
     let staged;
@@ -98,13 +143,12 @@ export class DocumentIntake {
       checkContent(filename, staged.mimetype, this.#config.documents);
       // Clean already (scanned while it arrived): recorded with the document, so no process scans it again.
       const settled = prescan ? await this.#prescans!.settle(prescan.verdict, staged.size, staged.head) : undefined;
-      const result = await this.#db.transaction(async (tx): Promise<Accepted> => {
-        const earlier = s.idempotency ? await store.findByIdempotencyKey(tx, s.idempotency.scope, s.idempotency.key) : null;
-        const replaced = s.supersedes && !earlier ? await findReplaceable(tx, org.id, s.supersedes, true) : null;
-        const inserted = await store.insertDocument(tx, {
+      const record = (replaced: { id: string; version: number } | null): { doc: store.NewDocument; entries: AuditEntry[] } => {
+        const version = replaced ? { supersedes: replaced.id, version: replaced.version + 1 } : {};
+        const doc: store.NewDocument = {
           id,
           direction: "outbound",
-          organisationId: org.id,
+          organisationId,
           source: s.source,
           submittedBy: s.submittedBy,
           filename,
@@ -119,26 +163,41 @@ export class DocumentIntake {
           supersedes: replaced?.id ?? null,
           version: replaced ? replaced.version + 1 : 1,
           scanned: settled !== undefined,
-        });
-        if (!inserted) {
-          const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);
-          if (!first || first.sha256 !== staged.sha256 || first.organisation_id !== org.id) {
-            throw new KuvertError(ErrCode.IdempotencyMismatch, "This Idempotency-Key was used for a different document; use a new key for a new document.");
-          }
-          return { document: store.toRecord(first), replayed: true };
-        }
-        if (replaced) await linkVersions(tx, replaced.id, id);
+        };
         const received: AuditEntry = {
           actor: s.submittedBy,
           action: "document.received",
-          organisationId: org.id,
+          organisationId,
           object: id,
           outcome: "ok",
-          details: { filename, kind, reference, size: staged.size, mimetype: staged.mimetype, sha256: staged.sha256, source: s.source, ...(replaced ? { supersedes: replaced.id, version: replaced.version + 1 } : {}) },
+          details: { filename, kind, reference, size: staged.size, mimetype: staged.mimetype, sha256: staged.sha256, source: s.source, ...version },
         };
-        await auditMany(tx, settled ? [received, scannedEntry(org.id, id, settled.durationMs, true)] : [received]);
-        return { document: store.toRecord(inserted), replayed: false };
-      });
+        return { doc, entries: settled ? [received, scannedEntry(organisationId, id, settled.durationMs, true)] : [received] };
+      };
+      let result: Accepted;
+      if (!s.idempotency && !s.supersedes) {
+        // Nothing to look up first: recorded with other uploads that end about now, in one transaction.
+        const plain: Recorded = { ...record(null), inserted: null };
+        await this.#recorder.record(plain);
+        result = { document: store.toRecord(plain.inserted!), replayed: false };
+      } else {
+        result = await this.#db.transaction(async (tx): Promise<Accepted> => {
+          const earlier = s.idempotency ? await store.findByIdempotencyKey(tx, s.idempotency.scope, s.idempotency.key) : null;
+          const replaced = s.supersedes && !earlier ? await findReplaceable(tx, organisationId, s.supersedes, true) : null;
+          const { doc, entries } = record(replaced);
+          const inserted = await store.insertDocument(tx, doc);
+          if (!inserted) {
+            const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);
+            if (!first || first.sha256 !== staged.sha256 || first.organisation_id !== organisationId) {
+              throw new KuvertError(ErrCode.IdempotencyMismatch, "This Idempotency-Key was used for a different document; use a new key for a new document.");
+            }
+            return { document: store.toRecord(first), replayed: true };
+          }
+          if (replaced) await linkVersions(tx, replaced.id, id);
+          await auditMany(tx, entries);
+          return { document: store.toRecord(inserted), replayed: false };
+        });
+      }
       if (result.replayed) {
         prescan?.tap.abort();
         await this.#staging.destroy(id);

@@ -104,40 +104,54 @@ export interface NewDocument {
 
 /** Inserts the document and its work item; answers the new row, or null when the idempotency key or event was taken. */
 export async function insertDocument(q: Queryable, d: NewDocument): Promise<DocumentRow | null> {
-  // The work item in the same statement (a data-modifying WITH): one round trip for both.
+  return (await insertDocuments(q, [d]))[0] ?? null;
+}
+
+/**
+ * Inserts documents and their work items in one statement (a data-modifying WITH); answers the
+ * new rows in the order given, leaving out those whose idempotency key or event was taken.
+ */
+export async function insertDocuments(q: Queryable, list: NewDocument[]): Promise<DocumentRow[]> {
+  if (list.length === 0) return [];
   const res = await q.query<DocumentRow>(
     `WITH inserted AS (
      INSERT INTO documents (id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
                             idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version, scanned_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, CASE WHEN $20 THEN now() END)
+     SELECT id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
+            idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version, CASE WHEN scanned THEN now() END
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
+                   $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::jsonb[], $18::text[], $19::int[], $20::boolean[])
+         AS u(id, direction, organisation_id, source, submitted_by, filename, kind, reference, mimetype, size, sha256,
+              idempotency_scope, idempotency_key, room_event_id, source_mxc, batch_id, media, supersedes, version, scanned)
      ON CONFLICT DO NOTHING
      RETURNING *
    ), work AS (INSERT INTO document_work (document_id) SELECT id FROM inserted)
    SELECT * FROM inserted`,
     [
-      d.id,
-      d.direction,
-      d.organisationId,
-      d.source,
-      d.submittedBy,
-      d.filename,
-      d.kind,
-      d.reference,
-      d.mimetype,
-      d.size,
-      d.sha256,
-      d.idempotencyScope ?? null,
-      d.idempotencyKey ?? null,
-      d.roomEventId ?? null,
-      d.sourceMxc ?? null,
-      d.batchId ?? null,
-      d.media ? JSON.stringify(d.media) : null,
-      d.supersedes ?? null,
-      d.version ?? 1,
-      d.scanned ?? false,
+      list.map((d) => d.id),
+      list.map((d) => d.direction),
+      list.map((d) => d.organisationId),
+      list.map((d) => d.source),
+      list.map((d) => d.submittedBy),
+      list.map((d) => d.filename),
+      list.map((d) => d.kind),
+      list.map((d) => d.reference),
+      list.map((d) => d.mimetype),
+      list.map((d) => d.size),
+      list.map((d) => d.sha256),
+      list.map((d) => d.idempotencyScope ?? null),
+      list.map((d) => d.idempotencyKey ?? null),
+      list.map((d) => d.roomEventId ?? null),
+      list.map((d) => d.sourceMxc ?? null),
+      list.map((d) => d.batchId ?? null),
+      list.map((d) => (d.media ? JSON.stringify(d.media) : null)),
+      list.map((d) => d.supersedes ?? null),
+      list.map((d) => d.version ?? 1),
+      list.map((d) => d.scanned ?? false),
     ],
   );
-  return res.rows[0] ?? null;
+  const byId = new Map(res.rows.map((r) => [r.id, r]));
+  return list.flatMap((d) => byId.get(d.id) ?? []);
 }
 
 export async function setState(

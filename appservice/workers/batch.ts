@@ -13,8 +13,8 @@ export interface BatchWriterOptions<T> {
   write(tx: Queryable, items: T[]): Promise<void>;
   /** After a batch is committed (outside its transaction), e.g. removing what it no longer needs; reports its own errors. */
   written?(items: T[]): Promise<void>;
-  /** Told of an item whose write failed when nobody waits for it. */
-  failed(item: T, err: unknown): void;
+  /** Told of an item handed over with add() whose write failed when nobody waits for it. */
+  failed?(item: T, err: unknown): void;
   /** Most items in one transaction; beyond this many waiting, handlers wait for their batch. */
   maxBatch: number;
   /**
@@ -45,13 +45,19 @@ export class BatchWriter<T> {
 
   /** Hands `item` over; resolves at once, or when its batch is written if the writer is behind (and rejects if that write fails). */
   async add(item: T): Promise<void> {
+    const written = this.record(item);
+    if (this.#waiting.length > this.#opts.maxBatch) return written;
+    written.catch((err: unknown) => this.#opts.failed?.(item, err));
+  }
+
+  /** Hands `item` over and waits until its batch is committed (rejects if its write fails). */
+  record(item: T): Promise<void> {
     const written = new Promise<void>((resolve, reject) => {
       this.#waiting.push({ item, done: resolve, failed: reject });
     });
     if (!this.#writing) this.#writer = this.#writeBatches();
     if (this.#waiting.length >= this.#opts.maxBatch) this.#full?.();
-    if (this.#waiting.length > this.#opts.maxBatch) return written;
-    written.catch((err: unknown) => this.#opts.failed(item, err));
+    return written;
   }
 
   /** How many items wait to be written. */

@@ -271,8 +271,12 @@ export class ClamdScanner implements Scanner {
       }
       for (let offset = 0; offset < chunk.length; offset += maxChunkBytes) {
         const part = chunk.subarray(offset, Math.min(offset + maxChunkBytes, chunk.length));
+        // The length and its bytes in one system call (writev), not two.
+        conn.cork();
         conn.write(frameHeader(part.length));
-        await write(part);
+        const pending = write(part);
+        conn.uncork();
+        await pending;
         sent += part.length;
         progress(sent, false);
         if (stopped()) return undefined;

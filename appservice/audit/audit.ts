@@ -1,7 +1,7 @@
 // The audit log: one row per modifying action, written in the same transaction as the
 // change it records, chained by SHA-256 so that a changed or removed row is found.
 import { createHash } from "node:crypto";
-import type { Queryable } from "../db/database.ts";
+import { columnsOf, type Queryable } from "../db/database.ts";
 
 export const GENESIS_HASH = "0".repeat(64);
 // Serialises appends so that each row chains to exactly one predecessor.
@@ -82,18 +82,7 @@ export async function auditMany(tx: Queryable, entries: AuditEntry[], at: Date =
   await tx.query(
     `INSERT INTO audit_log (seq, at, actor, action, organisation_id, object, outcome, details, prev_hash, hash)
      SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::text[], $10::text[])`,
-    [
-      rows.map((r) => r.seq),
-      rows.map((r) => r.at),
-      rows.map((r) => r.actor),
-      rows.map((r) => r.action),
-      rows.map((r) => r.organisation_id),
-      rows.map((r) => r.object),
-      rows.map((r) => r.outcome),
-      rows.map((r) => JSON.stringify(r.details)),
-      rows.map((r) => r.prev_hash),
-      rows.map((r) => r.hash),
-    ],
+    columnsOf(rows, (r) => [r.seq, r.at, r.actor, r.action, r.organisation_id, r.object, r.outcome, JSON.stringify(r.details), r.prev_hash, r.hash]),
   );
   return rows;
 }

@@ -29,6 +29,16 @@ export interface Database extends Queryable {
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
 
 /**
+ * Rows as one array per column: the parameters of a statement that takes several rows at once
+ * (`… SELECT * FROM unnest($1::text[], $2::bigint[], …)`). `row` lists a row's values in column order.
+ */
+export function columnsOf<T>(rows: readonly T[], row: (r: T) => unknown[]): unknown[][] {
+  const columns: unknown[][] = [];
+  for (const r of rows) row(r).forEach((value, i) => (columns[i] ??= []).push(value));
+  return columns;
+}
+
+/**
  * PostgreSQL cannot store the NUL character in text. A parameter that carries one is the
  * caller's input gone unchecked: refused as bad input (400), not a database failure (500).
  */

@@ -1,5 +1,5 @@
 // SQL of the documents and document_work tables.
-import type { Queryable } from "../db/database.ts";
+import { columnsOf, type Queryable } from "../db/database.ts";
 import type { MediaReference } from "../matrix/references.ts";
 import type { DocumentRecord, DocumentState } from "./model.ts";
 import { notificationStates } from "../mail/store.ts";
@@ -127,28 +127,28 @@ export async function insertDocuments(q: Queryable, list: NewDocument[]): Promis
      RETURNING *
    ), work AS (INSERT INTO document_work (document_id) SELECT id FROM inserted)
    SELECT * FROM inserted`,
-    [
-      list.map((d) => d.id),
-      list.map((d) => d.direction),
-      list.map((d) => d.organisationId),
-      list.map((d) => d.source),
-      list.map((d) => d.submittedBy),
-      list.map((d) => d.filename),
-      list.map((d) => d.kind),
-      list.map((d) => d.reference),
-      list.map((d) => d.mimetype),
-      list.map((d) => d.size),
-      list.map((d) => d.sha256),
-      list.map((d) => d.idempotencyScope ?? null),
-      list.map((d) => d.idempotencyKey ?? null),
-      list.map((d) => d.roomEventId ?? null),
-      list.map((d) => d.sourceMxc ?? null),
-      list.map((d) => d.batchId ?? null),
-      list.map((d) => (d.media ? JSON.stringify(d.media) : null)),
-      list.map((d) => d.supersedes ?? null),
-      list.map((d) => d.version ?? 1),
-      list.map((d) => d.scanned ?? false),
-    ],
+    columnsOf(list, (d) => [
+      d.id,
+      d.direction,
+      d.organisationId,
+      d.source,
+      d.submittedBy,
+      d.filename,
+      d.kind,
+      d.reference,
+      d.mimetype,
+      d.size,
+      d.sha256,
+      d.idempotencyScope ?? null,
+      d.idempotencyKey ?? null,
+      d.roomEventId ?? null,
+      d.sourceMxc ?? null,
+      d.batchId ?? null,
+      d.media ? JSON.stringify(d.media) : null,
+      d.supersedes ?? null,
+      d.version ?? 1,
+      d.scanned ?? false,
+    ]),
   );
   const byId = new Map(res.rows.map((r) => [r.id, r]));
   return list.flatMap((d) => byId.get(d.id) ?? []);
@@ -194,7 +194,7 @@ export async function setDelivered(q: Queryable, delivered: { id: string; eventI
     `UPDATE documents d SET state = 'delivered', event_id = u.event_id, announcement_event_id = u.announcement_event_id, finished_at = now()
        FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, event_id, announcement_event_id)
       WHERE d.id = u.id`,
-    [delivered.map((d) => d.id), delivered.map((d) => d.eventId), delivered.map((d) => d.announcementEventId)],
+    columnsOf(delivered, (d) => [d.id, d.eventId, d.announcementEventId]),
   );
 }
 

@@ -32,7 +32,7 @@ import { createHash } from "node:crypto";
 import nodemailer, { type Transporter } from "nodemailer";
 import { audit } from "../audit/audit.ts";
 import type { KuvertConfig } from "../config/schema.ts";
-import type { Database, Queryable } from "../db/database.ts";
+import { columnsOf, type Database, type Queryable } from "../db/database.ts";
 import { mailLanguage, type Language } from "../i18n.ts";
 import { logger, pseudonym } from "../log.ts";
 import { Worker, WorkQueue, workerId, type QueueRow } from "../workers/queue.ts";
@@ -105,17 +105,7 @@ export async function enqueueNotifications(tx: Queryable, list: Notification[]):
     `INSERT INTO mail_outbox (kind, recipient, batch_key, organisation_id, organisation_name, room_id, items, language, dedupe_key)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[])
      ON CONFLICT (dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING`,
-    [
-      rows.map((r) => r.kind),
-      rows.map((r) => r.to),
-      rows.map((r) => r.batchKey),
-      rows.map((r) => r.organisationId ?? null),
-      rows.map((r) => r.organisationName ?? null),
-      rows.map((r) => r.roomId ?? null),
-      rows.map((r) => r.items),
-      rows.map((r) => r.language ?? null),
-      rows.map((r) => r.dedupeKey ?? null),
-    ],
+    columnsOf(rows, (r) => [r.kind, r.to, r.batchKey, r.organisationId ?? null, r.organisationName ?? null, r.roomId ?? null, r.items, r.language ?? null, r.dedupeKey ?? null]),
   );
   if (inserted.rowCount < rows.length) log.debug({ skipped: rows.length - inserted.rowCount }, "notifications already enqueued (same dedupe key)");
 }

@@ -88,7 +88,8 @@ export class WorkQueue<R extends QueueRow> {
 
   /**
    * Marks several rows done in one statement, inside transaction `via`: only those this worker
-   * still holds. Answers their keys. For queues without a version column.
+   * still holds and nobody finished meanwhile. Answers their keys. For queues without a version
+   * column.
    */
   async completeMany(rows: R[], via: Queryable): Promise<Set<string>> {
     const { table, key, version } = this.spec;
@@ -96,7 +97,7 @@ export class WorkQueue<R extends QueueRow> {
     if (rows.length === 0) return new Set();
     const done = await via.query<{ key: string }>(
       `UPDATE ${table} SET state = 'done', lease_until = NULL, last_error = NULL
-        WHERE ${key} = ANY ($1) AND leased_by = $2
+        WHERE ${key} = ANY ($1) AND leased_by = $2 AND state = 'pending'
         RETURNING ${key}::text AS key`,
       [rows.map((r) => (r as unknown as Record<string, unknown>)[key]), workerId],
     );

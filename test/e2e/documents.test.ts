@@ -220,6 +220,38 @@ describe("documents for organisations", () => {
     await waitFor("the staff mailbox e-mail", () => stack.smtp.messages.slice(before).some((m) => m.to && "text" in m.to && m.to.text === "staff@body.example" && /Gemeinde Musterstadt/.test(m.text ?? "")));
   });
 
+  it("records a burst's deliveries together, each once, and answers 202 only when a document is recorded (test homeserver: room events held)", async () => {
+    const hold = stack.fixture.faults.hold("PUT", /\/rooms\/[^/]+\/send\/m\.room\.message\/kuvert\./);
+    let ids: string[];
+    try {
+      const answers = await Promise.all([0, 1, 2, 3].map((i) => drop("musterstadt", pdf(`Bescheid ${i} des Bündels`), { filename: `buendel-${i}.pdf`, kind: "Bescheid" })));
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        [202, 202, 202, 202],
+      );
+      ids = answers.map((a) => a.body.id);
+      // Recorded (with the others that ended about then) before the answer went out.
+      const rows = await stack.kuvert!.db.query<{ id: string }>("SELECT id FROM documents WHERE id = ANY($1)", [ids]);
+      assert.equal(rows.rowCount, 4, "every accepted document is in the database when its 202 comes");
+      // All four in hand (workers.concurrency 4), each waiting for its first event.
+      await hold.waitForHeld(4, 20_000);
+    } finally {
+      hold.release();
+    }
+    for (const id of ids) await until(id, ["delivered"]);
+    const delivered = await stack.kuvert!.db.query<{ object: string; at: Date }>("SELECT object, at FROM audit_log WHERE action = 'document.delivered' AND object = ANY($1)", [ids]);
+    assert.deepEqual(delivered.rows.map((r) => r.object).sort(), [...ids].sort(), "one delivery row per document");
+    const transactions = new Set(delivered.rows.map((r) => r.at.toISOString())).size;
+    assert.ok(transactions < ids.length, `four deliveries ending together recorded in fewer transactions (${transactions})`);
+    const mails = await stack.kuvert!.db.query<{ dedupe_key: string }>("SELECT dedupe_key FROM mail_outbox WHERE dedupe_key = ANY($1)", [ids.map((id) => `document:${id}:anna@musterstadt.example`)]);
+    assert.equal(mails.rowCount, 4, "one e-mail notification per document for its clerk");
+    const work = await stack.kuvert!.db.query<{ state: string }>("SELECT state FROM document_work WHERE document_id = ANY($1)", [ids]);
+    assert.deepEqual(
+      work.rows.map((r) => r.state),
+      ["done", "done", "done", "done"],
+    );
+  });
+
   it("kept people and secrets out of its logs through all of the above", () => {
     const log = readFileSync(join(artifactsDir, "logs", "documents.log"), "utf8");
     assert.ok(log.split("\n").length > 10, "the log has content to check");

@@ -477,11 +477,6 @@ export class CircularFanout {
 
   // ---- recording deliveries, several per transaction -----------------------------------------
 
-  /** Waits until every delivery handed to the recorder is recorded (at shutdown). */
-  drain(): Promise<void> {
-    return this.#recorder.drain();
-  }
-
   async #writeBatch(tx: Queryable, batch: Completion[]): Promise<void> {
     const t = circularTexts(mailLanguage(this.#config));
     const recorded = await store.markDelivered(

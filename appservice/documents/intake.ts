@@ -61,7 +61,7 @@ export class DocumentIntake {
   readonly #prescans: Prescans | undefined;
   readonly #pacer: IntakePacer | undefined;
   readonly #recorder: BatchWriter<Recorded>;
-  /** Uploads being read and staged now, not yet recorded. */
+  /** Uploads let in, from their first byte until they are recorded or refused. */
   #arriving = 0;
 
   /**
@@ -143,7 +143,7 @@ export class DocumentIntake {
       checkContent(filename, staged.mimetype, this.#config.documents);
       // Clean already (scanned while it arrived): recorded with the document, so no process scans it again.
       const settled = prescan ? await this.#prescans!.settle(prescan.verdict, staged.size, staged.head) : undefined;
-      const record = (replaced: { id: string; version: number } | null): { doc: store.NewDocument; entries: AuditEntry[] } => {
+      const rowsOf = (replaced: { id: string; version: number } | null): { doc: store.NewDocument; entries: AuditEntry[] } => {
         const version = replaced ? { supersedes: replaced.id, version: replaced.version + 1 } : {};
         const doc: store.NewDocument = {
           id,
@@ -177,14 +177,14 @@ export class DocumentIntake {
       let result: Accepted;
       if (!s.idempotency && !s.supersedes) {
         // Nothing to look up first: recorded with other uploads that end about now, in one transaction.
-        const plain: Recorded = { ...record(null), inserted: null };
+        const plain: Recorded = { ...rowsOf(null), inserted: null };
         await this.#recorder.record(plain);
         result = { document: store.toRecord(plain.inserted!), replayed: false };
       } else {
         result = await this.#db.transaction(async (tx): Promise<Accepted> => {
           const earlier = s.idempotency ? await store.findByIdempotencyKey(tx, s.idempotency.scope, s.idempotency.key) : null;
           const replaced = s.supersedes && !earlier ? await findReplaceable(tx, organisationId, s.supersedes, true) : null;
-          const { doc, entries } = record(replaced);
+          const { doc, entries } = rowsOf(replaced);
           const inserted = await store.insertDocument(tx, doc);
           if (!inserted) {
             const first = await store.findByIdempotencyKey(tx, s.idempotency!.scope, s.idempotency!.key);

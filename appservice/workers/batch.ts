@@ -1,9 +1,10 @@
-// Records what workers finished, several items per transaction. A worker's slot is a request in
-// flight toward the homeserver, not a database write: a handler hands its finished item over
-// and its slot is free at once (unless the writer has fallen behind: then the handler waits for
-// its batch, and the queue slows down to what the database takes). The item's row stays leased
-// until its batch is committed; when a write fails, the lease runs out, another attempt finds
-// its work done (transaction ids, recorded media) and hands it over again.
+// Records finished work several items per transaction. A worker's slot is a request in flight
+// toward the homeserver, not a database write: a handler hands its finished item over with
+// add() and its slot is free at once (unless the writer has fallen behind: then the handler
+// waits for its batch, and the queue slows down to what the database takes). The item's row
+// stays leased until its batch is committed; when a write fails, the lease runs out, another
+// attempt finds its work done (transaction ids, recorded media) and hands it over again. A
+// caller that must not answer before its item is committed (an upload's 202) waits with record().
 import type { Database, Queryable } from "../db/database.ts";
 import { Worker, type QueueRow, type WorkerOptions } from "./queue.ts";
 

@@ -5,7 +5,7 @@ import { columnsOf, type Queryable } from "../db/database.ts";
 
 export const GENESIS_HASH = "0".repeat(64);
 // Serialises appends so that each row chains to exactly one predecessor.
-const AUDIT_LOCK = 7_410_002;
+export const AUDIT_LOCK = 7_410_002;
 
 export interface AuditEntry {
   /** A Matrix user ID, `token:<name>` for an API token, or `kuvert` for Kuvert itself. */

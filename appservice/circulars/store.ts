@@ -1,6 +1,6 @@
 // SQL of the circulars, circular_revisions, circular_attachments, circular_work,
 // circular_deliveries and circular_staff_files tables.
-import type { Queryable } from "../db/database.ts";
+import { columnsOf, type Queryable } from "../db/database.ts";
 import type { CircularState, DeliveryState, Targets } from "./model.ts";
 
 export interface CircularRow {
@@ -290,7 +290,7 @@ export async function markDelivered(q: Queryable, delivered: { id: string; roomI
        FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, room_id, event_id)
       WHERE d.id = u.id AND d.leased_by = $4 AND d.state = 'pending'
       RETURNING d.id`,
-    [delivered.map((d) => d.id), delivered.map((d) => d.roomId), delivered.map((d) => d.eventId), leasedBy],
+    [...columnsOf(delivered, (d) => [d.id, d.roomId, d.eventId]), leasedBy],
   );
   return new Set(rows.map((r) => String(r.id)));
 }

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
+import { AUDIT_LOCK } from "../../appservice/audit/audit.ts";
 import { createToken } from "../../appservice/tokens/tokens.ts";
 import { EICAR, zipContaining } from "../support/clamd.ts";
 import { artifactsDir, startStack, waitFor, type Stack } from "../support/harness.ts";
@@ -250,6 +251,41 @@ describe("documents for organisations", () => {
       work.rows.map((r) => r.state),
       ["done", "done", "done", "done"],
     );
+  });
+
+  it("answers an upload's 202 only once it is recorded: none while its record cannot be committed", async () => {
+    // The audit chain's lock, held here: the upload's transaction waits for it before it commits.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+    const holding = stack.kuvert!.db.transaction(async (tx) => {
+      await tx.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK]);
+      locked();
+      await released;
+    });
+    let answered = false;
+    let upload: ReturnType<typeof drop> | undefined;
+    try {
+      await lockTaken;
+      upload = drop("musterstadt", pdf("Bescheid, aufgenommen erst nach dem Protokoll"), { filename: "protokoll.pdf", kind: "Bescheid" }).then((a) => {
+        answered = true;
+        return a;
+      });
+      await waitFor("the upload's record to wait for the audit chain", async () => {
+        const { rows } = await stack.kuvert!.db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+        return rows[0]!.n > 0;
+      });
+      assert.equal(answered, false, "no 202 while the record is not committed");
+    } finally {
+      release();
+      await holding;
+    }
+    const answer = await upload!;
+    assert.equal(answer.status, 202);
+    const rows = await stack.kuvert!.db.query("SELECT 1 FROM documents WHERE id = $1", [answer.body.id]);
+    assert.equal(rows.rowCount, 1);
+    await until(answer.body.id, ["delivered"]);
   });
 
   it("kept people and secrets out of its logs through all of the above", () => {

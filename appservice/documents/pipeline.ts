@@ -77,6 +77,8 @@ export class DocumentPipeline {
   #worker: Worker<DocumentWorkRow> | undefined;
   /** Records delivered documents, several per transaction. */
   readonly #recorder: BatchWriter<Delivery>;
+  /** Told each document finished (see worker()). */
+  #onFinished: (() => void) | undefined;
 
   /** With `prescans`, a verdict reached while the document arrived is taken instead of scanning again. */
   constructor(db: Database, hs: Homeserver, scanner: DocumentScanner, staging: Staging, staffRoom: StaffRoom, config: KuvertConfig, prescans?: Prescans) {
@@ -102,16 +104,19 @@ export class DocumentPipeline {
     });
   }
 
-  /** The worker of this process's documents; `onFinished` is told each document it handled. */
+  /**
+   * The worker of this process's documents; `onFinished` is told each document it finished
+   * (rejected, held, or delivered: a delivery once its record is committed).
+   */
   worker(onFinished?: () => void): Worker<DocumentWorkRow> {
+    this.#onFinished = onFinished;
     this.#worker = new DrainingWorker<DocumentWorkRow>(this.#recorder, {
       name: "documents",
       queue: this.queue,
       concurrency: this.inFlight,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
       handle: async (row) => {
-        await this.#handle(row);
-        onFinished?.();
+        if ((await this.#handle(row)) === "finished") onFinished?.();
       },
       // Refused in a way no retry cures (e.g. the homeserver will not take the file), or out of attempts:
       // the document is failed with the reason (API, console), audited, and staff are alerted.
@@ -133,11 +138,13 @@ export class DocumentPipeline {
     return this.#worker;
   }
 
-  async #handle(row: DocumentWorkRow): Promise<void> {
+  /** "recording": a delivery handed to the batch writer, finished when its batch is committed. */
+  async #handle(row: DocumentWorkRow): Promise<"finished" | "recording"> {
     const doc = await store.findDocument(this.#db, row.document_id);
-    if (!doc) return void (await this.queue.complete(row));
-    if (doc.direction === "outbound") await this.#outbound(row, doc);
+    if (!doc) await this.queue.complete(row);
+    else if (doc.direction === "outbound") return this.#outbound(row, doc);
     else await this.#inbound(row, doc);
+    return "finished";
   }
 
   /**
@@ -170,14 +177,18 @@ export class DocumentPipeline {
     return org as StoredOrganisation & { roomId: string };
   }
 
-  async #outbound(row: DocumentWorkRow, doc: store.DocumentRow): Promise<void> {
+  async #outbound(row: DocumentWorkRow, doc: store.DocumentRow): Promise<"finished" | "recording"> {
     const t = documentTexts(this.#config.organisations.language);
-    if (doc.state === "rejected") return this.#finishRejection(row, doc);
+    if (doc.state === "rejected") {
+      await this.#finishRejection(row, doc);
+      return "finished";
+    }
     if (!doc.scanned_at) {
       const verdict = await this.#scan(row, doc, (early) => this.#staging.local(doc.id, (path) => this.#scanner.scanFile(path, Number(doc.size), early)));
-      if (verdict === null) return;
+      if (verdict === null) return "finished";
       if (verdict !== "too-large" && !verdict.clean && verdict.unscannable && this.#config.scanning.archives.unscannable === "hold") {
-        return this.#holdForStaff(row, doc, { ...verdict, clean: false, unscannable: verdict.unscannable });
+        await this.#holdForStaff(row, doc, { ...verdict, clean: false, unscannable: verdict.unscannable });
+        return "finished";
       }
       if (verdict === "too-large" || !verdict.clean) {
         const refusal = this.#refusal(verdict);
@@ -197,7 +208,8 @@ export class DocumentPipeline {
           });
           await this.#staffRoom.alertByMail(tx, { key: `rejected:${doc.id}`, mail: t.rejectedMail(doc.id, doc.organisation_id, reason) }, doc.organisation_id);
         });
-        return this.#finishRejection(row, { ...doc, reason, state: "rejected" });
+        await this.#finishRejection(row, { ...doc, reason, state: "rejected" });
+        return "finished";
       }
       await this.#db.transaction(async (tx) => {
         await store.setState(tx, doc.id, "scanning", { scanned: true });
@@ -250,6 +262,7 @@ export class DocumentPipeline {
     // The delivery, its audit rows, the clerks' e-mails and the end of the work: committed
     // together, with other documents' deliveries (see #writeDeliveries).
     await this.#recorder.add({ row, doc, org, eventId, announcementEventId, replaced, recorded: false });
+    return "recording";
   }
 
   /** Records delivered documents, still leased by this worker, in one transaction. */
@@ -282,9 +295,13 @@ export class DocumentPipeline {
     for (const d of done) d.recorded = true;
   }
 
-  /** After a batch of deliveries is committed: their staged files go (a crash before this leaves them to retention's orphan sweep). */
+  /**
+   * After a batch of deliveries is committed: each is finished (the intake's pacer may let another
+   * upload in), and their staged files go (a crash before this leaves them to retention's orphan sweep).
+   */
   async #delivered(batch: Delivery[]): Promise<void> {
     for (const d of batch) {
+      this.#onFinished?.();
       if (!d.recorded) {
         log.info({ document: d.doc.id }, "a delivered document was taken over by another worker before it was recorded here; that worker records it");
         continue;

@@ -111,7 +111,7 @@ export class DeviceOwner {
       const batch = await this.#inbox.next();
       if (!batch) break;
       const verifiers = await device.receive(batch.updates);
-      await this.#inbox.done(batch.upTo);
+      await this.#inbox.done(batch.seqs);
       for (const userId of verifiers) await recordVerifications(this.#db, await device.verifications(userId, this.#parts.mayVerify(userId)));
     }
     // What people decided about the emoji of a verification, carried out.

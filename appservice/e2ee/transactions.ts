@@ -102,8 +102,13 @@ export class DeviceInbox {
     await q.query(`INSERT INTO e2ee_device_inbox (txn_id, to_device, changed, "left", room_event) VALUES ('room', '[]', '[]', '[]', $1)`, [JSON.stringify(event)]);
   }
 
-  /** The oldest updates not handed to the device yet, and the last one's number. */
-  async next(limit = 100): Promise<{ updates: DeviceUpdate[]; upTo: string } | null> {
+  /**
+   * The oldest updates not handed to the device yet, and their numbers. Numbers are taken when a
+   * row is inserted, not when it is committed: a transaction's row may commit after a later row
+   * (a member's join, stored on its own) was read, so it is read next time, and done() deletes
+   * exactly the rows read, never "up to" a number.
+   */
+  async next(limit = 100): Promise<{ updates: DeviceUpdate[]; seqs: string[] } | null> {
     const { rows } = await this.#db.query<{ seq: string; to_device: Json[]; changed: string[]; left: string[]; key_counts: Record<string, number> | null; fallback: string[] | null; room_event: Json | null }>(
       `SELECT seq, to_device, changed, "left", key_counts, fallback, room_event FROM e2ee_device_inbox ORDER BY seq LIMIT $1`,
       [limit],
@@ -111,12 +116,12 @@ export class DeviceInbox {
     if (rows.length === 0) return null;
     return {
       updates: rows.map((r) => ({ toDevice: r.to_device, changed: r.changed, left: r.left, keyCounts: r.key_counts, fallback: r.fallback, ...(r.room_event ? { roomEvent: r.room_event } : {}) })),
-      upTo: rows[rows.length - 1]!.seq,
+      seqs: rows.map((r) => r.seq),
     };
   }
 
   /** Deletes what the device has (saved) now. */
-  async done(upTo: string): Promise<void> {
-    await this.#db.query("DELETE FROM e2ee_device_inbox WHERE seq <= $1", [upTo]);
+  async done(seqs: string[]): Promise<void> {
+    await this.#db.query("DELETE FROM e2ee_device_inbox WHERE seq = ANY($1::bigint[])", [seqs]);
   }
 }

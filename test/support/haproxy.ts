@@ -43,8 +43,8 @@ export interface Balancer {
   /** The public frontend (API, console), as the reverse proxy in front of the stack reaches it. */
   publicUrl: string;
   pid: number;
-  /** Requests each backend answered so far, from HAProxy's log: "appservice kuvert-1" → n. */
-  answered(): Map<string, number>;
+  /** Requests each backend answered so far (with `status`: with that status), from HAProxy's log: "appservice kuvert-1" → n. */
+  answered(status?: number): Map<string, number>;
   /** Waits until HAProxy counts every backend's servers as up (its health checks passed). */
   allUp(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -85,10 +85,11 @@ export async function startBalancer(opts: BalancerOptions): Promise<Balancer> {
     appserviceUrl: `http://127.0.0.1:${ports.appservice}`,
     publicUrl,
     pid: child.pid!,
-    answered() {
+    answered(status?: number) {
       const counts = new Map<string, number>();
-      // httplog lines name "<frontend> <backend>/<server>".
-      for (const m of readFileSync(opts.logPath, "utf8").matchAll(/ kuvert-(appservice|public)\/(kuvert-\d+) /g)) {
+      // httplog lines name "<frontend> <backend>/<server> <timers> <status>".
+      for (const m of readFileSync(opts.logPath, "utf8").matchAll(/ kuvert-(appservice|public)\/(kuvert-\d+) \S+ (-?\d+) /g)) {
+        if (status !== undefined && Number(m[3]) !== status) continue;
         const key = `${m[1]} ${m[2]}`;
         counts.set(key, (counts.get(key) ?? 0) + 1);
       }

@@ -106,5 +106,23 @@ export async function processesBehindBalancer(stack: Stack, names: string[]): Pr
     ports: { appservice: stack.config.appservice.listener.port, public: stack.config.publicApi.listener.port },
   });
   await balancer.allUp();
+  await homeserverReaches(stack, balancer);
   return { processes, balancer };
+}
+
+/**
+ * Waits until the homeserver's transactions come through the balancer again. While nothing
+ * answered on the appservice's port (the stack's Kuvert stopped, the balancer not started yet), a
+ * transaction may have failed: the homeserver then counts the appservice as down and, until a retry
+ * gets through, drops what is not a room event, to-device messages such as a clerk's room key
+ * included (Synapse: "ephemeral events are dropped" in recovery mode, and its catch-up
+ * transactions carry none; synapse/appservice/scheduler.py, get_oldest_unsent_txn). An event of the
+ * bot's own (a room it makes for this and leaves) reaches Kuvert once the homeserver counts it up.
+ */
+async function homeserverReaches(stack: Stack, balancer: Balancer): Promise<void> {
+  const passed = () => [...balancer.answered(200)].reduce((n, [key, count]) => (key.startsWith("appservice ") ? n + count : n), 0);
+  const before = passed();
+  const { room_id: roomId } = await stack.asBot<{ room_id: string }>("POST", "/_matrix/client/v3/createRoom", { preset: "private_chat", name: "balancer probe" });
+  await waitFor("the homeserver's transactions to come through the balancer", () => passed() > before, 60_000, 100);
+  await stack.asBot("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, {});
 }

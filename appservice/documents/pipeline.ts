@@ -116,7 +116,7 @@ export class DocumentPipeline {
       concurrency: this.inFlight,
       pollMilliseconds: this.#config.workers.pollMilliseconds,
       handle: async (row) => {
-        if ((await this.#handle(row)) === "finished") onFinished?.();
+        if ((await this.#handle(row)) === "finished") this.#onFinished?.();
       },
       // Refused in a way no retry cures (e.g. the homeserver will not take the file), or out of attempts:
       // the document is failed with the reason (API, console), audited, and staff are alerted.

@@ -284,6 +284,7 @@ export async function setDeliveryReason(q: Queryable, id: string, reason: string
 
 /** Records deliveries whose events are in their rooms; answers the ids of those it recorded. */
 export async function markDelivered(q: Queryable, delivered: { id: string; roomId: string; eventId: string }[], leasedBy: string): Promise<Set<string>> {
+  if (delivered.length === 0) return new Set();
   // Only rows this worker still holds: one taken over meanwhile is recorded by whoever has it.
   const { rows } = await q.query<{ id: string }>(
     `UPDATE circular_deliveries d SET state = 'delivered', room_id = u.room_id, event_id = u.event_id, delivered_at = now(), lease_until = NULL, last_error = NULL

@@ -31,6 +31,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
 /**
  * Rows as one array per column: the parameters of a statement that takes several rows at once
  * (`… SELECT * FROM unnest($1::text[], $2::bigint[], …)`). `row` lists a row's values in column order.
+ * No rows give no columns, and the statement would lack its parameters: callers return early then.
  */
 export function columnsOf<T>(rows: readonly T[], row: (r: T) => unknown[]): unknown[][] {
   const columns: unknown[][] = [];
